@@ -1,0 +1,243 @@
+//! Appending to the DAG with every invariant of SPEC §1.2 checked, and ancestry queries.
+//!
+//! Invariants: a node's id is the hash of its canonical bytes; parents are sorted, unique and
+//! already stored; the logical clock exceeds every parent's; referenced nodes exist with the right
+//! type; nothing stored is ever changed (content addressing makes a re-append a no-op). A batch of
+//! nodes offered together (sync, import) is ordered parents-first, and a cycle among them is
+//! refused before anything is written.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::error::{Error, Result, Violation};
+use crate::id::NodeId;
+use crate::log::LogOp;
+use crate::node::{Node, NodeError, NodeType, NodeView, Payload};
+use crate::store::{Op, ReadTxn, Store};
+
+/// Checks every invariant that depends on other stored nodes.
+pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &Node) -> Result<()> {
+    for parent in &node.parents {
+        let Some(bytes) = store.node_bytes(txn, parent)? else {
+            return Err(Violation::MissingParent {
+                node: *id,
+                parent: *parent,
+            }
+            .into());
+        };
+        let view = NodeView::peek(bytes)?;
+        if view.clock >= node.clock {
+            return Err(Violation::ClockNotIncreasing {
+                node: *id,
+                clock: node.clock,
+                parent: *parent,
+                parent_clock: view.clock,
+            }
+            .into());
+        }
+        let allowed: &[NodeType] = match node.node_type() {
+            NodeType::Snapshot => &[NodeType::Root, NodeType::Snapshot, NodeType::Rewrite],
+            NodeType::Rewrite => &[NodeType::Root, NodeType::Snapshot],
+            _ => &[],
+        };
+        if !allowed.is_empty() && !allowed.contains(&view.node_type) {
+            return Err(Violation::WrongType {
+                node: *id,
+                target: *parent,
+                found: view.node_type.as_str(),
+                expected: "root, snapshot or rewrite",
+            }
+            .into());
+        }
+    }
+    for (target, expected) in node.references() {
+        let Some(bytes) = store.node_bytes(txn, &target)? else {
+            return Err(Violation::MissingReference { node: *id, target }.into());
+        };
+        let view = NodeView::peek(bytes)?;
+        if view.node_type != expected {
+            return Err(Violation::WrongType {
+                node: *id,
+                target,
+                found: view.node_type.as_str(),
+                expected: expected.as_str(),
+            }
+            .into());
+        }
+    }
+    if let Payload::Blob(crate::node::Blob::Chunked { chunks, .. }) = &node.payload {
+        for chunk in chunks {
+            let data = store
+                .view(txn, &chunk.id)?
+                .chunk_data()
+                .map_err(Error::from)?;
+            if data.len() != chunk.len as usize {
+                return Err(Violation::Malformed {
+                    node: *id,
+                    reason: format!(
+                        "chunk {} is {} bytes, the blob says {}",
+                        chunk.id,
+                        data.len(),
+                        chunk.len
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn malformed(id: NodeId, error: NodeError) -> Error {
+    Violation::Malformed {
+        node: id,
+        reason: error.to_string(),
+    }
+    .into()
+}
+
+/// Appends a node built in memory. Returns its id; appending an existing node is a no-op.
+pub fn append(op: &mut Op<'_>, node: &Node) -> Result<NodeId> {
+    if node.parents.windows(2).any(|p| p[0] >= p[1]) {
+        let id = node_id_unchecked(node);
+        return Err(Violation::UnsortedParents { node: id }.into());
+    }
+    let (id, bytes) = node.encode_with_id().map_err(|e| malformed(node_id_unchecked(node), e))?;
+    insert_validated(op, id, node, &bytes)?;
+    Ok(id)
+}
+
+/// Best-effort id for error messages about nodes that cannot be encoded canonically.
+fn node_id_unchecked(node: &Node) -> NodeId {
+    let mut probe = node.clone();
+    probe.parents.sort_unstable();
+    probe.parents.dedup();
+    probe
+        .encode_with_id()
+        .map(|(id, _)| id)
+        .unwrap_or(NodeId([0; 32]))
+}
+
+/// Appends a node offered as bytes under a claimed id (from a peer, a file, a patch).
+pub fn append_encoded(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<bool> {
+    let actual = NodeId::of_bytes(bytes);
+    if actual != claimed {
+        return Err(Violation::HashMismatch { claimed, actual }.into());
+    }
+    let node = Node::decode(bytes).map_err(|e| match e {
+        NodeError::Shape(reason) if reason.contains("parents are not sorted") => {
+            Violation::UnsortedParents { node: claimed }.into()
+        }
+        other => malformed(claimed, other),
+    })?;
+    insert_validated(op, claimed, &node, bytes)
+}
+
+pub(crate) fn insert_validated(op: &mut Op<'_>, id: NodeId, node: &Node, bytes: &[u8]) -> Result<bool> {
+    if op.store().has_node(op.txn(), &id)? {
+        return Ok(false);
+    }
+    validate_in_store(op.store(), op.txn(), &id, node)?;
+    op.put_node(&id, bytes)?;
+    op.log(LogOp::NodeCreated {
+        id,
+        node_type: node.node_type().as_str().to_owned(),
+    })?;
+    Ok(true)
+}
+
+/// Appends a set of encoded nodes offered together, in any order: they are sorted so parents
+/// and references come first, and a cycle among them is refused before anything is checked
+/// further. Returns how many were new.
+pub fn append_batch(op: &mut Op<'_>, nodes: &[(NodeId, Vec<u8>)]) -> Result<usize> {
+    let index: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+    // Edges within the batch: node i depends on node j.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut pending = vec![0usize; nodes.len()];
+    for (i, (id, bytes)) in nodes.iter().enumerate() {
+        let node = Node::decode(bytes).map_err(|e| malformed(*id, e))?;
+        let mut deps: HashSet<NodeId> = node.parents.iter().copied().collect();
+        deps.extend(node.references().into_iter().map(|(t, _)| t));
+        for dep in deps {
+            if let Some(&j) = index.get(&dep) {
+                if j == i {
+                    return Err(Violation::Cycle { node: *id }.into());
+                }
+                dependents[j].push(i);
+                pending[i] += 1;
+            }
+        }
+    }
+    let mut ready: VecDeque<usize> = (0..nodes.len()).filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(j) = ready.pop_front() {
+        order.push(j);
+        for &i in &dependents[j] {
+            pending[i] -= 1;
+            if pending[i] == 0 {
+                ready.push_back(i);
+            }
+        }
+    }
+    if order.len() != nodes.len() {
+        let stuck = (0..nodes.len()).find(|&i| pending[i] > 0).unwrap_or(0);
+        return Err(Violation::Cycle {
+            node: nodes[stuck].0,
+        }
+        .into());
+    }
+    let mut created = 0;
+    for i in order {
+        if append_encoded(op, nodes[i].0, &nodes[i].1)? {
+            created += 1;
+        }
+    }
+    Ok(created)
+}
+
+/// The logical clock of a stored node.
+pub fn clock_of(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<u64> {
+    Ok(store.view(txn, id)?.clock)
+}
+
+/// Whether `ancestor` is `descendant` or reachable from it through parents. Clocks prune the
+/// walk: a node whose clock is below the ancestor's cannot lead to it.
+pub fn is_ancestor(store: &Store, txn: &ReadTxn<'_>, ancestor: &NodeId, descendant: &NodeId) -> Result<bool> {
+    if ancestor == descendant {
+        return Ok(true);
+    }
+    let floor = clock_of(store, txn, ancestor)?;
+    let mut seen = HashSet::new();
+    let mut queue = VecDeque::from([*descendant]);
+    while let Some(id) = queue.pop_front() {
+        let view = store.view(txn, &id)?;
+        for parent in view.parents {
+            if parent == *ancestor {
+                return Ok(true);
+            }
+            if seen.insert(parent) && clock_of(store, txn, &parent)? > floor {
+                queue.push_back(parent);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The mainline predecessor of a snapshot: its single parent, or for a snapshot produced by a
+/// rewrite, the branch tip the rewrite started `from`. `None` at the root.
+pub fn mainline_parent(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Option<NodeId>> {
+    let view = store.view(txn, id)?;
+    let Some(parent) = view.parents.first().copied() else {
+        return Ok(None);
+    };
+    let mainline = match store.view(txn, &parent)?.node_type {
+        NodeType::Rewrite => match store.node(txn, &parent)?.payload {
+            Payload::Rewrite(rewrite) => rewrite.from,
+            _ => return Ok(None),
+        },
+        _ => parent,
+    };
+    match store.view(txn, &mainline)?.node_type {
+        NodeType::Snapshot => Ok(Some(mainline)),
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,247 @@
+//! The kernel's error type. Every variant has a stable code (for the RPC and `--json` output)
+//! and a one-line human message.
+
+use std::path::PathBuf;
+
+use crate::cbor::CborError;
+use crate::id::NodeId;
+use crate::node::NodeError;
+
+/// A broken DAG invariant (SPEC §1.2). Appends that would break one are refused whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// The bytes do not hash to the id they were offered under.
+    #[error("node {claimed} does not hash to its id (bytes hash to {actual})")]
+    HashMismatch {
+        /// The id the node was presented with.
+        claimed: NodeId,
+        /// What its bytes actually hash to.
+        actual: NodeId,
+    },
+    /// A parent is not in the store.
+    #[error("node {node} names parent {parent}, which does not exist")]
+    MissingParent {
+        /// The child.
+        node: NodeId,
+        /// The absent parent.
+        parent: NodeId,
+    },
+    /// A referenced node (tree entry, chunk, snapshot tree) is not in the store.
+    #[error("node {node} references {target}, which does not exist")]
+    MissingReference {
+        /// The referring node.
+        node: NodeId,
+        /// The absent target.
+        target: NodeId,
+    },
+    /// A parent or reference has the wrong node type.
+    #[error("node {node}: {target} is a {found}, expected {expected}")]
+    WrongType {
+        /// The referring node.
+        node: NodeId,
+        /// The referenced node.
+        target: NodeId,
+        /// What was found.
+        found: &'static str,
+        /// What was required.
+        expected: &'static str,
+    },
+    /// The logical clock does not exceed a parent's.
+    #[error("node {node} has clock {clock}, not greater than parent {parent}'s clock {parent_clock}")]
+    ClockNotIncreasing {
+        /// The child.
+        node: NodeId,
+        /// Its clock.
+        clock: u64,
+        /// The parent.
+        parent: NodeId,
+        /// The parent's clock.
+        parent_clock: u64,
+    },
+    /// Parents are not strictly ascending.
+    #[error("node {node}: parents are not sorted by id and unique")]
+    UnsortedParents {
+        /// The offending node.
+        node: NodeId,
+    },
+    /// A set of nodes offered together would form a cycle.
+    #[error("nodes offered together form a cycle through {node}")]
+    Cycle {
+        /// A node on the cycle.
+        node: NodeId,
+    },
+    /// The node is malformed on its own.
+    #[error("node {node}: {reason}")]
+    Malformed {
+        /// The offending node.
+        node: NodeId,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Everything a kernel operation can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bytes were not canonical CBOR.
+    #[error(transparent)]
+    Cbor(#[from] CborError),
+    /// A node could not be decoded or is malformed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// An append would break a DAG invariant.
+    #[error("DAG invariant violated: {0}")]
+    Invariant(#[from] Violation),
+    /// LMDB failed (disk full, map full, I/O).
+    #[error("store error: {0}")]
+    Store(#[from] heed::Error),
+    /// File-system I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A node that should exist does not.
+    #[error("node {0} not found")]
+    NodeNotFound(NodeId),
+    /// A node exists but is not of the type the operation needs.
+    #[error("{id} is a {found}, not a {expected}")]
+    NotA {
+        /// The node.
+        id: NodeId,
+        /// Its type.
+        found: &'static str,
+        /// The type required.
+        expected: &'static str,
+    },
+    /// A ref name breaks the naming rules.
+    #[error("invalid ref name {name:?}: {reason}")]
+    BadRefName {
+        /// The offered name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The ref does not exist.
+    #[error("no such ref: {0}")]
+    RefNotFound(String),
+    /// The ref already exists.
+    #[error("ref {0} already exists")]
+    RefExists(String),
+    /// Tags never move, and are deleted only with an explicit override.
+    #[error("tag {0} is immutable: tags never move, and deleting one needs --force")]
+    TagImmutable(String),
+    /// A branch may only move to a descendant of its tip.
+    #[error("branch {name} cannot move from {from} to {to}: not a fast-forward (use reset or rebase, which record an inversion rewrite)")]
+    NotFastForward {
+        /// The branch.
+        name: String,
+        /// Its tip.
+        from: NodeId,
+        /// The refused target.
+        to: NodeId,
+    },
+    /// A compare-and-set on a ref lost a race.
+    #[error("ref {name} moved concurrently (expected {expected}, found {found})")]
+    RefChanged {
+        /// The ref.
+        name: String,
+        /// What the caller expected.
+        expected: String,
+        /// What it is now.
+        found: String,
+    },
+    /// The checked-out branch cannot be deleted.
+    #[error("cannot delete branch {0}: it is checked out")]
+    BranchCheckedOut(String),
+    /// A revision expression names nothing.
+    #[error("unknown revision {0:?}")]
+    UnknownRevision(String),
+    /// An abbreviated id matches several nodes.
+    #[error("ambiguous revision {0:?}: several nodes match")]
+    AmbiguousRevision(String),
+    /// A path does not exist in a tree.
+    #[error("path {path:?} not found in {rev}")]
+    PathNotFound {
+        /// The path.
+        path: String,
+        /// The revision searched.
+        rev: String,
+    },
+    /// No `.jit` directory here or above.
+    #[error("not a JIT repository (or any parent up to /): {0}")]
+    NotARepository(PathBuf),
+    /// `init` on an existing repository.
+    #[error("a JIT repository already exists at {0}")]
+    AlreadyInitialized(PathBuf),
+    /// The log on disk is damaged.
+    #[error("log record {seq} is corrupt: {reason}")]
+    CorruptLog {
+        /// The record's sequence number.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Configuration could not be read.
+    #[error("bad configuration in {path}: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Input the operation cannot accept (a path outside the tree, an unsupported file type…).
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+/// Kernel result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A stable, machine-readable code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Cbor(_) => "bad_cbor",
+            Error::Node(_) => "bad_node",
+            Error::Invariant(_) => "invariant_violation",
+            Error::Store(_) => "store_error",
+            Error::Io { .. } => "io_error",
+            Error::NodeNotFound(_) => "node_not_found",
+            Error::NotA { .. } => "wrong_node_type",
+            Error::BadRefName { .. } => "bad_ref_name",
+            Error::RefNotFound(_) => "ref_not_found",
+            Error::RefExists(_) => "ref_exists",
+            Error::TagImmutable(_) => "tag_immutable",
+            Error::NotFastForward { .. } => "not_fast_forward",
+            Error::RefChanged { .. } => "ref_changed",
+            Error::BranchCheckedOut(_) => "branch_checked_out",
+            Error::UnknownRevision(_) => "unknown_revision",
+            Error::AmbiguousRevision(_) => "ambiguous_revision",
+            Error::PathNotFound { .. } => "path_not_found",
+            Error::NotARepository(_) => "not_a_repository",
+            Error::AlreadyInitialized(_) => "already_initialized",
+            Error::CorruptLog { .. } => "corrupt_log",
+            Error::Config { .. } => "bad_config",
+            Error::InvalidInput(_) => "invalid_input",
+        }
+    }
+
+    /// Whether this is the kernel refusing input (audited) rather than an environment failure.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            Error::Store(_) | Error::Io { .. } | Error::CorruptLog { .. }
+        )
+    }
+}

@@ -1,0 +1,198 @@
+//! `jit fsck`: replays the log against the stores and checks every invariant, naming exactly
+//! which log record, node or ref is wrong.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::dag;
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::log::{self, LogOp};
+use crate::node::{Node, NodeView};
+use crate::refs::{RefKind, RefName};
+use crate::store::Store;
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// Where: `log record 12`, `node <id>`, `ref heads/main`.
+    pub location: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FsckReport {
+    /// Log records read.
+    pub log_records: u64,
+    /// Nodes checked.
+    pub nodes: u64,
+    /// Refs checked.
+    pub refs: u64,
+    /// Everything found wrong; empty when the store is sound.
+    pub problems: Vec<Problem>,
+}
+
+impl FsckReport {
+    /// Whether nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, location: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            location: location.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks the whole store.
+pub fn fsck(store: &Store) -> Result<FsckReport> {
+    let txn = store.read()?;
+    let mut report = FsckReport::default();
+
+    // 1. Replay the log: checksums, order, chain, and the ref history it implies.
+    let mut created: HashMap<NodeId, u64> = HashMap::new();
+    let mut replayed_refs: BTreeMap<String, NodeId> = BTreeMap::new();
+    let mut expected_seq = 1u64;
+    let mut prev = [0u8; 32];
+    for entry in store.log_entries(&txn)? {
+        let (seq, stored) = entry?;
+        report.log_records += 1;
+        let at = format!("log record {seq}");
+        if seq != expected_seq {
+            report.problem(&at, format!("expected record {expected_seq} here: records are missing"));
+        }
+        expected_seq = seq + 1;
+        let (record, checksum) = match log::verify_record(seq, stored) {
+            Ok(ok) => ok,
+            Err(Error::CorruptLog { reason, .. }) => {
+                report.problem(&at, reason);
+                if stored.len() >= 32 {
+                    prev.copy_from_slice(&stored[..32]);
+                }
+                continue;
+            }
+            Err(other) => return Err(other),
+        };
+        if record.prev != prev {
+            report.problem(&at, "does not chain to the previous record's checksum");
+        }
+        prev = checksum;
+        replay(&mut report, &at, seq, record.op, &mut created, &mut replayed_refs);
+    }
+
+    // 2. Every node: hash, canonical encoding, invariants, and that the log created it in order.
+    for entry in store.node_entries(&txn)? {
+        let (key, bytes) = entry?;
+        report.nodes += 1;
+        let Some(id) = NodeId::from_slice(key) else {
+            report.problem(format!("node key {}", hex::encode(key)), "key is not a 32-byte id");
+            continue;
+        };
+        let at = format!("node {id}");
+        let actual = NodeId::of_bytes(bytes);
+        if actual != id {
+            report.problem(&at, format!("content does not hash to its id (hashes to {actual})"));
+            continue;
+        }
+        let node = match Node::decode(bytes) {
+            Ok(node) => node,
+            Err(e) => {
+                report.problem(&at, e.to_string());
+                continue;
+            }
+        };
+        if let Err(e) = dag::validate_in_store(store, &txn, &id, &node) {
+            report.problem(&at, e.to_string());
+        }
+        let Some(&born) = created.get(&id) else {
+            report.problem(&at, "stored but never logged as created");
+            continue;
+        };
+        let deps = node.parents.iter().copied().chain(node.references().into_iter().map(|(t, _)| t));
+        for dep in deps {
+            if created.get(&dep).is_some_and(|&dep_born| dep_born > born) {
+                report.problem(&at, format!("logged before {dep}, which it depends on"));
+            }
+        }
+    }
+    for (id, seq) in &created {
+        if !store.has_node(&txn, id)? {
+            report.problem(format!("log record {seq}"), format!("created node {id}, which is missing from the store"));
+        }
+    }
+
+    // 3. Refs: valid names, existing targets, and exactly the state the log replays to.
+    let stored_refs = store.refs_with_prefix(&txn, "")?;
+    for (name, target) in &stored_refs {
+        report.refs += 1;
+        let at = format!("ref {name}");
+        if let Err(e) = RefName::parse_full(name) {
+            report.problem(&at, e.to_string());
+        }
+        match store.node_bytes(&txn, target)? {
+            None => report.problem(&at, format!("points at missing node {target}")),
+            Some(bytes) => {
+                if let Err(e) = NodeView::peek(bytes) {
+                    report.problem(&at, format!("points at an unreadable node: {e}"));
+                }
+            }
+        }
+        match replayed_refs.get(name) {
+            Some(expected) if expected == target => {}
+            Some(expected) => report.problem(&at, format!("is {target} but the log says {expected}")),
+            None => report.problem(&at, "exists but the log never created it"),
+        }
+    }
+    for (name, target) in &replayed_refs {
+        if !stored_refs.iter().any(|(n, _)| n == name) {
+            report.problem(format!("ref {name}"), format!("missing; the log says it points at {target}"));
+        }
+    }
+    Ok(report)
+}
+
+fn replay(
+    report: &mut FsckReport,
+    at: &str,
+    seq: u64,
+    op: LogOp,
+    created: &mut HashMap<NodeId, u64>,
+    refs: &mut BTreeMap<String, NodeId>,
+) {
+    match op {
+        LogOp::NodeCreated { id, .. } => {
+            if created.insert(id, seq).is_some() {
+                report.problem(at, format!("node {id} is created a second time"));
+            }
+        }
+        LogOp::RefCreated { name, target } => {
+            if refs.insert(name.clone(), target).is_some() {
+                report.problem(at, format!("creates ref {name}, which already exists"));
+            }
+        }
+        LogOp::RefUpdated { name, from, to } => {
+            if RefName::parse_full(&name).is_ok_and(|n| n.kind() == RefKind::Tag) {
+                report.problem(at, format!("moves tag {name}"));
+            }
+            match refs.insert(name.clone(), to) {
+                Some(current) if current == from => {}
+                Some(current) => report.problem(at, format!("moves {name} from {from}, but it was at {current}")),
+                None => report.problem(at, format!("moves {name}, which does not exist")),
+            }
+        }
+        LogOp::RefDeleted { name, target, forced } => {
+            if RefName::parse_full(&name).is_ok_and(|n| n.kind() == RefKind::Tag) && !forced {
+                report.problem(at, format!("deletes tag {name} without the override"));
+            }
+            match refs.remove(&name) {
+                Some(current) if current == target => {}
+                Some(current) => report.problem(at, format!("deletes {name} at {target}, but it was at {current}")),
+                None => report.problem(at, format!("deletes {name}, which does not exist")),
+            }
+        }
+        LogOp::Audit { .. } => {}
+    }
+}

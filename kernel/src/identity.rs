@@ -1,0 +1,116 @@
+//! The universe's identity (RFC-0021): a UUID, an ed25519 key pair and descriptive metadata.
+//! The public part lives in `.jit/universe.toml`; the secret key in `.jit/keys/universe.ed25519`
+//! (mode 0600). Identity is local configuration, never part of hashed history.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The public description of a universe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniverseInfo {
+    /// Random UUID chosen at `init`.
+    pub id: uuid::Uuid,
+    /// Hex of the ed25519 public key.
+    pub public_key: String,
+    /// Human name.
+    pub name: String,
+    /// Who runs it.
+    pub owner: String,
+    /// What it holds.
+    pub description: String,
+    /// Creation time, seconds since the epoch (local fact, not hashed).
+    pub created: i64,
+}
+
+/// A universe's identity: public info plus the signing key.
+pub struct UniverseIdentity {
+    /// Public description.
+    pub info: UniverseInfo,
+    signing: SigningKey,
+}
+
+impl std::fmt::Debug for UniverseIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UniverseIdentity")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+const INFO_FILE: &str = "universe.toml";
+const KEY_FILE: &str = "keys/universe.ed25519";
+
+impl UniverseIdentity {
+    /// Creates a fresh identity and writes it under `jit_dir`.
+    pub fn create(jit_dir: &Path, name: &str, owner: &str, created: i64) -> Result<UniverseIdentity> {
+        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+        let info = UniverseInfo {
+            id: uuid::Uuid::new_v4(),
+            public_key: hex::encode(signing.verifying_key().as_bytes()),
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+            description: String::new(),
+            created,
+        };
+        let key_path = jit_dir.join(KEY_FILE);
+        if let Some(parent) = key_path.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let mut key_file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .map_err(|e| Error::io(&key_path, e))?;
+        key_file
+            .write_all(hex::encode(signing.to_bytes()).as_bytes())
+            .and_then(|_| key_file.sync_all())
+            .map_err(|e| Error::io(&key_path, e))?;
+        let info_path = jit_dir.join(INFO_FILE);
+        let text = toml::to_string(&info).map_err(|e| Error::Config {
+            path: info_path.clone(),
+            reason: e.to_string(),
+        })?;
+        crate::repo::write_durably(&info_path, text.as_bytes())?;
+        Ok(UniverseIdentity { info, signing })
+    }
+
+    /// Loads the identity from `jit_dir`, checking the key pair matches.
+    pub fn load(jit_dir: &Path) -> Result<UniverseIdentity> {
+        let info_path = jit_dir.join(INFO_FILE);
+        let bad = |reason: String| Error::Config {
+            path: info_path.clone(),
+            reason,
+        };
+        let text = fs::read_to_string(&info_path).map_err(|e| Error::io(&info_path, e))?;
+        let info: UniverseInfo = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let key_path = jit_dir.join(KEY_FILE);
+        let key_hex = fs::read_to_string(&key_path).map_err(|e| Error::io(&key_path, e))?;
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(key_hex.trim(), &mut secret)
+            .map_err(|_| bad("the secret key file is not 64 hex characters".into()))?;
+        let signing = SigningKey::from_bytes(&secret);
+        if hex::encode(signing.verifying_key().as_bytes()) != info.public_key {
+            return Err(bad("the secret key does not match the public key".into()));
+        }
+        Ok(UniverseIdentity { info, signing })
+    }
+
+    /// The public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.signing.verifying_key()
+    }
+
+    /// Signs bytes with the universe key (handshakes, manifests).
+    pub fn sign(&self, message: &[u8]) -> ed25519_dalek::Signature {
+        use ed25519_dalek::Signer;
+        self.signing.sign(message)
+    }
+}

@@ -1,0 +1,30 @@
+//! The JIT kernel: the single source of truth.
+//!
+//! Truth is an append-only causal DAG of immutable nodes ([`node`]), each named by the BLAKE3 hash
+//! of its canonical CBOR encoding ([`cbor`], [`id`]). Nodes, refs and the checksummed log live in
+//! one LMDB environment ([`store`]), so every kernel operation is one atomic, durable write
+//! transaction. [`dag`] enforces the DAG invariants on every append, [`refs`] the ref rules,
+//! [`history`] moves branches (forward only; other moves through inversion rewrites), and
+//! [`fsck`] replays the log to prove it all still holds.
+
+pub mod cbor;
+pub mod content;
+pub mod dag;
+pub mod error;
+pub mod fsck;
+pub mod history;
+pub mod id;
+pub mod identity;
+pub mod import;
+pub mod log;
+pub mod node;
+pub mod refs;
+pub mod repo;
+pub mod revparse;
+pub mod store;
+pub mod tree;
+
+pub use error::{Error, Result, Violation};
+pub use id::NodeId;
+pub use node::{DeclaredTime, Node, NodeType};
+pub use repo::Repository;

@@ -1,0 +1,262 @@
+//! Refs (RFC-0010): branches move forward only, tags never move, HEAD is local and advisory.
+//!
+//! Refs are stored by full name: `heads/<branch>` and `tags/<tag>`. Every change is logged in the
+//! same transaction as the nodes it points at, and written last. The invariants:
+//! 1. a ref's target exists; 2. branch updates are atomic (compare-and-set) and written last;
+//! 3. every change is logged; 4. tags are immutable (delete needs an explicit override);
+//! 5. a branch never moves backwards or sideways — such moves go through an inversion rewrite
+//!    ([`crate::history`]); 6. fast-forward is decided by ancestry alone, deterministically;
+//! 7. HEAD never enters the DAG or the log (it is a file, see [`crate::repo`]).
+
+use crate::dag;
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::log::LogOp;
+use crate::node::NodeType;
+use crate::store::{Op, ReadTxn, Store};
+
+/// Prefix of branch refs.
+pub const HEADS: &str = "heads/";
+/// Prefix of tag refs.
+pub const TAGS: &str = "tags/";
+
+/// Whether a ref is a branch or a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    /// Moves forward with commits.
+    Branch,
+    /// Never moves.
+    Tag,
+}
+
+/// A validated ref name with its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RefName(String);
+
+impl RefName {
+    /// A branch name (`main`, `feature/x`).
+    pub fn branch(short: &str) -> Result<RefName> {
+        validate_short_name(short)?;
+        Ok(RefName(format!("{HEADS}{short}")))
+    }
+
+    /// A tag name.
+    pub fn tag(short: &str) -> Result<RefName> {
+        validate_short_name(short)?;
+        Ok(RefName(format!("{TAGS}{short}")))
+    }
+
+    /// Parses a full name (`heads/x`, `tags/x`, with an optional leading `refs/`).
+    pub fn parse_full(full: &str) -> Result<RefName> {
+        let full = full.strip_prefix("refs/").unwrap_or(full);
+        if let Some(short) = full.strip_prefix(HEADS) {
+            RefName::branch(short)
+        } else if let Some(short) = full.strip_prefix(TAGS) {
+            RefName::tag(short)
+        } else {
+            Err(Error::BadRefName {
+                name: full.to_owned(),
+                reason: "a full ref name starts with heads/ or tags/",
+            })
+        }
+    }
+
+    /// The stored name.
+    pub fn full(&self) -> &str {
+        &self.0
+    }
+
+    /// The name without its `heads/` or `tags/` prefix.
+    pub fn short(&self) -> &str {
+        self.0
+            .strip_prefix(HEADS)
+            .or_else(|| self.0.strip_prefix(TAGS))
+            .unwrap_or(&self.0)
+    }
+
+    /// Branch or tag.
+    pub fn kind(&self) -> RefKind {
+        if self.0.starts_with(TAGS) {
+            RefKind::Tag
+        } else {
+            RefKind::Branch
+        }
+    }
+}
+
+impl std::fmt::Display for RefName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a branch or tag name against git's `check-ref-format` rules, plus: not `HEAD`, at most
+/// 200 bytes.
+pub fn validate_short_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::BadRefName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > 200 {
+        return bad("it is longer than 200 bytes");
+    }
+    if name == "HEAD" || name == "@" {
+        return bad("HEAD and @ are reserved");
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return bad("it has an empty path component");
+    }
+    if name.ends_with('.') {
+        return bad("it ends with '.'");
+    }
+    if name.contains("..") {
+        return bad("it contains '..'");
+    }
+    if name.contains("@{") {
+        return bad("it contains '@{'");
+    }
+    if name.starts_with('-') {
+        return bad("it starts with '-'");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
+        let _ = c;
+        return bad("it contains a space, control character or one of ~ ^ : ? * [ \\");
+    }
+    for component in name.split('/') {
+        if component.starts_with('.') {
+            return bad("a path component starts with '.'");
+        }
+        if component.ends_with(".lock") {
+            return bad("a path component ends with '.lock'");
+        }
+    }
+    Ok(())
+}
+
+/// `ref.get`: the target of a ref.
+pub fn get(store: &Store, txn: &ReadTxn<'_>, name: &RefName) -> Result<Option<NodeId>> {
+    store.ref_target(txn, name.full())
+}
+
+/// A ref may point at a snapshot or at the root (an empty branch); tags may also name any
+/// history node.
+fn check_target(store: &Store, txn: &ReadTxn<'_>, name: &RefName, target: &NodeId) -> Result<()> {
+    let Some(bytes) = store.node_bytes(txn, target)? else {
+        return Err(Error::NodeNotFound(*target));
+    };
+    let node_type = crate::node::NodeView::peek(bytes)?.node_type;
+    let ok = match name.kind() {
+        RefKind::Branch => matches!(node_type, NodeType::Root | NodeType::Snapshot),
+        RefKind::Tag => !node_type.is_content(),
+    };
+    if !ok {
+        return Err(Error::NotA {
+            id: *target,
+            found: node_type.as_str(),
+            expected: "snapshot",
+        });
+    }
+    Ok(())
+}
+
+/// `ref.create_branch` / `ref.create_tag`: creates a ref that must not exist yet.
+pub fn create(op: &mut Op<'_>, name: &RefName, target: &NodeId) -> Result<()> {
+    if get(op.store(), op.txn(), name)?.is_some() {
+        return Err(Error::RefExists(name.to_string()));
+    }
+    check_target(op.store(), op.txn(), name, target)?;
+    op.log(LogOp::RefCreated {
+        name: name.full().to_owned(),
+        target: *target,
+    })?;
+    op.put_ref(name.full(), target)
+}
+
+/// `ref.set`: moves a branch to a descendant of its tip. `expected` makes it a compare-and-set.
+pub fn set(op: &mut Op<'_>, name: &RefName, target: &NodeId, expected: Option<&NodeId>) -> Result<()> {
+    if name.kind() == RefKind::Tag {
+        return Err(Error::TagImmutable(name.short().to_owned()));
+    }
+    let current = get(op.store(), op.txn(), name)?.ok_or_else(|| Error::RefNotFound(name.to_string()))?;
+    if let Some(expected) = expected {
+        if *expected != current {
+            return Err(Error::RefChanged {
+                name: name.to_string(),
+                expected: expected.to_hex(),
+                found: current.to_hex(),
+            });
+        }
+    }
+    if current == *target {
+        return Ok(());
+    }
+    check_target(op.store(), op.txn(), name, target)?;
+    if !dag::is_ancestor(op.store(), op.txn(), &current, target)? {
+        return Err(Error::NotFastForward {
+            name: name.short().to_owned(),
+            from: current,
+            to: *target,
+        });
+    }
+    op.log(LogOp::RefUpdated {
+        name: name.full().to_owned(),
+        from: current,
+        to: *target,
+    })?;
+    op.put_ref(name.full(), target)
+}
+
+/// `ref.delete`: removes a branch, or a tag when `force_tag` is given.
+pub fn delete(op: &mut Op<'_>, name: &RefName, force_tag: bool) -> Result<NodeId> {
+    let target = get(op.store(), op.txn(), name)?.ok_or_else(|| Error::RefNotFound(name.to_string()))?;
+    if name.kind() == RefKind::Tag && !force_tag {
+        return Err(Error::TagImmutable(name.short().to_owned()));
+    }
+    op.log(LogOp::RefDeleted {
+        name: name.full().to_owned(),
+        target,
+        forced: force_tag,
+    })?;
+    op.delete_ref(name.full())?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_style_names_are_enforced() {
+        for good in ["main", "feature/x", "v1.0", "release-2024", "a_b", "ünïcode"] {
+            assert!(validate_short_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "a..b", "/a", "a/", "a//b", ".hidden", "a/.b", "x.lock", "a/b.lock", "a b",
+            "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b", "a@{1}", "HEAD", "@", "end.", "-x",
+            "tab\there",
+        ] {
+            assert!(
+                matches!(validate_short_name(bad), Err(Error::BadRefName { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn full_names_round_trip() {
+        let b = RefName::parse_full("refs/heads/feature/x").unwrap();
+        assert_eq!(b.full(), "heads/feature/x");
+        assert_eq!(b.short(), "feature/x");
+        assert_eq!(b.kind(), RefKind::Branch);
+        assert_eq!(RefName::parse_full("tags/v1").unwrap().kind(), RefKind::Tag);
+        assert!(RefName::parse_full("remotes/x").is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! The LMDB store (through `heed`): nodes, refs, the log and metadata in one environment, so one
+//! write transaction makes a whole kernel operation (nodes + log records + ref move) atomic and
+//! durable before it is acknowledged.
+//!
+//! Content lives in LMDB too: reads come straight from the memory map without a copy. The mount
+//! can materialize large files into real files for FUSE passthrough when it needs them.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use heed::byteorder::BigEndian;
+use heed::types::{Bytes, Str, U64};
+use heed::{Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
+
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::log::{self, Checksum, LogOp, LogRecord};
+use crate::node::{Node, NodeView};
+
+/// A read transaction: a consistent snapshot of the whole store.
+pub type ReadTxn<'e> = RoTxn<'e, WithoutTls>;
+
+/// Virtual size reserved for the memory map; the file grows only as data is written.
+const MAP_SIZE: usize = 1 << 40;
+
+/// The open store of one universe.
+pub struct Store {
+    env: Env<WithoutTls>,
+    /// NodeId → canonical node bytes.
+    pub(crate) nodes: Database<Bytes, Bytes>,
+    /// Full ref name → 32-byte target id.
+    pub(crate) refs: Database<Str, Bytes>,
+    /// Sequence number → checksummed log record.
+    pub(crate) log: Database<U64<BigEndian>, Bytes>,
+    /// Small named values (format version, SWS state in later layers).
+    pub(crate) meta: Database<Str, Bytes>,
+}
+
+impl Store {
+    /// Opens (creating if asked) the store in directory `dir`.
+    pub fn open(dir: &Path, create: bool) -> Result<Store> {
+        if create {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        } else if !dir.join("data.mdb").exists() {
+            return Err(Error::NotARepository(dir.to_path_buf()));
+        }
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(MAP_SIZE).max_dbs(8).max_readers(256);
+        // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
+        // through LMDB's own locking, and nothing truncates or rewrites the file behind LMDB.
+        let env = unsafe { options.open(dir) }?;
+        let mut wtxn = env.write_txn()?;
+        let nodes = env.create_database(&mut wtxn, Some("nodes"))?;
+        let refs = env.create_database(&mut wtxn, Some("refs"))?;
+        let log = env.create_database(&mut wtxn, Some("log"))?;
+        let meta = env.create_database(&mut wtxn, Some("meta"))?;
+        wtxn.commit()?;
+        Ok(Store {
+            env,
+            nodes,
+            refs,
+            log,
+            meta,
+        })
+    }
+
+    /// Starts a read transaction.
+    pub fn read(&self) -> Result<ReadTxn<'_>> {
+        Ok(self.env.read_txn()?)
+    }
+
+    /// Starts one kernel operation: a write transaction plus a log appender.
+    pub fn begin(&self) -> Result<Op<'_>> {
+        let txn = self.env.write_txn()?;
+        let (next_seq, prev) = match self.log.last(&txn)? {
+            Some((seq, stored)) => {
+                let (_, checksum) = log::verify_record(seq, stored)?;
+                (seq + 1, checksum)
+            }
+            None => (1, [0; 32]),
+        };
+        Ok(Op {
+            store: self,
+            txn,
+            next_seq,
+            prev,
+        })
+    }
+
+    /// Raw stored bytes of a node, borrowed from the map.
+    pub fn node_bytes<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
+        Ok(self.nodes.get(txn, id.as_bytes())?)
+    }
+
+    /// Whether a node exists.
+    pub fn has_node(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool> {
+        Ok(self.nodes.get(txn, id.as_bytes())?.is_some())
+    }
+
+    /// Loads and decodes a node.
+    pub fn node(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Node> {
+        let bytes = self.node_bytes(txn, id)?.ok_or(Error::NodeNotFound(*id))?;
+        Ok(Node::decode(bytes)?)
+    }
+
+    /// A zero-copy header view of a node.
+    pub fn view<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<NodeView<'t>> {
+        let bytes = self.node_bytes(txn, id)?.ok_or(Error::NodeNotFound(*id))?;
+        Ok(NodeView::peek(bytes)?)
+    }
+
+    /// The target of a ref, by full name.
+    pub fn ref_target(&self, txn: &ReadTxn<'_>, full_name: &str) -> Result<Option<NodeId>> {
+        match self.refs.get(txn, full_name)? {
+            Some(raw) => NodeId::from_slice(raw).map(Some).ok_or_else(|| {
+                Error::InvalidInput(format!("ref {full_name} holds a malformed target"))
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// All refs whose full name starts with `prefix`, sorted by name.
+    pub fn refs_with_prefix(&self, txn: &ReadTxn<'_>, prefix: &str) -> Result<Vec<(String, NodeId)>> {
+        let mut out = Vec::new();
+        for entry in self.refs.prefix_iter(txn, prefix)? {
+            let (name, raw) = entry?;
+            let id = NodeId::from_slice(raw)
+                .ok_or_else(|| Error::InvalidInput(format!("ref {name} holds a malformed target")))?;
+            out.push((name.to_owned(), id));
+        }
+        Ok(out)
+    }
+
+    /// Node ids starting with the given bytes (for abbreviated ids), at most `limit`.
+    pub fn ids_with_prefix(&self, txn: &ReadTxn<'_>, prefix: &[u8], limit: usize) -> Result<Vec<NodeId>> {
+        let mut out = Vec::new();
+        for entry in self.nodes.prefix_iter(txn, prefix)? {
+            let (key, _) = entry?;
+            if let Some(id) = NodeId::from_slice(key) {
+                out.push(id);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Iterates stored log records in order: `(seq, stored bytes)`.
+    pub fn log_entries<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+    ) -> Result<impl Iterator<Item = Result<(u64, &'t [u8])>> + 't> {
+        Ok(self.log.iter(txn)?.map(|r| r.map_err(Error::from)))
+    }
+
+    /// Iterates every stored node: `(key bytes, value bytes)`.
+    pub fn node_entries<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+    ) -> Result<impl Iterator<Item = Result<(&'t [u8], &'t [u8])>> + 't> {
+        Ok(self.nodes.iter(txn)?.map(|r| r.map_err(Error::from)))
+    }
+
+    /// Number of stored nodes.
+    pub fn node_count(&self, txn: &ReadTxn<'_>) -> Result<u64> {
+        Ok(self.nodes.len(txn)?)
+    }
+
+    /// Writes a refusal to the log in its own transaction: a rejected operation leaves no trace
+    /// but this audit record.
+    pub fn audit(&self, action: &str, error: &Error) -> Result<()> {
+        let mut op = self.begin()?;
+        op.log(LogOp::Audit {
+            action: action.to_owned(),
+            code: error.code().to_owned(),
+            reason: error.to_string(),
+        })?;
+        op.commit()
+    }
+
+    /// Runs `body` as one kernel operation: committed if it succeeds; if it refuses, nothing of
+    /// it is kept and an audit record says why.
+    pub fn operation<T>(&self, action: &str, body: impl FnOnce(&mut Op<'_>) -> Result<T>) -> Result<T> {
+        let mut op = self.begin()?;
+        match body(&mut op) {
+            Ok(value) => {
+                op.commit()?;
+                Ok(value)
+            }
+            Err(error) => {
+                drop(op);
+                if error.is_refusal() {
+                    if let Err(audit_error) = self.audit(action, &error) {
+                        tracing::warn!(%audit_error, "could not write audit record");
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+/// One kernel operation in progress: a write transaction and the log tail. Dropping it without
+/// [`Op::commit`] discards everything it wrote.
+pub struct Op<'s> {
+    store: &'s Store,
+    txn: RwTxn<'s>,
+    next_seq: u64,
+    prev: Checksum,
+}
+
+impl<'s> Op<'s> {
+    /// The store this operation writes.
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
+    /// Read access to the operation's own view (sees its uncommitted writes).
+    pub fn txn(&self) -> &ReadTxn<'s> {
+        &self.txn
+    }
+
+    /// Appends a log record.
+    pub fn log(&mut self, op: LogOp) -> Result<u64> {
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let record = LogRecord {
+            seq: self.next_seq,
+            prev: self.prev,
+            at_ms,
+            op,
+        };
+        let (checksum, stored) = record.to_stored()?;
+        self.store.log.put(&mut self.txn, &record.seq, &stored)?;
+        self.prev = checksum;
+        self.next_seq += 1;
+        Ok(record.seq)
+    }
+
+    /// Inserts node bytes if absent; returns whether they were new. Callers validate first.
+    pub(crate) fn put_node(&mut self, id: &NodeId, bytes: &[u8]) -> Result<bool> {
+        if self.store.nodes.get(&self.txn, id.as_bytes())?.is_some() {
+            return Ok(false);
+        }
+        self.store.nodes.put(&mut self.txn, id.as_bytes(), bytes)?;
+        Ok(true)
+    }
+
+    /// Writes a ref target (callers enforce ref invariants and log the change).
+    pub(crate) fn put_ref(&mut self, full_name: &str, target: &NodeId) -> Result<()> {
+        self.store.refs.put(&mut self.txn, full_name, target.as_bytes())?;
+        Ok(())
+    }
+
+    /// Removes a ref (callers enforce ref invariants and log the change).
+    pub(crate) fn delete_ref(&mut self, full_name: &str) -> Result<()> {
+        self.store.refs.delete(&mut self.txn, full_name)?;
+        Ok(())
+    }
+
+    /// Writes a metadata value.
+    pub(crate) fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
+        self.store.meta.put(&mut self.txn, key, value)?;
+        Ok(())
+    }
+
+    /// Makes the operation durable (LMDB commit with fsync).
+    pub fn commit(self) -> Result<()> {
+        self.txn.commit()?;
+        Ok(())
+    }
+}

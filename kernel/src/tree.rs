@@ -1,0 +1,192 @@
+//! Reading trees: resolving a revision's tree, looking up paths, walking, and diffing two trees
+//! (equal subtree ids are skipped without being loaded).
+
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::node::{EntryKind, Node, Payload, Tree, TreeEntry};
+use crate::store::{ReadTxn, Store};
+
+/// The id of the empty tree (stored at `init`, the tree of the root node).
+pub fn empty_tree_id() -> NodeId {
+    empty_tree_node()
+        .encode_with_id()
+        .map(|(id, _)| id)
+        .unwrap_or(NodeId([0; 32]))
+}
+
+/// The empty tree node.
+pub fn empty_tree_node() -> Node {
+    Node::content(Payload::Tree(Tree::default()))
+}
+
+/// The root tree of a snapshot (the empty tree for the root node; a tree id is itself).
+pub fn tree_of(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<NodeId> {
+    let node = store.node(txn, id)?;
+    match node.payload {
+        Payload::Snapshot(s) => Ok(s.tree),
+        Payload::Tree(_) => Ok(*id),
+        Payload::Root => Ok(empty_tree_id()),
+        _ => Err(Error::NotA {
+            id: *id,
+            found: node.node_type().as_str(),
+            expected: "snapshot or tree",
+        }),
+    }
+}
+
+/// Loads a tree node.
+pub fn load(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Tree> {
+    let node = store.node(txn, id)?;
+    match node.payload {
+        Payload::Tree(tree) => Ok(tree),
+        _ => Err(Error::NotA {
+            id: *id,
+            found: node.node_type().as_str(),
+            expected: "tree",
+        }),
+    }
+}
+
+/// Looks up a `/`-separated path below `tree`; the empty path is the tree itself.
+pub fn lookup(store: &Store, txn: &ReadTxn<'_>, tree: &NodeId, path: &[u8]) -> Result<Option<TreeEntry>> {
+    let mut current = TreeEntry {
+        name: Vec::new(),
+        kind: EntryKind::Directory,
+        id: *tree,
+    };
+    for component in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        if current.kind != EntryKind::Directory {
+            return Ok(None);
+        }
+        match load(store, txn, &current.id)?.get(component) {
+            Some(entry) => current = entry.clone(),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(current))
+}
+
+/// Visits entries below `tree` in path order; `recursive` descends into directories.
+pub fn walk(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    tree: &NodeId,
+    prefix: &[u8],
+    recursive: bool,
+    visit: &mut dyn FnMut(&[u8], &TreeEntry) -> Result<()>,
+) -> Result<()> {
+    for entry in load(store, txn, tree)?.entries {
+        let path = join(prefix, &entry.name);
+        visit(&path, &entry)?;
+        if recursive && entry.kind == EntryKind::Directory {
+            walk(store, txn, &entry.id, &path, true, visit)?;
+        }
+    }
+    Ok(())
+}
+
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    if prefix.is_empty() {
+        name.to_vec()
+    } else {
+        [prefix, b"/", name].concat()
+    }
+}
+
+/// How a path differs between two trees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Only in the new tree.
+    Added,
+    /// Only in the old tree.
+    Deleted,
+    /// In both, with different content or kind.
+    Modified,
+}
+
+/// One changed non-directory path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The path.
+    pub path: Vec<u8>,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The old entry, if any.
+    pub old: Option<TreeEntry>,
+    /// The new entry, if any.
+    pub new: Option<TreeEntry>,
+}
+
+/// Lists file-level changes from `old` to `new`, in path order.
+pub fn diff(store: &Store, txn: &ReadTxn<'_>, old: &NodeId, new: &NodeId) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    diff_into(store, txn, Some(old), Some(new), b"", &mut out)?;
+    Ok(out)
+}
+
+fn diff_into(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    old: Option<&NodeId>,
+    new: Option<&NodeId>,
+    prefix: &[u8],
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    if old == new {
+        return Ok(());
+    }
+    let old_entries = match old {
+        Some(id) => load(store, txn, id)?.entries,
+        None => Vec::new(),
+    };
+    let new_entries = match new {
+        Some(id) => load(store, txn, id)?.entries,
+        None => Vec::new(),
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < old_entries.len() || j < new_entries.len() {
+        let order = match (old_entries.get(i), new_entries.get(j)) {
+            (Some(a), Some(b)) => a.name.cmp(&b.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        let (a, b) = match order {
+            std::cmp::Ordering::Less => {
+                i += 1;
+                (old_entries.get(i - 1), None)
+            }
+            std::cmp::Ordering::Greater => {
+                j += 1;
+                (None, new_entries.get(j - 1))
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+                (old_entries.get(i - 1), new_entries.get(j - 1))
+            }
+        };
+        let name = a.or(b).map(|e| e.name.as_slice()).unwrap_or_default();
+        let path = join(prefix, name);
+        let dir = |e: Option<&TreeEntry>| e.filter(|e| e.kind == EntryKind::Directory).map(|e| e.id);
+        let file = |e: Option<&TreeEntry>| e.filter(|e| e.kind != EntryKind::Directory).cloned();
+        let (old_dir, new_dir) = (dir(a), dir(b));
+        if old_dir.is_some() || new_dir.is_some() {
+            diff_into(store, txn, old_dir.as_ref(), new_dir.as_ref(), &path, out)?;
+        }
+        let (old_file, new_file) = (file(a), file(b));
+        let kind = match (&old_file, &new_file) {
+            (None, None) => continue,
+            (None, Some(_)) => ChangeKind::Added,
+            (Some(_), None) => ChangeKind::Deleted,
+            (Some(x), Some(y)) if x.id == y.id && x.kind == y.kind => continue,
+            _ => ChangeKind::Modified,
+        };
+        out.push(Change {
+            path,
+            kind,
+            old: old_file,
+            new: new_file,
+        });
+    }
+    Ok(())
+}
