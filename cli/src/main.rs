@@ -1,1 +1,43 @@
-fn main(){}
+//! `jit`: the command-line front end. It composes the kernel's operations; errors become one line
+//! on stderr (and a JSON object on stdout with `--json`) and a non-zero exit.
+
+mod args;
+mod commands;
+mod declared;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::Cli;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JIT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let json = cli.json;
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            let code = error
+                .downcast_ref::<jit_kernel::Error>()
+                .map(|e| e.code())
+                .unwrap_or("error");
+            let message = format!("{error:#}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": { "code": code, "message": message } })
+                );
+            }
+            eprintln!("jit: error: {}", message.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -243,12 +243,12 @@ impl Parser<'_> {
             0 => Value::Integer(Integer::from(n)),
             1 => {
                 let negative = -1i128 - n as i128;
-                Value::Integer(Integer::try_from(negative).map_err(|_| {
-                    CborError::Malformed {
+                Value::Integer(
+                    Integer::try_from(negative).map_err(|_| CborError::Malformed {
                         offset: start,
                         reason: "negative integer out of range",
-                    }
-                })?)
+                    })?,
+                )
             }
             2 => {
                 let len = self.length(n, 1)?;

@@ -12,7 +12,9 @@ use fastcdc::v2020::StreamCDC;
 
 use crate::error::{Error, Result};
 use crate::id::NodeId;
-use crate::node::{Blob, ChunkRef, Node, NodeView, Payload, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX};
+use crate::node::{
+    Blob, ChunkRef, Node, NodeView, Payload, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX,
+};
 use crate::store::{ReadTxn, Store};
 
 /// A node ready to append: its id, canonical bytes and decoded form.
@@ -52,7 +54,12 @@ pub fn split<R: Read>(
         emit(blob)?;
         return Ok((id, size));
     }
-    let stream = StreamCDC::new(Cursor::new(head).chain(reader), CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
+    let stream = StreamCDC::new(
+        Cursor::new(head).chain(reader),
+        CHUNK_MIN,
+        CHUNK_AVG,
+        CHUNK_MAX,
+    );
     let mut chunks = Vec::new();
     let mut size = 0u64;
     for chunk in stream {
@@ -103,7 +110,9 @@ pub fn read_blob(store: &Store, txn: &ReadTxn<'_>, blob: &NodeId) -> Result<Vec<
 
 /// A chunk's bytes, borrowed from the store's memory map.
 pub fn chunk_data<'t>(store: &Store, txn: &'t ReadTxn<'_>, chunk: &NodeId) -> Result<&'t [u8]> {
-    let bytes = store.node_bytes(txn, chunk)?.ok_or(Error::NodeNotFound(*chunk))?;
+    let bytes = store
+        .node_bytes(txn, chunk)?
+        .ok_or(Error::NodeNotFound(*chunk))?;
     Ok(NodeView::peek(bytes)?.chunk_data()?)
 }
 

@@ -101,7 +101,9 @@ pub fn append(op: &mut Op<'_>, node: &Node) -> Result<NodeId> {
         let id = node_id_unchecked(node);
         return Err(Violation::UnsortedParents { node: id }.into());
     }
-    let (id, bytes) = node.encode_with_id().map_err(|e| malformed(node_id_unchecked(node), e))?;
+    let (id, bytes) = node
+        .encode_with_id()
+        .map_err(|e| malformed(node_id_unchecked(node), e))?;
     insert_validated(op, id, node, &bytes)?;
     Ok(id)
 }
@@ -132,7 +134,12 @@ pub fn append_encoded(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<
     insert_validated(op, claimed, &node, bytes)
 }
 
-pub(crate) fn insert_validated(op: &mut Op<'_>, id: NodeId, node: &Node, bytes: &[u8]) -> Result<bool> {
+pub(crate) fn insert_validated(
+    op: &mut Op<'_>,
+    id: NodeId,
+    node: &Node,
+    bytes: &[u8],
+) -> Result<bool> {
     if op.store().has_node(op.txn(), &id)? {
         return Ok(false);
     }
@@ -149,7 +156,11 @@ pub(crate) fn insert_validated(op: &mut Op<'_>, id: NodeId, node: &Node, bytes: 
 /// and references come first, and a cycle among them is refused before anything is checked
 /// further. Returns how many were new.
 pub fn append_batch(op: &mut Op<'_>, nodes: &[(NodeId, Vec<u8>)]) -> Result<usize> {
-    let index: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+    let index: HashMap<NodeId, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
     // Edges within the batch: node i depends on node j.
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     let mut pending = vec![0usize; nodes.len()];
@@ -201,7 +212,12 @@ pub fn clock_of(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<u64> {
 
 /// Whether `ancestor` is `descendant` or reachable from it through parents. Clocks prune the
 /// walk: a node whose clock is below the ancestor's cannot lead to it.
-pub fn is_ancestor(store: &Store, txn: &ReadTxn<'_>, ancestor: &NodeId, descendant: &NodeId) -> Result<bool> {
+pub fn is_ancestor(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    ancestor: &NodeId,
+    descendant: &NodeId,
+) -> Result<bool> {
     if ancestor == descendant {
         return Ok(true);
     }

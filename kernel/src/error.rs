@@ -47,7 +47,9 @@ pub enum Violation {
         expected: &'static str,
     },
     /// The logical clock does not exceed a parent's.
-    #[error("node {node} has clock {clock}, not greater than parent {parent}'s clock {parent_clock}")]
+    #[error(
+        "node {node} has clock {clock}, not greater than parent {parent}'s clock {parent_clock}"
+    )]
     ClockNotIncreasing {
         /// The child.
         node: NodeId,

@@ -62,7 +62,10 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
         report.log_records += 1;
         let at = format!("log record {seq}");
         if seq != expected_seq {
-            report.problem(&at, format!("expected record {expected_seq} here: records are missing"));
+            report.problem(
+                &at,
+                format!("expected record {expected_seq} here: records are missing"),
+            );
         }
         expected_seq = seq + 1;
         let (record, checksum) = match log::verify_record(seq, stored) {
@@ -80,7 +83,14 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
             report.problem(&at, "does not chain to the previous record's checksum");
         }
         prev = checksum;
-        replay(&mut report, &at, seq, record.op, &mut created, &mut replayed_refs);
+        replay(
+            &mut report,
+            &at,
+            seq,
+            record.op,
+            &mut created,
+            &mut replayed_refs,
+        );
     }
 
     // 2. Every node: hash, canonical encoding, invariants, and that the log created it in order.
@@ -88,13 +98,19 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
         let (key, bytes) = entry?;
         report.nodes += 1;
         let Some(id) = NodeId::from_slice(key) else {
-            report.problem(format!("node key {}", hex::encode(key)), "key is not a 32-byte id");
+            report.problem(
+                format!("node key {}", hex::encode(key)),
+                "key is not a 32-byte id",
+            );
             continue;
         };
         let at = format!("node {id}");
         let actual = NodeId::of_bytes(bytes);
         if actual != id {
-            report.problem(&at, format!("content does not hash to its id (hashes to {actual})"));
+            report.problem(
+                &at,
+                format!("content does not hash to its id (hashes to {actual})"),
+            );
             continue;
         }
         let node = match Node::decode(bytes) {
@@ -111,7 +127,11 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
             report.problem(&at, "stored but never logged as created");
             continue;
         };
-        let deps = node.parents.iter().copied().chain(node.references().into_iter().map(|(t, _)| t));
+        let deps = node
+            .parents
+            .iter()
+            .copied()
+            .chain(node.references().into_iter().map(|(t, _)| t));
         for dep in deps {
             if created.get(&dep).is_some_and(|&dep_born| dep_born > born) {
                 report.problem(&at, format!("logged before {dep}, which it depends on"));
@@ -120,7 +140,10 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
     }
     for (id, seq) in &created {
         if !store.has_node(&txn, id)? {
-            report.problem(format!("log record {seq}"), format!("created node {id}, which is missing from the store"));
+            report.problem(
+                format!("log record {seq}"),
+                format!("created node {id}, which is missing from the store"),
+            );
         }
     }
 
@@ -142,13 +165,18 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
         }
         match replayed_refs.get(name) {
             Some(expected) if expected == target => {}
-            Some(expected) => report.problem(&at, format!("is {target} but the log says {expected}")),
+            Some(expected) => {
+                report.problem(&at, format!("is {target} but the log says {expected}"))
+            }
             None => report.problem(&at, "exists but the log never created it"),
         }
     }
     for (name, target) in &replayed_refs {
         if !stored_refs.iter().any(|(n, _)| n == name) {
-            report.problem(format!("ref {name}"), format!("missing; the log says it points at {target}"));
+            report.problem(
+                format!("ref {name}"),
+                format!("missing; the log says it points at {target}"),
+            );
         }
     }
     Ok(report)
@@ -179,17 +207,27 @@ fn replay(
             }
             match refs.insert(name.clone(), to) {
                 Some(current) if current == from => {}
-                Some(current) => report.problem(at, format!("moves {name} from {from}, but it was at {current}")),
+                Some(current) => report.problem(
+                    at,
+                    format!("moves {name} from {from}, but it was at {current}"),
+                ),
                 None => report.problem(at, format!("moves {name}, which does not exist")),
             }
         }
-        LogOp::RefDeleted { name, target, forced } => {
+        LogOp::RefDeleted {
+            name,
+            target,
+            forced,
+        } => {
             if RefName::parse_full(&name).is_ok_and(|n| n.kind() == RefKind::Tag) && !forced {
                 report.problem(at, format!("deletes tag {name} without the override"));
             }
             match refs.remove(&name) {
                 Some(current) if current == target => {}
-                Some(current) => report.problem(at, format!("deletes {name} at {target}, but it was at {current}")),
+                Some(current) => report.problem(
+                    at,
+                    format!("deletes {name} at {target}, but it was at {current}"),
+                ),
                 None => report.problem(at, format!("deletes {name}, which does not exist")),
             }
         }

@@ -64,7 +64,13 @@ pub fn commit_tree(
 }
 
 /// Appends a snapshot of `tree` whose parent is `tip` and moves `branch` to it.
-fn commit_on(op: &mut Op<'_>, branch: &RefName, tip: NodeId, tree: NodeId, info: &CommitInfo) -> Result<NodeId> {
+fn commit_on(
+    op: &mut Op<'_>,
+    branch: &RefName,
+    tip: NodeId,
+    tree: NodeId,
+    info: &CommitInfo,
+) -> Result<NodeId> {
     let clock = dag::clock_of(op.store(), op.txn(), &tip)? + 1;
     let snapshot = dag::append(op, &snapshot_node(tip, clock, tree, info))?;
     refs::set(op, branch, &snapshot, Some(&tip))?;
@@ -90,9 +96,11 @@ pub fn reset(store: &Store, branch: &RefName, target: NodeId, info: &CommitInfo)
             refs::set(op, branch, &target, Some(&tip))?;
             return Ok(target);
         }
-        let clock = dag::clock_of(op.store(), op.txn(), &tip)?
-            .max(dag::clock_of(op.store(), op.txn(), &target)?)
-            + 1;
+        let clock = dag::clock_of(op.store(), op.txn(), &tip)?.max(dag::clock_of(
+            op.store(),
+            op.txn(),
+            &target,
+        )?) + 1;
         let rewrite = dag::append(
             op,
             &Node::with_parents(

@@ -49,7 +49,12 @@ const KEY_FILE: &str = "keys/universe.ed25519";
 
 impl UniverseIdentity {
     /// Creates a fresh identity and writes it under `jit_dir`.
-    pub fn create(jit_dir: &Path, name: &str, owner: &str, created: i64) -> Result<UniverseIdentity> {
+    pub fn create(
+        jit_dir: &Path,
+        name: &str,
+        owner: &str,
+        created: i64,
+    ) -> Result<UniverseIdentity> {
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
         let info = UniverseInfo {
             id: uuid::Uuid::new_v4(),

@@ -73,7 +73,11 @@ struct FileJob {
     size: u64,
 }
 
-fn walk(dir: &Path, files: &mut Vec<FileJob>, stats: &mut ImportStats) -> Result<Vec<(Vec<u8>, Planned)>> {
+fn walk(
+    dir: &Path,
+    files: &mut Vec<FileJob>,
+    stats: &mut ImportStats,
+) -> Result<Vec<(Vec<u8>, Planned)>> {
     stats.dirs += 1;
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -88,7 +92,8 @@ fn walk(dir: &Path, files: &mut Vec<FileJob>, stats: &mut ImportStats) -> Result
             continue;
         }
         let path = dir.join(&name);
-        validate_entry_name(&raw).map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?;
+        validate_entry_name(&raw)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?;
         let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
         let file_type = meta.file_type();
         let planned = if file_type.is_dir() {
@@ -111,7 +116,9 @@ fn walk(dir: &Path, files: &mut Vec<FileJob>, stats: &mut ImportStats) -> Result
                 exec: meta.permissions().mode() & 0o111 != 0,
             }
         } else {
-            stats.skipped.push((path, "not a regular file, directory or symlink".into()));
+            stats
+                .skipped
+                .push((path, "not a regular file, directory or symlink".into()));
             continue;
         };
         entries.push((raw, planned));
@@ -122,11 +129,19 @@ fn walk(dir: &Path, files: &mut Vec<FileJob>, stats: &mut ImportStats) -> Result
 /// Results flowing from the readers to the writer.
 enum Batch {
     Nodes(Vec<EncodedNode>),
-    Done { index: usize, blob: NodeId, bytes: u64 },
+    Done {
+        index: usize,
+        blob: NodeId,
+        bytes: u64,
+    },
 }
 
 /// Stores every file, symlink and directory under `dir` and returns the root tree's id.
-pub fn import_dir(store: &Store, dir: &Path, progress: &dyn Progress) -> Result<(NodeId, ImportStats)> {
+pub fn import_dir(
+    store: &Store,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(NodeId, ImportStats)> {
     let mut stats = ImportStats::default();
     let mut files = Vec::new();
     let plan = walk(dir, &mut files, &mut stats)?;
@@ -229,27 +244,36 @@ fn read_all(files: &[FileJob], sender: &std::sync::mpsc::SyncSender<Result<Batch
     }
 }
 
-fn stream_file(index: usize, job: &FileJob, sender: &std::sync::mpsc::SyncSender<Result<Batch>>) -> Result<()> {
+fn stream_file(
+    index: usize,
+    job: &FileJob,
+    sender: &std::sync::mpsc::SyncSender<Result<Batch>>,
+) -> Result<()> {
     let file = fs::File::open(&job.path).map_err(|e| Error::io(&job.path, e))?;
     let mut pending = Vec::new();
     let mut pending_bytes = 0;
     let hung_up = || Error::InvalidInput("import writer stopped".into());
-    let (blob, bytes) = content::split(std::io::BufReader::with_capacity(1 << 20, file), &mut |node| {
-        pending_bytes += node.bytes.len();
-        pending.push(node);
-        if pending_bytes >= GROUP_BYTES as usize {
-            pending_bytes = 0;
-            sender
-                .send(Ok(Batch::Nodes(std::mem::take(&mut pending))))
-                .map_err(|_| hung_up())?;
-        }
-        Ok(())
-    })
+    let (blob, bytes) = content::split(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        &mut |node| {
+            pending_bytes += node.bytes.len();
+            pending.push(node);
+            if pending_bytes >= GROUP_BYTES as usize {
+                pending_bytes = 0;
+                sender
+                    .send(Ok(Batch::Nodes(std::mem::take(&mut pending))))
+                    .map_err(|_| hung_up())?;
+            }
+            Ok(())
+        },
+    )
     .map_err(|e| match e {
         Error::Io { source, .. } => Error::io(&job.path, source),
         other => other,
     })?;
-    sender.send(Ok(Batch::Nodes(pending))).map_err(|_| hung_up())?;
+    sender
+        .send(Ok(Batch::Nodes(pending)))
+        .map_err(|_| hung_up())?;
     sender
         .send(Ok(Batch::Done { index, blob, bytes }))
         .map_err(|_| hung_up())
@@ -309,14 +333,22 @@ impl<'s> Writer<'s> {
     }
 }
 
-fn build_tree(entries: &[(Vec<u8>, Planned)], blobs: &[Option<NodeId>], writer: &mut Writer<'_>) -> Result<NodeId> {
+fn build_tree(
+    entries: &[(Vec<u8>, Planned)],
+    blobs: &[Option<NodeId>],
+    writer: &mut Writer<'_>,
+) -> Result<NodeId> {
     let mut tree = Tree::default();
     for (name, planned) in entries {
         let (kind, id) = match planned {
             Planned::File { index, exec } => {
                 let blob = blobs[*index]
                     .ok_or_else(|| Error::InvalidInput("a file was not stored".into()))?;
-                let kind = if *exec { EntryKind::Executable } else { EntryKind::File };
+                let kind = if *exec {
+                    EntryKind::Executable
+                } else {
+                    EntryKind::File
+                };
                 (kind, blob)
             }
             Planned::Symlink { target } => {

@@ -104,7 +104,8 @@ pub fn verify_record(seq: u64, stored: &[u8]) -> Result<(LogRecord, Checksum)> {
     let value = cbor::decode(body).map_err(|e| corrupt(e.to_string()))?;
     let map = cbor::fields::as_map(&value, "log record").map_err(|e| corrupt(e.to_string()))?;
     let field = |name: &str| cbor::fields::require(map, name).map_err(|e| corrupt(e.to_string()));
-    let record_seq = cbor::fields::as_u64(field("seq")?, "seq").map_err(|e| corrupt(e.to_string()))?;
+    let record_seq =
+        cbor::fields::as_u64(field("seq")?, "seq").map_err(|e| corrupt(e.to_string()))?;
     if record_seq != seq {
         return Err(corrupt(format!("record says seq {record_seq}")));
     }
@@ -158,7 +159,10 @@ mod tests {
         for i in 0..stored.len() {
             let mut bad = stored.clone();
             bad[i] ^= 0x01;
-            assert!(verify_record(7, &bad).is_err(), "flip at {i} went unnoticed");
+            assert!(
+                verify_record(7, &bad).is_err(),
+                "flip at {i} went unnoticed"
+            );
         }
     }
 

@@ -478,8 +478,8 @@ impl Node {
         let map = fields::as_map(value, "node")?;
         fields::only(map, &["type", "parents", "clock", "payload", "metadata"])?;
         let type_name = fields::as_text(fields::require(map, "type")?, "type")?;
-        let node_type =
-            NodeType::parse(type_name).ok_or_else(|| shape(format!("unknown type {type_name:?}")))?;
+        let node_type = NodeType::parse(type_name)
+            .ok_or_else(|| shape(format!("unknown type {type_name:?}")))?;
         let parents = fields::as_array(fields::require(map, "parents")?, "parents")?
             .iter()
             .map(|v| id_from(v, "parent"))
@@ -536,10 +536,7 @@ impl Node {
                 if *size <= INLINE_MAX as u64 || total != *size {
                     return Err(shape("chunked blob size does not match its chunks"));
                 }
-                if chunks
-                    .iter()
-                    .any(|c| c.len == 0 || c.len > CHUNK_MAX)
-                {
+                if chunks.iter().any(|c| c.len == 0 || c.len > CHUNK_MAX) {
                     return Err(shape("chunk length out of range"));
                 }
             }
@@ -787,7 +784,14 @@ fn payload_from(node_type: NodeType, v: &Value) -> Result<Payload, NodeError> {
             let map = fields::as_map(v, "federation edge payload")?;
             fields::only(
                 map,
-                &["local", "universe", "remote", "direction", "purpose", "trust"],
+                &[
+                    "local",
+                    "universe",
+                    "remote",
+                    "direction",
+                    "purpose",
+                    "trust",
+                ],
             )?;
             let universe = <[u8; 16]>::try_from(fields::as_bytes(
                 fields::require(map, "universe")?,

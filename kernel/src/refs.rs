@@ -181,11 +181,17 @@ pub fn create(op: &mut Op<'_>, name: &RefName, target: &NodeId) -> Result<()> {
 }
 
 /// `ref.set`: moves a branch to a descendant of its tip. `expected` makes it a compare-and-set.
-pub fn set(op: &mut Op<'_>, name: &RefName, target: &NodeId, expected: Option<&NodeId>) -> Result<()> {
+pub fn set(
+    op: &mut Op<'_>,
+    name: &RefName,
+    target: &NodeId,
+    expected: Option<&NodeId>,
+) -> Result<()> {
     if name.kind() == RefKind::Tag {
         return Err(Error::TagImmutable(name.short().to_owned()));
     }
-    let current = get(op.store(), op.txn(), name)?.ok_or_else(|| Error::RefNotFound(name.to_string()))?;
+    let current =
+        get(op.store(), op.txn(), name)?.ok_or_else(|| Error::RefNotFound(name.to_string()))?;
     if let Some(expected) = expected {
         if *expected != current {
             return Err(Error::RefChanged {
@@ -216,7 +222,8 @@ pub fn set(op: &mut Op<'_>, name: &RefName, target: &NodeId, expected: Option<&N
 
 /// `ref.delete`: removes a branch, or a tag when `force_tag` is given.
 pub fn delete(op: &mut Op<'_>, name: &RefName, force_tag: bool) -> Result<NodeId> {
-    let target = get(op.store(), op.txn(), name)?.ok_or_else(|| Error::RefNotFound(name.to_string()))?;
+    let target =
+        get(op.store(), op.txn(), name)?.ok_or_else(|| Error::RefNotFound(name.to_string()))?;
     if name.kind() == RefKind::Tag && !force_tag {
         return Err(Error::TagImmutable(name.short().to_owned()));
     }
@@ -235,12 +242,39 @@ mod tests {
 
     #[test]
     fn git_style_names_are_enforced() {
-        for good in ["main", "feature/x", "v1.0", "release-2024", "a_b", "ünïcode"] {
+        for good in [
+            "main",
+            "feature/x",
+            "v1.0",
+            "release-2024",
+            "a_b",
+            "ünïcode",
+        ] {
             assert!(validate_short_name(good).is_ok(), "{good}");
         }
         for bad in [
-            "", "a..b", "/a", "a/", "a//b", ".hidden", "a/.b", "x.lock", "a/b.lock", "a b",
-            "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b", "a@{1}", "HEAD", "@", "end.", "-x",
+            "",
+            "a..b",
+            "/a",
+            "a/",
+            "a//b",
+            ".hidden",
+            "a/.b",
+            "x.lock",
+            "a/b.lock",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "a@{1}",
+            "HEAD",
+            "@",
+            "end.",
+            "-x",
             "tab\there",
         ] {
             assert!(

@@ -96,7 +96,9 @@ pub fn write_durably(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
@@ -133,7 +135,10 @@ impl Repository {
                     refs::create(op, &branch, &root)
                 })?;
             }
-            write_durably(&staging.join("HEAD"), format!("{}\n", branch.full()).as_bytes())?;
+            write_durably(
+                &staging.join("HEAD"),
+                format!("{}\n", branch.full()).as_bytes(),
+            )?;
             write_durably(&staging.join("config.toml"), b"[user]\n")?;
             UniverseIdentity::create(&staging, &options.name, &options.owner, options.created)?;
             Ok(())
@@ -229,7 +234,10 @@ impl Repository {
 
     /// Checks out `branch` (moves HEAD; local, never logged).
     pub fn set_head(&self, branch: &RefName) -> Result<()> {
-        write_durably(&self.jit_dir.join("HEAD"), format!("{}\n", branch.full()).as_bytes())
+        write_durably(
+            &self.jit_dir.join("HEAD"),
+            format!("{}\n", branch.full()).as_bytes(),
+        )
     }
 
     /// Resolves a revision expression (see [`crate::revparse`]).
@@ -261,20 +269,23 @@ impl Repository {
             self.audit("ref.delete", &error);
             return Err(error);
         }
-        self.store.operation("ref.delete", |op| refs::delete(op, &name, false))
+        self.store
+            .operation("ref.delete", |op| refs::delete(op, &name, false))
     }
 
     /// Deletes a tag; refused unless `force`.
     pub fn delete_tag(&self, name: &str, force: bool) -> Result<NodeId> {
         let name = RefName::tag(name)?;
-        self.store.operation("ref.delete", |op| refs::delete(op, &name, force))
+        self.store
+            .operation("ref.delete", |op| refs::delete(op, &name, force))
     }
 
     /// Moves a branch forward (`ref.set`).
     pub fn set_branch(&self, name: &str, target: NodeId, expected: Option<NodeId>) -> Result<()> {
         let name = RefName::parse_full(name).or_else(|_| RefName::branch(name))?;
-        self.store
-            .operation("ref.set", |op| refs::set(op, &name, &target, expected.as_ref()))
+        self.store.operation("ref.set", |op| {
+            refs::set(op, &name, &target, expected.as_ref())
+        })
     }
 
     fn audit(&self, action: &str, error: &Error) {

@@ -60,7 +60,13 @@ fn other_side(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Option<No
     Ok(None)
 }
 
-fn resolve_base(store: &Store, txn: &ReadTxn<'_>, head: &RefName, base: &str, spec: &str) -> Result<NodeId> {
+fn resolve_base(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    head: &RefName,
+    base: &str,
+    spec: &str,
+) -> Result<NodeId> {
     let unknown = || Error::UnknownRevision(spec.to_owned());
     if base == "HEAD" || base == "@" || base.is_empty() {
         return refs::get(store, txn, head)?.ok_or_else(unknown);
@@ -70,7 +76,10 @@ fn resolve_base(store: &Store, txn: &ReadTxn<'_>, head: &RefName, base: &str, sp
             return Ok(id);
         }
     }
-    for name in [RefName::branch(base), RefName::tag(base)].into_iter().flatten() {
+    for name in [RefName::branch(base), RefName::tag(base)]
+        .into_iter()
+        .flatten()
+    {
         if let Some(id) = refs::get(store, txn, &name)? {
             return Ok(id);
         }
@@ -94,7 +103,12 @@ fn resolve_base(store: &Store, txn: &ReadTxn<'_>, head: &RefName, base: &str, sp
 }
 
 /// Resolves `spec` and requires a snapshot (or the root, for an empty branch).
-pub fn resolve_snapshot(store: &Store, txn: &ReadTxn<'_>, head: &RefName, spec: &str) -> Result<NodeId> {
+pub fn resolve_snapshot(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    head: &RefName,
+    spec: &str,
+) -> Result<NodeId> {
     let id = resolve(store, txn, head, spec)?;
     match store.view(txn, &id)?.node_type {
         NodeType::Snapshot | NodeType::Root => Ok(id),

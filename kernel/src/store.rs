@@ -120,19 +120,41 @@ impl Store {
     }
 
     /// All refs whose full name starts with `prefix`, sorted by name.
-    pub fn refs_with_prefix(&self, txn: &ReadTxn<'_>, prefix: &str) -> Result<Vec<(String, NodeId)>> {
+    pub fn refs_with_prefix(
+        &self,
+        txn: &ReadTxn<'_>,
+        prefix: &str,
+    ) -> Result<Vec<(String, NodeId)>> {
         let mut out = Vec::new();
-        for entry in self.refs.prefix_iter(txn, prefix)? {
-            let (name, raw) = entry?;
-            let id = NodeId::from_slice(raw)
-                .ok_or_else(|| Error::InvalidInput(format!("ref {name} holds a malformed target")))?;
+        let mut push = |name: &str, raw: &[u8]| -> Result<()> {
+            let id = NodeId::from_slice(raw).ok_or_else(|| {
+                Error::InvalidInput(format!("ref {name} holds a malformed target"))
+            })?;
             out.push((name.to_owned(), id));
+            Ok(())
+        };
+        // LMDB refuses zero-length keys, so "every ref" is a plain iteration.
+        if prefix.is_empty() {
+            for entry in self.refs.iter(txn)? {
+                let (name, raw) = entry?;
+                push(name, raw)?;
+            }
+        } else {
+            for entry in self.refs.prefix_iter(txn, prefix)? {
+                let (name, raw) = entry?;
+                push(name, raw)?;
+            }
         }
         Ok(out)
     }
 
     /// Node ids starting with the given bytes (for abbreviated ids), at most `limit`.
-    pub fn ids_with_prefix(&self, txn: &ReadTxn<'_>, prefix: &[u8], limit: usize) -> Result<Vec<NodeId>> {
+    pub fn ids_with_prefix(
+        &self,
+        txn: &ReadTxn<'_>,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<NodeId>> {
         let mut out = Vec::new();
         for entry in self.nodes.prefix_iter(txn, prefix)? {
             let (key, _) = entry?;
@@ -181,7 +203,11 @@ impl Store {
 
     /// Runs `body` as one kernel operation: committed if it succeeds; if it refuses, nothing of
     /// it is kept and an audit record says why.
-    pub fn operation<T>(&self, action: &str, body: impl FnOnce(&mut Op<'_>) -> Result<T>) -> Result<T> {
+    pub fn operation<T>(
+        &self,
+        action: &str,
+        body: impl FnOnce(&mut Op<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut op = self.begin()?;
         match body(&mut op) {
             Ok(value) => {
@@ -251,7 +277,9 @@ impl<'s> Op<'s> {
 
     /// Writes a ref target (callers enforce ref invariants and log the change).
     pub(crate) fn put_ref(&mut self, full_name: &str, target: &NodeId) -> Result<()> {
-        self.store.refs.put(&mut self.txn, full_name, target.as_bytes())?;
+        self.store
+            .refs
+            .put(&mut self.txn, full_name, target.as_bytes())?;
         Ok(())
     }
 

@@ -48,7 +48,12 @@ pub fn load(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Tree> {
 }
 
 /// Looks up a `/`-separated path below `tree`; the empty path is the tree itself.
-pub fn lookup(store: &Store, txn: &ReadTxn<'_>, tree: &NodeId, path: &[u8]) -> Result<Option<TreeEntry>> {
+pub fn lookup(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    tree: &NodeId,
+    path: &[u8],
+) -> Result<Option<TreeEntry>> {
     let mut current = TreeEntry {
         name: Vec::new(),
         kind: EntryKind::Directory,
@@ -167,7 +172,8 @@ fn diff_into(
         };
         let name = a.or(b).map(|e| e.name.as_slice()).unwrap_or_default();
         let path = join(prefix, name);
-        let dir = |e: Option<&TreeEntry>| e.filter(|e| e.kind == EntryKind::Directory).map(|e| e.id);
+        let dir =
+            |e: Option<&TreeEntry>| e.filter(|e| e.kind == EntryKind::Directory).map(|e| e.id);
         let file = |e: Option<&TreeEntry>| e.filter(|e| e.kind != EntryKind::Directory).cloned();
         let (old_dir, new_dir) = (dir(a), dir(b));
         if old_dir.is_some() || new_dir.is_some() {
