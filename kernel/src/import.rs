@@ -31,7 +31,7 @@ const GROUP_FILES: usize = 512;
 /// …or this many bytes.
 const GROUP_BYTES: u64 = 32 << 20;
 /// The writer commits an operation after roughly this many bytes of nodes.
-const COMMIT_BYTES: usize = 128 << 20;
+const COMMIT_BYTES: usize = 32 << 20;
 
 /// Progress callbacks; called from the writer thread.
 pub trait Progress: Sync {

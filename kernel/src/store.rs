@@ -49,12 +49,32 @@ impl Store {
         // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
         // through LMDB's own locking, and nothing truncates or rewrites the file behind LMDB.
         let env = unsafe { options.open(dir) }?;
-        let mut wtxn = env.write_txn()?;
-        let nodes = env.create_database(&mut wtxn, Some("nodes"))?;
-        let refs = env.create_database(&mut wtxn, Some("refs"))?;
-        let log = env.create_database(&mut wtxn, Some("log"))?;
-        let meta = env.create_database(&mut wtxn, Some("meta"))?;
-        wtxn.commit()?;
+        let (nodes, refs, log, meta) = if create {
+            let mut wtxn = env.write_txn()?;
+            let dbs = (
+                env.create_database(&mut wtxn, Some("nodes"))?,
+                env.create_database(&mut wtxn, Some("refs"))?,
+                env.create_database(&mut wtxn, Some("log"))?,
+                env.create_database(&mut wtxn, Some("meta"))?,
+            );
+            wtxn.commit()?;
+            dbs
+        } else {
+            // A read transaction: opening must never wait for a writer (an import in progress).
+            let rtxn = env.read_txn()?;
+            let missing = || Error::NotARepository(dir.to_path_buf());
+            let dbs = (
+                env.open_database(&rtxn, Some("nodes"))?
+                    .ok_or_else(missing)?,
+                env.open_database(&rtxn, Some("refs"))?
+                    .ok_or_else(missing)?,
+                env.open_database(&rtxn, Some("log"))?.ok_or_else(missing)?,
+                env.open_database(&rtxn, Some("meta"))?
+                    .ok_or_else(missing)?,
+            );
+            rtxn.commit()?;
+            dbs
+        };
         Ok(Store {
             env,
             nodes,

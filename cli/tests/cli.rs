@@ -1,0 +1,271 @@
+//! End-to-end use of the `jit` binary: every verb of the kernel-core issue, text and JSON, and
+//! the refusals users meet.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use common::*;
+
+fn sample_tree(root: &std::path::Path) {
+    fs::create_dir_all(root.join("src/util")).unwrap();
+    fs::create_dir_all(root.join("empty")).unwrap();
+    fs::write(root.join("README"), "hello\n").unwrap();
+    fs::write(root.join("src/lib.rs"), "pub fn f() {}\n").unwrap();
+    fs::write(root.join("src/util/big.bin"), vec![42u8; 200_000]).unwrap();
+    fs::write(root.join("build.sh"), "#!/bin/sh\necho build\n").unwrap();
+    fs::set_permissions(root.join("build.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    symlink("src/lib.rs", root.join("lib-link")).unwrap();
+    fs::create_dir_all(root.join(".git")).unwrap();
+    fs::write(root.join(".git/ignored"), "never imported").unwrap();
+}
+
+#[test]
+fn init_import_log_show_ls_tree_cat() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    let out = ok(work.path(), &["init", "repo"]);
+    assert!(out.contains("Initialized empty JIT universe"), "{out}");
+    assert!(repo.join(".jit/store/data.mdb").exists());
+
+    let first = import(&repo, &tree, "first import");
+    assert_eq!(first["files"], 4);
+    assert_eq!(first["symlinks"], 1);
+    let snapshot = first["snapshot"].as_str().unwrap().to_owned();
+
+    // Text log shows the snapshot with its declared author and date.
+    let log = ok(&repo, &["log"]);
+    assert!(log.contains(&format!("snapshot {snapshot}")), "{log}");
+    assert!(
+        log.contains(AUTHOR)
+            && log.contains("2023-11-14T22:13:20Z")
+            && log.contains("first import")
+    );
+
+    // ls-tree -r lists files with kinds, .git is skipped.
+    let listing = json(&repo, &["ls-tree", "HEAD", "-r"]);
+    let paths: Vec<(&str, &str)> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("README", "file"),
+            ("build.sh", "exec"),
+            ("lib-link", "symlink"),
+            ("src/lib.rs", "file"),
+            ("src/util/big.bin", "file"),
+        ]
+    );
+    let top = json(&repo, &["ls-tree", "HEAD"]);
+    assert!(top
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["path"] == "empty" && e["kind"] == "dir"));
+    let sub = ok(&repo, &["ls-tree", "HEAD", "src"]);
+    assert!(
+        sub.contains("src/lib.rs") && sub.contains("src/util"),
+        "{sub}"
+    );
+
+    // cat returns exact bytes, including chunked content and symlink targets.
+    assert_eq!(ok(&repo, &["cat", "HEAD:README"]), "hello\n");
+    let big = jit(&repo, &["cat", "HEAD:src/util/big.bin"]);
+    assert_eq!(big.stdout, vec![42u8; 200_000]);
+    assert_eq!(ok(&repo, &["cat", "HEAD:lib-link"]), "src/lib.rs");
+
+    // A second import with one change: show lists exactly that change.
+    fs::write(tree.join("README"), "hello again\n").unwrap();
+    fs::remove_file(tree.join("build.sh")).unwrap();
+    fs::write(tree.join("NEW"), "new\n").unwrap();
+    let second = import(&repo, &tree, "second");
+    let shown = json(&repo, &["show", "HEAD"]);
+    let changes: Vec<(String, String)> = shown["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["change"].as_str().unwrap().into(),
+                c["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("A".into(), "NEW".into()),
+            ("M".into(), "README".into()),
+            ("D".into(), "build.sh".into())
+        ]
+    );
+    assert!(
+        second["new_nodes"].as_u64().unwrap() < 10,
+        "unchanged content is not stored again"
+    );
+
+    // Revisions: HEAD~1, abbreviated ids, full ids.
+    let prev = json(&repo, &["show", "HEAD~1"]);
+    assert_eq!(prev["id"], snapshot.as_str());
+    let short = &snapshot[..10];
+    assert_eq!(json(&repo, &["show", short])["id"], snapshot.as_str());
+    assert_eq!(
+        ok(&repo, &["cat", &format!("{snapshot}:README")]),
+        "hello\n"
+    );
+    let log = json(&repo, &["log"]);
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    assert_eq!(
+        json(&repo, &["log", "-n", "1"]).as_array().unwrap().len(),
+        1
+    );
+
+    // Importing the same tree again is refused as empty unless allowed.
+    let err = fails(&repo, &["import", tree.to_str().unwrap(), "-m", "again"]);
+    assert!(err.contains("nothing to commit"), "{err}");
+    ok(
+        &repo,
+        &[
+            "import",
+            tree.to_str().unwrap(),
+            "-m",
+            "again",
+            "--allow-empty",
+            "-q",
+        ],
+    );
+
+    assert!(ok(&repo, &["fsck"]).contains("clean"));
+    let info = json(&repo, &["info"]);
+    assert_eq!(info["head"], "main");
+}
+
+#[test]
+fn branches_and_tags() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path();
+    let tree = work.path().join("t");
+    fs::create_dir(repo.join("t")).unwrap();
+    ok(repo, &["init"]);
+    fs::write(tree.join("a"), "1").unwrap();
+    let one = import(repo, &tree, "one")["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fs::write(tree.join("a"), "2").unwrap();
+    let two = import(repo, &tree, "two")["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    ok(repo, &["branch", "old", "HEAD~1"]);
+    ok(repo, &["branch", "feature/x"]);
+    ok(repo, &["tag", "v1", &one]);
+    ok(repo, &["tag", "v2"]);
+    let branches = json(repo, &["branch"]);
+    let listed: Vec<(&str, &str, bool)> = branches
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap(),
+                b["target"].as_str().unwrap(),
+                b["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("feature/x", two.as_str(), false),
+            ("main", two.as_str(), true),
+            ("old", one.as_str(), false)
+        ]
+    );
+    assert!(ok(repo, &["branch"]).contains("* main"));
+    let tags = json(repo, &["tag"]);
+    assert_eq!(tags[0]["name"], "v1");
+    assert_eq!(tags[0]["target"], one.as_str());
+    assert_eq!(ok(repo, &["cat", "v1:a"]), "1");
+    assert_eq!(ok(repo, &["cat", "old:a"]), "1");
+
+    // Refusals: each one line, non-zero, nothing changed.
+    assert!(fails(repo, &["branch", "old"]).contains("already exists"));
+    assert!(fails(repo, &["branch", "bad..name"]).contains("invalid ref name"));
+    assert!(fails(repo, &["tag", "v1", &two]).contains("already exists"));
+    assert!(fails(repo, &["tag", "-d", "v1"]).contains("immutable"));
+    assert!(fails(repo, &["branch", "-d", "main"]).contains("checked out"));
+    assert!(fails(repo, &["branch", "x", "nonexistent"]).contains("unknown revision"));
+    assert!(fails(repo, &["cat", "HEAD:missing"]).contains("not found"));
+    assert_eq!(json(repo, &["tag"]).as_array().unwrap().len(), 2);
+
+    ok(repo, &["tag", "-d", "--force", "v1"]);
+    ok(repo, &["branch", "-d", "old"]);
+    assert_eq!(json(repo, &["tag"]).as_array().unwrap().len(), 1);
+    assert_eq!(json(repo, &["branch"]).as_array().unwrap().len(), 2);
+    assert!(ok(repo, &["fsck"]).contains("clean"));
+}
+
+#[test]
+fn errors_are_one_line_with_json_codes() {
+    let work = tempfile::tempdir().unwrap();
+    let err = fails(work.path(), &["log"]);
+    assert!(err.contains("not a JIT repository"), "{err}");
+    let out = jit(work.path(), &["log", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["error"]["code"], "not_a_repository");
+
+    ok(work.path(), &["init"]);
+    assert!(fails(work.path(), &["init"]).contains("already exists"));
+    assert!(fails(work.path(), &["show", "nope"]).contains("unknown revision"));
+    assert!(fails(work.path(), &["import", "missing-dir", "-m", "x"]).contains("missing-dir"));
+    assert!(fails(
+        work.path(),
+        &["import", ".", "-m", "x", "--date", "yesterday"]
+    )
+    .contains("invalid date"));
+    // -C runs elsewhere.
+    let other = tempfile::tempdir().unwrap();
+    assert!(ok(other.path(), &["-C", work.path().to_str().unwrap(), "fsck"]).contains("clean"));
+    // Every verb has --help.
+    for verb in [
+        "init", "import", "log", "show", "ls-tree", "cat", "branch", "tag", "fsck", "info",
+    ] {
+        assert!(
+            ok(work.path(), &[verb, "--help"]).contains("Usage"),
+            "{verb}"
+        );
+    }
+}
+
+#[test]
+fn two_repositories_importing_the_same_tree_get_the_same_snapshot_id() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    for name in ["a", "b"] {
+        ok(work.path(), &["init", name]);
+    }
+    let a = import(&work.path().join("a"), &tree, "same");
+    let b = import(&work.path().join("b"), &tree, "same");
+    assert_eq!(a["snapshot"], b["snapshot"]);
+    assert_eq!(a["tree"], b["tree"]);
+    // Same via the environment (JIT_AUTHOR / JIT_DATE), in a third repository.
+    ok(work.path(), &["init", "c"]);
+    let out = jit_command(&work.path().join("c"))
+        .args(["import", tree.to_str().unwrap(), "-m", "same", "--json"])
+        .env("JIT_AUTHOR", AUTHOR)
+        .env("JIT_DATE", DATE)
+        .output()
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["snapshot"], c["snapshot"]);
+}
