@@ -11,26 +11,25 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use crate::error::{Error, Result, Violation};
 use crate::id::NodeId;
 use crate::log::LogOp;
-use crate::node::{Node, NodeError, NodeType, NodeView, Payload};
+use crate::node::{Node, NodeError, NodeType, Payload};
 use crate::store::{Op, ReadTxn, Store};
 
 /// Checks every invariant that depends on other stored nodes.
 pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &Node) -> Result<()> {
     for parent in &node.parents {
-        let Some(bytes) = store.node_bytes(txn, parent)? else {
+        let Some(header) = store.header(txn, parent)? else {
             return Err(Violation::MissingParent {
                 node: *id,
                 parent: *parent,
             }
             .into());
         };
-        let view = NodeView::peek(bytes)?;
-        if view.clock >= node.clock {
+        if header.clock >= node.clock {
             return Err(Violation::ClockNotIncreasing {
                 node: *id,
                 clock: node.clock,
                 parent: *parent,
-                parent_clock: view.clock,
+                parent_clock: header.clock,
             }
             .into());
         }
@@ -39,26 +38,25 @@ pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &N
             NodeType::Rewrite => &[NodeType::Root, NodeType::Snapshot],
             _ => &[],
         };
-        if !allowed.is_empty() && !allowed.contains(&view.node_type) {
+        if !allowed.is_empty() && !allowed.contains(&header.node_type) {
             return Err(Violation::WrongType {
                 node: *id,
                 target: *parent,
-                found: view.node_type.as_str(),
+                found: header.node_type.as_str(),
                 expected: "root, snapshot or rewrite",
             }
             .into());
         }
     }
     for (target, expected) in node.references() {
-        let Some(bytes) = store.node_bytes(txn, &target)? else {
+        let Some(header) = store.header(txn, &target)? else {
             return Err(Violation::MissingReference { node: *id, target }.into());
         };
-        let view = NodeView::peek(bytes)?;
-        if view.node_type != expected {
+        if header.node_type != expected {
             return Err(Violation::WrongType {
                 node: *id,
                 target,
-                found: view.node_type.as_str(),
+                found: header.node_type.as_str(),
                 expected: expected.as_str(),
             }
             .into());
@@ -66,18 +64,13 @@ pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &N
     }
     if let Payload::Blob(crate::node::Blob::Chunked { chunks, .. }) = &node.payload {
         for chunk in chunks {
-            let data = store
-                .view(txn, &chunk.id)?
-                .chunk_data()
-                .map_err(Error::from)?;
-            if data.len() != chunk.len as usize {
+            let stored = store.require_header(txn, &chunk.id)?.size;
+            if stored != chunk.len as u64 {
                 return Err(Violation::Malformed {
                     node: *id,
                     reason: format!(
-                        "chunk {} is {} bytes, the blob says {}",
-                        chunk.id,
-                        data.len(),
-                        chunk.len
+                        "chunk {} is {stored} bytes, the blob says {}",
+                        chunk.id, chunk.len
                     ),
                 }
                 .into());
@@ -144,7 +137,7 @@ pub(crate) fn insert_validated(
         return Ok(false);
     }
     validate_in_store(op.store(), op.txn(), &id, node)?;
-    op.put_node(&id, bytes)?;
+    op.put_node(&id, bytes, node.header())?;
     op.log(LogOp::NodeCreated {
         id,
         node_type: node.node_type().as_str().to_owned(),
@@ -207,7 +200,7 @@ pub fn append_batch(op: &mut Op<'_>, nodes: &[(NodeId, Vec<u8>)]) -> Result<usiz
 
 /// The logical clock of a stored node.
 pub fn clock_of(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<u64> {
-    Ok(store.view(txn, id)?.clock)
+    Ok(store.require_header(txn, id)?.clock)
 }
 
 /// Whether `ancestor` is `descendant` or reachable from it through parents. Clocks prune the
@@ -245,14 +238,14 @@ pub fn mainline_parent(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<
     let Some(parent) = view.parents.first().copied() else {
         return Ok(None);
     };
-    let mainline = match store.view(txn, &parent)?.node_type {
+    let mainline = match store.require_header(txn, &parent)?.node_type {
         NodeType::Rewrite => match store.node(txn, &parent)?.payload {
             Payload::Rewrite(rewrite) => rewrite.from,
             _ => return Ok(None),
         },
         _ => parent,
     };
-    match store.view(txn, &mainline)?.node_type {
+    match store.require_header(txn, &mainline)?.node_type {
         NodeType::Snapshot => Ok(Some(mainline)),
         _ => Ok(None),
     }

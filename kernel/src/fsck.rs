@@ -120,6 +120,18 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
                 continue;
             }
         };
+        match store.header(&txn, &id) {
+            Ok(Some(header)) if header == node.header() => {}
+            Ok(Some(header)) => report.problem(
+                &at,
+                format!(
+                    "header index says {header:?}, the node is {:?}",
+                    node.header()
+                ),
+            ),
+            Ok(None) => report.problem(&at, "missing from the header index"),
+            Err(e) => report.problem(&at, e.to_string()),
+        }
         if let Err(e) = dag::validate_in_store(store, &txn, &id, &node) {
             report.problem(&at, e.to_string());
         }
@@ -138,8 +150,17 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
             }
         }
     }
+    for entry in store.header_entries(&txn)? {
+        let (key, _) = entry?;
+        if store.nodes.get(&txn, key)?.is_none() {
+            report.problem(
+                format!("header {}", hex::encode(key)),
+                "indexes a node that is not stored",
+            );
+        }
+    }
     for (id, seq) in &created {
-        if !store.has_node(&txn, id)? {
+        if store.node_bytes(&txn, id)?.is_none() {
             report.problem(
                 format!("log record {seq}"),
                 format!("created node {id}, which is missing from the store"),

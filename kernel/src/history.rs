@@ -84,7 +84,7 @@ pub fn reset(store: &Store, branch: &RefName, target: NodeId, info: &CommitInfo)
     store.operation("reset", |op| {
         let tip = refs::get(op.store(), op.txn(), branch)?
             .ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
-        let target_type = op.store().view(op.txn(), &target)?.node_type;
+        let target_type = op.store().require_header(op.txn(), &target)?.node_type;
         if !matches!(target_type, NodeType::Snapshot | NodeType::Root) {
             return Err(Error::NotA {
                 id: target,

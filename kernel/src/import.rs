@@ -29,7 +29,7 @@ const STREAM_THRESHOLD: u64 = 8 << 20;
 /// A parallel group closes at this many files…
 const GROUP_FILES: usize = 512;
 /// …or this many bytes.
-const GROUP_BYTES: u64 = 32 << 20;
+const GROUP_BYTES: u64 = 16 << 20;
 /// The writer commits an operation after roughly this many bytes of nodes.
 const COMMIT_BYTES: usize = 32 << 20;
 
@@ -148,7 +148,7 @@ pub fn import_dir(
     progress.total(stats.files, stats.bytes);
 
     let mut blobs: Vec<Option<NodeId>> = vec![None; files.len()];
-    let (sender, receiver) = sync_channel::<Result<Batch>>(4);
+    let (sender, receiver) = sync_channel::<Result<Batch>>(2);
     let files_ref = &files;
     let mut writer = Writer::new(store);
     std::thread::scope(|scope| -> Result<()> {

@@ -149,10 +149,7 @@ pub fn get(store: &Store, txn: &ReadTxn<'_>, name: &RefName) -> Result<Option<No
 /// A ref may point at a snapshot or at the root (an empty branch); tags may also name any
 /// history node.
 fn check_target(store: &Store, txn: &ReadTxn<'_>, name: &RefName, target: &NodeId) -> Result<()> {
-    let Some(bytes) = store.node_bytes(txn, target)? else {
-        return Err(Error::NodeNotFound(*target));
-    };
-    let node_type = crate::node::NodeView::peek(bytes)?.node_type;
+    let node_type = store.require_header(txn, target)?.node_type;
     let ok = match name.kind() {
         RefKind::Branch => matches!(node_type, NodeType::Root | NodeType::Snapshot),
         RefKind::Tag => !node_type.is_content(),

@@ -110,7 +110,7 @@ pub fn resolve_snapshot(
     spec: &str,
 ) -> Result<NodeId> {
     let id = resolve(store, txn, head, spec)?;
-    match store.view(txn, &id)?.node_type {
+    match store.require_header(txn, &id)?.node_type {
         NodeType::Snapshot | NodeType::Root => Ok(id),
         other => Err(Error::NotA {
             id,

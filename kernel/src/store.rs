@@ -15,13 +15,22 @@ use heed::{Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::log::{self, Checksum, LogOp, LogRecord};
-use crate::node::{Node, NodeView};
+use crate::node::{Node, NodeHeader, NodeView};
 
 /// A read transaction: a consistent snapshot of the whole store.
 pub type ReadTxn<'e> = RoTxn<'e, WithoutTls>;
 
 /// Virtual size reserved for the memory map; the file grows only as data is written.
 const MAP_SIZE: usize = 1 << 40;
+
+/// The store's databases: nodes, headers, refs, log, meta.
+type Databases = (
+    Database<Bytes, Bytes>,
+    Database<Bytes, Bytes>,
+    Database<Str, Bytes>,
+    Database<U64<BigEndian>, Bytes>,
+    Database<Str, Bytes>,
+);
 
 /// The open store of one universe.
 pub struct Store {
@@ -30,6 +39,8 @@ pub struct Store {
     pub(crate) nodes: Database<Bytes, Bytes>,
     /// Full ref name → 32-byte target id.
     pub(crate) refs: Database<Str, Bytes>,
+    /// NodeId → [`NodeHeader`] (type, clock, size): validation never pages in content.
+    pub(crate) headers: Database<Bytes, Bytes>,
     /// Sequence number → checksummed log record.
     pub(crate) log: Database<U64<BigEndian>, Bytes>,
     /// Small named values (format version, SWS state in later layers).
@@ -45,14 +56,15 @@ impl Store {
             return Err(Error::NotARepository(dir.to_path_buf()));
         }
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(MAP_SIZE).max_dbs(8).max_readers(256);
+        options.map_size(MAP_SIZE).max_dbs(16).max_readers(256);
         // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
         // through LMDB's own locking, and nothing truncates or rewrites the file behind LMDB.
         let env = unsafe { options.open(dir) }?;
-        let (nodes, refs, log, meta) = if create {
+        let (nodes, headers, refs, log, meta): Databases = if create {
             let mut wtxn = env.write_txn()?;
             let dbs = (
                 env.create_database(&mut wtxn, Some("nodes"))?,
+                env.create_database(&mut wtxn, Some("headers"))?,
                 env.create_database(&mut wtxn, Some("refs"))?,
                 env.create_database(&mut wtxn, Some("log"))?,
                 env.create_database(&mut wtxn, Some("meta"))?,
@@ -66,6 +78,8 @@ impl Store {
             let dbs = (
                 env.open_database(&rtxn, Some("nodes"))?
                     .ok_or_else(missing)?,
+                env.open_database(&rtxn, Some("headers"))?
+                    .ok_or_else(missing)?,
                 env.open_database(&rtxn, Some("refs"))?
                     .ok_or_else(missing)?,
                 env.open_database(&rtxn, Some("log"))?.ok_or_else(missing)?,
@@ -78,6 +92,7 @@ impl Store {
         Ok(Store {
             env,
             nodes,
+            headers,
             refs,
             log,
             meta,
@@ -114,7 +129,30 @@ impl Store {
 
     /// Whether a node exists.
     pub fn has_node(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool> {
-        Ok(self.nodes.get(txn, id.as_bytes())?.is_some())
+        Ok(self.headers.get(txn, id.as_bytes())?.is_some())
+    }
+
+    /// A node's header (type, clock, size), if the node exists.
+    pub fn header(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Option<NodeHeader>> {
+        match self.headers.get(txn, id.as_bytes())? {
+            Some(raw) => NodeHeader::from_bytes(raw).map(Some).ok_or_else(|| {
+                Error::InvalidInput(format!("header index entry of {id} is malformed"))
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// A node's header, or [`Error::NodeNotFound`].
+    pub fn require_header(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<NodeHeader> {
+        self.header(txn, id)?.ok_or(Error::NodeNotFound(*id))
+    }
+
+    /// Iterates the header index: `(key bytes, value bytes)`.
+    pub fn header_entries<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+    ) -> Result<impl Iterator<Item = Result<(&'t [u8], &'t [u8])>> + 't> {
+        Ok(self.headers.iter(txn)?.map(|r| r.map_err(Error::from)))
     }
 
     /// Loads and decodes a node.
@@ -286,12 +324,21 @@ impl<'s> Op<'s> {
         Ok(record.seq)
     }
 
-    /// Inserts node bytes if absent; returns whether they were new. Callers validate first.
-    pub(crate) fn put_node(&mut self, id: &NodeId, bytes: &[u8]) -> Result<bool> {
-        if self.store.nodes.get(&self.txn, id.as_bytes())?.is_some() {
+    /// Inserts node bytes and header if absent; returns whether they were new. Callers
+    /// validate first.
+    pub(crate) fn put_node(
+        &mut self,
+        id: &NodeId,
+        bytes: &[u8],
+        header: NodeHeader,
+    ) -> Result<bool> {
+        if self.store.has_node(&self.txn, id)? {
             return Ok(false);
         }
         self.store.nodes.put(&mut self.txn, id.as_bytes(), bytes)?;
+        self.store
+            .headers
+            .put(&mut self.txn, id.as_bytes(), &header.to_bytes())?;
         Ok(true)
     }
 
