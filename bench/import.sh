@@ -15,7 +15,7 @@ data=${JIT_BENCH_DIR:-/var/tmp/jit-bench}
 mkdir -p "$data"
 
 need() { command -v "$1" >/dev/null || { apt-get install -y -qq "$2" >/dev/null; }; }
-need /usr/bin/time time
+need /usr/bin/time time\nneed bc bc
 [ -x "$jit" ] || (cd "$here" && cargo build --release -p jit-cli >&2)
 
 linux="$data/linux-source-6.1"
@@ -43,16 +43,35 @@ measure() {
 
 warm() { find "$1" -type f -print0 | xargs -0 cat > /dev/null; }
 
-# One jit import of TREE into a fresh universe; prints "seconds rss store_bytes".
-jit_import() {
-  local tree=$1 repo
-  repo=$(mktemp -d "$data/jit-repo.XXXX")
-  "$jit" init "$repo" >/dev/null
-  read -r secs rss < <(measure "$jit" -C "$repo" import "$tree" -m bench -q)
-  echo "$secs $rss $(du -sb "$repo/.jit" | cut -f1) $repo"
+# Peak anonymous RSS (KiB) of PID, sampled every 20 ms until it exits: the process's own memory,
+# without the clean, shared page-cache pages of LMDB's memory map that max RSS also counts.
+anon_peak() {
+  local pid=$1 peak=0 now
+  while kill -0 "$pid" 2>/dev/null; do
+    now=$(awk '/^RssAnon:/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    [ -n "$now" ] && [ "$now" -gt "$peak" ] && peak=$now
+    sleep 0.02
+  done
+  echo "$peak"
 }
 
-# One git add+commit of TREE into a fresh repository; prints "seconds rss store_bytes".
+# One jit import of TREE into a fresh universe; prints "seconds rss anon store_bytes repo".
+jit_import() {
+  local tree=$1 repo out pid anon
+  repo=$(mktemp -d "$data/jit-repo.XXXX")
+  out=$(mktemp)
+  "$jit" init "$repo" >/dev/null
+  /usr/bin/time -f '%e %M' -o "$out" "$jit" -C "$repo" import "$tree" -m bench -q >/dev/null 2>&1 &
+  sleep 0.05
+  pid=$(pgrep -n -f "$jit -C $repo import" || true)
+  anon=$( [ -n "$pid" ] && anon_peak "$pid" || echo 0)
+  wait
+  read -r secs rss < "$out"
+  rm -f "$out"
+  echo "$secs $rss $anon $(du -sb "$repo/.jit" | cut -f1) $repo"
+}
+
+# One git add+commit of TREE into a fresh repository; prints "seconds rss store_bytes repo".
 git_import() {
   local tree=$1 gitdir
   gitdir=$(mktemp -d "$data/git-repo.XXXX")
@@ -67,19 +86,20 @@ minmax() { sort -n | awk 'NR==1{min=$1} {max=$1} END {printf "%s–%s", min, max
 compare() {
   local name=$1 tree=$2
   warm "$tree"
-  local jt=() jr=() js=() gt=() gr=() gs=()
+  local jt=() jr=() ja=() js=() gt=() gr=() gs=()
   for _ in $(seq "$runs"); do
-    read -r t r s repo < <(jit_import "$tree"); jt+=("$t"); jr+=("$r"); js+=("$s"); rm -rf "$repo"
+    read -r t r a s repo < <(jit_import "$tree"); jt+=("$t"); jr+=("$r"); ja+=("$a"); js+=("$s"); rm -rf "$repo"
     read -r t r s repo < <(git_import "$tree"); gt+=("$t"); gr+=("$r"); gs+=("$s"); rm -rf "$repo"
   done
   local jmed gmed
   jmed=$(printf '%s\n' "${jt[@]}" | median); gmed=$(printf '%s\n' "${gt[@]}" | median)
-  local jrss grss jstore gstore
+  local jrss janon grss jstore gstore
   jrss=$(printf '%s\n' "${jr[@]}" | median); grss=$(printf '%s\n' "${gr[@]}" | median)
+  janon=$(printf '%s\n' "${ja[@]}" | median)
   jstore=$(printf '%s\n' "${js[@]}" | median); gstore=$(printf '%s\n' "${gs[@]}" | median)
-  printf '| %s | jit import | %s s (%s) | %d MiB | %d MiB |\n' "$name" "$jmed" "$(printf '%s\n' "${jt[@]}" | minmax)" $((jrss / 1024)) $((jstore / 1048576))
-  printf '| %s | git add -A && git commit | %s s (%s) | %d MiB | %d MiB |\n' "$name" "$gmed" "$(printf '%s\n' "${gt[@]}" | minmax)" $((grss / 1024)) $((gstore / 1048576))
-  printf '| %s | **ratio jit/git** | **%.3f×** | %.2f× | %.2f× |\n' "$name" "$(echo "$jmed / $gmed" | bc -l)" "$(echo "$jrss / $grss" | bc -l)" "$(echo "$jstore / $gstore" | bc -l)"
+  printf '| %s | jit import | %s s (%s) | %d MiB | %d MiB | %d MiB |\n' "$name" "$jmed" "$(printf '%s\n' "${jt[@]}" | minmax)" $((jrss / 1024)) $((janon / 1024)) $((jstore / 1048576))
+  printf '| %s | git add -A && git commit | %s s (%s) | %d MiB | – | %d MiB |\n' "$name" "$gmed" "$(printf '%s\n' "${gt[@]}" | minmax)" $((grss / 1024)) $((gstore / 1048576))
+  printf '| %s | **ratio jit/git** | **%.3f×** | %.2f× | | %.2f× |\n' "$name" "$(echo "$jmed / $gmed" | bc -l)" "$(echo "$jrss / $grss" | bc -l)" "$(echo "$jstore / $gstore" | bc -l)"
 }
 
 files=$(find "$linux" -type f | wc -l)
@@ -89,8 +109,8 @@ echo
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -r), $(df -T "$data" | awk 'NR==2{print $2}') at $data; $(git --version); jit $("$jit" --version | cut -d' ' -f2) (release build)."
 echo "Linux tree: $files files, $((bytes / 1048576)) MiB. Page cache warm for every run."
 echo
-echo "| tree | command | wall time | peak RSS | store size |"
-echo "|---|---|---|---|---|"
+echo "| tree | command | wall time | peak RSS | peak anon RSS | store size |"
+echo "|---|---|---|---|---|---|"
 compare "linux-6.1" "$linux"
 compare "1 GiB file" "$big"
 
