@@ -15,7 +15,8 @@ data=${JIT_BENCH_DIR:-/var/tmp/jit-bench}
 mkdir -p "$data"
 
 need() { command -v "$1" >/dev/null || { apt-get install -y -qq "$2" >/dev/null; }; }
-need /usr/bin/time time\nneed bc bc
+need /usr/bin/time time
+need bc bc
 [ -x "$jit" ] || (cd "$here" && cargo build --release -p jit-cli >&2)
 
 linux="$data/linux-source-6.1"

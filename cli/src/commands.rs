@@ -13,6 +13,7 @@ use jit_kernel::import;
 use jit_kernel::node::{Blob, EntryKind, Payload};
 use jit_kernel::refs::{RefName, HEADS, TAGS};
 use jit_kernel::repo::InitOptions;
+use jit_kernel::source::Dag;
 use jit_kernel::tree::{self, ChangeKind};
 use jit_kernel::{NodeId, Repository};
 use serde_json::{json, Value};
@@ -276,10 +277,10 @@ fn show(out: &Output, repo: &Repository, rev: &str) -> Result<ExitCode> {
             value = snapshot_json(&id, snapshot);
             value["type"] = json!("snapshot");
             let old_tree = match dag::mainline_parent(store, &txn, &id)? {
-                Some(parent) => tree::tree_of(store, &txn, &parent)?,
+                Some(parent) => tree::tree_of(&Dag::new(store, &txn), &parent)?,
                 None => tree::empty_tree_id(),
             };
-            let changes = tree::diff(store, &txn, &old_tree, &snapshot.tree)?;
+            let changes = tree::diff(&Dag::new(store, &txn), &old_tree, &snapshot.tree)?;
             text.push_str(&format!(
                 "Author: {}\nDate:   {}\nTree:   {}\n",
                 snapshot.author,
@@ -376,9 +377,9 @@ fn ls_tree(
     let id = repo.resolve(rev)?;
     let store = repo.store();
     let txn = store.read()?;
-    let root = tree::tree_of(store, &txn, &id)?;
+    let root = tree::tree_of(&Dag::new(store, &txn), &id)?;
     let path = path.unwrap_or_default();
-    let start = tree::lookup(store, &txn, &root, path.as_bytes())?.ok_or_else(|| {
+    let start = tree::lookup(&Dag::new(store, &txn), &root, path.as_bytes())?.ok_or_else(|| {
         jit_kernel::Error::PathNotFound {
             path: path.clone(),
             rev: rev.to_owned(),
@@ -391,8 +392,7 @@ fn ls_tree(
     let mut rows = Vec::new();
     let mut text = String::new();
     tree::walk(
-        store,
-        &txn,
+        &Dag::new(store, &txn),
         &start.id,
         &prefix,
         recursive,
@@ -420,8 +420,8 @@ fn cat(out: &Output, repo: &Repository, object: &str) -> Result<ExitCode> {
     let blob = match object.split_once(':') {
         Some((rev, path)) => {
             let rev = if rev.is_empty() { "HEAD" } else { rev };
-            let root = tree::tree_of(store, &txn, &repo.resolve(rev)?)?;
-            let entry = tree::lookup(store, &txn, &root, path.as_bytes())?.ok_or_else(|| {
+            let root = tree::tree_of(&Dag::new(store, &txn), &repo.resolve(rev)?)?;
+            let entry = tree::lookup(&Dag::new(store, &txn), &root, path.as_bytes())?.ok_or_else(|| {
                 jit_kernel::Error::PathNotFound {
                     path: path.to_owned(),
                     rev: rev.to_owned(),
@@ -434,7 +434,7 @@ fn cat(out: &Output, repo: &Repository, object: &str) -> Result<ExitCode> {
         }
         None => repo.resolve(object)?,
     };
-    let data = content::read_blob(store, &txn, &blob)?;
+    let data = content::read_blob(&Dag::new(store, &txn), &blob)?;
     if out.json {
         let text = std::str::from_utf8(&data).ok();
         return out.emit(

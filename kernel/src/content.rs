@@ -15,7 +15,7 @@ use crate::id::NodeId;
 use crate::node::{
     Blob, ChunkRef, Node, NodeView, Payload, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX,
 };
-use crate::store::{ReadTxn, Store};
+use crate::source::Source;
 
 /// A node ready to append: its id, canonical bytes and decoded form.
 #[derive(Debug, Clone)]
@@ -90,13 +90,16 @@ pub fn split_bytes(data: &[u8]) -> Result<(NodeId, Vec<EncodedNode>)> {
 }
 
 /// Reads a blob's whole content.
-pub fn read_blob(store: &Store, txn: &ReadTxn<'_>, blob: &NodeId) -> Result<Vec<u8>> {
-    match store.node(txn, blob)?.payload {
+pub fn read_blob(src: &dyn Source, blob: &NodeId) -> Result<Vec<u8>> {
+    match src.node(blob)?.payload {
         Payload::Blob(Blob::Inline(data)) => Ok(data),
         Payload::Blob(Blob::Chunked { size, chunks }) => {
             let mut out = Vec::with_capacity(size as usize);
             for chunk in chunks {
-                out.extend_from_slice(chunk_data(store, txn, &chunk.id)?);
+                match src.bytes(&chunk.id)? {
+                    Some(bytes) => out.extend_from_slice(NodeView::peek(bytes)?.chunk_data()?),
+                    None => return Err(Error::NodeNotFound(chunk.id)),
+                }
             }
             Ok(out)
         }

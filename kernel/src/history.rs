@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::{DeclaredTime, Node, NodeType, Payload, Rewrite, RewriteKind, Snapshot};
 use crate::refs::{self, RefName};
+use crate::source::Dag;
 use crate::store::{Op, Store};
 use crate::tree;
 
@@ -54,7 +55,7 @@ pub fn commit_tree(
     store.operation("commit", |op| {
         let tip = refs::get(op.store(), op.txn(), branch)?
             .ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
-        if empty == EmptyCommit::Refuse && tree::tree_of(op.store(), op.txn(), &tip)? == tree {
+        if empty == EmptyCommit::Refuse && tree::tree_of(&Dag::new(op.store(), op.txn()), &tip)? == tree {
             return Err(Error::InvalidInput(
                 "nothing to commit: the tree is the same as the branch tip's".into(),
             ));
@@ -114,7 +115,7 @@ pub fn reset(store: &Store, branch: &RefName, target: NodeId, info: &CommitInfo)
                 }),
             ),
         )?;
-        let tree = tree::tree_of(op.store(), op.txn(), &target)?;
+        let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &target)?;
         let snapshot = dag::append(op, &snapshot_node(rewrite, clock + 1, tree, info))?;
         refs::set(op, branch, &snapshot, Some(&tip))?;
         Ok(snapshot)

@@ -21,6 +21,7 @@ pub mod node;
 pub mod refs;
 pub mod repo;
 pub mod revparse;
+pub mod source;
 pub mod store;
 pub mod tree;
 

@@ -23,15 +23,6 @@ pub type ReadTxn<'e> = RoTxn<'e, WithoutTls>;
 /// Virtual size reserved for the memory map; the file grows only as data is written.
 const MAP_SIZE: usize = 1 << 40;
 
-/// The store's databases: nodes, headers, refs, log, meta.
-type Databases = (
-    Database<Bytes, Bytes>,
-    Database<Bytes, Bytes>,
-    Database<Str, Bytes>,
-    Database<U64<BigEndian>, Bytes>,
-    Database<Str, Bytes>,
-);
-
 /// The open store of one universe.
 pub struct Store {
     env: Env<WithoutTls>,
@@ -43,8 +34,35 @@ pub struct Store {
     pub(crate) headers: Database<Bytes, Bytes>,
     /// Sequence number → checksummed log record.
     pub(crate) log: Database<U64<BigEndian>, Bytes>,
-    /// Small named values (format version, SWS state in later layers).
+    /// Small named values (format version).
     pub(crate) meta: Database<Str, Bytes>,
+    /// SWS id (16 bytes) → SWS state.
+    pub(crate) sws: Database<Bytes, Bytes>,
+    /// SWS id || node id → node bytes written by that SWS's patches, not yet committed.
+    pub(crate) staged: Database<Bytes, Bytes>,
+    /// SWS id || sequence (u64 BE) → one micro-history record per applied patch.
+    pub(crate) sws_history: Database<Bytes, Bytes>,
+    /// SWS id || patch id → sequence of its application (idempotence).
+    pub(crate) sws_patches: Database<Bytes, Bytes>,
+    /// Full branch name → id of the branch's working SWS.
+    pub(crate) working: Database<Str, Bytes>,
+}
+
+/// The transaction that creates or opens the store's tables.
+enum Tables<'e> {
+    Create(RwTxn<'e>),
+    Open(ReadTxn<'e>),
+}
+
+impl Tables<'_> {
+    fn table<K: 'static, V: 'static>(&mut self, env: &Env<WithoutTls>, name: &str, dir: &Path) -> Result<Database<K, V>> {
+        match self {
+            Tables::Create(wtxn) => Ok(env.create_database(wtxn, Some(name))?),
+            Tables::Open(rtxn) => env
+                .open_database(rtxn, Some(name))?
+                .ok_or_else(|| Error::NotARepository(dir.to_path_buf())),
+        }
+    }
 }
 
 impl Store {
@@ -60,43 +78,31 @@ impl Store {
         // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
         // through LMDB's own locking, and nothing truncates or rewrites the file behind LMDB.
         let env = unsafe { options.open(dir) }?;
-        let (nodes, headers, refs, log, meta): Databases = if create {
-            let mut wtxn = env.write_txn()?;
-            let dbs = (
-                env.create_database(&mut wtxn, Some("nodes"))?,
-                env.create_database(&mut wtxn, Some("headers"))?,
-                env.create_database(&mut wtxn, Some("refs"))?,
-                env.create_database(&mut wtxn, Some("log"))?,
-                env.create_database(&mut wtxn, Some("meta"))?,
-            );
-            wtxn.commit()?;
-            dbs
+        // Creating needs a write transaction; opening uses a read transaction, so opening never
+        // waits for a writer (an import in progress).
+        let mut txn = if create {
+            Tables::Create(env.write_txn()?)
         } else {
-            // A read transaction: opening must never wait for a writer (an import in progress).
-            let rtxn = env.read_txn()?;
-            let missing = || Error::NotARepository(dir.to_path_buf());
-            let dbs = (
-                env.open_database(&rtxn, Some("nodes"))?
-                    .ok_or_else(missing)?,
-                env.open_database(&rtxn, Some("headers"))?
-                    .ok_or_else(missing)?,
-                env.open_database(&rtxn, Some("refs"))?
-                    .ok_or_else(missing)?,
-                env.open_database(&rtxn, Some("log"))?.ok_or_else(missing)?,
-                env.open_database(&rtxn, Some("meta"))?
-                    .ok_or_else(missing)?,
-            );
-            rtxn.commit()?;
-            dbs
+            Tables::Open(env.read_txn()?)
         };
-        Ok(Store {
-            env,
-            nodes,
-            headers,
-            refs,
-            log,
-            meta,
-        })
+        let store = Store {
+            nodes: txn.table(&env, "nodes", dir)?,
+            headers: txn.table(&env, "headers", dir)?,
+            refs: txn.table(&env, "refs", dir)?,
+            log: txn.table(&env, "log", dir)?,
+            meta: txn.table(&env, "meta", dir)?,
+            sws: txn.table(&env, "sws", dir)?,
+            staged: txn.table(&env, "staged", dir)?,
+            sws_history: txn.table(&env, "sws_history", dir)?,
+            sws_patches: txn.table(&env, "sws_patches", dir)?,
+            working: txn.table(&env, "working", dir)?,
+            env: env.clone(),
+        };
+        match txn {
+            Tables::Create(wtxn) => wtxn.commit()?,
+            Tables::Open(rtxn) => rtxn.commit()?,
+        }
+        Ok(store)
     }
 
     /// Starts a read transaction.

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::{EntryKind, Node, Payload, Tree, TreeEntry};
-use crate::store::{ReadTxn, Store};
+use crate::source::Source;
 
 /// The id of the empty tree (stored at `init`, the tree of the root node).
 pub fn empty_tree_id() -> NodeId {
@@ -20,8 +20,8 @@ pub fn empty_tree_node() -> Node {
 }
 
 /// The root tree of a snapshot (the empty tree for the root node; a tree id is itself).
-pub fn tree_of(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<NodeId> {
-    let node = store.node(txn, id)?;
+pub fn tree_of(src: &dyn Source, id: &NodeId) -> Result<NodeId> {
+    let node = src.node(id)?;
     match node.payload {
         Payload::Snapshot(s) => Ok(s.tree),
         Payload::Tree(_) => Ok(*id),
@@ -35,8 +35,8 @@ pub fn tree_of(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<NodeId> 
 }
 
 /// Loads a tree node.
-pub fn load(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Tree> {
-    let node = store.node(txn, id)?;
+pub fn load(src: &dyn Source, id: &NodeId) -> Result<Tree> {
+    let node = src.node(id)?;
     match node.payload {
         Payload::Tree(tree) => Ok(tree),
         _ => Err(Error::NotA {
@@ -63,7 +63,7 @@ pub fn lookup(
         if current.kind != EntryKind::Directory {
             return Ok(None);
         }
-        match load(store, txn, &current.id)?.get(component) {
+        match load(src, &current.id)?.get(component) {
             Some(entry) => current = entry.clone(),
             None => return Ok(None),
         }
@@ -73,18 +73,17 @@ pub fn lookup(
 
 /// Visits entries below `tree` in path order; `recursive` descends into directories.
 pub fn walk(
-    store: &Store,
-    txn: &ReadTxn<'_>,
+    src: &dyn Source,
     tree: &NodeId,
     prefix: &[u8],
     recursive: bool,
     visit: &mut dyn FnMut(&[u8], &TreeEntry) -> Result<()>,
 ) -> Result<()> {
-    for entry in load(store, txn, tree)?.entries {
+    for entry in load(src, tree)?.entries {
         let path = join(prefix, &entry.name);
         visit(&path, &entry)?;
         if recursive && entry.kind == EntryKind::Directory {
-            walk(store, txn, &entry.id, &path, true, visit)?;
+            walk(src, &entry.id, &path, true, visit)?;
         }
     }
     Ok(())
@@ -123,15 +122,14 @@ pub struct Change {
 }
 
 /// Lists file-level changes from `old` to `new`, in path order.
-pub fn diff(store: &Store, txn: &ReadTxn<'_>, old: &NodeId, new: &NodeId) -> Result<Vec<Change>> {
+pub fn diff(src: &dyn Source, old: &NodeId, new: &NodeId) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    diff_into(store, txn, Some(old), Some(new), b"", &mut out)?;
+    diff_into(src, Some(old), Some(new), b"", &mut out)?;
     Ok(out)
 }
 
 fn diff_into(
-    store: &Store,
-    txn: &ReadTxn<'_>,
+    src: &dyn Source,
     old: Option<&NodeId>,
     new: Option<&NodeId>,
     prefix: &[u8],
@@ -141,11 +139,11 @@ fn diff_into(
         return Ok(());
     }
     let old_entries = match old {
-        Some(id) => load(store, txn, id)?.entries,
+        Some(id) => load(src, id)?.entries,
         None => Vec::new(),
     };
     let new_entries = match new {
-        Some(id) => load(store, txn, id)?.entries,
+        Some(id) => load(src, id)?.entries,
         None => Vec::new(),
     };
     let (mut i, mut j) = (0, 0);
@@ -177,7 +175,7 @@ fn diff_into(
         let file = |e: Option<&TreeEntry>| e.filter(|e| e.kind != EntryKind::Directory).cloned();
         let (old_dir, new_dir) = (dir(a), dir(b));
         if old_dir.is_some() || new_dir.is_some() {
-            diff_into(store, txn, old_dir.as_ref(), new_dir.as_ref(), &path, out)?;
+            diff_into(src, old_dir.as_ref(), new_dir.as_ref(), &path, out)?;
         }
         let (old_file, new_file) = (file(a), file(b));
         let kind = match (&old_file, &new_file) {

@@ -391,7 +391,7 @@ fn reset_moves_back_through_an_inversion_rewrite() {
     };
     assert_eq!(
         snapshot.tree,
-        jit_kernel::tree::tree_of(store, &txn, &fx.first).unwrap()
+        jit_kernel::tree::tree_of(&jit_kernel::source::Dag::new(store, &txn), &fx.first).unwrap()
     );
     let Payload::Rewrite(rewrite) = store.node(&txn, &node.parents[0]).unwrap().payload else {
         panic!("the new tip's parent is the rewrite node")

@@ -1,0 +1,400 @@
+//! The one patch format (SPEC §1.6) used by FUSE writes, the watcher, the RPC and the message
+//! plane: an ordered list of operations on paths, with a patch id, an author and a logical
+//! timestamp. A patch applies whole or not at all; applying the same patch id twice to one SWS
+//! has the effect of applying it once (see [`crate::sws`]).
+//!
+//! The same serde schema serves CBOR (the RPC) and JSON (`jit sws apply`): in JSON, `content` is
+//! a text string and node ids are 64 hex characters.
+
+use serde::{Deserialize, Serialize};
+
+use crate::content;
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::node::EntryKind;
+use crate::path::RepoPath;
+use crate::treeedit::TreeEditor;
+
+/// A patch: ordered operations plus who and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    /// Unique per SWS; a repeated id is applied once.
+    pub id: String,
+    /// Who wrote it.
+    pub author: String,
+    /// The author's logical timestamp.
+    #[serde(default)]
+    pub ts: u64,
+    /// The operations, applied in order.
+    pub ops: Vec<PatchOp>,
+}
+
+/// One operation on a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PatchOp {
+    /// Create or replace a file with this content.
+    Put {
+        /// Target path; its parent directory must exist.
+        path: String,
+        /// New content.
+        #[serde(with = "serde_bytes")]
+        content: Vec<u8>,
+        /// Executable bit.
+        #[serde(default)]
+        executable: bool,
+    },
+    /// Create or replace a file with an existing blob.
+    PutBlob {
+        /// Target path.
+        path: String,
+        /// The blob (must already be in the DAG or this SWS).
+        #[serde(with = "hex_id")]
+        blob: NodeId,
+        /// Executable bit.
+        #[serde(default)]
+        executable: bool,
+    },
+    /// Remove a file or symlink.
+    Delete {
+        /// The path.
+        path: String,
+    },
+    /// Move a file, symlink or directory; the target must not exist.
+    Rename {
+        /// Source path.
+        from: String,
+        /// Destination path.
+        to: String,
+    },
+    /// Create an empty directory.
+    Mkdir {
+        /// The path.
+        path: String,
+    },
+    /// Remove an empty directory.
+    Rmdir {
+        /// The path.
+        path: String,
+    },
+    /// Create a symbolic link.
+    Symlink {
+        /// The link's path.
+        path: String,
+        /// What it points to.
+        target: String,
+    },
+    /// Set or clear the executable bit of a file.
+    Chmod {
+        /// The path.
+        path: String,
+        /// Executable or not.
+        executable: bool,
+    },
+    /// Replace line ranges of a text file, checked against the blob the author edited.
+    Edit {
+        /// The file.
+        path: String,
+        /// The blob the hunks were computed against; must be the file's current content.
+        #[serde(with = "hex_id")]
+        base: NodeId,
+        /// Non-overlapping hunks in ascending order.
+        hunks: Vec<Hunk>,
+    },
+}
+
+/// One line-range replacement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hunk {
+    /// First line replaced (0-based).
+    pub start: u64,
+    /// How many lines are removed.
+    pub remove: u64,
+    /// Lines inserted in their place (each with its own line ending).
+    pub insert: Vec<String>,
+}
+
+/// Why a patch was refused. Nothing of it was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The path does not exist.
+    #[error("{0}: no such file or directory")]
+    NotFound(String),
+    /// The path exists already.
+    #[error("{0}: already exists")]
+    AlreadyExists(String),
+    /// A file operation met a directory.
+    #[error("{0}: is a directory")]
+    IsADirectory(String),
+    /// A directory operation met something else.
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    /// `rmdir` of a non-empty directory.
+    #[error("{0}: directory not empty")]
+    NotEmpty(String),
+    /// An edit against content that is no longer there.
+    #[error("{path}: edit is against {expected}, but the file is {found}")]
+    BaseMismatch {
+        /// The file.
+        path: String,
+        /// The base the patch names.
+        expected: String,
+        /// What the file holds.
+        found: String,
+    },
+    /// Hunks out of order, overlapping, or past the end of the file.
+    #[error("{path}: bad hunk: {reason}")]
+    BadHunk {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A rename of a directory into itself.
+    #[error("cannot move {0} into itself")]
+    IntoItself(String),
+    /// The patch has no operations or no id.
+    #[error("patch {0}")]
+    Empty(&'static str),
+}
+
+/// Node ids as hex strings in human-readable formats (JSON) and bytes in CBOR.
+mod hex_id {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::id::NodeId;
+
+    pub fn serialize<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            id.to_hex().serialize(s)
+        } else {
+            id.serialize(s)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            NodeId::deserialize(d)
+        }
+    }
+}
+
+fn path(p: &str) -> Result<RepoPath> {
+    Ok(RepoPath::parse(p)?)
+}
+
+fn reject(e: PatchError) -> Error {
+    Error::Patch(e)
+}
+
+/// Applies `patch` to the tree `root`, returning the new root. New nodes are left in `editor`.
+pub fn apply(editor: &mut TreeEditor<'_>, root: NodeId, patch: &Patch) -> Result<NodeId> {
+    if patch.id.is_empty() {
+        return Err(reject(PatchError::Empty("has no id")));
+    }
+    if patch.ops.is_empty() {
+        return Err(reject(PatchError::Empty("has no operations")));
+    }
+    let mut root = root;
+    for op in &patch.ops {
+        root = apply_op(editor, root, op)?;
+    }
+    Ok(root)
+}
+
+fn file_kind(executable: bool) -> EntryKind {
+    if executable {
+        EntryKind::Executable
+    } else {
+        EntryKind::File
+    }
+}
+
+fn store_content(editor: &mut TreeEditor<'_>, data: &[u8]) -> Result<NodeId> {
+    let (blob, nodes) = content::split_bytes(data)?;
+    for node in nodes {
+        editor.add(node);
+    }
+    Ok(blob)
+}
+
+fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<NodeId> {
+    match op {
+        PatchOp::Put {
+            path: p,
+            content,
+            executable,
+        } => {
+            let target = path(p)?;
+            refuse_directory(editor, &root, &target)?;
+            let blob = store_content(editor, content)?;
+            editor.set(&root, &target, Some((file_kind(*executable), blob)))
+        }
+        PatchOp::PutBlob {
+            path: p,
+            blob,
+            executable,
+        } => {
+            let target = path(p)?;
+            refuse_directory(editor, &root, &target)?;
+            match crate::source::Source::node(editor, blob) {
+                Ok(node) if node.node_type() == crate::NodeType::Blob => {}
+                Ok(node) => {
+                    return Err(Error::NotA {
+                        id: *blob,
+                        found: node.node_type().as_str(),
+                        expected: "blob",
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+            editor.set(&root, &target, Some((file_kind(*executable), *blob)))
+        }
+        PatchOp::Delete { path: p } => {
+            let target = path(p)?;
+            match editor.get(&root, &target)? {
+                None => Err(reject(PatchError::NotFound(target.to_string()))),
+                Some(e) if e.kind == EntryKind::Directory => {
+                    Err(reject(PatchError::IsADirectory(target.to_string())))
+                }
+                Some(_) => editor.set(&root, &target, None),
+            }
+        }
+        PatchOp::Rename { from, to } => {
+            let (from, to) = (path(from)?, path(to)?);
+            let Some(entry) = editor.get(&root, &from)? else {
+                return Err(reject(PatchError::NotFound(from.to_string())));
+            };
+            if from == to {
+                return Ok(root);
+            }
+            if to.starts_with(&from) {
+                return Err(reject(PatchError::IntoItself(from.to_string())));
+            }
+            if editor.get(&root, &to)?.is_some() {
+                return Err(reject(PatchError::AlreadyExists(to.to_string())));
+            }
+            let without = editor.set(&root, &from, None)?;
+            editor.set(&without, &to, Some((entry.kind, entry.id)))
+        }
+        PatchOp::Mkdir { path: p } => {
+            let target = path(p)?;
+            if editor.get(&root, &target)?.is_some() {
+                return Err(reject(PatchError::AlreadyExists(target.to_string())));
+            }
+            let empty = editor.put_tree(Default::default())?;
+            editor.set(&root, &target, Some((EntryKind::Directory, empty)))
+        }
+        PatchOp::Rmdir { path: p } => {
+            let target = path(p)?;
+            match editor.get(&root, &target)? {
+                None => Err(reject(PatchError::NotFound(target.to_string()))),
+                Some(e) if e.kind != EntryKind::Directory => {
+                    Err(reject(PatchError::NotADirectory(target.to_string())))
+                }
+                Some(e) if !editor.tree(&e.id)?.entries.is_empty() => {
+                    Err(reject(PatchError::NotEmpty(target.to_string())))
+                }
+                Some(_) => editor.set(&root, &target, None),
+            }
+        }
+        PatchOp::Symlink { path: p, target } => {
+            let link = path(p)?;
+            if editor.get(&root, &link)?.is_some() {
+                return Err(reject(PatchError::AlreadyExists(link.to_string())));
+            }
+            let blob = store_content(editor, target.as_bytes())?;
+            editor.set(&root, &link, Some((EntryKind::Symlink, blob)))
+        }
+        PatchOp::Chmod {
+            path: p,
+            executable,
+        } => {
+            let target = path(p)?;
+            match editor.get(&root, &target)? {
+                None => Err(reject(PatchError::NotFound(target.to_string()))),
+                Some(e) if matches!(e.kind, EntryKind::File | EntryKind::Executable) => {
+                    editor.set(&root, &target, Some((file_kind(*executable), e.id)))
+                }
+                Some(_) => Err(reject(PatchError::NotADirectory(format!(
+                    "{target} (chmod applies to regular files)"
+                )))),
+            }
+        }
+        PatchOp::Edit {
+            path: p,
+            base,
+            hunks,
+        } => {
+            let target = path(p)?;
+            let Some(entry) = editor.get(&root, &target)? else {
+                return Err(reject(PatchError::NotFound(target.to_string())));
+            };
+            if entry.kind == EntryKind::Directory {
+                return Err(reject(PatchError::IsADirectory(target.to_string())));
+            }
+            if entry.id != *base {
+                return Err(reject(PatchError::BaseMismatch {
+                    path: target.to_string(),
+                    expected: base.to_hex(),
+                    found: entry.id.to_hex(),
+                }));
+            }
+            let old = content::read_blob(editor, &entry.id)?;
+            let new = apply_hunks(&target, &old, hunks)?;
+            let blob = store_content(editor, &new)?;
+            editor.set(&root, &target, Some((entry.kind, blob)))
+        }
+    }
+}
+
+fn refuse_directory(editor: &TreeEditor<'_>, root: &NodeId, target: &RepoPath) -> Result<()> {
+    match editor.get(root, target)? {
+        Some(e) if e.kind == EntryKind::Directory => Err(reject(PatchError::IsADirectory(target.to_string()))),
+        _ => Ok(()),
+    }
+}
+
+/// Splits text into lines, each keeping its `\n` (the last may lack one).
+pub fn split_lines(text: &[u8]) -> Vec<&[u8]> {
+    text.split_inclusive(|&b| b == b'\n').collect()
+}
+
+fn apply_hunks(target: &RepoPath, old: &[u8], hunks: &[Hunk]) -> Result<Vec<u8>> {
+    let lines = split_lines(old);
+    let bad = |reason: String| {
+        reject(PatchError::BadHunk {
+            path: target.to_string(),
+            reason,
+        })
+    };
+    let mut out = Vec::with_capacity(old.len());
+    let mut next = 0usize;
+    for hunk in hunks {
+        let start = usize::try_from(hunk.start).map_err(|_| bad("start out of range".into()))?;
+        let remove = usize::try_from(hunk.remove).map_err(|_| bad("remove out of range".into()))?;
+        if start < next {
+            return Err(bad(format!("hunk at line {start} overlaps or precedes the previous one")));
+        }
+        let end = start
+            .checked_add(remove)
+            .filter(|&end| end <= lines.len())
+            .ok_or_else(|| bad(format!("lines {start}..{start}+{remove} are past the end ({} lines)", lines.len())))?;
+        for line in &lines[next..start] {
+            out.extend_from_slice(line);
+        }
+        for line in &hunk.insert {
+            out.extend_from_slice(line.as_bytes());
+        }
+        next = end;
+    }
+    for line in &lines[next..] {
+        out.extend_from_slice(line);
+    }
+    Ok(out)
+}

@@ -1,0 +1,52 @@
+//! Where nodes are read from. Committed history reads the DAG; a Shadow Working Set reads the DAG
+//! plus its own staged nodes (content and trees written by patches, not yet committed). Tree and
+//! content readers take a [`Source`], so the same code serves both.
+
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::node::{Node, NodeHeader, NodeView};
+use crate::store::{ReadTxn, Store};
+
+/// A place nodes can be read from.
+pub trait Source {
+    /// Canonical bytes of a node, if this source has it.
+    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>>;
+
+    /// A decoded node, or [`Error::NodeNotFound`].
+    fn node(&self, id: &NodeId) -> Result<Node> {
+        let bytes = self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?;
+        Ok(Node::decode(bytes)?)
+    }
+
+    /// A zero-copy view of a node, or [`Error::NodeNotFound`].
+    fn view(&self, id: &NodeId) -> Result<NodeView<'_>> {
+        let bytes = self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?;
+        Ok(NodeView::peek(bytes)?)
+    }
+}
+
+/// The committed DAG as of one read transaction.
+pub struct Dag<'a, 't> {
+    /// The store.
+    pub store: &'a Store,
+    /// The transaction fixing the view.
+    pub txn: &'a ReadTxn<'t>,
+}
+
+impl<'a, 't> Dag<'a, 't> {
+    /// The DAG as `txn` sees it.
+    pub fn new(store: &'a Store, txn: &'a ReadTxn<'t>) -> Self {
+        Dag { store, txn }
+    }
+
+    /// A node's header from the index.
+    pub fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
+        self.store.header(self.txn, id)
+    }
+}
+
+impl Source for Dag<'_, '_> {
+    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+        self.store.node_bytes(self.txn, id)
+    }
+}

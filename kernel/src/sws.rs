@@ -1,0 +1,369 @@
+//! Shadow Working Sets (RFC-0003, RFC-0019): isolated, persistent overlays anchored on one
+//! snapshot. An SWS's working tree is itself a tree of nodes — the base tree with the paths its
+//! patches touched re-encoded — whose new nodes are *staged* under the SWS's id, outside the DAG,
+//! until a commit appends the ones its result needs. So lookups, diffs and commits use the same
+//! tree code as history, two SWS never see each other's edits, discarding one deletes one key
+//! prefix, and everything survives a restart because it lives in LMDB.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::cbor;
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::log::LogOp;
+use crate::merge::Conflict;
+use crate::patch::{self, Patch};
+use crate::refs::{self, RefKind, RefName};
+use crate::source::{Dag, Source};
+use crate::store::{Op, ReadTxn, Store};
+use crate::tree::{self, Change};
+use crate::treeedit::TreeEditor;
+
+/// An SWS id: 128 random bits, shown as 32 hex characters. Unguessable by construction.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SwsId(pub [u8; 16]);
+
+impl SwsId {
+    /// A fresh random id from the OS's CSPRNG.
+    pub fn random() -> SwsId {
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        SwsId(bytes)
+    }
+
+    /// Key prefix of everything stored for this SWS.
+    pub fn key(&self, suffix: &[u8]) -> Vec<u8> {
+        [&self.0[..], suffix].concat()
+    }
+}
+
+impl fmt::Display for SwsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for SwsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SwsId({self})")
+    }
+}
+
+impl FromStr for SwsId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<SwsId> {
+        let mut bytes = [0u8; 16];
+        hex::decode_to_slice(s, &mut bytes).map_err(|_| Error::SwsNotFound(s.to_owned()))?;
+        Ok(SwsId(bytes))
+    }
+}
+
+/// The persisted state of one SWS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwsState {
+    /// The agent or person that owns it; only they (or a delegate) write and commit it.
+    pub owner: String,
+    /// Optional human name.
+    pub name: Option<String>,
+    /// The branch its commit moves (full ref name).
+    pub branch: String,
+    /// The snapshot it is anchored on.
+    pub base: NodeId,
+    /// Its current working tree.
+    pub tree: NodeId,
+    /// How many patches it has applied (the micro-history's length).
+    pub patches: u64,
+    /// Conflicts left by the last commit attempt, shown in the tree as marked files.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// One entry of an SWS's micro-history: one applied patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRecord {
+    /// Position in the micro-history, from 1.
+    pub seq: u64,
+    /// The patch's id.
+    pub patch_id: String,
+    /// Who wrote it.
+    pub author: String,
+    /// Their logical timestamp.
+    pub ts: u64,
+    /// How many operations it had.
+    pub ops: u64,
+    /// The working tree after it.
+    pub tree: NodeId,
+}
+
+/// What applying a patch did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The patch's position in the micro-history.
+    pub seq: u64,
+    /// The working tree after it.
+    pub tree: NodeId,
+    /// True when this patch id had been applied before (and nothing changed now).
+    pub duplicate: bool,
+}
+
+/// An SWS's view of nodes: the DAG plus its own staged nodes.
+pub struct SwsSource<'a, 't> {
+    dag: Dag<'a, 't>,
+    id: SwsId,
+}
+
+impl<'a, 't> SwsSource<'a, 't> {
+    /// The view of SWS `id` within `txn`.
+    pub fn new(store: &'a Store, txn: &'a ReadTxn<'t>, id: SwsId) -> Self {
+        SwsSource {
+            dag: Dag::new(store, txn),
+            id,
+        }
+    }
+}
+
+impl Source for SwsSource<'_, '_> {
+    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+        if let Some(bytes) = self.dag.bytes(id)? {
+            return Ok(Some(bytes));
+        }
+        Ok(self.dag.store.staged.get(self.dag.txn, &self.id.key(id.as_bytes()))?)
+    }
+}
+
+/// Loads an SWS's state.
+pub fn get(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<SwsState> {
+    let raw = store
+        .sws
+        .get(txn, &id.0)?
+        .ok_or_else(|| Error::SwsNotFound(id.to_string()))?;
+    Ok(cbor::from_canonical_bytes(raw)?)
+}
+
+/// Every live SWS, by id.
+pub fn list(store: &Store, txn: &ReadTxn<'_>) -> Result<Vec<(SwsId, SwsState)>> {
+    let mut out = Vec::new();
+    for entry in store.sws.iter(txn)? {
+        let (key, raw) = entry?;
+        let Ok(id) = <[u8; 16]>::try_from(key) else {
+            continue;
+        };
+        out.push((SwsId(id), cbor::from_canonical_bytes(raw)?));
+    }
+    Ok(out)
+}
+
+pub(crate) fn put_state(op: &mut Op<'_>, id: SwsId, state: &SwsState) -> Result<()> {
+    let bytes = cbor::to_canonical_bytes(state)?;
+    let store = op.store();
+    store.sws.put(op.wtxn(), &id.0, &bytes)?;
+    Ok(())
+}
+
+/// `shadow.create`: a new SWS on the tip of `branch` (or on `base`, if given, committing to
+/// `branch`). Returns its id and state.
+pub fn create(
+    store: &Store,
+    branch: &RefName,
+    base: Option<NodeId>,
+    owner: &str,
+    name: Option<&str>,
+) -> Result<(SwsId, SwsState)> {
+    store.operation("shadow.create", |op| create_in(op, branch, base, owner, name))
+}
+
+pub(crate) fn create_in(
+    op: &mut Op<'_>,
+    branch: &RefName,
+    base: Option<NodeId>,
+    owner: &str,
+    name: Option<&str>,
+) -> Result<(SwsId, SwsState)> {
+    if branch.kind() != RefKind::Branch {
+        return Err(Error::TagImmutable(branch.short().to_owned()));
+    }
+    let tip = refs::get(op.store(), op.txn(), branch)?.ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
+    let base = base.unwrap_or(tip);
+    let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &base)?;
+    let id = SwsId::random();
+    let state = SwsState {
+        owner: owner.to_owned(),
+        name: name.map(str::to_owned),
+        branch: branch.full().to_owned(),
+        base,
+        tree,
+        patches: 0,
+        conflicts: Vec::new(),
+    };
+    put_state(op, id, &state)?;
+    op.log(LogOp::SwsCreated {
+        sws: id.to_string(),
+        branch: branch.full().to_owned(),
+        base,
+        owner: owner.to_owned(),
+    })?;
+    Ok((id, state))
+}
+
+/// The working SWS of `branch` (the one `head/` and `jit status` show), created on first use.
+pub fn working(store: &Store, branch: &RefName, owner: &str) -> Result<SwsId> {
+    {
+        let txn = store.read()?;
+        if let Some(id) = working_id(store, &txn, branch)? {
+            return Ok(id);
+        }
+    }
+    store.operation("shadow.create", |op| {
+        if let Some(id) = working_id(op.store(), op.txn(), branch)? {
+            return Ok(id);
+        }
+        let (id, _) = create_in(op, branch, None, owner, Some(&format!("working:{}", branch.short())))?;
+        let store = op.store();
+        store.working.put(op.wtxn(), branch.full(), &id.0)?;
+        Ok(id)
+    })
+}
+
+fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Option<SwsId>> {
+    let Some(raw) = store.working.get(txn, branch.full())? else {
+        return Ok(None);
+    };
+    let Ok(bytes) = <[u8; 16]>::try_from(raw) else {
+        return Ok(None);
+    };
+    let id = SwsId(bytes);
+    Ok(store.sws.get(txn, &id.0)?.is_some().then_some(id))
+}
+
+/// `shadow.apply_patch`: applies a patch whole or not at all. A patch id already applied to this
+/// SWS is answered with its original result and changes nothing.
+pub fn apply_patch(store: &Store, id: SwsId, patch: &Patch) -> Result<Applied> {
+    store.operation("shadow.apply_patch", |op| apply_in(op, id, patch))
+}
+
+pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Applied> {
+    let mut state = get(op.store(), op.txn(), id)?;
+    let patch_key = id.key(patch.id.as_bytes());
+    if let Some(raw) = op.store().sws_patches.get(op.txn(), &patch_key)? {
+        let seq = <[u8; 8]>::try_from(raw).map(u64::from_be_bytes).unwrap_or(0);
+        return Ok(Applied {
+            seq,
+            tree: history_record(op.store(), op.txn(), id, seq)?.map(|r| r.tree).unwrap_or(state.tree),
+            duplicate: true,
+        });
+    }
+    let (tree, staged) = {
+        let src = SwsSource::new(op.store(), op.txn(), id);
+        let mut editor = TreeEditor::new(&src);
+        let tree = patch::apply(&mut editor, state.tree, patch)?;
+        (tree, editor.finish(&tree)?)
+    };
+    stage(op, id, staged.iter().map(|n| (n.id, n.bytes.as_slice())))?;
+    state.tree = tree;
+    state.patches += 1;
+    let seq = state.patches;
+    put_state(op, id, &state)?;
+    let record = PatchRecord {
+        seq,
+        patch_id: patch.id.clone(),
+        author: patch.author.clone(),
+        ts: patch.ts,
+        ops: patch.ops.len() as u64,
+        tree,
+    };
+    let store = op.store();
+    store
+        .sws_history
+        .put(op.wtxn(), &id.key(&seq.to_be_bytes()), &cbor::to_canonical_bytes(&record)?)?;
+    store.sws_patches.put(op.wtxn(), &patch_key, &seq.to_be_bytes())?;
+    op.log(LogOp::SwsPatched {
+        sws: id.to_string(),
+        seq,
+        patch_id: patch.id.clone(),
+    })?;
+    Ok(Applied {
+        seq,
+        tree,
+        duplicate: false,
+    })
+}
+
+/// Writes nodes into an SWS's staging area (skipping any the DAG already has).
+pub(crate) fn stage<'b>(op: &mut Op<'_>, id: SwsId, nodes: impl Iterator<Item = (NodeId, &'b [u8])>) -> Result<()> {
+    let store = op.store();
+    for (node_id, bytes) in nodes {
+        if store.has_node(op.txn(), &node_id)? {
+            continue;
+        }
+        store.staged.put(op.wtxn(), &id.key(node_id.as_bytes()), bytes)?;
+    }
+    Ok(())
+}
+
+/// One micro-history record.
+pub fn history_record(store: &Store, txn: &ReadTxn<'_>, id: SwsId, seq: u64) -> Result<Option<PatchRecord>> {
+    match store.sws_history.get(txn, &id.key(&seq.to_be_bytes()))? {
+        Some(raw) => Ok(Some(cbor::from_canonical_bytes(raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// The whole micro-history, oldest first.
+pub fn history(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<Vec<PatchRecord>> {
+    let mut out = Vec::new();
+    for entry in store.sws_history.prefix_iter(txn, &id.0)? {
+        let (_, raw) = entry?;
+        out.push(cbor::from_canonical_bytes(raw)?);
+    }
+    Ok(out)
+}
+
+/// `shadow.diff`: file-level changes from the SWS's base to its working tree.
+pub fn diff(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<Vec<Change>> {
+    let state = get(store, txn, id)?;
+    let src = SwsSource::new(store, txn, id);
+    let base_tree = tree::tree_of(&src, &state.base)?;
+    tree::diff(&src, &base_tree, &state.tree)
+}
+
+/// `shadow.discard`: removes the SWS and everything staged for it. The DAG is untouched.
+pub fn discard(store: &Store, id: SwsId) -> Result<()> {
+    store.operation("shadow.discard", |op| {
+        get(op.store(), op.txn(), id)?;
+        remove(op, id)?;
+        op.log(LogOp::SwsDiscarded { sws: id.to_string() })?;
+        Ok(())
+    })
+}
+
+/// Deletes every record of an SWS (state, staging, micro-history, patch ids, working entry).
+pub(crate) fn remove(op: &mut Op<'_>, id: SwsId) -> Result<()> {
+    let store = op.store();
+    for table in [&store.staged, &store.sws_history, &store.sws_patches] {
+        let keys: Vec<Vec<u8>> = table
+            .prefix_iter(op.txn(), &id.0)?
+            .map(|entry| entry.map(|(key, _)| key.to_vec()))
+            .collect::<Result<_, _>>()?;
+        for key in keys {
+            table.delete(op.wtxn(), &key)?;
+        }
+    }
+    let working: Vec<String> = store
+        .working
+        .iter(op.txn())?
+        .filter_map(|entry| match entry {
+            Ok((branch, raw)) if raw == id.0 => Some(Ok(branch.to_owned())),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    for branch in working {
+        store.working.delete(op.wtxn(), &branch)?;
+    }
+    store.sws.delete(op.wtxn(), &id.0)?;
+    Ok(())
+}

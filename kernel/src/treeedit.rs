@@ -1,0 +1,173 @@
+//! Editing persistent trees. Setting or removing one path re-encodes only the directories above
+//! it; everything else is shared with the original tree. New nodes are collected, and
+//! [`TreeEditor::finish`] returns just those still reachable from the final root.
+
+use std::collections::HashMap;
+
+use crate::content::EncodedNode;
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::node::{EntryKind, Node, Payload, Tree, TreeEntry};
+use crate::path::RepoPath;
+use crate::source::Source;
+
+/// Why a tree edit cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// A parent directory does not exist.
+    #[error("{0}: no such directory")]
+    NoSuchDirectory(String),
+    /// A parent component is a file.
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+}
+
+/// Builds new trees on top of a [`Source`]; it is itself a source (new nodes first).
+pub struct TreeEditor<'s> {
+    src: &'s dyn Source,
+    created: HashMap<NodeId, EncodedNode>,
+}
+
+impl<'s> TreeEditor<'s> {
+    /// An editor reading existing nodes from `src`.
+    pub fn new(src: &'s dyn Source) -> Self {
+        TreeEditor {
+            src,
+            created: HashMap::new(),
+        }
+    }
+
+    /// Records a new node (a blob written by a patch, say); returns its id.
+    pub fn add(&mut self, node: EncodedNode) -> NodeId {
+        let id = node.id;
+        self.created.entry(id).or_insert(node);
+        id
+    }
+
+    /// Whether `id` was created by this editor.
+    pub fn is_new(&self, id: &NodeId) -> bool {
+        self.created.contains_key(id)
+    }
+
+    /// A tree, new or existing.
+    pub fn tree(&self, id: &NodeId) -> Result<Tree> {
+        if let Some(Payload::Tree(tree)) = self.created.get(id).map(|n| &n.node.payload) {
+            return Ok(tree.clone());
+        }
+        match self.node(id)?.payload {
+            Payload::Tree(tree) => Ok(tree),
+            other => Err(Error::NotA {
+                id: *id,
+                found: Node::content(other).node_type().as_str(),
+                expected: "tree",
+            }),
+        }
+    }
+
+    /// Stores a tree; returns its id.
+    pub fn put_tree(&mut self, tree: Tree) -> Result<NodeId> {
+        Ok(self.add(EncodedNode::new(Node::content(Payload::Tree(tree)))?))
+    }
+
+    /// The entry at `path` below `root`, if any.
+    pub fn get(&self, root: &NodeId, path: &RepoPath) -> Result<Option<TreeEntry>> {
+        let mut dir = *root;
+        let components = path.components();
+        for (depth, name) in components.iter().enumerate() {
+            let Some(entry) = self.tree(&dir)?.get(name).cloned() else {
+                return Ok(None);
+            };
+            if depth + 1 == components.len() {
+                return Ok(Some(entry));
+            }
+            if entry.kind != EntryKind::Directory {
+                return Ok(None);
+            }
+            dir = entry.id;
+        }
+        Ok(None)
+    }
+
+    /// Sets (or with `None`, removes) the entry at `path`; parents must exist as directories.
+    /// Returns the new root.
+    pub fn set(&mut self, root: &NodeId, path: &RepoPath, entry: Option<(EntryKind, NodeId)>) -> Result<NodeId> {
+        self.set_at(root, path.components(), 0, path, entry)
+    }
+
+    fn set_at(
+        &mut self,
+        dir: &NodeId,
+        components: &[Vec<u8>],
+        depth: usize,
+        path: &RepoPath,
+        entry: Option<(EntryKind, NodeId)>,
+    ) -> Result<NodeId> {
+        let mut tree = self.tree(dir)?;
+        let name = &components[depth];
+        let position = tree.entries.binary_search_by(|e| e.name.as_slice().cmp(name));
+        if depth + 1 == components.len() {
+            match (position, entry) {
+                (Ok(i), Some((kind, id))) => {
+                    tree.entries[i].kind = kind;
+                    tree.entries[i].id = id;
+                }
+                (Err(i), Some((kind, id))) => tree.entries.insert(
+                    i,
+                    TreeEntry {
+                        name: name.clone(),
+                        kind,
+                        id,
+                    },
+                ),
+                (Ok(i), None) => {
+                    tree.entries.remove(i);
+                }
+                (Err(_), None) => return Ok(*dir),
+            }
+            return self.put_tree(tree);
+        }
+        let shown = || RepoPath::from_bytes(&components[..=depth].join(&b'/')).map(|p| p.to_string());
+        let Ok(i) = position else {
+            return Err(Error::Edit(EditError::NoSuchDirectory(shown().unwrap_or_default())));
+        };
+        if tree.entries[i].kind != EntryKind::Directory {
+            return Err(Error::Edit(EditError::NotADirectory(shown().unwrap_or_default())));
+        }
+        let child = tree.entries[i].id;
+        let new_child = self.set_at(&child, components, depth + 1, path, entry)?;
+        if new_child == child {
+            return Ok(*dir);
+        }
+        tree.entries[i].id = new_child;
+        self.put_tree(tree)
+    }
+
+    /// The new nodes reachable from `root` (anything superseded during editing is dropped),
+    /// children before parents.
+    pub fn finish(mut self, root: &NodeId) -> Result<Vec<EncodedNode>> {
+        let mut out = Vec::new();
+        self.collect(root, &mut out)?;
+        Ok(out)
+    }
+
+    fn collect(&mut self, id: &NodeId, out: &mut Vec<EncodedNode>) -> Result<()> {
+        let Some(node) = self.created.remove(id) else {
+            return Ok(());
+        };
+        let references: Vec<NodeId> = node.node.references().into_iter().map(|(r, _)| r).collect();
+        for child in references {
+            self.collect(&child, out)?;
+        }
+        out.push(node);
+        Ok(())
+    }
+}
+
+impl Source for TreeEditor<'_> {
+    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+        match self.created.get(id) {
+            Some(node) => Ok(Some(&node.bytes)),
+            None => self.src.bytes(id),
+        }
+    }
+}
