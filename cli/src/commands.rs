@@ -417,23 +417,23 @@ fn ls_tree(
 fn cat(out: &Output, repo: &Repository, object: &str) -> Result<ExitCode> {
     let store = repo.store();
     let txn = store.read()?;
-    let blob = match object.split_once(':') {
-        Some((rev, path)) => {
-            let rev = if rev.is_empty() { "HEAD" } else { rev };
-            let root = tree::tree_of(&Dag::new(store, &txn), &repo.resolve(rev)?)?;
-            let entry = tree::lookup(&Dag::new(store, &txn), &root, path.as_bytes())?.ok_or_else(|| {
-                jit_kernel::Error::PathNotFound {
-                    path: path.to_owned(),
-                    rev: rev.to_owned(),
+    let blob =
+        match object.split_once(':') {
+            Some((rev, path)) => {
+                let rev = if rev.is_empty() { "HEAD" } else { rev };
+                let root = tree::tree_of(&Dag::new(store, &txn), &repo.resolve(rev)?)?;
+                let entry = tree::lookup(&Dag::new(store, &txn), &root, path.as_bytes())?
+                    .ok_or_else(|| jit_kernel::Error::PathNotFound {
+                        path: path.to_owned(),
+                        rev: rev.to_owned(),
+                    })?;
+                if entry.kind == EntryKind::Directory {
+                    bail!("{path} in {rev} is a directory (use jit ls-tree)");
                 }
-            })?;
-            if entry.kind == EntryKind::Directory {
-                bail!("{path} in {rev} is a directory (use jit ls-tree)");
+                entry.id
             }
-            entry.id
-        }
-        None => repo.resolve(object)?,
-    };
+            None => repo.resolve(object)?,
+        };
     let data = content::read_blob(&Dag::new(store, &txn), &blob)?;
     if out.json {
         let text = std::str::from_utf8(&data).ok();

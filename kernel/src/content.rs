@@ -111,14 +111,6 @@ pub fn read_blob(src: &dyn Source, blob: &NodeId) -> Result<Vec<u8>> {
     }
 }
 
-/// A chunk's bytes, borrowed from the store's memory map.
-pub fn chunk_data<'t>(store: &Store, txn: &'t ReadTxn<'_>, chunk: &NodeId) -> Result<&'t [u8]> {
-    let bytes = store
-        .node_bytes(txn, chunk)?
-        .ok_or(Error::NodeNotFound(*chunk))?;
-    Ok(NodeView::peek(bytes)?.chunk_data()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,6 +194,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A patch was refused; nothing of it was applied.
+    #[error("patch refused: {0}")]
+    Patch(#[from] crate::patch::PatchError),
+    /// A path is malformed.
+    #[error(transparent)]
+    Path(#[from] crate::path::PathError),
+    /// A tree edit is impossible.
+    #[error(transparent)]
+    Edit(#[from] crate::treeedit::EditError),
+    /// No SWS has this id.
+    #[error("no such shadow working set: {0}")]
+    SwsNotFound(String),
     /// Input the operation cannot accept (a path outside the tree, an unsupported file type…).
     #[error("{0}")]
     InvalidInput(String),
@@ -236,6 +248,10 @@ impl Error {
             Error::CorruptLog { .. } => "corrupt_log",
             Error::Config { .. } => "bad_config",
             Error::InvalidInput(_) => "invalid_input",
+            Error::Patch(_) => "patch_rejected",
+            Error::Path(_) => "bad_path",
+            Error::Edit(_) => "bad_edit",
+            Error::SwsNotFound(_) => "sws_not_found",
         }
     }
 

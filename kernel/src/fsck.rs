@@ -252,6 +252,11 @@ fn replay(
                 None => report.problem(at, format!("deletes {name}, which does not exist")),
             }
         }
-        LogOp::Audit { .. } => {}
+        LogOp::Audit { .. }
+        | LogOp::SwsCreated { .. }
+        | LogOp::SwsPatched { .. }
+        | LogOp::SwsConflicted { .. }
+        | LogOp::SwsCommitted { .. }
+        | LogOp::SwsDiscarded { .. } => {}
     }
 }

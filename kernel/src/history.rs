@@ -55,7 +55,9 @@ pub fn commit_tree(
     store.operation("commit", |op| {
         let tip = refs::get(op.store(), op.txn(), branch)?
             .ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
-        if empty == EmptyCommit::Refuse && tree::tree_of(&Dag::new(op.store(), op.txn()), &tip)? == tree {
+        if empty == EmptyCommit::Refuse
+            && tree::tree_of(&Dag::new(op.store(), op.txn()), &tip)? == tree
+        {
             return Err(Error::InvalidInput(
                 "nothing to commit: the tree is the same as the branch tip's".into(),
             ));

@@ -8,6 +8,7 @@
 //! [`fsck`] replays the log to prove it all still holds.
 
 pub mod cbor;
+pub mod collapse;
 pub mod content;
 pub mod dag;
 pub mod error;
@@ -17,13 +18,18 @@ pub mod id;
 pub mod identity;
 pub mod import;
 pub mod log;
+pub mod merge;
 pub mod node;
+pub mod patch;
+pub mod path;
 pub mod refs;
 pub mod repo;
 pub mod revparse;
 pub mod source;
 pub mod store;
+pub mod sws;
 pub mod tree;
+pub mod treeedit;
 
 pub use error::{Error, Result, Violation};
 pub use id::NodeId;

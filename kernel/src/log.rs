@@ -49,6 +49,45 @@ pub enum LogOp {
         /// Whether a tag was deleted with the explicit override.
         forced: bool,
     },
+    /// A Shadow Working Set was created.
+    SwsCreated {
+        /// Its id (hex).
+        sws: String,
+        /// The branch it commits to.
+        branch: String,
+        /// The snapshot it is anchored on.
+        base: NodeId,
+        /// Its owner.
+        owner: String,
+    },
+    /// A patch was applied to an SWS.
+    SwsPatched {
+        /// The SWS.
+        sws: String,
+        /// The patch's position in the micro-history.
+        seq: u64,
+        /// The patch id.
+        patch_id: String,
+    },
+    /// A commit of an SWS met conflicts; the SWS now shows them.
+    SwsConflicted {
+        /// The SWS.
+        sws: String,
+        /// How many paths conflict.
+        conflicts: u64,
+    },
+    /// An SWS was collapsed into a snapshot and retired.
+    SwsCommitted {
+        /// The SWS.
+        sws: String,
+        /// The resulting snapshot.
+        snapshot: NodeId,
+    },
+    /// An SWS was discarded.
+    SwsDiscarded {
+        /// The SWS.
+        sws: String,
+    },
     /// Something was refused; nothing else of the operation was written.
     Audit {
         /// The refused operation.

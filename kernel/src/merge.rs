@@ -67,7 +67,12 @@ pub struct Merged {
 pub const THEIRS_SUFFIX: &str = "~sws";
 
 /// Merges `theirs` into `ours` relative to `base`. New nodes are left in `editor`.
-pub fn merge(editor: &mut TreeEditor<'_>, base: NodeId, ours: NodeId, theirs: NodeId) -> Result<Merged> {
+pub fn merge(
+    editor: &mut TreeEditor<'_>,
+    base: NodeId,
+    ours: NodeId,
+    theirs: NodeId,
+) -> Result<Merged> {
     if base == ours || ours == theirs {
         return Ok(Merged {
             tree: theirs,
@@ -82,8 +87,15 @@ pub fn merge(editor: &mut TreeEditor<'_>, base: NodeId, ours: NodeId, theirs: No
     }
     let (base, ours, theirs) = carry_renames(editor, base, ours, theirs)?;
     let mut conflicts = Vec::new();
-    let tree = merge_dirs(editor, Some(base), Some(ours), Some(theirs), b"", &mut conflicts)?
-        .unwrap_or(base);
+    let tree = merge_dirs(
+        editor,
+        Some(base),
+        Some(ours),
+        Some(theirs),
+        b"",
+        &mut conflicts,
+    )?
+    .unwrap_or(base);
     Ok(Merged { tree, conflicts })
 }
 
@@ -98,7 +110,11 @@ fn carry_renames(
 ) -> Result<(NodeId, NodeId, NodeId)> {
     let (mut base, mut ours, mut theirs) = (base, ours, theirs);
     for renaming_is_theirs in [true, false] {
-        let (renamer, other) = if renaming_is_theirs { (theirs, ours) } else { (ours, theirs) };
+        let (renamer, other) = if renaming_is_theirs {
+            (theirs, ours)
+        } else {
+            (ours, theirs)
+        };
         let renames = exact_renames(editor, base, renamer)?;
         let other_changes: BTreeMap<Vec<u8>, ChangeKind> = tree::diff(editor, &base, &other)?
             .into_iter()
@@ -111,15 +127,21 @@ fn carry_renames(
             {
                 continue;
             }
-            let Some(entry) = editor.get(&other, &from)? else { continue };
-            let Some(base_entry) = editor.get(&base, &from)? else { continue };
+            let Some(entry) = editor.get(&other, &from)? else {
+                continue;
+            };
+            let Some(base_entry) = editor.get(&base, &from)? else {
+                continue;
+            };
             let moved_other = editor.set(&other, &from, None)?;
             let moved_other = match editor.set(&moved_other, &to, Some((entry.kind, entry.id))) {
                 Ok(id) => id,
                 Err(_) => continue, // the new path's directory does not exist on that side
             };
             let moved_base = editor.set(&base, &from, None)?;
-            let Ok(moved_base) = editor.set(&moved_base, &to, Some((base_entry.kind, base_entry.id))) else {
+            let Ok(moved_base) =
+                editor.set(&moved_base, &to, Some((base_entry.kind, base_entry.id)))
+            else {
                 continue;
             };
             base = moved_base;
@@ -134,7 +156,11 @@ fn carry_renames(
 }
 
 /// Renames from `base` to `side` where the content is byte-identical and the match unique.
-fn exact_renames(editor: &TreeEditor<'_>, base: NodeId, side: NodeId) -> Result<Vec<(RepoPath, RepoPath)>> {
+fn exact_renames(
+    editor: &TreeEditor<'_>,
+    base: NodeId,
+    side: NodeId,
+) -> Result<Vec<(RepoPath, RepoPath)>> {
     let changes = tree::diff(editor, &base, &side)?;
     let mut deleted: BTreeMap<(NodeId, u32), Vec<Vec<u8>>> = BTreeMap::new();
     let mut added: BTreeMap<(NodeId, u32), Vec<Vec<u8>>> = BTreeMap::new();
@@ -142,12 +168,18 @@ fn exact_renames(editor: &TreeEditor<'_>, base: NodeId, side: NodeId) -> Result<
         match change.kind {
             ChangeKind::Deleted => {
                 if let Some(old) = change.old {
-                    deleted.entry((old.id, old.kind.mode())).or_default().push(change.path);
+                    deleted
+                        .entry((old.id, old.kind.mode()))
+                        .or_default()
+                        .push(change.path);
                 }
             }
             ChangeKind::Added => {
                 if let Some(new) = change.new {
-                    added.entry((new.id, new.kind.mode())).or_default().push(change.path);
+                    added
+                        .entry((new.id, new.kind.mode()))
+                        .or_default()
+                        .push(change.path);
                 }
             }
             ChangeKind::Modified => {}
@@ -196,7 +228,8 @@ fn merge_dirs(
     let mut names: BTreeMap<Vec<u8>, [Option<TreeEntry>; 3]> = BTreeMap::new();
     for (slot, id) in [base, ours, theirs].into_iter().enumerate() {
         for entry in load(editor, id)? {
-            names.entry(entry.name.clone()).or_default()[slot] = Some(entry);
+            let name = entry.name.clone();
+            names.entry(name).or_default()[slot] = Some(entry);
         }
     }
     let mut merged = Tree::default();
@@ -204,7 +237,11 @@ fn merge_dirs(
         let path = join(prefix, &name);
         for (entry_name, kind, id) in merge_entry(editor, &path, b, o, t, conflicts)? {
             merged.entries.push(TreeEntry {
-                name: if entry_name.is_empty() { name.clone() } else { entry_name },
+                name: if entry_name.is_empty() {
+                    name.clone()
+                } else {
+                    entry_name
+                },
                 kind,
                 id,
             });
@@ -218,7 +255,9 @@ fn merge_dirs(
 type Out = Vec<(Vec<u8>, EntryKind, NodeId)>;
 
 fn keep(entry: Option<TreeEntry>) -> Out {
-    entry.map(|e| vec![(Vec::new(), e.kind, e.id)]).unwrap_or_default()
+    entry
+        .map(|e| vec![(Vec::new(), e.kind, e.id)])
+        .unwrap_or_default()
 }
 
 fn same(a: &Option<TreeEntry>, b: &Option<TreeEntry>) -> bool {
@@ -262,13 +301,29 @@ fn merge_entry(
     };
     // Both changed, differently.
     if is_dir(&o) && is_dir(&t) {
-        let base_dir = b.as_ref().filter(|e| e.kind == EntryKind::Directory).map(|e| e.id);
-        let merged = merge_dirs(editor, base_dir, o.as_ref().map(|e| e.id), t.as_ref().map(|e| e.id), path, conflicts)?;
-        return Ok(merged.map(|id| vec![(Vec::new(), EntryKind::Directory, id)]).unwrap_or_default());
+        let base_dir = b
+            .as_ref()
+            .filter(|e| e.kind == EntryKind::Directory)
+            .map(|e| e.id);
+        let merged = merge_dirs(
+            editor,
+            base_dir,
+            o.as_ref().map(|e| e.id),
+            t.as_ref().map(|e| e.id),
+            path,
+            conflicts,
+        )?;
+        return Ok(merged
+            .map(|id| vec![(Vec::new(), EntryKind::Directory, id)])
+            .unwrap_or_default());
     }
     if is_file(&o) && is_file(&t) {
-        let (Some(oe), Some(te)) = (&o, &t) else { return Ok(keep(o)) };
-        let base_file = b.as_ref().filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Executable));
+        let (Some(oe), Some(te)) = (&o, &t) else {
+            return Ok(keep(o));
+        };
+        let base_file = b
+            .as_ref()
+            .filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Executable));
         let kind = match base_file {
             Some(be) if be.kind == oe.kind => te.kind,
             _ => oe.kind,
@@ -283,7 +338,14 @@ fn merge_entry(
         let ours_bytes = read(editor, &oe.id)?;
         let theirs_bytes = read(editor, &te.id)?;
         if is_binary(&base_bytes) || is_binary(&ours_bytes) || is_binary(&theirs_bytes) {
-            record(conflicts, if b.is_none() { ConflictKind::AddAdd } else { ConflictKind::Binary });
+            record(
+                conflicts,
+                if b.is_none() {
+                    ConflictKind::AddAdd
+                } else {
+                    ConflictKind::Binary
+                },
+            );
             return Ok(keep(o));
         }
         let mut options = MergeOptions::new();
@@ -291,7 +353,14 @@ fn merge_entry(
         return match options.merge_bytes(&base_bytes, &ours_bytes, &theirs_bytes) {
             Ok(clean) => Ok(vec![(Vec::new(), kind, store(editor, &clean)?)]),
             Err(marked) => {
-                record(conflicts, if b.is_none() { ConflictKind::AddAdd } else { ConflictKind::Text });
+                record(
+                    conflicts,
+                    if b.is_none() {
+                        ConflictKind::AddAdd
+                    } else {
+                        ConflictKind::Text
+                    },
+                );
                 Ok(vec![(Vec::new(), kind, store(editor, &marked)?)])
             }
         };
@@ -305,7 +374,14 @@ fn merge_entry(
         (Some(oe), Some(te)) => {
             let both_links = oe.kind == EntryKind::Symlink && te.kind == EntryKind::Symlink;
             if both_links {
-                record(conflicts, if b.is_none() { ConflictKind::AddAdd } else { ConflictKind::Text });
+                record(
+                    conflicts,
+                    if b.is_none() {
+                        ConflictKind::AddAdd
+                    } else {
+                        ConflictKind::Text
+                    },
+                );
                 return Ok(keep(o));
             }
             // A file against a directory (or symlink): keep the branch's, and the SWS's version

@@ -355,7 +355,9 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
 
 fn refuse_directory(editor: &TreeEditor<'_>, root: &NodeId, target: &RepoPath) -> Result<()> {
     match editor.get(root, target)? {
-        Some(e) if e.kind == EntryKind::Directory => Err(reject(PatchError::IsADirectory(target.to_string()))),
+        Some(e) if e.kind == EntryKind::Directory => {
+            Err(reject(PatchError::IsADirectory(target.to_string())))
+        }
         _ => Ok(()),
     }
 }
@@ -379,12 +381,19 @@ fn apply_hunks(target: &RepoPath, old: &[u8], hunks: &[Hunk]) -> Result<Vec<u8>>
         let start = usize::try_from(hunk.start).map_err(|_| bad("start out of range".into()))?;
         let remove = usize::try_from(hunk.remove).map_err(|_| bad("remove out of range".into()))?;
         if start < next {
-            return Err(bad(format!("hunk at line {start} overlaps or precedes the previous one")));
+            return Err(bad(format!(
+                "hunk at line {start} overlaps or precedes the previous one"
+            )));
         }
         let end = start
             .checked_add(remove)
             .filter(|&end| end <= lines.len())
-            .ok_or_else(|| bad(format!("lines {start}..{start}+{remove} are past the end ({} lines)", lines.len())))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "lines {start}..{start}+{remove} are past the end ({} lines)",
+                    lines.len()
+                ))
+            })?;
         for line in &lines[next..start] {
             out.extend_from_slice(line);
         }

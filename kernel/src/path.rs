@@ -96,8 +96,20 @@ mod tests {
     #[test]
     fn good_and_bad_paths() {
         assert_eq!(RepoPath::parse("a/b.txt").unwrap().components().len(), 2);
-        assert!(RepoPath::parse("x/.jit").is_ok(), ".jit is only reserved at the top");
-        for bad in ["", "/etc/passwd", "a//b", "a/", "../x", "a/./b", ".jit/store", "a/\0"] {
+        assert!(
+            RepoPath::parse("x/.jit").is_ok(),
+            ".jit is only reserved at the top"
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a//b",
+            "a/",
+            "../x",
+            "a/./b",
+            ".jit/store",
+            "a/\0",
+        ] {
             assert!(RepoPath::parse(bad).is_err(), "{bad:?}");
         }
     }

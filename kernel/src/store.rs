@@ -55,7 +55,12 @@ enum Tables<'e> {
 }
 
 impl Tables<'_> {
-    fn table<K: 'static, V: 'static>(&mut self, env: &Env<WithoutTls>, name: &str, dir: &Path) -> Result<Database<K, V>> {
+    fn table<K: 'static, V: 'static>(
+        &mut self,
+        env: &Env<WithoutTls>,
+        name: &str,
+        dir: &Path,
+    ) -> Result<Database<K, V>> {
         match self {
             Tables::Create(wtxn) => Ok(env.create_database(wtxn, Some(name))?),
             Tables::Open(rtxn) => env
@@ -309,6 +314,11 @@ impl<'s> Op<'s> {
     /// Read access to the operation's own view (sees its uncommitted writes).
     pub fn txn(&self) -> &ReadTxn<'s> {
         &self.txn
+    }
+
+    /// The write transaction, for modules that own tables of their own (SWS state).
+    pub(crate) fn wtxn(&mut self) -> &mut RwTxn<'s> {
+        &mut self.txn
     }
 
     /// Appends a log record.

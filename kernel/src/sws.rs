@@ -131,7 +131,11 @@ impl Source for SwsSource<'_, '_> {
         if let Some(bytes) = self.dag.bytes(id)? {
             return Ok(Some(bytes));
         }
-        Ok(self.dag.store.staged.get(self.dag.txn, &self.id.key(id.as_bytes()))?)
+        Ok(self
+            .dag
+            .store
+            .staged
+            .get(self.dag.txn, &self.id.key(id.as_bytes()))?)
     }
 }
 
@@ -173,7 +177,9 @@ pub fn create(
     owner: &str,
     name: Option<&str>,
 ) -> Result<(SwsId, SwsState)> {
-    store.operation("shadow.create", |op| create_in(op, branch, base, owner, name))
+    store.operation("shadow.create", |op| {
+        create_in(op, branch, base, owner, name)
+    })
 }
 
 pub(crate) fn create_in(
@@ -186,7 +192,8 @@ pub(crate) fn create_in(
     if branch.kind() != RefKind::Branch {
         return Err(Error::TagImmutable(branch.short().to_owned()));
     }
-    let tip = refs::get(op.store(), op.txn(), branch)?.ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
+    let tip = refs::get(op.store(), op.txn(), branch)?
+        .ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
     let base = base.unwrap_or(tip);
     let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &base)?;
     let id = SwsId::random();
@@ -221,7 +228,13 @@ pub fn working(store: &Store, branch: &RefName, owner: &str) -> Result<SwsId> {
         if let Some(id) = working_id(op.store(), op.txn(), branch)? {
             return Ok(id);
         }
-        let (id, _) = create_in(op, branch, None, owner, Some(&format!("working:{}", branch.short())))?;
+        let (id, _) = create_in(
+            op,
+            branch,
+            None,
+            owner,
+            Some(&format!("working:{}", branch.short())),
+        )?;
         let store = op.store();
         store.working.put(op.wtxn(), branch.full(), &id.0)?;
         Ok(id)
@@ -249,10 +262,14 @@ pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Appl
     let mut state = get(op.store(), op.txn(), id)?;
     let patch_key = id.key(patch.id.as_bytes());
     if let Some(raw) = op.store().sws_patches.get(op.txn(), &patch_key)? {
-        let seq = <[u8; 8]>::try_from(raw).map(u64::from_be_bytes).unwrap_or(0);
+        let seq = <[u8; 8]>::try_from(raw)
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
         return Ok(Applied {
             seq,
-            tree: history_record(op.store(), op.txn(), id, seq)?.map(|r| r.tree).unwrap_or(state.tree),
+            tree: history_record(op.store(), op.txn(), id, seq)?
+                .map(|r| r.tree)
+                .unwrap_or(state.tree),
             duplicate: true,
         });
     }
@@ -276,10 +293,14 @@ pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Appl
         tree,
     };
     let store = op.store();
+    store.sws_history.put(
+        op.wtxn(),
+        &id.key(&seq.to_be_bytes()),
+        &cbor::to_canonical_bytes(&record)?,
+    )?;
     store
-        .sws_history
-        .put(op.wtxn(), &id.key(&seq.to_be_bytes()), &cbor::to_canonical_bytes(&record)?)?;
-    store.sws_patches.put(op.wtxn(), &patch_key, &seq.to_be_bytes())?;
+        .sws_patches
+        .put(op.wtxn(), &patch_key, &seq.to_be_bytes())?;
     op.log(LogOp::SwsPatched {
         sws: id.to_string(),
         seq,
@@ -293,19 +314,30 @@ pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Appl
 }
 
 /// Writes nodes into an SWS's staging area (skipping any the DAG already has).
-pub(crate) fn stage<'b>(op: &mut Op<'_>, id: SwsId, nodes: impl Iterator<Item = (NodeId, &'b [u8])>) -> Result<()> {
+pub(crate) fn stage<'b>(
+    op: &mut Op<'_>,
+    id: SwsId,
+    nodes: impl Iterator<Item = (NodeId, &'b [u8])>,
+) -> Result<()> {
     let store = op.store();
     for (node_id, bytes) in nodes {
         if store.has_node(op.txn(), &node_id)? {
             continue;
         }
-        store.staged.put(op.wtxn(), &id.key(node_id.as_bytes()), bytes)?;
+        store
+            .staged
+            .put(op.wtxn(), &id.key(node_id.as_bytes()), bytes)?;
     }
     Ok(())
 }
 
 /// One micro-history record.
-pub fn history_record(store: &Store, txn: &ReadTxn<'_>, id: SwsId, seq: u64) -> Result<Option<PatchRecord>> {
+pub fn history_record(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    id: SwsId,
+    seq: u64,
+) -> Result<Option<PatchRecord>> {
     match store.sws_history.get(txn, &id.key(&seq.to_be_bytes()))? {
         Some(raw) => Ok(Some(cbor::from_canonical_bytes(raw)?)),
         None => Ok(None),
@@ -335,7 +367,9 @@ pub fn discard(store: &Store, id: SwsId) -> Result<()> {
     store.operation("shadow.discard", |op| {
         get(op.store(), op.txn(), id)?;
         remove(op, id)?;
-        op.log(LogOp::SwsDiscarded { sws: id.to_string() })?;
+        op.log(LogOp::SwsDiscarded {
+            sws: id.to_string(),
+        })?;
         Ok(())
     })
 }

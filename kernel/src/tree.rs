@@ -48,12 +48,7 @@ pub fn load(src: &dyn Source, id: &NodeId) -> Result<Tree> {
 }
 
 /// Looks up a `/`-separated path below `tree`; the empty path is the tree itself.
-pub fn lookup(
-    store: &Store,
-    txn: &ReadTxn<'_>,
-    tree: &NodeId,
-    path: &[u8],
-) -> Result<Option<TreeEntry>> {
+pub fn lookup(src: &dyn Source, tree: &NodeId, path: &[u8]) -> Result<Option<TreeEntry>> {
     let mut current = TreeEntry {
         name: Vec::new(),
         kind: EntryKind::Directory,

@@ -90,8 +90,13 @@ impl<'s> TreeEditor<'s> {
 
     /// Sets (or with `None`, removes) the entry at `path`; parents must exist as directories.
     /// Returns the new root.
-    pub fn set(&mut self, root: &NodeId, path: &RepoPath, entry: Option<(EntryKind, NodeId)>) -> Result<NodeId> {
-        self.set_at(root, path.components(), 0, path, entry)
+    pub fn set(
+        &mut self,
+        root: &NodeId,
+        path: &RepoPath,
+        entry: Option<(EntryKind, NodeId)>,
+    ) -> Result<NodeId> {
+        self.set_at(root, path.components(), 0, entry)
     }
 
     fn set_at(
@@ -99,12 +104,13 @@ impl<'s> TreeEditor<'s> {
         dir: &NodeId,
         components: &[Vec<u8>],
         depth: usize,
-        path: &RepoPath,
         entry: Option<(EntryKind, NodeId)>,
     ) -> Result<NodeId> {
         let mut tree = self.tree(dir)?;
         let name = &components[depth];
-        let position = tree.entries.binary_search_by(|e| e.name.as_slice().cmp(name));
+        let position = tree
+            .entries
+            .binary_search_by(|e| e.name.as_slice().cmp(name));
         if depth + 1 == components.len() {
             match (position, entry) {
                 (Ok(i), Some((kind, id))) => {
@@ -126,15 +132,20 @@ impl<'s> TreeEditor<'s> {
             }
             return self.put_tree(tree);
         }
-        let shown = || RepoPath::from_bytes(&components[..=depth].join(&b'/')).map(|p| p.to_string());
+        let shown =
+            || RepoPath::from_bytes(&components[..=depth].join(&b'/')).map(|p| p.to_string());
         let Ok(i) = position else {
-            return Err(Error::Edit(EditError::NoSuchDirectory(shown().unwrap_or_default())));
+            return Err(Error::Edit(EditError::NoSuchDirectory(
+                shown().unwrap_or_default(),
+            )));
         };
         if tree.entries[i].kind != EntryKind::Directory {
-            return Err(Error::Edit(EditError::NotADirectory(shown().unwrap_or_default())));
+            return Err(Error::Edit(EditError::NotADirectory(
+                shown().unwrap_or_default(),
+            )));
         }
         let child = tree.entries[i].id;
-        let new_child = self.set_at(&child, components, depth + 1, path, entry)?;
+        let new_child = self.set_at(&child, components, depth + 1, entry)?;
         if new_child == child {
             return Ok(*dir);
         }
