@@ -34,9 +34,9 @@ pub struct Patch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum PatchOp {
-    /// Create or replace a file with this content.
+    /// Create or replace a file with this content (missing parent directories are created).
     Put {
-        /// Target path; its parent directory must exist.
+        /// Target path.
         path: String,
         /// New content.
         #[serde(with = "serde_bytes")]
@@ -233,7 +233,7 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
             let target = path(p)?;
             refuse_directory(editor, &root, &target)?;
             let blob = store_content(editor, content)?;
-            editor.set(&root, &target, Some((file_kind(*executable), blob)))
+            editor.set_creating_parents(&root, &target, (file_kind(*executable), blob))
         }
         PatchOp::PutBlob {
             path: p,
@@ -253,7 +253,7 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
                 }
                 Err(e) => return Err(e),
             }
-            editor.set(&root, &target, Some((file_kind(*executable), *blob)))
+            editor.set_creating_parents(&root, &target, (file_kind(*executable), *blob))
         }
         PatchOp::Delete { path: p } => {
             let target = path(p)?;
@@ -280,7 +280,7 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
                 return Err(reject(PatchError::AlreadyExists(to.to_string())));
             }
             let without = editor.set(&root, &from, None)?;
-            editor.set(&without, &to, Some((entry.kind, entry.id)))
+            editor.set_creating_parents(&without, &to, (entry.kind, entry.id))
         }
         PatchOp::Mkdir { path: p } => {
             let target = path(p)?;
@@ -309,7 +309,7 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
                 return Err(reject(PatchError::AlreadyExists(link.to_string())));
             }
             let blob = store_content(editor, target.as_bytes())?;
-            editor.set(&root, &link, Some((EntryKind::Symlink, blob)))
+            editor.set_creating_parents(&root, &link, (EntryKind::Symlink, blob))
         }
         PatchOp::Chmod {
             path: p,

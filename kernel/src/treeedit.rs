@@ -96,7 +96,18 @@ impl<'s> TreeEditor<'s> {
         path: &RepoPath,
         entry: Option<(EntryKind, NodeId)>,
     ) -> Result<NodeId> {
-        self.set_at(root, path.components(), 0, entry)
+        self.set_at(root, path.components(), 0, entry, false)
+    }
+
+    /// Like [`TreeEditor::set`], creating missing parent directories (`mkdir -p`); a parent that
+    /// exists as a file is still an error.
+    pub fn set_creating_parents(
+        &mut self,
+        root: &NodeId,
+        path: &RepoPath,
+        entry: (EntryKind, NodeId),
+    ) -> Result<NodeId> {
+        self.set_at(root, path.components(), 0, Some(entry), true)
     }
 
     fn set_at(
@@ -105,6 +116,7 @@ impl<'s> TreeEditor<'s> {
         components: &[Vec<u8>],
         depth: usize,
         entry: Option<(EntryKind, NodeId)>,
+        create_parents: bool,
     ) -> Result<NodeId> {
         let mut tree = self.tree(dir)?;
         let name = &components[depth];
@@ -134,10 +146,25 @@ impl<'s> TreeEditor<'s> {
         }
         let shown =
             || RepoPath::from_bytes(&components[..=depth].join(&b'/')).map(|p| p.to_string());
-        let Ok(i) = position else {
-            return Err(Error::Edit(EditError::NoSuchDirectory(
-                shown().unwrap_or_default(),
-            )));
+        let i = match position {
+            Ok(i) => i,
+            Err(i) if create_parents && entry.is_some() => {
+                let empty = self.put_tree(Tree::default())?;
+                tree.entries.insert(
+                    i,
+                    TreeEntry {
+                        name: name.clone(),
+                        kind: EntryKind::Directory,
+                        id: empty,
+                    },
+                );
+                i
+            }
+            Err(_) => {
+                return Err(Error::Edit(EditError::NoSuchDirectory(
+                    shown().unwrap_or_default(),
+                )))
+            }
         };
         if tree.entries[i].kind != EntryKind::Directory {
             return Err(Error::Edit(EditError::NotADirectory(
@@ -145,7 +172,7 @@ impl<'s> TreeEditor<'s> {
             )));
         }
         let child = tree.entries[i].id;
-        let new_child = self.set_at(&child, components, depth + 1, entry)?;
+        let new_child = self.set_at(&child, components, depth + 1, entry, create_parents)?;
         if new_child == child {
             return Ok(*dir);
         }

@@ -1,0 +1,733 @@
+//! Shadow Working Sets and collapse: isolation, idempotent patches, refusals that change nothing,
+//! the merge table, conflict resolution, determinism and concurrent commits.
+
+use std::collections::BTreeMap;
+
+use jit_kernel::collapse::{self, Outcome};
+use jit_kernel::content;
+use jit_kernel::error::Error;
+use jit_kernel::fsck::fsck;
+use jit_kernel::history::CommitInfo;
+use jit_kernel::merge::ConflictKind;
+use jit_kernel::node::EntryKind;
+use jit_kernel::patch::{Hunk, Patch, PatchError, PatchOp};
+use jit_kernel::refs::RefName;
+use jit_kernel::repo::InitOptions;
+use jit_kernel::source::{Dag, Source};
+use jit_kernel::sws::{self, SwsId, SwsSource};
+use jit_kernel::tree;
+use jit_kernel::{DeclaredTime, NodeId, Repository};
+
+fn new_repo() -> (tempfile::TempDir, Repository) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(
+        dir.path(),
+        &InitOptions {
+            branch: "main".into(),
+            name: "t".into(),
+            owner: "t".into(),
+            created: 0,
+        },
+    )
+    .unwrap();
+    (dir, repo)
+}
+
+fn main_branch() -> RefName {
+    RefName::branch("main").unwrap()
+}
+
+fn info(message: &str) -> CommitInfo {
+    CommitInfo {
+        author: "Agent <a@example.org>".into(),
+        message: message.into(),
+        time: DeclaredTime {
+            seconds: 1_700_000_000,
+            tz_minutes: 0,
+        },
+    }
+}
+
+fn put(path: &str, content: &str) -> PatchOp {
+    PatchOp::Put {
+        path: path.into(),
+        content: content.as_bytes().to_vec(),
+        executable: false,
+    }
+}
+
+fn patch(id: &str, ops: Vec<PatchOp>) -> Patch {
+    Patch {
+        id: id.into(),
+        author: "agent".into(),
+        ts: 1,
+        ops,
+    }
+}
+
+fn new_sws(repo: &Repository) -> SwsId {
+    sws::create(repo.store(), &main_branch(), None, "agent", None)
+        .unwrap()
+        .0
+}
+
+/// Commits files to main through an SWS and returns the new tip.
+fn commit_files(repo: &Repository, files: &[(&str, &str)], message: &str) -> NodeId {
+    let id = new_sws(repo);
+    let ops = files.iter().map(|(p, c)| put(p, c)).collect();
+    sws::apply_patch(repo.store(), id, &patch(message, ops)).unwrap();
+    match collapse::commit(repo.store(), id, &info(message)).unwrap() {
+        Outcome::Committed { snapshot, .. } => snapshot,
+        other => panic!("expected a clean commit, got {other:?}"),
+    }
+}
+
+/// Every file under a tree: path → content (dirs end with '/').
+fn files_of(src: &dyn Source, root: &NodeId) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    tree::walk(src, root, b"", true, &mut |path, entry| {
+        let path = String::from_utf8_lossy(path).into_owned();
+        if entry.kind == EntryKind::Directory {
+            out.insert(format!("{path}/"), String::new());
+        } else {
+            let data = content::read_blob(src, &entry.id)?;
+            out.insert(path, String::from_utf8_lossy(&data).into_owned());
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn sws_files(repo: &Repository, id: SwsId) -> BTreeMap<String, String> {
+    let txn = repo.store().read().unwrap();
+    let state = sws::get(repo.store(), &txn, id).unwrap();
+    files_of(&SwsSource::new(repo.store(), &txn, id), &state.tree)
+}
+
+fn tip_files(repo: &Repository) -> BTreeMap<String, String> {
+    let txn = repo.store().read().unwrap();
+    let dag = Dag::new(repo.store(), &txn);
+    let tip = jit_kernel::refs::get(repo.store(), &txn, &main_branch())
+        .unwrap()
+        .unwrap();
+    files_of(&dag, &tree::tree_of(&dag, &tip).unwrap())
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn node_count(repo: &Repository) -> u64 {
+    repo.store()
+        .node_count(&repo.store().read().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn two_sws_never_see_each_others_edits_and_discard_leaves_the_dag_alone() {
+    let (_d, repo) = new_repo();
+    commit_files(&repo, &[("shared.txt", "base\n")], "base");
+    let (a, b) = (new_sws(&repo), new_sws(&repo));
+    assert_ne!(a, b);
+    assert_eq!(a.to_string().len(), 32, "128-bit ids");
+    sws::apply_patch(
+        repo.store(),
+        a,
+        &patch(
+            "pa",
+            vec![put("a.txt", "from a\n"), put("shared.txt", "a's\n")],
+        ),
+    )
+    .unwrap();
+    sws::apply_patch(
+        repo.store(),
+        b,
+        &patch("pb", vec![put("b.txt", "from b\n")]),
+    )
+    .unwrap();
+    assert_eq!(
+        sws_files(&repo, a),
+        map(&[("a.txt", "from a\n"), ("shared.txt", "a's\n")])
+    );
+    assert_eq!(
+        sws_files(&repo, b),
+        map(&[("b.txt", "from b\n"), ("shared.txt", "base\n")])
+    );
+    assert_eq!(
+        tip_files(&repo),
+        map(&[("shared.txt", "base\n")]),
+        "nothing reaches the DAG before commit"
+    );
+
+    let nodes = node_count(&repo);
+    sws::discard(repo.store(), a).unwrap();
+    assert_eq!(node_count(&repo), nodes, "discard leaves the DAG untouched");
+    let txn = repo.store().read().unwrap();
+    assert!(matches!(
+        sws::get(repo.store(), &txn, a),
+        Err(Error::SwsNotFound(_))
+    ));
+    drop(txn);
+    assert_eq!(
+        sws_files(&repo, b),
+        map(&[("b.txt", "from b\n"), ("shared.txt", "base\n")])
+    );
+    assert!(fsck(repo.store()).unwrap().is_clean());
+}
+
+#[test]
+fn sws_state_survives_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let repo = Repository::init(
+            dir.path(),
+            &InitOptions {
+                branch: "main".into(),
+                name: "t".into(),
+                owner: "t".into(),
+                created: 0,
+            },
+        )
+        .unwrap();
+        let id = new_sws(&repo);
+        sws::apply_patch(repo.store(), id, &patch("p", vec![put("x", "1\n")])).unwrap();
+        id
+    };
+    let repo = Repository::open(dir.path()).unwrap();
+    assert_eq!(sws_files(&repo, id), map(&[("x", "1\n")]));
+    let history = sws::history(repo.store(), &repo.store().read().unwrap(), id).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].patch_id, "p");
+}
+
+#[test]
+fn the_same_patch_id_applies_once() {
+    let (_d, repo) = new_repo();
+    let id = new_sws(&repo);
+    let p = patch("once", vec![put("counter", "1\n")]);
+    let first = sws::apply_patch(repo.store(), id, &p).unwrap();
+    let again = sws::apply_patch(repo.store(), id, &p).unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!((first.seq, first.tree), (again.seq, again.tree));
+    let txn = repo.store().read().unwrap();
+    assert_eq!(sws::get(repo.store(), &txn, id).unwrap().patches, 1);
+    assert_eq!(sws::history(repo.store(), &txn, id).unwrap().len(), 1);
+}
+
+#[test]
+fn refused_patches_change_nothing() {
+    let (_d, repo) = new_repo();
+    commit_files(&repo, &[("f.txt", "one\ntwo\n")], "base");
+    let id = new_sws(&repo);
+    sws::apply_patch(
+        repo.store(),
+        id,
+        &patch(
+            "mk",
+            vec![PatchOp::Mkdir { path: "dir".into() }, put("dir/x", "x")],
+        ),
+    )
+    .unwrap();
+    let before = sws::get(repo.store(), &repo.store().read().unwrap(), id).unwrap();
+    let wrong_base = NodeId([9; 32]);
+    let cases: Vec<(Vec<PatchOp>, &str)> = vec![
+        (
+            vec![PatchOp::Edit {
+                path: "f.txt".into(),
+                base: wrong_base,
+                hunks: vec![],
+            }],
+            "patch_rejected",
+        ),
+        (vec![put("../escape", "x")], "bad_path"),
+        (vec![put("/etc/passwd", "x")], "bad_path"),
+        (vec![put(".jit/store", "x")], "bad_path"),
+        (
+            vec![PatchOp::Delete {
+                path: "missing".into(),
+            }],
+            "patch_rejected",
+        ),
+        (
+            vec![PatchOp::Rmdir { path: "dir".into() }],
+            "patch_rejected",
+        ),
+        (vec![put("f.txt/x", "x")], "bad_edit"),
+        (vec![PatchOp::Mkdir { path: "a/b".into() }], "bad_edit"),
+        (vec![put("dir", "x")], "patch_rejected"),
+        (
+            vec![PatchOp::Rename {
+                from: "dir".into(),
+                to: "dir/sub".into(),
+            }],
+            "patch_rejected",
+        ),
+        // The first op is fine, the second fails: the whole patch is refused.
+        (
+            vec![
+                put("ok.txt", "fine"),
+                PatchOp::Delete {
+                    path: "missing".into(),
+                },
+            ],
+            "patch_rejected",
+        ),
+        (vec![], "patch_rejected"),
+    ];
+    for (i, (ops, code)) in cases.into_iter().enumerate() {
+        let error =
+            sws::apply_patch(repo.store(), id, &patch(&format!("bad{i}"), ops)).unwrap_err();
+        assert_eq!(error.code(), code, "case {i}: {error}");
+        let after = sws::get(repo.store(), &repo.store().read().unwrap(), id).unwrap();
+        assert_eq!(after, before, "case {i} changed the SWS");
+    }
+    // A wrong base names both blobs.
+    let txn = repo.store().read().unwrap();
+    let src = SwsSource::new(repo.store(), &txn, id);
+    let real = tree::lookup(&src, &before.tree, b"f.txt")
+        .unwrap()
+        .unwrap()
+        .id;
+    drop(txn);
+    let error = sws::apply_patch(
+        repo.store(),
+        id,
+        &patch(
+            "edit-bad",
+            vec![PatchOp::Edit {
+                path: "f.txt".into(),
+                base: wrong_base,
+                hunks: vec![],
+            }],
+        ),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, Error::Patch(PatchError::BaseMismatch { found, .. }) if *found == real.to_hex())
+    );
+    // The right base applies.
+    sws::apply_patch(
+        repo.store(),
+        id,
+        &patch(
+            "edit-good",
+            vec![PatchOp::Edit {
+                path: "f.txt".into(),
+                base: real,
+                hunks: vec![Hunk {
+                    start: 1,
+                    remove: 1,
+                    insert: vec!["TWO\n".into(), "three\n".into()],
+                }],
+            }],
+        ),
+    )
+    .unwrap();
+    assert_eq!(sws_files(&repo, id)["f.txt"], "one\nTWO\nthree\n");
+}
+
+/// Runs one merge case: `base` files committed, then `ours` committed by another SWS while the
+/// SWS under test applies `theirs`; returns the outcome and the SWS id.
+fn merge_case(
+    base: &[(&str, &str)],
+    ours: Vec<PatchOp>,
+    theirs: Vec<PatchOp>,
+) -> (Repository, tempfile::TempDir, SwsId, Outcome) {
+    let (dir, repo) = new_repo();
+    if !base.is_empty() {
+        commit_files(&repo, base, "base");
+    }
+    let theirs_sws = new_sws(&repo);
+    let ours_sws = new_sws(&repo);
+    sws::apply_patch(repo.store(), ours_sws, &patch("ours", ours)).unwrap();
+    assert!(matches!(
+        collapse::commit(repo.store(), ours_sws, &info("ours")).unwrap(),
+        Outcome::Committed { .. }
+    ));
+    sws::apply_patch(repo.store(), theirs_sws, &patch("theirs", theirs)).unwrap();
+    let outcome = collapse::commit(repo.store(), theirs_sws, &info("theirs")).unwrap();
+    assert!(fsck(repo.store()).unwrap().is_clean());
+    (repo, dir, theirs_sws, outcome)
+}
+
+fn assert_clean(outcome: &Outcome) {
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Committed {
+                rewrite: Some(_),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}
+
+fn conflict_kinds(outcome: &Outcome) -> Vec<(String, ConflictKind)> {
+    match outcome {
+        Outcome::Conflicted { conflicts } => {
+            conflicts.iter().map(|c| (c.path.clone(), c.kind)).collect()
+        }
+        other => panic!("expected conflicts, got {other:?}"),
+    }
+}
+
+#[test]
+fn merge_different_files() {
+    let (repo, _d, _, outcome) = merge_case(
+        &[("a", "a\n")],
+        vec![put("o", "ours\n")],
+        vec![put("t", "theirs\n")],
+    );
+    assert_clean(&outcome);
+    assert_eq!(
+        tip_files(&repo),
+        map(&[("a", "a\n"), ("o", "ours\n"), ("t", "theirs\n")])
+    );
+}
+
+#[test]
+fn merge_same_file_different_lines() {
+    let base = "1\n2\n3\n4\n5\n6\n";
+    let (repo, _d, _, outcome) = merge_case(
+        &[("f", base)],
+        vec![put("f", "ONE\n2\n3\n4\n5\n6\n")],
+        vec![put("f", "1\n2\n3\n4\n5\nSIX\n")],
+    );
+    assert_clean(&outcome);
+    assert_eq!(tip_files(&repo)["f"], "ONE\n2\n3\n4\n5\nSIX\n");
+}
+
+#[test]
+fn merge_same_lines_conflicts_with_git_markers() {
+    let (repo, _d, id, outcome) = merge_case(
+        &[("f", "keep\nline\nend\n")],
+        vec![put("f", "keep\nours\nend\n")],
+        vec![put("f", "keep\ntheirs\nend\n")],
+    );
+    assert_eq!(
+        conflict_kinds(&outcome),
+        vec![("f".into(), ConflictKind::Text)]
+    );
+    assert_eq!(
+        sws_files(&repo, id)["f"],
+        "keep\n<<<<<<< ours\nours\n=======\ntheirs\n>>>>>>> theirs\nend\n",
+        "byte-exact git-style markers"
+    );
+    assert_eq!(
+        tip_files(&repo)["f"],
+        "keep\nours\nend\n",
+        "a failed commit changes nothing on the branch"
+    );
+    let txn = repo.store().read().unwrap();
+    assert_eq!(sws::get(repo.store(), &txn, id).unwrap().conflicts.len(), 1);
+    drop(txn);
+
+    // Resolving is an ordinary edit followed by another commit.
+    sws::apply_patch(
+        repo.store(),
+        id,
+        &patch("resolve", vec![put("f", "keep\nboth\nend\n")]),
+    )
+    .unwrap();
+    let outcome = collapse::commit(repo.store(), id, &info("resolved")).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Committed { rewrite: None, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(tip_files(&repo)["f"], "keep\nboth\nend\n");
+}
+
+#[test]
+fn merge_add_add() {
+    let (repo, _d, id, outcome) = merge_case(
+        &[("a", "a")],
+        vec![put("new", "ours\n")],
+        vec![put("new", "theirs\n")],
+    );
+    assert_eq!(
+        conflict_kinds(&outcome),
+        vec![("new".into(), ConflictKind::AddAdd)]
+    );
+    assert_eq!(
+        sws_files(&repo, id)["new"],
+        "<<<<<<< ours\nours\n=======\ntheirs\n>>>>>>> theirs\n"
+    );
+    // Identical additions agree.
+    let (repo, _d, _, outcome) = merge_case(
+        &[("a", "a")],
+        vec![put("new", "same\n"), put("o", "1")],
+        vec![put("new", "same\n")],
+    );
+    assert_clean(&outcome);
+    assert_eq!(tip_files(&repo)["new"], "same\n");
+}
+
+#[test]
+fn merge_modify_delete() {
+    let (repo, _d, id, outcome) = merge_case(
+        &[("f", "v1\n")],
+        vec![PatchOp::Delete { path: "f".into() }],
+        vec![put("f", "v2\n")],
+    );
+    assert_eq!(
+        conflict_kinds(&outcome),
+        vec![("f".into(), ConflictKind::ModifyDelete)]
+    );
+    assert_eq!(
+        sws_files(&repo, id)["f"],
+        "v2\n",
+        "the modified version stays for the user to decide"
+    );
+    let (_repo, _d, _, outcome) = merge_case(
+        &[("f", "v1\n")],
+        vec![put("f", "v2\n")],
+        vec![PatchOp::Delete { path: "f".into() }],
+    );
+    assert_eq!(
+        conflict_kinds(&outcome),
+        vec![("f".into(), ConflictKind::ModifyDelete)]
+    );
+    // Both deleting agree.
+    let (repo, _d, _, outcome) = merge_case(
+        &[("f", "v1\n"), ("g", "g")],
+        vec![PatchOp::Delete { path: "f".into() }, put("o", "1")],
+        vec![PatchOp::Delete { path: "f".into() }],
+    );
+    assert_clean(&outcome);
+    assert!(!tip_files(&repo).contains_key("f"));
+}
+
+#[test]
+fn merge_file_against_directory() {
+    let (repo, _d, id, outcome) = merge_case(
+        &[("a", "a")],
+        vec![
+            PatchOp::Mkdir { path: "x".into() },
+            put("x/inner", "in dir\n"),
+        ],
+        vec![put("x", "a file\n")],
+    );
+    assert_eq!(
+        conflict_kinds(&outcome),
+        vec![("x".into(), ConflictKind::TypeChange)]
+    );
+    let files = sws_files(&repo, id);
+    assert_eq!(files["x/inner"], "in dir\n", "the branch's directory stays");
+    assert_eq!(
+        files["x~sws"], "a file\n",
+        "the SWS's file is kept beside it"
+    );
+}
+
+#[test]
+fn merge_rename_against_edit() {
+    let base = "fn main() {\n    one();\n}\n";
+    let edited = "fn main() {\n    two();\n}\n";
+    let (repo, _d, _, outcome) = merge_case(
+        &[("old.rs", base)],
+        vec![put("old.rs", edited)],
+        vec![PatchOp::Rename {
+            from: "old.rs".into(),
+            to: "new.rs".into(),
+        }],
+    );
+    assert_clean(&outcome);
+    assert_eq!(
+        tip_files(&repo),
+        map(&[("new.rs", edited)]),
+        "the edit follows the rename"
+    );
+    // And the other way round: the branch renamed, the SWS edited.
+    let (repo, _d, _, outcome) = merge_case(
+        &[("old.rs", base)],
+        vec![PatchOp::Rename {
+            from: "old.rs".into(),
+            to: "new.rs".into(),
+        }],
+        vec![put("old.rs", edited)],
+    );
+    assert_clean(&outcome);
+    assert_eq!(tip_files(&repo), map(&[("new.rs", edited)]));
+}
+
+#[test]
+fn merge_in_nested_directories_and_modes() {
+    let (repo, _d, _, outcome) = merge_case(
+        &[("d/e/f", "1\n2\n3\n"), ("d/x", "x")],
+        vec![
+            put("d/e/f", "1\n2\n3\n4\n"),
+            PatchOp::Chmod {
+                path: "d/x".into(),
+                executable: true,
+            },
+        ],
+        vec![
+            put("d/e/g", "new\n"),
+            PatchOp::Symlink {
+                path: "d/link".into(),
+                target: "e/f".into(),
+            },
+        ],
+    );
+    assert_clean(&outcome);
+    let files = tip_files(&repo);
+    assert_eq!(files["d/e/f"], "1\n2\n3\n4\n");
+    assert_eq!(files["d/e/g"], "new\n");
+    assert_eq!(files["d/link"], "e/f");
+    let txn = repo.store().read().unwrap();
+    let dag = Dag::new(repo.store(), &txn);
+    let tip = jit_kernel::refs::get(repo.store(), &txn, &main_branch())
+        .unwrap()
+        .unwrap();
+    let root = tree::tree_of(&dag, &tip).unwrap();
+    assert_eq!(
+        tree::lookup(&dag, &root, b"d/x").unwrap().unwrap().kind,
+        EntryKind::Executable
+    );
+}
+
+fn scripted_history(repo: &Repository) -> (NodeId, Option<NodeId>) {
+    commit_files(
+        repo,
+        &[("src/lib.rs", "pub fn a() {}\n"), ("README", "hi\n")],
+        "base",
+    );
+    let mine = new_sws(repo);
+    let other = new_sws(repo);
+    sws::apply_patch(
+        repo.store(),
+        other,
+        &patch("o", vec![put("README", "hello\n")]),
+    )
+    .unwrap();
+    collapse::commit(repo.store(), other, &info("other")).unwrap();
+    sws::apply_patch(
+        repo.store(),
+        mine,
+        &patch(
+            "m",
+            vec![put("src/lib.rs", "pub fn a() {}\npub fn b() {}\n")],
+        ),
+    )
+    .unwrap();
+    match collapse::commit(repo.store(), mine, &info("mine")).unwrap() {
+        Outcome::Committed { snapshot, rewrite } => (snapshot, rewrite),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn independent_repositories_produce_identical_snapshot_and_rewrite_ids() {
+    let (_a, repo_a) = new_repo();
+    let (_b, repo_b) = new_repo();
+    let a = scripted_history(&repo_a);
+    let b = scripted_history(&repo_b);
+    assert!(a.1.is_some(), "the second commit merged");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn sixteen_agents_commit_at_once() {
+    let (_d, repo) = new_repo();
+    commit_files(&repo, &[("shared.txt", "line\n")], "base");
+    let agents: Vec<SwsId> = (0..16).map(|_| new_sws(&repo)).collect();
+    for (i, id) in agents.iter().enumerate() {
+        let mut ops = vec![put(&format!("agent{i:02}.txt"), &format!("work of {i}\n"))];
+        if i % 4 == 0 {
+            // Four agents also rewrite the same line: at most one of them can win.
+            ops.push(put("shared.txt", &format!("agent {i} was here\n")));
+        }
+        sws::apply_patch(repo.store(), *id, &patch(&format!("p{i}"), ops)).unwrap();
+    }
+    let barrier = std::sync::Barrier::new(agents.len());
+    let outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = agents
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let (repo, barrier) = (&repo, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    (
+                        i,
+                        collapse::commit(repo.store(), *id, &info(&format!("agent {i}"))).unwrap(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let files = tip_files(&repo);
+    let mut shared_writers_committed = 0;
+    for (i, outcome) in &outcomes {
+        match outcome {
+            Outcome::Committed { .. } => {
+                assert_eq!(
+                    files[&format!("agent{i:02}.txt")],
+                    format!("work of {i}\n"),
+                    "agent {i}'s edit is in the tip"
+                );
+                if i % 4 == 0 {
+                    shared_writers_committed += 1;
+                    assert_eq!(files["shared.txt"], format!("agent {i} was here\n"));
+                }
+            }
+            Outcome::Conflicted { conflicts } => {
+                assert_eq!(i % 4, 0, "only agents touching shared.txt may conflict");
+                assert_eq!(conflicts.len(), 1);
+                assert_eq!(conflicts[0].path, "shared.txt");
+                assert!(
+                    !files.contains_key(&format!("agent{i:02}.txt")),
+                    "a failed commit adds nothing"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        shared_writers_committed, 1,
+        "exactly one of the conflicting writers wins"
+    );
+    let committed = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Committed { .. }))
+        .count();
+    assert_eq!(committed, 13);
+    assert_eq!(files.len(), 1 + 13, "nothing lost or duplicated");
+    // The mainline holds exactly one snapshot per successful commit (plus the base).
+    let txn = repo.store().read().unwrap();
+    let mut tip = jit_kernel::refs::get(repo.store(), &txn, &main_branch()).unwrap();
+    let mut length = 0;
+    while let Some(id) = tip {
+        length += 1;
+        tip = jit_kernel::dag::mainline_parent(repo.store(), &txn, &id).unwrap();
+    }
+    assert_eq!(length, 1 + 13);
+    drop(txn);
+    assert!(
+        fsck(repo.store()).unwrap().is_clean(),
+        "the log replays to the same state"
+    );
+}
+
+#[test]
+fn committing_an_unchanged_sws_is_refused_and_validate_predicts_conflicts() {
+    let (_d, repo) = new_repo();
+    commit_files(&repo, &[("f", "a\n")], "base");
+    let idle = new_sws(&repo);
+    assert!(collapse::commit(repo.store(), idle, &info("x"))
+        .unwrap_err()
+        .to_string()
+        .contains("nothing to commit"));
+    let mine = new_sws(&repo);
+    sws::apply_patch(repo.store(), mine, &patch("m", vec![put("f", "mine\n")])).unwrap();
+    assert!(collapse::validate(repo.store(), mine).unwrap().is_empty());
+    commit_files(&repo, &[("f", "theirs\n")], "other");
+    let predicted = collapse::validate(repo.store(), mine).unwrap();
+    assert_eq!(predicted.len(), 1);
+    assert_eq!(predicted[0].kind, ConflictKind::Text);
+}
