@@ -269,3 +269,25 @@ fn two_repositories_importing_the_same_tree_get_the_same_snapshot_id() {
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(a["snapshot"], c["snapshot"]);
 }
+
+#[test]
+fn import_never_records_jit_metadata_or_init_leftovers() {
+    let work = tempfile::tempdir().unwrap();
+    ok(work.path(), &["init"]);
+    fs::create_dir_all(work.path().join(".jit-init-999/keys")).unwrap();
+    fs::write(
+        work.path().join(".jit-init-999/keys/universe.ed25519"),
+        "secret",
+    )
+    .unwrap();
+    fs::write(work.path().join("file"), "data").unwrap();
+    import(work.path(), work.path(), "self import");
+    let listing = json(work.path(), &["ls-tree", "HEAD", "-r"]);
+    let paths: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, vec!["file"]);
+}

@@ -363,6 +363,13 @@ impl<'a> Reader<'a> {
 
     /// Skips one complete item.
     pub fn skip(&mut self) -> Result<(), CborError> {
+        self.skip_at(0)
+    }
+
+    fn skip_at(&mut self, depth: usize) -> Result<(), CborError> {
+        if depth > MAX_DEPTH {
+            return Err(self.parser.malformed("nesting too deep"));
+        }
         let (major, n) = self.parser.head()?;
         match major {
             2 | 3 => {
@@ -371,13 +378,13 @@ impl<'a> Reader<'a> {
             }
             4 => {
                 for _ in 0..self.parser.length(n, 1)? {
-                    self.skip()?;
+                    self.skip_at(depth + 1)?;
                 }
             }
             5 => {
                 for _ in 0..self.parser.length(n, 2)? {
-                    self.skip()?;
-                    self.skip()?;
+                    self.skip_at(depth + 1)?;
+                    self.skip_at(depth + 1)?;
                 }
             }
             6 => return Err(CborError::Unsupported("tag")),

@@ -94,7 +94,8 @@ pub fn read_blob(src: &dyn Source, blob: &NodeId) -> Result<Vec<u8>> {
     match src.node(blob)?.payload {
         Payload::Blob(Blob::Inline(data)) => Ok(data),
         Payload::Blob(Blob::Chunked { size, chunks }) => {
-            let mut out = Vec::with_capacity(size as usize);
+            // The declared size is only a hint: never trust it for an allocation.
+            let mut out = Vec::with_capacity(size.min(64 << 20) as usize);
             for chunk in chunks {
                 match src.bytes(&chunk.id)? {
                     Some(bytes) => out.extend_from_slice(NodeView::peek(bytes)?.chunk_data()?),

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use crate::error::{Error, Result, Violation};
 use crate::id::NodeId;
 use crate::log::LogOp;
-use crate::node::{Node, NodeError, NodeType, Payload};
+use crate::node::{Node, NodeError, NodeType, Payload, Rewrite};
 use crate::store::{Op, ReadTxn, Store};
 
 /// Checks every invariant that depends on other stored nodes.
@@ -62,6 +62,30 @@ pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &N
             .into());
         }
     }
+    if let Payload::Rewrite(Rewrite {
+        base: Some(base), ..
+    }) = &node.payload
+    {
+        match store.header(txn, base)? {
+            None => {
+                return Err(Violation::MissingReference {
+                    node: *id,
+                    target: *base,
+                }
+                .into())
+            }
+            Some(h) if !matches!(h.node_type, NodeType::Snapshot | NodeType::Root) => {
+                return Err(Violation::WrongType {
+                    node: *id,
+                    target: *base,
+                    found: h.node_type.as_str(),
+                    expected: "snapshot or root",
+                }
+                .into())
+            }
+            Some(_) => {}
+        }
+    }
     if let Payload::Blob(crate::node::Blob::Chunked { chunks, .. }) = &node.payload {
         for chunk in chunks {
             let stored = store.require_header(txn, &chunk.id)?.size;
@@ -89,7 +113,14 @@ fn malformed(id: NodeId, error: NodeError) -> Error {
 }
 
 /// Appends a node built in memory. Returns its id; appending an existing node is a no-op.
+/// A refusal poisons `op`: it can no longer be committed.
 pub fn append(op: &mut Op<'_>, node: &Node) -> Result<NodeId> {
+    let result = append_unpoisoned(op, node);
+    op.poison_on(&result);
+    result
+}
+
+fn append_unpoisoned(op: &mut Op<'_>, node: &Node) -> Result<NodeId> {
     if node.parents.windows(2).any(|p| p[0] >= p[1]) {
         let id = node_id_unchecked(node);
         return Err(Violation::UnsortedParents { node: id }.into());
@@ -113,7 +144,14 @@ fn node_id_unchecked(node: &Node) -> NodeId {
 }
 
 /// Appends a node offered as bytes under a claimed id (from a peer, a file, a patch).
+/// A refusal poisons `op`.
 pub fn append_encoded(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<bool> {
+    let result = append_encoded_unpoisoned(op, claimed, bytes);
+    op.poison_on(&result);
+    result
+}
+
+fn append_encoded_unpoisoned(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<bool> {
     let actual = NodeId::of_bytes(bytes);
     if actual != claimed {
         return Err(Violation::HashMismatch { claimed, actual }.into());
@@ -147,8 +185,15 @@ pub(crate) fn insert_validated(
 
 /// Appends a set of encoded nodes offered together, in any order: they are sorted so parents
 /// and references come first, and a cycle among them is refused before anything is checked
-/// further. Returns how many were new.
+/// further. Returns how many were new. A refusal poisons `op`, so a half-appended batch can
+/// never be committed.
 pub fn append_batch(op: &mut Op<'_>, nodes: &[(NodeId, Vec<u8>)]) -> Result<usize> {
+    let result = append_batch_unpoisoned(op, nodes);
+    op.poison_on(&result);
+    result
+}
+
+fn append_batch_unpoisoned(op: &mut Op<'_>, nodes: &[(NodeId, Vec<u8>)]) -> Result<usize> {
     let index: HashMap<NodeId, usize> = nodes
         .iter()
         .enumerate()

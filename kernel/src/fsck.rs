@@ -7,7 +7,7 @@ use crate::dag;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::log::{self, LogOp};
-use crate::node::{Node, NodeView};
+use crate::node::{Node, NodeType};
 use crate::refs::{RefKind, RefName};
 use crate::store::Store;
 
@@ -57,9 +57,18 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
     let mut replayed_refs: BTreeMap<String, NodeId> = BTreeMap::new();
     let mut expected_seq = 1u64;
     let mut prev = [0u8; 32];
-    for entry in store.log_entries(&txn)? {
-        let (seq, stored) = entry?;
+    let mut moves = Vec::new();
+    for entry in store.log_entries_raw(&txn)? {
+        let (key, stored) = entry?;
         report.log_records += 1;
+        let Ok(seq_bytes) = <[u8; 8]>::try_from(key) else {
+            report.problem(
+                format!("log key {}", hex::encode(key)),
+                "key is not a sequence number",
+            );
+            continue;
+        };
+        let seq = u64::from_be_bytes(seq_bytes);
         let at = format!("log record {seq}");
         if seq != expected_seq {
             report.problem(
@@ -67,7 +76,7 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
                 format!("expected record {expected_seq} here: records are missing"),
             );
         }
-        expected_seq = seq + 1;
+        expected_seq = seq.saturating_add(1);
         let (record, checksum) = match log::verify_record(seq, stored) {
             Ok(ok) => ok,
             Err(Error::CorruptLog { reason, .. }) => {
@@ -83,6 +92,17 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
             report.problem(&at, "does not chain to the previous record's checksum");
         }
         prev = checksum;
+        if let LogOp::RefUpdated { from, to, .. } = &record.op {
+            moves.push((seq, *from, *to));
+        }
+        for target in ref_targets(&record.op) {
+            if !created.contains_key(&target) {
+                report.problem(
+                    &at,
+                    format!("points a ref at {target} before the log created it"),
+                );
+            }
+        }
         replay(
             &mut report,
             &at,
@@ -168,24 +188,61 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
         }
     }
 
-    // 3. Refs: valid names, existing targets, and exactly the state the log replays to.
-    let stored_refs = store.refs_with_prefix(&txn, "")?;
-    for (name, target) in &stored_refs {
+    // Branch moves in the log are fast-forwards.
+    for (seq, from, to) in moves {
+        let forward = store.has_node(&txn, &from)?
+            && store.has_node(&txn, &to)?
+            && dag::is_ancestor(store, &txn, &from, &to).unwrap_or(false);
+        if !forward {
+            report.problem(
+                format!("log record {seq}"),
+                format!("moves a branch from {from} to {to}, which is not a fast-forward"),
+            );
+        }
+    }
+
+    // 3. Refs: valid names, existing targets of the right type, and exactly the state the log
+    //    replays to.
+    let mut stored_refs = Vec::new();
+    for entry in store.ref_entries_raw(&txn)? {
+        let (key, raw) = entry?;
         report.refs += 1;
+        let name = String::from_utf8_lossy(key).into_owned();
         let at = format!("ref {name}");
-        if let Err(e) = RefName::parse_full(name) {
-            report.problem(&at, e.to_string());
-        }
-        match store.node_bytes(&txn, target)? {
-            None => report.problem(&at, format!("points at missing node {target}")),
-            Some(bytes) => {
-                if let Err(e) = NodeView::peek(bytes) {
-                    report.problem(&at, format!("points at an unreadable node: {e}"));
-                }
+        let Some(target) = NodeId::from_slice(raw) else {
+            report.problem(&at, "holds a malformed target");
+            continue;
+        };
+        stored_refs.push((name.clone(), target));
+        let kind = match RefName::parse_full(&name) {
+            Ok(parsed) => Some(parsed.kind()),
+            Err(e) => {
+                report.problem(&at, e.to_string());
+                None
             }
+        };
+        match (store.header(&txn, &target)?, kind) {
+            (None, _) => report.problem(&at, format!("points at missing node {target}")),
+            (Some(h), Some(RefKind::Branch))
+                if !matches!(h.node_type, NodeType::Snapshot | NodeType::Root) =>
+            {
+                report.problem(
+                    &at,
+                    format!("a branch points at a {}", h.node_type.as_str()),
+                )
+            }
+            (Some(h), Some(RefKind::Tag))
+                if !matches!(
+                    h.node_type,
+                    NodeType::Snapshot | NodeType::Rewrite | NodeType::Provenance
+                ) =>
+            {
+                report.problem(&at, format!("a tag points at a {}", h.node_type.as_str()))
+            }
+            _ => {}
         }
-        match replayed_refs.get(name) {
-            Some(expected) if expected == target => {}
+        match replayed_refs.get(&name) {
+            Some(expected) if *expected == target => {}
             Some(expected) => {
                 report.problem(&at, format!("is {target} but the log says {expected}"))
             }
@@ -201,6 +258,15 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
         }
     }
     Ok(report)
+}
+
+/// The nodes a log record points refs at.
+fn ref_targets(op: &LogOp) -> Vec<NodeId> {
+    match op {
+        LogOp::RefCreated { target, .. } => vec![*target],
+        LogOp::RefUpdated { to, .. } => vec![*to],
+        _ => Vec::new(),
+    }
 }
 
 fn replay(

@@ -74,7 +74,7 @@ fn commit_on(
     tree: NodeId,
     info: &CommitInfo,
 ) -> Result<NodeId> {
-    let clock = dag::clock_of(op.store(), op.txn(), &tip)? + 1;
+    let clock = dag::clock_of(op.store(), op.txn(), &tip)?.saturating_add(1);
     let snapshot = dag::append(op, &snapshot_node(tip, clock, tree, info))?;
     refs::set(op, branch, &snapshot, Some(&tip))?;
     Ok(snapshot)
@@ -99,11 +99,9 @@ pub fn reset(store: &Store, branch: &RefName, target: NodeId, info: &CommitInfo)
             refs::set(op, branch, &target, Some(&tip))?;
             return Ok(target);
         }
-        let clock = dag::clock_of(op.store(), op.txn(), &tip)?.max(dag::clock_of(
-            op.store(),
-            op.txn(),
-            &target,
-        )?) + 1;
+        let clock = dag::clock_of(op.store(), op.txn(), &tip)?
+            .max(dag::clock_of(op.store(), op.txn(), &target)?)
+            .saturating_add(1);
         let rewrite = dag::append(
             op,
             &Node::with_parents(
@@ -118,7 +116,10 @@ pub fn reset(store: &Store, branch: &RefName, target: NodeId, info: &CommitInfo)
             ),
         )?;
         let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &target)?;
-        let snapshot = dag::append(op, &snapshot_node(rewrite, clock + 1, tree, info))?;
+        let snapshot = dag::append(
+            op,
+            &snapshot_node(rewrite, clock.saturating_add(1), tree, info),
+        )?;
         refs::set(op, branch, &snapshot, Some(&tip))?;
         Ok(snapshot)
     })

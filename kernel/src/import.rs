@@ -21,8 +21,11 @@ use crate::id::NodeId;
 use crate::node::{validate_entry_name, EntryKind, Node, Payload, Tree, TreeEntry};
 use crate::store::Store;
 
-/// Names never imported: JIT's and git's own metadata directories.
-pub const SKIPPED_NAMES: [&[u8]; 2] = [b".jit", b".git"];
+/// Names never imported: git's metadata, and JIT's (`.jit` and anything starting with `.jit-`,
+/// such as an interrupted init's staging directory, which holds a secret key).
+fn skipped(name: &[u8]) -> bool {
+    name == b".git" || name == b".jit" || name.starts_with(b".jit-")
+}
 
 /// Files larger than this are streamed on their own instead of read whole in a parallel group.
 const STREAM_THRESHOLD: u64 = 8 << 20;
@@ -88,7 +91,7 @@ fn walk(
     let mut entries = Vec::with_capacity(names.len());
     for name in names {
         let raw = name.as_bytes().to_vec();
-        if SKIPPED_NAMES.contains(&raw.as_slice()) {
+        if skipped(&raw) {
             continue;
         }
         let path = dir.join(&name);
@@ -314,8 +317,10 @@ impl<'s> Writer<'s> {
         };
         if dag::insert_validated(op, node.id, &node.node, &node.bytes)? {
             self.created += 1;
-            self.op_bytes += node.bytes.len();
         }
+        // Count existing nodes too, so even a re-import of unchanged content commits (and lets
+        // other writers in) every batch instead of holding the write lock for the whole run.
+        self.op_bytes += node.bytes.len();
         Ok(())
     }
 

@@ -20,6 +20,9 @@ pub const CHUNK_MIN: u32 = 16 * 1024;
 pub const CHUNK_AVG: u32 = 64 * 1024;
 /// Largest chunk FastCDC may cut.
 pub const CHUNK_MAX: u32 = 256 * 1024;
+/// Largest logical clock accepted: far beyond any real history, and far enough below `u64::MAX`
+/// that `clock + 1` can never overflow.
+pub const MAX_CLOCK: u64 = 1 << 62;
 /// Version of the node format, hashed into the root node so a format change changes every id.
 pub const FORMAT_VERSION: u64 = 1;
 
@@ -507,6 +510,17 @@ impl Node {
             return Err(shape("parents are not sorted by id and unique"));
         }
         let node_type = self.node_type();
+        if self.clock > MAX_CLOCK {
+            return Err(shape(format!(
+                "clock {} exceeds the maximum {MAX_CLOCK}",
+                self.clock
+            )));
+        }
+        if node_type == NodeType::Snapshot && self.parents.len() != 1 {
+            return Err(shape(
+                "a snapshot has exactly one parent (merges go through a rewrite node)",
+            ));
+        }
         if node_type.is_content() || node_type == NodeType::Root {
             if !self.parents.is_empty() || self.clock != 0 || !self.metadata.is_empty() {
                 return Err(shape(format!(

@@ -99,11 +99,20 @@ pub fn validate_short_name(name: &str) -> Result<()> {
             reason,
         })
     };
+    if name.len() > 200 {
+        return Err(Error::BadRefName {
+            name: format!("{}…", name.chars().take(40).collect::<String>()),
+            reason: "it is longer than 200 bytes",
+        });
+    }
     if name.is_empty() {
         return bad("it is empty");
     }
-    if name.len() > 200 {
-        return bad("it is longer than 200 bytes");
+    if ["heads/", "tags/", "refs/"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        return bad("heads/, tags/ and refs/ are reserved prefixes");
     }
     if name == "HEAD" || name == "@" {
         return bad("HEAD and @ are reserved");
@@ -146,19 +155,28 @@ pub fn get(store: &Store, txn: &ReadTxn<'_>, name: &RefName) -> Result<Option<No
     store.ref_target(txn, name.full())
 }
 
-/// A ref may point at a snapshot or at the root (an empty branch); tags may also name any
-/// history node.
+/// A branch points at a snapshot or the root (an empty branch); a tag at a snapshot, rewrite or
+/// provenance node (RFC-0010).
 fn check_target(store: &Store, txn: &ReadTxn<'_>, name: &RefName, target: &NodeId) -> Result<()> {
     let node_type = store.require_header(txn, target)?.node_type;
-    let ok = match name.kind() {
-        RefKind::Branch => matches!(node_type, NodeType::Root | NodeType::Snapshot),
-        RefKind::Tag => !node_type.is_content(),
+    let (ok, expected) = match name.kind() {
+        RefKind::Branch => (
+            matches!(node_type, NodeType::Root | NodeType::Snapshot),
+            "snapshot",
+        ),
+        RefKind::Tag => (
+            matches!(
+                node_type,
+                NodeType::Snapshot | NodeType::Rewrite | NodeType::Provenance
+            ),
+            "snapshot, rewrite or provenance node",
+        ),
     };
     if !ok {
         return Err(Error::NotA {
             id: *target,
             found: node_type.as_str(),
-            expected: "snapshot",
+            expected,
         });
     }
     Ok(())
@@ -169,12 +187,36 @@ pub fn create(op: &mut Op<'_>, name: &RefName, target: &NodeId) -> Result<()> {
     if get(op.store(), op.txn(), name)?.is_some() {
         return Err(Error::RefExists(name.to_string()));
     }
+    check_no_directory_conflict(op.store(), op.txn(), name)?;
     check_target(op.store(), op.txn(), name, target)?;
     op.log(LogOp::RefCreated {
         name: name.full().to_owned(),
         target: *target,
     })?;
     op.put_ref(name.full(), target)
+}
+
+/// Like git: `a` and `a/b` cannot both exist (and the mount shows refs as directories).
+fn check_no_directory_conflict(store: &Store, txn: &ReadTxn<'_>, name: &RefName) -> Result<()> {
+    let below = format!("{}/", name.full());
+    if let Some((existing, _)) = store.refs_with_prefix(txn, &below)?.first() {
+        return Err(Error::RefExists(format!(
+            "{existing} (a ref cannot also be a directory of refs)"
+        )));
+    }
+    let mut prefix = name.full();
+    while let Some(cut) = prefix.rfind('/') {
+        prefix = &prefix[..cut];
+        if prefix == "heads" || prefix == "tags" {
+            break;
+        }
+        if store.ref_target(txn, prefix)?.is_some() {
+            return Err(Error::RefExists(format!(
+                "{prefix} (a ref cannot also be a directory of refs)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `ref.set`: moves a branch to a descendant of its tip. `expected` makes it a compare-and-set.

@@ -91,6 +91,16 @@ impl std::fmt::Debug for Repository {
     }
 }
 
+/// Prefix of the temporary directory `init` builds `.jit` in.
+pub const STAGING_PREFIX: &str = ".jit-init-";
+
+/// Makes a directory's entries durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
 /// Writes a small file atomically and durably: temp file, fsync, rename, fsync the directory.
 pub fn write_durably(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -104,10 +114,10 @@ pub fn write_durably(path: &Path, contents: &[u8]) -> Result<()> {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
+        fs::rename(&tmp, path)
     })();
-    result.map_err(|e| Error::io(path, e))
+    result.map_err(|e| Error::io(path, e))?;
+    sync_dir(dir)
 }
 
 impl Repository {
@@ -120,7 +130,9 @@ impl Repository {
         if jit_dir.exists() {
             return Err(Error::AlreadyInitialized(dir.to_path_buf()));
         }
-        let staging = dir.join(format!(".jit-init-{}", std::process::id()));
+        // The staging name starts with ".jit" so `import` (which skips `.jit*`) never records it,
+        // even if a crash leaves it behind; a later init removes a stale one.
+        let staging = dir.join(format!("{STAGING_PREFIX}{}", std::process::id()));
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
         }
@@ -141,16 +153,17 @@ impl Repository {
             )?;
             write_durably(&staging.join("config.toml"), b"[user]\n")?;
             UniverseIdentity::create(&staging, &options.name, &options.owner, options.created)?;
-            Ok(())
+            // Directory entries must be durable before the rename publishes them.
+            for sub in [staging.join("store"), staging.join("keys"), staging.clone()] {
+                sync_dir(&sub)?;
+            }
+            fs::rename(&staging, &jit_dir).map_err(|e| Error::io(&jit_dir, e))?;
+            sync_dir(dir)
         })();
         if let Err(e) = built {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
-        fs::rename(&staging, &jit_dir).map_err(|e| Error::io(&jit_dir, e))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(dir, e))?;
         Repository::open(dir)
     }
 

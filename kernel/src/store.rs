@@ -23,6 +23,22 @@ pub type ReadTxn<'e> = RoTxn<'e, WithoutTls>;
 /// Virtual size reserved for the memory map; the file grows only as data is written.
 const MAP_SIZE: usize = 1 << 40;
 
+/// Longest reason kept in an audit record; refusals quote user input, which may be huge.
+const AUDIT_REASON_MAX: usize = 1024;
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// The open store of one universe.
 pub struct Store {
     env: Env<WithoutTls>,
@@ -130,6 +146,7 @@ impl Store {
             txn,
             next_seq,
             prev,
+            poisoned: false,
         })
     }
 
@@ -245,6 +262,24 @@ impl Store {
         Ok(self.log.iter(txn)?.map(|r| r.map_err(Error::from)))
     }
 
+    /// Iterates the log with raw keys (fsck reads even a damaged key).
+    pub fn log_entries_raw<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+    ) -> Result<impl Iterator<Item = Result<(&'t [u8], &'t [u8])>> + 't> {
+        let raw = self.log.remap_key_type::<Bytes>();
+        Ok(raw.iter(txn)?.map(|r| r.map_err(Error::from)))
+    }
+
+    /// Iterates the refs with raw keys (fsck reads even a damaged key).
+    pub fn ref_entries_raw<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+    ) -> Result<impl Iterator<Item = Result<(&'t [u8], &'t [u8])>> + 't> {
+        let raw = self.refs.remap_key_type::<Bytes>();
+        Ok(raw.iter(txn)?.map(|r| r.map_err(Error::from)))
+    }
+
     /// Iterates every stored node: `(key bytes, value bytes)`.
     pub fn node_entries<'t>(
         &self,
@@ -265,7 +300,7 @@ impl Store {
         op.log(LogOp::Audit {
             action: action.to_owned(),
             code: error.code().to_owned(),
-            reason: error.to_string(),
+            reason: truncate(error.to_string(), AUDIT_REASON_MAX),
         })?;
         op.commit()
     }
@@ -303,6 +338,7 @@ pub struct Op<'s> {
     txn: RwTxn<'s>,
     next_seq: u64,
     prev: Checksum,
+    poisoned: bool,
 }
 
 impl<'s> Op<'s> {
@@ -378,8 +414,21 @@ impl<'s> Op<'s> {
         Ok(())
     }
 
-    /// Makes the operation durable (LMDB commit with fsync).
+    /// Marks the operation as failed if `result` is an error: a refused append may have left
+    /// part of its work in the transaction, so it must never be committed.
+    pub fn poison_on<T>(&mut self, result: &Result<T>) {
+        if result.is_err() {
+            self.poisoned = true;
+        }
+    }
+
+    /// Makes the operation durable (LMDB commit with fsync). Refused if a step was refused.
     pub fn commit(self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::InvalidInput(
+                "refusing to commit an operation in which a step was refused".into(),
+            ));
+        }
         self.txn.commit()?;
         Ok(())
     }

@@ -509,3 +509,86 @@ fn commit_writes_the_ref_last_in_one_transaction() {
         .unwrap();
     assert!(matches!(&ops[at - 1], LogOp::NodeCreated { id, .. } if *id == fx.second));
 }
+
+// ---- Hardening found in review ----
+
+#[test]
+fn a_ref_cannot_also_be_a_directory_of_refs() {
+    let fx = fixture();
+    fx.repo.create_branch("feature", fx.first).unwrap();
+    let e = refused(&fx, |r| r.create_branch("feature/x", fx.first));
+    assert!(matches!(e, Error::RefExists(_)));
+    fx.repo.create_branch("topic/one", fx.first).unwrap();
+    let e = refused(&fx, |r| r.create_branch("topic", fx.first));
+    assert!(matches!(e, Error::RefExists(_)));
+    // Names that merely share a prefix are fine.
+    fx.repo.create_branch("featured", fx.first).unwrap();
+    fx.repo.create_branch("myheads/x", fx.first).unwrap();
+}
+
+#[test]
+fn a_snapshot_has_exactly_one_parent() {
+    let fx = fixture();
+    let two = snapshot_on(vec![fx.first, fx.second], 9, empty_tree());
+    let e = refused(&fx, |r| append(r, &two));
+    assert!(
+        matches!(e, Error::Invariant(Violation::Malformed { .. })),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_rewrite_base_must_exist() {
+    let fx = fixture();
+    let side = append_side_snapshot(&fx);
+    let rewrite = Node::with_parents(
+        vec![fx.second, side],
+        9,
+        Payload::Rewrite(Rewrite {
+            kind: RewriteKind::Merge,
+            from: fx.second,
+            to: side,
+            base: Some(NodeId([0x77; 32])),
+        }),
+    );
+    let e = refused(&fx, |r| append(r, &rewrite));
+    assert!(
+        matches!(e, Error::Invariant(Violation::MissingReference { .. })),
+        "{e}"
+    );
+}
+
+#[test]
+fn clocks_are_bounded() {
+    let fx = fixture();
+    let e = refused(&fx, |r| {
+        append(
+            r,
+            &snapshot_on(vec![fx.second], MAX_CLOCK + 1, empty_tree()),
+        )
+    });
+    assert!(
+        matches!(e, Error::Invariant(Violation::Malformed { .. })),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_operation_with_a_refused_step_cannot_be_committed() {
+    let fx = fixture();
+    let before = state(fx.repo.store());
+    let mut op = fx.repo.store().begin().unwrap();
+    let good = Node::content(Payload::Blob(Blob::Inline(b"fine".to_vec())));
+    dag::append(&mut op, &good).unwrap();
+    let ghost = NodeId([0xee; 32]);
+    assert!(dag::append(&mut op, &snapshot_on(vec![ghost], 9, empty_tree())).is_err());
+    assert!(
+        op.commit().is_err(),
+        "a poisoned operation refuses to commit"
+    );
+    assert_eq!(
+        state(fx.repo.store()),
+        before,
+        "not even the good step landed"
+    );
+}
