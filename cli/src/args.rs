@@ -36,9 +36,124 @@ pub struct CommitArgs {
     pub date: Option<String>,
 }
 
+/// Declared inputs of a history move (reset, rebase): the message has a default.
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// The message of the snapshot that records the move.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Author as "Name <email>".
+    #[arg(long, env = "JIT_AUTHOR")]
+    pub author: Option<String>,
+    /// Declared time (RFC 3339 or "@SECONDS [+HHMM]").
+    #[arg(long, env = "JIT_DATE")]
+    pub date: Option<String>,
+}
+
+/// Shadow Working Set verbs. An SWS is named by its id, a unique prefix of it, or its name.
+#[derive(Debug, Subcommand)]
+pub enum SwsCommand {
+    /// Create an SWS.
+    New {
+        /// A name for it.
+        #[arg(long)]
+        name: Option<String>,
+        /// Anchor it on this revision (default: the branch tip).
+        #[arg(long)]
+        from: Option<String>,
+        /// The branch it commits to (default: the checked-out branch).
+        #[arg(long)]
+        branch: Option<String>,
+        /// Owner (default: $USER).
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// List live SWS.
+    Ls,
+    /// Show an SWS: base, branch tip, patches, changed paths, conflicts.
+    Status {
+        /// The SWS.
+        sws: String,
+    },
+    /// Show an SWS's changes as a unified diff.
+    Diff {
+        /// The SWS.
+        sws: String,
+    },
+    /// Apply a patch (JSON, see README) from a file, or `-` for stdin.
+    Apply {
+        /// The SWS.
+        sws: String,
+        /// The patch file.
+        patch: PathBuf,
+    },
+    /// Show an SWS's micro-history: one entry per applied patch.
+    Log {
+        /// The SWS.
+        sws: String,
+    },
+    /// Collapse an SWS into a snapshot on its branch.
+    Commit {
+        /// The SWS.
+        sws: String,
+        #[command(flatten)]
+        commit: CommitArgs,
+    },
+    /// Check whether an SWS would merge cleanly now.
+    Validate {
+        /// The SWS.
+        sws: String,
+    },
+    /// Throw an SWS away (the DAG is untouched).
+    Discard {
+        /// The SWS.
+        sws: String,
+    },
+}
+
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon in the foreground: the RPC on .jit/jit.sock (Ctrl-C stops it).
+    Up {
+        /// Do not mount the FUSE projection (jitfs is not built yet: this is the only mode).
+        #[arg(long)]
+        no_mount: bool,
+    },
+    /// Show the working SWS of the checked-out branch: what `jit commit` would record.
+    Status,
+    /// Show the working SWS's changes as a unified diff.
+    Diff,
+    /// Commit the working SWS of the checked-out branch.
+    Commit {
+        #[command(flatten)]
+        commit: CommitArgs,
+    },
+    /// Check out a branch (moves HEAD; local, never logged).
+    Checkout {
+        /// The branch.
+        branch: String,
+    },
+    /// Shadow Working Sets: isolated overlays that collapse into snapshots.
+    Sws {
+        /// What to do.
+        #[command(subcommand)]
+        command: SwsCommand,
+    },
+    /// Move the checked-out branch to REV's content, through an inversion rewrite.
+    Reset {
+        /// The revision.
+        rev: String,
+        #[command(flatten)]
+        declared: MoveArgs,
+    },
+    /// Replay the checked-out branch's own snapshots onto ONTO.
+    Rebase {
+        /// The new base.
+        onto: String,
+        #[command(flatten)]
+        declared: MoveArgs,
+    },
     /// Create a universe (a .jit/ directory) in DIR (default: the current directory).
     Init {
         /// Where to create it.

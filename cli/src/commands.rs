@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use crate::args::{Cli, Command};
 use crate::declared;
 use crate::progress::Bar;
+use crate::work;
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -104,6 +105,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             force,
         ),
         Command::Fsck => run_fsck(&out, &Repository::discover(&base)?),
+        Command::Up { no_mount: _ } => work::up(&base, json),
+        Command::Status => work::status_verb(&base, json),
+        Command::Diff => work::diff_verb(&base, json),
+        Command::Commit { commit } => {
+            let repo = Repository::discover(&base)?;
+            let info = declared::commit_info(&commit, repo.config().author())?;
+            drop(repo);
+            work::commit_verb(&base, &info, json)
+        }
+        Command::Checkout { branch } => work::checkout_verb(&base, &branch, json),
+        Command::Sws { command } => {
+            let configured = Repository::discover(&base)?.config().author();
+            work::sws_verb(&base, command, configured, json)
+        }
+        Command::Reset { rev, declared } => {
+            let configured = Repository::discover(&base)?.config().author();
+            work::move_verb(&base, "history.reset", &rev, &declared, configured, json)
+        }
+        Command::Rebase { onto, declared } => {
+            let configured = Repository::discover(&base)?.config().author();
+            work::move_verb(&base, "history.rebase", &onto, &declared, configured, json)
+        }
         Command::Info => info(&out, &Repository::discover(&base)?),
     }
 }

@@ -71,9 +71,23 @@ pub fn format_date(time: DeclaredTime) -> String {
 
 /// Builds the commit's declared inputs; `configured` is the author from `.jit/config.toml`.
 pub fn commit_info(args: &CommitArgs, configured: Option<String>) -> Result<CommitInfo> {
-    let author = args
-        .author
-        .clone()
+    declared(
+        &args.message,
+        args.author.as_deref(),
+        args.date.as_deref(),
+        configured,
+    )
+}
+
+/// Builds declared inputs from their parts.
+pub fn declared(
+    message: &str,
+    author: Option<&str>,
+    date: Option<&str>,
+    configured: Option<String>,
+) -> Result<CommitInfo> {
+    let author = author
+        .map(str::to_owned)
         .or(configured)
         .or_else(|| {
             std::env::var("USER")
@@ -84,7 +98,7 @@ pub fn commit_info(args: &CommitArgs, configured: Option<String>) -> Result<Comm
     if author.trim().is_empty() || author.contains('\n') {
         bail!("invalid author {author:?}: expected one line like \"Name <email>\"");
     }
-    let time = match &args.date {
+    let time = match date {
         Some(text) => parse_date(text)?,
         None => DeclaredTime {
             seconds: OffsetDateTime::now_utc().unix_timestamp(),
@@ -93,7 +107,7 @@ pub fn commit_info(args: &CommitArgs, configured: Option<String>) -> Result<Comm
     };
     Ok(CommitInfo {
         author,
-        message: args.message.clone(),
+        message: message.to_owned(),
         time,
     })
 }

@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod declared;
 mod progress;
+mod work;
 
 use std::process::ExitCode;
 
@@ -27,8 +28,8 @@ fn main() -> ExitCode {
         Err(error) => {
             let code = error
                 .downcast_ref::<jit_kernel::Error>()
-                .map(|e| e.code())
-                .unwrap_or("error");
+                .map(|e| e.code().to_owned())
+                .unwrap_or_else(|| "error".to_owned());
             let message = format!("{error:#}");
             if json {
                 println!(

@@ -203,6 +203,19 @@ pub enum Error {
     /// A tree edit is impossible.
     #[error(transparent)]
     Edit(#[from] crate::treeedit::EditError),
+    /// A merge met conflicts; nothing was committed.
+    #[error("merge conflict in {}", .0.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(", "))]
+    MergeConflict(Vec<crate::merge::Conflict>),
+    /// An error answered by the kernel over the RPC.
+    #[error("{message}")]
+    Remote {
+        /// The stable code.
+        code: String,
+        /// The message.
+        message: String,
+        /// Structured details (conflicts).
+        details: Option<ciborium::value::Value>,
+    },
     /// No SWS has this id.
     #[error("no such shadow working set: {0}")]
     SwsNotFound(String),
@@ -224,7 +237,7 @@ impl Error {
     }
 
     /// A stable, machine-readable code for this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             Error::Cbor(_) => "bad_cbor",
             Error::Node(_) => "bad_node",
@@ -252,6 +265,8 @@ impl Error {
             Error::Path(_) => "bad_path",
             Error::Edit(_) => "bad_edit",
             Error::SwsNotFound(_) => "sws_not_found",
+            Error::MergeConflict(_) => "merge_conflict",
+            Error::Remote { code, .. } => code,
         }
     }
 

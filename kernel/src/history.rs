@@ -4,11 +4,13 @@
 use crate::dag;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
+use crate::merge;
 use crate::node::{DeclaredTime, Node, NodeType, Payload, Rewrite, RewriteKind, Snapshot};
 use crate::refs::{self, RefName};
-use crate::source::Dag;
+use crate::source::{Dag, Source};
 use crate::store::{Op, Store};
 use crate::tree;
+use crate::treeedit::TreeEditor;
 
 /// The declared inputs of a commit: everything about it that is hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +118,103 @@ pub fn reset(store: &Store, branch: &RefName, target: NodeId, info: &CommitInfo)
             ),
         )?;
         let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &target)?;
+        let snapshot = dag::append(
+            op,
+            &snapshot_node(rewrite, clock.saturating_add(1), tree, info),
+        )?;
+        refs::set(op, branch, &snapshot, Some(&tip))?;
+        Ok(snapshot)
+    })
+}
+
+/// The mainline of `tip`, newest first, down to (not including) the root.
+fn mainline(store: &Store, txn: &crate::store::ReadTxn<'_>, tip: NodeId) -> Result<Vec<NodeId>> {
+    let mut out = Vec::new();
+    let mut current = match store.require_header(txn, &tip)?.node_type {
+        NodeType::Snapshot => Some(tip),
+        _ => None,
+    };
+    while let Some(id) = current {
+        out.push(id);
+        current = dag::mainline_parent(store, txn, &id)?;
+    }
+    Ok(out)
+}
+
+/// Replays the branch's own snapshots (those since its mainline meets `onto`'s) on top of `onto`,
+/// each with its original author, message and time, merging as it goes. Because the branch only
+/// moves forward, the replayed line is then joined by a rewrite node (kind rebase, from the old
+/// tip, to the last replayed snapshot) and a snapshot with `info` on top of it. A conflict in any
+/// step refuses the whole rebase.
+pub fn rebase(store: &Store, branch: &RefName, onto: NodeId, info: &CommitInfo) -> Result<NodeId> {
+    store.operation("history.rebase", |op| {
+        let tip = refs::get(op.store(), op.txn(), branch)?
+            .ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
+        if dag::is_ancestor(op.store(), op.txn(), &onto, &tip)? {
+            return Ok(tip);
+        }
+        if dag::is_ancestor(op.store(), op.txn(), &tip, &onto)? {
+            refs::set(op, branch, &onto, Some(&tip))?;
+            return Ok(onto);
+        }
+        let onto_line: std::collections::HashSet<NodeId> =
+            mainline(op.store(), op.txn(), onto)?.into_iter().collect();
+        let own: Vec<NodeId> = mainline(op.store(), op.txn(), tip)?
+            .into_iter()
+            .take_while(|id| !onto_line.contains(id))
+            .collect();
+        let mut new_parent = onto;
+        for snapshot_id in own.iter().rev() {
+            let (nodes, merged, original) = {
+                let dag_view = Dag::new(op.store(), op.txn());
+                let node = dag_view.node(snapshot_id)?;
+                let Payload::Snapshot(original) = node.payload else {
+                    return Err(Error::NotA {
+                        id: *snapshot_id,
+                        found: "node",
+                        expected: "snapshot",
+                    });
+                };
+                let parent_tree = match dag::mainline_parent(op.store(), op.txn(), snapshot_id)? {
+                    Some(parent) => tree::tree_of(&dag_view, &parent)?,
+                    None => tree::empty_tree_id(),
+                };
+                let mut editor = TreeEditor::new(&dag_view);
+                let onto_tree = tree::tree_of(&dag_view, &new_parent)?;
+                let result = merge::merge(&mut editor, parent_tree, onto_tree, original.tree)?;
+                if !result.conflicts.is_empty() {
+                    return Err(Error::MergeConflict(result.conflicts));
+                }
+                (editor.finish(&result.tree)?, result.tree, original)
+            };
+            for node in &nodes {
+                dag::append_encoded(op, node.id, &node.bytes)?;
+            }
+            let replayed = CommitInfo {
+                author: original.author,
+                message: original.message,
+                time: original.time,
+            };
+            let clock = dag::clock_of(op.store(), op.txn(), &new_parent)?.saturating_add(1);
+            new_parent = dag::append(op, &snapshot_node(new_parent, clock, merged, &replayed))?;
+        }
+        let clock = dag::clock_of(op.store(), op.txn(), &tip)?
+            .max(dag::clock_of(op.store(), op.txn(), &new_parent)?)
+            .saturating_add(1);
+        let rewrite = dag::append(
+            op,
+            &Node::with_parents(
+                vec![tip, new_parent],
+                clock,
+                Payload::Rewrite(Rewrite {
+                    kind: RewriteKind::Rebase,
+                    from: tip,
+                    to: new_parent,
+                    base: None,
+                }),
+            ),
+        )?;
+        let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &new_parent)?;
         let snapshot = dag::append(
             op,
             &snapshot_node(rewrite, clock.saturating_add(1), tree, info),

@@ -67,16 +67,56 @@ impl FromStr for NodeId {
     }
 }
 
+/// Bytes in binary formats (CBOR), 64 hex characters in human-readable ones (JSON).
 impl Serialize for NodeId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.0)
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
     }
 }
 
+/// Accepts what arrives — 32 bytes or 64 hex characters — rather than trusting
+/// `is_human_readable`, which serde's buffering of internally tagged enums reports as true even
+/// inside CBOR.
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
-        NodeId::from_slice(&bytes)
-            .ok_or_else(|| serde::de::Error::invalid_length(bytes.len(), &"32 bytes"))
+        struct IdVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for IdVisitor {
+            type Value = NodeId;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node id: 32 bytes or 64 hex characters")
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<NodeId, E> {
+                NodeId::from_slice(v).ok_or_else(|| E::invalid_length(v.len(), &self))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeId, E> {
+                v.parse().map_err(E::custom)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NodeId, A::Error> {
+                let mut out = [0u8; 32];
+                for (i, byte) in out.iter_mut().enumerate() {
+                    *byte = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(33, &self));
+                }
+                Ok(NodeId(out))
+            }
+        }
+
+        deserializer.deserialize_any(IdVisitor)
     }
 }

@@ -25,6 +25,7 @@ pub mod path;
 pub mod refs;
 pub mod repo;
 pub mod revparse;
+pub mod rpc;
 pub mod source;
 pub mod store;
 pub mod sws;

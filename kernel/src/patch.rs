@@ -50,7 +50,6 @@ pub enum PatchOp {
         /// Target path.
         path: String,
         /// The blob (must already be in the DAG or this SWS).
-        #[serde(with = "hex_id")]
         blob: NodeId,
         /// Executable bit.
         #[serde(default)]
@@ -97,7 +96,6 @@ pub enum PatchOp {
         /// The file.
         path: String,
         /// The blob the hunks were computed against; must be the file's current content.
-        #[serde(with = "hex_id")]
         base: NodeId,
         /// Non-overlapping hunks in ascending order.
         hunks: Vec<Hunk>,
@@ -158,30 +156,6 @@ pub enum PatchError {
     /// The patch has no operations or no id.
     #[error("patch {0}")]
     Empty(&'static str),
-}
-
-/// Node ids as hex strings in human-readable formats (JSON) and bytes in CBOR.
-mod hex_id {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use crate::id::NodeId;
-
-    pub fn serialize<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            id.to_hex().serialize(s)
-        } else {
-            id.serialize(s)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
-        if d.is_human_readable() {
-            let text = String::deserialize(d)?;
-            text.parse().map_err(serde::de::Error::custom)
-        } else {
-            NodeId::deserialize(d)
-        }
-    }
 }
 
 fn path(p: &str) -> Result<RepoPath> {

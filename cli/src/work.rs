@@ -1,0 +1,485 @@
+//! Verbs on work in progress — the daemon, the working SWS, named SWS, reset and rebase. They
+//! are RPC clients: through the daemon's socket when one runs, in-process otherwise.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use jit_kernel::history::CommitInfo;
+use jit_kernel::merge::Conflict;
+use jit_kernel::patch::Patch;
+use jit_kernel::rpc::client::Kernel;
+use jit_kernel::rpc::server::{self, DaemonLock};
+use jit_kernel::rpc::service::{
+    ApplyArgs, CheckoutArgs, CommitArgs as RpcCommit, Committed, CreateArgs, Declared,
+    MoveArgs as RpcMove, ReadArgs, Service, StatusInfo, SwsArgs,
+};
+use jit_kernel::sws::PatchRecord;
+use jit_kernel::{NodeId, Repository};
+use serde_json::json;
+
+use crate::args::{MoveArgs, SwsCommand};
+use crate::declared;
+
+fn owner() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "user".into())
+}
+
+fn to_declared(info: &CommitInfo) -> Declared {
+    Declared {
+        author: info.author.clone(),
+        message: info.message.clone(),
+        time: info.time.seconds,
+        tz: info.time.tz_minutes,
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<ExitCode> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jit up`: the daemon in the foreground until Ctrl-C or SIGTERM.
+pub fn up(base: &Path, json: bool) -> Result<ExitCode> {
+    let repo = Repository::discover(base)?;
+    let lock = DaemonLock::acquire(repo.jit_dir())?;
+    let identity = repo.identity()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = lock.bind()?;
+        if json {
+            println!(
+                "{}",
+                json!({ "universe": identity.info.id.to_string(), "socket": lock.socket().display().to_string(), "mount": null })
+            );
+        } else {
+            println!(
+                "jit daemon for universe {} ({})\n  socket: {}\n  mount:  none (jitfs is not built yet)\nCtrl-C stops it.",
+                identity.info.id,
+                repo.workdir().display(),
+                lock.socket().display()
+            );
+        }
+        let service = Service::new(Arc::new(repo));
+        server::serve(service, listener, shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
+    drop(lock);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+/// Finds an SWS by full id, unique id prefix, or name.
+fn resolve_sws(kernel: &mut Kernel, text: &str) -> Result<String> {
+    if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(text.to_ascii_lowercase());
+    }
+    let all: Vec<StatusInfo> = kernel.invoke("shadow.list", &json!({}))?;
+    let matches: Vec<&StatusInfo> = all
+        .iter()
+        .filter(|s| s.name.as_deref() == Some(text) || (text.len() >= 4 && s.id.starts_with(text)))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => bail!("no shadow working set matches {text:?}"),
+        _ => bail!("{text:?} matches several shadow working sets; use more of the id"),
+    }
+}
+
+fn print_status(status: &StatusInfo, title: &str) {
+    println!("{title} {} on branch {}", status.id, status.branch);
+    if let Some(name) = &status.name {
+        println!("name:    {name}");
+    }
+    println!("owner:   {}", status.owner);
+    println!("base:    {}", status.base.short());
+    match status.tip {
+        Some(tip) if tip != status.base => {
+            println!(
+                "branch:  moved to {} since (the commit will merge)",
+                tip.short()
+            )
+        }
+        _ => {}
+    }
+    println!("patches: {}", status.patches);
+    if status.changes.is_empty() {
+        println!("no changes");
+    }
+    for change in &status.changes {
+        println!("  {} {}", change.change, change.path);
+    }
+    print_conflicts(&status.conflicts);
+}
+
+fn print_conflicts(conflicts: &[Conflict]) {
+    for conflict in conflicts {
+        println!("  conflict ({:?}): {}", conflict.kind, conflict.path);
+    }
+}
+
+fn status(kernel: &mut Kernel, sws: Option<&str>, json: bool) -> Result<ExitCode> {
+    let status: StatusInfo = match sws {
+        Some(id) => kernel.invoke("shadow.status", &SwsArgs { sws: id.to_owned() })?,
+        None => kernel.invoke("mh.status", &json!({}))?,
+    };
+    if json {
+        return print_json(&status);
+    }
+    print_status(&status, if sws.is_some() { "sws" } else { "working sws" });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(kernel: &mut Kernel, args: ReadArgs) -> Result<Vec<u8>> {
+    let result = kernel.call("mh.read_file", jit_kernel::cbor::to_value(&args)?)?;
+    let map = jit_kernel::cbor::fields::as_map(&result, "read result")?;
+    Ok(jit_kernel::cbor::fields::as_bytes(
+        jit_kernel::cbor::fields::require(map, "content")?,
+        "content",
+    )?
+    .to_vec())
+}
+
+fn diff(kernel: &mut Kernel, sws: Option<&str>, json: bool) -> Result<ExitCode> {
+    let status: StatusInfo = match sws {
+        Some(id) => kernel.invoke("shadow.status", &SwsArgs { sws: id.to_owned() })?,
+        None => kernel.invoke("mh.status", &json!({}))?,
+    };
+    if json {
+        return print_json(&status.changes);
+    }
+    for change in &status.changes {
+        let old = match change.old {
+            Some(_) => read(
+                kernel,
+                ReadArgs {
+                    path: change.path.clone(),
+                    sws: None,
+                    rev: Some(status.base.to_hex()),
+                },
+            )?,
+            None => Vec::new(),
+        };
+        let new = match change.new {
+            Some(_) => read(
+                kernel,
+                ReadArgs {
+                    path: change.path.clone(),
+                    sws: Some(status.id.clone()),
+                    rev: None,
+                },
+            )?,
+            None => Vec::new(),
+        };
+        println!("diff --jit a/{0} b/{0}", change.path);
+        match (std::str::from_utf8(&old), std::str::from_utf8(&new)) {
+            (Ok(old), Ok(new)) => {
+                let patch = diffy::create_patch(old, new).to_string();
+                let body = patch
+                    .split_once('\n')
+                    .and_then(|(_, rest)| rest.split_once('\n'))
+                    .map(|(_, rest)| rest)
+                    .unwrap_or("");
+                let from = if change.old.is_some() {
+                    format!("a/{}", change.path)
+                } else {
+                    "/dev/null".into()
+                };
+                let to = if change.new.is_some() {
+                    format!("b/{}", change.path)
+                } else {
+                    "/dev/null".into()
+                };
+                print!("--- {from}\n+++ {to}\n{body}");
+            }
+            _ => println!("Binary files differ"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Result<ExitCode> {
+    let args = RpcCommit {
+        sws: sws.to_owned(),
+        declared: to_declared(info),
+    };
+    match kernel.invoke::<_, Committed>("collapse.commit", &args) {
+        Ok(done) => {
+            if json {
+                return print_json(&done);
+            }
+            let merged = if done.rewrite.is_some() {
+                " (merged with the branch)"
+            } else {
+                ""
+            };
+            println!(
+                "[{}] {}{merged}",
+                done.snapshot.short(),
+                info.message.lines().next().unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(jit_kernel::Error::Remote {
+            code,
+            message,
+            details,
+        }) if code == "merge_conflict" => {
+            let conflicts: Vec<Conflict> = details
+                .map(jit_kernel::cbor::from_value)
+                .transpose()?
+                .unwrap_or_default();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "error": { "code": code, "message": message, "conflicts": conflicts } })
+                );
+            } else {
+                println!(
+                    "Commit failed: conflicts. The SWS now holds the merged tree with markers:"
+                );
+                print_conflicts(&conflicts);
+                println!("Resolve them by editing, then commit again.");
+            }
+            eprintln!("jit: error: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn working_id(kernel: &mut Kernel) -> Result<String> {
+    let status: StatusInfo = kernel.invoke("mh.status", &json!({}))?;
+    Ok(status.id)
+}
+
+/// `jit status`.
+pub fn status_verb(base: &Path, json: bool) -> Result<ExitCode> {
+    status(&mut Kernel::connect(base)?, None, json)
+}
+
+/// `jit diff`.
+pub fn diff_verb(base: &Path, json: bool) -> Result<ExitCode> {
+    diff(&mut Kernel::connect(base)?, None, json)
+}
+
+/// `jit commit`.
+pub fn commit_verb(base: &Path, info: &CommitInfo, json: bool) -> Result<ExitCode> {
+    let mut kernel = Kernel::connect(base)?;
+    let id = working_id(&mut kernel)?;
+    commit(&mut kernel, &id, info, json)
+}
+
+/// `jit checkout BRANCH`.
+pub fn checkout_verb(base: &Path, branch: &str, json: bool) -> Result<ExitCode> {
+    let mut kernel = Kernel::connect(base)?;
+    let _: serde_json::Value = kernel
+        .invoke(
+            "mh.checkout",
+            &CheckoutArgs {
+                branch: branch.to_owned(),
+            },
+        )
+        .map(|v: std::collections::BTreeMap<String, String>| json!(v))?;
+    if json {
+        return print_json(&json!({ "head": branch }));
+    }
+    println!("Switched to branch {branch}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jit reset REV` and `jit rebase ONTO`.
+pub fn move_verb(
+    base: &Path,
+    op: &str,
+    rev: &str,
+    args: &MoveArgs,
+    configured: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let default_message = if op == "history.reset" {
+        format!("reset to {rev}")
+    } else {
+        format!("rebase onto {rev}")
+    };
+    let info = declared::declared(
+        args.message.as_deref().unwrap_or(&default_message),
+        args.author.as_deref(),
+        args.date.as_deref(),
+        configured,
+    )?;
+    let mut kernel = Kernel::connect(base)?;
+    let result: std::collections::BTreeMap<String, NodeId> = kernel.invoke(
+        op,
+        &RpcMove {
+            branch: None,
+            rev: rev.to_owned(),
+            declared: to_declared(&info),
+        },
+    )?;
+    let tip = result
+        .get("snapshot")
+        .copied()
+        .context("no snapshot in the answer")?;
+    if json {
+        return print_json(&json!({ "snapshot": tip }));
+    }
+    println!("branch now at {}", tip.short());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jit sws …`.
+pub fn sws_verb(
+    base: &Path,
+    command: SwsCommand,
+    configured: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut kernel = Kernel::connect(base)?;
+    match command {
+        SwsCommand::New {
+            name,
+            from,
+            branch,
+            owner: who,
+        } => {
+            let args = CreateArgs {
+                branch,
+                from,
+                owner: who.unwrap_or_else(owner),
+                name,
+            };
+            let status: StatusInfo = kernel.invoke("shadow.create", &args)?;
+            if json {
+                return print_json(&status);
+            }
+            println!("{}", status.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        SwsCommand::Ls => {
+            let all: Vec<StatusInfo> = kernel.invoke("shadow.list", &json!({}))?;
+            if json {
+                return print_json(&all);
+            }
+            for s in &all {
+                println!(
+                    "{} {:<20} {:<10} {:>3} changes  owner {}",
+                    s.id,
+                    s.name.as_deref().unwrap_or("-"),
+                    s.branch,
+                    s.changes.len(),
+                    s.owner
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SwsCommand::Status { sws } => {
+            let id = resolve_sws(&mut kernel, &sws)?;
+            status(&mut kernel, Some(&id), json)
+        }
+        SwsCommand::Diff { sws } => {
+            let id = resolve_sws(&mut kernel, &sws)?;
+            diff(&mut kernel, Some(&id), json)
+        }
+        SwsCommand::Apply { sws, patch } => {
+            let id = resolve_sws(&mut kernel, &sws)?;
+            let text = if patch.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read the patch from stdin")?;
+                text
+            } else {
+                std::fs::read_to_string(base.join(&patch))
+                    .with_context(|| format!("cannot read {}", patch.display()))?
+            };
+            let patch: Patch = serde_json::from_str(&text)
+                .context("the patch is not valid JSON of the documented form")?;
+            let applied: jit_kernel::sws::Applied =
+                kernel.invoke("shadow.apply_patch", &ApplyArgs { sws: id, patch })?;
+            if json {
+                return print_json(&applied);
+            }
+            if applied.duplicate {
+                println!(
+                    "patch already applied as #{} (nothing changed)",
+                    applied.seq
+                );
+            } else {
+                println!("applied as #{}", applied.seq);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SwsCommand::Log { sws } => {
+            let id = resolve_sws(&mut kernel, &sws)?;
+            let history: Vec<PatchRecord> =
+                kernel.invoke("shadow.history", &SwsArgs { sws: id })?;
+            if json {
+                return print_json(&history);
+            }
+            for record in &history {
+                println!(
+                    "#{} {} by {} (ts {}, {} ops) → tree {}",
+                    record.seq,
+                    record.patch_id,
+                    record.author,
+                    record.ts,
+                    record.ops,
+                    record.tree.short()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SwsCommand::Commit { sws, commit: args } => {
+            let id = resolve_sws(&mut kernel, &sws)?;
+            let info = declared::commit_info(&args, configured)?;
+            commit(&mut kernel, &id, &info, json)
+        }
+        SwsCommand::Validate { sws } => {
+            let id = resolve_sws(&mut kernel, &sws)?;
+            let conflicts: Vec<Conflict> =
+                kernel.invoke("collapse.validate", &SwsArgs { sws: id })?;
+            if json {
+                return print_json(&conflicts);
+            }
+            if conflicts.is_empty() {
+                println!("merges cleanly");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                print_conflicts(&conflicts);
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        SwsCommand::Discard { sws } => {
+            let id = resolve_sws(&mut kernel, &sws)?;
+            kernel.call(
+                "shadow.discard",
+                jit_kernel::cbor::to_value(&SwsArgs { sws: id.clone() })?,
+            )?;
+            if json {
+                return print_json(&json!({ "discarded": id }));
+            }
+            println!("discarded {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Calling the kernel: through the daemon's socket when one is running, or in-process through the
+//! same [`Service`] when none is. Either way a call is one request and one response.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+
+use ciborium::value::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::protocol::{read_frame, write_frame, Request, Response};
+use super::service::Service;
+use super::SOCKET;
+use crate::cbor;
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+
+/// A connection to the kernel.
+pub enum Kernel {
+    /// A running daemon.
+    Daemon {
+        /// The socket.
+        stream: UnixStream,
+        /// Logical clock of this client.
+        ts: u64,
+    },
+    /// No daemon: the operations run in this process.
+    InProcess {
+        /// The dispatcher.
+        service: Service,
+        /// Logical clock of this client.
+        ts: u64,
+    },
+}
+
+impl Kernel {
+    /// Connects to the universe containing `start`: its daemon if one answers, else in-process.
+    pub fn connect(start: &Path) -> Result<Kernel> {
+        let repo = Repository::discover(start)?;
+        let socket = repo.jit_dir().join(SOCKET);
+        match UnixStream::connect(&socket) {
+            Ok(stream) => Ok(Kernel::Daemon { stream, ts: 0 }),
+            Err(_) => Ok(Kernel::InProcess {
+                service: Service::new(Arc::new(repo)),
+                ts: 0,
+            }),
+        }
+    }
+
+    /// Connects to a daemon's socket directly (no fallback).
+    pub fn daemon(socket: &Path) -> Result<Kernel> {
+        let stream = UnixStream::connect(socket).map_err(|e| Error::io(socket, e))?;
+        Ok(Kernel::Daemon { stream, ts: 0 })
+    }
+
+    /// Whether calls go to a daemon.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Kernel::Daemon { .. })
+    }
+
+    /// Sends one request; an error response becomes [`Error::Remote`].
+    pub fn call(&mut self, op: &str, payload: Value) -> Result<Value> {
+        let response = match self {
+            Kernel::Daemon { stream, ts } => {
+                *ts += 1;
+                let request = Request {
+                    op: op.to_owned(),
+                    payload,
+                    ts: *ts,
+                };
+                write_frame(stream, &request.encode()?)?;
+                let body = read_frame(stream)?.ok_or_else(|| {
+                    Error::InvalidInput("the daemon closed the connection".into())
+                })?;
+                Response::decode(&body)?
+            }
+            Kernel::InProcess { service, ts } => {
+                *ts += 1;
+                service.handle(Request {
+                    op: op.to_owned(),
+                    payload,
+                    ts: *ts,
+                })
+            }
+        };
+        match response {
+            Response::Ok(result) => Ok(result),
+            Response::Err(body) => Err(Error::Remote {
+                code: body.code,
+                message: body.message,
+                details: body.details,
+            }),
+        }
+    }
+
+    /// A typed call: serializes `args`, deserializes the result.
+    pub fn invoke<A: Serialize, R: DeserializeOwned>(&mut self, op: &str, args: &A) -> Result<R> {
+        let result = self.call(op, cbor::to_value(args)?)?;
+        Ok(cbor::from_value(result)?)
+    }
+}
