@@ -1,0 +1,554 @@
+//! The daemon and its RPC, end to end with the real binary: one daemon per universe, verbs over
+//! the socket, the wire protocol's refusals, and `kill -9` storms that lose nothing acknowledged.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jit_kernel::patch::{Patch, PatchOp};
+use jit_kernel::rpc::client::Kernel;
+use jit_kernel::rpc::protocol::{read_frame, write_frame, Request, Response};
+use jit_kernel::rpc::service::{ApplyArgs, CommitArgs, CreateArgs, Declared, StatusInfo, SwsArgs};
+use serde_json::json;
+
+/// A running `jit up`, killed (SIGKILL) when dropped, also on panic.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(repo: &Path) -> Daemon {
+        let socket = repo.join(".jit/jit.sock");
+        let child = jit_command(repo)
+            .args(["up", "--no-mount"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start jit up");
+        let mut daemon = Daemon { child, socket };
+        // Ready when the banner names the socket (printed after bind).
+        let mut banner = String::new();
+        let stdout = daemon.child.stdout.as_mut().expect("stdout");
+        let mut byte = [0u8; 1];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !banner.contains("socket:") || !banner.ends_with('\n') {
+            assert!(Instant::now() < deadline, "daemon did not start: {banner}");
+            match stdout.read(&mut byte) {
+                Ok(1) => banner.push(byte[0] as char),
+                _ => panic!("daemon exited early: {banner}"),
+            }
+        }
+        assert!(daemon.socket.exists());
+        daemon
+    }
+
+    fn kernel(&self) -> Kernel {
+        Kernel::daemon(&self.socket).expect("connect")
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn declared(message: &str) -> Declared {
+    Declared {
+        author: AUTHOR.into(),
+        message: message.into(),
+        time: 1_700_000_000,
+        tz: 0,
+    }
+}
+
+fn repo_with_base(work: &Path) -> PathBuf {
+    let repo = work.join("repo");
+    let tree = work.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("README"), "base\n").unwrap();
+    ok(work, &["init", "repo"]);
+    import(&repo, &tree, "base");
+    repo
+}
+
+#[test]
+fn one_daemon_per_universe_and_verbs_go_through_it() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = repo_with_base(work.path());
+    let daemon = Daemon::start(&repo);
+    let second = jit(&repo, &["up", "--no-mount"]);
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
+
+    // The CLI verbs talk to the daemon (same answers as in-process).
+    let id = ok(&repo, &["sws", "new", "--name", "w1"]).trim().to_owned();
+    let patch = work.path().join("p.json");
+    std::fs::write(&patch, r#"{"id":"a","author":"cli","ops":[{"op":"put","path":"src/x.rs","content":"fn x() {}\n"}]}"#).unwrap();
+    ok(&repo, &["sws", "apply", "w1", patch.to_str().unwrap()]);
+    let status = json(&repo, &["sws", "status", &id]);
+    assert_eq!(status["changes"][0]["path"], "src/x.rs");
+    let diff = ok(&repo, &["sws", "diff", "w1"]);
+    assert!(
+        diff.contains("+++ b/src/x.rs") && diff.contains("+fn x() {}"),
+        "{diff}"
+    );
+    ok(
+        &repo,
+        &[
+            "sws", "commit", "w1", "-m", "x", "--author", AUTHOR, "--date", DATE,
+        ],
+    );
+    assert_eq!(ok(&repo, &["cat", "HEAD:src/x.rs"]), "fn x() {}\n");
+    assert_eq!(
+        json(&repo, &["sws", "ls"]).as_array().unwrap().len(),
+        0,
+        "a committed SWS is retired"
+    );
+
+    // The working SWS: status, commit.
+    let working = json(&repo, &["status"]);
+    assert_eq!(working["changes"].as_array().unwrap().len(), 0);
+    let mut kernel = daemon.kernel();
+    assert!(kernel.is_daemon());
+    let patch = Patch {
+        id: "w".into(),
+        author: "human".into(),
+        ts: 1,
+        ops: vec![PatchOp::Put {
+            path: "README".into(),
+            content: b"edited\n".to_vec(),
+            executable: false,
+        }],
+    };
+    let working_id = working["id"].as_str().unwrap().to_owned();
+    let _: jit_kernel::sws::Applied = kernel
+        .invoke(
+            "shadow.apply_patch",
+            &ApplyArgs {
+                sws: working_id.clone(),
+                patch,
+            },
+        )
+        .unwrap();
+    assert!(ok(&repo, &["status"]).contains("M README"));
+    assert!(ok(&repo, &["diff"]).contains("+edited"));
+    ok(
+        &repo,
+        &[
+            "commit",
+            "-m",
+            "edit readme",
+            "--author",
+            AUTHOR,
+            "--date",
+            DATE,
+        ],
+    );
+    assert_eq!(ok(&repo, &["cat", "HEAD:README"]), "edited\n");
+    let fresh = json(&repo, &["status"]);
+    assert_ne!(
+        fresh["id"],
+        working_id.as_str(),
+        "a fresh working SWS starts on the new tip"
+    );
+
+    // checkout, reset and rebase through the daemon.
+    ok(&repo, &["branch", "side", "HEAD~2"]);
+    ok(&repo, &["checkout", "side"]);
+    assert_eq!(json(&repo, &["info"])["head"], "side");
+    ok(&repo, &["checkout", "main"]);
+    assert!(fails(&repo, &["checkout", "nope"]).contains("no such ref"));
+    ok(
+        &repo,
+        &["reset", "HEAD~1", "--author", AUTHOR, "--date", DATE],
+    );
+    assert_eq!(
+        ok(&repo, &["cat", "HEAD:README"]),
+        "base\n",
+        "reset restores the content"
+    );
+    let log = json(&repo, &["log"]);
+    assert_eq!(
+        log[0]["rewrite"]["kind"], "reset",
+        "the move is recorded as an inversion rewrite"
+    );
+    assert!(ok(&repo, &["fsck"]).contains("clean"));
+}
+
+#[test]
+fn rebase_replays_the_branch_onto_another() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = repo_with_base(work.path());
+    let _daemon = Daemon::start(&repo);
+    ok(&repo, &["branch", "feature"]);
+    // main gains a commit; feature gains two.
+    let commit_on = |branch: &str, path: &str, content: &str| {
+        let id = ok(&repo, &["sws", "new", "--branch", branch])
+            .trim()
+            .to_owned();
+        let patch = json!({"id": format!("{branch}-{path}"), "author": "t", "ops": [{"op": "put", "path": path, "content": content}]});
+        let file = work
+            .path()
+            .join(format!("{branch}-{}.json", path.replace('/', "_")));
+        std::fs::write(&file, patch.to_string()).unwrap();
+        ok(&repo, &["sws", "apply", &id, file.to_str().unwrap()]);
+        ok(
+            &repo,
+            &[
+                "sws",
+                "commit",
+                &id,
+                "-m",
+                &format!("{branch}: {path}"),
+                "--author",
+                AUTHOR,
+                "--date",
+                DATE,
+            ],
+        );
+    };
+    commit_on("main", "main.txt", "main\n");
+    commit_on("feature", "f1.txt", "one\n");
+    commit_on("feature", "f2.txt", "two\n");
+    ok(&repo, &["checkout", "feature"]);
+    ok(
+        &repo,
+        &["rebase", "main", "--author", AUTHOR, "--date", DATE],
+    );
+    for (path, content) in [
+        ("main.txt", "main\n"),
+        ("f1.txt", "one\n"),
+        ("f2.txt", "two\n"),
+        ("README", "base\n"),
+    ] {
+        assert_eq!(ok(&repo, &["cat", &format!("HEAD:{path}")]), content);
+    }
+    let log = json(&repo, &["log"]);
+    let messages: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages[0], "rebase onto main");
+    assert_eq!(log[0]["rewrite"]["kind"], "rebase");
+    // The replayed line sits on main: HEAD^2 is the replayed f2 commit, whose parent is f1's.
+    assert_eq!(
+        json(&repo, &["show", "HEAD^2"])["message"],
+        "feature: f2.txt"
+    );
+    assert_eq!(
+        json(&repo, &["show", "HEAD^2~1"])["message"],
+        "feature: f1.txt"
+    );
+    assert_eq!(
+        json(&repo, &["show", "HEAD^2~2"])["message"],
+        "main: main.txt"
+    );
+    assert!(ok(&repo, &["fsck"]).contains("clean"));
+}
+
+fn raw_call(socket: &Path, body: &[u8]) -> Response {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    write_frame(&mut stream, body).unwrap();
+    Response::decode(&read_frame(&mut stream).unwrap().unwrap()).unwrap()
+}
+
+fn code(response: &Response) -> &str {
+    match response {
+        Response::Err(e) => &e.code,
+        Response::Ok(_) => "ok",
+    }
+}
+
+#[test]
+fn the_wire_protocol_refuses_bad_input_with_stable_codes() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = repo_with_base(work.path());
+    let daemon = Daemon::start(&repo);
+    // Malformed CBOR, non-canonical CBOR, a request of the wrong shape.
+    assert_eq!(
+        code(&raw_call(&daemon.socket, &[0xff, 0x00])),
+        "bad_request"
+    );
+    assert_eq!(
+        code(&raw_call(&daemon.socket, &[0xbf, 0xff])),
+        "bad_request"
+    );
+    assert_eq!(code(&raw_call(&daemon.socket, &[0x01])), "bad_request");
+    let request = |op: &str, payload: ciborium::value::Value| {
+        Request {
+            op: op.into(),
+            payload,
+            ts: 1,
+        }
+        .encode()
+        .unwrap()
+    };
+    let empty = ciborium::value::Value::Map(vec![]);
+    assert_eq!(
+        code(&raw_call(
+            &daemon.socket,
+            &request("no.such.op", empty.clone())
+        )),
+        "invalid_input"
+    );
+    assert_eq!(
+        code(&raw_call(
+            &daemon.socket,
+            &request("shadow.status", empty.clone())
+        )),
+        "invalid_input"
+    );
+    let missing = jit_kernel::cbor::to_value(&SwsArgs {
+        sws: "00".repeat(16),
+    })
+    .unwrap();
+    assert_eq!(
+        code(&raw_call(
+            &daemon.socket,
+            &request("shadow.status", missing)
+        )),
+        "sws_not_found"
+    );
+    assert_eq!(
+        code(&raw_call(&daemon.socket, &request("jit.info", empty))),
+        "ok"
+    );
+    // An oversized frame is answered, and the daemon keeps serving.
+    let mut stream = UnixStream::connect(&daemon.socket).unwrap();
+    stream.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    let answer = Response::decode(&read_frame(&mut stream).unwrap().unwrap()).unwrap();
+    assert_eq!(code(&answer), "frame_too_large");
+    // A merge conflict carries the structured conflicts.
+    let mut kernel = daemon.kernel();
+    let mk = |kernel: &mut Kernel, content: &str, pid: &str| -> String {
+        let s: StatusInfo = kernel
+            .invoke(
+                "shadow.create",
+                &CreateArgs {
+                    owner: "t".into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let patch = Patch {
+            id: pid.into(),
+            author: "t".into(),
+            ts: 1,
+            ops: vec![PatchOp::Put {
+                path: "README".into(),
+                content: content.as_bytes().to_vec(),
+                executable: false,
+            }],
+        };
+        let _: jit_kernel::sws::Applied = kernel
+            .invoke(
+                "shadow.apply_patch",
+                &ApplyArgs {
+                    sws: s.id.clone(),
+                    patch,
+                },
+            )
+            .unwrap();
+        s.id
+    };
+    let a = mk(&mut kernel, "a\n", "pa");
+    let b = mk(&mut kernel, "b\n", "pb");
+    let _: jit_kernel::rpc::service::Committed = kernel
+        .invoke(
+            "collapse.commit",
+            &CommitArgs {
+                sws: a,
+                declared: declared("a"),
+            },
+        )
+        .unwrap();
+    let error = kernel
+        .invoke::<_, jit_kernel::rpc::service::Committed>(
+            "collapse.commit",
+            &CommitArgs {
+                sws: b,
+                declared: declared("b"),
+            },
+        )
+        .unwrap_err();
+    match error {
+        jit_kernel::Error::Remote {
+            code,
+            details: Some(details),
+            ..
+        } => {
+            assert_eq!(code, "merge_conflict");
+            let conflicts: Vec<jit_kernel::merge::Conflict> =
+                jit_kernel::cbor::from_value(details).unwrap();
+            assert_eq!(conflicts[0].path, "README");
+        }
+        other => panic!("expected a merge conflict, got {other:?}"),
+    }
+}
+
+/// What the storm client saw acknowledged.
+#[derive(Default)]
+struct Acked {
+    /// (sws, path, content) of every acknowledged patch.
+    patches: Vec<(String, String, String)>,
+    /// Every acknowledged commit's snapshot.
+    commits: Vec<jit_kernel::NodeId>,
+}
+
+/// Sends patches (and a commit every few) until the daemon dies.
+fn storm(socket: &Path, round: usize, acked: &mut Acked) {
+    let Ok(mut kernel) = Kernel::daemon(socket) else {
+        return;
+    };
+    let mut sws: Option<String> = None;
+    for n in 0.. {
+        let id = match &sws {
+            Some(id) => id.clone(),
+            None => match kernel.invoke::<_, StatusInfo>(
+                "shadow.create",
+                &CreateArgs {
+                    owner: "storm".into(),
+                    ..Default::default()
+                },
+            ) {
+                Ok(status) => {
+                    sws = Some(status.id.clone());
+                    status.id
+                }
+                Err(_) => return,
+            },
+        };
+        let path = format!("r{round:02}/f{n:04}.txt");
+        let content = format!("round {round} file {n}\n");
+        let patch = Patch {
+            id: format!("{round}-{n}"),
+            author: "storm".into(),
+            ts: n,
+            ops: vec![PatchOp::Put {
+                path: path.clone(),
+                content: content.clone().into_bytes(),
+                executable: false,
+            }],
+        };
+        match kernel.invoke::<_, jit_kernel::sws::Applied>(
+            "shadow.apply_patch",
+            &ApplyArgs {
+                sws: id.clone(),
+                patch,
+            },
+        ) {
+            Ok(_) => acked.patches.push((id.clone(), path, content)),
+            Err(_) => return,
+        }
+        if n % 7 == 6 {
+            match kernel.invoke::<_, jit_kernel::rpc::service::Committed>(
+                "collapse.commit",
+                &CommitArgs {
+                    sws: id,
+                    declared: declared(&format!("storm {round}/{n}")),
+                },
+            ) {
+                Ok(done) => {
+                    acked.commits.push(done.snapshot);
+                    sws = None;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+#[test]
+fn kill_9_during_a_storm_of_patches_and_commits_loses_nothing_acknowledged() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = repo_with_base(work.path());
+    let mut acked = Acked::default();
+    for round in 0..20 {
+        let mut daemon = Daemon::start(&repo);
+        let socket = daemon.socket.clone();
+        let mut round_acked = Acked::default();
+        std::thread::scope(|scope| {
+            let client = scope.spawn(|| storm(&socket, round, &mut round_acked));
+            // Kill at a different point each round.
+            std::thread::sleep(Duration::from_millis(30 + (round as u64 * 37) % 400));
+            daemon.kill();
+            client.join().unwrap();
+        });
+        acked.patches.extend(round_acked.patches);
+        acked.commits.extend(round_acked.commits);
+        let report = ok(&repo, &["fsck"]);
+        assert!(report.contains("clean"), "round {round}: {report}");
+    }
+    assert!(
+        acked.patches.len() > 100,
+        "the storm acknowledged only {} patches",
+        acked.patches.len()
+    );
+    assert!(
+        acked.commits.len() > 10,
+        "the storm acknowledged only {} commits",
+        acked.commits.len()
+    );
+
+    // Every acknowledged commit is on the branch.
+    let lineage: Vec<String> = json(&repo, &["log"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    for snapshot in &acked.commits {
+        assert!(
+            lineage.contains(&snapshot.to_hex()),
+            "acknowledged commit {snapshot} is missing"
+        );
+    }
+    // Every acknowledged patch is in the branch (its SWS was committed) or in its live SWS.
+    let mut kernel = Kernel::connect(&repo).unwrap();
+    assert!(!kernel.is_daemon());
+    let tip = json(&repo, &["ls-tree", "HEAD", "-r"]);
+    let in_tip: std::collections::HashSet<&str> = tip
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for (sws, path, content) in &acked.patches {
+        if in_tip.contains(path.as_str()) {
+            assert_eq!(&ok(&repo, &["cat", &format!("HEAD:{path}")]), content);
+            continue;
+        }
+        let read = kernel.call(
+            "mh.read_file",
+            jit_kernel::cbor::to_value(&jit_kernel::rpc::service::ReadArgs {
+                path: path.clone(),
+                sws: Some(sws.clone()),
+                rev: None,
+            })
+            .unwrap(),
+        );
+        let value =
+            read.unwrap_or_else(|e| panic!("acknowledged patch {path} in {sws} is lost: {e}"));
+        let map = jit_kernel::cbor::fields::as_map(&value, "read").unwrap();
+        let data = jit_kernel::cbor::fields::as_bytes(
+            jit_kernel::cbor::fields::require(map, "content").unwrap(),
+            "content",
+        )
+        .unwrap();
+        assert_eq!(data, content.as_bytes());
+    }
+}
