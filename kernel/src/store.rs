@@ -99,24 +99,35 @@ impl Store {
         // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
         // through LMDB's own locking, and nothing truncates or rewrites the file behind LMDB.
         let env = unsafe { options.open(dir) }?;
-        // Creating needs a write transaction; opening uses a read transaction, so opening never
-        // waits for a writer (an import in progress).
-        let mut txn = if create {
-            Tables::Create(env.write_txn()?)
-        } else {
-            Tables::Open(env.read_txn()?)
-        };
+        // Opening uses a read transaction, so it never waits for a writer (an import in
+        // progress). Creating — or upgrading a store made before a table existed — needs a
+        // write transaction.
+        if create {
+            return Store::with_tables(&env, dir, Tables::Create(env.write_txn()?));
+        }
+        let opened = Store::with_tables(&env, dir, Tables::Open(env.read_txn()?));
+        match opened {
+            Err(Error::NotARepository(_)) => {
+                tracing::info!(store = %dir.display(), "adding the tables this version needs");
+                let upgraded = Store::with_tables(&env, dir, Tables::Create(env.write_txn()?));
+                upgraded
+            }
+            other => other,
+        }
+    }
+
+    fn with_tables(env: &Env<WithoutTls>, dir: &Path, mut txn: Tables<'_>) -> Result<Store> {
         let store = Store {
-            nodes: txn.table(&env, "nodes", dir)?,
-            headers: txn.table(&env, "headers", dir)?,
-            refs: txn.table(&env, "refs", dir)?,
-            log: txn.table(&env, "log", dir)?,
-            meta: txn.table(&env, "meta", dir)?,
-            sws: txn.table(&env, "sws", dir)?,
-            staged: txn.table(&env, "staged", dir)?,
-            sws_history: txn.table(&env, "sws_history", dir)?,
-            sws_patches: txn.table(&env, "sws_patches", dir)?,
-            working: txn.table(&env, "working", dir)?,
+            nodes: txn.table(env, "nodes", dir)?,
+            headers: txn.table(env, "headers", dir)?,
+            refs: txn.table(env, "refs", dir)?,
+            log: txn.table(env, "log", dir)?,
+            meta: txn.table(env, "meta", dir)?,
+            sws: txn.table(env, "sws", dir)?,
+            staged: txn.table(env, "staged", dir)?,
+            sws_history: txn.table(env, "sws_history", dir)?,
+            sws_patches: txn.table(env, "sws_patches", dir)?,
+            working: txn.table(env, "working", dir)?,
             env: env.clone(),
         };
         match txn {
