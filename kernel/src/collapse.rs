@@ -17,11 +17,11 @@ use std::collections::HashSet;
 
 use crate::dag;
 use crate::error::{Error, Result};
-use crate::history::CommitInfo;
+use crate::history::{self, snapshot_node, CommitInfo};
 use crate::id::NodeId;
 use crate::log::LogOp;
 use crate::merge::{self, Conflict};
-use crate::node::{Node, Payload, Rewrite, RewriteKind, Snapshot};
+use crate::node::{Node, RewriteKind};
 use crate::refs::{self, RefName};
 use crate::source::Source;
 use crate::store::{Op, Store};
@@ -68,19 +68,6 @@ pub fn validate(store: &Store, id: SwsId) -> Result<Vec<Conflict>> {
     let base_tree = tree::tree_of(&src, &state.base)?;
     let tip_tree = tree::tree_of(&src, &tip)?;
     Ok(merge::merge(&mut editor, base_tree, tip_tree, state.tree)?.conflicts)
-}
-
-fn snapshot(parent: NodeId, clock: u64, tree: NodeId, info: &CommitInfo) -> Node {
-    Node::with_parents(
-        vec![parent],
-        clock,
-        Payload::Snapshot(Snapshot {
-            tree,
-            author: info.author.clone(),
-            message: info.message.clone(),
-            time: info.time,
-        }),
-    )
 }
 
 fn next_clock(op: &Op<'_>, ids: &[NodeId]) -> Result<u64> {
@@ -146,31 +133,22 @@ pub(crate) fn commit_in(op: &mut Op<'_>, id: SwsId, info: &CommitInfo) -> Result
     let (snapshot_id, rewrite) = if tip == state.base {
         let clock = next_clock(op, &[tip])?;
         (
-            dag::append(op, &snapshot(tip, clock, state.tree, info))?,
+            dag::append(op, &snapshot_node(tip, clock, state.tree, info))?,
             None,
         )
     } else {
         let own_clock = next_clock(op, &[state.base])?;
-        let own = dag::append(op, &snapshot(state.base, own_clock, state.tree, info))?;
-        let rewrite_clock = next_clock(op, &[tip, own])?;
-        let rewrite = dag::append(
+        let own = dag::append(op, &snapshot_node(state.base, own_clock, state.tree, info))?;
+        let (rewrite, merged_snapshot) = history::append_rewrite(
             op,
-            &Node::with_parents(
-                vec![tip, own],
-                rewrite_clock,
-                Payload::Rewrite(Rewrite {
-                    kind: RewriteKind::Merge,
-                    from: tip,
-                    to: own,
-                    base: Some(state.base),
-                }),
-            ),
+            RewriteKind::Merge,
+            tip,
+            own,
+            Some(state.base),
+            merged,
+            info,
         )?;
-        let clock = next_clock(op, &[rewrite])?;
-        (
-            dag::append(op, &snapshot(rewrite, clock, merged, info))?,
-            Some(rewrite),
-        )
+        (merged_snapshot, Some(rewrite))
     };
     sws::remove(op, id)?;
     op.log(LogOp::SwsCommitted {

@@ -32,7 +32,8 @@ pub enum EmptyCommit {
     Allow,
 }
 
-fn snapshot_node(parent: NodeId, clock: u64, tree: NodeId, info: &CommitInfo) -> Node {
+/// A snapshot of `tree` on `parent` with the declared inputs of `info`.
+pub(crate) fn snapshot_node(parent: NodeId, clock: u64, tree: NodeId, info: &CommitInfo) -> Node {
     Node::with_parents(
         vec![parent],
         clock,
@@ -68,6 +69,41 @@ pub fn commit_tree(
     })
 }
 
+/// Appends an inversion rewrite from `from` to `to` (parents: both) and, on top of it, a
+/// snapshot of `tree` with `info`. Returns (rewrite, snapshot); the caller moves the branch,
+/// which can only go forward because `from` is an ancestor of the new snapshot.
+pub(crate) fn append_rewrite(
+    op: &mut Op<'_>,
+    kind: RewriteKind,
+    from: NodeId,
+    to: NodeId,
+    base: Option<NodeId>,
+    tree: NodeId,
+    info: &CommitInfo,
+) -> Result<(NodeId, NodeId)> {
+    let clock = dag::clock_of(op.store(), op.txn(), &from)?
+        .max(dag::clock_of(op.store(), op.txn(), &to)?)
+        .saturating_add(1);
+    let rewrite = dag::append(
+        op,
+        &Node::with_parents(
+            vec![from, to],
+            clock,
+            Payload::Rewrite(Rewrite {
+                kind,
+                from,
+                to,
+                base,
+            }),
+        ),
+    )?;
+    let snapshot = dag::append(
+        op,
+        &snapshot_node(rewrite, clock.saturating_add(1), tree, info),
+    )?;
+    Ok((rewrite, snapshot))
+}
+
 /// Appends a snapshot of `tree` whose parent is `tip` and moves `branch` to it.
 fn commit_on(
     op: &mut Op<'_>,
@@ -101,27 +137,8 @@ pub fn reset(store: &Store, branch: &RefName, target: NodeId, info: &CommitInfo)
             refs::set(op, branch, &target, Some(&tip))?;
             return Ok(target);
         }
-        let clock = dag::clock_of(op.store(), op.txn(), &tip)?
-            .max(dag::clock_of(op.store(), op.txn(), &target)?)
-            .saturating_add(1);
-        let rewrite = dag::append(
-            op,
-            &Node::with_parents(
-                vec![tip, target],
-                clock,
-                Payload::Rewrite(Rewrite {
-                    kind: RewriteKind::Reset,
-                    from: tip,
-                    to: target,
-                    base: None,
-                }),
-            ),
-        )?;
         let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &target)?;
-        let snapshot = dag::append(
-            op,
-            &snapshot_node(rewrite, clock.saturating_add(1), tree, info),
-        )?;
+        let (_, snapshot) = append_rewrite(op, RewriteKind::Reset, tip, target, None, tree, info)?;
         refs::set(op, branch, &snapshot, Some(&tip))?;
         Ok(snapshot)
     })
@@ -198,27 +215,9 @@ pub fn rebase(store: &Store, branch: &RefName, onto: NodeId, info: &CommitInfo) 
             let clock = dag::clock_of(op.store(), op.txn(), &new_parent)?.saturating_add(1);
             new_parent = dag::append(op, &snapshot_node(new_parent, clock, merged, &replayed))?;
         }
-        let clock = dag::clock_of(op.store(), op.txn(), &tip)?
-            .max(dag::clock_of(op.store(), op.txn(), &new_parent)?)
-            .saturating_add(1);
-        let rewrite = dag::append(
-            op,
-            &Node::with_parents(
-                vec![tip, new_parent],
-                clock,
-                Payload::Rewrite(Rewrite {
-                    kind: RewriteKind::Rebase,
-                    from: tip,
-                    to: new_parent,
-                    base: None,
-                }),
-            ),
-        )?;
         let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &new_parent)?;
-        let snapshot = dag::append(
-            op,
-            &snapshot_node(rewrite, clock.saturating_add(1), tree, info),
-        )?;
+        let (_, snapshot) =
+            append_rewrite(op, RewriteKind::Rebase, tip, new_parent, None, tree, info)?;
         refs::set(op, branch, &snapshot, Some(&tip))?;
         Ok(snapshot)
     })

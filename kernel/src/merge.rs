@@ -338,30 +338,16 @@ fn merge_entry(
         let ours_bytes = read(editor, &oe.id)?;
         let theirs_bytes = read(editor, &te.id)?;
         if is_binary(&base_bytes) || is_binary(&ours_bytes) || is_binary(&theirs_bytes) {
-            record(
-                conflicts,
-                if b.is_none() {
-                    ConflictKind::AddAdd
-                } else {
-                    ConflictKind::Binary
-                },
-            );
+            record(conflicts, unless_added(&b, ConflictKind::Binary));
             return Ok(keep(o));
         }
         let mut options = MergeOptions::new();
         options.set_conflict_style(ConflictStyle::Merge);
         return match options.merge_bytes(&base_bytes, &ours_bytes, &theirs_bytes) {
-            Ok(clean) => Ok(vec![(Vec::new(), kind, store(editor, &clean)?)]),
+            Ok(clean) => Ok(vec![(Vec::new(), kind, editor.add_content(&clean)?)]),
             Err(marked) => {
-                record(
-                    conflicts,
-                    if b.is_none() {
-                        ConflictKind::AddAdd
-                    } else {
-                        ConflictKind::Text
-                    },
-                );
-                Ok(vec![(Vec::new(), kind, store(editor, &marked)?)])
+                record(conflicts, unless_added(&b, ConflictKind::Text));
+                Ok(vec![(Vec::new(), kind, editor.add_content(&marked)?)])
             }
         };
     }
@@ -374,14 +360,7 @@ fn merge_entry(
         (Some(oe), Some(te)) => {
             let both_links = oe.kind == EntryKind::Symlink && te.kind == EntryKind::Symlink;
             if both_links {
-                record(
-                    conflicts,
-                    if b.is_none() {
-                        ConflictKind::AddAdd
-                    } else {
-                        ConflictKind::Text
-                    },
-                );
+                record(conflicts, unless_added(&b, ConflictKind::Text));
                 return Ok(keep(o));
             }
             // A file against a directory (or symlink): keep the branch's, and the SWS's version
@@ -395,6 +374,15 @@ fn merge_entry(
     }
 }
 
+/// Both sides adding the same path is add/add, whatever else the conflict is.
+fn unless_added(base: &Option<TreeEntry>, kind: ConflictKind) -> ConflictKind {
+    if base.is_none() {
+        ConflictKind::AddAdd
+    } else {
+        kind
+    }
+}
+
 /// Git's heuristic: a NUL byte in the first 8000 bytes means binary.
 fn is_binary(data: &[u8]) -> bool {
     data.iter().take(8000).any(|&b| b == 0)
@@ -402,12 +390,4 @@ fn is_binary(data: &[u8]) -> bool {
 
 fn read(editor: &TreeEditor<'_>, blob: &NodeId) -> Result<Vec<u8>> {
     content::read_blob(editor, blob)
-}
-
-fn store(editor: &mut TreeEditor<'_>, data: &[u8]) -> Result<NodeId> {
-    let (blob, nodes) = content::split_bytes(data)?;
-    for node in nodes {
-        editor.add(node);
-    }
-    Ok(blob)
 }

@@ -189,14 +189,6 @@ fn file_kind(executable: bool) -> EntryKind {
     }
 }
 
-fn store_content(editor: &mut TreeEditor<'_>, data: &[u8]) -> Result<NodeId> {
-    let (blob, nodes) = content::split_bytes(data)?;
-    for node in nodes {
-        editor.add(node);
-    }
-    Ok(blob)
-}
-
 fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<NodeId> {
     match op {
         PatchOp::Put {
@@ -206,7 +198,7 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
         } => {
             let target = path(p)?;
             refuse_directory(editor, &root, &target)?;
-            let blob = store_content(editor, content)?;
+            let blob = editor.add_content(content)?;
             editor.set_creating_parents(&root, &target, (file_kind(*executable), blob))
         }
         PatchOp::PutBlob {
@@ -282,7 +274,7 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
             if editor.get(&root, &link)?.is_some() {
                 return Err(reject(PatchError::AlreadyExists(link.to_string())));
             }
-            let blob = store_content(editor, target.as_bytes())?;
+            let blob = editor.add_content(target.as_bytes())?;
             editor.set_creating_parents(&root, &link, (EntryKind::Symlink, blob))
         }
         PatchOp::Chmod {
@@ -321,7 +313,7 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
             }
             let old = content::read_blob(editor, &entry.id)?;
             let new = apply_hunks(&target, &old, hunks)?;
-            let blob = store_content(editor, &new)?;
+            let blob = editor.add_content(&new)?;
             editor.set(&root, &target, Some((entry.kind, blob)))
         }
     }

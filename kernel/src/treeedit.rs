@@ -44,6 +44,16 @@ impl<'s> TreeEditor<'s> {
         id
     }
 
+    /// Splits file content into nodes (see [`crate::content`]), records them, and returns the
+    /// blob's id.
+    pub fn add_content(&mut self, data: &[u8]) -> Result<NodeId> {
+        let (blob, nodes) = crate::content::split_bytes(data)?;
+        for node in nodes {
+            self.add(node);
+        }
+        Ok(blob)
+    }
+
     /// Whether `id` was created by this editor.
     pub fn is_new(&self, id: &NodeId) -> bool {
         self.created.contains_key(id)
