@@ -181,6 +181,34 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Import a git repository's history: every commit becomes a snapshot (merges become merge
+    /// rewrites), onto a jit branch of the same name.
+    ImportGit {
+        /// The git repository.
+        path: PathBuf,
+        /// The git branch to import (default: the repository's HEAD).
+        #[arg(long)]
+        branch: Option<String>,
+        /// The jit branch to import onto (default: the git branch's name, or the checked-out one).
+        #[arg(long)]
+        into: Option<String>,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a revision and its history into a git repository (created if missing) as commits.
+    ExportGit {
+        /// The git repository.
+        path: PathBuf,
+        /// What to export (default: HEAD).
+        rev: Option<String>,
+        /// The git branch to point at it (default: the checked-out jit branch's name).
+        #[arg(long)]
+        branch: Option<String>,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Show the history of a revision along its mainline.
     Log {
         /// Where to start (default: HEAD).

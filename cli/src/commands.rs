@@ -80,6 +80,71 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
             )
         }
+        Command::ImportGit {
+            path,
+            branch,
+            into,
+            quiet,
+        } => {
+            let repo = Repository::discover(&base)?;
+            let target = match (&into, &branch) {
+                (Some(name), _) | (None, Some(name)) => RefName::branch(name)?,
+                (None, None) => repo.head()?,
+            };
+            let bar = crate::progress::commits(!quiet && !json, "importing");
+            let report = jit_git::import::import_git(
+                repo.store(),
+                &base.join(&path),
+                branch.as_deref(),
+                &target,
+                &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )?;
+            bar.finish_and_clear();
+            if report.skipped_submodules > 0 {
+                eprintln!(
+                    "jit: skipped {} submodule entries (not supported)",
+                    report.skipped_submodules
+                );
+            }
+            out.emit(
+                json!({ "branch": target.short(), "tip": report.tip.to_hex(), "commits": report.commits,
+                        "merges": report.merges, "new_nodes": report.new_nodes,
+                        "skipped_submodules": report.skipped_submodules, "dropped_parents": report.dropped_parents }),
+                || format!("imported {} commits ({} merges) onto {} at {}", report.commits, report.merges, target.short(), report.tip.short()),
+            )
+        }
+        Command::ExportGit {
+            path,
+            rev,
+            branch,
+            quiet,
+        } => {
+            let repo = Repository::discover(&base)?;
+            let snapshot = resolve_snapshot(&repo, rev.as_deref().unwrap_or("HEAD"))?;
+            let git_branch = match branch {
+                Some(name) => name,
+                None => repo.head()?.short().to_owned(),
+            };
+            let bar = crate::progress::commits(!quiet && !json, "exporting");
+            let report = jit_git::export::export_git(
+                repo.store(),
+                snapshot,
+                &base.join(&path),
+                &git_branch,
+                &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )?;
+            bar.finish_and_clear();
+            out.emit(
+                json!({ "commit": report.commit.to_string(), "reference": report.reference, "commits": report.commits }),
+                || format!("exported {} commits; {} is {}", report.commits, report.reference, report.commit),
+            )
+        }
         Command::Log { rev, max_count } => log(&out, &Repository::discover(&base)?, rev, max_count),
         Command::Show { rev } => show(&out, &Repository::discover(&base)?, &rev),
         Command::LsTree {

@@ -42,3 +42,22 @@ impl Progress for Bar {
         self.0.inc(bytes);
     }
 }
+
+/// A bar counting commits, for the git verbs.
+pub fn commits(visible: bool, what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        None,
+        if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} commits ({eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar
+}

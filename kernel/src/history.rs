@@ -33,7 +33,7 @@ pub enum EmptyCommit {
 }
 
 /// A snapshot of `tree` on `parent` with the declared inputs of `info`.
-pub(crate) fn snapshot_node(parent: NodeId, clock: u64, tree: NodeId, info: &CommitInfo) -> Node {
+pub fn snapshot_node(parent: NodeId, clock: u64, tree: NodeId, info: &CommitInfo) -> Node {
     Node::with_parents(
         vec![parent],
         clock,
@@ -72,7 +72,7 @@ pub fn commit_tree(
 /// Appends an inversion rewrite from `from` to `to` (parents: both) and, on top of it, a
 /// snapshot of `tree` with `info`. Returns (rewrite, snapshot); the caller moves the branch,
 /// which can only go forward because `from` is an ancestor of the new snapshot.
-pub(crate) fn append_rewrite(
+pub fn append_rewrite(
     op: &mut Op<'_>,
     kind: RewriteKind,
     from: NodeId,

@@ -14,8 +14,8 @@ use std::sync::mpsc::sync_channel;
 
 use rayon::prelude::*;
 
+use crate::batch::NodeWriter;
 use crate::content::{self, EncodedNode};
-use crate::dag;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::{validate_entry_name, EntryKind, Node, Payload, Tree, TreeEntry};
@@ -33,8 +33,6 @@ const STREAM_THRESHOLD: u64 = 8 << 20;
 const GROUP_FILES: usize = 512;
 /// …or this many bytes.
 const GROUP_BYTES: u64 = 16 << 20;
-/// The writer commits an operation after roughly this many bytes of nodes.
-const COMMIT_BYTES: usize = 32 << 20;
 
 /// Progress callbacks; called from the writer thread.
 pub trait Progress: Sync {
@@ -153,7 +151,7 @@ pub fn import_dir(
     let mut blobs: Vec<Option<NodeId>> = vec![None; files.len()];
     let (sender, receiver) = sync_channel::<Result<Batch>>(2);
     let files_ref = &files;
-    let mut writer = Writer::new(store);
+    let mut writer = NodeWriter::new(store);
     std::thread::scope(|scope| -> Result<()> {
         scope.spawn(move || read_all(files_ref, &sender));
         for message in receiver {
@@ -282,66 +280,10 @@ fn stream_file(
         .map_err(|_| hung_up())
 }
 
-/// Appends nodes in operations of bounded size.
-struct Writer<'s> {
-    store: &'s Store,
-    op: Option<crate::store::Op<'s>>,
-    op_bytes: usize,
-    created: u64,
-}
-
-impl<'s> Writer<'s> {
-    fn new(store: &'s Store) -> Self {
-        Writer {
-            store,
-            op: None,
-            op_bytes: 0,
-            created: 0,
-        }
-    }
-
-    fn append(&mut self, nodes: Vec<EncodedNode>) -> Result<()> {
-        for node in nodes {
-            self.append_one(&node)?;
-        }
-        if self.op_bytes >= COMMIT_BYTES {
-            self.commit()?;
-        }
-        Ok(())
-    }
-
-    fn append_one(&mut self, node: &EncodedNode) -> Result<()> {
-        let op = match &mut self.op {
-            Some(op) => op,
-            slot => slot.insert(self.store.begin()?),
-        };
-        if dag::insert_validated(op, node.id, &node.node, &node.bytes)? {
-            self.created += 1;
-        }
-        // Count existing nodes too, so even a re-import of unchanged content commits (and lets
-        // other writers in) every batch instead of holding the write lock for the whole run.
-        self.op_bytes += node.bytes.len();
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<()> {
-        if let Some(op) = self.op.take() {
-            op.commit()?;
-        }
-        self.op_bytes = 0;
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<u64> {
-        self.commit()?;
-        Ok(self.created)
-    }
-}
-
 fn build_tree(
     entries: &[(Vec<u8>, Planned)],
     blobs: &[Option<NodeId>],
-    writer: &mut Writer<'_>,
+    writer: &mut NodeWriter<'_>,
 ) -> Result<NodeId> {
     let mut tree = Tree::default();
     for (name, planned) in entries {

@@ -1,0 +1,264 @@
+//! Git interop with the real `git` CLI: a history of hundreds of commits (merges, renames,
+//! executable bits, symlinks, deletions) imported, shown by `jit log`, and exported back with the
+//! same tree ids — and the same commit ids, since its committers equal its authors.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn git(dir: &Path, args: &[&str], date: u64) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.org")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.org")
+        .env("GIT_AUTHOR_DATE", format!("@{date} +0100"))
+        .env("GIT_COMMITTER_DATE", format!("@{date} +0100"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Builds a history: 300 commits on main with a merged side branch every 25, renames, chmods,
+/// symlinks and deletions along the way.
+fn build_history(repo: &Path) {
+    fs::create_dir_all(repo).unwrap();
+    let mut date = 1_700_000_000;
+    let mut tick = || {
+        date += 60;
+        date
+    };
+    git(repo, &["init", "-q", "-b", "main"], tick());
+    fs::create_dir_all(repo.join("src")).unwrap();
+    for i in 0..300u32 {
+        fs::write(
+            repo.join(format!("src/file{:02}.txt", i % 40)),
+            format!("line {i}\n").repeat((i % 7 + 1) as usize),
+        )
+        .unwrap();
+        if i % 30 == 5 {
+            let script = repo.join(format!("run{i}.sh"));
+            fs::write(&script, "#!/bin/sh\necho run\n").unwrap();
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        if i % 45 == 10 {
+            symlink(
+                format!("src/file{:02}.txt", i % 40),
+                repo.join(format!("link{i}")),
+            )
+            .unwrap();
+        }
+        if i % 40 == 20
+            && repo
+                .join(format!("src/file{:02}.txt", (i + 1) % 40))
+                .exists()
+        {
+            git(
+                repo,
+                &[
+                    "mv",
+                    &format!("src/file{:02}.txt", (i + 1) % 40),
+                    &format!("src/moved{i}.txt"),
+                ],
+                tick(),
+            );
+        }
+        if i % 50 == 30 && repo.join(format!("run{}.sh", i - 25)).exists() {
+            git(repo, &["rm", "-q", &format!("run{}.sh", i - 25)], tick());
+        }
+        git(repo, &["add", "-A"], tick());
+        git(
+            repo,
+            &["commit", "-q", "-m", &format!("commit {i}\n\nbody of {i}")],
+            tick(),
+        );
+        if i % 25 == 24 {
+            git(repo, &["checkout", "-q", "-b", &format!("side{i}")], tick());
+            for j in 0..3 {
+                fs::create_dir_all(repo.join("side")).unwrap();
+                fs::write(
+                    repo.join(format!("side/s{i}-{j}.txt")),
+                    format!("side {i} {j}\n"),
+                )
+                .unwrap();
+                git(repo, &["add", "-A"], tick());
+                git(
+                    repo,
+                    &["commit", "-q", "-m", &format!("side {i}.{j}")],
+                    tick(),
+                );
+            }
+            git(repo, &["checkout", "-q", "main"], tick());
+            fs::write(repo.join("main-only.txt"), format!("main {i}\n")).unwrap();
+            git(repo, &["add", "-A"], tick());
+            git(
+                repo,
+                &["commit", "-q", "-m", &format!("main before merge {i}")],
+                tick(),
+            );
+            git(
+                repo,
+                &[
+                    "merge",
+                    "-q",
+                    "--no-ff",
+                    "-m",
+                    &format!("Merge side{i}"),
+                    &format!("side{i}"),
+                ],
+                tick(),
+            );
+        }
+    }
+}
+
+#[test]
+fn import_then_export_reproduces_git_trees_and_commits() {
+    let work = tempfile::tempdir().unwrap();
+    let original = work.path().join("original");
+    build_history(&original);
+    let total: u64 = git(&original, &["rev-list", "--count", "HEAD"], 0)
+        .trim()
+        .parse()
+        .unwrap();
+    let merges: u64 = git(&original, &["rev-list", "--merges", "--count", "HEAD"], 0)
+        .trim()
+        .parse()
+        .unwrap();
+    let first_parent: usize = git(
+        &original,
+        &["rev-list", "--first-parent", "--count", "HEAD"],
+        0,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        total == 360 && merges == 12,
+        "history has {total} commits, {merges} merges"
+    );
+
+    ok(work.path(), &["init", "jit"]);
+    let repo = work.path().join("jit");
+    let report = json(&repo, &["import-git", original.to_str().unwrap(), "-q"]);
+    assert_eq!(report["commits"], total);
+    assert_eq!(report["merges"], merges);
+    assert_eq!(report["branch"], "main");
+
+    // jit log shows the mainline (git's first-parent history), with authors, times and messages.
+    let log = json(&repo, &["log"]);
+    let entries = log.as_array().unwrap();
+    assert_eq!(entries.len(), first_parent);
+    assert_eq!(entries[0]["message"], "Merge side299\n");
+    assert_eq!(entries[1]["message"], "main before merge 299\n");
+    assert_eq!(entries[2]["message"], "commit 299\n\nbody of 299\n");
+    assert_eq!(entries[0]["author"], "Ada <ada@example.org>");
+    assert_eq!(entries[0]["tz_minutes"], 60);
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["rewrite"]["kind"] == "merge")
+            .count() as u64
+            == merges
+    );
+    // Content, modes and symlinks came across.
+    let files = json(&repo, &["ls-tree", "HEAD", "-r"]);
+    let kinds: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"exec") && kinds.contains(&"symlink"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        ok(&repo, &["cat", "HEAD:src/file19.txt"]),
+        fs::read_to_string(original.join("src/file19.txt")).unwrap()
+    );
+    assert!(ok(&repo, &["fsck"]).contains("clean"));
+
+    // Export into a fresh repository: the same trees, in the same order, and the same commits.
+    let exported = work.path().join("exported");
+    let out = json(&repo, &["export-git", exported.to_str().unwrap(), "-q"]);
+    assert_eq!(out["commits"], total);
+    let trees =
+        |dir: &Path, rev: &str| git(dir, &["log", "--topo-order", "--format=%T %P", rev], 0);
+    let original_trees: Vec<String> = trees(&original, "main")
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect();
+    let exported_trees: Vec<String> = trees(&exported, "refs/heads/main")
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(original_trees.len() as u64, total);
+    assert_eq!(original_trees, exported_trees, "tree ids round-trip");
+    assert_eq!(
+        git(&original, &["rev-parse", "main"], 0),
+        git(&exported, &["rev-parse", "refs/heads/main"], 0),
+        "commit ids round-trip too (committer = author)"
+    );
+    // git itself finds the exported repository sound.
+    git(&exported, &["fsck", "--strict", "--no-progress"], 0);
+
+    // Importing again is idempotent: the same tip, no new nodes.
+    ok(work.path(), &["init", "again"]);
+    let again = json(
+        &work.path().join("again"),
+        &["import-git", original.to_str().unwrap(), "-q"],
+    );
+    assert_eq!(again["tip"], report["tip"], "deterministic ids");
+}
+
+#[test]
+fn import_git_refuses_a_non_repository_and_a_diverged_branch() {
+    let work = tempfile::tempdir().unwrap();
+    ok(work.path(), &["init", "jit"]);
+    let repo = work.path().join("jit");
+    let err = fails(
+        &repo,
+        &["import-git", work.path().join("nothing").to_str().unwrap()],
+    );
+    assert!(err.contains("git:"), "{err}");
+    // A jit branch with its own history cannot be moved onto an unrelated git history.
+    let tree = work.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("x"), "x").unwrap();
+    import(&repo, &tree, "own work");
+    let original = work.path().join("original");
+    fs::create_dir_all(&original).unwrap();
+    git(&original, &["init", "-q", "-b", "main"], 1_700_000_000);
+    fs::write(original.join("y"), "y").unwrap();
+    git(&original, &["add", "-A"], 1_700_000_001);
+    git(&original, &["commit", "-q", "-m", "y"], 1_700_000_002);
+    let err = fails(&repo, &["import-git", original.to_str().unwrap()]);
+    assert!(err.contains("not a fast-forward"), "{err}");
+    // Into a fresh branch it works.
+    ok(
+        &repo,
+        &[
+            "import-git",
+            original.to_str().unwrap(),
+            "--into",
+            "from-git",
+            "-q",
+        ],
+    );
+    assert_eq!(ok(&repo, &["cat", "from-git:y"]), "y");
+}
