@@ -262,6 +262,16 @@ pub enum Command {
     },
     /// Check the store: replay the log and verify every node, ref and invariant.
     Fsck,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (jit.1 and one per verb) into DIR.
+    Man {
+        /// Output directory.
+        dir: PathBuf,
+    },
     /// Describe this universe: identity, HEAD, store.
     Info,
 }

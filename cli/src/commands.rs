@@ -170,6 +170,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             force,
         ),
         Command::Fsck => run_fsck(&out, &Repository::discover(&base)?),
+        Command::Completions { shell } => crate::generate::completions(shell),
+        Command::Man { dir } => crate::generate::man_pages(&base.join(dir)),
         Command::Up { no_mount: _ } => work::up(&base, json),
         Command::Status => work::status_verb(&base, json),
         Command::Diff => work::diff_verb(&base, json),

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod declared;
+mod generate;
 mod progress;
 mod work;
 

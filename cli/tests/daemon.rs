@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -551,4 +551,22 @@ fn kill_9_during_a_storm_of_patches_and_commits_loses_nothing_acknowledged() {
         .unwrap();
         assert_eq!(data, content.as_bytes());
     }
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_as_systemd_does() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = repo_with_base(work.path());
+    let mut daemon = Daemon::start(&repo);
+    let pid = daemon.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "a SIGTERM'd daemon exits 0: {status:?}");
+    assert!(!daemon.socket.exists(), "and removes its socket");
+    // The next start is unhindered.
+    let _again = Daemon::start(&repo);
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one benchmark command: prepares the data (Debian's linux-source-6.1, a 1 GiB file), builds
+# the release binary, runs every comparison in one run and rewrites BENCHMARKS.md with the
+# machine, the medians, the spread and the ratios. Not part of the test suite.
+#
+#   bench/run.sh [IMPORT_RUNS] [SWS_RUNS]     (defaults 3 and 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p jit-cli >&2
+out=$(mktemp)
+{
+  cat bench/header.md
+  bench/import.sh "${1:-3}"
+  echo
+  cat bench/notes/import.md
+  echo
+  bench/sws.sh "${2:-30}"
+  echo
+  cat bench/notes/sws.md
+} > "$out"
+mv "$out" BENCHMARKS.md
+echo "wrote BENCHMARKS.md" >&2

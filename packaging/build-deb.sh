@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds target/debian/jit_<version>_<arch>.deb with the binary, the systemd unit, shell
+# completions and man pages (the last two generated from the CLI itself).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+cargo build --profile dist -p jit-cli
+out=target/packaging
+rm -rf "$out"
+mkdir -p "$out/completions" "$out/man"
+target/dist/jit completions bash > "$out/completions/jit.bash"
+target/dist/jit completions zsh > "$out/completions/_jit"
+target/dist/jit completions fish > "$out/completions/jit.fish"
+target/dist/jit man "$out/man"
+cargo deb -p jit-cli --no-build --profile dist --output target/debian/ >&2
+ls target/debian/jit_*.deb | tail -1
