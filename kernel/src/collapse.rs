@@ -56,7 +56,16 @@ pub fn commit(store: &Store, id: SwsId, info: &CommitInfo) -> Result<Outcome> {
 /// meet (empty when clean). Writes nothing.
 pub fn validate(store: &Store, id: SwsId) -> Result<Vec<Conflict>> {
     let txn = store.read()?;
-    let state = sws::get(store, &txn, id)?;
+    validate_at(store, &txn, id)
+}
+
+/// [`validate`] within an existing transaction.
+pub fn validate_at(
+    store: &Store,
+    txn: &crate::store::ReadTxn<'_>,
+    id: SwsId,
+) -> Result<Vec<Conflict>> {
+    let state = sws::get(store, txn, id)?;
     let branch = RefName::parse_full(&state.branch)?;
     let tip =
         refs::get(store, &txn, &branch)?.ok_or_else(|| Error::RefNotFound(branch.to_string()))?;

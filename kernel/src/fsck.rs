@@ -323,6 +323,7 @@ fn replay(
         | LogOp::SwsPatched { .. }
         | LogOp::SwsConflicted { .. }
         | LogOp::SwsCommitted { .. }
-        | LogOp::SwsDiscarded { .. } => {}
+        | LogOp::SwsDiscarded { .. }
+        | LogOp::AgentRegistered { .. } => {}
     }
 }

@@ -7,6 +7,7 @@
 //! [`history`] moves branches (forward only; other moves through inversion rewrites), and
 //! [`fsck`] replays the log to prove it all still holds.
 
+pub mod agents;
 pub mod batch;
 pub mod cbor;
 pub mod collapse;

@@ -88,6 +88,13 @@ pub enum LogOp {
         /// The SWS.
         sws: String,
     },
+    /// An agent identity was registered (or re-keyed).
+    AgentRegistered {
+        /// The agent's name.
+        name: String,
+        /// Its ed25519 public key (hex).
+        public_key: String,
+    },
     /// Something was refused; nothing else of the operation was written.
     Audit {
         /// The refused operation.

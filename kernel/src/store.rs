@@ -62,6 +62,12 @@ pub struct Store {
     pub(crate) sws_patches: Database<Bytes, Bytes>,
     /// Full branch name → id of the branch's working SWS.
     pub(crate) working: Database<Str, Bytes>,
+    /// Agent name → registered identity and permissions.
+    pub(crate) agents: Database<Str, Bytes>,
+    /// Agent name || 0 || msg_id → digest and answer of a delivered message.
+    pub(crate) agent_msgs: Database<Bytes, Bytes>,
+    /// Agent name → the last delivered message's ts.
+    pub(crate) agent_clock: Database<Str, Bytes>,
 }
 
 /// The transaction that creates or opens the store's tables.
@@ -95,7 +101,7 @@ impl Store {
             return Err(Error::NotARepository(dir.to_path_buf()));
         }
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(MAP_SIZE).max_dbs(16).max_readers(256);
+        options.map_size(MAP_SIZE).max_dbs(32).max_readers(256);
         // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
         // through LMDB's own locking, and nothing truncates or rewrites the file behind LMDB.
         let env = unsafe { options.open(dir) }?;
@@ -128,6 +134,9 @@ impl Store {
             sws_history: txn.table(env, "sws_history", dir)?,
             sws_patches: txn.table(env, "sws_patches", dir)?,
             working: txn.table(env, "working", dir)?,
+            agents: txn.table(env, "agents", dir)?,
+            agent_msgs: txn.table(env, "agent_msgs", dir)?,
+            agent_clock: txn.table(env, "agent_clock", dir)?,
             env: env.clone(),
         };
         match txn {
@@ -271,6 +280,23 @@ impl Store {
         txn: &'t ReadTxn<'_>,
     ) -> Result<impl Iterator<Item = Result<(u64, &'t [u8])>> + 't> {
         Ok(self.log.iter(txn)?.map(|r| r.map_err(Error::from)))
+    }
+
+    /// Log records from sequence `from` on, in order.
+    pub fn log_entries_from<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+        from: u64,
+    ) -> Result<impl Iterator<Item = Result<(u64, &'t [u8])>> + 't> {
+        Ok(self
+            .log
+            .range(txn, &(from..))?
+            .map(|r| r.map_err(Error::from)))
+    }
+
+    /// The last log record's sequence number (0 for an empty log).
+    pub fn log_tail(&self, txn: &ReadTxn<'_>) -> Result<u64> {
+        Ok(self.log.last(txn)?.map(|(seq, _)| seq).unwrap_or(0))
     }
 
     /// Iterates the log with raw keys (fsck reads even a damaged key).

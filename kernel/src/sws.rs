@@ -80,6 +80,9 @@ pub struct SwsState {
     pub patches: u64,
     /// Conflicts left by the last commit attempt, shown in the tree as marked files.
     pub conflicts: Vec<Conflict>,
+    /// Agents allowed to act on it besides its owner.
+    #[serde(default)]
+    pub delegates: Vec<String>,
 }
 
 /// One entry of an SWS's micro-history: one applied patch.
@@ -205,6 +208,7 @@ pub(crate) fn create_in(
         tree,
         patches: 0,
         conflicts: Vec::new(),
+        delegates: Vec::new(),
     };
     put_state(op, id, &state)?;
     op.log(LogOp::SwsCreated {

@@ -1,0 +1,75 @@
+//! The message plane (RFC-0008) on Zenoh. The daemon embeds one Zenoh session — peer mode,
+//! multicast scouting off, listening on a Unix socket in `.jit/` and optionally loopback TCP —
+//! and agents connect to it as clients. The plane coordinates; the kernel decides: every write
+//! goes through the same kernel operation and validation as the RPC.
+//!
+//! Key expressions (RFC name → Zenoh key; an optional namespace prefix `NS/` goes in front):
+//!
+//! | RFC topic | key expression | kind |
+//! |---|---|---|
+//! | `jit.kernel.create` | `jit/kernel/create` | query: create an SWS owned by the sender |
+//! | `jit.sws.<id>.patch` | `jit/sws/<id>/patch` | query: apply a patch |
+//! | `jit.sws.<id>.commit` | `jit/sws/<id>/commit` | query: collapse the SWS |
+//! | `jit.sws.<id>.discard` | `jit/sws/<id>/discard` | query: discard the SWS |
+//! | `jit.sws.<id>.status` | `jit/sws/<id>/status` | query: the SWS's state |
+//! | `jit.sws.<id>.analyze` | `jit/sws/<id>/analyze` | query: would it merge cleanly? |
+//! | `jit.kernel.events` | `jit/kernel/events` | publication: every log record |
+//! | `jit.kernel.ref_updates` | `jit/kernel/ref_updates` | publication: ref records |
+//! | `jit.kernel.sws_lifecycle` | `jit/kernel/sws_lifecycle` | publication: SWS created/committed/discarded |
+//! | `jit.kernel.sync` | `jit/kernel/sync` | publication: sync events (with replication) |
+//!
+//! Writes are Zenoh queries whose reply is the acknowledgement, sent only after the effect is
+//! durable. See `docs/plane.md` for the envelope, signing bytes and error codes.
+
+pub mod agent;
+pub mod ratelimit;
+pub mod server;
+
+/// Errors of the plane's client side and set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    /// Zenoh failed.
+    #[error("zenoh: {0}")]
+    Zenoh(String),
+    /// The kernel refused or failed.
+    #[error(transparent)]
+    Kernel(#[from] jit_kernel::Error),
+    /// No acknowledgement arrived after every retry.
+    #[error("no acknowledgement for {key} after {attempts} attempts")]
+    NoAck {
+        /// The key expression.
+        key: String,
+        /// How many times it was sent.
+        attempts: u32,
+    },
+}
+
+impl PlaneError {
+    fn zenoh(error: impl std::fmt::Display) -> PlaneError {
+        PlaneError::Zenoh(error.to_string())
+    }
+}
+
+/// Result type of this crate.
+pub type Result<T, E = PlaneError> = std::result::Result<T, E>;
+
+/// Prefixes a key expression with the namespace, if any.
+pub fn keyexpr(namespace: &str, key: &str) -> String {
+    if namespace.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{}/{key}", namespace.trim_end_matches('/'))
+    }
+}
+
+/// A Zenoh configuration with multicast scouting off.
+pub(crate) fn base_config(mode: &str) -> Result<zenoh::Config> {
+    let mut config = zenoh::Config::default();
+    config
+        .insert_json5("mode", &format!("{mode:?}"))
+        .map_err(PlaneError::zenoh)?;
+    config
+        .insert_json5("scouting/multicast/enabled", "false")
+        .map_err(PlaneError::zenoh)?;
+    Ok(config)
+}

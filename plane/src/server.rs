@@ -1,0 +1,260 @@
+//! The daemon's side of the plane: queryables for writes (answered only once durable) and a
+//! publisher that tails the kernel's log onto the event topics.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jit_kernel::agents::{self, Verified};
+use jit_kernel::log::{verify_record, LogOp};
+use jit_kernel::rpc::protocol::{ErrorBody, Response};
+use jit_kernel::Repository;
+use tokio::sync::{Mutex, Notify};
+
+use crate::ratelimit::RateLimiter;
+use crate::{base_config, keyexpr, PlaneError, Result};
+
+/// How the plane listens and limits.
+#[derive(Debug, Clone)]
+pub struct PlaneOptions {
+    /// Unix socket to listen on (normally `.jit/zenoh.sock`).
+    pub unix_socket: Option<PathBuf>,
+    /// Extra endpoints to listen on, e.g. `tcp/127.0.0.1:7447`.
+    pub listen: Vec<String>,
+    /// Routers or peers to connect to.
+    pub connect: Vec<String>,
+    /// Namespace prefix of every key expression ("" for none).
+    pub namespace: String,
+    /// Messages per second per agent.
+    pub rate: f64,
+    /// Burst size per agent.
+    pub burst: f64,
+    /// Fault injection for tests: the next N write replies are dropped after the effect is
+    /// durable (as a lost network reply would be).
+    pub drop_replies: Arc<AtomicU32>,
+}
+
+impl Default for PlaneOptions {
+    fn default() -> Self {
+        PlaneOptions {
+            unix_socket: None,
+            listen: Vec::new(),
+            connect: Vec::new(),
+            namespace: String::new(),
+            rate: 20_000.0,
+            burst: 2_000.0,
+            drop_replies: Arc::new(AtomicU32::new(0)),
+        }
+    }
+}
+
+/// A running plane; closing it closes the Zenoh session.
+pub struct Plane {
+    session: zenoh::Session,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn endpoints(list: &[String]) -> String {
+    format!(
+        "[{}]",
+        list.iter()
+            .map(|e| format!("{e:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+impl Plane {
+    /// Opens the session, declares the queryables and starts the event publisher.
+    pub async fn start(repo: Arc<Repository>, options: PlaneOptions) -> Result<Plane> {
+        let mut config = base_config("peer")?;
+        let mut listen = options.listen.clone();
+        if let Some(socket) = &options.unix_socket {
+            let _ = std::fs::remove_file(socket);
+            listen.push(format!("unixsock-stream/{}", socket.display()));
+        }
+        config
+            .insert_json5("listen/endpoints", &endpoints(&listen))
+            .map_err(PlaneError::zenoh)?;
+        config
+            .insert_json5("connect/endpoints", &endpoints(&options.connect))
+            .map_err(PlaneError::zenoh)?;
+        let session = zenoh::open(config).await.map_err(PlaneError::zenoh)?;
+
+        let notify = Arc::new(Notify::new());
+        let limiter = Arc::new(Mutex::new(RateLimiter::new(options.rate, options.burst)));
+        let mut tasks = Vec::new();
+        for key in ["jit/sws/*/*", "jit/kernel/create"] {
+            let queryable = session
+                .declare_queryable(keyexpr(&options.namespace, key))
+                .await
+                .map_err(PlaneError::zenoh)?;
+            let (repo, notify, limiter, options) = (
+                repo.clone(),
+                notify.clone(),
+                limiter.clone(),
+                options.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while let Ok(query) = queryable.recv_async().await {
+                    let key = query.key_expr().as_str().to_owned();
+                    let plain = strip(&options.namespace, &key).to_owned();
+                    let bytes = query
+                        .payload()
+                        .map(|p| p.to_bytes().to_vec())
+                        .unwrap_or_default();
+                    let response = handle(&repo, &limiter, &plain, bytes).await;
+                    notify.notify_one();
+                    if matches!(response, Response::Ok(_)) && take_drop(&options.drop_replies) {
+                        continue; // fault injection: the effect is durable, the reply is lost
+                    }
+                    match response.encode() {
+                        Ok(body) => {
+                            if let Err(e) = query.reply(query.key_expr().clone(), body).await {
+                                tracing::warn!(%e, "reply failed");
+                            }
+                        }
+                        Err(e) => tracing::warn!(%e, "cannot encode a reply"),
+                    }
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(publish_events(
+            session.clone(),
+            repo,
+            options.namespace.clone(),
+            notify,
+        )));
+        Ok(Plane { session, tasks })
+    }
+
+    /// The Zenoh session (for a daemon that also wants to publish).
+    pub fn session(&self) -> &zenoh::Session {
+        &self.session
+    }
+
+    /// Stops the tasks and closes the session.
+    pub async fn close(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
+    }
+}
+
+fn take_drop(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn strip<'k>(namespace: &str, key: &'k str) -> &'k str {
+    if namespace.is_empty() {
+        return key;
+    }
+    key.strip_prefix(namespace.trim_end_matches('/'))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(key)
+}
+
+async fn handle(
+    repo: &Arc<Repository>,
+    limiter: &Mutex<RateLimiter>,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Response {
+    let verified: std::result::Result<Verified, Response> = {
+        let (repo, key) = (repo.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || agents::verify(repo.store(), &key, &bytes))
+            .await
+            .unwrap_or_else(|e| Err(internal(e)))
+    };
+    let verified = match verified {
+        Ok(verified) => verified,
+        Err(response) => return response,
+    };
+    if !limiter.lock().await.allow(&verified.envelope.sender) {
+        let response = Response::Err(ErrorBody {
+            code: "rate_limited".into(),
+            message: format!("{} is over its rate limit", verified.envelope.sender),
+            details: None,
+        });
+        agents::audit(repo.store(), key, &response);
+        return response;
+    }
+    let repo = repo.clone();
+    tokio::task::spawn_blocking(move || agents::execute(&repo, verified))
+        .await
+        .unwrap_or_else(internal)
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    Response::Err(ErrorBody {
+        code: "internal".into(),
+        message: e.to_string(),
+        details: None,
+    })
+}
+
+/// Publishes every new log record: all on `events`, ref records on `ref_updates`, SWS lifecycle
+/// records on `sws_lifecycle`. One task publishes in log order, so each topic is in order.
+async fn publish_events(
+    session: zenoh::Session,
+    repo: Arc<Repository>,
+    namespace: String,
+    notify: Arc<Notify>,
+) {
+    let mut next = match tail(&repo) {
+        Ok(seq) => seq + 1,
+        Err(e) => {
+            tracing::warn!(%e, "cannot read the log; no events will be published");
+            return;
+        }
+    };
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(20), notify.notified()).await;
+        let records = match read_from(&repo, next) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(%e, "cannot read the log");
+                continue;
+            }
+        };
+        for (seq, body, op) in records {
+            next = seq + 1;
+            let mut topics = vec!["jit/kernel/events"];
+            match op {
+                LogOp::RefCreated { .. } | LogOp::RefUpdated { .. } | LogOp::RefDeleted { .. } => {
+                    topics.push("jit/kernel/ref_updates")
+                }
+                LogOp::SwsCreated { .. }
+                | LogOp::SwsCommitted { .. }
+                | LogOp::SwsDiscarded { .. } => topics.push("jit/kernel/sws_lifecycle"),
+                _ => {}
+            }
+            for topic in topics {
+                if let Err(e) = session.put(keyexpr(&namespace, topic), body.clone()).await {
+                    tracing::warn!(%e, "publish failed");
+                }
+            }
+        }
+    }
+}
+
+fn tail(repo: &Repository) -> jit_kernel::Result<u64> {
+    let txn = repo.store().read()?;
+    repo.store().log_tail(&txn)
+}
+
+/// Log records from `from` on: (seq, canonical body, op).
+fn read_from(repo: &Repository, from: u64) -> jit_kernel::Result<Vec<(u64, Vec<u8>, LogOp)>> {
+    let txn = repo.store().read()?;
+    let mut out = Vec::new();
+    for entry in repo.store().log_entries_from(&txn, from)? {
+        let (seq, stored) = entry?;
+        let (record, _) = verify_record(seq, stored)?;
+        out.push((seq, stored[32..].to_vec(), record.op));
+    }
+    Ok(out)
+}

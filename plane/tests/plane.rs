@@ -1,0 +1,465 @@
+//! The message plane with real Zenoh sessions in one process over a Unix socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ciborium::value::Value;
+use ed25519_dalek::SigningKey;
+use jit_kernel::agents::{self, Envelope};
+use jit_kernel::cbor;
+use jit_kernel::history::CommitInfo;
+use jit_kernel::patch::{Patch, PatchOp};
+use jit_kernel::repo::InitOptions;
+use jit_kernel::rpc::protocol::Response;
+use jit_kernel::source::{Dag, Source};
+use jit_kernel::{content, tree, DeclaredTime, Repository};
+use jit_plane::agent::{Agent, AgentOptions};
+use jit_plane::server::{Plane, PlaneOptions};
+
+const T: Duration = Duration::from_secs(30);
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn setup(agent_names: &[&str]) -> (tempfile::TempDir, Arc<Repository>) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(
+        dir.path(),
+        &InitOptions {
+            branch: "main".into(),
+            name: "t".into(),
+            owner: "t".into(),
+            created: 0,
+        },
+    )
+    .unwrap();
+    for (i, name) in agent_names.iter().enumerate() {
+        agents::register(
+            repo.store(),
+            name,
+            &key(i as u8 + 1).verifying_key(),
+            vec!["sws.create".into(), "commit:*".into()],
+        )
+        .unwrap();
+    }
+    (dir, Arc::new(repo))
+}
+
+fn socket(dir: &Path) -> PathBuf {
+    dir.join(".jit/zenoh.sock")
+}
+
+async fn plane(repo: &Arc<Repository>, dir: &Path, tweak: impl FnOnce(&mut PlaneOptions)) -> Plane {
+    let mut options = PlaneOptions {
+        unix_socket: Some(socket(dir)),
+        ..Default::default()
+    };
+    tweak(&mut options);
+    tokio::time::timeout(T, Plane::start(repo.clone(), options))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn agent(dir: &Path, name: &str, seed: u8) -> Agent {
+    let mut options = AgentOptions::local(&dir.join(".jit"));
+    options.attempt_timeout = Duration::from_millis(500);
+    tokio::time::timeout(T, Agent::connect(name, key(seed), options))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn put(path: &str, content: &str, id: &str) -> Patch {
+    Patch {
+        id: id.into(),
+        author: "agent".into(),
+        ts: 0,
+        ops: vec![PatchOp::Put {
+            path: path.into(),
+            content: content.as_bytes().to_vec(),
+            executable: false,
+        }],
+    }
+}
+
+fn info(message: &str) -> CommitInfo {
+    CommitInfo {
+        author: "Agent <a@x>".into(),
+        message: message.into(),
+        time: DeclaredTime {
+            seconds: 1_700_000_000,
+            tz_minutes: 0,
+        },
+    }
+}
+
+fn tip_file(repo: &Repository, path: &str) -> Option<String> {
+    let txn = repo.store().read().unwrap();
+    let dag = Dag::new(repo.store(), &txn);
+    let tip = repo.resolve("main").unwrap();
+    let root = tree::tree_of(&dag, &tip).unwrap();
+    let entry = tree::lookup(&dag, &root, path.as_bytes()).unwrap()?;
+    Some(String::from_utf8(content::read_blob(&dag, &entry.id).unwrap()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_creates_pushes_and_commits() {
+    let (dir, repo) = setup(&["alice"]);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let mut alice = agent(dir.path(), "alice", 1).await;
+    let sws = tokio::time::timeout(T, alice.create_sws(None))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..5 {
+        let applied = tokio::time::timeout(
+            T,
+            alice.push(
+                &sws.id,
+                &put(&format!("f{i}.txt"), &format!("{i}\n"), &format!("p{i}")),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(applied.seq, i + 1);
+    }
+    let done = tokio::time::timeout(T, alice.commit(&sws.id, &info("from alice")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(repo.resolve("main").unwrap(), done.snapshot);
+    for i in 0..5 {
+        assert_eq!(
+            tip_file(&repo, &format!("f{i}.txt")).as_deref(),
+            Some(format!("{i}\n").as_str())
+        );
+    }
+    alice.close().await;
+    plane.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_replies_and_a_plane_restart_leave_every_patch_applied_once_in_order() {
+    let (dir, repo) = setup(&["bob"]);
+    let mut current = Some(
+        plane(&repo, dir.path(), |o| {
+            o.drop_replies.store(3, Ordering::SeqCst)
+        })
+        .await,
+    );
+    let mut bob = agent(dir.path(), "bob", 1).await;
+    let sws = tokio::time::timeout(T, bob.create_sws(None))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..30u64 {
+        if i == 15 {
+            // Restart the plane mid-stream; the agent's session reconnects by itself.
+            if let Some(old) = current.take() {
+                old.close().await;
+            }
+            current = Some(
+                plane(&repo, dir.path(), |o| {
+                    o.drop_replies.store(2, Ordering::SeqCst)
+                })
+                .await,
+            );
+        }
+        let patch = put(&format!("n{i:02}.txt"), &format!("{i}\n"), &format!("q{i}"));
+        let applied = tokio::time::timeout(T, bob.push(&sws.id, &patch))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            applied.seq,
+            i + 1,
+            "acknowledged exactly once, in order (duplicate={})",
+            applied.duplicate
+        );
+    }
+    let txn = repo.store().read().unwrap();
+    let history = jit_kernel::sws::history(repo.store(), &txn, sws.id.parse().unwrap()).unwrap();
+    let ids: Vec<String> = history.iter().map(|r| r.patch_id.clone()).collect();
+    let expected: Vec<String> = (0..30).map(|i| format!("q{i}")).collect();
+    assert_eq!(ids, expected, "every patch once, in the sender's order");
+    drop(txn);
+    bob.close().await;
+    if let Some(plane) = current {
+        plane.close().await;
+    }
+}
+
+/// Sends raw bytes on a key and returns the decoded answer.
+async fn raw(agent: &Agent, key: &str, bytes: Vec<u8>) -> Response {
+    let replies = agent
+        .session()
+        .get(key)
+        .payload(bytes)
+        .timeout(Duration::from_secs(5))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(T, replies.recv_async())
+        .await
+        .unwrap()
+        .unwrap();
+    Response::decode(&reply.result().unwrap().payload().to_bytes()).unwrap()
+}
+
+fn code(response: &Response) -> String {
+    match response {
+        Response::Err(e) => e.code.clone(),
+        Response::Ok(_) => "ok".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_have_their_own_codes_and_apply_nothing() {
+    let (dir, repo) = setup(&["carol", "mallory"]);
+    let plane = plane(&repo, dir.path(), |o| {
+        o.rate = 0.0;
+        o.burst = 12.0;
+    })
+    .await;
+    let mut carol = agent(dir.path(), "carol", 1).await;
+    let sws = tokio::time::timeout(T, carol.create_sws(None))
+        .await
+        .unwrap()
+        .unwrap();
+    let topic = format!("jit/sws/{}/patch", sws.id);
+    let patch_value = cbor::to_value(&put("x.txt", "x\n", "px")).unwrap();
+    let patches = || {
+        let txn = repo.store().read().unwrap();
+        jit_kernel::sws::get(repo.store(), &txn, sws.id.parse().unwrap())
+            .unwrap()
+            .patches
+    };
+
+    // Malformed CBOR, unsigned, unknown agent, forged signature, too large.
+    assert_eq!(
+        code(&raw(&carol, &topic, vec![0xff, 0x13]).await),
+        "malformed"
+    );
+    let mut unsigned = carol.envelope(&topic, patch_value.clone()).unwrap();
+    unsigned.sig.clear();
+    assert_eq!(
+        code(&raw(&carol, &topic, unsigned.encode().unwrap()).await),
+        "unsigned"
+    );
+    let stranger = Envelope::signed(
+        &topic,
+        "nobody",
+        1,
+        "m1".into(),
+        patch_value.clone(),
+        &key(9),
+    )
+    .unwrap();
+    assert_eq!(
+        code(&raw(&carol, &topic, stranger.encode().unwrap()).await),
+        "unknown_agent"
+    );
+    let forged = Envelope::signed(
+        &topic,
+        "carol",
+        u64::MAX / 2,
+        "f1".into(),
+        patch_value.clone(),
+        &key(9),
+    )
+    .unwrap();
+    assert_eq!(
+        code(&raw(&carol, &topic, forged.encode().unwrap()).await),
+        "bad_signature"
+    );
+    let huge = Value::Bytes(vec![0u8; agents::MAX_MESSAGE + 1]);
+    let big = carol.envelope(&topic, huge).unwrap();
+    assert_eq!(
+        code(&raw(&carol, &topic, big.encode().unwrap()).await),
+        "too_large"
+    );
+    // Wrong owner: mallory is registered but does not own carol's SWS.
+    let mut mallory = agent(dir.path(), "mallory", 2).await;
+    let intrusion = mallory.envelope(&topic, patch_value.clone()).unwrap();
+    assert_eq!(
+        code(&raw(&mallory, &topic, intrusion.encode().unwrap()).await),
+        "not_owner"
+    );
+    assert_eq!(patches(), 0, "nothing applied so far");
+
+    // A good message, its retry (the original answer) and replays.
+    let good = carol.envelope(&topic, patch_value.clone()).unwrap();
+    assert_eq!(
+        code(&raw(&carol, &topic, good.encode().unwrap()).await),
+        "ok"
+    );
+    let again = raw(&carol, &topic, good.encode().unwrap()).await;
+    assert_eq!(code(&again), "ok", "a retry gets the original answer");
+    assert_eq!(patches(), 1, "and no second effect");
+    let mut reused = carol
+        .envelope(&topic, cbor::to_value(&put("y.txt", "y\n", "py")).unwrap())
+        .unwrap();
+    reused.msg_id = good.msg_id.clone();
+    reused.ts = good.ts;
+    reused.sig = Envelope::signed(
+        &topic,
+        "carol",
+        reused.ts,
+        reused.msg_id.clone(),
+        reused.payload.clone(),
+        &key(1),
+    )
+    .unwrap()
+    .sig;
+    assert_eq!(
+        code(&raw(&carol, &topic, reused.encode().unwrap()).await),
+        "replayed"
+    );
+    let stale = Envelope::signed(
+        &topic,
+        "carol",
+        good.ts - 1,
+        "older".into(),
+        patch_value.clone(),
+        &key(1),
+    )
+    .unwrap();
+    assert_eq!(
+        code(&raw(&carol, &topic, stale.encode().unwrap()).await),
+        "stale"
+    );
+    assert_eq!(patches(), 1);
+
+    // Over the rate limit (burst of 12, no refill).
+    let mut limited = None;
+    for i in 0..20 {
+        let envelope = carol
+            .envelope(
+                &topic,
+                cbor::to_value(&put(&format!("r{i}"), "r", &format!("r{i}"))).unwrap(),
+            )
+            .unwrap();
+        let answer = raw(&carol, &topic, envelope.encode().unwrap()).await;
+        if code(&answer) == "rate_limited" {
+            limited = Some(i);
+            break;
+        }
+    }
+    assert!(
+        limited.is_some(),
+        "the rate limit must bite within 20 messages"
+    );
+
+    // Every refusal left an audit record.
+    let txn = repo.store().read().unwrap();
+    let audits: Vec<String> = repo
+        .store()
+        .log_entries(&txn)
+        .unwrap()
+        .filter_map(|e| {
+            let (seq, bytes) = e.unwrap();
+            match jit_kernel::log::verify_record(seq, bytes).unwrap().0.op {
+                jit_kernel::log::LogOp::Audit { code, .. } => Some(code),
+                _ => None,
+            }
+        })
+        .collect();
+    for expected in [
+        "malformed",
+        "unsigned",
+        "unknown_agent",
+        "bad_signature",
+        "too_large",
+        "not_owner",
+        "replayed",
+        "stale",
+        "rate_limited",
+    ] {
+        assert!(
+            audits.iter().any(|c| c == expected),
+            "no audit record for {expected}: {audits:?}"
+        );
+    }
+    drop(txn);
+    carol.close().await;
+    mallory.close().await;
+    plane.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_agents_push_while_a_ninth_watches_every_event_in_order() {
+    let names: Vec<String> = (0..8).map(|i| format!("agent{i}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("watcher");
+    let (dir, repo) = setup(&all);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let watcher = agent(dir.path(), "watcher", 9).await;
+    let events = watcher
+        .session()
+        .declare_subscriber("jit/kernel/events")
+        .await
+        .unwrap();
+    let lifecycle = watcher
+        .session()
+        .declare_subscriber("jit/kernel/sws_lifecycle")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the subscriptions propagate
+    let start = repo
+        .store()
+        .log_tail(&repo.store().read().unwrap())
+        .unwrap();
+
+    let mut handles = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (dir, name) = (dir.path().to_owned(), name.clone());
+        handles.push(tokio::spawn(async move {
+            let mut a = agent(&dir, &name, i as u8 + 1).await;
+            let sws = a.create_sws(None).await.unwrap();
+            for n in 0..10 {
+                a.push(
+                    &sws.id,
+                    &put(&format!("{name}/{n}.txt"), "x\n", &format!("{name}-{n}")),
+                )
+                .await
+                .unwrap();
+            }
+            a.close().await;
+        }));
+    }
+    for handle in handles {
+        tokio::time::timeout(T, handle).await.unwrap().unwrap();
+    }
+    let end = repo
+        .store()
+        .log_tail(&repo.store().read().unwrap())
+        .unwrap();
+    assert_eq!(end - start, 8 * 11, "8 creations and 80 patches logged");
+
+    let mut seen = Vec::new();
+    while seen.len() < (end - start) as usize {
+        let sample = tokio::time::timeout(T, events.recv_async())
+            .await
+            .expect("an event is missing")
+            .unwrap();
+        let body = sample.payload().to_bytes();
+        let value = cbor::decode(&body).unwrap();
+        let map = cbor::fields::as_map(&value, "event").unwrap();
+        seen.push(cbor::fields::as_u64(cbor::fields::require(map, "seq").unwrap(), "seq").unwrap());
+    }
+    let expected: Vec<u64> = (start + 1..=end).collect();
+    assert_eq!(seen, expected, "every event, in log order");
+    let mut created = 0;
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(500), lifecycle.recv_async()).await
+    {
+        created += 1;
+    }
+    assert_eq!(created, 8, "one lifecycle event per SWS created");
+    watcher.close().await;
+    plane.close().await;
+}
