@@ -323,7 +323,7 @@ pub fn execute(repo: &Repository, verified: Verified) -> Response {
         Target::Create => "jit/kernel/create".to_owned(),
         Target::Sws(id, verb) => format!("jit/sws/{id}/{verb}"),
     };
-    let response = match store.operation("plane.message", |op| deliver_in(repo, op, &verified)) {
+    match store.operation("plane.message", |op| deliver_in(repo, op, &verified)) {
         Ok(response) => response,
         Err(error) => {
             let response = match error {
@@ -339,10 +339,9 @@ pub fn execute(repo: &Repository, verified: Verified) -> Response {
                 other => Response::from_error(&other),
             };
             audit(store, &key, &response);
-            return response;
+            response
         }
-    };
-    response
+    }
 }
 
 fn plane_error(code: &str, message: String) -> Error {
@@ -361,7 +360,7 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
         let delivered: Delivered = cbor::from_canonical_bytes(raw)?;
         if delivered.digest == verified.digest {
             // A retry: the original answer, no second effect.
-            return Ok(Response::decode(&delivered.response)?);
+            return Response::decode(&delivered.response);
         }
         return Err(plane_error(
             "replayed",

@@ -68,11 +68,11 @@ pub fn validate_at(
     let state = sws::get(store, txn, id)?;
     let branch = RefName::parse_full(&state.branch)?;
     let tip =
-        refs::get(store, &txn, &branch)?.ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
+        refs::get(store, txn, &branch)?.ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
     if tip == state.base {
         return Ok(Vec::new());
     }
-    let src = SwsSource::new(store, &txn, id);
+    let src = SwsSource::new(store, txn, id);
     let mut editor = TreeEditor::new(&src);
     let base_tree = tree::tree_of(&src, &state.base)?;
     let tip_tree = tree::tree_of(&src, &tip)?;
