@@ -13,7 +13,7 @@ use jit_kernel::history::CommitInfo;
 use jit_kernel::patch::{Patch, PatchOp};
 use jit_kernel::repo::InitOptions;
 use jit_kernel::rpc::protocol::Response;
-use jit_kernel::source::{Dag, Source};
+use jit_kernel::source::Dag;
 use jit_kernel::{content, tree, DeclaredTime, Repository};
 use jit_plane::agent::{Agent, AgentOptions};
 use jit_plane::server::{Plane, PlaneOptions};
