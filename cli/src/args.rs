@@ -111,14 +111,79 @@ pub enum SwsCommand {
     },
 }
 
+/// Agent verbs. The acting agent is `--as NAME`, else $JIT_AGENT, else the only key in
+/// .jit/agents/.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Create an ed25519 identity (secret key in .jit/agents/NAME.key) and register it.
+    New {
+        /// The agent's name.
+        name: String,
+        /// Permissions (default: sws.create and commit:*); repeat for several.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+    },
+    /// Create an SWS owned by the agent (through the plane); prints its id.
+    Create {
+        /// The branch it commits to (default: the checked-out branch).
+        #[arg(long)]
+        branch: Option<String>,
+        /// The acting agent.
+        #[arg(long = "as")]
+        agent: Option<String>,
+    },
+    /// Push a patch (JSON, as for `jit sws apply`) to an SWS; retried until acknowledged.
+    Push {
+        /// The SWS id.
+        sws: String,
+        /// The patch file, or - for stdin.
+        patch: PathBuf,
+        /// The acting agent.
+        #[arg(long = "as")]
+        agent: Option<String>,
+    },
+    /// Commit an SWS through the plane.
+    Commit {
+        /// The SWS id.
+        sws: String,
+        #[command(flatten)]
+        commit: CommitArgs,
+        /// The acting agent.
+        #[arg(long = "as")]
+        agent: Option<String>,
+    },
+    /// Follow the kernel's topics (events, ref_updates, sws_lifecycle) as JSON lines.
+    Events {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon in the foreground: the RPC on .jit/jit.sock (Ctrl-C stops it).
+    /// Run the daemon in the foreground: the RPC on .jit/jit.sock and the message plane on
+    /// .jit/zenoh.sock (Ctrl-C or SIGTERM stops it).
     Up {
         /// Do not mount the FUSE projection (jitfs is not built yet: this is the only mode).
         #[arg(long)]
         no_mount: bool,
+        /// Do not start the message plane.
+        #[arg(long)]
+        no_plane: bool,
+        /// Also listen on this Zenoh endpoint, e.g. tcp/127.0.0.1:7447 (never all interfaces by default).
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Connect the plane to these routers or peers.
+        #[arg(long)]
+        connect: Vec<String>,
+    },
+    /// Agents: identities, and their patches and commits over the message plane.
+    Agent {
+        /// What to do.
+        #[command(subcommand)]
+        command: AgentCommand,
     },
     /// Show the working SWS of the checked-out branch: what `jit commit` would record.
     Status,

@@ -172,7 +172,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fsck => run_fsck(&out, &Repository::discover(&base)?),
         Command::Completions { shell } => crate::generate::completions(shell),
         Command::Man { dir } => crate::generate::man_pages(&base.join(dir)),
-        Command::Up { no_mount: _ } => work::up(&base, json),
+        Command::Up {
+            no_mount: _,
+            no_plane,
+            listen,
+            connect,
+        } => work::up(
+            &base,
+            work::PlaneSettings {
+                enabled: !no_plane,
+                listen,
+                connect,
+            },
+            json,
+        ),
+        Command::Agent { command } => crate::agent::run(&base, command, json),
         Command::Status => work::status_verb(&base, json),
         Command::Diff => work::diff_verb(&base, json),
         Command::Commit { commit } => {

@@ -1,6 +1,7 @@
 //! `jit`: the command-line front end. It composes the kernel's operations; errors become one line
 //! on stderr (and a JSON object on stdout with `--json`) and a non-zero exit.
 
+mod agent;
 mod args;
 mod commands;
 mod declared;
@@ -17,8 +18,11 @@ use crate::args::Cli;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("JIT_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "warn,zenoh=error,zenoh_link_unixsock_stream=error,zenoh_transport=error",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -41,8 +41,18 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How `jit up` runs the message plane.
+pub struct PlaneSettings {
+    /// Start it at all.
+    pub enabled: bool,
+    /// Extra listen endpoints.
+    pub listen: Vec<String>,
+    /// Routers or peers to connect to.
+    pub connect: Vec<String>,
+}
+
 /// `jit up`: the daemon in the foreground until Ctrl-C or SIGTERM.
-pub fn up(base: &Path, json: bool) -> Result<ExitCode> {
+pub fn up(base: &Path, settings: PlaneSettings, json: bool) -> Result<ExitCode> {
     let repo = Repository::discover(base)?;
     let lock = DaemonLock::acquire(repo.jit_dir())?;
     let identity = repo.identity()?;
@@ -52,21 +62,45 @@ pub fn up(base: &Path, json: bool) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = lock.bind()?;
+        let repo = Arc::new(repo);
+        let zenoh_socket = repo.jit_dir().join("zenoh.sock");
+        let plane = if settings.enabled {
+            let options = jit_plane::server::PlaneOptions {
+                unix_socket: Some(zenoh_socket.clone()),
+                listen: settings.listen.clone(),
+                connect: settings.connect.clone(),
+                ..Default::default()
+            };
+            Some(jit_plane::server::Plane::start(repo.clone(), options).await?)
+        } else {
+            None
+        };
+        let mut endpoints: Vec<String> = Vec::new();
+        if plane.is_some() {
+            endpoints.push(format!("unixsock-stream/{}", zenoh_socket.display()));
+            endpoints.extend(settings.listen.iter().cloned());
+        }
         if json {
             println!(
                 "{}",
-                json!({ "universe": identity.info.id.to_string(), "socket": lock.socket().display().to_string(), "mount": null })
+                json!({ "universe": identity.info.id.to_string(), "socket": lock.socket().display().to_string(),
+                        "plane": endpoints, "mount": null })
             );
         } else {
             println!(
-                "jit daemon for universe {} ({})\n  socket: {}\n  mount:  none (jitfs is not built yet)\nCtrl-C stops it.",
+                "jit daemon for universe {} ({})\n  socket: {}\n  plane:  {}\n  mount:  none (jitfs is not built yet)\nCtrl-C stops it.",
                 identity.info.id,
                 repo.workdir().display(),
-                lock.socket().display()
+                lock.socket().display(),
+                if endpoints.is_empty() { "off".to_owned() } else { endpoints.join(", ") }
             );
         }
-        let service = Service::new(Arc::new(repo));
+        let service = Service::new(repo);
         server::serve(service, listener, shutdown_signal()).await;
+        if let Some(plane) = plane {
+            plane.close().await;
+        }
+        let _ = std::fs::remove_file(&zenoh_socket);
         anyhow::Ok(())
     })?;
     drop(lock);

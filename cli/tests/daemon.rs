@@ -570,3 +570,61 @@ fn sigterm_stops_the_daemon_cleanly_as_systemd_does() {
     // The next start is unhindered.
     let _again = Daemon::start(&repo);
 }
+
+#[test]
+fn agents_work_through_the_daemons_message_plane() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = repo_with_base(work.path());
+    let _daemon = Daemon::start(&repo);
+    let created = json(&repo, &["agent", "new", "bot"]);
+    assert_eq!(created["permissions"], json!(["sws.create", "commit:*"]));
+    assert!(fails(&repo, &["agent", "new", "bot"]).contains("already has a key"));
+    assert!(fails(&repo, &["agent", "new", "bad name!"]).contains("invalid agent name"));
+    let events = jit_command(&repo)
+        .args(["agent", "events", "--count", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sws = json(&repo, &["agent", "create"])["sws"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patch = work.path().join("bot.json");
+    std::fs::write(
+        &patch,
+        r#"{"id":"b1","author":"bot","ops":[{"op":"put","path":"bot.txt","content":"hi\n"}]}"#,
+    )
+    .unwrap();
+    let applied = json(&repo, &["agent", "push", &sws, patch.to_str().unwrap()]);
+    assert_eq!(applied["seq"], 1);
+    let again = json(&repo, &["agent", "push", &sws, patch.to_str().unwrap()]);
+    assert_eq!(
+        again["duplicate"], true,
+        "the same patch id is applied once"
+    );
+    json(
+        &repo,
+        &[
+            "agent", "commit", &sws, "-m", "from bot", "--author", AUTHOR, "--date", DATE,
+        ],
+    );
+    assert_eq!(ok(&repo, &["cat", "HEAD:bot.txt"]), "hi\n");
+    // The owner rule: the CLI's own SWS is not the bot's.
+    let human = ok(&repo, &["sws", "new"]).trim().to_owned();
+    let err = fails(&repo, &["agent", "push", &human, patch.to_str().unwrap()]);
+    assert!(err.contains("neither the owner nor a delegate"), "{err}");
+    let output = events.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["record"]["op"]["op"] == "sws-created"),
+        "{lines:?}"
+    );
+}

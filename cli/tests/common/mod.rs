@@ -17,7 +17,7 @@ pub fn jit_command(dir: &Path) -> Command {
         .current_dir(dir)
         .env_remove("JIT_AUTHOR")
         .env_remove("JIT_DATE")
-        .env("JIT_LOG", "warn");
+        .env_remove("JIT_LOG");
     command
 }
 

@@ -1,0 +1,258 @@
+//! `jit agent …`: agent identities, and an agent's patches and commits over the message plane.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::SigningKey;
+use jit_kernel::agents;
+use jit_kernel::patch::Patch;
+use jit_kernel::Repository;
+use jit_plane::agent::{Agent, AgentOptions};
+use serde_json::json;
+
+use crate::args::AgentCommand;
+use crate::declared;
+
+fn keys_dir(jit_dir: &Path) -> PathBuf {
+    jit_dir.join("agents")
+}
+
+/// Which agent acts: `--as`, then $JIT_AGENT, then the only key on disk.
+fn acting(jit_dir: &Path, explicit: Option<String>) -> Result<String> {
+    if let Some(name) = explicit.or_else(|| std::env::var("JIT_AGENT").ok()) {
+        return Ok(name);
+    }
+    let mut names: Vec<String> = std::fs::read_dir(keys_dir(jit_dir))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".key")
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match names.len() {
+        1 => Ok(names.remove(0)),
+        0 => bail!("no agent: create one with `jit agent new NAME`"),
+        _ => bail!("several agents exist: choose one with --as NAME or $JIT_AGENT"),
+    }
+}
+
+fn load_key(jit_dir: &Path, name: &str) -> Result<SigningKey> {
+    agents::validate_name(name)?;
+    let path = keys_dir(jit_dir).join(format!("{name}.key"));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no key for agent {name} at {}", path.display()))?;
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut secret)
+        .with_context(|| format!("{} is not a key", path.display()))?;
+    Ok(SigningKey::from_bytes(&secret))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn connect(jit_dir: &Path, name: &str) -> Result<Agent> {
+    let key = load_key(jit_dir, name)?;
+    Ok(Agent::connect(name, key, AgentOptions::local(jit_dir)).await?)
+}
+
+fn read_patch(base: &Path, file: &Path) -> Result<Patch> {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the patch from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(base.join(file))
+            .with_context(|| format!("cannot read {}", file.display()))?
+    };
+    serde_json::from_str(&text).context("the patch is not valid JSON of the documented form")
+}
+
+/// Runs one `jit agent` verb.
+pub fn run(base: &Path, command: AgentCommand, json: bool) -> Result<ExitCode> {
+    let repo = Repository::discover(base)?;
+    let jit_dir = repo.jit_dir().to_path_buf();
+    match command {
+        AgentCommand::New { name, allow } => {
+            agents::validate_name(&name)?;
+            let dir = keys_dir(&jit_dir);
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{name}.key"));
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("agent {name} already has a key at {}", path.display()))?;
+            file.write_all(hex::encode(key.to_bytes()).as_bytes())?;
+            file.sync_all()?;
+            let permissions = if allow.is_empty() {
+                vec![agents::CREATE_SWS.to_owned(), "commit:*".to_owned()]
+            } else {
+                allow
+            };
+            agents::register(
+                repo.store(),
+                &name,
+                &key.verifying_key(),
+                permissions.clone(),
+            )?;
+            let public = hex::encode(key.verifying_key().as_bytes());
+            if json {
+                println!(
+                    "{}",
+                    json!({ "agent": name, "public_key": public, "permissions": permissions, "key_file": path.display().to_string() })
+                );
+            } else {
+                println!(
+                    "agent {name}\n  public key  {public}\n  secret key  {}\n  may         {}",
+                    path.display(),
+                    permissions.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Create { branch, agent } => {
+            let name = acting(&jit_dir, agent)?;
+            drop(repo);
+            runtime()?.block_on(async {
+                let mut agent = connect(&jit_dir, &name).await?;
+                let created = agent.create_sws(branch.as_deref()).await;
+                agent.close().await;
+                let created = created?;
+                if json {
+                    println!("{}", json!({ "sws": created.id }));
+                } else {
+                    println!("{}", created.id);
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        AgentCommand::Push { sws, patch, agent } => {
+            let name = acting(&jit_dir, agent)?;
+            let patch = read_patch(base, &patch)?;
+            drop(repo);
+            runtime()?.block_on(async {
+                let mut agent = connect(&jit_dir, &name).await?;
+                let applied = agent.push(&sws, &patch).await;
+                agent.close().await;
+                let applied = applied?;
+                if json {
+                    println!("{}", serde_json::to_string(&applied)?);
+                } else if applied.duplicate {
+                    println!(
+                        "patch already applied as #{} (nothing changed)",
+                        applied.seq
+                    );
+                } else {
+                    println!("applied as #{}", applied.seq);
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        AgentCommand::Commit { sws, commit, agent } => {
+            let name = acting(&jit_dir, agent)?;
+            let info = declared::commit_info(&commit, repo.config().author())?;
+            drop(repo);
+            runtime()?.block_on(async {
+                let mut agent = connect(&jit_dir, &name).await?;
+                let done = agent.commit(&sws, &info).await;
+                agent.close().await;
+                let done = done?;
+                if json {
+                    println!("{}", serde_json::to_string(&done)?);
+                } else {
+                    println!(
+                        "[{}] {}",
+                        done.snapshot.short(),
+                        info.message.lines().next().unwrap_or_default()
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        AgentCommand::Events { count } => {
+            drop(repo);
+            runtime()?.block_on(async {
+                let config_dir = jit_dir.clone();
+                let session = {
+                    let mut config = zenoh_client_config(&config_dir)?;
+                    config
+                        .insert_json5("mode", "\"client\"")
+                        .map_err(anyhow::Error::msg)?;
+                    zenoh::open(config).await.map_err(anyhow::Error::msg)?
+                };
+                let subscriber = session
+                    .declare_subscriber("jit/kernel/**")
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                let mut seen = 0;
+                while count.is_none_or(|max| seen < max) {
+                    let sample = subscriber.recv_async().await.map_err(anyhow::Error::msg)?;
+                    let value = jit_kernel::cbor::decode(&sample.payload().to_bytes())?;
+                    let record = event_json(&value);
+                    println!(
+                        "{}",
+                        json!({ "topic": sample.key_expr().as_str(), "record": record })
+                    );
+                    std::io::stdout().flush()?;
+                    seen += 1;
+                }
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), session.close()).await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
+
+fn zenoh_client_config(jit_dir: &Path) -> Result<zenoh::Config> {
+    let mut config = zenoh::Config::default();
+    config
+        .insert_json5("scouting/multicast/enabled", "false")
+        .map_err(anyhow::Error::msg)?;
+    config
+        .insert_json5(
+            "connect/endpoints",
+            &format!(
+                "[\"unixsock-stream/{}\"]",
+                jit_dir.join("zenoh.sock").display()
+            ),
+        )
+        .map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+/// A log record as JSON (byte strings as hex).
+fn event_json(value: &ciborium::value::Value) -> serde_json::Value {
+    use ciborium::value::Value;
+    match value {
+        Value::Integer(i) => json!(i128::from(*i)),
+        Value::Bytes(b) => json!(hex::encode(b)),
+        Value::Text(t) => json!(t),
+        Value::Bool(b) => json!(b),
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(event_json).collect()),
+        Value::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.as_text().unwrap_or("?").to_owned(), event_json(v)))
+                .collect(),
+        ),
+        _ => serde_json::Value::Null,
+    }
+}
