@@ -17,6 +17,10 @@ out=$(mktemp)
   bench/sws.sh "${2:-30}"
   echo
   cat bench/notes/sws.md
+  echo
+  cargo run --release -q -p jit-plane --example bench 2>/dev/null
+  echo
+  cat bench/notes/plane.md
 } > "$out"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2
