@@ -1,6 +1,6 @@
 //! `jit agent …`: agent identities, and an agent's patches and commits over the message plane.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
 use jit_kernel::agents;
-use jit_kernel::patch::Patch;
 use jit_kernel::Repository;
 use jit_plane::agent::{Agent, AgentOptions};
 use serde_json::json;
@@ -66,20 +65,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 async fn connect(jit_dir: &Path, name: &str) -> Result<Agent> {
     let key = load_key(jit_dir, name)?;
     Ok(Agent::connect(name, key, AgentOptions::local(jit_dir)).await?)
-}
-
-fn read_patch(base: &Path, file: &Path) -> Result<Patch> {
-    let text = if file.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the patch from stdin")?;
-        text
-    } else {
-        std::fs::read_to_string(base.join(file))
-            .with_context(|| format!("cannot read {}", file.display()))?
-    };
-    serde_json::from_str(&text).context("the patch is not valid JSON of the documented form")
 }
 
 /// Runs one `jit agent` verb.
@@ -145,24 +130,13 @@ pub fn run(base: &Path, command: AgentCommand, json: bool) -> Result<ExitCode> {
         }
         AgentCommand::Push { sws, patch, agent } => {
             let name = acting(&jit_dir, agent)?;
-            let patch = read_patch(base, &patch)?;
+            let patch = crate::work::read_patch(base, &patch)?;
             drop(repo);
             runtime()?.block_on(async {
                 let mut agent = connect(&jit_dir, &name).await?;
                 let applied = agent.push(&sws, &patch).await;
                 agent.close().await;
-                let applied = applied?;
-                if json {
-                    println!("{}", serde_json::to_string(&applied)?);
-                } else if applied.duplicate {
-                    println!(
-                        "patch already applied as #{} (nothing changed)",
-                        applied.seq
-                    );
-                } else {
-                    println!("applied as #{}", applied.seq);
-                }
-                Ok(ExitCode::SUCCESS)
+                crate::work::print_applied(&applied?, json)
             })
         }
         AgentCommand::Commit { sws, commit, agent } => {

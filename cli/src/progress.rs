@@ -1,29 +1,19 @@
-//! An `indicatif` progress bar on stderr for long kernel work; hidden when stderr is not a
+//! `indicatif` progress bars on stderr for long kernel work; hidden when stderr is not a
 //! terminal, or with `--quiet`/`--json`.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jit_kernel::import::Progress;
 
-/// A byte-based progress bar.
+/// A byte-based progress bar for imports.
 pub struct Bar(ProgressBar);
 
 impl Bar {
     /// A bar that draws only if `visible` and stderr is a terminal.
     pub fn new(visible: bool) -> Bar {
-        let bar = ProgressBar::with_draw_target(
-            None,
-            if visible {
-                ProgressDrawTarget::stderr()
-            } else {
-                ProgressDrawTarget::hidden()
-            },
-        );
-        if let Ok(style) = ProgressStyle::with_template(
+        Bar(styled(
+            visible,
             "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        Bar(bar)
+        ))
     }
 
     /// Removes the bar.
@@ -45,19 +35,24 @@ impl Progress for Bar {
 
 /// A bar counting commits, for the git verbs.
 pub fn commits(visible: bool, what: &'static str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        None,
-        if visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
+    let bar = styled(
+        visible,
+        "{spinner} {msg} [{bar:30}] {pos}/{len} commits ({eta})",
     );
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} commits ({eta})")
-    {
+    bar.set_message(what);
+    bar
+}
+
+/// A bar on stderr (hidden unless `visible`) drawn with `template`.
+fn styled(visible: bool, template: &str) -> ProgressBar {
+    let target = if visible {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_message(what);
     bar
 }

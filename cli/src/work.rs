@@ -122,6 +122,37 @@ async fn shutdown_signal() {
     }
 }
 
+/// Reads a JSON patch from a file (relative to `base`) or, for `-`, from stdin.
+pub fn read_patch(base: &Path, file: &Path) -> Result<Patch> {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the patch from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(base.join(file))
+            .with_context(|| format!("cannot read {}", file.display()))?
+    };
+    serde_json::from_str(&text).context("the patch is not valid JSON of the documented form")
+}
+
+/// Prints what applying a patch did.
+pub fn print_applied(applied: &jit_kernel::sws::Applied, json: bool) -> Result<ExitCode> {
+    if json {
+        return print_json(applied);
+    }
+    if applied.duplicate {
+        println!(
+            "patch already applied as #{} (nothing changed)",
+            applied.seq
+        );
+    } else {
+        println!("applied as #{}", applied.seq);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Finds an SWS by full id, unique id prefix, or name.
 fn resolve_sws(kernel: &mut Kernel, text: &str) -> Result<String> {
     if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -436,32 +467,10 @@ pub fn sws_verb(
         }
         SwsCommand::Apply { sws, patch } => {
             let id = resolve_sws(&mut kernel, &sws)?;
-            let text = if patch.as_os_str() == "-" {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .context("cannot read the patch from stdin")?;
-                text
-            } else {
-                std::fs::read_to_string(base.join(&patch))
-                    .with_context(|| format!("cannot read {}", patch.display()))?
-            };
-            let patch: Patch = serde_json::from_str(&text)
-                .context("the patch is not valid JSON of the documented form")?;
+            let patch = read_patch(base, &patch)?;
             let applied: jit_kernel::sws::Applied =
                 kernel.invoke("shadow.apply_patch", &ApplyArgs { sws: id, patch })?;
-            if json {
-                return print_json(&applied);
-            }
-            if applied.duplicate {
-                println!(
-                    "patch already applied as #{} (nothing changed)",
-                    applied.seq
-                );
-            } else {
-                println!("applied as #{}", applied.seq);
-            }
-            Ok(ExitCode::SUCCESS)
+            print_applied(&applied, json)
         }
         SwsCommand::Log { sws } => {
             let id = resolve_sws(&mut kernel, &sws)?;

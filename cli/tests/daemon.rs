@@ -628,3 +628,65 @@ fn agents_work_through_the_daemons_message_plane() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn an_agent_rides_out_a_kill_9_and_restart_of_the_daemon() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = repo_with_base(work.path());
+    let mut daemon = Daemon::start(&repo);
+    json(&repo, &["agent", "new", "rider"]);
+    let key_hex = std::fs::read_to_string(repo.join(".jit/agents/rider.key")).unwrap();
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(key_hex.trim(), &mut secret).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let jit_dir = repo.join(".jit");
+    let (sws, seqs) = runtime.block_on(async {
+        let mut options = jit_plane::agent::AgentOptions::local(&jit_dir);
+        options.attempt_timeout = Duration::from_millis(500);
+        let mut agent = jit_plane::agent::Agent::connect(
+            "rider",
+            ed25519_dalek::SigningKey::from_bytes(&secret),
+            options,
+        )
+        .await
+        .unwrap();
+        let sws = agent.create_sws(None).await.unwrap().id;
+        let mut seqs = Vec::new();
+        for i in 0..20u64 {
+            if i == 10 {
+                daemon.kill(); // SIGKILL mid-stream…
+                daemon = Daemon::start(&repo); // …and a new daemon on the same sockets.
+            }
+            let patch = Patch {
+                id: format!("r{i}"),
+                author: "rider".into(),
+                ts: i,
+                ops: vec![PatchOp::Put {
+                    path: format!("r{i:02}"),
+                    content: vec![b'x'],
+                    executable: false,
+                }],
+            };
+            seqs.push(agent.push(&sws, &patch).await.unwrap().seq);
+        }
+        agent.close().await;
+        (sws, seqs)
+    });
+    assert_eq!(
+        seqs,
+        (1..=20).collect::<Vec<u64>>(),
+        "every patch acknowledged once, in order"
+    );
+    let history = json(&repo, &["sws", "log", &sws]);
+    let ids: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["patch_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, (0..20).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    assert!(ok(&repo, &["fsck"]).contains("clean"));
+}

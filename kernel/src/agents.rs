@@ -316,32 +316,62 @@ fn window_key(sender: &str, msg_id: &str) -> Vec<u8> {
     [sender.as_bytes(), &[0], msg_id.as_bytes()].concat()
 }
 
-/// Runs a verified message against the kernel: exactly-once for writes.
-pub fn execute(repo: &Repository, verified: Verified) -> Response {
-    let store = repo.store();
-    let key = match &verified.target {
+fn key_of(target: &Target) -> String {
+    match target {
         Target::Create => "jit/kernel/create".to_owned(),
         Target::Sws(id, verb) => format!("jit/sws/{id}/{verb}"),
-    };
-    match store.operation("plane.message", |op| deliver_in(repo, op, &verified)) {
-        Ok(response) => response,
+    }
+}
+
+fn error_response(error: Error) -> Response {
+    match error {
+        Error::Remote {
+            code,
+            message,
+            details,
+        } => Response::Err(ErrorBody {
+            code,
+            message,
+            details,
+        }),
+        other => Response::from_error(&other),
+    }
+}
+
+/// Runs a verified message against the kernel: exactly-once for writes.
+pub fn execute(repo: &Repository, verified: Verified) -> Response {
+    execute_batch(repo, vec![verified]).remove(0)
+}
+
+/// Runs verified messages in order, all in one durable transaction (group commit): each in its
+/// own savepoint, so a refused one leaves no trace and the others still land. Answers come
+/// back in the same order; they are only valid to send once this returns (after the fsync).
+pub fn execute_batch(repo: &Repository, batch: Vec<Verified>) -> Vec<Response> {
+    let store = repo.store();
+    let outcome = store.operation("plane.batch", |op| {
+        Ok(batch
+            .iter()
+            .map(|verified| {
+                op.savepoint(|child| deliver_in(repo, child, verified))
+                    .unwrap_or_else(error_response)
+            })
+            .collect::<Vec<_>>())
+    });
+    let responses = match outcome {
+        Ok(responses) => responses,
         Err(error) => {
-            let response = match error {
-                Error::Remote {
-                    code,
-                    message,
-                    details,
-                } => Response::Err(ErrorBody {
-                    code,
-                    message,
-                    details,
-                }),
-                other => Response::from_error(&other),
-            };
-            audit(store, &key, &response);
-            response
+            let response = error_response(error);
+            batch.iter().map(|_| response.clone()).collect()
+        }
+    };
+    for (verified, response) in batch.iter().zip(&responses) {
+        if let Response::Err(body) = response {
+            if body.code != "merge_conflict" {
+                audit(store, &key_of(&verified.target), response);
+            }
         }
     }
+    responses
 }
 
 fn plane_error(code: &str, message: String) -> Error {

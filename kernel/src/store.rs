@@ -451,6 +451,34 @@ impl<'s> Op<'s> {
         Ok(())
     }
 
+    /// Runs `body` in a nested transaction (an LMDB savepoint): if it succeeds its writes and
+    /// log records become part of this operation; if it fails they vanish and this operation
+    /// goes on. This is how many independent requests share one durable commit.
+    pub fn savepoint<T>(&mut self, body: impl FnOnce(&mut Op<'_>) -> Result<T>) -> Result<T> {
+        let nested = self.store.env.nested_write_txn(&mut self.txn)?;
+        let mut child = Op {
+            store: self.store,
+            txn: nested,
+            next_seq: self.next_seq,
+            prev: self.prev,
+            poisoned: false,
+        };
+        let result = body(&mut child);
+        match result {
+            Ok(value) if !child.poisoned => {
+                let (next_seq, prev) = (child.next_seq, child.prev);
+                child.txn.commit()?;
+                self.next_seq = next_seq;
+                self.prev = prev;
+                Ok(value)
+            }
+            Ok(_) => Err(Error::InvalidInput(
+                "a step of the nested operation was refused".into(),
+            )),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Marks the operation as failed if `result` is an error: a refused append may have left
     /// part of its work in the transaction, so it must never be committed.
     pub fn poison_on<T>(&mut self, result: &Result<T>) {

@@ -49,6 +49,9 @@ impl Default for PlaneOptions {
     }
 }
 
+/// Most messages delivered in one transaction.
+const MAX_BATCH: usize = 64;
+
 /// A running plane; closing it closes the Zenoh session.
 pub struct Plane {
     session: zenoh::Session,
@@ -97,25 +100,42 @@ impl Plane {
                 options.clone(),
             );
             tasks.push(tokio::spawn(async move {
-                while let Ok(query) = queryable.recv_async().await {
-                    let key = query.key_expr().as_str().to_owned();
-                    let plain = strip(&options.namespace, &key).to_owned();
-                    let bytes = query
-                        .payload()
-                        .map(|p| p.to_bytes().to_vec())
-                        .unwrap_or_default();
-                    let response = handle(&repo, &limiter, &plain, bytes).await;
-                    notify.notify_one();
-                    if matches!(response, Response::Ok(_)) && take_drop(&options.drop_replies) {
-                        continue; // fault injection: the effect is durable, the reply is lost
-                    }
-                    match response.encode() {
-                        Ok(body) => {
-                            if let Err(e) = query.reply(query.key_expr().clone(), body).await {
-                                tracing::warn!(%e, "reply failed");
-                            }
+                while let Ok(first) = queryable.recv_async().await {
+                    // Group commit: take whatever else is already waiting, deliver it all in one
+                    // durable transaction, then answer each in arrival order.
+                    let mut queries = vec![first];
+                    while queries.len() < MAX_BATCH {
+                        match queryable.try_recv() {
+                            Ok(Some(query)) => queries.push(query),
+                            _ => break,
                         }
-                        Err(e) => tracing::warn!(%e, "cannot encode a reply"),
+                    }
+                    let requests: Vec<(String, Vec<u8>)> = queries
+                        .iter()
+                        .map(|q| {
+                            let key = strip(&options.namespace, q.key_expr().as_str()).to_owned();
+                            (
+                                key,
+                                q.payload()
+                                    .map(|p| p.to_bytes().to_vec())
+                                    .unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    let responses = handle_batch(&repo, &limiter, requests).await;
+                    notify.notify_one();
+                    for (query, response) in queries.iter().zip(responses) {
+                        if matches!(response, Response::Ok(_)) && take_drop(&options.drop_replies) {
+                            continue; // fault injection: the effect is durable, the reply is lost
+                        }
+                        match response.encode() {
+                            Ok(body) => {
+                                if let Err(e) = query.reply(query.key_expr().clone(), body).await {
+                                    tracing::warn!(%e, "reply failed");
+                                }
+                            }
+                            Err(e) => tracing::warn!(%e, "cannot encode a reply"),
+                        }
                     }
                 }
             }));
@@ -158,35 +178,65 @@ fn strip<'k>(namespace: &str, key: &'k str) -> &'k str {
         .unwrap_or(key)
 }
 
-async fn handle(
+/// Verifies, rate-limits and delivers a batch of requests; answers in the same order.
+async fn handle_batch(
     repo: &Arc<Repository>,
     limiter: &Mutex<RateLimiter>,
-    key: &str,
-    bytes: Vec<u8>,
-) -> Response {
-    let verified: std::result::Result<Verified, Response> = {
-        let (repo, key) = (repo.clone(), key.to_owned());
-        tokio::task::spawn_blocking(move || agents::verify(repo.store(), &key, &bytes))
-            .await
-            .unwrap_or_else(|e| Err(internal(e)))
-    };
-    let verified = match verified {
-        Ok(verified) => verified,
-        Err(response) => return response,
-    };
-    if !limiter.lock().await.allow(&verified.envelope.sender) {
-        let response = Response::Err(ErrorBody {
-            code: "rate_limited".into(),
-            message: format!("{} is over its rate limit", verified.envelope.sender),
-            details: None,
-        });
-        agents::audit(repo.store(), key, &response);
-        return response;
-    }
-    let repo = repo.clone();
-    tokio::task::spawn_blocking(move || agents::execute(&repo, verified))
+    requests: Vec<(String, Vec<u8>)>,
+) -> Vec<Response> {
+    let count = requests.len();
+    let checked: Vec<std::result::Result<Verified, Response>> = {
+        let repo = repo.clone();
+        tokio::task::spawn_blocking(move || {
+            requests
+                .iter()
+                .map(|(key, bytes)| agents::verify(repo.store(), key, bytes))
+                .collect()
+        })
         .await
-        .unwrap_or_else(internal)
+        .unwrap_or_else(|e| (0..count).map(|_| Err(internal(&e))).collect())
+    };
+    let mut answers: Vec<Option<Response>> = Vec::with_capacity(count);
+    let mut accepted = Vec::new();
+    {
+        let mut limiter = limiter.lock().await;
+        for check in checked {
+            match check {
+                Err(response) => answers.push(Some(response)),
+                Ok(verified) if !limiter.allow(&verified.envelope.sender) => {
+                    let response = Response::Err(ErrorBody {
+                        code: "rate_limited".into(),
+                        message: format!("{} is over its rate limit", verified.envelope.sender),
+                        details: None,
+                    });
+                    agents::audit(repo.store(), "rate limit", &response);
+                    answers.push(Some(response));
+                }
+                Ok(verified) => {
+                    accepted.push(verified);
+                    answers.push(None);
+                }
+            }
+        }
+    }
+    let delivered = if accepted.is_empty() {
+        Vec::new()
+    } else {
+        let repo = repo.clone();
+        let size = accepted.len();
+        tokio::task::spawn_blocking(move || agents::execute_batch(&repo, accepted))
+            .await
+            .unwrap_or_else(|e| (0..size).map(|_| internal(&e)).collect())
+    };
+    let mut delivered = delivered.into_iter();
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer
+                .or_else(|| delivered.next())
+                .unwrap_or_else(|| internal("lost answer"))
+        })
+        .collect()
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
