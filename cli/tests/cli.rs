@@ -281,6 +281,9 @@ fn import_never_records_jit_metadata_or_init_leftovers() {
     )
     .unwrap();
     fs::write(work.path().join("file"), "data").unwrap();
+    fs::create_dir_all(work.path().join("docs/.git")).unwrap();
+    fs::write(work.path().join("docs/.git/config"), "nested repo metadata").unwrap();
+    fs::write(work.path().join("docs/.jit-notes"), "a user's file").unwrap();
     import(work.path(), work.path(), "self import");
     let listing = json(work.path(), &["ls-tree", "HEAD", "-r"]);
     let paths: Vec<&str> = listing
@@ -289,5 +292,9 @@ fn import_never_records_jit_metadata_or_init_leftovers() {
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, vec!["file"]);
+    assert_eq!(
+        paths,
+        vec!["docs/.jit-notes", "file"],
+        "only metadata is skipped"
+    );
 }

@@ -586,7 +586,14 @@ fn agents_work_through_the_daemons_message_plane() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // No sleep for the follower to subscribe: make events (new SWS) until it has seen three.
+    let mut events = events;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while events.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the event follower saw nothing");
+        ok(&repo, &["sws", "new"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let sws = json(&repo, &["agent", "create"])["sws"]
         .as_str()
         .unwrap()
@@ -616,6 +623,7 @@ fn agents_work_through_the_daemons_message_plane() {
     let err = fails(&repo, &["agent", "push", &human, patch.to_str().unwrap()]);
     assert!(err.contains("neither the owner nor a delegate"), "{err}");
     let output = events.wait_with_output().unwrap();
+    assert!(output.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

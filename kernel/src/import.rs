@@ -21,10 +21,13 @@ use crate::id::NodeId;
 use crate::node::{validate_entry_name, EntryKind, Node, Payload, Tree, TreeEntry};
 use crate::store::Store;
 
-/// Names never imported: git's metadata, and JIT's (`.jit` and anything starting with `.jit-`,
-/// such as an interrupted init's staging directory, which holds a secret key).
-fn skipped(name: &[u8]) -> bool {
-    name == b".git" || name == b".jit" || name.starts_with(b".jit-")
+/// Names never imported: git's and JIT's metadata directories at any depth, and at the top an
+/// interrupted `init`'s staging directory (it holds a secret key). Anything else — a user's
+/// `docs/.jit-notes` included — is imported.
+fn skipped(name: &[u8], top_level: bool) -> bool {
+    name == b".git"
+        || name == b".jit"
+        || (top_level && name.starts_with(crate::repo::STAGING_PREFIX.as_bytes()))
 }
 
 /// Files larger than this are streamed on their own instead of read whole in a parallel group.
@@ -79,6 +82,7 @@ fn walk(
     files: &mut Vec<FileJob>,
     stats: &mut ImportStats,
 ) -> Result<Vec<(Vec<u8>, Planned)>> {
+    let top_level = stats.dirs == 0;
     stats.dirs += 1;
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -89,7 +93,7 @@ fn walk(
     let mut entries = Vec::with_capacity(names.len());
     for name in names {
         let raw = name.as_bytes().to_vec();
-        if skipped(&raw) {
+        if skipped(&raw, top_level) {
             continue;
         }
         let path = dir.join(&name);

@@ -390,6 +390,35 @@ async fn refusals_have_their_own_codes_and_apply_nothing() {
     plane.close().await;
 }
 
+/// Publishes probes from the daemon's session until `subscriber` receives one; probes are not
+/// CBOR log records, so the event assertions skip them.
+async fn await_route(
+    plane: &Plane,
+    subscriber: &zenoh::pubsub::Subscriber<
+        zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>,
+    >,
+) {
+    let key = subscriber.key_expr().clone();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        plane.session().put(&key, b"probe".to_vec()).await.unwrap();
+        if let Ok(Ok(sample)) =
+            tokio::time::timeout(Duration::from_millis(100), subscriber.recv_async()).await
+        {
+            if sample.payload().to_bytes().as_ref() == b"probe" {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the subscription never became routable"
+        );
+    }
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(50), subscriber.recv_async()).await
+    {}
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn eight_agents_push_while_a_ninth_watches_every_event_in_order() {
     let names: Vec<String> = (0..8).map(|i| format!("agent{i}")).collect();
@@ -408,7 +437,10 @@ async fn eight_agents_push_while_a_ninth_watches_every_event_in_order() {
         .declare_subscriber("jit/kernel/sws_lifecycle")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await; // let the subscriptions propagate
+    // Readiness, not a sleep: a probe published through the daemon's peer reaches the watcher
+    // only once the peer knows its subscriptions.
+    await_route(&plane, &events).await;
+    await_route(&plane, &lifecycle).await;
     let start = repo
         .store()
         .log_tail(&repo.store().read().unwrap())
@@ -447,7 +479,9 @@ async fn eight_agents_push_while_a_ninth_watches_every_event_in_order() {
             .expect("an event is missing")
             .unwrap();
         let body = sample.payload().to_bytes();
-        let value = cbor::decode(&body).unwrap();
+        let Ok(value) = cbor::decode(&body) else {
+            continue; // a late readiness probe
+        };
         let map = cbor::fields::as_map(&value, "event").unwrap();
         seen.push(cbor::fields::as_u64(cbor::fields::require(map, "seq").unwrap(), "seq").unwrap());
     }
