@@ -348,6 +348,10 @@ pub fn execute(repo: &Repository, verified: Verified) -> Response {
 /// back in the same order; they are only valid to send once this returns (after the fsync).
 pub fn execute_batch(repo: &Repository, batch: Vec<Verified>) -> Vec<Response> {
     let store = repo.store();
+    // Writes buffered by the mount land before the agents' patches and commits.
+    if let Err(error) = store.settle() {
+        tracing::warn!(%error, "could not settle the mount's buffered writes");
+    }
     let outcome = store.operation("plane.batch", |op| {
         Ok(batch
             .iter()

@@ -13,7 +13,7 @@ use fastcdc::v2020::StreamCDC;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::{
-    Blob, ChunkRef, Node, NodeView, Payload, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX,
+    Blob, ChunkRef, Node, NodeType, NodeView, Payload, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, INLINE_MAX,
 };
 use crate::source::Source;
 
@@ -112,6 +112,88 @@ pub fn read_blob(src: &dyn Source, blob: &NodeId) -> Result<Vec<u8>> {
     }
 }
 
+/// A blob's content length, read from its node without touching its chunks.
+pub fn blob_size(src: &dyn Source, blob: &NodeId) -> Result<u64> {
+    let header = src.header(blob)?.ok_or(Error::NodeNotFound(*blob))?;
+    if header.node_type != NodeType::Blob {
+        return Err(Error::NotA {
+            id: *blob,
+            found: header.node_type.as_str(),
+            expected: "blob",
+        });
+    }
+    Ok(header.size)
+}
+
+/// Where a blob's bytes are: inline, or chunk by chunk with each chunk's starting offset. Loaded
+/// once per open file, so reads of a huge file decode its chunk list once, not per read.
+#[derive(Debug, Clone)]
+pub enum BlobLayout {
+    /// The whole content, held in the blob node.
+    Inline(Vec<u8>),
+    /// Chunks in order, each with the offset of its first byte.
+    Chunked(Vec<(u64, ChunkRef)>),
+}
+
+impl BlobLayout {
+    /// Decodes the blob node `blob`.
+    pub fn load(src: &dyn Source, blob: &NodeId) -> Result<BlobLayout> {
+        match src.node(blob)?.payload {
+            Payload::Blob(Blob::Inline(data)) => Ok(BlobLayout::Inline(data)),
+            Payload::Blob(Blob::Chunked { chunks, .. }) => {
+                let mut at = 0u64;
+                let mut out = Vec::with_capacity(chunks.len());
+                for chunk in chunks {
+                    let len = u64::from(chunk.len);
+                    out.push((at, chunk));
+                    at += len;
+                }
+                Ok(BlobLayout::Chunked(out))
+            }
+            other => Err(Error::NotA {
+                id: *blob,
+                found: Node::content(other).node_type().as_str(),
+                expected: "blob",
+            }),
+        }
+    }
+
+    /// Reads up to `len` bytes from `offset` (fewer at the end), touching only the chunks that
+    /// overlap the range.
+    pub fn read(&self, src: &dyn Source, offset: u64, len: usize) -> Result<Vec<u8>> {
+        match self {
+            BlobLayout::Inline(data) => {
+                let start = offset.min(data.len() as u64) as usize;
+                let end = start.saturating_add(len).min(data.len());
+                Ok(data[start..end].to_vec())
+            }
+            BlobLayout::Chunked(chunks) => {
+                let end = offset.saturating_add(len as u64);
+                let first = chunks.partition_point(|(at, c)| at + u64::from(c.len) <= offset);
+                let mut out = Vec::with_capacity(len.min(64 << 20));
+                for (at, chunk) in &chunks[first..] {
+                    if *at >= end {
+                        break;
+                    }
+                    let bytes = src.bytes(&chunk.id)?.ok_or(Error::NodeNotFound(chunk.id))?;
+                    let data = NodeView::peek(bytes)?.chunk_data()?;
+                    let from = offset.saturating_sub(*at) as usize;
+                    let to = ((end - at) as usize).min(data.len());
+                    if from < to {
+                        out.extend_from_slice(&data[from..to]);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Reads up to `len` bytes of a blob from `offset` (see [`BlobLayout`] to read one blob often).
+pub fn read_range(src: &dyn Source, blob: &NodeId, offset: u64, len: usize) -> Result<Vec<u8>> {
+    BlobLayout::load(src, blob)?.read(src, offset, len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +232,36 @@ mod tests {
         let new = nodes_b.iter().filter(|n| !old.contains(&n.id)).count();
         // The changed chunk (possibly two around a moved boundary) plus the new chunk list.
         assert!(new <= 3, "a one-byte edit added {new} nodes");
+    }
+
+    #[test]
+    fn ranges_match_the_whole_content() {
+        struct Nodes(std::collections::HashMap<NodeId, Vec<u8>>);
+        impl Source for Nodes {
+            fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+                Ok(self.0.get(id).map(Vec::as_slice))
+            }
+        }
+        for data in [pseudo_random(3 << 20, 4), b"short inline content".to_vec()] {
+            let (blob, nodes) = split_bytes(&data).unwrap();
+            let src = Nodes(nodes.into_iter().map(|n| (n.id, n.bytes)).collect());
+            assert_eq!(blob_size(&src, &blob).unwrap(), data.len() as u64);
+            let len = data.len() as u64;
+            for (offset, want) in [(0, 10), (5, 100_000), (len - 3, 4096), (len, 10), (len + 9, 1)] {
+                let got = read_range(&src, &blob, offset, want).unwrap();
+                let start = offset.min(len) as usize;
+                let end = (start + want).min(data.len());
+                assert_eq!(got, data[start..end], "offset {offset} len {want}");
+            }
+            let mut at = 0;
+            let mut whole = Vec::new();
+            while at < len {
+                let part = read_range(&src, &blob, at, 131_072).unwrap();
+                at += part.len() as u64;
+                whole.extend(part);
+            }
+            assert_eq!(whole, data);
+        }
     }
 
     #[test]

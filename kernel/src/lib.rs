@@ -22,6 +22,7 @@ pub mod import;
 pub mod log;
 pub mod merge;
 pub mod node;
+pub mod observe;
 pub mod patch;
 pub mod path;
 pub mod refs;
@@ -33,6 +34,7 @@ pub mod store;
 pub mod sws;
 pub mod tree;
 pub mod treeedit;
+pub mod treepatch;
 
 pub use error::{Error, Result, Violation};
 pub use id::NodeId;

@@ -18,6 +18,15 @@ pub trait Source {
         Ok(Node::decode(bytes)?)
     }
 
+    /// A node's type, clock and size, if this source has it. The default decodes the node;
+    /// sources with an index answer without touching the payload.
+    fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
+        match self.bytes(id)? {
+            Some(bytes) => Ok(Some(Node::decode(bytes)?.header())),
+            None => Ok(None),
+        }
+    }
+
     /// A zero-copy view of a node, or [`Error::NodeNotFound`].
     fn view(&self, id: &NodeId) -> Result<NodeView<'_>> {
         let bytes = self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?;
@@ -39,14 +48,14 @@ impl<'a, 't> Dag<'a, 't> {
         Dag { store, txn }
     }
 
-    /// A node's header from the index.
-    pub fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
-        self.store.header(self.txn, id)
-    }
 }
 
 impl Source for Dag<'_, '_> {
     fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
         self.store.node_bytes(self.txn, id)
+    }
+
+    fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
+        self.store.header(self.txn, id)
     }
 }

@@ -6,6 +6,7 @@
 //! can materialize large files into real files for FUSE passthrough when it needs them.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use heed::byteorder::BigEndian;
@@ -16,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::log::{self, Checksum, LogOp, LogRecord};
 use crate::node::{Node, NodeHeader, NodeView};
+use crate::observe::{Observer, Observers};
 
 /// A read transaction: a consistent snapshot of the whole store.
 pub type ReadTxn<'e> = RoTxn<'e, WithoutTls>;
@@ -68,6 +70,8 @@ pub struct Store {
     pub(crate) agent_msgs: Database<Bytes, Bytes>,
     /// Agent name → the last delivered message's ts.
     pub(crate) agent_clock: Database<Str, Bytes>,
+    /// Components told of every commit (the mount's caches).
+    observers: Observers,
 }
 
 /// The transaction that creates or opens the store's tables.
@@ -138,12 +142,30 @@ impl Store {
             agent_msgs: txn.table(env, "agent_msgs", dir)?,
             agent_clock: txn.table(env, "agent_clock", dir)?,
             env: env.clone(),
+            observers: Observers::default(),
         };
         match txn {
             Tables::Create(wtxn) => wtxn.commit()?,
             Tables::Open(rtxn) => rtxn.commit()?,
         }
         Ok(store)
+    }
+
+    /// Registers a component to be told of every commit and asked to settle its buffered writes
+    /// (see [`crate::observe`]).
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        self.observers.add(observer);
+    }
+
+    /// Unregisters an observer added with [`Store::observe`].
+    pub fn unobserve(&self, observer: &Arc<dyn Observer>) {
+        self.observers.remove(observer);
+    }
+
+    /// Asks every observer to push buffered writes into the store. Called before an operation
+    /// that reads or commits an SWS as a whole; must not be called inside a transaction.
+    pub fn settle(&self) -> Result<()> {
+        self.observers.settle()
     }
 
     /// Starts a read transaction.
@@ -495,6 +517,7 @@ impl<'s> Op<'s> {
             ));
         }
         self.txn.commit()?;
+        self.store.observers.committed();
         Ok(())
     }
 }

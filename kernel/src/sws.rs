@@ -12,10 +12,12 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::cbor;
+use crate::content::EncodedNode;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::log::LogOp;
 use crate::merge::Conflict;
+use crate::node::NodeHeader;
 use crate::patch::{self, Patch};
 use crate::refs::{self, RefKind, RefName};
 use crate::source::{Dag, Source};
@@ -140,6 +142,16 @@ impl Source for SwsSource<'_, '_> {
             .staged
             .get(self.dag.txn, &self.id.key(id.as_bytes()))?)
     }
+
+    fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
+        if let Some(header) = self.dag.header(id)? {
+            return Ok(Some(header));
+        }
+        match self.bytes(id)? {
+            Some(bytes) => Ok(Some(crate::node::Node::decode(bytes)?.header())),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Loads an SWS's state.
@@ -260,6 +272,38 @@ fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Opti
 /// SWS is answered with its original result and changes nothing.
 pub fn apply_patch(store: &Store, id: SwsId, patch: &Patch) -> Result<Applied> {
     store.operation("shadow.apply_patch", |op| apply_in(op, id, patch))
+}
+
+/// Applies a patch whose `put-blob` operations name content that is not stored yet: `nodes`
+/// (chunks and blobs, typically just split from a file) are staged for the SWS first, in the
+/// same transaction. This is how the mount's write-back lands file content.
+pub fn apply_patch_with_nodes(
+    store: &Store,
+    id: SwsId,
+    patch: &Patch,
+    nodes: &[EncodedNode],
+) -> Result<Applied> {
+    store.operation("shadow.apply_patch", |op| {
+        for node in nodes {
+            if NodeId::of_bytes(&node.bytes) != node.id {
+                return Err(Error::InvalidInput(format!(
+                    "node {} does not hash to its id",
+                    node.id
+                )));
+            }
+            if node.node.node_type().is_content() {
+                node.node.validate_shape()?;
+            } else {
+                return Err(Error::InvalidInput(format!(
+                    "only content nodes may ride along a patch, not a {}",
+                    node.node.node_type().as_str()
+                )));
+            }
+        }
+        get(op.store(), op.txn(), id)?;
+        stage(op, id, nodes.iter().map(|n| (n.id, n.bytes.as_slice())))?;
+        apply_in(op, id, patch)
+    })
 }
 
 pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Applied> {

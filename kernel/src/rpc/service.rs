@@ -256,6 +256,13 @@ impl Service {
 
     fn dispatch(&self, op: &str, payload_value: Value) -> Result<Value> {
         let store = self.repo.store();
+        if ["shadow.", "collapse.", "history."]
+            .iter()
+            .any(|prefix| op.starts_with(prefix))
+        {
+            // Writes buffered by the mount land first, so the operation sees all of them.
+            store.settle()?;
+        }
         match op {
             "jit.info" => {
                 let identity = self.repo.identity()?;
