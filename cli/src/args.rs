@@ -163,12 +163,18 @@ pub enum AgentCommand {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon in the foreground: the RPC on .jit/jit.sock and the message plane on
-    /// .jit/zenoh.sock (Ctrl-C or SIGTERM stops it).
+    /// Run the daemon in the foreground: the RPC on .jit/jit.sock, the message plane on
+    /// .jit/zenoh.sock and the FUSE mount (default .jit/mnt); Ctrl-C or SIGTERM stops it.
     Up {
-        /// Do not mount the FUSE projection (jitfs is not built yet: this is the only mode).
+        /// Mount the projection here (head/, sws/, refs/, nodes/) instead of .jit/mnt.
+        #[arg(long, value_name = "DIR", conflicts_with = "no_mount")]
+        mount: Option<PathBuf>,
+        /// Do not mount the FUSE projection.
         #[arg(long)]
         no_mount: bool,
+        /// Threads serving FUSE requests.
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        mount_threads: usize,
         /// Do not start the message plane.
         #[arg(long)]
         no_plane: bool,

@@ -173,7 +173,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Completions { shell } => crate::generate::completions(shell),
         Command::Man { dir } => crate::generate::man_pages(&base.join(dir)),
         Command::Up {
-            no_mount: _,
+            mount,
+            no_mount,
+            mount_threads,
             no_plane,
             listen,
             connect,
@@ -183,6 +185,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 enabled: !no_plane,
                 listen,
                 connect,
+            },
+            work::MountSettings {
+                enabled: !no_mount,
+                mountpoint: mount.map(|dir| base.join(dir)),
+                threads: mount_threads,
             },
             json,
         ),

@@ -2,7 +2,7 @@
 //! are RPC clients: through the daemon's socket when one runs, in-process otherwise.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -51,8 +51,23 @@ pub struct PlaneSettings {
     pub connect: Vec<String>,
 }
 
+/// How `jit up` mounts the FUSE projection.
+pub struct MountSettings {
+    /// Mount at all.
+    pub enabled: bool,
+    /// Where (default `.jit/mnt`).
+    pub mountpoint: Option<PathBuf>,
+    /// FUSE request threads.
+    pub threads: usize,
+}
+
 /// `jit up`: the daemon in the foreground until Ctrl-C or SIGTERM.
-pub fn up(base: &Path, settings: PlaneSettings, json: bool) -> Result<ExitCode> {
+pub fn up(
+    base: &Path,
+    settings: PlaneSettings,
+    mount_settings: MountSettings,
+    json: bool,
+) -> Result<ExitCode> {
     let repo = Repository::discover(base)?;
     let lock = DaemonLock::acquire(repo.jit_dir())?;
     let identity = repo.identity()?;
@@ -75,6 +90,26 @@ pub fn up(base: &Path, settings: PlaneSettings, json: bool) -> Result<ExitCode> 
         } else {
             None
         };
+        let mount = if mount_settings.enabled {
+            let options = jit_jitfs::MountOptions {
+                mountpoint: mount_settings
+                    .mountpoint
+                    .clone()
+                    .unwrap_or_else(|| jit_jitfs::MountOptions::default_mountpoint(&repo)),
+                threads: mount_settings.threads,
+                owner: std::env::var("USER").unwrap_or_else(|_| "user".into()),
+            };
+            let repo = repo.clone();
+            let mounted = tokio::task::spawn_blocking(move || jit_jitfs::Mount::start(repo, &options))
+                .await
+                .context("the mount task failed")?;
+            Some(mounted.context("cannot mount the FUSE projection (use --no-mount to run without it)")?)
+        } else {
+            None
+        };
+        let mount_text = mount
+            .as_ref()
+            .map(|m| m.mountpoint().display().to_string());
         let mut endpoints: Vec<String> = Vec::new();
         if plane.is_some() {
             endpoints.push(format!("unixsock-stream/{}", zenoh_socket.display()));
@@ -84,19 +119,25 @@ pub fn up(base: &Path, settings: PlaneSettings, json: bool) -> Result<ExitCode> 
             println!(
                 "{}",
                 json!({ "universe": identity.info.id.to_string(), "socket": lock.socket().display().to_string(),
-                        "plane": endpoints, "mount": null })
+                        "plane": endpoints, "mount": mount_text })
             );
         } else {
             println!(
-                "jit daemon for universe {} ({})\n  socket: {}\n  plane:  {}\n  mount:  none (jitfs is not built yet)\nCtrl-C stops it.",
+                "jit daemon for universe {} ({})\n  mount:  {}\n  plane:  {}\n  socket: {}\nCtrl-C stops it.",
                 identity.info.id,
                 repo.workdir().display(),
+                mount_text.as_deref().unwrap_or("off"),
+                if endpoints.is_empty() { "off".to_owned() } else { endpoints.join(", ") },
                 lock.socket().display(),
-                if endpoints.is_empty() { "off".to_owned() } else { endpoints.join(", ") }
             );
         }
         let service = Service::new(repo);
         server::serve(service, listener, shutdown_signal()).await;
+        if let Some(mount) = mount {
+            if let Err(error) = tokio::task::spawn_blocking(move || mount.unmount()).await? {
+                tracing::error!(%error, "unmount failed");
+            }
+        }
         if let Some(plane) = plane {
             plane.close().await;
         }

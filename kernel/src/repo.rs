@@ -250,7 +250,9 @@ impl Repository {
         write_durably(
             &self.jit_dir.join("HEAD"),
             format!("{}\n", branch.full()).as_bytes(),
-        )
+        )?;
+        self.store.announce();
+        Ok(())
     }
 
     /// Resolves a revision expression (see [`crate::revparse`]).

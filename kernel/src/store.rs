@@ -168,6 +168,11 @@ impl Store {
         self.observers.settle()
     }
 
+    /// Tells observers that state they mirror changed outside a transaction (HEAD moved).
+    pub fn announce(&self) {
+        self.observers.committed();
+    }
+
     /// Starts a read transaction.
     pub fn read(&self) -> Result<ReadTxn<'_>> {
         Ok(self.env.read_txn()?)

@@ -257,6 +257,11 @@ pub fn working(store: &Store, branch: &RefName, owner: &str) -> Result<SwsId> {
     })
 }
 
+/// The working SWS of `branch` if it has one (never creates it: safe where writing is not).
+pub fn find_working(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Option<SwsId>> {
+    working_id(store, txn, branch)
+}
+
 fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Option<SwsId>> {
     let Some(raw) = store.working.get(txn, branch.full())? else {
         return Ok(None);

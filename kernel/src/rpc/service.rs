@@ -460,6 +460,8 @@ impl Service {
                     return Err(Error::RefNotFound(branch.to_string()));
                 }
                 drop(txn);
+                // Edits buffered in `head/` belong to the branch being left.
+                store.settle()?;
                 self.repo.set_head(&branch)?;
                 answer(&BTreeMap::from([("head", branch.short().to_owned())]))
             }

@@ -1,0 +1,60 @@
+//! jitfs errors, and how each becomes the errno a FUSE reply carries.
+
+use fuser::Errno;
+
+/// Why a mount or a mount operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel (store, SWS, patch) refused or failed.
+    #[error(transparent)]
+    Kernel(#[from] jit_kernel::Error),
+    /// A file system call on the mountpoint or a backing file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A POSIX error to hand straight back to the caller.
+    #[error("{0:?}")]
+    Errno(Errno),
+}
+
+impl Error {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The errno for a FUSE reply.
+    pub fn errno(&self) -> Errno {
+        match self {
+            Error::Errno(e) => *e,
+            Error::Io { source, .. } => source
+                .raw_os_error()
+                .map(Errno::from_i32)
+                .unwrap_or(Errno::EIO),
+            Error::Kernel(e) => match e.code() {
+                "path_not_found" | "node_not_found" | "sws_not_found" | "ref_not_found" => {
+                    Errno::ENOENT
+                }
+                "bad_path" | "invalid_input" | "bad_ref_name" => Errno::EINVAL,
+                "io_error" => Errno::EIO,
+                _ => Errno::EIO,
+            },
+        }
+    }
+}
+
+/// Results of jitfs operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for a POSIX error.
+pub fn errno<T>(e: Errno) -> Result<T> {
+    Err(Error::Errno(e))
+}

@@ -1,0 +1,308 @@
+//! Write-back: turning a view's local changes into one patch on its SWS. Content of written
+//! files is split into nodes, directories that changed are re-encoded as trees, and the
+//! difference between the tree the SWS has and the tree the mount shows becomes ordinary patch
+//! operations, applied (with the new content nodes staged) in one durable transaction. Hashing
+//! and the transaction run without the state lock; edits racing them stay dirty for the next
+//! round.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jit_kernel::content::{split_bytes, EncodedNode};
+use jit_kernel::node::{EntryKind, Node, Payload, Tree, TreeEntry};
+use jit_kernel::patch::Patch;
+use jit_kernel::sws::{self, SwsSource};
+use jit_kernel::{treepatch, NodeId};
+
+use crate::backing::Backing;
+use crate::error::Result;
+use crate::inode::{Ino, Kind, ViewId};
+use crate::reconcile::{self, Inval};
+use crate::source::Layered;
+use crate::state::State;
+use crate::views::{self, Target};
+use crate::Shared;
+
+/// Writes back view `view` if it has local changes; returns cache entries to invalidate (when
+/// changes from elsewhere landed meanwhile).
+pub fn flush_view(shared: &Shared, view: ViewId) -> Result<Vec<Inval>> {
+    let mut invals = Vec::new();
+    for attempt in 0..2 {
+        match flush_once(shared, view, &mut invals) {
+            Ok(()) => return Ok(invals),
+            Err(error) if attempt == 0 => {
+                // Most likely the SWS moved under us (an agent's patch): take its changes in
+                // and try once more on top of them.
+                tracing::debug!(%error, "write-back refused; reconciling and retrying");
+                refresh_view(shared, view, &mut invals)?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(invals)
+}
+
+/// Re-reads what view `view` should show and applies it.
+pub fn refresh_view(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<()> {
+    let repo = &shared.repo;
+    let mut state = shared.lock();
+    let txn = repo.store().read()?;
+    let target = views::resolve(repo, &txn, &state.views[view].kind)?;
+    drop(txn);
+    match target {
+        Some(target) => reconcile::reconcile(&mut state, repo, view, &target, invals),
+        None => Ok(()),
+    }
+}
+
+struct Hashed {
+    ino: Ino,
+    generation: u64,
+    blob: NodeId,
+    size: u64,
+}
+
+fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<()> {
+    let repo = &shared.repo;
+    // 1. Which backing files need hashing.
+    let pending: Vec<(Ino, u64, Arc<Backing>)> = {
+        let mut state = shared.lock();
+        if !state.views[view].dirty || !state.views[view].live {
+            return Ok(());
+        }
+        state.ensure_sws(repo, &shared.owner, view)?;
+        let root = state.views[view].root;
+        let mut out = Vec::new();
+        collect_backed(&state, root, &mut out);
+        out
+    };
+    // 2. Hash them without the lock.
+    let mut staged: Vec<EncodedNode> = Vec::new();
+    let mut hashed = Vec::new();
+    for (ino, generation, backing) in pending {
+        let (blob, size, nodes) = backing.hash()?;
+        staged.extend(nodes);
+        hashed.push(Hashed {
+            ino,
+            generation,
+            blob,
+            size,
+        });
+    }
+    // 3. Record the hashes and build the trees the mount shows.
+    let (sws, known, new_root, extra, dirs) = {
+        let mut state = shared.lock();
+        for h in &hashed {
+            if let Some(node) = state.nodes.get_mut(&h.ino) {
+                if let Kind::File(body) = &mut node.kind {
+                    if node.generation == h.generation {
+                        body.blob = Some(h.blob);
+                        body.layout = None;
+                    }
+                }
+            }
+        }
+        let Some(sws) = state.views[view].sws else {
+            return Ok(());
+        };
+        let root = state.views[view].root;
+        let mut build = Build {
+            state: &state,
+            extra: HashMap::new(),
+            staged: &mut staged,
+            dirs: Vec::new(),
+        };
+        let new_root = build.dir(root)?;
+        let (extra, dirs) = (build.extra, build.dirs);
+        (sws, state.views[view].known, new_root, extra, dirs)
+    };
+    // 4. Diff against the SWS and apply, without the lock.
+    let applied_tree = if new_root == known {
+        None
+    } else {
+        let ops = {
+            let txn = repo.store().read()?;
+            let sws_src = SwsSource::new(repo.store(), &txn, sws);
+            let staged_map: HashMap<NodeId, Vec<u8>> = staged
+                .iter()
+                .map(|n| (n.id, n.bytes.clone()))
+                .chain(extra.iter().map(|(k, v)| (*k, v.clone())))
+                .collect();
+            let src = Layered {
+                extra: &staged_map,
+                bases: vec![&sws_src],
+            };
+            treepatch::between(&src, &known, &new_root)?
+        };
+        if ops.is_empty() {
+            None
+        } else {
+            let patch = Patch {
+                id: patch_id(&known, &new_root),
+                author: shared.owner.clone(),
+                ts: 0,
+                ops,
+            };
+            let applied = crate::guard::as_mount(|| {
+                sws::apply_patch_with_nodes(repo.store(), sws, &patch, &staged)
+            })?;
+            Some(applied.tree)
+        }
+    };
+    // 5. What was written back is clean unless it changed meanwhile.
+    let mut state = shared.lock();
+    for h in &hashed {
+        if let Some(node) = state.nodes.get_mut(&h.ino) {
+            let unchanged = node.generation == h.generation;
+            if let Kind::File(body) = &mut node.kind {
+                if unchanged && body.writers == 0 {
+                    node.dirty = false;
+                    body.size = h.size;
+                    if node.opens == 0 {
+                        body.backing = None;
+                    }
+                }
+            }
+        }
+    }
+    for (ino, generation, tree) in dirs {
+        if let Some(node) = state.nodes.get_mut(&ino) {
+            if node.generation == generation && !has_dirty_child(&state, ino) {
+                if let Some(node) = state.nodes.get_mut(&ino) {
+                    node.dirty = false;
+                    if let Kind::Dir { tree: slot, .. } = &mut node.kind {
+                        *slot = Some(tree);
+                    }
+                }
+            }
+        }
+    }
+    let root = state.views[view].root;
+    state.views[view].known = new_root;
+    state.views[view].dirty = state.nodes.get(&root).is_some_and(|n| n.dirty);
+    if let Some(tree) = applied_tree.filter(|t| *t != new_root) {
+        // Someone else's patch landed between our read and our write: show it too.
+        let target = Target {
+            sws: Some(sws),
+            tree,
+        };
+        reconcile::reconcile(&mut state, repo, view, &target, invals)?;
+    }
+    Ok(())
+}
+
+fn has_dirty_child(state: &State, dir: Ino) -> bool {
+    match state.nodes.get(&dir).map(|n| &n.kind) {
+        Some(Kind::Dir {
+            children: Some(children),
+            ..
+        }) => children
+            .values()
+            .any(|c| state.nodes.get(c).is_some_and(|n| n.dirty)),
+        _ => false,
+    }
+}
+
+/// A patch id unique to this write-back (the SWS answers a repeated id as a duplicate).
+fn patch_id(known: &NodeId, new_root: &NodeId) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "mount-{}-{}-{nanos}-{n}",
+        &known.to_hex()[..12],
+        &new_root.to_hex()[..12]
+    )
+}
+
+fn collect_backed(state: &State, dir: Ino, out: &mut Vec<(Ino, u64, Arc<Backing>)>) {
+    let Some(node) = state.nodes.get(&dir) else {
+        return;
+    };
+    if !node.dirty {
+        return;
+    }
+    match &node.kind {
+        Kind::Dir {
+            children: Some(children),
+            ..
+        } => {
+            for child in children.values() {
+                collect_backed(state, *child, out);
+            }
+        }
+        Kind::File(body) => {
+            if let Some(backing) = &body.backing {
+                out.push((dir, node.generation, backing.clone()));
+            }
+        }
+        _ => {}
+    }
+}
+
+struct Build<'a> {
+    state: &'a State,
+    extra: HashMap<NodeId, Vec<u8>>,
+    staged: &'a mut Vec<EncodedNode>,
+    dirs: Vec<(Ino, u64, NodeId)>,
+}
+
+impl Build<'_> {
+    fn content(&mut self, data: &[u8]) -> Result<NodeId> {
+        let (id, nodes) = split_bytes(data)?;
+        self.staged.extend(nodes);
+        Ok(id)
+    }
+
+    fn dir(&mut self, ino: Ino) -> Result<NodeId> {
+        let node = self.state.get(ino)?;
+        let children = match &node.kind {
+            Kind::Dir {
+                tree: Some(tree), ..
+            } if !node.dirty => return Ok(*tree),
+            Kind::Dir {
+                children: Some(children),
+                ..
+            } => children.clone(),
+            Kind::Dir { tree: Some(tree), .. } => return Ok(*tree),
+            _ => return Err(crate::error::Error::Errno(fuser::Errno::ENOTDIR)),
+        };
+        let mut entries = Vec::with_capacity(children.len());
+        for (name, child) in children {
+            let Some(c) = self.state.nodes.get(&child) else {
+                continue;
+            };
+            let entry = match &c.kind {
+                Kind::Dir { .. } => Some((EntryKind::Directory, self.dir(child)?)),
+                Kind::File(body) => {
+                    let blob = match body.blob {
+                        Some(blob) if body.backing.is_none() || !c.dirty => blob,
+                        Some(blob) => blob,
+                        None => self.content(b"")?,
+                    };
+                    let kind = if c.attr.perm & 0o100 != 0 {
+                        EntryKind::Executable
+                    } else {
+                        EntryKind::File
+                    };
+                    Some((kind, blob))
+                }
+                Kind::Symlink { target } => {
+                    let target = target.clone();
+                    Some((EntryKind::Symlink, self.content(&target)?))
+                }
+                Kind::Special { .. } | Kind::Synthetic(_) => None,
+            };
+            if let Some((kind, id)) = entry {
+                entries.push(TreeEntry { name, kind, id });
+            }
+        }
+        let tree = EncodedNode::new(Node::content(Payload::Tree(Tree { entries })))?;
+        self.extra.insert(tree.id, tree.bytes);
+        self.dirs.push((ino, node.generation, tree.id));
+        Ok(tree.id)
+    }
+}
