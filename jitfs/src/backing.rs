@@ -28,7 +28,12 @@ impl Backing {
             .write(true)
             .custom_flags(libc::O_TMPFILE)
             .open(dir)
-            .map_err(|e| Error::io(format!("cannot create a backing file in {}", dir.display()), e))?;
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot create a backing file in {}", dir.display()),
+                    e,
+                )
+            })?;
         Ok(Backing { file })
     }
 
@@ -68,7 +73,10 @@ impl Backing {
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
-            match self.file.read_at(&mut buf[filled..], offset + filled as u64) {
+            match self
+                .file
+                .read_at(&mut buf[filled..], offset + filled as u64)
+            {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
@@ -183,7 +183,10 @@ impl JitFs {
                 names.dedup();
                 names
             }
-            Synth::SwsList => sws_names(&self.shared)?.into_iter().map(|(n, _)| n).collect(),
+            Synth::SwsList => sws_names(&self.shared)?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect(),
             Synth::Nodes => Vec::new(),
         };
         let mut out = Vec::new();
@@ -213,7 +216,10 @@ impl JitFs {
         let name = new_name(name)?;
         let mut state = self.shared.lock();
         let view = state.writable(parent)?;
-        if state.children(&self.shared.repo, parent)?.contains_key(name) {
+        if state
+            .children(&self.shared.repo, parent)?
+            .contains_key(name)
+        {
             return errno(Errno::EEXIST);
         }
         state.ensure_sws(&self.shared.repo, &self.shared.owner, view)?;
@@ -230,7 +236,12 @@ impl JitFs {
         Ok((ttl, attr, ino))
     }
 
-    fn open_file(&self, ino: Ino, flags: OpenFlags, reply_open: &dyn Fn(&std::fs::File) -> Option<Arc<BackingId>>) -> Result<(u64, FopenFlags, Option<Arc<BackingId>>)> {
+    fn open_file(
+        &self,
+        ino: Ino,
+        flags: OpenFlags,
+        reply_open: &dyn Fn(&std::fs::File) -> Option<Arc<BackingId>>,
+    ) -> Result<(u64, FopenFlags, Option<Arc<BackingId>>)> {
         let shared = &self.shared;
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0 && write;
@@ -263,8 +274,13 @@ impl JitFs {
         let mut fopen = FopenFlags::empty();
         match &body.backing {
             Some(backing) if body.cached_opens == 0 => {
-                passthrough = reply_open(&backing.file);
-                if passthrough.is_some() {
+                passthrough = body
+                    .backing_id
+                    .as_ref()
+                    .and_then(std::sync::Weak::upgrade)
+                    .or_else(|| reply_open(&backing.file));
+                if let Some(id) = &passthrough {
+                    body.backing_id = Some(Arc::downgrade(id));
                     body.passthrough_opens += 1;
                     body.cache_valid = false;
                 } else {
@@ -556,7 +572,10 @@ impl Filesystem for JitFs {
             let name = name_bytes(name)?;
             let mut state = self.shared.lock();
             state.writable(parent.0)?;
-            let Some(child) = state.children(&self.shared.repo, parent.0)?.get(name).copied()
+            let Some(child) = state
+                .children(&self.shared.repo, parent.0)?
+                .get(name)
+                .copied()
             else {
                 return errno(Errno::ENOENT);
             };
@@ -587,7 +606,10 @@ impl Filesystem for JitFs {
                 return self.discard_sws(parent.0, name);
             }
             state.writable(parent.0)?;
-            let Some(child) = state.children(&self.shared.repo, parent.0)?.get(name).copied()
+            let Some(child) = state
+                .children(&self.shared.repo, parent.0)?
+                .get(name)
+                .copied()
             else {
                 return errno(Errno::ENOENT);
             };
@@ -652,13 +674,49 @@ impl Filesystem for JitFs {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        // Trees have no hard links; EPERM is what Linux answers for file systems without them.
-        reply.error(Errno::EPERM);
+        let result = (|| {
+            let newname = new_name(newname)?;
+            let repo = &self.shared.repo;
+            let mut state = self.shared.lock();
+            let view = state.writable(newparent.0)?;
+            if state.view_of(ino.0)? != view {
+                return errno(Errno::EXDEV);
+            }
+            if state.get(ino.0)?.is_dir() {
+                return errno(Errno::EPERM);
+            }
+            if state.children(repo, newparent.0)?.contains_key(newname) {
+                return errno(Errno::EEXIST);
+            }
+            state
+                .children_mut(repo, newparent.0)?
+                .insert(newname.to_vec(), ino.0);
+            let now = SystemTime::now();
+            let node = state.get_mut(ino.0)?;
+            node.nlink += 1;
+            node.attr.ctime = now;
+            state
+                .extra_parents
+                .entry(ino.0)
+                .or_default()
+                .push(newparent.0);
+            state.mark_dirty(ino.0);
+            state.mark_dirty(newparent.0);
+            touch_dir(&mut state, newparent.0, now);
+            self.entry(&mut state, ino.0)
+        })();
+        match result {
+            Ok((ttl, attr)) => {
+                self.shared.kick();
+                reply.entry(&ttl, &attr, Generation(0))
+            }
+            Err(e) => reply.error(e.errno()),
+        }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -846,7 +904,12 @@ impl Filesystem for JitFs {
             return;
         };
         for (i, (name, ino, kind)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, OsStr::from_bytes(name)) {
+            if reply.add(
+                INodeNo(*ino),
+                (i + 1) as u64,
+                *kind,
+                OsStr::from_bytes(name),
+            ) {
                 break;
             }
         }
@@ -923,7 +986,8 @@ impl Filesystem for JitFs {
             };
             // The kernel checked the create against the directory; the new file is ours to
             // open with whatever access was asked, even if its mode forbids it.
-            let (fh, fopen, id) = self.open_file(ino, OpenFlags(flags & !libc::O_TRUNC), &opener)?;
+            let (fh, fopen, id) =
+                self.open_file(ino, OpenFlags(flags & !libc::O_TRUNC), &opener)?;
             Ok((ttl, attr, fh, fopen, id))
         })();
         match result {
@@ -962,6 +1026,10 @@ impl Filesystem for JitFs {
                     _ => return errno(Errno::EBADF),
                 };
                 state.mark_dirty(ino.0);
+                let now = SystemTime::now();
+                let node = state.get_mut(ino.0)?;
+                node.attr.mtime = now;
+                node.attr.ctime = now;
                 backing
             };
             nix::fcntl::fallocate(
@@ -1096,7 +1164,9 @@ impl JitFs {
                 return errno(Errno::ENOENT);
             };
             state.children_mut(repo, parent)?.insert(name.to_vec(), dst);
-            state.children_mut(repo, newparent)?.insert(newname.to_vec(), src);
+            state
+                .children_mut(repo, newparent)?
+                .insert(newname.to_vec(), src);
             for (ino, p, n) in [(src, newparent, newname), (dst, parent, name)] {
                 let node = state.get_mut(ino)?;
                 node.parent = p;
@@ -1122,11 +1192,20 @@ impl JitFs {
                 state.detach(newparent, newname);
             }
             state.children_mut(repo, parent)?.remove(name);
-            state.children_mut(repo, newparent)?.insert(newname.to_vec(), src);
-            let node = state.get_mut(src)?;
-            node.parent = newparent;
-            node.name = newname.to_vec();
-            node.attr.ctime = now;
+            state
+                .children_mut(repo, newparent)?
+                .insert(newname.to_vec(), src);
+            let primary = state.get(src)?.parent == parent && state.get(src)?.name == name;
+            if primary {
+                let node = state.get_mut(src)?;
+                node.parent = newparent;
+                node.name = newname.to_vec();
+            } else if let Some(extra) = state.extra_parents.get_mut(&src) {
+                if let Some(slot) = extra.iter_mut().find(|p| **p == parent) {
+                    *slot = newparent;
+                }
+            }
+            state.get_mut(src)?.attr.ctime = now;
         }
         state.mark_dirty(parent);
         state.mark_dirty(newparent);

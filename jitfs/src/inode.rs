@@ -49,6 +49,9 @@ pub struct FileBody {
     pub cached_opens: u32,
     /// Open handles passed through to the backing file.
     pub passthrough_opens: u32,
+    /// The kernel's handle on the backing file, shared by every passthrough open of this inode
+    /// (the kernel refuses two different backing files for one inode).
+    pub backing_id: Option<std::sync::Weak<fuser::BackingId>>,
     /// The kernel's page cache for this inode still matches the content (no passthrough
     /// write happened since it was filled).
     pub cache_valid: bool,
@@ -120,8 +123,10 @@ pub struct Inode {
     pub lookups: u64,
     /// Open handles.
     pub opens: u32,
-    /// Still has a name (false once unlinked or replaced; kept while open or looked up).
-    pub linked: bool,
+    /// Names it has (0 once unlinked or replaced; the inode is kept while open or looked up).
+    /// Files may have several: hard links live in the mount, and write-back stores each name
+    /// with the same content.
+    pub nlink: u32,
 }
 
 impl Inode {
@@ -144,9 +149,9 @@ impl Inode {
     pub fn file_attr(&self, ino: Ino, subdirs: u32) -> FileAttr {
         let (size, rdev, nlink) = match &self.kind {
             Kind::Synthetic(_) | Kind::Dir { .. } => (4096, 0, 2 + subdirs),
-            Kind::File(body) => (body.size, 0, u32::from(self.linked)),
-            Kind::Symlink { target } => (target.len() as u64, 0, 1),
-            Kind::Special { rdev, .. } => (0, *rdev, 1),
+            Kind::File(body) => (body.size, 0, self.nlink),
+            Kind::Symlink { target } => (target.len() as u64, 0, self.nlink),
+            Kind::Special { rdev, .. } => (0, *rdev, self.nlink),
         };
         FileAttr {
             ino: INodeNo(ino),

@@ -59,9 +59,9 @@ impl Observer for MountObserver {
         if guard::in_mount() {
             return Ok(());
         }
-        self.0
-            .flush_all()
-            .map_err(|e| jit_kernel::Error::InvalidInput(format!("the mount could not write back: {e}")))
+        self.0.flush_all().map_err(|e| {
+            jit_kernel::Error::InvalidInput(format!("the mount could not write back: {e}"))
+        })
     }
 }
 
@@ -76,9 +76,8 @@ impl Mount {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         let shared = Arc::new(Shared::new(repo.clone(), options.owner.clone(), uid, gid));
-        std::fs::create_dir_all(&shared.backing_dir).map_err(|e| {
-            Error::io(format!("cannot create {}", shared.backing_dir.display()), e)
-        })?;
+        std::fs::create_dir_all(&shared.backing_dir)
+            .map_err(|e| Error::io(format!("cannot create {}", shared.backing_dir.display()), e))?;
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::FSName("jit".into()),

@@ -52,6 +52,9 @@ pub struct State {
     view_index: HashMap<String, ViewId>,
     /// Open handles.
     pub handles: HashMap<u64, Handle>,
+    /// Directories holding a hard link to an inode besides its `parent`: a change to the
+    /// file must mark each of them for write-back.
+    pub extra_parents: HashMap<Ino, Vec<Ino>>,
     next_handle: u64,
     /// Owner given to entries.
     pub uid: u32,
@@ -94,6 +97,7 @@ impl State {
             views: Vec::new(),
             view_index: HashMap::new(),
             handles: HashMap::new(),
+            extra_parents: HashMap::new(),
             next_handle: 1,
             uid,
             gid,
@@ -111,7 +115,7 @@ impl State {
                 generation: 0,
                 lookups: 1,
                 opens: 0,
-                linked: true,
+                nlink: 1,
             },
         );
         state
@@ -161,7 +165,10 @@ impl State {
 
     /// Fails with EROFS unless `ino` is in a writable view.
     pub fn writable(&self, ino: Ino) -> Result<ViewId> {
-        let view = self.get(ino)?.view.ok_or(crate::error::Error::Errno(Errno::EROFS))?;
+        let view = self
+            .get(ino)?
+            .view
+            .ok_or(crate::error::Error::Errno(Errno::EROFS))?;
         if !self.views[view].kind.writable() {
             return errno(Errno::EROFS);
         }
@@ -221,12 +228,17 @@ impl State {
                     tree: Some(target.tree),
                     children: None,
                 },
-                attr: attr(if writable { 0o755 } else { 0o555 }, self.uid, self.gid, epoch),
+                attr: attr(
+                    if writable { 0o755 } else { 0o555 },
+                    self.uid,
+                    self.gid,
+                    epoch,
+                ),
                 dirty: false,
                 generation: 0,
                 lookups: 0,
                 opens: 0,
-                linked: true,
+                nlink: 1,
             },
         );
         self.views.push(View {
@@ -266,7 +278,7 @@ impl State {
                 generation: 0,
                 lookups: 0,
                 opens: 0,
-                linked: true,
+                nlink: 1,
             },
         );
         ino
@@ -274,15 +286,29 @@ impl State {
 
     /// Views currently open and live.
     pub fn live_views(&self) -> Vec<ViewId> {
-        (0..self.views.len()).filter(|&v| self.views[v].live).collect()
+        (0..self.views.len())
+            .filter(|&v| self.views[v].live)
+            .collect()
     }
 
     /// Makes sure a view directory's entries are in memory.
     pub fn ensure_loaded(&mut self, repo: &Repository, dir: Ino) -> Result<()> {
         let node = self.get(dir)?;
         let (tree, view) = match (&node.kind, node.view) {
-            (Kind::Dir { children: None, tree: Some(tree) }, Some(view)) => (*tree, view),
-            (Kind::Dir { children: None, tree: None }, _) => {
+            (
+                Kind::Dir {
+                    children: None,
+                    tree: Some(tree),
+                },
+                Some(view),
+            ) => (*tree, view),
+            (
+                Kind::Dir {
+                    children: None,
+                    tree: None,
+                },
+                _,
+            ) => {
                 if let Kind::Dir { children, .. } = &mut self.get_mut(dir)?.kind {
                     *children = Some(BTreeMap::new());
                 }
@@ -372,7 +398,7 @@ impl State {
                 generation: 0,
                 lookups: 0,
                 opens: 0,
-                linked: true,
+                nlink: 1,
             },
         );
         ino
@@ -426,6 +452,11 @@ impl State {
         let Some(view) = self.nodes.get(&ino).and_then(|n| n.view) else {
             return;
         };
+        if let Some(parents) = self.extra_parents.get(&ino).cloned() {
+            for parent in parents {
+                self.mark_dirty(parent);
+            }
+        }
         self.views[view].dirty = true;
         self.views[view].generation += 1;
         let root = self.views[view].root;
@@ -451,7 +482,13 @@ impl State {
     }
 
     /// Adds a new inode `name` under `parent` in the same view and marks it dirty.
-    pub fn create_child(&mut self, parent: Ino, name: &[u8], kind: Kind, attr: Attr) -> Result<Ino> {
+    pub fn create_child(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        attr: Attr,
+    ) -> Result<Ino> {
         let view = self.writable(parent)?;
         let base = self.path_of(parent);
         let path = if base.is_empty() {
@@ -472,10 +509,14 @@ impl State {
                 generation: 1,
                 lookups: 0,
                 opens: 0,
-                linked: true,
+                nlink: 1,
             },
         );
-        if let Kind::Dir { children: Some(children), .. } = &mut self.get_mut(parent)?.kind {
+        if let Kind::Dir {
+            children: Some(children),
+            ..
+        } = &mut self.get_mut(parent)?.kind
+        {
             children.insert(name.to_vec(), ino);
         }
         self.mark_dirty(ino);
@@ -491,8 +532,9 @@ impl State {
             } => children.remove(name),
             _ => None,
         }?;
+        self.unlink_parent(removed, parent, name);
         if let Some(node) = self.nodes.get_mut(&removed) {
-            node.linked = false;
+            node.nlink = node.nlink.saturating_sub(1);
         }
         self.collect(removed);
         Some(removed)
@@ -508,12 +550,43 @@ impl State {
             } => children.remove(name),
             _ => None,
         }?;
+        self.unlink_parent(removed, parent, name);
         if let Some(node) = self.nodes.get_mut(&removed) {
-            node.linked = false;
+            node.nlink = node.nlink.saturating_sub(1);
         }
         self.mark_dirty(parent);
         self.collect(removed);
         Some(removed)
+    }
+
+    /// Records that `ino` lost its name `name` in `parent`, keeping its remaining names'
+    /// directories known.
+    pub fn unlink_parent(&mut self, ino: Ino, parent: Ino, name: &[u8]) {
+        let Some(extra) = self.extra_parents.get_mut(&ino) else {
+            return;
+        };
+        if let Some(i) = extra.iter().position(|p| *p == parent) {
+            extra.remove(i);
+        } else if let Some(new_primary) = extra.pop() {
+            // The primary name went: another one becomes primary.
+            let other_name = match self.nodes.get(&new_primary).map(|n| &n.kind) {
+                Some(Kind::Dir {
+                    children: Some(children),
+                    ..
+                }) => children
+                    .iter()
+                    .find(|(_, c)| **c == ino)
+                    .map(|(n, _)| n.clone()),
+                _ => None,
+            };
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.parent = new_primary;
+                node.name = other_name.unwrap_or_else(|| name.to_vec());
+            }
+        }
+        if self.extra_parents.get(&ino).is_some_and(Vec::is_empty) {
+            self.extra_parents.remove(&ino);
+        }
     }
 
     /// Drops an inode the kernel no longer references and no name reaches.
@@ -521,7 +594,7 @@ impl State {
         let Some(node) = self.nodes.get(&ino) else {
             return;
         };
-        if node.linked || node.lookups > 0 || node.opens > 0 || ino == ROOT {
+        if node.nlink > 0 || node.lookups > 0 || node.opens > 0 || ino == ROOT {
             return;
         }
         let children: Vec<Ino> = match &node.kind {
@@ -532,9 +605,10 @@ impl State {
             _ => Vec::new(),
         };
         self.nodes.remove(&ino);
+        self.extra_parents.remove(&ino);
         for child in children {
             if let Some(node) = self.nodes.get_mut(&child) {
-                node.linked = false;
+                node.nlink = 0;
             }
             self.collect(child);
         }
@@ -580,7 +654,11 @@ impl State {
         }
         let view = self.view_of(ino)?;
         let sws = self.views[view].sws;
-        let layout = if truncate { None } else { self.layout(repo, ino)? };
+        let layout = if truncate {
+            None
+        } else {
+            self.layout(repo, ino)?
+        };
         let backing = Arc::new(match layout {
             Some(layout) => views::with_source(repo.store(), sws, |src| {
                 Backing::with_content(backing_dir, src, &layout)

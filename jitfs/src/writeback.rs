@@ -267,7 +267,9 @@ impl Build<'_> {
                 children: Some(children),
                 ..
             } => children.clone(),
-            Kind::Dir { tree: Some(tree), .. } => return Ok(*tree),
+            Kind::Dir {
+                tree: Some(tree), ..
+            } => return Ok(*tree),
             _ => return Err(crate::error::Error::Errno(fuser::Errno::ENOTDIR)),
         };
         let mut entries = Vec::with_capacity(children.len());

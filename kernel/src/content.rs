@@ -247,7 +247,13 @@ mod tests {
             let src = Nodes(nodes.into_iter().map(|n| (n.id, n.bytes)).collect());
             assert_eq!(blob_size(&src, &blob).unwrap(), data.len() as u64);
             let len = data.len() as u64;
-            for (offset, want) in [(0, 10), (5, 100_000), (len - 3, 4096), (len, 10), (len + 9, 1)] {
+            for (offset, want) in [
+                (0, 10),
+                (5, 100_000),
+                (len - 3, 4096),
+                (len, 10),
+                (len + 9, 1),
+            ] {
                 let got = read_range(&src, &blob, offset, want).unwrap();
                 let start = offset.min(len) as usize;
                 let end = (start + want).min(data.len());

@@ -47,7 +47,6 @@ impl<'a, 't> Dag<'a, 't> {
     pub fn new(store: &'a Store, txn: &'a ReadTxn<'t>) -> Self {
         Dag { store, txn }
     }
-
 }
 
 impl Source for Dag<'_, '_> {
