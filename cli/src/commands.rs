@@ -153,22 +153,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             recursive,
         } => ls_tree(&out, &Repository::discover(&base)?, &rev, path, recursive),
         Command::Cat { object } => cat(&out, &Repository::discover(&base)?, &object),
-        Command::Branch { name, rev, delete } => {
-            branch(&out, &Repository::discover(&base)?, name, rev, delete)
-        }
+        Command::Branch { name, rev, delete } => branch(&out, &base, name, rev, delete),
         Command::Tag {
             name,
             rev,
             delete,
             force,
-        } => tag(
-            &out,
-            &Repository::discover(&base)?,
-            name,
-            rev,
-            delete,
-            force,
-        ),
+        } => tag(&out, &base, name, rev, delete, force),
         Command::Fsck => run_fsck(&out, &Repository::discover(&base)?),
         Command::Completions { shell } => crate::generate::completions(shell),
         Command::Man { dir } => crate::generate::man_pages(&base.join(dir)),
@@ -597,7 +588,7 @@ fn list_refs(
 
 fn branch(
     out: &Output,
-    repo: &Repository,
+    base: &Path,
     name: Option<String>,
     rev: Option<String>,
     delete: bool,
@@ -606,29 +597,19 @@ fn branch(
         if delete {
             bail!("jit branch -d needs a branch name");
         }
+        let repo = Repository::discover(base)?;
         let head = repo.head()?;
-        return list_refs(out, repo, HEADS, Some(&head));
+        return list_refs(out, &repo, HEADS, Some(&head));
     };
-    if delete {
-        if rev.is_some() {
-            bail!("jit branch -d takes only a branch name");
-        }
-        let was = repo.delete_branch(&name)?;
-        return out.emit(json!({ "deleted": name, "was": was.to_hex() }), || {
-            format!("Deleted branch {name} (was {})", was.short())
-        });
+    if delete && rev.is_some() {
+        bail!("jit branch -d takes only a branch name");
     }
-    let target = resolve_snapshot(repo, rev.as_deref().unwrap_or("HEAD"))?;
-    repo.create_branch(&name, target)?;
-    out.emit(
-        json!({ "created": name, "target": target.to_hex() }),
-        || format!("Created branch {name} at {}", target.short()),
-    )
+    change_ref(out, base, &RefName::branch(&name)?, rev, delete, false)
 }
 
 fn tag(
     out: &Output,
-    repo: &Repository,
+    base: &Path,
     name: Option<String>,
     rev: Option<String>,
     delete: bool,
@@ -638,20 +619,65 @@ fn tag(
         if delete {
             bail!("jit tag -d needs a tag name");
         }
-        return list_refs(out, repo, TAGS, None);
+        return list_refs(out, &Repository::discover(base)?, TAGS, None);
+    };
+    change_ref(out, base, &RefName::tag(&name)?, rev, delete, force)
+}
+
+/// Creates or deletes a branch or tag through the kernel: the daemon when one runs (so its
+/// mount and message plane see the change at once), else in this process.
+fn change_ref(
+    out: &Output,
+    base: &Path,
+    name: &RefName,
+    rev: Option<String>,
+    delete: bool,
+    force: bool,
+) -> Result<ExitCode> {
+    let mut kernel = jit_kernel::rpc::client::Kernel::connect(base)?;
+    let short = name.short().to_owned();
+    let args = jit_kernel::rpc::service::RefArgs {
+        name: name.full().to_owned(),
+        target: rev,
+        expected: None,
+        force,
     };
     if delete {
-        let was = repo.delete_tag(&name, force)?;
-        return out.emit(json!({ "deleted": name, "was": was.to_hex() }), || {
-            format!("Deleted tag {name} (was {})", was.short())
+        let result: std::collections::BTreeMap<String, NodeId> =
+            kernel.invoke("ref.delete", &args)?;
+        let was = result
+            .get("was")
+            .copied()
+            .context("the kernel did not say what the ref pointed at")?;
+        return out.emit(json!({ "deleted": short, "was": was.to_hex() }), || {
+            format!("Deleted {} {short} (was {})", kind_word(name), was.short())
         });
     }
-    let target = resolve_snapshot(repo, rev.as_deref().unwrap_or("HEAD"))?;
-    repo.create_tag(&name, target)?;
+    let op = match name.kind() {
+        jit_kernel::refs::RefKind::Branch => "ref.create_branch",
+        jit_kernel::refs::RefKind::Tag => "ref.create_tag",
+    };
+    // Creation takes the short name; lookups and deletion the full one.
+    let create = jit_kernel::rpc::service::RefArgs {
+        name: short.clone(),
+        ..args.clone()
+    };
+    let _: Value = kernel
+        .invoke::<_, std::collections::BTreeMap<String, String>>(op, &create)
+        .map(|m| json!(m))?;
+    let target: Option<NodeId> = kernel.invoke("ref.get", &args)?;
+    let target = target.context("the new ref is missing")?;
     out.emit(
-        json!({ "created": name, "target": target.to_hex() }),
-        || format!("Created tag {name} at {}", target.short()),
+        json!({ "created": short, "target": target.to_hex() }),
+        || format!("Created {} {short} at {}", kind_word(name), target.short()),
     )
+}
+
+fn kind_word(name: &RefName) -> &'static str {
+    match name.kind() {
+        jit_kernel::refs::RefKind::Branch => "branch",
+        jit_kernel::refs::RefKind::Tag => "tag",
+    }
 }
 
 fn resolve_snapshot(repo: &Repository, rev: &str) -> Result<NodeId> {

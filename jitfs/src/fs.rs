@@ -848,6 +848,11 @@ impl Filesystem for JitFs {
         } else {
             false
         };
+        if wrote {
+            // Passthrough writes never reach the daemon: closing a writer is the moment its
+            // content may have changed, so a write-back that hashed it earlier cannot count.
+            state.mark_dirty(ino.0);
+        }
         state.collect(ino.0);
         drop(state);
         if wrote {

@@ -17,6 +17,9 @@ use crate::{guard, stale, Shared};
 
 /// How long write-back waits after a change for more to batch with it.
 const DEBOUNCE: Duration = Duration::from_millis(5);
+/// How often the mount looks for changes made by other processes (a `jit` command that wrote
+/// the store directly); changes made inside the daemon are seen synchronously.
+const POLL: Duration = Duration::from_millis(50);
 
 /// How to mount.
 #[derive(Debug, Clone)]
@@ -42,6 +45,7 @@ pub struct Mount {
     session: Option<BackgroundSession>,
     observer: Arc<dyn Observer>,
     writeback: Option<JoinHandle<()>>,
+    watcher: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
     mountpoint: PathBuf,
 }
@@ -116,6 +120,13 @@ impl Mount {
                 .spawn(move || run_writeback(&shared))
                 .map_err(|e| Error::io("cannot start the write-back thread", e))?
         };
+        let watcher = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("jitfs-watch".into())
+                .spawn(move || run_watch(&shared))
+                .map_err(|e| Error::io("cannot start the store watcher thread", e))?
+        };
         let observer: Arc<dyn Observer> = Arc::new(MountObserver(shared.clone()));
         repo.store().observe(observer.clone());
         tracing::info!(mountpoint = %mountpoint.display(), "mounted");
@@ -124,6 +135,7 @@ impl Mount {
             session: Some(background),
             observer,
             writeback: Some(writeback),
+            watcher: Some(watcher),
             notifier: Some(notifier_thread),
             mountpoint,
         })
@@ -162,7 +174,10 @@ impl Mount {
                 cvar.notify_all();
             }
         }
-        if let Some(thread) = self.writeback.take() {
+        for thread in [self.writeback.take(), self.watcher.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = thread.join();
         }
         let unmounted = session
@@ -205,6 +220,39 @@ fn run_writeback(shared: &Shared) {
         std::thread::sleep(DEBOUNCE);
         if let Err(error) = shared.flush_all() {
             tracing::warn!(%error, "write-back failed; retrying on the next change");
+        }
+    }
+}
+
+/// What identifies the store's state as seen from outside: the log's last sequence number and
+/// the checked-out branch.
+fn store_mark(shared: &Shared) -> Option<(u64, String)> {
+    let store = shared.repo.store();
+    let txn = store.read().ok()?;
+    let tail = store.log_tail(&txn).ok()?;
+    let head = shared.repo.head().ok()?.full().to_owned();
+    Some((tail, head))
+}
+
+fn run_watch(shared: &Shared) {
+    let (lock, cvar) = &shared.wake;
+    let mut seen = store_mark(shared);
+    loop {
+        {
+            let Ok(wake) = lock.lock() else { return };
+            if wake.stop {
+                return;
+            }
+            match cvar.wait_timeout(wake, POLL) {
+                Ok((wake, _)) if wake.stop => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        let now = store_mark(shared);
+        if now != seen {
+            shared.refresh(false);
+            seen = now;
         }
     }
 }

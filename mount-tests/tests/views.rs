@@ -1,0 +1,213 @@
+//! The projection's layout and its link to the kernel: commits from `head/`, agents' patches
+//! seen at once, refs and snapshots read-only, inodes and mtimes that stay put, and recovery
+//! from a killed daemon.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+
+use jit_mount_tests::*;
+
+const FILES: &[(&str, &str)] = &[
+    ("README", "hello\n"),
+    ("src/main.c", "int main(void) { return 0; }\n"),
+    ("src/util.c", "int util(void) { return 1; }\n"),
+    ("docs/guide.md", "# Guide\n"),
+];
+
+#[test]
+fn commit_from_head_moves_the_branch_and_keeps_untouched_inodes() {
+    if !fuse_ready("commit_from_head") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    let daemon = universe.up();
+    let head = daemon.path("head");
+    let untouched = ["README", "src/util.c", "docs/guide.md"];
+    let before: Vec<(u64, (i64, i64))> = untouched
+        .iter()
+        .map(|p| (ino(&head.join(p)), mtime(&head.join(p))))
+        .collect();
+    std::fs::write(head.join("src/main.c"), "int main(void) { return 42; }\n").unwrap();
+    universe.ok(&["commit", "-m", "edit through the mount"]);
+    let shown = universe.ok(&["show", "main"]);
+    assert!(shown.contains("edit through the mount"), "{shown}");
+    let tip = std::fs::read_to_string(daemon.path("refs/heads/main/src/main.c")).unwrap();
+    assert_eq!(tip, "int main(void) { return 42; }\n");
+    assert_eq!(
+        std::fs::read_to_string(head.join("src/main.c")).unwrap(),
+        "int main(void) { return 42; }\n"
+    );
+    let after: Vec<(u64, (i64, i64))> = untouched
+        .iter()
+        .map(|p| (ino(&head.join(p)), mtime(&head.join(p))))
+        .collect();
+    assert_eq!(
+        before, after,
+        "untouched files kept inode numbers and mtimes"
+    );
+    // The status after the commit is clean.
+    let status = universe.json(&["status"]);
+    assert_eq!(
+        status["changes"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
+}
+
+#[test]
+fn an_agents_patch_is_visible_at_once_even_to_a_reader_that_cached_it() {
+    if !fuse_ready("agent_patch_visible") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    let daemon = universe.up();
+    std::fs::create_dir(daemon.path("sws/agent-work")).unwrap();
+    let file = daemon.path("sws/agent-work/README");
+    let mut reader = std::fs::File::open(&file).unwrap();
+    let mut first = String::new();
+    reader.read_to_string(&mut first).unwrap();
+    assert_eq!(first, "hello\n");
+    assert_eq!(sh(&daemon.mnt, "cat sws/agent-work/README"), "hello\n");
+    let patch = universe.dir.path().join("patch.json");
+    let content: Vec<u8> = b"hello from the agent\n".to_vec();
+    std::fs::write(
+        &patch,
+        serde_json::json!({"id": "agent-1", "author": "agent", "ops": [
+            {"op": "put", "path": "README", "content": content},
+            {"op": "put", "path": "new/file.txt", "content": b"new\n".to_vec()},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    universe.ok(&["sws", "apply", "agent-work", patch.to_str().unwrap()]);
+    // No sleep: the acknowledgement comes after the kernel's caches were invalidated.
+    reader.seek(SeekFrom::Start(0)).unwrap();
+    let mut again = String::new();
+    reader.read_to_string(&mut again).unwrap();
+    assert_eq!(
+        again, "hello from the agent\n",
+        "the open reader sees the patch"
+    );
+    assert_eq!(
+        sh(&daemon.mnt, "cat sws/agent-work/README"),
+        "hello from the agent\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        "hello from the agent\n".len() as u64
+    );
+    assert_eq!(
+        sh(&daemon.mnt, "cat sws/agent-work/new/file.txt"),
+        "new\n",
+        "a new directory appears too"
+    );
+    // head/ is a different SWS: untouched.
+    assert_eq!(sh(&daemon.mnt, "cat head/README"), "hello\n");
+}
+
+#[test]
+fn refs_and_snapshots_are_read_only_and_follow_their_targets() {
+    if !fuse_ready("refs_read_only") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    universe.ok(&["tag", "v1"]);
+    let first = universe.json(&["show", "main"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let daemon = universe.up();
+    let listing = sh(&daemon.mnt, "ls refs/heads refs/tags");
+    assert!(
+        listing.contains("main") && listing.contains("v1"),
+        "{listing}"
+    );
+    let err = std::fs::write(daemon.path("refs/heads/main/README"), "no").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_erofs()), "{err}");
+    let err = std::fs::create_dir(daemon.path("refs/tags/v1/new")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_erofs()), "{err}");
+    // A snapshot by id, looked up though never listed.
+    assert_eq!(sh(&daemon.mnt, "ls nodes"), "");
+    assert_eq!(
+        std::fs::read_to_string(daemon.path(&format!("nodes/{first}/README"))).unwrap(),
+        "hello\n"
+    );
+    // Moving the branch: refs/heads/main follows, the tag and the snapshot do not.
+    std::fs::write(daemon.path("head/README"), "changed\n").unwrap();
+    universe.ok(&["commit", "-m", "change"]);
+    assert_eq!(sh(&daemon.mnt, "cat refs/heads/main/README"), "changed\n");
+    assert_eq!(sh(&daemon.mnt, "cat refs/tags/v1/README"), "hello\n");
+    assert_eq!(
+        sh(&daemon.mnt, &format!("cat nodes/{first}/README")),
+        "hello\n"
+    );
+    // A new branch appears; a deleted one disappears.
+    universe.ok(&["branch", "topic"]);
+    assert!(sh(&daemon.mnt, "ls refs/heads").contains("topic"));
+    assert_eq!(sh(&daemon.mnt, "cat refs/heads/topic/README"), "changed\n");
+    universe.ok(&["branch", "-d", "topic"]);
+    assert!(!daemon.path("refs/heads/topic").exists());
+}
+
+fn libc_erofs() -> i32 {
+    30
+}
+
+#[test]
+fn checkout_switches_head_and_unchanged_files_keep_inodes() {
+    if !fuse_ready("checkout_inodes") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    universe.ok(&["branch", "other"]);
+    let daemon = universe.up();
+    // A commit on `other` through an SWS created in the mount.
+    universe.ok(&["checkout", "other"]);
+    std::fs::write(daemon.path("head/src/main.c"), "// other\n").unwrap();
+    std::fs::remove_file(daemon.path("head/docs/guide.md")).unwrap();
+    universe.ok(&["commit", "-m", "other work"]);
+    universe.ok(&["checkout", "main"]);
+    let head = daemon.path("head");
+    assert_eq!(
+        std::fs::read_to_string(head.join("src/main.c")).unwrap(),
+        "int main(void) { return 0; }\n"
+    );
+    assert!(head.join("docs/guide.md").exists());
+    let readme = (ino(&head.join("README")), mtime(&head.join("README")));
+    let util = ino(&head.join("src/util.c"));
+    universe.ok(&["checkout", "other"]);
+    assert_eq!(
+        std::fs::read_to_string(head.join("src/main.c")).unwrap(),
+        "// other\n"
+    );
+    assert!(!head.join("docs/guide.md").exists(), "deleted on other");
+    assert_eq!(
+        (ino(&head.join("README")), mtime(&head.join("README"))),
+        readme
+    );
+    assert_eq!(ino(&head.join("src/util.c")), util);
+}
+
+#[test]
+fn a_killed_daemon_leaves_no_mount_that_blocks_the_next_start() {
+    if !fuse_ready("kill9_restart") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    let mut daemon = universe.up();
+    std::fs::write(daemon.path("head/README"), "before the crash\n").unwrap();
+    // fsync is the durability point: after it returns, the change is in the store.
+    std::fs::File::open(daemon.path("head/README"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    daemon.kill9();
+    assert!(is_mounted(&daemon.mnt), "the kernel keeps the dead mount");
+    let again = universe.up();
+    assert_eq!(again.mnt, daemon.mnt);
+    assert_eq!(sh(&again.mnt, "cat head/README"), "before the crash\n");
+    let meta = std::fs::metadata(again.path("head/README")).unwrap();
+    assert!(meta.ino() > 1);
+    drop(again);
+    assert!(!is_mounted(&daemon.mnt), "a clean stop unmounts");
+}
