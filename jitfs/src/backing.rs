@@ -59,8 +59,8 @@ impl Backing {
         Ok(backing)
     }
 
-    /// Current length.
-    pub fn len(&self) -> Result<u64> {
+    /// Current size in bytes.
+    pub fn size(&self) -> Result<u64> {
         Ok(self
             .file
             .metadata()

@@ -461,10 +461,7 @@ impl State {
         self.views[view].generation += 1;
         let root = self.views[view].root;
         let mut at = ino;
-        loop {
-            let Some(node) = self.nodes.get_mut(&at) else {
-                break;
-            };
+        while let Some(node) = self.nodes.get_mut(&at) {
             node.dirty = true;
             node.generation += 1;
             if let Kind::Dir {
@@ -666,7 +663,7 @@ impl State {
             None => Backing::create(backing_dir)?,
         });
         if let Kind::File(body) = &mut self.get_mut(ino)?.kind {
-            body.size = backing.len()?;
+            body.size = backing.size()?;
             body.backing = Some(backing.clone());
         }
         Ok(backing)
