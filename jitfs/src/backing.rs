@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jit_kernel::content::{self, BlobLayout, EncodedNode};
 use jit_kernel::source::Source;
@@ -13,11 +14,33 @@ use jit_kernel::NodeId;
 
 use crate::error::{Error, Result};
 
+/// Bytes of stored content copied into backing files only so the kernel can read them directly
+/// (not because they were written). Bounded by [`READ_COPY_BUDGET`].
+static READ_COPIES: AtomicU64 = AtomicU64::new(0);
+
+/// At most this much content is copied out for read passthrough at any time (4 GiB).
+pub const READ_COPY_BUDGET: u64 = 4 << 30;
+
+/// Whether `size` more bytes of read copies fit in the budget.
+pub fn read_copy_fits(size: u64) -> bool {
+    READ_COPIES.load(Ordering::Relaxed).saturating_add(size) <= READ_COPY_BUDGET
+}
+
 /// One backing file.
 #[derive(Debug)]
 pub struct Backing {
     /// The open anonymous file.
     pub file: File,
+    /// Bytes counted against the read-copy budget (released on drop).
+    counted: u64,
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if self.counted > 0 {
+            READ_COPIES.fetch_sub(self.counted, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Backing {
@@ -34,7 +57,15 @@ impl Backing {
                     e,
                 )
             })?;
-        Ok(Backing { file })
+        Ok(Backing { file, counted: 0 })
+    }
+
+    /// Counts this file's current size against the read-copy budget until it is dropped.
+    pub fn count_as_read_copy(&mut self) -> Result<()> {
+        let size = self.size()?;
+        READ_COPIES.fetch_add(size.saturating_sub(self.counted), Ordering::Relaxed);
+        self.counted = self.counted.max(size);
+        Ok(())
     }
 
     /// A backing file holding the content of `blob`, copied chunk by chunk.

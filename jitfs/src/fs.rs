@@ -54,6 +54,7 @@ fn attr_of(state: &State, ino: Ino) -> Result<FileAttr> {
     let mut attr = node.file_attr(ino, state.subdirs(ino));
     if let Kind::File(FileBody {
         backing: Some(backing),
+        writers,
         ..
     }) = &node.kind
     {
@@ -63,8 +64,13 @@ fn attr_of(state: &State, ino: Ino) -> Result<FileAttr> {
             .map_err(|e| Error::io("cannot stat a backing file", e))?;
         attr.size = meta.len();
         attr.blocks = meta.len().div_ceil(512);
-        if let Ok(mtime) = meta.modified() {
-            attr.mtime = attr.mtime.max(mtime);
+        // While writers are open their (passthrough) writes move only the backing file's
+        // mtime; on close it is folded into the inode's.
+        if *writers > 0 {
+            if let Ok(mtime) = meta.modified() {
+                attr.mtime = attr.mtime.max(mtime);
+                attr.ctime = attr.ctime.max(mtime);
+            }
         }
     }
     Ok(attr)
@@ -245,6 +251,15 @@ impl JitFs {
         let shared = &self.shared;
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0 && write;
+        if write && !truncate {
+            shared.prepare_backing(ino, false)?;
+        } else if !write && self.read_passthrough_wanted(ino)? {
+            // A large file read through the daemon costs a request per 1 MiB; a copy in a
+            // real file lets the kernel read it directly, at native speed, from then on.
+            if let Err(error) = shared.prepare_backing(ino, true) {
+                tracing::debug!(%error, "no read copy; serving through the daemon");
+            }
+        }
         let mut state = shared.lock();
         if !matches!(state.get(ino)?.kind, Kind::File(_)) {
             return errno(Errno::EISDIR);
@@ -337,6 +352,24 @@ fn sws_names(shared: &Shared) -> Result<Vec<(String, SwsId)>> {
         .collect())
 }
 
+/// Takes the mtime that passthrough writes left on the backing file into the inode.
+fn fold_backing_mtime(state: &mut State, ino: Ino) {
+    let Some(node) = state.nodes.get_mut(&ino) else {
+        return;
+    };
+    let mtime = match &node.kind {
+        Kind::File(FileBody {
+            backing: Some(backing),
+            ..
+        }) => backing.file.metadata().and_then(|m| m.modified()).ok(),
+        _ => None,
+    };
+    if let Some(mtime) = mtime {
+        node.attr.mtime = node.attr.mtime.max(mtime);
+        node.attr.ctime = node.attr.ctime.max(mtime);
+    }
+}
+
 fn touch_dir(state: &mut State, dir: Ino, now: SystemTime) {
     if let Some(node) = state.nodes.get_mut(&dir) {
         node.attr.mtime = now;
@@ -421,6 +454,11 @@ impl Filesystem for JitFs {
             if let Some(size) = size {
                 if !matches!(state.get(ino)?.kind, Kind::File(_)) {
                     return errno(Errno::EISDIR);
+                }
+                if size > 0 {
+                    drop(state);
+                    shared.prepare_backing(ino, false)?;
+                    state = shared.lock();
                 }
                 state.ensure_sws(&shared.repo, &shared.owner, view)?;
                 let backing =
@@ -852,6 +890,7 @@ impl Filesystem for JitFs {
             // Passthrough writes never reach the daemon: closing a writer is the moment its
             // content may have changed, so a write-back that hashed it earlier cannot count.
             state.mark_dirty(ino.0);
+            fold_backing_mtime(&mut state, ino.0);
         }
         state.collect(ino.0);
         drop(state);
@@ -876,7 +915,7 @@ impl Filesystem for JitFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let result = (|| -> Result<u64> {
+        let result = (|| -> Result<(u64, FopenFlags)> {
             let mut state = self.shared.lock();
             let mut entries = vec![
                 (b".".to_vec(), ino.0, FileType::Directory),
@@ -887,10 +926,17 @@ impl Filesystem for JitFs {
                 ),
             ];
             entries.extend(self.list(&mut state, ino.0)?);
-            Ok(state.open_handle(Handle::Dir { entries }))
+            // View directories change only through this mount or through a reconcile that
+            // invalidates them, so the kernel may keep their listings.
+            let flags = if matches!(state.get(ino.0)?.kind, Kind::Dir { .. }) {
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::empty()
+            };
+            Ok((state.open_handle(Handle::Dir { entries }), flags))
         })();
         match result {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
             Err(e) => reply.error(e.errno()),
         }
     }
@@ -1056,7 +1102,26 @@ impl Filesystem for JitFs {
     }
 }
 
+/// Clean files at least this large are copied into a backing file on open, for passthrough.
+const READ_PASSTHROUGH_MIN: u64 = 1 << 20;
+
 impl JitFs {
+    fn read_passthrough_wanted(&self, ino: Ino) -> Result<bool> {
+        if !self.shared.passthrough() {
+            return Ok(false);
+        }
+        let state = self.shared.lock();
+        Ok(match &state.get(ino)?.kind {
+            Kind::File(body) => {
+                body.backing.is_none()
+                    && body.cached_opens == 0
+                    && body.size >= READ_PASSTHROUGH_MIN
+                    && crate::backing::read_copy_fits(body.size)
+            }
+            _ => false,
+        })
+    }
+
     fn read_at(&self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>> {
         let (backing, layout, sws) = {
             let mut state = self.shared.lock();

@@ -103,6 +103,69 @@ impl Shared {
         self.passthrough.store(on, Ordering::Relaxed);
     }
 
+    /// Makes sure file `ino` has a backing file holding its current content, copying it from
+    /// the store without holding the state lock (a 1 GiB copy must not stall the mount).
+    /// `for_read` counts the copy against the read-copy budget.
+    pub fn prepare_backing(&self, ino: inode::Ino, for_read: bool) -> Result<()> {
+        for _ in 0..4 {
+            let (layout, sws, blob) = {
+                let mut state = self.lock();
+                match &state.get(ino)?.kind {
+                    inode::Kind::File(body) if body.backing.is_some() => return Ok(()),
+                    inode::Kind::File(_) => {}
+                    _ => return error::errno(fuser::Errno::EISDIR),
+                }
+                let view = state.view_of(ino)?;
+                let sws = state.views[view].sws;
+                let layout = state.layout(&self.repo, ino)?;
+                let blob = match &state.get(ino)?.kind {
+                    inode::Kind::File(body) => body.blob,
+                    _ => None,
+                };
+                (layout, sws, blob)
+            };
+            let mut backing = match layout {
+                Some(layout) => views_mod::with_source(self.repo.store(), sws, |src| {
+                    backing::Backing::with_content(&self.backing_dir, src, &layout)
+                })?,
+                None => backing::Backing::create(&self.backing_dir)?,
+            };
+            if for_read {
+                backing.count_as_read_copy()?;
+            }
+            let mut state = self.lock();
+            if let inode::Kind::File(body) = &mut state.get_mut(ino)?.kind {
+                if body.backing.is_some() {
+                    return Ok(());
+                }
+                if body.blob != blob {
+                    continue;
+                }
+                body.size = backing.size()?;
+                body.backing = Some(Arc::new(backing));
+                drop(state);
+                self.align_backing_mtime(ino);
+                return Ok(());
+            }
+        }
+        error::errno(fuser::Errno::EAGAIN)
+    }
+
+    /// Gives a fresh backing file the inode's mtime, so only real writes move it.
+    pub(crate) fn align_backing_mtime(&self, ino: inode::Ino) {
+        let state = self.lock();
+        if let Ok(node) = state.get(ino) {
+            if let inode::Kind::File(inode::FileBody {
+                backing: Some(backing),
+                ..
+            }) = &node.kind
+            {
+                let times = std::fs::FileTimes::new().set_modified(node.attr.mtime);
+                let _ = backing.file.set_times(times);
+            }
+        }
+    }
+
     /// Wakes the write-back thread.
     pub fn kick(&self) {
         let (lock, cvar) = &self.wake;

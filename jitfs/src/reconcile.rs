@@ -169,7 +169,7 @@ impl Walk<'_, '_> {
             (Kind::File(body), Some(n))
                 if matches!(n.kind, EntryKind::File | EntryKind::Executable) =>
             {
-                if body.blob == Some(n.id) && body.backing.is_none() {
+                if body.blob == Some(n.id) {
                     return Ok(());
                 }
                 let size = content::blob_size(self.src, &n.id)?;
@@ -200,6 +200,8 @@ impl Walk<'_, '_> {
             _ => {
                 self.state.detach_external(dir, name);
                 self.out.push(Inval::Entry(dir, name.to_vec()));
+                // The directory's cached listing is stale too.
+                self.out.push(Inval::Inode(dir));
                 if let Some(n) = &new {
                     self.add(dir, name, n)?;
                 }
@@ -233,6 +235,7 @@ impl Walk<'_, '_> {
             children.insert(name.to_vec(), ino);
         }
         self.out.push(Inval::Entry(dir, name.to_vec()));
+        self.out.push(Inval::Inode(dir));
         Ok(())
     }
 }

@@ -634,7 +634,9 @@ impl State {
     }
 
     /// Gives a file a backing file (copy-on-write), copying its stored content unless
-    /// `truncate`. Returns it.
+    /// `truncate`. Returns it. Large copies should be made first with
+    /// [`crate::Shared::prepare_backing`], which copies without holding the state lock; this
+    /// then only finds the result.
     pub fn ensure_backing(
         &mut self,
         repo: &Repository,
@@ -662,7 +664,11 @@ impl State {
             })?,
             None => Backing::create(backing_dir)?,
         });
-        if let Kind::File(body) = &mut self.get_mut(ino)?.kind {
+        let node = self.get_mut(ino)?;
+        let _ = backing
+            .file
+            .set_times(std::fs::FileTimes::new().set_modified(node.attr.mtime));
+        if let Kind::File(body) = &mut node.kind {
             body.size = backing.size()?;
             body.backing = Some(backing.clone());
         }
