@@ -917,23 +917,15 @@ impl Filesystem for JitFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let result = (|| -> Result<(u64, FopenFlags)> {
             let mut state = self.shared.lock();
-            let mut entries = vec![
-                (b".".to_vec(), ino.0, FileType::Directory),
-                (
-                    b"..".to_vec(),
-                    state.get(ino.0)?.parent,
-                    FileType::Directory,
-                ),
-            ];
-            entries.extend(self.list(&mut state, ino.0)?);
             // View directories change only through this mount or through a reconcile that
-            // invalidates them, so the kernel may keep their listings.
-            let flags = if matches!(state.get(ino.0)?.kind, Kind::Dir { .. }) {
-                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
-            } else {
-                FopenFlags::empty()
+            // invalidates them, so the kernel may keep their listings. The listing itself is
+            // taken at the first readdir: a cached directory is opened without being read.
+            let flags = match state.get(ino.0)?.kind {
+                Kind::Dir { .. } => FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+                Kind::Synthetic(_) => FopenFlags::empty(),
+                _ => return errno(Errno::ENOTDIR),
             };
-            Ok((state.open_handle(Handle::Dir { entries }), flags))
+            Ok((state.open_handle(Handle::Dir { entries: None }), flags))
         })();
         match result {
             Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
@@ -944,13 +936,25 @@ impl Filesystem for JitFs {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let state = self.shared.lock();
-        let Some(Handle::Dir { entries }) = state.handles.get(&fh.0) else {
+        let mut state = self.shared.lock();
+        let taken = match state.handles.get(&fh.0) {
+            Some(Handle::Dir { entries: Some(_) }) => Ok(()),
+            Some(Handle::Dir { entries: None }) => self.snapshot_listing(&mut state, ino.0, fh.0),
+            _ => Err(Error::Errno(Errno::EBADF)),
+        };
+        if let Err(e) = taken {
+            reply.error(e.errno());
+            return;
+        }
+        let Some(Handle::Dir {
+            entries: Some(entries),
+        }) = state.handles.get(&fh.0)
+        else {
             reply.error(Errno::EBADF);
             return;
         };
@@ -1106,6 +1110,20 @@ impl Filesystem for JitFs {
 const READ_PASSTHROUGH_MIN: u64 = 1 << 20;
 
 impl JitFs {
+    /// Takes a directory's listing for handle `fh`, so entries added or removed while it is
+    /// read neither repeat nor vanish.
+    fn snapshot_listing(&self, state: &mut State, dir: Ino, fh: u64) -> Result<()> {
+        let mut entries = vec![
+            (b".".to_vec(), dir, FileType::Directory),
+            (b"..".to_vec(), state.get(dir)?.parent, FileType::Directory),
+        ];
+        entries.extend(self.list(state, dir)?);
+        if let Some(Handle::Dir { entries: slot }) = state.handles.get_mut(&fh) {
+            *slot = Some(entries);
+        }
+        Ok(())
+    }
+
     fn read_passthrough_wanted(&self, ino: Ino) -> Result<bool> {
         if !self.shared.passthrough() {
             return Ok(false);

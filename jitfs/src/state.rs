@@ -35,10 +35,11 @@ pub enum Handle {
         /// Served uncached (passthrough handles were open on the inode when it opened).
         direct: bool,
     },
-    /// An open directory: its entries as of `opendir`, so listing while deleting is stable.
+    /// An open directory: its entries as of the first `readdir`, so listing while deleting is
+    /// stable.
     Dir {
-        /// Name, inode, type.
-        entries: Vec<(Vec<u8>, Ino, FileType)>,
+        /// Name, inode, type; None until read.
+        entries: Option<Vec<(Vec<u8>, Ino, FileType)>>,
     },
 }
 

@@ -190,9 +190,15 @@ impl Daemon {
 
     /// Stops the daemon with SIGTERM and waits for it to unmount and exit.
     pub fn stop(&mut self) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Stops the daemon with `signal` (SIGTERM, or SIGINT as Ctrl-C sends) and waits for it to
+    /// exit (killing it after 20 s).
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) {
         if let Some(mut child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(pid, signal);
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 match child.try_wait() {
