@@ -110,7 +110,12 @@ impl Universe {
 
     /// Starts `jit up` with its mount in this universe's temporary directory.
     pub fn up(&self) -> Daemon {
-        Daemon::start(self, &self.dir.path().join("mnt"))
+        Daemon::start(self, &self.dir.path().join("mnt"), false)
+    }
+
+    /// Starts `jit up` with its mount and the message plane.
+    pub fn up_with_plane(&self) -> Daemon {
+        Daemon::start(self, &self.dir.path().join("mnt"), true)
     }
 
     /// The changed paths of an SWS as (change, path), e.g. ("M", "a.txt").
@@ -138,10 +143,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the daemon mounting at `mnt` and waits for its banner.
-    pub fn start(universe: &Universe, mnt: &Path) -> Daemon {
-        let child = Command::new(jit_bin())
-            .args(["up", "--no-plane", "--mount"])
+    /// Starts the daemon mounting at `mnt` (with the message plane if `plane`) and waits for its
+    /// banner.
+    pub fn start(universe: &Universe, mnt: &Path, plane: bool) -> Daemon {
+        let mut command = Command::new(jit_bin());
+        command.arg("up");
+        if !plane {
+            command.arg("--no-plane");
+        }
+        let child = command
+            .arg("--mount")
             .arg(mnt)
             .current_dir(&universe.repo)
             .env("USER", "tester")

@@ -219,3 +219,36 @@ fn a_killed_daemon_leaves_no_mount_that_blocks_the_next_start() {
         "the last edit was written back before exit: {status}"
     );
 }
+
+#[test]
+fn an_agent_on_the_message_plane_sees_its_work_in_the_mount() {
+    if !fuse_ready("agent_plane_mount") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    let daemon = universe.up_with_plane();
+    universe.ok(&["agent", "new", "bot"]);
+    let sws = universe.ok(&["agent", "create"]).trim().to_owned();
+    let patch = universe.dir.path().join("bot.json");
+    std::fs::write(
+        &patch,
+        r#"{"id":"b1","author":"bot","ops":[{"op":"put","path":"bot.txt","content":"from the bot\n"}]}"#,
+    )
+    .unwrap();
+    universe.ok(&["agent", "push", &sws, patch.to_str().unwrap()]);
+    // Acknowledged over Zenoh means durable and already visible in the mount.
+    assert_eq!(
+        std::fs::read_to_string(daemon.path(&format!("sws/{sws}/bot.txt"))).unwrap(),
+        "from the bot\n"
+    );
+    universe.ok(&["agent", "commit", &sws, "-m", "from bot"]);
+    assert_eq!(
+        std::fs::read_to_string(daemon.path("refs/heads/main/bot.txt")).unwrap(),
+        "from the bot\n"
+    );
+    assert_eq!(sh(&daemon.mnt, "cat head/bot.txt"), "from the bot\n");
+    assert!(
+        !daemon.path(&format!("sws/{sws}")).exists(),
+        "the committed SWS is retired from sws/"
+    );
+}
