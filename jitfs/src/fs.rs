@@ -626,13 +626,7 @@ impl Filesystem for JitFs {
             touch_dir(&mut state, parent.0, now);
             Ok(())
         })();
-        match result {
-            Ok(()) => {
-                self.shared.kick();
-                reply.ok()
-            }
-            Err(e) => reply.error(e.errno()),
-        }
+        self.done(result, reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -661,13 +655,7 @@ impl Filesystem for JitFs {
             touch_dir(&mut state, parent.0, SystemTime::now());
             Ok(())
         })();
-        match result {
-            Ok(()) => {
-                self.shared.kick();
-                reply.ok()
-            }
-            Err(e) => reply.error(e.errno()),
-        }
+        self.done(result, reply);
     }
 
     fn symlink(
@@ -700,13 +688,7 @@ impl Filesystem for JitFs {
         reply: ReplyEmpty,
     ) {
         let result = self.rename_in(parent.0, name, newparent.0, newname, flags);
-        match result {
-            Ok(()) => {
-                self.shared.kick();
-                reply.ok()
-            }
-            Err(e) => reply.error(e.errno()),
-        }
+        self.done(result, reply);
     }
 
     fn link(
@@ -1096,6 +1078,16 @@ impl Filesystem for JitFs {
             .map_err(|e| Error::Errno(Errno::from_i32(e as i32)))?;
             Ok(())
         })();
+        self.done(result, reply);
+    }
+}
+
+/// Clean files at least this large are copied into a backing file on open, for passthrough.
+const READ_PASSTHROUGH_MIN: u64 = 1 << 20;
+
+impl JitFs {
+    /// Answers a request that changed the tree: wakes the write-back on success.
+    fn done(&self, result: Result<()>, reply: ReplyEmpty) {
         match result {
             Ok(()) => {
                 self.shared.kick();
@@ -1104,12 +1096,7 @@ impl Filesystem for JitFs {
             Err(e) => reply.error(e.errno()),
         }
     }
-}
 
-/// Clean files at least this large are copied into a backing file on open, for passthrough.
-const READ_PASSTHROUGH_MIN: u64 = 1 << 20;
-
-impl JitFs {
     /// Takes a directory's listing for handle `fh`, so entries added or removed while it is
     /// read neither repeat nor vanish.
     fn snapshot_listing(&self, state: &mut State, dir: Ino, fh: u64) -> Result<()> {

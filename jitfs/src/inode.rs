@@ -130,6 +130,22 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// A new inode with one name, not yet looked up, opened or changed.
+    pub fn new(parent: Ino, name: &[u8], view: Option<ViewId>, kind: Kind, attr: Attr) -> Inode {
+        Inode {
+            parent,
+            name: name.to_vec(),
+            view,
+            kind,
+            attr,
+            dirty: false,
+            generation: 0,
+            lookups: 0,
+            opens: 0,
+            nlink: 1,
+        }
+    }
+
     /// The FUSE file type.
     pub fn file_type(&self) -> FileType {
         match &self.kind {

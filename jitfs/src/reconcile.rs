@@ -104,22 +104,9 @@ impl Walk<'_, '_> {
         }
         let old_entries = self.entries(old);
         let new_entries = self.entries(Some(new));
-        let mut names: Vec<&[u8]> = old_entries
-            .iter()
-            .chain(&new_entries)
-            .map(|e| e.name.as_slice())
-            .collect();
-        names.sort();
-        names.dedup();
-        let find = |list: &[TreeEntry], name: &[u8]| -> Option<TreeEntry> {
-            list.binary_search_by(|e| e.name.as_slice().cmp(name))
-                .ok()
-                .map(|i| list[i].clone())
-        };
-        for name in names {
-            let o = find(&old_entries, name);
-            let n = find(&new_entries, name);
-            self.entry(dir, name, o, n)?;
+        for (o, n) in tree::pair_entries(&old_entries, &new_entries) {
+            let name = o.or(n).map(|e| e.name.clone()).unwrap_or_default();
+            self.entry(dir, &name, o.cloned(), n.cloned())?;
         }
         let node = self.state.get_mut(dir)?;
         if !node.dirty {

@@ -107,16 +107,14 @@ impl State {
         state.nodes.insert(
             ROOT,
             Inode {
-                parent: ROOT,
-                name: Vec::new(),
-                view: None,
-                kind: Kind::Synthetic(Synth::Root),
-                attr: attr(0o755, uid, gid, epoch),
-                dirty: false,
-                generation: 0,
                 lookups: 1,
-                opens: 0,
-                nlink: 1,
+                ..Inode::new(
+                    ROOT,
+                    b"",
+                    None,
+                    Kind::Synthetic(Synth::Root),
+                    attr(0o755, uid, gid, epoch),
+                )
             },
         );
         state
@@ -221,26 +219,21 @@ impl State {
         let root = self.free_ino(&key, b"");
         self.nodes.insert(
             root,
-            Inode {
+            Inode::new(
                 parent,
-                name: name.to_vec(),
-                view: Some(id),
-                kind: Kind::Dir {
+                name,
+                Some(id),
+                Kind::Dir {
                     tree: Some(target.tree),
                     children: None,
                 },
-                attr: attr(
+                attr(
                     if writable { 0o755 } else { 0o555 },
                     self.uid,
                     self.gid,
                     epoch,
                 ),
-                dirty: false,
-                generation: 0,
-                lookups: 0,
-                opens: 0,
-                nlink: 1,
-            },
+            ),
         );
         self.views.push(View {
             kind,
@@ -269,18 +262,13 @@ impl State {
         let epoch = self.epoch;
         self.nodes.insert(
             ino,
-            Inode {
+            Inode::new(
                 parent,
-                name: name.to_vec(),
-                view: None,
-                kind: Kind::Synthetic(synth),
-                attr: attr(0o755, self.uid, self.gid, epoch),
-                dirty: false,
-                generation: 0,
-                lookups: 0,
-                opens: 0,
-                nlink: 1,
-            },
+                name,
+                None,
+                Kind::Synthetic(synth),
+                attr(0o755, self.uid, self.gid, epoch),
+            ),
         );
         ino
     }
@@ -389,18 +377,13 @@ impl State {
         let epoch = self.views[view].epoch;
         self.nodes.insert(
             ino,
-            Inode {
+            Inode::new(
                 parent,
-                name: name.to_vec(),
-                view: Some(view),
+                name,
+                Some(view),
                 kind,
-                attr: attr(perm, self.uid, self.gid, epoch),
-                dirty: false,
-                generation: 0,
-                lookups: 0,
-                opens: 0,
-                nlink: 1,
-            },
+                attr(perm, self.uid, self.gid, epoch),
+            ),
         );
         ino
     }
@@ -498,16 +481,9 @@ impl State {
         self.nodes.insert(
             ino,
             Inode {
-                parent,
-                name: name.to_vec(),
-                view: Some(view),
-                kind,
-                attr,
                 dirty: true,
                 generation: 1,
-                lookups: 0,
-                opens: 0,
-                nlink: 1,
+                ..Inode::new(parent, name, Some(view), kind, attr)
             },
         );
         if let Kind::Dir {
@@ -538,22 +514,11 @@ impl State {
         Some(removed)
     }
 
-    /// Removes `name` from `parent` as a local change; the inode lives on while looked up or
-    /// open.
+    /// Removes `name` from `parent` as a local change (to be written back); the inode lives on
+    /// while looked up or open.
     pub fn detach(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
-        let removed = match &mut self.nodes.get_mut(&parent)?.kind {
-            Kind::Dir {
-                children: Some(children),
-                ..
-            } => children.remove(name),
-            _ => None,
-        }?;
-        self.unlink_parent(removed, parent, name);
-        if let Some(node) = self.nodes.get_mut(&removed) {
-            node.nlink = node.nlink.saturating_sub(1);
-        }
+        let removed = self.detach_external(parent, name)?;
         self.mark_dirty(parent);
-        self.collect(removed);
         Some(removed)
     }
 

@@ -116,6 +116,35 @@ pub struct Change {
     pub new: Option<TreeEntry>,
 }
 
+/// Walks two directories' entries (each sorted by name) side by side: every name once, with
+/// its entry on each side (None where it is absent), in name order.
+pub fn pair_entries<'a>(
+    old: &'a [TreeEntry],
+    new: &'a [TreeEntry],
+) -> impl Iterator<Item = (Option<&'a TreeEntry>, Option<&'a TreeEntry>)> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let order = match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) => a.name.cmp(&b.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return None,
+        };
+        let pair = match order {
+            std::cmp::Ordering::Less => (old.get(i), None),
+            std::cmp::Ordering::Greater => (None, new.get(j)),
+            std::cmp::Ordering::Equal => (old.get(i), new.get(j)),
+        };
+        if order != std::cmp::Ordering::Greater {
+            i += 1;
+        }
+        if order != std::cmp::Ordering::Less {
+            j += 1;
+        }
+        Some(pair)
+    })
+}
+
 /// Lists file-level changes from `old` to `new`, in path order.
 pub fn diff(src: &dyn Source, old: &NodeId, new: &NodeId) -> Result<Vec<Change>> {
     let mut out = Vec::new();
@@ -141,28 +170,7 @@ fn diff_into(
         Some(id) => load(src, id)?.entries,
         None => Vec::new(),
     };
-    let (mut i, mut j) = (0, 0);
-    while i < old_entries.len() || j < new_entries.len() {
-        let order = match (old_entries.get(i), new_entries.get(j)) {
-            (Some(a), Some(b)) => a.name.cmp(&b.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
-        };
-        let (a, b) = match order {
-            std::cmp::Ordering::Less => {
-                i += 1;
-                (old_entries.get(i - 1), None)
-            }
-            std::cmp::Ordering::Greater => {
-                j += 1;
-                (None, new_entries.get(j - 1))
-            }
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-                (old_entries.get(i - 1), new_entries.get(j - 1))
-            }
-        };
+    for (a, b) in pair_entries(&old_entries, &new_entries) {
         let name = a.or(b).map(|e| e.name.as_slice()).unwrap_or_default();
         let path = join(prefix, name);
         let dir =

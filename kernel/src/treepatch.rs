@@ -3,15 +3,13 @@
 //! symlinks, chmods — so its edits read in the micro-history like anyone else's, and empty
 //! directories and type changes survive (a file-level diff would lose both).
 
-use std::cmp::Ordering;
-
 use crate::content::read_blob;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::{EntryKind, TreeEntry};
 use crate::patch::PatchOp;
 use crate::source::Source;
-use crate::tree::load;
+use crate::tree::{load, pair_entries};
 
 /// Operations that, applied in order to `old`, give exactly `new`. Blobs they name must be
 /// readable from `src` (and staged or in the DAG when the patch is applied).
@@ -39,24 +37,7 @@ fn dir(
         Some(id) => load(src, id)?.entries,
         None => Vec::new(),
     };
-    let (mut i, mut j) = (0, 0);
-    while i < old_entries.len() || j < new_entries.len() {
-        let order = match (old_entries.get(i), new_entries.get(j)) {
-            (Some(a), Some(b)) => a.name.cmp(&b.name),
-            (Some(_), None) => Ordering::Less,
-            _ => Ordering::Greater,
-        };
-        let (a, b) = match order {
-            Ordering::Less => (old_entries.get(i), None),
-            Ordering::Greater => (None, new_entries.get(j)),
-            Ordering::Equal => (old_entries.get(i), new_entries.get(j)),
-        };
-        if order != Ordering::Greater {
-            i += 1;
-        }
-        if order != Ordering::Less {
-            j += 1;
-        }
+    for (a, b) in pair_entries(&old_entries, &new_entries) {
         let name = a.or(b).map(|e| e.name.as_slice()).unwrap_or_default();
         let path = join(prefix, name)?;
         entry(src, a, b, &path, ops)?;
