@@ -87,7 +87,24 @@ pub fn write(dir: &Path, marker: &Marker) -> Result<()> {
     let file = meta.join(MARKER);
     let text = serde_json::to_string_pretty(marker)
         .map_err(|e| WatchError::Invalid(format!("cannot encode the marker: {e}")))?;
-    std::fs::write(&file, text).map_err(|e| WatchError::io(&file, e))
+    std::fs::write(&file, text).map_err(|e| WatchError::io(&file, e))?;
+    // A git repository made inside the checkout must not track (and rewrite) the locks.
+    let ignore = meta.join(".gitignore");
+    std::fs::write(&ignore, "*\n").map_err(|e| WatchError::io(&ignore, e))
+}
+
+/// Cookie files waiting in the checkout's metadata directory.
+pub fn cookies(dir: &Path) -> Result<Vec<PathBuf>> {
+    let meta = meta_dir(dir);
+    let entries = std::fs::read_dir(&meta).map_err(|e| WatchError::io(&meta, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WatchError::io(&meta, e))?;
+        if entry.file_name().to_string_lossy().starts_with(COOKIE_PREFIX) {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
 }
 
 /// An advisory lock file (flock), released when dropped or when the process dies.

@@ -215,6 +215,9 @@ impl Session {
         }
         self.synced = Synced::default();
         let sorted: BTreeSet<String> = paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        if full || sorted.contains(".gitignore") || sorted.contains(".jitignore") {
+            self.ignore = Ignore::load(&self.located.dir);
+        }
         let result = (|| {
             for rel in &sorted {
                 if !rel.is_empty() && self.ignored_within(rel) {
@@ -321,6 +324,7 @@ impl Session {
         }
         let indexed: Vec<String> = self
             .children(rel)
+            .into_iter()
             .filter(|child| !present.contains(child))
             .collect();
         for child in indexed {
@@ -330,7 +334,7 @@ impl Session {
     }
 
     /// Indexed paths directly below `rel`.
-    fn children<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = String> + 'a {
+    fn children(&self, rel: &str) -> Vec<String> {
         let prefix = if rel.is_empty() {
             String::new()
         } else {
@@ -338,11 +342,10 @@ impl Session {
         };
         self.index
             .range(prefix.clone()..)
-            .take_while(move |(path, _)| path.starts_with(&prefix))
-            .filter(move |(path, _)| !path[prefix.len()..].contains('/'))
+            .take_while(|(path, _)| path.starts_with(&prefix))
+            .filter(|(path, _)| !path[prefix.len()..].contains('/'))
             .map(|(path, _)| path.clone())
-            .collect::<Vec<_>>()
-            .into_iter()
+            .collect()
     }
 
     fn visit_file(&mut self, rel: &str, abs: &Path, stat: Stat, dirs: &mut dyn Dirs) -> Result<()> {
@@ -511,11 +514,6 @@ impl Session {
     /// Sets the in-memory state after a checkout recorded a new one.
     pub(crate) fn adopt(&mut self, state: CheckoutState) {
         self.state = Some(state);
-    }
-
-    /// Replaces an in-memory index entry (a checkout's own writes, already recorded).
-    pub(crate) fn index_mut(&mut self) -> &mut BTreeMap<String, IndexEntry> {
-        &mut self.index
     }
 }
 

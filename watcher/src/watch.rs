@@ -239,6 +239,11 @@ fn take(
 
 /// Records the gathered paths (or everything, after an overflow), then answers cookies.
 fn flush(session: &mut Session, gathered: &mut Gathered, watches: &mut Watches) -> Result<()> {
+    if gathered.rescan {
+        // Cookies already present are answered by the rescan, which starts after they were
+        // written (their own events may have been lost with the overflow).
+        gathered.cookies.extend(marker::cookies(session.dir())?);
+    }
     if !gathered.dirty.is_empty() || gathered.rescan {
         let _lock = marker::flush_lock(session.dir())?;
         session.refresh_if_stale()?;
