@@ -3,7 +3,7 @@
 # the release binary, runs every comparison in one run and rewrites BENCHMARKS.md with the
 # machine, the medians, the spread and the ratios. Not part of the test suite.
 #
-#   bench/run.sh [IMPORT_RUNS] [SWS_RUNS]     (defaults 3 and 30)
+#   bench/run.sh [IMPORT_RUNS] [SWS_RUNS] [WATCHER_RUNS]     (defaults 3, 30 and 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p jit-cli >&2
@@ -21,6 +21,10 @@ out=$(mktemp)
   cargo run --release -q -p jit-plane --example bench 2>/dev/null
   echo
   cat bench/notes/plane.md
+  echo
+  bench/watcher.sh "${3:-20}"
+  echo
+  cat bench/notes/watcher.md
 } > "$out"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2

@@ -205,7 +205,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 None => crate::ondisk::here(&base)?.map(|located| located.dir),
             };
             match (into, rev) {
-                (Some(dir), rev) => crate::ondisk::checkout(&base, &dir, rev.as_deref(), quiet, json),
+                (Some(dir), rev) => {
+                    crate::ondisk::checkout(&base, &dir, rev.as_deref(), quiet, json)
+                }
                 (None, Some(branch)) => work::checkout_verb(&base, &branch, json),
                 (None, None) => bail!("name a branch to check out (or --into DIR)"),
             }

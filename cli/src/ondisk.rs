@@ -15,8 +15,9 @@ use serde_json::json;
 
 use crate::progress::FileBar;
 
-/// How long synchronized status waits for the watcher before comparing the tree itself.
-const COOKIE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long synchronized status waits for a live watcher (busy with a storm of edits, say)
+/// before comparing the tree itself. A watcher that dies is noticed at once.
+const COOKIE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The checkout containing `base`, if any.
 pub fn here(base: &Path) -> Result<Option<Located>> {
@@ -38,7 +39,9 @@ pub fn checkout(
     } else {
         None
     };
-    let repo = existing.map(|l| l.marker.repo).unwrap_or_else(|| base.to_path_buf());
+    let repo = existing
+        .map(|l| l.marker.repo)
+        .unwrap_or_else(|| base.to_path_buf());
     let bar = FileBar::new(!quiet && !json, "checking out");
     let done = materialize::checkout(&repo, &dir, rev, &bar);
     bar.finish();
@@ -68,7 +71,9 @@ pub fn checkout(
 
 /// `jit watch [DIR]`: the watcher daemon in the foreground.
 pub fn watch(base: &Path, dir: Option<PathBuf>) -> Result<ExitCode> {
-    let dir = dir.map(|d| base.join(d)).unwrap_or_else(|| base.to_path_buf());
+    let dir = dir
+        .map(|d| base.join(d))
+        .unwrap_or_else(|| base.to_path_buf());
     let options = Options {
         stall_file: std::env::var_os("JIT_WATCH_TEST_STALL").map(PathBuf::from),
         ..Options::default()

@@ -63,7 +63,10 @@ pub struct FileBar(ProgressBar);
 impl FileBar {
     /// A bar that draws only if `visible` and stderr is a terminal.
     pub fn new(visible: bool, what: &'static str) -> FileBar {
-        let bar = styled(visible, "{spinner} {msg} [{bar:30}] {pos}/{len} files ({eta})");
+        let bar = styled(
+            visible,
+            "{spinner} {msg} [{bar:30}] {pos}/{len} files ({eta})",
+        );
         bar.set_message(what);
         FileBar(bar)
     }

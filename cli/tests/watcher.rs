@@ -68,7 +68,15 @@ fn setup(work: &Path) -> (PathBuf, PathBuf) {
     let repo = work.join("repo");
     let tree = work.join("tree");
     std::fs::create_dir_all(tree.join("src/deep")).unwrap();
-    for name in ["inplace", "sed", "python", "vim", "jetbrains", "git", "chmod"] {
+    for name in [
+        "inplace",
+        "sed",
+        "python",
+        "vim",
+        "jetbrains",
+        "git",
+        "chmod",
+    ] {
         std::fs::write(tree.join(format!("src/{name}.txt")), "base\nline two\n").unwrap();
     }
     std::fs::write(tree.join("README"), "readme\n").unwrap();
@@ -79,7 +87,10 @@ fn setup(work: &Path) -> (PathBuf, PathBuf) {
     ok(work, &["init", repo.to_str().unwrap()]);
     import(&repo, &tree, "base");
     let co = work.join("co");
-    ok(&repo, &["checkout", "--into", co.to_str().unwrap(), "main", "-q"]);
+    ok(
+        &repo,
+        &["checkout", "--into", co.to_str().unwrap(), "main", "-q"],
+    );
     (repo, co)
 }
 
@@ -94,7 +105,9 @@ fn sws_files(repo: &Path, co: &Path) -> Files {
     let state = checkout::get(store, &txn, key.to_str().unwrap())
         .unwrap()
         .expect("a checkout");
-    let id = checkout::sws_of(store, &txn, &state).unwrap().expect("an SWS");
+    let id = checkout::sws_of(store, &txn, &state)
+        .unwrap()
+        .expect("an SWS");
     let root = sws::get(store, &txn, id).unwrap().tree;
     let src = SwsSource::new(store, &txn, id);
     let mut out = Files::new();
@@ -116,7 +129,10 @@ fn sws_files(repo: &Path, co: &Path) -> Files {
 /// The directory on disk as path → (kind, content), without metadata and ignored directories.
 fn disk_files(co: &Path) -> Files {
     fn walk(dir: &Path, prefix: &str, out: &mut Files) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name().into_string().unwrap();
@@ -136,7 +152,11 @@ fn disk_files(co: &Path) -> Files {
                 let target = std::fs::read_link(entry.path()).unwrap();
                 out.insert(rel, ("link", target.into_os_string().into_encoded_bytes()));
             } else {
-                let kind = if meta.mode() & 0o111 != 0 { "exec" } else { "file" };
+                let kind = if meta.mode() & 0o111 != 0 {
+                    "exec"
+                } else {
+                    "file"
+                };
                 out.insert(rel, (kind, std::fs::read(entry.path()).unwrap()));
             }
         }
@@ -170,8 +190,16 @@ fn assert_converged(repo: &Path, co: &Path) -> serde_json::Value {
     let answer = status(co);
     let (sws, disk) = (sws_files(repo, co), disk_files(co));
     if sws != disk {
-        let only_sws: Vec<_> = sws.keys().filter(|k| disk.get(*k) != sws.get(*k)).take(5).collect();
-        let only_disk: Vec<_> = disk.keys().filter(|k| disk.get(*k) != sws.get(*k)).take(5).collect();
+        let only_sws: Vec<_> = sws
+            .keys()
+            .filter(|k| disk.get(*k) != sws.get(*k))
+            .take(5)
+            .collect();
+        let only_disk: Vec<_> = disk
+            .keys()
+            .filter(|k| disk.get(*k) != sws.get(*k))
+            .take(5)
+            .collect();
         panic!(
             "SWS ({} paths) differs from disk ({} paths): sws-side {only_sws:?}, disk-side {only_disk:?}",
             sws.len(),
@@ -205,18 +233,27 @@ fn checkout_writes_the_tree_and_status_without_a_watcher_walks_it() {
     let answer = assert_converged(&repo, &co);
     assert_eq!(answer["synchronized"], "stat-walk");
     assert!(changed(&answer).is_empty(), "{answer}");
-    assert_eq!(std::fs::read_link(co.join("link")).unwrap(), Path::new("README"));
+    assert_eq!(
+        std::fs::read_link(co.join("link")).unwrap(),
+        Path::new("README")
+    );
     assert!(std::fs::metadata(co.join("run.sh")).unwrap().mode() & 0o100 != 0);
     std::fs::write(co.join("README"), "edited\n").unwrap();
     let answer = assert_converged(&repo, &co);
     assert_eq!(changed(&answer), [("README".into(), "M".into())]);
     // A checkout into the universe itself, or into a non-empty directory, is refused.
-    let err = fails(&repo, &["checkout", "--into", repo.to_str().unwrap(), "main"]);
+    let err = fails(
+        &repo,
+        &["checkout", "--into", repo.to_str().unwrap(), "main"],
+    );
     assert!(err.contains("separate directory"), "{err}");
     let other = work.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("x"), "x").unwrap();
-    let err = fails(&repo, &["checkout", "--into", other.to_str().unwrap(), "main"]);
+    let err = fails(
+        &repo,
+        &["checkout", "--into", other.to_str().unwrap(), "main"],
+    );
     assert!(err.contains("not empty"), "{err}");
 }
 
@@ -265,21 +302,43 @@ fn every_save_pattern_is_one_logical_change() {
         &src,
         "vim",
         &[
-            "-u", "NONE", "-N", "-n", "-Es", "-c", "set backupcopy=no writebackup nobackup",
-            "-c", "%s/base/vim/", "-c", "wq", "vim.txt",
+            "-u",
+            "NONE",
+            "-N",
+            "-n",
+            "-Es",
+            "-c",
+            "set backupcopy=no writebackup nobackup",
+            "-c",
+            "%s/base/vim/",
+            "-c",
+            "wq",
+            "vim.txt",
         ],
     );
     check("vim", "vim\nline two\n", "file");
 
     // JetBrains safe write: temp file, rename the original away, rename the temp in, delete.
     std::fs::write(src.join("jetbrains.txt___jb_tmp___"), "jetbrains\n").unwrap();
-    std::fs::rename(src.join("jetbrains.txt"), src.join("jetbrains.txt___jb_old___")).unwrap();
-    std::fs::rename(src.join("jetbrains.txt___jb_tmp___"), src.join("jetbrains.txt")).unwrap();
+    std::fs::rename(
+        src.join("jetbrains.txt"),
+        src.join("jetbrains.txt___jb_old___"),
+    )
+    .unwrap();
+    std::fs::rename(
+        src.join("jetbrains.txt___jb_tmp___"),
+        src.join("jetbrains.txt"),
+    )
+    .unwrap();
     std::fs::remove_file(src.join("jetbrains.txt___jb_old___")).unwrap();
     check("jetbrains", "jetbrains\n", "file");
 
     // chmod +x: a mode change is one change, and the content stays.
-    std::fs::set_permissions(src.join("chmod.txt"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        src.join("chmod.txt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     check("chmod", "base\nline two\n", "exec");
 
     // git checkout inside the checkout (.git itself is never recorded).
@@ -291,7 +350,10 @@ fn every_save_pattern_is_one_logical_change() {
     run(&co, "git", &["commit", "-qam", "change"]);
     run(&co, "git", &["checkout", "-q", "main"]);
     let answer = assert_converged(&repo, &co);
-    assert!(!changed(&answer).iter().any(|(p, _)| p == "src/git.txt"), "{answer}");
+    assert!(
+        !changed(&answer).iter().any(|(p, _)| p == "src/git.txt"),
+        "{answer}"
+    );
     run(&co, "git", &["checkout", "-q", "other"]);
     check("git", "from git\n", "file");
 
@@ -303,7 +365,12 @@ fn every_save_pattern_is_one_logical_change() {
     let answer = status(&co);
     let paths: Vec<_> = changed(&answer).into_iter().map(|(p, _)| p).collect();
     assert!(paths.contains(&".gitignore".to_owned()), "{paths:?}");
-    assert!(!paths.iter().any(|p| p.starts_with("target") || p.ends_with(".o")), "{paths:?}");
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.starts_with("target") || p.ends_with(".o")),
+        "{paths:?}"
+    );
 }
 
 /// Creates `count` files spread over freshly made nested directories.
@@ -333,17 +400,30 @@ fn a_storm_of_100k_files_in_new_directories_all_arrive() {
 fn a_forced_queue_overflow_is_rescanned_and_reported() {
     let work = tempfile::tempdir().unwrap();
     let (repo, co) = setup(work.path());
+    for d in 0..200 {
+        std::fs::create_dir_all(co.join(format!("w/{d}"))).unwrap();
+    }
     let stall = work.path().join("stall");
     let watcher = Watcher::start(&co, Some(&stall));
-    // Stall the reader, then make far more events than the inotify queue holds (16384).
+    // Stall the reader, then make far more events than the inotify queue holds (16384): files
+    // in directories already watched (new directories get no watch while the reader stalls),
+    // about four events each.
     std::fs::write(&stall, "").unwrap();
     std::fs::write(co.join("README"), "first\n").unwrap();
-    storm(&co, "o", 30_000);
+    for i in 0..20_000 {
+        let path = co.join(format!("w/{}/f{i}", i % 200));
+        std::fs::write(path, format!("{i}\n")).unwrap();
+    }
+    storm(&co, "o", 5_000);
     std::fs::remove_file(co.join("src/deep/file.rs")).unwrap();
     std::fs::remove_file(&stall).unwrap();
     let answer = assert_converged(&repo, &co);
     assert_eq!(answer["synchronized"], "watcher");
-    assert!(watcher.log().contains("overflowed"), "not reported: {}", watcher.log());
+    assert!(
+        watcher.log().contains("overflowed"),
+        "not reported: {}",
+        watcher.log()
+    );
 }
 
 #[test]
@@ -412,7 +492,10 @@ fn switching_revisions_is_incremental_and_keeps_or_refuses_local_edits() {
     assert_eq!(out["written"], 2, "{out}");
     assert_eq!(out["removed"], 1, "{out}");
     let after = std::fs::metadata(co.join("src/deep/file.rs")).unwrap();
-    assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec())
+    );
     assert_eq!(std::fs::read(co.join("README")).unwrap(), b"readme v2\n");
     assert!(!co.join("run.sh").exists());
     let answer = assert_converged(&repo, &co);
@@ -420,7 +503,10 @@ fn switching_revisions_is_incremental_and_keeps_or_refuses_local_edits() {
     // A local edit of a path the switch changes is refused, and nothing is written.
     std::fs::write(co.join("README"), "mine\n").unwrap();
     let err = fails(&co, &["checkout", "v1"]);
-    assert!(err.contains("uncommitted changes") && err.contains("README"), "{err}");
+    assert!(
+        err.contains("uncommitted changes") && err.contains("README"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(co.join("README")).unwrap(), b"mine\n");
     assert!(co.join("new/dir/file").exists());
 }
@@ -431,7 +517,18 @@ fn commit_from_a_checkout_then_keep_editing() {
     let (repo, co) = setup(work.path());
     let _watcher = Watcher::start(&co, None);
     std::fs::write(co.join("README"), "committed\n").unwrap();
-    ok(&co, &["commit", "-m", "from the checkout", "--author", AUTHOR, "--date", DATE]);
+    ok(
+        &co,
+        &[
+            "commit",
+            "-m",
+            "from the checkout",
+            "--author",
+            AUTHOR,
+            "--date",
+            DATE,
+        ],
+    );
     let answer = assert_converged(&repo, &co);
     assert!(changed(&answer).is_empty(), "{answer}");
     assert_eq!(ok(&repo, &["cat", "main:README"]), "committed\n");

@@ -30,7 +30,7 @@ pub struct CheckoutState {
     pub branch: String,
     /// A dedicated SWS (for a tag or snapshot checkout). `None`: the branch's working SWS.
     pub sws: Option<String>,
-    /// Bumped every time a checkout rewrites the directory.
+    /// Bumped by every record: a writer whose view is older is refused.
     pub generation: u64,
     /// The tree the directory holds once every recorded edit is counted: the checked-out tree,
     /// then the SWS's tree after each recorded patch. A later checkout diffs from it.
@@ -159,7 +159,10 @@ pub fn record(store: &Store, record: &Record, owner: &str) -> Result<Recorded> {
                 generation: now + 1,
                 ..new.clone()
             },
-            (None, Some(state)) => state,
+            (None, Some(state)) => CheckoutState {
+                generation: now + 1,
+                ..state
+            },
             (None, None) => {
                 return Err(Error::InvalidInput(format!(
                     "{} is not a checkout (jit checkout --into makes one)",
@@ -297,7 +300,7 @@ mod tests {
         drop(txn);
         let bad = Record {
             dir: "/co".into(),
-            generation: 1,
+            generation: 2,
             patch: Some(Patch {
                 id: "p2".into(),
                 author: "me".into(),

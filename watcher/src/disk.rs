@@ -107,7 +107,9 @@ pub fn read_stable(path: &Path, first: Stat) -> Result<Option<(Stat, Vec<u8>)>> 
     let mut stat = first;
     for _ in 0..100 {
         let data = match stat.kind() {
-            Kind::Symlink => std::fs::read_link(path).map(|t| t.into_os_string().into_encoded_bytes()),
+            Kind::Symlink => {
+                std::fs::read_link(path).map(|t| t.into_os_string().into_encoded_bytes())
+            }
             _ => std::fs::read(path),
         };
         let data = match data {

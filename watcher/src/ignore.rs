@@ -134,7 +134,10 @@ mod tests {
         };
         assert!(rules.ignored(".git", true));
         assert!(rules.ignored("a/node_modules", true));
-        assert!(!rules.ignored("a/target", false), "a file named target is kept");
+        assert!(
+            !rules.ignored("a/target", false),
+            "a file named target is kept"
+        );
         assert!(rules.ignored("x/y.o", false));
         assert!(!rules.ignored("x/y.c", false));
         assert!(rules.ignored("build", true));

@@ -60,9 +60,8 @@ pub fn find(start: &Path) -> Result<Option<Located>> {
         let file = meta_dir(dir).join(MARKER);
         if file.is_file() {
             let text = std::fs::read_to_string(&file).map_err(|e| WatchError::io(&file, e))?;
-            let marker: Marker = serde_json::from_str(&text).map_err(|e| {
-                WatchError::Invalid(format!("{} is damaged: {e}", file.display()))
-            })?;
+            let marker: Marker = serde_json::from_str(&text)
+                .map_err(|e| WatchError::Invalid(format!("{} is damaged: {e}", file.display())))?;
             return Ok(Some(Located {
                 dir: dir.to_path_buf(),
                 marker,
@@ -100,7 +99,11 @@ pub fn cookies(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| WatchError::io(&meta, e))?;
-        if entry.file_name().to_string_lossy().starts_with(COOKIE_PREFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(COOKIE_PREFIX)
+        {
             out.push(entry.path());
         }
     }

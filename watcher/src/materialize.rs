@@ -283,11 +283,7 @@ fn discard_if_dedicated(session: &mut Session, old: SwsId) -> Result<()> {
 /// Local edits kept across the switch: path, the target's blob there, the target's mode.
 type Kept = Vec<(String, Option<NodeId>, u32)>;
 
-fn plan(
-    session: &Session,
-    old_sws: Option<SwsId>,
-    new_sws: SwsId,
-) -> Result<(Vec<Step>, Kept)> {
+fn plan(session: &Session, old_sws: Option<SwsId>, new_sws: SwsId) -> Result<(Vec<Step>, Kept)> {
     let repo = session.repo()?;
     let store = repo.store();
     let txn = store.read()?;
@@ -309,7 +305,9 @@ fn plan(
                 let path = String::from_utf8_lossy(&change.path).into_owned();
                 let at_base = tree::lookup(&src, &base_tree, &change.path)?;
                 let at_target = tree::lookup(&src, &new_state.tree, &change.path)?;
-                if at_base.as_ref().map(|e| (e.kind, e.id)) != at_target.as_ref().map(|e| (e.kind, e.id)) {
+                if at_base.as_ref().map(|e| (e.kind, e.id))
+                    != at_target.as_ref().map(|e| (e.kind, e.id))
+                {
                     conflicts.push(path);
                     continue;
                 }
@@ -438,7 +436,10 @@ fn prune_dirs(dir: &Path, steps: &[Step], session: &Session, record: &mut Record
         let empty = std::fs::read_dir(&abs)
             .map(|mut entries| entries.next().is_none())
             .unwrap_or(false);
-        let written_below = record.set.iter().any(|(p, _)| p.starts_with(&format!("{rel}/")));
+        let written_below = record
+            .set
+            .iter()
+            .any(|(p, _)| p.starts_with(&format!("{rel}/")));
         if empty && !written_below {
             std::fs::remove_dir(&abs).map_err(|e| WatchError::io(&abs, e))?;
             if session.index().contains_key(&rel) {

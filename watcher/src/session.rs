@@ -25,8 +25,9 @@ use crate::marker::{self, Located, META_DIR};
 
 /// A patch is sent once its content passes this many bytes (the RPC frame limit is 64 MiB).
 const BATCH_BYTES: usize = 24 << 20;
-/// …or once it has this many operations.
-const BATCH_OPS: usize = 20_000;
+/// …or once it has this many operations (the kernel re-encodes a directory per operation and
+/// keeps every version until the patch is applied: small patches bound that for huge directories).
+const BATCH_OPS: usize = 500;
 
 /// How `sync` learns about directories: the watcher adds a watch before a directory is read (so
 /// nothing created in it afterwards is missed) and forgets directories that are gone.
@@ -381,8 +382,8 @@ impl Session {
                 if old.is_some() {
                     self.push(PatchOp::Delete { path: rel.into() }, 0);
                 }
-                let target = String::from_utf8(data)
-                    .map_err(|_| WatchError::BadName(abs.to_path_buf()))?;
+                let target =
+                    String::from_utf8(data).map_err(|_| WatchError::BadName(abs.to_path_buf()))?;
                 self.push(
                     PatchOp::Symlink {
                         path: rel.into(),
