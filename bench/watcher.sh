@@ -105,7 +105,7 @@ print(f"Edit → durable latency over {sys.argv[2]} edits of one file (from the 
       f"**p50 {l['p50_ms']:.2f} ms, p99 {l['p99_ms']:.2f} ms** (max {l['max_ms']:.2f} ms).")
 EOF
 echo
-printf 'Linux tree (%s files): \`jit checkout --into\` wrote it in %.1f s; the watcher'"'"'s start (initial stat walk of the index and one watch per directory) took %.1f s.\n' \
+printf 'Linux tree (%s files): `jit checkout --into` wrote it in %.1f s; the watcher'"'"'s start (initial stat walk of the index and one watch per directory) took %.1f s.\n' \
   "$(cd "$linux" && find . -type f | wc -l)" "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)"
 echo
 echo "\`status\` with 10 changed files (synchronized: cookie round trip through the watcher, then the SWS's changes):"

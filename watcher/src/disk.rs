@@ -3,7 +3,7 @@
 
 use std::fs::Metadata;
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use jit_kernel::checkout::IndexEntry;
@@ -131,21 +131,4 @@ pub fn read_stable(path: &Path, first: Stat) -> Result<Option<(Stat, Vec<u8>)>> 
         "{} keeps changing while it is read",
         path.display()
     )))
-}
-
-/// Sets or clears the executable bits of a file the checkout wrote (following umask-like rules:
-/// executable gets x wherever r is set).
-pub fn set_executable(path: &Path, executable: bool) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|e| WatchError::io(path, e))?;
-    let mode = meta.permissions().mode();
-    let want = if executable {
-        mode | ((mode & 0o444) >> 2)
-    } else {
-        mode & !0o111
-    };
-    if want != mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(want))
-            .map_err(|e| WatchError::io(path, e))?;
-    }
-    Ok(())
 }

@@ -9,6 +9,8 @@
 //! refuses before writing anything.
 
 use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use jit_kernel::checkout::{CheckoutState, IndexEntry, Record};
@@ -25,6 +27,9 @@ use crate::disk;
 use crate::error::{Result, WatchError};
 use crate::marker::{self, Located, Marker};
 use crate::session::{Session, Unwatched};
+
+/// How long a checkout waits for a busy watcher to flush before walking the tree itself.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What a checkout did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,12 +54,19 @@ pub fn checkout(
     rev: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<CheckedOut> {
+    let started = std::time::Instant::now();
     let located = prepare_dir(repo, dir)?;
-    let _lock = marker::flush_lock(&located.dir)?;
     let mut session = Session::open_located(located)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "checkout: opened");
     if session.state().is_some() {
-        session.sync([""], true, &mut Unwatched)?;
+        // Every edit so far into the current SWS: through a running watcher (a cookie), else a
+        // stat walk. Then the flush lock keeps the watcher still while files are rewritten.
+        crate::sync::synchronize(&mut session, SYNC_TIMEOUT)?;
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "checkout: synchronized");
+    let _lock = marker::flush_lock(session.dir())?;
+    session.refresh_if_stale()?;
+    tracing::debug!(elapsed = ?started.elapsed(), "checkout: locked");
     let rev = match rev {
         Some(rev) => rev.to_owned(),
         None => match session.state() {
@@ -184,6 +196,7 @@ fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<C
     let old_sws: Option<SwsId> = session.sws().map(str::parse).transpose()?;
     let (mut state, new_sws) = target(session, rev)?;
     let (steps, kept) = plan(session, old_sws, new_sws)?;
+    tracing::debug!(steps = steps.len(), kept = kept.len(), "checkout: planned");
     let dir = session.dir().to_path_buf();
     let writes = steps
         .iter()
@@ -210,7 +223,7 @@ fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<C
                     removed += 1;
                 }
                 Step::Write { path, kind, blob } => {
-                    ensure_parents(&dir, path, &mut created, session.index(), &mut record)?;
+                    ensure_parents(&dir, path, &mut created, &mut record)?;
                     let data = content::read_blob(&src, blob)?;
                     let stat = write_path(&dir.join(path), *kind, &data)?;
                     record.set.push((path.clone(), stat.entry(Some(*blob))));
@@ -219,7 +232,7 @@ fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<C
                 }
             }
         }
-        prune_dirs(&dir, &steps, session, &mut record)?;
+        prune_dirs(&dir, &steps, &mut record)?;
         let target_tree = sws::get(store, &txn, new_sws)?.tree;
         state.tree = Some(target_tree);
         // Kept local edits: the index keeps the target's blob with a stat that can never match,
@@ -238,7 +251,9 @@ fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<C
         drop(txn);
     }
     record.state = Some(state.clone());
+    tracing::debug!(written, removed, "checkout: files written");
     let done = session.record(&record)?;
+    tracing::debug!("checkout: recorded");
     state.generation = done.generation;
     session.adopt(state);
     session.reload()?;
@@ -363,7 +378,6 @@ fn ensure_parents(
     dir: &Path,
     rel: &str,
     created: &mut BTreeSet<String>,
-    index: &std::collections::BTreeMap<String, IndexEntry>,
     record: &mut Record,
 ) -> Result<()> {
     let mut at = 0;
@@ -376,9 +390,7 @@ fn ensure_parents(
         let abs = dir.join(parent);
         match disk::lstat(&abs)? {
             Some(stat) if stat.kind() == disk::Kind::Directory => {
-                if !index.contains_key(parent) {
-                    record.set.push((parent.to_owned(), stat.entry(None)));
-                }
+                record.set.push((parent.to_owned(), stat.entry(None)));
             }
             other => {
                 if other.is_some() {
@@ -395,7 +407,8 @@ fn ensure_parents(
     Ok(())
 }
 
-/// Writes one file or symlink in place (a file keeps its inode) and returns its `lstat`.
+/// Writes one changed file or symlink and returns its `lstat` (unchanged paths are never
+/// written, so they keep inode and mtime).
 fn write_path(path: &Path, kind: EntryKind, data: &[u8]) -> Result<disk::Stat> {
     match kind {
         EntryKind::Symlink => {
@@ -404,11 +417,34 @@ fn write_path(path: &Path, kind: EntryKind, data: &[u8]) -> Result<disk::Stat> {
             std::os::unix::fs::symlink(target, path).map_err(|e| WatchError::io(path, e))?;
         }
         EntryKind::File | EntryKind::Executable => {
+            // In place: no inode allocation (ext4 scans for recently freed inodes on every
+            // create, which dominates a switch); the mode is set on the open file.
             if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
                 remove_path(path)?;
             }
-            std::fs::write(path, data).map_err(|e| WatchError::io(path, e))?;
-            disk::set_executable(path, kind == EntryKind::Executable)?;
+            let mode = if kind == EntryKind::Executable { 0o777 } else { 0o666 };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(path)
+                .map_err(|e| WatchError::io(path, e))?;
+            file.write_all(data).map_err(|e| WatchError::io(path, e))?;
+            let mut meta = file.metadata().map_err(|e| WatchError::io(path, e))?;
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            if executable != (kind == EntryKind::Executable) {
+                let perms = meta.permissions().mode();
+                let want = if executable {
+                    perms & !0o111
+                } else {
+                    perms | ((perms & 0o444) >> 2)
+                };
+                file.set_permissions(std::fs::Permissions::from_mode(want))
+                    .map_err(|e| WatchError::io(path, e))?;
+                meta = file.metadata().map_err(|e| WatchError::io(path, e))?;
+            }
+            return Ok(disk::Stat::of(&meta));
         }
         EntryKind::Directory => {
             std::fs::create_dir_all(path).map_err(|e| WatchError::io(path, e))?;
@@ -418,7 +454,7 @@ fn write_path(path: &Path, kind: EntryKind, data: &[u8]) -> Result<disk::Stat> {
 }
 
 /// Removes directories emptied by the removals (and not in the target), recording them.
-fn prune_dirs(dir: &Path, steps: &[Step], session: &Session, record: &mut Record) -> Result<()> {
+fn prune_dirs(dir: &Path, steps: &[Step], record: &mut Record) -> Result<()> {
     let mut candidates = BTreeSet::new();
     for step in steps {
         if let Step::Remove { path } = step {
@@ -442,9 +478,7 @@ fn prune_dirs(dir: &Path, steps: &[Step], session: &Session, record: &mut Record
             .any(|(p, _)| p.starts_with(&format!("{rel}/")));
         if empty && !written_below {
             std::fs::remove_dir(&abs).map_err(|e| WatchError::io(&abs, e))?;
-            if session.index().contains_key(&rel) {
-                record.remove.push(rel);
-            }
+            record.remove.push(rel);
         }
     }
     Ok(())

@@ -79,6 +79,7 @@ pub struct Session {
     state: Option<CheckoutState>,
     sws: Option<String>,
     index: BTreeMap<String, IndexEntry>,
+    index_loaded: bool,
     ignore: Ignore,
     nonce: String,
     seq: u64,
@@ -110,6 +111,7 @@ impl Session {
             state: None,
             sws: None,
             index: BTreeMap::new(),
+            index_loaded: false,
             ignore,
             nonce: SwsId::random().to_string(),
             seq: 0,
@@ -157,17 +159,13 @@ impl Session {
         self.sws.as_deref()
     }
 
-    /// The tree index, by path.
-    pub fn index(&self) -> &BTreeMap<String, IndexEntry> {
-        &self.index
-    }
-
     /// The ignore rules.
     pub fn ignore(&self) -> &Ignore {
         &self.ignore
     }
 
-    /// Re-reads state and index from the store.
+    /// Re-reads the state from the store; the index is read again when a sync needs it (a
+    /// status answered by the watcher never does, and a large index costs a large read).
     pub fn reload(&mut self) -> Result<()> {
         let repo = self.repo()?;
         let store = repo.store();
@@ -177,11 +175,26 @@ impl Session {
             Some(state) => checkout::sws_of(store, &txn, state)?.map(|id| id.to_string()),
             None => None,
         };
-        let index = checkout::index(store, &txn, &self.key)?;
         drop(txn);
         self.state = state;
         self.sws = sws;
+        self.index_loaded = false;
+        self.index.clear();
+        Ok(())
+    }
+
+    /// Reads the index if it is not in memory.
+    fn load_index(&mut self) -> Result<()> {
+        if self.index_loaded {
+            return Ok(());
+        }
+        let repo = self.repo()?;
+        let store = repo.store();
+        let txn = store.read()?;
+        let index = checkout::index(store, &txn, &self.key)?;
+        drop(txn);
         self.index = index;
+        self.index_loaded = true;
         self.ignore = Ignore::load(&self.located.dir);
         Ok(())
     }
@@ -194,7 +207,7 @@ impl Session {
         let generation = checkout::get(store, &txn, &self.key)?.map(|s| s.generation);
         drop(txn);
         if generation != self.state.as_ref().map(|s| s.generation) {
-            tracing::info!(dir = %self.located.dir.display(), "checkout changed; reloading the index");
+            tracing::debug!(dir = %self.located.dir.display(), "checkout changed elsewhere; reloading");
             self.reload()?;
         }
         Ok(())
@@ -214,6 +227,7 @@ impl Session {
         if self.state.is_none() {
             return Err(WatchError::NotACheckout(self.located.dir.clone()));
         }
+        self.load_index()?;
         self.synced = Synced::default();
         let sorted: BTreeSet<String> = paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
         if full || sorted.contains(".gitignore") || sorted.contains(".jitignore") {
@@ -384,6 +398,7 @@ impl Session {
                 }
                 let target =
                     String::from_utf8(data).map_err(|_| WatchError::BadName(abs.to_path_buf()))?;
+                self.index_parents(rel)?;
                 self.push(
                     PatchOp::Symlink {
                         path: rel.into(),
@@ -393,6 +408,7 @@ impl Session {
                 );
             }
             (_, Kind::File { executable }) => {
+                self.index_parents(rel)?;
                 self.push(
                     PatchOp::Put {
                         path: rel.into(),
@@ -406,6 +422,23 @@ impl Session {
         }
         self.set(rel, Some(stat.entry(Some(blob))));
         self.maybe_send()
+    }
+
+    /// A put creates missing parent directories in the SWS; the index must know them too, or a
+    /// later look at a parent would ask the SWS to create it a second time.
+    fn index_parents(&mut self, rel: &str) -> Result<()> {
+        let mut at = 0;
+        while let Some(slash) = rel[at..].find('/') {
+            let parent = rel[..at + slash].to_owned();
+            at += slash + 1;
+            if self.index.contains_key(&parent) {
+                continue;
+            }
+            if let Some(stat) = disk::lstat(&self.abs(&parent))? {
+                self.set(&parent, Some(stat.entry(None)));
+            }
+        }
+        Ok(())
     }
 
     /// Everything indexed at or below `rel` is gone from disk: delete files, remove
