@@ -248,7 +248,13 @@ mod tests {
     #[test]
     fn record_applies_patch_and_index_together_and_refuses_stale_generations() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path(), &InitOptions::default()).unwrap();
+        let options = InitOptions {
+            branch: "main".into(),
+            name: "test".into(),
+            owner: "me".into(),
+            created: 0,
+        };
+        let repo = Repository::init(dir.path(), &options).unwrap();
         let store = repo.store();
         let state = CheckoutState {
             rev: "main".into(),
