@@ -422,7 +422,11 @@ fn write_path(path: &Path, kind: EntryKind, data: &[u8]) -> Result<disk::Stat> {
             if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
                 remove_path(path)?;
             }
-            let mode = if kind == EntryKind::Executable { 0o777 } else { 0o666 };
+            let mode = if kind == EntryKind::Executable {
+                0o777
+            } else {
+                0o666
+            };
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
