@@ -215,6 +215,8 @@ fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<C
         let store = repo.store();
         let txn = store.read()?;
         let src = SwsSource::new(store, &txn, new_sws);
+        let mut batch: Vec<(String, NodeId, EntryKind, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
         for step in &steps {
             match step {
                 Step::Remove { path } => {
@@ -225,13 +227,17 @@ fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<C
                 Step::Write { path, kind, blob } => {
                     ensure_parents(&dir, path, &mut created, &mut record)?;
                     let data = content::read_blob(&src, blob)?;
-                    let stat = write_path(&dir.join(path), *kind, &data)?;
-                    record.set.push((path.clone(), stat.entry(Some(*blob))));
-                    written += 1;
-                    progress.advance(1, data.len() as u64);
+                    batch_bytes += data.len();
+                    batch.push((path.clone(), *blob, *kind, data));
+                    if batch_bytes >= WRITE_BATCH_BYTES {
+                        written +=
+                            write_batch(&dir, std::mem::take(&mut batch), &mut record, progress)?;
+                        batch_bytes = 0;
+                    }
                 }
             }
         }
+        written += write_batch(&dir, batch, &mut record, progress)?;
         prune_dirs(&dir, &steps, &mut record)?;
         let target_tree = sws::get(store, &txn, new_sws)?.tree;
         state.tree = Some(target_tree);
@@ -405,6 +411,51 @@ fn ensure_parents(
         created.insert(parent.to_owned());
     }
     Ok(())
+}
+
+/// Content read ahead of the parallel writes, at most.
+const WRITE_BATCH_BYTES: usize = 64 << 20;
+/// Writer threads: file creation waits on the file system more than on the CPU.
+const WRITERS: usize = 4;
+
+/// Writes a batch of files on a few threads (LMDB reads stay on this one), recording each
+/// file's `lstat` in `record`. Returns how many were written.
+fn write_batch(
+    dir: &Path,
+    batch: Vec<(String, NodeId, EntryKind, Vec<u8>)>,
+    record: &mut Record,
+    progress: &dyn Progress,
+) -> Result<usize> {
+    let count = batch.len();
+    let per = count.div_ceil(WRITERS).max(1);
+    let results: Vec<Result<Vec<(String, IndexEntry)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(path, blob, kind, data)| {
+                            let stat = write_path(&dir.join(path), *kind, data)?;
+                            progress.advance(1, data.len() as u64);
+                            Ok((path.clone(), stat.entry(Some(*blob))))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(WatchError::Invalid("a writer thread panicked".into())))
+            })
+            .collect()
+    });
+    for entries in results {
+        record.set.extend(entries?);
+    }
+    Ok(count)
 }
 
 /// Writes one changed file or symlink and returns its `lstat` (unchanged paths are never
