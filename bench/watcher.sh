@@ -64,7 +64,7 @@ cp -a "$linux" "$work/git"
 mapfile -t files < <(cd "$linux" && find . -name '*.c' | sed 's|^\./||' | sort | head -10)
 for f in "${files[@]}"; do echo "// changed" >> "$work/co/$f"; echo "// changed" >> "$work/git/$f"; done
 hyperfine --runs "$runs" --warmup 3 --export-json "$work/status.json" \
-  "$jit -C $work/co status" "git -C $work/git status"
+  "$jit -C $work/co status" "git -C $work/git status" >&2
 
 # 3. Switching between two tags 2,000 files apart (v2 = v1 with 2,000 .c files changed).
 for f in "${files[@]}"; do git -C "$work/git" checkout -q -- "$f"; done
@@ -78,7 +78,7 @@ for f in "${many[@]}"; do echo "// v2" >> "$work/git/$f"; done
 (cd "$work/git" && git commit -qam v2 && git tag v2 && git checkout -q v1)
 hyperfine --runs "$runs" --warmup 2 --export-json "$work/switch.json" \
   "$jit -C $work/co checkout -q v2 && $jit -C $work/co checkout -q v1" \
-  "git -C $work/git checkout -q v2 && git -C $work/git checkout -q v1"
+  "git -C $work/git checkout -q v2 && git -C $work/git checkout -q v1" >&2
 
 report() { # hyperfine json → "median ms (min–max)" per command, then the ratio
   python3 - "$1" "${2:-1}" <<'EOF'
