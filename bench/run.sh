@@ -3,7 +3,7 @@
 # the release binary, runs every comparison in one run and rewrites BENCHMARKS.md with the
 # machine, the medians, the spread and the ratios. Not part of the test suite.
 #
-#   bench/run.sh [IMPORT_RUNS] [SWS_RUNS] [MOUNT_RUNS]     (defaults 3, 30 and 5)
+#   bench/run.sh [IMPORT_RUNS] [SWS_RUNS] [WATCHER_RUNS] [MOUNT_RUNS]     (defaults 3, 30, 20 and 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p jit-cli >&2
@@ -22,7 +22,11 @@ out=$(mktemp)
   echo
   cat bench/notes/plane.md
   echo
-  bench/mount.sh "${3:-5}"
+  bench/watcher.sh "${3:-20}"
+  echo
+  cat bench/notes/watcher.md
+  echo
+  bench/mount.sh "${4:-5}"
   echo
   cat bench/notes/mount.md
 } > "$out"

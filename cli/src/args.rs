@@ -200,10 +200,24 @@ pub enum Command {
         #[command(flatten)]
         commit: CommitArgs,
     },
-    /// Check out a branch (moves HEAD; local, never logged).
+    /// Check out a branch (moves HEAD; local, never logged). With --into DIR (or inside a
+    /// checkout): write REV as plain files into DIR, incrementally; edits there go to the
+    /// branch's working SWS (or, for a tag or snapshot, to an SWS of its own).
     Checkout {
-        /// The branch.
-        branch: String,
+        /// The branch; with --into, any revision (default: the checkout's, else HEAD's branch).
+        rev: Option<String>,
+        /// Materialize into this directory (outside the universe's directory).
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Watch a checkout made by `checkout --into`: every edit in DIR becomes a patch for its
+    /// SWS. Runs in the foreground until killed.
+    Watch {
+        /// The checkout (default: the current directory).
+        dir: Option<PathBuf>,
     },
     /// Shadow Working Sets: isolated overlays that collapse into snapshots.
     Sws {

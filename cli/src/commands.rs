@@ -188,12 +188,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status => work::status_verb(&base, json),
         Command::Diff => work::diff_verb(&base, json),
         Command::Commit { commit } => {
-            let repo = Repository::discover(&base)?;
+            let universe = match crate::ondisk::here(&base)? {
+                Some(located) => located.marker.repo,
+                None => base.clone(),
+            };
+            let repo = Repository::discover(&universe)?;
             let info = declared::commit_info(&commit, repo.config().author())?;
             drop(repo);
             work::commit_verb(&base, &info, json)
         }
-        Command::Checkout { branch } => work::checkout_verb(&base, &branch, json),
+        Command::Checkout { rev, into, quiet } => {
+            let into = match into {
+                Some(dir) => Some(dir),
+                None => crate::ondisk::here(&base)?.map(|located| located.dir),
+            };
+            match (into, rev) {
+                (Some(dir), rev) => {
+                    crate::ondisk::checkout(&base, &dir, rev.as_deref(), quiet, json)
+                }
+                (None, Some(branch)) => work::checkout_verb(&base, &branch, json),
+                (None, None) => bail!("name a branch to check out (or --into DIR)"),
+            }
+        }
+        Command::Watch { dir } => crate::ondisk::watch(&base, dir),
         Command::Sws { command } => {
             let configured = Repository::discover(&base)?.config().author();
             work::sws_verb(&base, command, configured, json)

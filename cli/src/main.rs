@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod declared;
 mod generate;
+mod ondisk;
 mod progress;
 mod work;
 

@@ -56,3 +56,33 @@ fn styled(visible: bool, template: &str) -> ProgressBar {
     }
     bar
 }
+
+/// A bar counting files, for checkouts.
+pub struct FileBar(ProgressBar);
+
+impl FileBar {
+    /// A bar that draws only if `visible` and stderr is a terminal.
+    pub fn new(visible: bool, what: &'static str) -> FileBar {
+        let bar = styled(
+            visible,
+            "{spinner} {msg} [{bar:30}] {pos}/{len} files ({eta})",
+        );
+        bar.set_message(what);
+        FileBar(bar)
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Progress for FileBar {
+    fn total(&self, files: u64, _bytes: u64) {
+        self.0.set_length(files);
+    }
+
+    fn advance(&self, files: u64, _bytes: u64) {
+        self.0.inc(files);
+    }
+}

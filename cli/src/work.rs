@@ -378,18 +378,50 @@ fn working_id(kernel: &mut Kernel) -> Result<String> {
     Ok(status.id)
 }
 
-/// `jit status`.
+/// `jit status`: the working SWS, or inside a checkout its SWS once every edit on disk is in.
 pub fn status_verb(base: &Path, json: bool) -> Result<ExitCode> {
-    status(&mut Kernel::connect(base)?, None, json)
+    let Some(located) = crate::ondisk::here(base)? else {
+        return status(&mut Kernel::connect(base)?, None, json);
+    };
+    let dir = located.dir.display().to_string();
+    let (mut session, id, how) = crate::ondisk::synchronized(located)?;
+    let info: StatusInfo = session
+        .kernel()
+        .invoke("shadow.status", &SwsArgs { sws: id })?;
+    if json {
+        let mut value = serde_json::to_value(&info)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("checkout".into(), json!(dir));
+            map.insert("synchronized".into(), json!(how));
+        }
+        return print_json(&value);
+    }
+    println!("checkout {dir}");
+    print_status(&info, "sws");
+    Ok(ExitCode::SUCCESS)
 }
 
-/// `jit diff`.
+/// `jit diff` (inside a checkout: of its SWS, synchronized).
 pub fn diff_verb(base: &Path, json: bool) -> Result<ExitCode> {
-    diff(&mut Kernel::connect(base)?, None, json)
+    let Some(located) = crate::ondisk::here(base)? else {
+        return diff(&mut Kernel::connect(base)?, None, json);
+    };
+    let (mut session, id, _) = crate::ondisk::synchronized(located)?;
+    diff(session.kernel(), Some(&id), json)
 }
 
-/// `jit commit`.
+/// `jit commit` (inside a checkout: its SWS, then the files follow the new tip).
 pub fn commit_verb(base: &Path, info: &CommitInfo, json: bool) -> Result<ExitCode> {
+    if let Some(located) = crate::ondisk::here(base)? {
+        let code = {
+            let (mut session, id, _) = crate::ondisk::synchronized(located.clone())?;
+            commit(session.kernel(), &id, info, json)?
+        };
+        if code == ExitCode::SUCCESS {
+            crate::ondisk::after_commit(&located, json)?;
+        }
+        return Ok(code);
+    }
     let mut kernel = Kernel::connect(base)?;
     let id = working_id(&mut kernel)?;
     commit(&mut kernel, &id, info, json)

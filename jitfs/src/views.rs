@@ -81,7 +81,7 @@ pub fn resolve(repo: &Repository, txn: &ReadTxn<'_>, kind: &ViewKind) -> Result<
     Ok(match kind {
         ViewKind::Head => {
             let branch = repo.head()?;
-            match sws::find_working(store, txn, &branch)? {
+            match sws::working_id(store, txn, &branch)? {
                 Some(id) => Some(Target {
                     sws: Some(id),
                     tree: sws::get(store, txn, id)?.tree,

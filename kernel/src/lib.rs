@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod batch;
 pub mod cbor;
+pub mod checkout;
 pub mod collapse;
 pub mod content;
 pub mod dag;

@@ -72,6 +72,10 @@ pub struct Store {
     pub(crate) agent_clock: Database<Str, Bytes>,
     /// Components told of every commit (the mount's caches).
     observers: Observers,
+    /// Checkout directory → its state ([`crate::checkout::CheckoutState`]).
+    pub(crate) checkouts: Database<Str, Bytes>,
+    /// Checkout directory || 0 || path → tree index entry ([`crate::checkout::IndexEntry`]).
+    pub(crate) checkout_index: Database<Bytes, Bytes>,
 }
 
 /// The transaction that creates or opens the store's tables.
@@ -141,6 +145,8 @@ impl Store {
             agents: txn.table(env, "agents", dir)?,
             agent_msgs: txn.table(env, "agent_msgs", dir)?,
             agent_clock: txn.table(env, "agent_clock", dir)?,
+            checkouts: txn.table(env, "checkouts", dir)?,
+            checkout_index: txn.table(env, "checkout_index", dir)?,
             env: env.clone(),
             observers: Observers::default(),
         };

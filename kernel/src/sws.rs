@@ -240,29 +240,28 @@ pub fn working(store: &Store, branch: &RefName, owner: &str) -> Result<SwsId> {
             return Ok(id);
         }
     }
-    store.operation("shadow.create", |op| {
-        if let Some(id) = working_id(op.store(), op.txn(), branch)? {
-            return Ok(id);
-        }
-        let (id, _) = create_in(
-            op,
-            branch,
-            None,
-            owner,
-            Some(&format!("working:{}", branch.short())),
-        )?;
-        let store = op.store();
-        store.working.put(op.wtxn(), branch.full(), &id.0)?;
-        Ok(id)
-    })
+    store.operation("shadow.create", |op| working_in(op, branch, owner))
 }
 
-/// The working SWS of `branch` if it has one (never creates it: safe where writing is not).
-pub fn find_working(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Option<SwsId>> {
-    working_id(store, txn, branch)
+/// [`working`] within an operation.
+pub(crate) fn working_in(op: &mut Op<'_>, branch: &RefName, owner: &str) -> Result<SwsId> {
+    if let Some(id) = working_id(op.store(), op.txn(), branch)? {
+        return Ok(id);
+    }
+    let (id, _) = create_in(
+        op,
+        branch,
+        None,
+        owner,
+        Some(&format!("working:{}", branch.short())),
+    )?;
+    let store = op.store();
+    store.working.put(op.wtxn(), branch.full(), &id.0)?;
+    Ok(id)
 }
 
-fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Option<SwsId>> {
+/// The working SWS of `branch` if it has one now (never creates it: safe where writing is not).
+pub fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Option<SwsId>> {
     let Some(raw) = store.working.get(txn, branch.full())? else {
         return Ok(None);
     };

@@ -54,6 +54,15 @@ impl Kernel {
         Ok(Kernel::Daemon { stream, ts: 0 })
     }
 
+    /// The repository when the kernel runs in this process (for direct reads, which must not
+    /// open the same LMDB environment a second time); `None` through a daemon.
+    pub fn local_repo(&self) -> Option<&Repository> {
+        match self {
+            Kernel::Daemon { .. } => None,
+            Kernel::InProcess { service, .. } => Some(service.repo()),
+        }
+    }
+
     /// Whether calls go to a daemon.
     pub fn is_daemon(&self) -> bool {
         matches!(self, Kernel::Daemon { .. })

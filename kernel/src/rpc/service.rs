@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::{ErrorBody, Request, Response};
 use crate::cbor;
+use crate::checkout;
 use crate::collapse::{self, Outcome};
 use crate::content;
 use crate::dag;
@@ -150,6 +151,22 @@ pub struct ReadArgs {
 pub struct CheckoutArgs {
     /// The branch to check out.
     pub branch: String,
+}
+
+/// Arguments naming a checkout directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirArgs {
+    /// The checkout directory (absolute, canonical).
+    pub dir: String,
+}
+
+/// What `checkout.get` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutInfo {
+    /// The checkout's state.
+    pub state: checkout::CheckoutState,
+    /// The SWS its edits go to now (none until the branch's working SWS exists).
+    pub sws: Option<String>,
 }
 
 /// One changed path.
@@ -447,8 +464,7 @@ impl Service {
             }
             "mh.status" => {
                 let head = self.repo.head()?;
-                let owner = std::env::var("USER").unwrap_or_else(|_| "user".into());
-                let id = sws::working(store, &head, &owner)?;
+                let id = sws::working(store, &head, &daemon_user())?;
                 self.status_value(id)
             }
             "mh.checkout" => {
@@ -464,6 +480,27 @@ impl Service {
                 store.settle()?;
                 self.repo.set_head(&branch)?;
                 answer(&BTreeMap::from([("head", branch.short().to_owned())]))
+            }
+            "checkout.record" => {
+                let args: checkout::Record = payload(payload_value)?;
+                answer(&checkout::record(store, &args, &daemon_user())?)
+            }
+            "checkout.get" => {
+                let args: DirArgs = payload(payload_value)?;
+                let txn = store.read()?;
+                let state = checkout::get(store, &txn, &args.dir)?.ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "{} is not a checkout (jit checkout --into makes one)",
+                        args.dir
+                    ))
+                })?;
+                let sws = checkout::sws_of(store, &txn, &state)?.map(|id| id.to_string());
+                answer(&CheckoutInfo { state, sws })
+            }
+            "checkout.forget" => {
+                let args: DirArgs = payload(payload_value)?;
+                checkout::forget(store, &args.dir)?;
+                Ok(Value::Map(Vec::new()))
             }
             "mh.read_file" => {
                 let args: ReadArgs = payload(payload_value)?;
@@ -528,6 +565,11 @@ impl Service {
     fn status_value(&self, id: SwsId) -> Result<Value> {
         answer(&self.status(id)?)
     }
+}
+
+/// Who owns working SWS this process creates: the user running it.
+fn daemon_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "user".into())
 }
 
 fn read_path(src: &dyn Source, root: &NodeId, path: &str) -> Result<(EntryKind, Vec<u8>)> {

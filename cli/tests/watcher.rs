@@ -1,0 +1,539 @@
+//! On-disk checkouts and the watcher, end to end: the real `jit` binary, real inotify through
+//! `notify`, real files and a real LMDB store. Every check compares the checkout's SWS (read
+//! straight from the store) with a walk of the directory on disk.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jit_kernel::node::EntryKind;
+use jit_kernel::source::Source;
+use jit_kernel::sws::SwsSource;
+use jit_kernel::{checkout, content, sws, tree, Repository};
+
+/// A running `jit watch`, killed with SIGKILL when dropped (also on panic).
+struct Watcher {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Watcher {
+    fn start(co: &Path, stall: Option<&Path>) -> Watcher {
+        let stderr = co.with_extension("watch.log");
+        let mut command = jit_command(co);
+        command
+            .args(["watch", "."])
+            .env("JIT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"));
+        if let Some(stall) = stall {
+            command.env("JIT_WATCH_TEST_STALL", stall);
+        }
+        let mut child = command.spawn().expect("start jit watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        assert!(
+            line.starts_with("watching"),
+            "watcher did not start: {line:?} {}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        );
+        Watcher { child, stderr }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A universe with a small first snapshot, checked out into `co`.
+fn setup(work: &Path) -> (PathBuf, PathBuf) {
+    let repo = work.join("repo");
+    let tree = work.join("tree");
+    std::fs::create_dir_all(tree.join("src/deep")).unwrap();
+    for name in [
+        "inplace",
+        "sed",
+        "python",
+        "vim",
+        "jetbrains",
+        "git",
+        "chmod",
+    ] {
+        std::fs::write(tree.join(format!("src/{name}.txt")), "base\nline two\n").unwrap();
+    }
+    std::fs::write(tree.join("README"), "readme\n").unwrap();
+    std::fs::write(tree.join("src/deep/file.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(tree.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(tree.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("README", tree.join("link")).unwrap();
+    ok(work, &["init", repo.to_str().unwrap()]);
+    import(&repo, &tree, "base");
+    let co = work.join("co");
+    ok(
+        &repo,
+        &["checkout", "--into", co.to_str().unwrap(), "main", "-q"],
+    );
+    (repo, co)
+}
+
+type Files = BTreeMap<String, (&'static str, Vec<u8>)>;
+
+/// The checkout's SWS as path → (kind, content), straight from the store.
+fn sws_files(repo: &Path, co: &Path) -> Files {
+    let repo = Repository::open(repo).expect("open repo");
+    let store = repo.store();
+    let txn = store.read().unwrap();
+    let key = std::fs::canonicalize(co).unwrap();
+    let state = checkout::get(store, &txn, key.to_str().unwrap())
+        .unwrap()
+        .expect("a checkout");
+    let id = checkout::sws_of(store, &txn, &state)
+        .unwrap()
+        .expect("an SWS");
+    let root = sws::get(store, &txn, id).unwrap().tree;
+    let src = SwsSource::new(store, &txn, id);
+    let mut out = Files::new();
+    tree::walk(&src, &root, b"", true, &mut |path, entry| {
+        let path = String::from_utf8_lossy(path).into_owned();
+        let value = match entry.kind {
+            EntryKind::Directory => ("dir", Vec::new()),
+            EntryKind::Symlink => ("link", content::read_blob(&src as &dyn Source, &entry.id)?),
+            EntryKind::Executable => ("exec", content::read_blob(&src, &entry.id)?),
+            EntryKind::File => ("file", content::read_blob(&src, &entry.id)?),
+        };
+        out.insert(path, value);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// The directory on disk as path → (kind, content), without metadata and ignored directories.
+fn disk_files(co: &Path) -> Files {
+    fn walk(dir: &Path, prefix: &str, out: &mut Files) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().into_string().unwrap();
+            if [".jit-checkout", ".git", "target", "node_modules"].contains(&name.as_str()) {
+                continue;
+            }
+            let rel = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            if meta.is_dir() {
+                out.insert(rel.clone(), ("dir", Vec::new()));
+                walk(&entry.path(), &rel, out);
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(entry.path()).unwrap();
+                out.insert(rel, ("link", target.into_os_string().into_encoded_bytes()));
+            } else {
+                let kind = if meta.mode() & 0o111 != 0 {
+                    "exec"
+                } else {
+                    "file"
+                };
+                out.insert(rel, (kind, std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    let mut out = Files::new();
+    walk(co, "", &mut out);
+    out
+}
+
+/// Synchronized status in the checkout, as JSON.
+fn status(co: &Path) -> serde_json::Value {
+    json(co, &["status"])
+}
+
+fn changed(status: &serde_json::Value) -> Vec<(String, String)> {
+    status["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_owned(),
+                c["change"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Status (synchronized), then the SWS must equal the disk.
+fn assert_converged(repo: &Path, co: &Path) -> serde_json::Value {
+    let answer = status(co);
+    let (sws, disk) = (sws_files(repo, co), disk_files(co));
+    if sws != disk {
+        let only_sws: Vec<_> = sws
+            .keys()
+            .filter(|k| disk.get(*k) != sws.get(*k))
+            .take(5)
+            .collect();
+        let only_disk: Vec<_> = disk
+            .keys()
+            .filter(|k| disk.get(*k) != sws.get(*k))
+            .take(5)
+            .collect();
+        panic!(
+            "SWS ({} paths) differs from disk ({} paths): sws-side {only_sws:?}, disk-side {only_disk:?}",
+            sws.len(),
+            disk.len()
+        );
+    }
+    answer
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@x")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@x")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn checkout_writes_the_tree_and_status_without_a_watcher_walks_it() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(answer["synchronized"], "stat-walk");
+    assert!(changed(&answer).is_empty(), "{answer}");
+    assert_eq!(
+        std::fs::read_link(co.join("link")).unwrap(),
+        Path::new("README")
+    );
+    assert!(std::fs::metadata(co.join("run.sh")).unwrap().mode() & 0o100 != 0);
+    std::fs::write(co.join("README"), "edited\n").unwrap();
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(changed(&answer), [("README".into(), "M".into())]);
+    // A checkout into the universe itself, or into a non-empty directory, is refused.
+    let err = fails(
+        &repo,
+        &["checkout", "--into", repo.to_str().unwrap(), "main"],
+    );
+    assert!(err.contains("separate directory"), "{err}");
+    let other = work.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("x"), "x").unwrap();
+    let err = fails(
+        &repo,
+        &["checkout", "--into", other.to_str().unwrap(), "main"],
+    );
+    assert!(err.contains("not empty"), "{err}");
+}
+
+#[test]
+fn every_save_pattern_is_one_logical_change() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    let _watcher = Watcher::start(&co, None);
+    let src = co.join("src");
+    let mut expected: Vec<(String, String)> = Vec::new();
+    let mut check = |name: &str, content: &str, kind: &'static str| {
+        let path = format!("src/{name}.txt");
+        expected.push((path.clone(), "M".into()));
+        expected.sort();
+        let answer = assert_converged(&repo, &co);
+        assert_eq!(answer["synchronized"], "watcher");
+        assert_eq!(changed(&answer), expected, "after the {name} save");
+        let files = sws_files(&repo, &co);
+        assert_eq!(files[&path], (kind, content.as_bytes().to_vec()), "{name}");
+    };
+
+    // In-place truncate and write.
+    std::fs::write(src.join("inplace.txt"), "in place\n").unwrap();
+    check("inplace", "in place\n", "file");
+
+    // sed -i: write a temp file, rename it over the original.
+    run(&src, "sed", &["-i", "s/base/sed/", "sed.txt"]);
+    check("sed", "sed\nline two\n", "file");
+
+    // Python's atomic write: tempfile in the same directory, fsync, os.replace.
+    run(
+        &src,
+        "python3",
+        &[
+            "-c",
+            "import os,tempfile\n\
+             fd,tmp=tempfile.mkstemp(dir='.')\n\
+             os.write(fd,b'python\\n'); os.fsync(fd); os.close(fd)\n\
+             os.chmod(tmp,0o644); os.replace(tmp,'python.txt')",
+        ],
+    );
+    check("python", "python\n", "file");
+
+    // vim's default save: rename the original to a backup, write a new file, delete the backup.
+    run(
+        &src,
+        "vim",
+        &[
+            "-u",
+            "NONE",
+            "-N",
+            "-n",
+            "-Es",
+            "-c",
+            "set backupcopy=no writebackup nobackup",
+            "-c",
+            "%s/base/vim/",
+            "-c",
+            "wq",
+            "vim.txt",
+        ],
+    );
+    check("vim", "vim\nline two\n", "file");
+
+    // JetBrains safe write: temp file, rename the original away, rename the temp in, delete.
+    std::fs::write(src.join("jetbrains.txt___jb_tmp___"), "jetbrains\n").unwrap();
+    std::fs::rename(
+        src.join("jetbrains.txt"),
+        src.join("jetbrains.txt___jb_old___"),
+    )
+    .unwrap();
+    std::fs::rename(
+        src.join("jetbrains.txt___jb_tmp___"),
+        src.join("jetbrains.txt"),
+    )
+    .unwrap();
+    std::fs::remove_file(src.join("jetbrains.txt___jb_old___")).unwrap();
+    check("jetbrains", "jetbrains\n", "file");
+
+    // chmod +x: a mode change is one change, and the content stays.
+    std::fs::set_permissions(
+        src.join("chmod.txt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    check("chmod", "base\nline two\n", "exec");
+
+    // git checkout inside the checkout (.git itself is never recorded).
+    run(&co, "git", &["init", "-q", "-b", "main"]);
+    run(&co, "git", &["add", "-A"]);
+    run(&co, "git", &["commit", "-qm", "mirror"]);
+    run(&co, "git", &["checkout", "-qb", "other"]);
+    std::fs::write(src.join("git.txt"), "from git\n").unwrap();
+    run(&co, "git", &["commit", "-qam", "change"]);
+    run(&co, "git", &["checkout", "-q", "main"]);
+    let answer = assert_converged(&repo, &co);
+    assert!(
+        !changed(&answer).iter().any(|(p, _)| p == "src/git.txt"),
+        "{answer}"
+    );
+    run(&co, "git", &["checkout", "-q", "other"]);
+    check("git", "from git\n", "file");
+
+    // Ignored: target/, node_modules/, and .gitignore patterns never reach the SWS.
+    std::fs::create_dir_all(co.join("target/debug")).unwrap();
+    std::fs::write(co.join("target/debug/out"), "x").unwrap();
+    std::fs::write(co.join(".gitignore"), "*.o\n").unwrap();
+    std::fs::write(co.join("src/main.o"), "obj").unwrap();
+    let answer = status(&co);
+    let paths: Vec<_> = changed(&answer).into_iter().map(|(p, _)| p).collect();
+    assert!(paths.contains(&".gitignore".to_owned()), "{paths:?}");
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.starts_with("target") || p.ends_with(".o")),
+        "{paths:?}"
+    );
+}
+
+/// Creates `count` files spread over freshly made nested directories.
+fn storm(root: &Path, tag: &str, count: usize) {
+    for i in 0..count {
+        let dir = root.join(format!("{tag}{}/a/b/c/d{}", i / 1000, (i / 100) % 10));
+        if i % 100 == 0 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        std::fs::write(dir.join(format!("f{i}")), format!("{tag} {i}\n")).unwrap();
+    }
+}
+
+#[test]
+fn a_storm_of_100k_files_in_new_directories_all_arrive() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    let watcher = Watcher::start(&co, None);
+    storm(&co, "s", 100_000);
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(answer["synchronized"], "watcher");
+    assert_eq!(changed(&answer).len(), 100_000);
+    assert!(!watcher.log().contains("ERROR"), "{}", watcher.log());
+}
+
+#[test]
+fn a_forced_queue_overflow_is_rescanned_and_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    for d in 0..200 {
+        std::fs::create_dir_all(co.join(format!("w/{d}"))).unwrap();
+    }
+    let stall = work.path().join("stall");
+    let watcher = Watcher::start(&co, Some(&stall));
+    // Stall the reader, then make far more events than the inotify queue holds (16384): files
+    // in directories already watched (new directories get no watch while the reader stalls),
+    // about four events each.
+    std::fs::write(&stall, "").unwrap();
+    std::fs::write(co.join("README"), "first\n").unwrap();
+    for i in 0..20_000 {
+        let path = co.join(format!("w/{}/f{i}", i % 200));
+        std::fs::write(path, format!("{i}\n")).unwrap();
+    }
+    storm(&co, "o", 5_000);
+    std::fs::remove_file(co.join("src/deep/file.rs")).unwrap();
+    std::fs::remove_file(&stall).unwrap();
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(answer["synchronized"], "watcher");
+    assert!(
+        watcher.log().contains("overflowed"),
+        "not reported: {}",
+        watcher.log()
+    );
+}
+
+#[test]
+fn a_directory_rename_then_edits_under_the_new_name() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    let _watcher = Watcher::start(&co, None);
+    std::fs::create_dir_all(co.join("pkg/sub")).unwrap();
+    std::fs::write(co.join("pkg/a"), "a\n").unwrap();
+    std::fs::write(co.join("pkg/sub/b"), "b\n").unwrap();
+    assert_converged(&repo, &co);
+    std::fs::rename(co.join("pkg"), co.join("lib")).unwrap();
+    std::fs::write(co.join("lib/sub/b"), "b edited\n").unwrap();
+    std::fs::write(co.join("lib/sub/c"), "new\n").unwrap();
+    std::fs::rename(co.join("src"), co.join("source")).unwrap();
+    std::fs::write(co.join("source/deep/file.rs"), "fn main() { edited }\n").unwrap();
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(answer["synchronized"], "watcher");
+    let files = sws_files(&repo, &co);
+    assert!(!files.contains_key("pkg") && !files.contains_key("src"));
+    assert_eq!(files["lib/sub/b"].1, b"b edited\n");
+    // Later edits under the new names still arrive (the watches moved with the directories).
+    std::fs::write(co.join("lib/sub/b"), "b again\n").unwrap();
+    std::fs::write(co.join("source/deep/later"), "later\n").unwrap();
+    assert_converged(&repo, &co);
+}
+
+#[test]
+fn kill_9_during_a_storm_then_restart_converges() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    let mut watcher = Watcher::start(&co, None);
+    let writer = {
+        let co = co.clone();
+        std::thread::spawn(move || storm(&co, "k", 30_000))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    watcher.kill();
+    writer.join().unwrap();
+    std::fs::write(co.join("README"), "after the kill\n").unwrap();
+    let _again = Watcher::start(&co, None);
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(answer["synchronized"], "watcher");
+}
+
+#[test]
+fn switching_revisions_is_incremental_and_keeps_or_refuses_local_edits() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    ok(&repo, &["tag", "v1"]);
+    // v2: README changed, run.sh removed, a new file in a new directory.
+    let tree = work.path().join("tree");
+    std::fs::write(tree.join("README"), "readme v2\n").unwrap();
+    std::fs::remove_file(tree.join("run.sh")).unwrap();
+    std::fs::create_dir_all(tree.join("new/dir")).unwrap();
+    std::fs::write(tree.join("new/dir/file"), "new\n").unwrap();
+    import(&repo, &tree, "v2");
+    ok(&repo, &["tag", "v2"]);
+    ok(&co, &["checkout", "v1", "-q"]);
+    assert_converged(&repo, &co);
+    let before = std::fs::metadata(co.join("src/deep/file.rs")).unwrap();
+    // A local edit the switch does not touch is kept and follows into the new SWS.
+    std::fs::write(co.join("src/sed.txt"), "local edit\n").unwrap();
+    let out = json(&co, &["checkout", "v2", "-q"]);
+    assert_eq!(out["kept"], 1, "{out}");
+    assert_eq!(out["written"], 2, "{out}");
+    assert_eq!(out["removed"], 1, "{out}");
+    let after = std::fs::metadata(co.join("src/deep/file.rs")).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec())
+    );
+    assert_eq!(std::fs::read(co.join("README")).unwrap(), b"readme v2\n");
+    assert!(!co.join("run.sh").exists());
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(changed(&answer), [("src/sed.txt".into(), "M".into())]);
+    // A local edit of a path the switch changes is refused, and nothing is written.
+    std::fs::write(co.join("README"), "mine\n").unwrap();
+    let err = fails(&co, &["checkout", "v1"]);
+    assert!(
+        err.contains("uncommitted changes") && err.contains("README"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(co.join("README")).unwrap(), b"mine\n");
+    assert!(co.join("new/dir/file").exists());
+}
+
+#[test]
+fn commit_from_a_checkout_then_keep_editing() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    let _watcher = Watcher::start(&co, None);
+    std::fs::write(co.join("README"), "committed\n").unwrap();
+    ok(
+        &co,
+        &[
+            "commit",
+            "-m",
+            "from the checkout",
+            "--author",
+            AUTHOR,
+            "--date",
+            DATE,
+        ],
+    );
+    let answer = assert_converged(&repo, &co);
+    assert!(changed(&answer).is_empty(), "{answer}");
+    assert_eq!(ok(&repo, &["cat", "main:README"]), "committed\n");
+    std::fs::write(co.join("README"), "after the commit\n").unwrap();
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(changed(&answer), [("README".into(), "M".into())]);
+    let _ = Instant::now();
+}

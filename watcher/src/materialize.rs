@@ -1,0 +1,540 @@
+//! `jit checkout --into DIR [REV]`: makes DIR hold REV as plain files, incrementally.
+//!
+//! The disk is first brought into the checkout's SWS (a [`Session::sync`] of the whole tree,
+//! under the flush lock, so a running watcher waits). Then only the paths that differ between
+//! the tree the directory holds and the target tree are written or removed — unchanged files
+//! keep their inode and mtime — each write's `lstat` goes into the index, and the new state and
+//! index are recorded in one kernel operation. Uncommitted local edits survive a switch when the
+//! switch does not touch their paths (they are carried into the new SWS); otherwise the checkout
+//! refuses before writing anything.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use jit_kernel::checkout::{CheckoutState, IndexEntry, Record};
+use jit_kernel::import::Progress;
+use jit_kernel::node::EntryKind;
+use jit_kernel::refs::{self, RefName};
+use jit_kernel::rpc::service::{CreateArgs, StatusInfo, SwsArgs};
+use jit_kernel::source::{Dag, Source};
+use jit_kernel::sws::{self, SwsId, SwsSource};
+use jit_kernel::tree::{self, ChangeKind};
+use jit_kernel::{content, revparse, NodeId, Repository};
+
+use crate::disk;
+use crate::error::{Result, WatchError};
+use crate::marker::{self, Located, Marker};
+use crate::session::{Session, Unwatched};
+
+/// How long a checkout waits for a busy watcher to flush before walking the tree itself.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What a checkout did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedOut {
+    /// The checkout directory.
+    pub dir: String,
+    /// The SWS its edits go to.
+    pub sws: String,
+    /// Files and symlinks written.
+    pub written: usize,
+    /// Paths removed.
+    pub removed: usize,
+    /// Uncommitted local edits kept across the switch.
+    pub kept: usize,
+}
+
+/// Checks out `rev` (default: the checkout's current revision, or HEAD's branch) into `dir`,
+/// using the universe at `repo` when `dir` is not a checkout yet.
+pub fn checkout(
+    repo: &Path,
+    dir: &Path,
+    rev: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<CheckedOut> {
+    let started = std::time::Instant::now();
+    let located = prepare_dir(repo, dir)?;
+    let mut session = Session::open_located(located)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "checkout: opened");
+    if session.state().is_some() {
+        // Every edit so far into the current SWS: through a running watcher (a cookie), else a
+        // stat walk. Then the flush lock keeps the watcher still while files are rewritten.
+        crate::sync::synchronize(&mut session, SYNC_TIMEOUT)?;
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "checkout: synchronized");
+    let _lock = marker::flush_lock(session.dir())?;
+    session.refresh_if_stale()?;
+    tracing::debug!(elapsed = ?started.elapsed(), "checkout: locked");
+    let rev = match rev {
+        Some(rev) => rev.to_owned(),
+        None => match session.state() {
+            Some(state) => state.rev.clone(),
+            None => session.repo()?.head()?.short().to_owned(),
+        },
+    };
+    switch(&mut session, &rev, progress)
+}
+
+/// Creates DIR (or checks it) and its marker; refuses a directory inside the universe, a
+/// non-empty directory that is not a checkout, and a checkout of another universe.
+fn prepare_dir(repo: &Path, dir: &Path) -> Result<Located> {
+    let repo = Repository::discover(repo)?;
+    let workdir = repo.workdir().to_path_buf();
+    drop(repo);
+    std::fs::create_dir_all(dir).map_err(|e| WatchError::io(dir, e))?;
+    let dir = std::fs::canonicalize(dir).map_err(|e| WatchError::io(dir, e))?;
+    if dir.starts_with(&workdir) || workdir.starts_with(&dir) {
+        return Err(WatchError::InsideRepository { dir, repo: workdir });
+    }
+    if let Some(found) = marker::find(&dir)? {
+        if found.dir != dir {
+            return Err(WatchError::Invalid(format!(
+                "{} is inside the checkout at {}; check out into its top directory",
+                dir.display(),
+                found.dir.display()
+            )));
+        }
+        if found.marker.repo != workdir {
+            return Err(WatchError::Invalid(format!(
+                "{} is a checkout of the universe at {}, not {}",
+                dir.display(),
+                found.marker.repo.display(),
+                workdir.display()
+            )));
+        }
+        return Ok(found);
+    }
+    let mut entries = std::fs::read_dir(&dir).map_err(|e| WatchError::io(&dir, e))?;
+    if entries.next().is_some() {
+        return Err(WatchError::NotEmpty(dir));
+    }
+    let marker = Marker { repo: workdir };
+    marker::write(&dir, &marker)?;
+    Ok(Located { dir, marker })
+}
+
+/// The SWS and state a checkout of `rev` uses: a branch's working SWS, or for any other
+/// revision a dedicated SWS anchored on it that commits to HEAD's branch.
+fn target(session: &mut Session, rev: &str) -> Result<(CheckoutState, SwsId)> {
+    let owner = std::env::var("USER").unwrap_or_else(|_| "user".into());
+    let (branch, from) = {
+        let repo = session.repo()?;
+        let store = repo.store();
+        let txn = store.read()?;
+        match RefName::branch(rev) {
+            Ok(name) if refs::get(store, &txn, &name)?.is_some() => (name, None),
+            _ => {
+                let head = repo.head()?;
+                let snapshot = revparse::resolve_snapshot(store, &txn, &head, rev)?;
+                (head, Some(snapshot))
+            }
+        }
+    };
+    let reuse = session.state().and_then(|state| {
+        (state.rev == rev && state.sws.is_some() && from.is_some())
+            .then(|| session.sws().map(str::to_owned))
+            .flatten()
+    });
+    let args = CreateArgs {
+        branch: Some(branch.short().to_owned()),
+        from: from.map(|id| id.to_hex()),
+        owner,
+        name: from.map(|_| format!("checkout:{}", session.key())),
+    };
+    let sws_text = match reuse {
+        Some(id) => id,
+        None if from.is_some() => {
+            let status: StatusInfo = session.kernel().invoke("shadow.create", &args)?;
+            status.id
+        }
+        None => {
+            let status: StatusInfo = session.kernel().invoke("shadow.working", &args)?;
+            status.id
+        }
+    };
+    let id: SwsId = sws_text.parse()?;
+    let state = CheckoutState {
+        rev: rev.to_owned(),
+        branch: branch.full().to_owned(),
+        sws: from.map(|_| sws_text),
+        generation: 0,
+        tree: None,
+    };
+    Ok((state, id))
+}
+
+/// A node source that sees the DAG plus two SWS's staged nodes (the old and the new).
+struct Both<'a, 't>(SwsSource<'a, 't>, Option<SwsSource<'a, 't>>);
+
+impl Source for Both<'_, '_> {
+    fn bytes(&self, id: &NodeId) -> jit_kernel::Result<Option<&[u8]>> {
+        match self.0.bytes(id)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => match &self.1 {
+                Some(other) => other.bytes(id),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
+/// One path to write or remove.
+enum Step {
+    Write {
+        path: String,
+        kind: EntryKind,
+        blob: NodeId,
+    },
+    Remove {
+        path: String,
+    },
+}
+
+fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<CheckedOut> {
+    let old_sws: Option<SwsId> = session.sws().map(str::parse).transpose()?;
+    let (mut state, new_sws) = target(session, rev)?;
+    let (steps, kept) = plan(session, old_sws, new_sws)?;
+    tracing::debug!(steps = steps.len(), kept = kept.len(), "checkout: planned");
+    let dir = session.dir().to_path_buf();
+    let writes = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Write { .. }))
+        .count();
+    progress.total(writes as u64, 0);
+    let mut record = Record {
+        dir: session.key().to_owned(),
+        generation: session.state().map(|s| s.generation).unwrap_or(0),
+        ..Record::default()
+    };
+    let mut created = BTreeSet::new();
+    let (mut written, mut removed) = (0, 0);
+    {
+        let repo = session.repo()?;
+        let store = repo.store();
+        let txn = store.read()?;
+        let src = SwsSource::new(store, &txn, new_sws);
+        let mut batch: Vec<(String, NodeId, EntryKind, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        for step in &steps {
+            match step {
+                Step::Remove { path } => {
+                    remove_path(&dir.join(path))?;
+                    record.remove.push(path.clone());
+                    removed += 1;
+                }
+                Step::Write { path, kind, blob } => {
+                    ensure_parents(&dir, path, &mut created, &mut record)?;
+                    let data = content::read_blob(&src, blob)?;
+                    batch_bytes += data.len();
+                    batch.push((path.clone(), *blob, *kind, data));
+                    if batch_bytes >= WRITE_BATCH_BYTES {
+                        written +=
+                            write_batch(&dir, std::mem::take(&mut batch), &mut record, progress)?;
+                        batch_bytes = 0;
+                    }
+                }
+            }
+        }
+        written += write_batch(&dir, batch, &mut record, progress)?;
+        prune_dirs(&dir, &steps, &mut record)?;
+        let target_tree = sws::get(store, &txn, new_sws)?.tree;
+        state.tree = Some(target_tree);
+        // Kept local edits: the index keeps the target's blob with a stat that can never match,
+        // so the sync below carries the edit into the new SWS.
+        for (path, blob, mode) in &kept {
+            let stale = IndexEntry {
+                mode: *mode,
+                size: u64::MAX,
+                mtime_ns: 0,
+                ctime_ns: 0,
+                ino: 0,
+                blob: *blob,
+            };
+            record.set.push((path.clone(), stale));
+        }
+        drop(txn);
+    }
+    record.state = Some(state.clone());
+    tracing::debug!(written, removed, "checkout: files written");
+    let done = session.record(&record)?;
+    tracing::debug!("checkout: recorded");
+    state.generation = done.generation;
+    session.adopt(state);
+    session.reload()?;
+    if !kept.is_empty() {
+        let paths: Vec<&str> = kept.iter().map(|(p, _, _)| p.as_str()).collect();
+        session.sync(paths, false, &mut Unwatched)?;
+    }
+    if let Some(old) = old_sws.filter(|old| *old != new_sws) {
+        discard_if_dedicated(session, old)?;
+    }
+    Ok(CheckedOut {
+        dir: session.key().to_owned(),
+        sws: new_sws.to_string(),
+        written,
+        removed,
+        kept: kept.len(),
+    })
+}
+
+/// A dedicated checkout SWS (of a tag or snapshot) left behind by a switch is discarded; its
+/// edits were carried over or the switch refused.
+fn discard_if_dedicated(session: &mut Session, old: SwsId) -> Result<()> {
+    let name = format!("checkout:{}", session.key());
+    let dedicated = {
+        let repo = session.repo()?;
+        let txn = repo.store().read()?;
+        match sws::get(repo.store(), &txn, old) {
+            Ok(state) => state.name.as_deref() == Some(name.as_str()),
+            Err(_) => false,
+        }
+    };
+    if dedicated {
+        let args = SwsArgs {
+            sws: old.to_string(),
+        };
+        let payload = jit_kernel::cbor::to_value(&args).map_err(jit_kernel::Error::from)?;
+        session.kernel().call("shadow.discard", payload)?;
+    }
+    Ok(())
+}
+
+/// Local edits kept across the switch: path, the target's blob there, the target's mode.
+type Kept = Vec<(String, Option<NodeId>, u32)>;
+
+fn plan(session: &Session, old_sws: Option<SwsId>, new_sws: SwsId) -> Result<(Vec<Step>, Kept)> {
+    let repo = session.repo()?;
+    let store = repo.store();
+    let txn = store.read()?;
+    let src = Both(
+        SwsSource::new(store, &txn, new_sws),
+        old_sws.map(|id| SwsSource::new(store, &txn, id)),
+    );
+    let new_state = sws::get(store, &txn, new_sws)?;
+    let empty = tree::empty_tree_id();
+    let old_tree = session.state().and_then(|s| s.tree).unwrap_or(empty);
+    // Local edits: what the old SWS changed relative to its base, if the switch leaves it.
+    let mut local = BTreeSet::new();
+    let mut kept = Kept::new();
+    if let Some(old) = old_sws.filter(|old| *old != new_sws) {
+        if let Ok(old_state) = sws::get(store, &txn, old) {
+            let base_tree = tree::tree_of(&Dag::new(store, &txn), &old_state.base)?;
+            let mut conflicts = Vec::new();
+            for change in tree::diff(&src, &base_tree, &old_state.tree)? {
+                let path = String::from_utf8_lossy(&change.path).into_owned();
+                let at_base = tree::lookup(&src, &base_tree, &change.path)?;
+                let at_target = tree::lookup(&src, &new_state.tree, &change.path)?;
+                if at_base.as_ref().map(|e| (e.kind, e.id))
+                    != at_target.as_ref().map(|e| (e.kind, e.id))
+                {
+                    conflicts.push(path);
+                    continue;
+                }
+                let mode = at_target.as_ref().map(|e| e.kind.mode()).unwrap_or(0);
+                kept.push((path.clone(), at_target.map(|e| e.id), mode));
+                local.insert(path);
+            }
+            if !conflicts.is_empty() {
+                return Err(WatchError::LocalChanges(conflicts));
+            }
+        }
+    }
+    let mut steps = Vec::new();
+    let mut removes = Vec::new();
+    for change in tree::diff(&src, &old_tree, &new_state.tree)? {
+        let path = String::from_utf8_lossy(&change.path).into_owned();
+        if local.contains(&path) {
+            continue;
+        }
+        match (change.kind, change.new) {
+            (ChangeKind::Deleted, _) | (_, None) => removes.push(Step::Remove { path }),
+            (_, Some(entry)) => {
+                if let Some(old) = &change.old {
+                    if old.kind != entry.kind {
+                        removes.push(Step::Remove { path: path.clone() });
+                    }
+                }
+                steps.push(Step::Write {
+                    path,
+                    kind: entry.kind,
+                    blob: entry.id,
+                })
+            }
+        }
+    }
+    removes.extend(steps);
+    Ok((removes, kept))
+}
+
+fn remove_path(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            std::fs::remove_dir_all(path).map_err(|e| WatchError::io(path, e))
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| WatchError::io(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(WatchError::io(path, e)),
+    }
+}
+
+/// Creates the missing parent directories of `rel`, recording each in the index.
+fn ensure_parents(
+    dir: &Path,
+    rel: &str,
+    created: &mut BTreeSet<String>,
+    record: &mut Record,
+) -> Result<()> {
+    let mut at = 0;
+    while let Some(slash) = rel[at..].find('/') {
+        let parent = &rel[..at + slash];
+        at += slash + 1;
+        if created.contains(parent) {
+            continue;
+        }
+        let abs = dir.join(parent);
+        match disk::lstat(&abs)? {
+            Some(stat) if stat.kind() == disk::Kind::Directory => {
+                record.set.push((parent.to_owned(), stat.entry(None)));
+            }
+            other => {
+                if other.is_some() {
+                    remove_path(&abs)?;
+                }
+                std::fs::create_dir(&abs).map_err(|e| WatchError::io(&abs, e))?;
+                let stat = disk::lstat(&abs)?
+                    .ok_or_else(|| WatchError::Invalid(format!("{} vanished", abs.display())))?;
+                record.set.push((parent.to_owned(), stat.entry(None)));
+            }
+        }
+        created.insert(parent.to_owned());
+    }
+    Ok(())
+}
+
+/// Content read ahead of the parallel writes, at most.
+const WRITE_BATCH_BYTES: usize = 64 << 20;
+/// Writer threads: file creation waits on the file system more than on the CPU.
+const WRITERS: usize = 4;
+
+/// Writes a batch of files on a few threads (LMDB reads stay on this one), recording each
+/// file's `lstat` in `record`. Returns how many were written.
+fn write_batch(
+    dir: &Path,
+    batch: Vec<(String, NodeId, EntryKind, Vec<u8>)>,
+    record: &mut Record,
+    progress: &dyn Progress,
+) -> Result<usize> {
+    let count = batch.len();
+    let per = count.div_ceil(WRITERS).max(1);
+    let results: Vec<Result<Vec<(String, IndexEntry)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(path, blob, kind, data)| {
+                            let stat = write_path(&dir.join(path), *kind, data)?;
+                            progress.advance(1, data.len() as u64);
+                            Ok((path.clone(), stat.entry(Some(*blob))))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(WatchError::Invalid("a writer thread panicked".into())))
+            })
+            .collect()
+    });
+    for entries in results {
+        record.set.extend(entries?);
+    }
+    Ok(count)
+}
+
+/// Writes one changed file or symlink and returns its `lstat` (unchanged paths are never
+/// written, so they keep inode and mtime).
+fn write_path(path: &Path, kind: EntryKind, data: &[u8]) -> Result<disk::Stat> {
+    match kind {
+        EntryKind::Symlink => {
+            remove_path(path)?;
+            let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(data);
+            std::os::unix::fs::symlink(target, path).map_err(|e| WatchError::io(path, e))?;
+        }
+        EntryKind::File | EntryKind::Executable => {
+            // In place: no inode allocation (ext4 scans for recently freed inodes on every
+            // create, which dominates a switch); the mode is set on the open file.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+                remove_path(path)?;
+            }
+            let mode = if kind == EntryKind::Executable {
+                0o777
+            } else {
+                0o666
+            };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(path)
+                .map_err(|e| WatchError::io(path, e))?;
+            file.write_all(data).map_err(|e| WatchError::io(path, e))?;
+            let mut meta = file.metadata().map_err(|e| WatchError::io(path, e))?;
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            if executable != (kind == EntryKind::Executable) {
+                let perms = meta.permissions().mode();
+                let want = if executable {
+                    perms & !0o111
+                } else {
+                    perms | ((perms & 0o444) >> 2)
+                };
+                file.set_permissions(std::fs::Permissions::from_mode(want))
+                    .map_err(|e| WatchError::io(path, e))?;
+                meta = file.metadata().map_err(|e| WatchError::io(path, e))?;
+            }
+            return Ok(disk::Stat::of(&meta));
+        }
+        EntryKind::Directory => {
+            std::fs::create_dir_all(path).map_err(|e| WatchError::io(path, e))?;
+        }
+    }
+    disk::lstat(path)?.ok_or_else(|| WatchError::Invalid(format!("{} vanished", path.display())))
+}
+
+/// Removes directories emptied by the removals (and not in the target), recording them.
+fn prune_dirs(dir: &Path, steps: &[Step], record: &mut Record) -> Result<()> {
+    let mut candidates = BTreeSet::new();
+    for step in steps {
+        if let Step::Remove { path } = step {
+            let mut p = path.as_str();
+            while let Some(slash) = p.rfind('/') {
+                p = &p[..slash];
+                candidates.insert(p.to_owned());
+            }
+        }
+    }
+    let mut ordered: Vec<String> = candidates.into_iter().collect();
+    ordered.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    for rel in ordered {
+        let abs = dir.join(&rel);
+        let empty = std::fs::read_dir(&abs)
+            .map(|mut entries| entries.next().is_none())
+            .unwrap_or(false);
+        let written_below = record
+            .set
+            .iter()
+            .any(|(p, _)| p.starts_with(&format!("{rel}/")));
+        if empty && !written_below {
+            std::fs::remove_dir(&abs).map_err(|e| WatchError::io(&abs, e))?;
+            record.remove.push(rel);
+        }
+    }
+    Ok(())
+}
