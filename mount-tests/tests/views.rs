@@ -28,6 +28,14 @@ fn commit_from_head_moves_the_branch_and_keeps_untouched_inodes() {
         .map(|p| (ino(&head.join(p)), mtime(&head.join(p))))
         .collect();
     std::fs::write(head.join("src/main.c"), "int main(void) { return 42; }\n").unwrap();
+    // No sleep: status asks the mount to write back first.
+    let status = universe.json(&["status"]);
+    assert_eq!(status["changes"][0]["path"], "src/main.c", "{status}");
+    assert_eq!(
+        status["changes"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
     universe.ok(&["commit", "-m", "edit through the mount"]);
     let shown = universe.ok(&["show", "main"]);
     assert!(shown.contains("edit through the mount"), "{shown}");

@@ -273,11 +273,12 @@ impl Service {
 
     fn dispatch(&self, op: &str, payload_value: Value) -> Result<Value> {
         let store = self.repo.store();
-        if ["shadow.", "collapse.", "history."]
+        if ["shadow.", "collapse.", "history.", "mh."]
             .iter()
             .any(|prefix| op.starts_with(prefix))
         {
-            // Writes buffered by the mount land first, so the operation sees all of them.
+            // Writes buffered by the mount land first, so the operation sees all of them (and
+            // edits buffered in `head/` go to the branch a checkout leaves).
             store.settle()?;
         }
         match op {
@@ -476,8 +477,6 @@ impl Service {
                     return Err(Error::RefNotFound(branch.to_string()));
                 }
                 drop(txn);
-                // Edits buffered in `head/` belong to the branch being left.
-                store.settle()?;
                 self.repo.set_head(&branch)?;
                 answer(&BTreeMap::from([("head", branch.short().to_owned())]))
             }
