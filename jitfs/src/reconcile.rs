@@ -82,9 +82,7 @@ impl Walk<'_, '_> {
     fn entries(&self, tree: Option<NodeId>) -> Vec<TreeEntry> {
         // An old tree that can no longer be read only costs precision (local deletions of
         // entries it had may be undone), never correctness of what the new tree shows.
-        tree.and_then(|id| tree::load(self.src, &id).ok())
-            .map(|t| t.entries)
-            .unwrap_or_default()
+        tree::entries_of(self.src, tree.as_ref()).unwrap_or_default()
     }
 
     fn dir(&mut self, dir: Ino, old: Option<NodeId>, new: NodeId) -> Result<()> {

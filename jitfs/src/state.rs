@@ -241,7 +241,6 @@ impl State {
             sws: target.sws,
             known: target.tree,
             dirty: false,
-            generation: 0,
             epoch,
             live: true,
         });
@@ -442,7 +441,6 @@ impl State {
             }
         }
         self.views[view].dirty = true;
-        self.views[view].generation += 1;
         let root = self.views[view].root;
         let mut at = ino;
         while let Some(node) = self.nodes.get_mut(&at) {

@@ -66,8 +66,6 @@ pub struct View {
     pub known: NodeId,
     /// Local changes not yet written back.
     pub dirty: bool,
-    /// Bumped by every local change.
-    pub generation: u64,
     /// The mtime given to entries first seen (their content has no time of its own).
     pub epoch: SystemTime,
     /// False once the ref or SWS behind it is gone.

@@ -280,8 +280,8 @@ impl Build<'_> {
             let entry = match &c.kind {
                 Kind::Dir { .. } => Some((EntryKind::Directory, self.dir(child)?)),
                 Kind::File(body) => {
+                    // A file created and not yet hashed is empty so far.
                     let blob = match body.blob {
-                        Some(blob) if body.backing.is_none() || !c.dirty => blob,
                         Some(blob) => blob,
                         None => self.content(b"")?,
                     };

@@ -116,6 +116,14 @@ pub struct Change {
     pub new: Option<TreeEntry>,
 }
 
+/// The entries of a tree, or none for an absent one.
+pub fn entries_of(src: &dyn Source, tree: Option<&NodeId>) -> Result<Vec<TreeEntry>> {
+    Ok(match tree {
+        Some(id) => load(src, id)?.entries,
+        None => Vec::new(),
+    })
+}
+
 /// Walks two directories' entries (each sorted by name) side by side: every name once, with
 /// its entry on each side (None where it is absent), in name order.
 pub fn pair_entries<'a>(
@@ -162,14 +170,7 @@ fn diff_into(
     if old == new {
         return Ok(());
     }
-    let old_entries = match old {
-        Some(id) => load(src, id)?.entries,
-        None => Vec::new(),
-    };
-    let new_entries = match new {
-        Some(id) => load(src, id)?.entries,
-        None => Vec::new(),
-    };
+    let (old_entries, new_entries) = (entries_of(src, old)?, entries_of(src, new)?);
     for (a, b) in pair_entries(&old_entries, &new_entries) {
         let name = a.or(b).map(|e| e.name.as_slice()).unwrap_or_default();
         let path = join(prefix, name);

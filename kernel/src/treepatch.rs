@@ -9,7 +9,7 @@ use crate::id::NodeId;
 use crate::node::{EntryKind, TreeEntry};
 use crate::patch::PatchOp;
 use crate::source::Source;
-use crate::tree::{load, pair_entries};
+use crate::tree::{entries_of, pair_entries};
 
 /// Operations that, applied in order to `old`, give exactly `new`. Blobs they name must be
 /// readable from `src` (and staged or in the DAG when the patch is applied).
@@ -29,14 +29,7 @@ fn dir(
     if old == new {
         return Ok(());
     }
-    let old_entries = match old {
-        Some(id) => load(src, id)?.entries,
-        None => Vec::new(),
-    };
-    let new_entries = match new {
-        Some(id) => load(src, id)?.entries,
-        None => Vec::new(),
-    };
+    let (old_entries, new_entries) = (entries_of(src, old)?, entries_of(src, new)?);
     for (a, b) in pair_entries(&old_entries, &new_entries) {
         let name = a.or(b).map(|e| e.name.as_slice()).unwrap_or_default();
         let path = join(prefix, name)?;
