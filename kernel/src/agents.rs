@@ -14,7 +14,7 @@
 //!   Every refusal is an error answer plus an audit record, with no partial effect.
 
 use ciborium::value::Value;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::cbor::{self, fields};
@@ -233,6 +233,79 @@ pub struct Verified {
 
 /// Size, shape, signature, sender. Refusals are audited.
 pub fn verify(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Verified, Response> {
+    verify_all(store, &[(key, bytes)])
+        .pop()
+        .unwrap_or_else(|| Err(refuse("internal", "no verdict")))
+}
+
+/// [`verify`] for many messages at once, answering in the same order. The signatures are
+/// checked together with ed25519 batch verification (about twice as fast per message as one
+/// by one); if the batch fails, each is checked alone to find the culprits. Every check —
+/// batch or alone — uses the same (cofactored) equation, so whether a message is accepted
+/// never depends on what it arrived with.
+pub fn verify_all(
+    store: &Store,
+    messages: &[(&str, &[u8])],
+) -> Vec<std::result::Result<Verified, Response>> {
+    let mut verdicts: Vec<_> = messages
+        .iter()
+        .map(|(key, bytes)| prepare(store, key, bytes))
+        .collect();
+    let signed: Vec<&Prepared> = verdicts.iter().filter_map(|v| v.as_ref().ok()).collect();
+    if signed.is_empty() || signatures_hold(&signed) {
+        return verdicts
+            .into_iter()
+            .map(|verdict| verdict.map(Prepared::accept))
+            .collect();
+    }
+    for (verdict, (key, _)) in verdicts.iter_mut().zip(messages) {
+        let forged = match verdict {
+            Ok(prepared) => !signatures_hold(&[prepared]),
+            Err(_) => false,
+        };
+        if forged {
+            let sender = verdict
+                .as_ref()
+                .map(|p| p.verified.envelope.sender.clone())
+                .unwrap_or_default();
+            let response = refuse(
+                "bad_signature",
+                format!("the signature does not verify for {sender:?}"),
+            );
+            audit(store, key, &response);
+            *verdict = Err(response);
+        }
+    }
+    verdicts
+        .into_iter()
+        .map(|verdict| verdict.map(Prepared::accept))
+        .collect()
+}
+
+/// A message that passed every check but its signature.
+struct Prepared {
+    verified: Verified,
+    signed: Vec<u8>,
+    public: VerifyingKey,
+    sig: Signature,
+}
+
+impl Prepared {
+    fn accept(self) -> Verified {
+        self.verified
+    }
+}
+
+/// Checks the signatures of `batch` together.
+fn signatures_hold(batch: &[&Prepared]) -> bool {
+    let messages: Vec<&[u8]> = batch.iter().map(|p| p.signed.as_slice()).collect();
+    let sigs: Vec<Signature> = batch.iter().map(|p| p.sig).collect();
+    let keys: Vec<VerifyingKey> = batch.iter().map(|p| p.public).collect();
+    ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok()
+}
+
+/// Size, shape and sender; the signature's parts parsed but not yet checked.
+fn prepare(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Prepared, Response> {
     let refused = |code: &str, message: String| {
         let response = refuse(code, message);
         audit(store, key, &response);
@@ -271,21 +344,25 @@ pub fn verify(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Ver
     let signed = envelope
         .signing_bytes(key)
         .map_err(|e| refused("malformed", e.to_string()))?;
-    let valid = VerifyingKey::try_from(agent.public_key.as_slice())
+    let parts = VerifyingKey::try_from(agent.public_key.as_slice())
         .ok()
-        .zip(Signature::from_slice(&envelope.sig).ok())
-        .is_some_and(|(public, sig)| public.verify(&signed, &sig).is_ok());
-    if !valid {
+        .zip(Signature::from_slice(&envelope.sig).ok());
+    let Some((public, sig)) = parts else {
         return Err(refused(
             "bad_signature",
             format!("the signature does not verify for {:?}", envelope.sender),
         ));
-    }
-    Ok(Verified {
-        digest: *blake3::hash(&signed).as_bytes(),
-        envelope,
-        target,
-        agent,
+    };
+    Ok(Prepared {
+        verified: Verified {
+            digest: *blake3::hash(&signed).as_bytes(),
+            envelope,
+            target,
+            agent,
+        },
+        signed,
+        public,
+        sig,
     })
 }
 

@@ -2,6 +2,7 @@
 //! it; everything else is shared with the original tree. New nodes are collected, and
 //! [`TreeEditor::finish`] returns just those still reachable from the final root.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::content::EncodedNode;
@@ -26,6 +27,8 @@ pub enum EditError {
 pub struct TreeEditor<'s> {
     src: &'s dyn Source,
     created: HashMap<NodeId, EncodedNode>,
+    /// Trees already decoded from `src` (a path is read, then rewritten: decode it once).
+    decoded: RefCell<HashMap<NodeId, Tree>>,
 }
 
 impl<'s> TreeEditor<'s> {
@@ -34,6 +37,7 @@ impl<'s> TreeEditor<'s> {
         TreeEditor {
             src,
             created: HashMap::new(),
+            decoded: RefCell::new(HashMap::new()),
         }
     }
 
@@ -64,8 +68,14 @@ impl<'s> TreeEditor<'s> {
         if let Some(Payload::Tree(tree)) = self.created.get(id).map(|n| &n.node.payload) {
             return Ok(tree.clone());
         }
+        if let Some(tree) = self.decoded.borrow().get(id) {
+            return Ok(tree.clone());
+        }
         match self.node(id)?.payload {
-            Payload::Tree(tree) => Ok(tree),
+            Payload::Tree(tree) => {
+                self.decoded.borrow_mut().insert(*id, tree.clone());
+                Ok(tree)
+            }
             other => Err(Error::NotA {
                 id: *id,
                 found: Node::content(other).node_type().as_str(),

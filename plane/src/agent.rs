@@ -2,6 +2,8 @@
 //! same envelope, until it is acknowledged (at-least-once; the kernel makes the effect
 //! exactly-once).
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ciborium::value::Value;
@@ -49,8 +51,38 @@ pub struct Agent {
     session: zenoh::Session,
     name: String,
     key: SigningKey,
-    ts: u64,
+    ts: AtomicU64,
     options: AgentOptions,
+}
+
+/// The replies to one query.
+type Replies = zenoh::handlers::FifoChannelHandler<zenoh::query::Reply>;
+
+/// A message sent and not yet acknowledged.
+struct InFlight {
+    key: String,
+    bytes: Vec<u8>,
+    replies: Option<Replies>,
+}
+
+/// The payload of the first good reply, or `None` if none came in time.
+async fn answer_of(replies: Replies) -> Option<Vec<u8>> {
+    let reply = replies.recv_async().await.ok()?;
+    let sample = reply.result().ok()?;
+    Some(sample.payload().to_bytes().to_vec())
+}
+
+/// An answer as a result: a refusal becomes [`jit_kernel::Error::Remote`].
+fn into_result(response: Response) -> Result<Value> {
+    match response {
+        Response::Ok(value) => Ok(value),
+        Response::Err(body) => Err(jit_kernel::Error::Remote {
+            code: body.code,
+            message: body.message,
+            details: body.details,
+        }
+        .into()),
+    }
 }
 
 /// A created SWS, as the plane answers.
@@ -88,7 +120,7 @@ impl Agent {
             session,
             name: name.to_owned(),
             key,
-            ts: 0,
+            ts: AtomicU64::new(0),
             options,
         })
     }
@@ -99,13 +131,19 @@ impl Agent {
     }
 
     /// The next logical timestamp: strictly increasing, also across restarts of the agent.
-    fn next_ts(&mut self) -> u64 {
-        self.ts = (self.ts + 1).max(now_micros());
-        self.ts
+    fn next_ts(&self) -> u64 {
+        let now = now_micros();
+        let previous = self
+            .ts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |ts| {
+                Some((ts + 1).max(now))
+            })
+            .unwrap_or(0);
+        (previous + 1).max(now)
     }
 
     /// Builds a signed envelope for `key` (without namespace).
-    pub fn envelope(&mut self, key: &str, payload: Value) -> Result<Envelope> {
+    pub fn envelope(&self, key: &str, payload: Value) -> Result<Envelope> {
         let ts = self.next_ts();
         let msg_id = format!("{}-{ts}", self.name);
         Ok(Envelope::signed(
@@ -115,48 +153,115 @@ impl Agent {
 
     /// Sends an envelope until a reply arrives; returns the kernel's answer.
     pub async fn send(&self, key: &str, envelope: &Envelope) -> Result<Response> {
-        let bytes = envelope.encode()?;
-        let full = keyexpr(&self.options.namespace, key);
-        for _ in 0..self.options.attempts {
-            let replies = match self
-                .session
-                .get(&full)
-                .payload(bytes.clone())
-                .timeout(self.options.attempt_timeout)
-                .await
-            {
-                Ok(replies) => replies,
-                Err(e) => {
-                    tracing::debug!(%e, "get failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+        let message = (keyexpr(&self.options.namespace, key), envelope.encode()?);
+        let mut answers = self.deliver(std::iter::once(Ok(message)), 1).await?;
+        answers
+            .pop()
+            .ok_or_else(|| PlaneError::Zenoh("no answer".into()))
+    }
+
+    /// Sends prepared messages `(full key, envelope bytes)` in order with up to `window` of
+    /// them unacknowledged at a time, retrying until each is acknowledged; answers in order.
+    ///
+    /// Order is kept on the wire: answers are awaited oldest first, and when the oldest goes
+    /// unanswered every unacknowledged message is sent again, oldest first (go-back-N), so the
+    /// kernel sees them in their order again; those it had already applied are answered from
+    /// its record of message ids without a second effect. Each message is still its own
+    /// request: a refused one does not stop those behind it.
+    async fn deliver(
+        &self,
+        messages: impl Iterator<Item = Result<(String, Vec<u8>)>>,
+        window: usize,
+    ) -> Result<Vec<Response>> {
+        let window = window.max(1);
+        let mut messages = messages.peekable();
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut answers = Vec::new();
+        let mut failures = 0u32;
+        loop {
+            while in_flight.len() < window {
+                let Some(message) = messages.next() else {
+                    break;
+                };
+                let (key, bytes) = message?;
+                let replies = self.dispatch(&key, &bytes).await;
+                in_flight.push_back(InFlight {
+                    key,
+                    bytes,
+                    replies,
+                });
+            }
+            let Some(oldest) = in_flight.front_mut() else {
+                break;
             };
-            if let Ok(reply) = replies.recv_async().await {
-                if let Ok(sample) = reply.result() {
-                    return Ok(Response::decode(&sample.payload().to_bytes())?);
-                }
+            let answer = match oldest.replies.take() {
+                Some(replies) => answer_of(replies).await,
+                None => None,
+            };
+            if let Some(bytes) = answer {
+                answers.push(Response::decode(&bytes)?);
+                in_flight.pop_front();
+                failures = 0;
+                continue;
+            }
+            failures += 1;
+            if failures >= self.options.attempts {
+                return Err(PlaneError::NoAck {
+                    key: oldest.key.clone(),
+                    attempts: self.options.attempts,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+            for message in in_flight.iter_mut() {
+                message.replies = self.dispatch(&message.key, &message.bytes).await;
+            }
         }
-        Err(PlaneError::NoAck {
-            key: full,
-            attempts: self.options.attempts,
-        })
+        Ok(answers)
+    }
+
+    /// Sends one query; `None` if it could not be sent (the caller retries).
+    async fn dispatch(&self, key: &str, bytes: &[u8]) -> Option<Replies> {
+        match self
+            .session
+            .get(key)
+            .payload(bytes.to_vec())
+            .timeout(self.options.attempt_timeout)
+            .await
+        {
+            Ok(replies) => Some(replies),
+            Err(e) => {
+                tracing::debug!(%e, "get failed; will retry");
+                None
+            }
+        }
     }
 
     /// Signs, sends until acknowledged, and turns an error answer into [`jit_kernel::Error::Remote`].
     pub async fn request(&mut self, key: &str, payload: Value) -> Result<Value> {
-        let envelope = self.envelope(key, payload)?;
-        match self.send(key, &envelope).await? {
-            Response::Ok(value) => Ok(value),
-            Response::Err(body) => Err(jit_kernel::Error::Remote {
-                code: body.code,
-                message: body.message,
-                details: body.details,
-            }
-            .into()),
-        }
+        let mut answers = self
+            .request_many(vec![(key.to_owned(), payload)], 1)
+            .await?;
+        answers
+            .pop()
+            .ok_or_else(|| PlaneError::Zenoh("no answer".into()))?
+    }
+
+    /// Signs and sends many writes `(key, payload)` in order, keeping up to `window` of them
+    /// in flight (see [`Agent::deliver`] for the order and retry guarantees). Each answer is
+    /// the kernel's value or its refusal as [`jit_kernel::Error::Remote`]; the outer error is
+    /// a message that was never acknowledged.
+    pub async fn request_many(
+        &mut self,
+        writes: Vec<(String, Value)>,
+        window: usize,
+    ) -> Result<Vec<Result<Value>>> {
+        // Signed lazily, as the window opens.
+        let prepared = writes.into_iter().map(|(key, payload)| {
+            let envelope = self.envelope(&key, payload)?;
+            Ok((keyexpr(&self.options.namespace, &key), envelope.encode()?))
+        });
+        let answers = self.deliver(prepared, window).await?;
+        Ok(answers.into_iter().map(into_result).collect())
     }
 
     /// Creates an SWS owned by this agent on `branch` (default: the checked-out branch).
@@ -190,6 +295,26 @@ impl Agent {
             )
             .await?;
         Ok(cbor::from_value(value).map_err(jit_kernel::Error::from)?)
+    }
+
+    /// Pushes patches to an SWS in order with up to `window` unacknowledged at a time: the
+    /// throughput path for an agent with many small edits. One answer per patch, in order.
+    pub async fn push_many(
+        &mut self,
+        sws: &str,
+        patches: &[Patch],
+        window: usize,
+    ) -> Result<Vec<Result<Applied>>> {
+        let key = format!("jit/sws/{sws}/patch");
+        let writes = patches
+            .iter()
+            .map(|patch| Ok((key.clone(), cbor::to_value(patch)?)))
+            .collect::<jit_kernel::Result<Vec<_>>>()?;
+        let answers = self.request_many(writes, window).await?;
+        Ok(answers
+            .into_iter()
+            .map(|answer| Ok(cbor::from_value(answer?).map_err(jit_kernel::Error::from)?))
+            .collect())
     }
 
     /// Commits an SWS.

@@ -3,14 +3,16 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use jit_kernel::agents::{self, Verified};
 use jit_kernel::log::{verify_record, LogOp};
 use jit_kernel::rpc::protocol::{ErrorBody, Response};
 use jit_kernel::Repository;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
+use zenoh::query::Query;
+use zenoh::Wait;
 
 use crate::ratelimit::RateLimiter;
 use crate::{base_config, keyexpr, PlaneError, Result};
@@ -50,12 +52,13 @@ impl Default for PlaneOptions {
 }
 
 /// Most messages delivered in one transaction.
-const MAX_BATCH: usize = 64;
+const MAX_BATCH: usize = 256;
 
 /// A running plane; closing it closes the Zenoh session.
 pub struct Plane {
     session: zenoh::Session,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    stages: Vec<std::thread::JoinHandle<()>>,
 }
 
 fn endpoints(list: &[String]) -> String {
@@ -68,8 +71,28 @@ fn endpoints(list: &[String]) -> String {
     )
 }
 
+/// A write as it arrived: the query to answer, its key (namespace stripped) and its bytes.
+struct Arrived {
+    query: Query,
+    key: String,
+    bytes: Vec<u8>,
+}
+
+/// A write that passed verification and rate limiting, waiting for its transaction.
+struct Accepted {
+    query: Query,
+    verified: Verified,
+}
+
 impl Plane {
-    /// Opens the session, declares the queryables and starts the event publisher.
+    /// Opens the session, declares the queryables and starts the delivery pipeline and the
+    /// event publisher.
+    ///
+    /// Writes flow through three stages so that none waits for another's work: the queryable
+    /// tasks hand arrivals over as they come; a verifier thread checks signatures and rate
+    /// limits (answering refusals at once); a deliverer thread runs everything accepted so
+    /// far in one durable transaction (group commit) and then answers each in arrival order.
+    /// While the deliverer waits for an fsync, the next messages are being verified.
     pub async fn start(repo: Arc<Repository>, options: PlaneOptions) -> Result<Plane> {
         let mut config = base_config("peer")?;
         let mut listen = options.listen.clone();
@@ -86,56 +109,37 @@ impl Plane {
         let session = zenoh::open(config).await.map_err(PlaneError::zenoh)?;
 
         let notify = Arc::new(Notify::new());
-        let limiter = Arc::new(Mutex::new(RateLimiter::new(options.rate, options.burst)));
+        let (arrived_tx, arrived_rx) = mpsc::channel::<Vec<Arrived>>();
+        let (accepted_tx, accepted_rx) = mpsc::channel::<Vec<Accepted>>();
+        let stages = vec![
+            spawn_stage("jit-plane-verify", {
+                let (repo, options) = (repo.clone(), options.clone());
+                move || verify_stage(&repo, &options, arrived_rx, accepted_tx)
+            })?,
+            spawn_stage("jit-plane-deliver", {
+                let (repo, options, notify) = (repo.clone(), options.clone(), notify.clone());
+                move || deliver_stage(&repo, &options, &notify, accepted_rx)
+            })?,
+        ];
         let mut tasks = Vec::new();
         for key in ["jit/sws/*/*", "jit/kernel/create"] {
             let queryable = session
                 .declare_queryable(keyexpr(&options.namespace, key))
                 .await
                 .map_err(PlaneError::zenoh)?;
-            let (repo, notify, limiter, options) = (
-                repo.clone(),
-                notify.clone(),
-                limiter.clone(),
-                options.clone(),
-            );
+            let (namespace, arrived_tx) = (options.namespace.clone(), arrived_tx.clone());
             tasks.push(tokio::spawn(async move {
                 while let Ok(first) = queryable.recv_async().await {
-                    // Group commit: take whatever else is already waiting, deliver it all in one
-                    // durable transaction, then answer each in arrival order.
-                    let mut queries = vec![first];
-                    while queries.len() < MAX_BATCH {
+                    // Hand over whatever else has already arrived along with it.
+                    let mut batch = vec![arrived(&namespace, first)];
+                    while batch.len() < MAX_BATCH {
                         match queryable.try_recv() {
-                            Ok(Some(query)) => queries.push(query),
+                            Ok(Some(query)) => batch.push(arrived(&namespace, query)),
                             _ => break,
                         }
                     }
-                    let requests: Vec<(String, Vec<u8>)> = queries
-                        .iter()
-                        .map(|q| {
-                            let key = strip(&options.namespace, q.key_expr().as_str()).to_owned();
-                            (
-                                key,
-                                q.payload()
-                                    .map(|p| p.to_bytes().to_vec())
-                                    .unwrap_or_default(),
-                            )
-                        })
-                        .collect();
-                    let responses = handle_batch(&repo, &limiter, requests).await;
-                    notify.notify_one();
-                    for (query, response) in queries.iter().zip(responses) {
-                        if matches!(response, Response::Ok(_)) && take_drop(&options.drop_replies) {
-                            continue; // fault injection: the effect is durable, the reply is lost
-                        }
-                        match response.encode() {
-                            Ok(body) => {
-                                if let Err(e) = query.reply(query.key_expr().clone(), body).await {
-                                    tracing::warn!(%e, "reply failed");
-                                }
-                            }
-                            Err(e) => tracing::warn!(%e, "cannot encode a reply"),
-                        }
+                    if arrived_tx.send(batch).is_err() {
+                        break; // the pipeline has stopped
                     }
                 }
             }));
@@ -146,7 +150,11 @@ impl Plane {
             options.namespace.clone(),
             notify,
         )));
-        Ok(Plane { session, tasks })
+        Ok(Plane {
+            session,
+            tasks,
+            stages,
+        })
     }
 
     /// The Zenoh session (for a daemon that also wants to publish).
@@ -154,12 +162,126 @@ impl Plane {
         &self.session
     }
 
-    /// Stops the tasks and closes the session.
+    /// Stops the tasks and the pipeline (after the batch in hand is delivered and answered)
+    /// and closes the session.
     pub async fn close(self) {
         for task in &self.tasks {
             task.abort();
         }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        // The queryable tasks held the only senders: the stages drain and stop.
+        let stages = self.stages;
+        let _ = tokio::task::spawn_blocking(move || {
+            for stage in stages {
+                let _ = stage.join();
+            }
+        })
+        .await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
+    }
+}
+
+fn spawn_stage(
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map_err(|e| PlaneError::Zenoh(format!("cannot start the {name} thread: {e}")))
+}
+
+fn arrived(namespace: &str, query: Query) -> Arrived {
+    let key = strip(namespace, query.key_expr().as_str()).to_owned();
+    let bytes = query
+        .payload()
+        .map(|p| p.to_bytes().to_vec())
+        .unwrap_or_default();
+    Arrived { query, key, bytes }
+}
+
+/// Receives everything queued on `rx` behind `first`, up to `limit` items in all.
+fn drain<T>(rx: &mpsc::Receiver<Vec<T>>, mut first: Vec<T>, limit: usize) -> Vec<T> {
+    while first.len() < limit {
+        match rx.try_recv() {
+            Ok(more) => first.extend(more),
+            Err(_) => break,
+        }
+    }
+    first
+}
+
+/// Signatures, shapes and rate limits; refusals are answered here, the rest go on in order.
+fn verify_stage(
+    repo: &Repository,
+    options: &PlaneOptions,
+    arrived: mpsc::Receiver<Vec<Arrived>>,
+    accepted: mpsc::Sender<Vec<Accepted>>,
+) {
+    let mut limiter = RateLimiter::new(options.rate, options.burst);
+    while let Ok(first) = arrived.recv() {
+        let batch = drain(&arrived, first, MAX_BATCH);
+        let messages: Vec<(&str, &[u8])> = batch
+            .iter()
+            .map(|a| (a.key.as_str(), a.bytes.as_slice()))
+            .collect();
+        let verdicts = agents::verify_all(repo.store(), &messages);
+        let mut passed = Vec::with_capacity(batch.len());
+        for (Arrived { query, key, .. }, verdict) in batch.into_iter().zip(verdicts) {
+            match verdict {
+                Err(refusal) => answer(&query, &refusal),
+                Ok(verified) if !limiter.allow(&verified.envelope.sender) => {
+                    let refusal = Response::Err(ErrorBody {
+                        code: "rate_limited".into(),
+                        message: format!("{} is over its rate limit", verified.envelope.sender),
+                        details: None,
+                    });
+                    agents::audit(repo.store(), &key, &refusal);
+                    answer(&query, &refusal);
+                }
+                Ok(verified) => passed.push(Accepted { query, verified }),
+            }
+        }
+        if !passed.is_empty() && accepted.send(passed).is_err() {
+            break;
+        }
+    }
+}
+
+/// Group commit: everything accepted so far in one durable transaction, then the answers.
+fn deliver_stage(
+    repo: &Repository,
+    options: &PlaneOptions,
+    notify: &Notify,
+    accepted: mpsc::Receiver<Vec<Accepted>>,
+) {
+    while let Ok(first) = accepted.recv() {
+        let batch = drain(&accepted, first, MAX_BATCH);
+        let (queries, verified): (Vec<Query>, Vec<Verified>) =
+            batch.into_iter().map(|a| (a.query, a.verified)).unzip();
+        let responses = agents::execute_batch(repo, verified);
+        for (query, response) in queries.iter().zip(responses) {
+            if matches!(response, Response::Ok(_)) && take_drop(&options.drop_replies) {
+                continue; // fault injection: the effect is durable, the reply is lost
+            }
+            answer(query, &response);
+        }
+        // Events go out after the acknowledgements, so publishing never delays them.
+        notify.notify_one();
+    }
+}
+
+/// Sends the kernel's answer as the query's reply (the acknowledgement).
+fn answer(query: &Query, response: &Response) {
+    match response.encode() {
+        Ok(body) => {
+            if let Err(e) = query.reply(query.key_expr().clone(), body).wait() {
+                tracing::warn!(%e, "reply failed");
+            }
+        }
+        Err(e) => tracing::warn!(%e, "cannot encode a reply"),
     }
 }
 
@@ -176,75 +298,6 @@ fn strip<'k>(namespace: &str, key: &'k str) -> &'k str {
     key.strip_prefix(namespace.trim_end_matches('/'))
         .and_then(|rest| rest.strip_prefix('/'))
         .unwrap_or(key)
-}
-
-/// Verifies, rate-limits and delivers a batch of requests; answers in the same order.
-async fn handle_batch(
-    repo: &Arc<Repository>,
-    limiter: &Mutex<RateLimiter>,
-    requests: Vec<(String, Vec<u8>)>,
-) -> Vec<Response> {
-    let count = requests.len();
-    let checked: Vec<std::result::Result<Verified, Response>> = {
-        let repo = repo.clone();
-        tokio::task::spawn_blocking(move || {
-            requests
-                .iter()
-                .map(|(key, bytes)| agents::verify(repo.store(), key, bytes))
-                .collect()
-        })
-        .await
-        .unwrap_or_else(|e| (0..count).map(|_| Err(internal(&e))).collect())
-    };
-    let mut answers: Vec<Option<Response>> = Vec::with_capacity(count);
-    let mut accepted = Vec::new();
-    {
-        let mut limiter = limiter.lock().await;
-        for check in checked {
-            match check {
-                Err(response) => answers.push(Some(response)),
-                Ok(verified) if !limiter.allow(&verified.envelope.sender) => {
-                    let response = Response::Err(ErrorBody {
-                        code: "rate_limited".into(),
-                        message: format!("{} is over its rate limit", verified.envelope.sender),
-                        details: None,
-                    });
-                    agents::audit(repo.store(), "rate limit", &response);
-                    answers.push(Some(response));
-                }
-                Ok(verified) => {
-                    accepted.push(verified);
-                    answers.push(None);
-                }
-            }
-        }
-    }
-    let delivered = if accepted.is_empty() {
-        Vec::new()
-    } else {
-        let repo = repo.clone();
-        let size = accepted.len();
-        tokio::task::spawn_blocking(move || agents::execute_batch(&repo, accepted))
-            .await
-            .unwrap_or_else(|e| (0..size).map(|_| internal(&e)).collect())
-    };
-    let mut delivered = delivered.into_iter();
-    answers
-        .into_iter()
-        .map(|answer| {
-            answer
-                .or_else(|| delivered.next())
-                .unwrap_or_else(|| internal("lost answer"))
-        })
-        .collect()
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    Response::Err(ErrorBody {
-        code: "internal".into(),
-        message: e.to_string(),
-        details: None,
-    })
 }
 
 /// Publishes every new log record: all on `events`, ref records on `ref_updates`, SWS lifecycle

@@ -194,6 +194,80 @@ async fn lost_replies_and_a_plane_restart_leave_every_patch_applied_once_in_orde
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_agent_survives_lost_replies_and_a_restart_with_every_patch_once_in_order() {
+    let (dir, repo) = setup(&["dora"]);
+    let dropped_first = Arc::new(std::sync::atomic::AtomicU32::new(4));
+    let dropped_second = Arc::new(std::sync::atomic::AtomicU32::new(3));
+    let first = plane(&repo, dir.path(), |o| {
+        o.drop_replies = dropped_first.clone()
+    })
+    .await;
+    let mut dora = agent(dir.path(), "dora", 1).await;
+    let sws = tokio::time::timeout(T, dora.create_sws(None))
+        .await
+        .unwrap()
+        .unwrap();
+    let sws_id: jit_kernel::sws::SwsId = sws.id.parse().unwrap();
+    let applied_so_far = {
+        let repo = repo.clone();
+        move || {
+            let txn = repo.store().read().unwrap();
+            jit_kernel::sws::history(repo.store(), &txn, sws_id)
+                .unwrap()
+                .len()
+        }
+    };
+    // Restart the plane while the window is full, once 100 patches have landed.
+    let restarter = {
+        let (repo, dir, dropped) = (repo.clone(), dir.path().to_owned(), dropped_second.clone());
+        tokio::spawn(async move {
+            while applied_so_far() < 100 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            first.close().await;
+            let at_restart = applied_so_far();
+            (
+                at_restart,
+                plane(&repo, &dir, |o| o.drop_replies = dropped).await,
+            )
+        })
+    };
+    let patches: Vec<Patch> = (0..300)
+        .map(|i| put(&format!("w{i:03}.txt"), &format!("{i}\n"), &format!("w{i}")))
+        .collect();
+    let answers = tokio::time::timeout(T, dora.push_many(&sws.id, &patches, 16))
+        .await
+        .unwrap()
+        .unwrap();
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap().seq, i as u64 + 1, "answer {i} in order");
+    }
+    let txn = repo.store().read().unwrap();
+    let history = jit_kernel::sws::history(repo.store(), &txn, sws_id).unwrap();
+    let ids: Vec<String> = history.iter().map(|r| r.patch_id.clone()).collect();
+    let expected: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
+    assert_eq!(ids, expected, "every patch once, in the sender's order");
+    drop(txn);
+    dora.close().await;
+    let (at_restart, second) = tokio::time::timeout(T, restarter).await.unwrap().unwrap();
+    assert!(
+        at_restart < 300,
+        "the restart came mid-stream ({at_restart} applied)"
+    );
+    assert_eq!(
+        dropped_first.load(Ordering::SeqCst),
+        0,
+        "replies were lost before"
+    );
+    assert_eq!(
+        dropped_second.load(Ordering::SeqCst),
+        0,
+        "and after the restart"
+    );
+    second.close().await;
+}
+
 /// Sends raw bytes on a key and returns the decoded answer.
 async fn raw(agent: &Agent, key: &str, bytes: Vec<u8>) -> Response {
     let replies = agent
@@ -283,7 +357,7 @@ async fn refusals_have_their_own_codes_and_apply_nothing() {
         "too_large"
     );
     // Wrong owner: mallory is registered but does not own carol's SWS.
-    let mut mallory = agent(dir.path(), "mallory", 2).await;
+    let mallory = agent(dir.path(), "mallory", 2).await;
     let intrusion = mallory.envelope(&topic, patch_value.clone()).unwrap();
     assert_eq!(
         code(&raw(&mallory, &topic, intrusion.encode().unwrap()).await),
