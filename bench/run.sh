@@ -20,6 +20,8 @@ out=$(mktemp)
   echo
   cargo run --release -q -p jit-plane --example bench 2>/dev/null
   echo
+  bench/plane-mount.sh
+  echo
   cat bench/notes/plane.md
   echo
   bench/watcher.sh "${3:-20}"
