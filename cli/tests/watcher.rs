@@ -427,6 +427,42 @@ fn a_forced_queue_overflow_is_rescanned_and_reported() {
 }
 
 #[test]
+fn hitting_the_inotify_watch_limit_is_a_clear_error() {
+    let work = tempfile::tempdir().unwrap();
+    let (_repo, co) = setup(work.path());
+    for d in 0..40 {
+        std::fs::create_dir_all(co.join(format!("many/{d}"))).unwrap();
+    }
+    // A user namespace of its own gets its own inotify limit (/proc/sys/user is per
+    // namespace): the watcher runs with a limit of 8 watches without touching the machine's.
+    let script = format!(
+        "echo 8 > /proc/sys/user/max_inotify_watches && exec {} watch .",
+        env!("CARGO_BIN_EXE_jit")
+    );
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .current_dir(&co)
+        .env("JIT_LOG", "warn")
+        .output()
+        .expect("run unshare (util-linux)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the watcher must stop: {stderr}");
+    assert!(
+        stderr.contains("inotify watch limit reached") && stderr.contains("= 8)"),
+        "the error names the limit and the fix: {stderr}"
+    );
+    assert!(
+        stderr.contains("max_user_watches") && stderr.contains(".jitignore"),
+        "the error says how to get out: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one line, no backtrace: {stderr}"
+    );
+}
+
+#[test]
 fn a_directory_rename_then_edits_under_the_new_name() {
     let work = tempfile::tempdir().unwrap();
     let (repo, co) = setup(work.path());

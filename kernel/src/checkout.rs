@@ -107,12 +107,38 @@ pub fn get(store: &Store, txn: &ReadTxn<'_>, dir: &str) -> Result<Option<Checkou
 
 /// The whole index of the checkout at `dir`, by path.
 pub fn index(store: &Store, txn: &ReadTxn<'_>, dir: &str) -> Result<BTreeMap<String, IndexEntry>> {
-    let prefix = index_prefix(dir);
-    let mut out = BTreeMap::new();
-    for entry in store.checkout_index.prefix_iter(txn, &prefix)? {
+    Ok(entries_below(store, txn, dir, "")?.into_iter().collect())
+}
+
+/// The index entry of `path` in the checkout at `dir`. The watcher asks per path instead of
+/// holding the whole index, so a checkout that rewrote the index costs it nothing to follow.
+pub fn entry(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    dir: &str,
+    path: &str,
+) -> Result<Option<IndexEntry>> {
+    match store.checkout_index.get(txn, &index_key(dir, path))? {
+        Some(raw) => Ok(Some(cbor::from_canonical_bytes(raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// The index entries whose paths start with `prefix` (`""`: all; `"a/"`: everything below
+/// `a`), in path order.
+pub fn entries_below(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    dir: &str,
+    prefix: &str,
+) -> Result<Vec<(String, IndexEntry)>> {
+    let start = index_key(dir, prefix);
+    let skip = index_prefix(dir).len();
+    let mut out = Vec::new();
+    for entry in store.checkout_index.prefix_iter(txn, &start)? {
         let (key, raw) = entry?;
-        let path = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-        out.insert(path, cbor::from_canonical_bytes(raw)?);
+        let path = String::from_utf8_lossy(&key[skip..]).into_owned();
+        out.push((path, cbor::from_canonical_bytes(raw)?));
     }
     Ok(out)
 }

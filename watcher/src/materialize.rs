@@ -467,45 +467,78 @@ fn write_path(path: &Path, kind: EntryKind, data: &[u8]) -> Result<disk::Stat> {
             let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(data);
             std::os::unix::fs::symlink(target, path).map_err(|e| WatchError::io(path, e))?;
         }
-        EntryKind::File | EntryKind::Executable => {
-            // In place: no inode allocation (ext4 scans for recently freed inodes on every
-            // create, which dominates a switch); the mode is set on the open file.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
-                remove_path(path)?;
-            }
-            let mode = if kind == EntryKind::Executable {
-                0o777
-            } else {
-                0o666
-            };
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .open(path)
-                .map_err(|e| WatchError::io(path, e))?;
-            file.write_all(data).map_err(|e| WatchError::io(path, e))?;
-            let mut meta = file.metadata().map_err(|e| WatchError::io(path, e))?;
-            let executable = meta.permissions().mode() & 0o111 != 0;
-            if executable != (kind == EntryKind::Executable) {
-                let perms = meta.permissions().mode();
-                let want = if executable {
-                    perms & !0o111
-                } else {
-                    perms | ((perms & 0o444) >> 2)
-                };
-                file.set_permissions(std::fs::Permissions::from_mode(want))
-                    .map_err(|e| WatchError::io(path, e))?;
-                meta = file.metadata().map_err(|e| WatchError::io(path, e))?;
-            }
-            return Ok(disk::Stat::of(&meta));
-        }
+        EntryKind::File | EntryKind::Executable => return write_file(path, kind, data),
         EntryKind::Directory => {
             std::fs::create_dir_all(path).map_err(|e| WatchError::io(path, e))?;
         }
     }
     disk::lstat(path)?.ok_or_else(|| WatchError::Invalid(format!("{} vanished", path.display())))
+}
+
+/// Rewrites a regular file in place: no new inode (ext4 scans for recently freed inodes on every
+/// create), no truncation to zero (on close ext4 would then flush the file synchronously, its
+/// `auto_da_alloc` guard for truncate-and-rewrite saves, which dominated a switch) — the new
+/// content overwrites the old and only a longer tail is cut. Whatever is at the path and is not
+/// a regular file (a symlink, a directory, a FIFO) is replaced; opening never follows a symlink
+/// nor blocks on a FIFO. The mode is set on the open file.
+fn write_file(path: &Path, kind: EntryKind, data: &[u8]) -> Result<disk::Stat> {
+    let io = |e| WatchError::io(path, e);
+    let mode = if kind == EntryKind::Executable {
+        0o777
+    } else {
+        0o666
+    };
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    };
+    let regular = |file: std::fs::File| -> Result<Option<(std::fs::File, std::fs::Metadata)>> {
+        let meta = file.metadata().map_err(io)?;
+        Ok(meta.is_file().then_some((file, meta)))
+    };
+    let existing = match open() {
+        Ok(file) => regular(file)?,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ELOOP | libc::EISDIR | libc::ENXIO)
+            ) =>
+        {
+            None
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let (mut file, old) = match existing {
+        Some(found) => found,
+        None => {
+            remove_path(path)?;
+            regular(open().map_err(io)?)?.ok_or_else(|| {
+                WatchError::Invalid(format!("{} is not a regular file", path.display()))
+            })?
+        }
+    };
+    file.write_all(data).map_err(io)?;
+    if old.len() > data.len() as u64 {
+        file.set_len(data.len() as u64).map_err(io)?;
+    }
+    let mut meta = file.metadata().map_err(io)?;
+    let executable = meta.permissions().mode() & 0o111 != 0;
+    if executable != (kind == EntryKind::Executable) {
+        let perms = meta.permissions().mode();
+        let want = if executable {
+            perms & !0o111
+        } else {
+            perms | ((perms & 0o444) >> 2)
+        };
+        file.set_permissions(std::fs::Permissions::from_mode(want))
+            .map_err(io)?;
+        meta = file.metadata().map_err(io)?;
+    }
+    Ok(disk::Stat::of(&meta))
 }
 
 /// Removes directories emptied by the removals (and not in the target), recording them.

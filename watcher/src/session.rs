@@ -78,8 +78,6 @@ pub struct Session {
     own_repo: Option<Repository>,
     state: Option<CheckoutState>,
     sws: Option<String>,
-    index: BTreeMap<String, IndexEntry>,
-    index_loaded: bool,
     ignore: Ignore,
     nonce: String,
     seq: u64,
@@ -110,8 +108,6 @@ impl Session {
             own_repo,
             state: None,
             sws: None,
-            index: BTreeMap::new(),
-            index_loaded: false,
             ignore,
             nonce: SwsId::random().to_string(),
             seq: 0,
@@ -164,8 +160,9 @@ impl Session {
         &self.ignore
     }
 
-    /// Re-reads the state from the store; the index is read again when a sync needs it (a
-    /// status answered by the watcher never does, and a large index costs a large read).
+    /// Re-reads the state from the store. The index is never held: it is read from the store
+    /// path by path (with what this session has not recorded yet laid over it), so following a
+    /// checkout that rewrote thousands of entries costs nothing here.
     pub fn reload(&mut self) -> Result<()> {
         let repo = self.repo()?;
         let store = repo.store();
@@ -178,25 +175,47 @@ impl Session {
         drop(txn);
         self.state = state;
         self.sws = sws;
-        self.index_loaded = false;
-        self.index.clear();
+        // A checkout may have brought other ignore files.
+        self.ignore = Ignore::load(&self.located.dir);
         Ok(())
     }
 
-    /// Reads the index if it is not in memory.
-    fn load_index(&mut self) -> Result<()> {
-        if self.index_loaded {
-            return Ok(());
+    /// The index entry of `rel`: this session's unrecorded change, else the store's.
+    fn entry(&self, rel: &str) -> Result<Option<IndexEntry>> {
+        if let Some(pending) = self.pending.index.get(rel) {
+            return Ok(*pending);
         }
         let repo = self.repo()?;
-        let store = repo.store();
-        let txn = store.read()?;
-        let index = checkout::index(store, &txn, &self.key)?;
-        drop(txn);
-        self.index = index;
-        self.index_loaded = true;
-        self.ignore = Ignore::load(&self.located.dir);
-        Ok(())
+        let txn = repo.store().read()?;
+        Ok(checkout::entry(repo.store(), &txn, &self.key, rel)?)
+    }
+
+    fn indexed(&self, rel: &str) -> Result<bool> {
+        Ok(self.entry(rel)?.is_some())
+    }
+
+    /// Index entries whose paths start with `prefix`, in path order, unrecorded changes
+    /// included.
+    fn below(&self, prefix: &str) -> Result<Vec<(String, IndexEntry)>> {
+        let mut merged: BTreeMap<String, IndexEntry> = {
+            let repo = self.repo()?;
+            let txn = repo.store().read()?;
+            checkout::entries_below(repo.store(), &txn, &self.key, prefix)?
+                .into_iter()
+                .collect()
+        };
+        let pending = self
+            .pending
+            .index
+            .range(prefix.to_owned()..)
+            .take_while(|(path, _)| path.starts_with(prefix));
+        for (path, entry) in pending {
+            match entry {
+                Some(entry) => merged.insert(path.clone(), *entry),
+                None => merged.remove(path),
+            };
+        }
+        Ok(merged.into_iter().collect())
     }
 
     /// Reloads if another process (a checkout) moved the generation on.
@@ -227,7 +246,6 @@ impl Session {
         if self.state.is_none() {
             return Err(WatchError::NotACheckout(self.located.dir.clone()));
         }
-        self.load_index()?;
         self.synced = Synced::default();
         let sorted: BTreeSet<String> = paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
         if full || sorted.contains(".gitignore") || sorted.contains(".jitignore") {
@@ -235,7 +253,7 @@ impl Session {
         }
         let result = (|| {
             for rel in &sorted {
-                if !rel.is_empty() && self.ignored_within(rel) {
+                if !rel.is_empty() && self.ignored_within(rel)? {
                     continue;
                 }
                 self.visit(rel, full, dirs)?;
@@ -250,14 +268,14 @@ impl Session {
         result.map(|()| self.synced.clone())
     }
 
-    fn ignored_within(&self, rel: &str) -> bool {
-        if self.index.contains_key(rel) {
-            return false;
+    fn ignored_within(&self, rel: &str) -> Result<bool> {
+        if self.indexed(rel)? {
+            return Ok(false);
         }
         let is_dir = std::fs::symlink_metadata(self.abs(rel))
             .map(|m| m.is_dir())
             .unwrap_or(false);
-        self.ignore.ignored_within(rel, is_dir)
+        Ok(self.ignore.ignored_within(rel, is_dir))
     }
 
     fn abs(&self, rel: &str) -> PathBuf {
@@ -288,7 +306,7 @@ impl Session {
     ) -> Result<()> {
         let mut read = full || !dirs.is_watched(abs);
         if !rel.is_empty() {
-            match self.index.get(rel).copied() {
+            match self.entry(rel)? {
                 Some(old) if old.blob.is_none() => {
                     if old.ino != stat.ino {
                         // Another directory under the same name: compare everything in it.
@@ -331,14 +349,14 @@ impl Session {
                 continue;
             }
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if !self.index.contains_key(&child) && self.ignore.ignored(&child, is_dir) {
+            if self.ignore.ignored(&child, is_dir) && !self.indexed(&child)? {
                 continue;
             }
             present.insert(child.clone());
             self.visit(&child, full, dirs)?;
         }
         let indexed: Vec<String> = self
-            .children(rel)
+            .children(rel)?
             .into_iter()
             .filter(|child| !present.contains(child))
             .collect();
@@ -349,22 +367,23 @@ impl Session {
     }
 
     /// Indexed paths directly below `rel`.
-    fn children(&self, rel: &str) -> Vec<String> {
+    fn children(&self, rel: &str) -> Result<Vec<String>> {
         let prefix = if rel.is_empty() {
             String::new()
         } else {
             format!("{rel}/")
         };
-        self.index
-            .range(prefix.clone()..)
-            .take_while(|(path, _)| path.starts_with(&prefix))
+        Ok(self
+            .below(&prefix)?
+            .into_iter()
             .filter(|(path, _)| !path[prefix.len()..].contains('/'))
-            .map(|(path, _)| path.clone())
-            .collect()
+            .map(|(path, _)| path)
+            .collect())
     }
 
     fn visit_file(&mut self, rel: &str, abs: &Path, stat: Stat, dirs: &mut dyn Dirs) -> Result<()> {
-        if let Some(old) = self.index.get(rel) {
+        let old = self.entry(rel)?;
+        if let Some(old) = &old {
             if old.blob.is_none() {
                 self.remove_subtree(rel, dirs)?;
             } else if stat.matches(old) {
@@ -376,7 +395,7 @@ impl Session {
         };
         let (blob, _) = content::split_bytes(&data)?;
         let kind = stat.kind();
-        let old = self.index.get(rel).copied();
+        let old = old.filter(|old| old.blob.is_some());
         let size = data.len();
         match (old, kind) {
             (Some(old), _) if old.blob == Some(blob) && disk::kind_of_mode(old.mode) == kind => {}
@@ -431,7 +450,7 @@ impl Session {
         while let Some(slash) = rel[at..].find('/') {
             let parent = rel[..at + slash].to_owned();
             at += slash + 1;
-            if self.index.contains_key(&parent) {
+            if self.indexed(&parent)? {
                 continue;
             }
             if let Some(stat) = disk::lstat(&self.abs(&parent))? {
@@ -444,18 +463,12 @@ impl Session {
     /// Everything indexed at or below `rel` is gone from disk: delete files, remove
     /// directories deepest first.
     fn remove_subtree(&mut self, rel: &str, dirs: &mut dyn Dirs) -> Result<()> {
-        let prefix = format!("{rel}/");
-        let mut below: Vec<(String, IndexEntry)> = self
-            .index
-            .range(prefix.clone()..)
-            .take_while(|(path, _)| path.starts_with(&prefix))
-            .map(|(p, e)| (p.clone(), *e))
-            .collect();
         if rel.is_empty() {
             return Ok(());
         }
-        if let Some(entry) = self.index.get(rel) {
-            below.insert(0, (rel.to_owned(), *entry));
+        let mut below = self.below(&format!("{rel}/"))?;
+        if let Some(entry) = self.entry(rel)? {
+            below.insert(0, (rel.to_owned(), entry));
         }
         // Files first (any order), then directories from the deepest.
         for (path, _) in below.iter().filter(|(_, e)| e.blob.is_some()) {
@@ -482,10 +495,6 @@ impl Session {
     }
 
     fn set(&mut self, rel: &str, entry: Option<IndexEntry>) {
-        match entry {
-            Some(e) => self.index.insert(rel.to_owned(), e),
-            None => self.index.remove(rel),
-        };
         self.pending.index.insert(rel.to_owned(), entry);
     }
 

@@ -69,9 +69,7 @@ impl Dirs for Watches {
             Err(e) => match e.kind {
                 notify::ErrorKind::MaxFilesWatch => Err(WatchError::WatchLimit {
                     path: abs.to_path_buf(),
-                    limit: std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
-                        .map(|s| s.trim().to_owned())
-                        .unwrap_or_else(|_| "unknown".into()),
+                    limit: watch_limit(),
                 }),
                 // Gone already: the read that follows finds it missing and records that.
                 notify::ErrorKind::PathNotFound => Ok(()),
@@ -177,6 +175,20 @@ pub fn run(dir: &Path, options: &Options, ready: impl FnOnce(&Path)) -> Result<(
     Ok(())
 }
 
+/// The inotify watch limit that applies to this process: its user namespace's
+/// (`/proc/sys/user/max_inotify_watches`, which is `fs.inotify.max_user_watches` outside
+/// containers).
+fn watch_limit() -> String {
+    [
+        "/proc/sys/user/max_inotify_watches",
+        "/proc/sys/fs/inotify/max_user_watches",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok())
+    .map(|s| s.trim().to_owned())
+    .unwrap_or_else(|| "unknown".into())
+}
+
 /// Folds one event into the gathered state. Event kinds only filter out reads and name the
 /// paths to look at; what changed is decided at flush from the files themselves.
 fn take(
@@ -190,9 +202,7 @@ fn take(
         Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
             return Err(WatchError::WatchLimit {
                 path: top.to_path_buf(),
-                limit: std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
-                    .map(|s| s.trim().to_owned())
-                    .unwrap_or_else(|_| "unknown".into()),
+                limit: watch_limit(),
             })
         }
         Err(e) => {
