@@ -488,6 +488,41 @@ fn a_directory_rename_then_edits_under_the_new_name() {
 }
 
 #[test]
+fn a_file_larger_than_an_rpc_frame_and_nested_ignore_rules_are_recorded_right() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    std::fs::create_dir_all(co.join("logs/keep")).unwrap();
+    std::fs::write(co.join(".gitignore"), "*.log\n").unwrap();
+    std::fs::write(co.join("logs/keep/.gitignore"), "!*.log\n").unwrap();
+    let _watcher = Watcher::start(&co, None);
+    // 80 MiB of varied bytes: more than the RPC's 64 MiB frame.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..80 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(co.join("big.bin"), &big).unwrap();
+    std::fs::write(co.join("logs/noise.log"), "ignored\n").unwrap();
+    std::fs::write(co.join("logs/keep/wanted.log"), "re-included\n").unwrap();
+    let answer = status(&co);
+    assert_eq!(answer["synchronized"], "watcher");
+    let files = sws_files(&repo, &co);
+    assert!(files["big.bin"].1 == big, "the large file arrived whole");
+    assert!(
+        !files.contains_key("logs/noise.log"),
+        "ignored by the top .gitignore"
+    );
+    assert_eq!(
+        files["logs/keep/wanted.log"].1, b"re-included\n",
+        "a nested .gitignore's negation wins"
+    );
+}
+
+#[test]
 fn kill_9_during_a_storm_then_restart_converges() {
     let work = tempfile::tempdir().unwrap();
     let (repo, co) = setup(work.path());

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::log::LogOp;
 use crate::merge::Conflict;
+use crate::node::Node;
 use crate::node::NodeHeader;
 use crate::patch::{self, Patch};
 use crate::refs::{self, RefKind, RefName};
@@ -288,26 +289,55 @@ pub fn apply_patch_with_nodes(
     nodes: &[EncodedNode],
 ) -> Result<Applied> {
     store.operation("shadow.apply_patch", |op| {
-        for node in nodes {
-            if NodeId::of_bytes(&node.bytes) != node.id {
-                return Err(Error::InvalidInput(format!(
-                    "node {} does not hash to its id",
-                    node.id
-                )));
-            }
-            if node.node.node_type().is_content() {
-                node.node.validate_shape()?;
-            } else {
-                return Err(Error::InvalidInput(format!(
-                    "only content nodes may ride along a patch, not a {}",
-                    node.node.node_type().as_str()
-                )));
-            }
-        }
+        check_content(nodes)?;
         get(op.store(), op.txn(), id)?;
         stage(op, id, nodes.iter().map(|n| (n.id, n.bytes.as_slice())))?;
         apply_in(op, id, patch)
     })
+}
+
+/// Stages content nodes (chunks and blobs, each canonical CBOR) for an SWS ahead of the patch
+/// whose `put-blob` uses them. This is how a client lands a file larger than one request: its
+/// nodes in several requests, then a small patch naming the blob.
+pub fn stage_content(store: &Store, id: SwsId, encoded: &[Vec<u8>]) -> Result<usize> {
+    let nodes = encoded
+        .iter()
+        .map(|bytes| {
+            let node = Node::decode(bytes)?;
+            Ok(EncodedNode {
+                id: NodeId::of_bytes(bytes),
+                bytes: bytes.clone(),
+                node,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    store.operation("shadow.stage", |op| {
+        check_content(&nodes)?;
+        get(op.store(), op.txn(), id)?;
+        stage(op, id, nodes.iter().map(|n| (n.id, n.bytes.as_slice())))?;
+        Ok(nodes.len())
+    })
+}
+
+/// Refuses anything but well-formed content nodes that hash to their ids.
+fn check_content(nodes: &[EncodedNode]) -> Result<()> {
+    for node in nodes {
+        if NodeId::of_bytes(&node.bytes) != node.id {
+            return Err(Error::InvalidInput(format!(
+                "node {} does not hash to its id",
+                node.id
+            )));
+        }
+        if node.node.node_type().is_content() {
+            node.node.validate_shape()?;
+        } else {
+            return Err(Error::InvalidInput(format!(
+                "only content nodes may be staged, not a {}",
+                node.node.node_type().as_str()
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Applied> {

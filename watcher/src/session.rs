@@ -13,8 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use jit_kernel::checkout::{self, CheckoutState, IndexEntry, Record, Recorded};
+use jit_kernel::content::EncodedNode;
 use jit_kernel::patch::{Patch, PatchOp};
 use jit_kernel::rpc::client::Kernel;
+use jit_kernel::rpc::service::StageArgs;
 use jit_kernel::sws::SwsId;
 use jit_kernel::{content, Repository};
 
@@ -23,6 +25,12 @@ use crate::error::{Result, WatchError};
 use crate::ignore::Ignore;
 use crate::marker::{self, Located, META_DIR};
 
+/// A file larger than this sends its content ahead of its patch, in pieces of at most
+/// [`STAGE_BYTES`] (`shadow.stage`), and the patch names the blob: no file is too large for the
+/// RPC frame (64 MiB).
+const STAGE_ABOVE: usize = 16 << 20;
+/// Most node bytes in one `shadow.stage` request.
+const STAGE_BYTES: usize = 16 << 20;
 /// A patch is sent once its content passes this many bytes (the RPC frame limit is 64 MiB).
 const BATCH_BYTES: usize = 24 << 20;
 /// …or once it has this many operations (the kernel re-encodes a directory per operation and
@@ -248,8 +256,11 @@ impl Session {
         }
         self.synced = Synced::default();
         let sorted: BTreeSet<String> = paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
-        if full || sorted.contains(".gitignore") || sorted.contains(".jitignore") {
+        if full {
             self.ignore = Ignore::load(&self.located.dir);
+        }
+        for rel in sorted.iter().filter(|rel| Ignore::is_ignore_file(rel)) {
+            self.ignore.forget(rel);
         }
         let result = (|| {
             for rel in &sorted {
@@ -393,7 +404,7 @@ impl Session {
         let Some((stat, data)) = disk::read_stable(abs, stat)? else {
             return self.remove_subtree(rel, dirs);
         };
-        let (blob, _) = content::split_bytes(&data)?;
+        let (blob, nodes) = content::split_bytes(&data)?;
         let kind = stat.kind();
         let old = old.filter(|old| old.blob.is_some());
         let size = data.len();
@@ -424,6 +435,18 @@ impl Session {
                         target,
                     },
                     size,
+                );
+            }
+            (_, Kind::File { executable }) if size > STAGE_ABOVE => {
+                self.index_parents(rel)?;
+                self.stage(nodes)?;
+                self.push(
+                    PatchOp::PutBlob {
+                        path: rel.into(),
+                        blob,
+                        executable,
+                    },
+                    0,
                 );
             }
             (_, Kind::File { executable }) => {
@@ -487,6 +510,38 @@ impl Session {
             dirs.gone(&self.abs(path));
         }
         self.maybe_send()
+    }
+
+    /// Sends a large file's content nodes to the checkout's SWS ahead of its patch.
+    fn stage(&mut self, nodes: Vec<EncodedNode>) -> Result<()> {
+        let sws = match &self.sws {
+            Some(sws) => sws.clone(),
+            None => {
+                // The branch's working SWS is made on first use: an empty record makes it.
+                let record = Record {
+                    dir: self.key.clone(),
+                    generation: self.generation(),
+                    ..Record::default()
+                };
+                self.record(&record)?.sws
+            }
+        };
+        let mut batch: Vec<serde_bytes::ByteBuf> = Vec::new();
+        let mut bytes = 0;
+        let mut nodes = nodes.into_iter().peekable();
+        while let Some(node) = nodes.next() {
+            bytes += node.bytes.len();
+            batch.push(serde_bytes::ByteBuf::from(node.bytes));
+            if bytes >= STAGE_BYTES || nodes.peek().is_none() {
+                let args = StageArgs {
+                    sws: sws.clone(),
+                    nodes: std::mem::take(&mut batch),
+                };
+                let _: ciborium::value::Value = self.kernel.invoke("shadow.stage", &args)?;
+                bytes = 0;
+            }
+        }
+        Ok(())
     }
 
     fn push(&mut self, op: PatchOp, bytes: usize) {

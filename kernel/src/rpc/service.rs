@@ -90,6 +90,16 @@ pub struct ApplyArgs {
     pub patch: Patch,
 }
 
+/// `shadow.stage` arguments: content nodes sent ahead of a `put-blob` (a file too large for
+/// one request goes in several).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageArgs {
+    /// The SWS id (hex).
+    pub sws: String,
+    /// Canonical CBOR of each content node (chunks and blobs).
+    pub nodes: Vec<serde_bytes::ByteBuf>,
+}
+
 /// `collapse.commit` arguments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommitArgs {
@@ -318,6 +328,15 @@ impl Service {
                     Self::sws_id(&args.sws)?,
                     &args.patch,
                 )?)
+            }
+            "shadow.stage" => {
+                let args: StageArgs = payload(payload_value)?;
+                let nodes: Vec<Vec<u8>> = args.nodes.into_iter().map(|b| b.into_vec()).collect();
+                let staged = sws::stage_content(store, Self::sws_id(&args.sws)?, &nodes)?;
+                Ok(Value::Map(vec![(
+                    Value::Text("staged".into()),
+                    Value::Integer((staged as u64).into()),
+                )]))
             }
             "shadow.status" => {
                 let args: SwsArgs = payload(payload_value)?;
