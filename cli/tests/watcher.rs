@@ -583,6 +583,56 @@ fn switching_revisions_is_incremental_and_keeps_or_refuses_local_edits() {
 }
 
 #[test]
+fn a_checkout_killed_midway_is_finished_not_taken_for_edits() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    ok(&repo, &["tag", "v1"]);
+    let tree = work.path().join("tree");
+    std::fs::write(tree.join("README"), "readme v2\n").unwrap();
+    std::fs::write(tree.join("src/vim.txt"), "v2\n").unwrap();
+    import(&repo, &tree, "v2");
+    ok(&repo, &["tag", "v2"]);
+    ok(&co, &["checkout", "v1", "-q"]);
+    assert_converged(&repo, &co);
+    // Kill the switch to v2 after it wrote the files, before it recorded them.
+    let stall = work.path().join("stalled");
+    let mut child = jit_command(&co)
+        .args(["checkout", "v2", "-q"])
+        .env("JIT_CHECKOUT_TEST_STALL", &stall)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !stall.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkout never stalled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(std::fs::read(co.join("README")).unwrap(), b"readme v2\n");
+    // The half-switched directory is not taken for edits: the watcher and status refuse.
+    let out = jit_command(&co).args(["watch", "."]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("interrupted") && err.contains("jit checkout v2"),
+        "{err}"
+    );
+    let err = fails(&co, &["status"]);
+    assert!(err.contains("interrupted"), "{err}");
+    // `jit checkout` finishes the switch; nothing was recorded as an edit.
+    ok(&co, &["checkout", "-q"]);
+    let answer = assert_converged(&repo, &co);
+    assert!(changed(&answer).is_empty(), "no edits: {answer}");
+    assert_eq!(sws_files(&repo, &co)["src/vim.txt"].1, b"v2\n");
+    // And the checkout goes on as usual.
+    ok(&co, &["checkout", "v1", "-q"]);
+    assert_eq!(std::fs::read(co.join("README")).unwrap(), b"readme\n");
+    assert!(changed(&assert_converged(&repo, &co)).is_empty());
+}
+
+#[test]
 fn commit_from_a_checkout_then_keep_editing() {
     let work = tempfile::tempdir().unwrap();
     let (repo, co) = setup(work.path());

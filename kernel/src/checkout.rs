@@ -36,6 +36,25 @@ pub struct CheckoutState {
     /// then the SWS's tree after each recorded patch. A later checkout diffs from it.
     #[serde(default)]
     pub tree: Option<NodeId>,
+    /// A switch in progress: recorded before a checkout starts rewriting files and cleared by
+    /// the record of its result. While it is set the directory is half old, half new, so nothing
+    /// may take the disk for edits; the next `jit checkout` finishes the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switching: Option<Switching>,
+}
+
+/// Where an interrupted switch was going.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Switching {
+    /// The revision, as typed.
+    pub rev: String,
+    /// The branch its edits commit to (full name).
+    pub branch: String,
+    /// The target SWS.
+    pub sws: String,
+    /// Whether that SWS is the checkout's own (a tag or snapshot checkout), not the branch's
+    /// working SWS.
+    pub dedicated: bool,
 }
 
 /// One indexed path: what `lstat` said when the file was last written or recorded, and the
@@ -288,6 +307,7 @@ mod tests {
             sws: None,
             generation: 0,
             tree: None,
+            switching: None,
         };
         let first = Record {
             dir: "/co".into(),

@@ -38,6 +38,17 @@ pub enum WatchError {
         .0.join(", ")
     )]
     LocalChanges(Vec<String>),
+    /// A checkout into this directory was killed while rewriting files.
+    #[error(
+        "a checkout of {rev} into {dir} was interrupted; run `jit checkout {rev}` there to finish it \
+         (its half-written files are not edits)"
+    )]
+    InterruptedCheckout {
+        /// The checkout directory.
+        dir: PathBuf,
+        /// Where the switch was going.
+        rev: String,
+    },
     /// Another watcher holds this checkout.
     #[error("a watcher is already running for {0}")]
     AlreadyWatched(PathBuf),

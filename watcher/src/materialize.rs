@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use jit_kernel::checkout::{CheckoutState, IndexEntry, Record};
+use jit_kernel::checkout::{CheckoutState, IndexEntry, Record, Switching};
 use jit_kernel::import::Progress;
 use jit_kernel::node::EntryKind;
 use jit_kernel::refs::{self, RefName};
@@ -58,6 +58,20 @@ pub fn checkout(
     let located = prepare_dir(repo, dir)?;
     let mut session = Session::open_located(located)?;
     tracing::debug!(elapsed = ?started.elapsed(), "checkout: opened");
+    if let Some(switching) = session.state().and_then(|s| s.switching.clone()) {
+        // A checkout killed midway: its files are half written, so they are not edits. Finish
+        // it first (under the flush lock), then do what was asked.
+        let finished = {
+            let _lock = marker::flush_lock(session.dir())?;
+            session.refresh_if_stale()?;
+            tracing::info!(rev = %switching.rev, "finishing an interrupted checkout");
+            switch(&mut session, Target::Resume(switching.clone()), progress)?
+        };
+        return match rev {
+            Some(rev) if rev != switching.rev.as_str() => checkout(repo, dir, Some(rev), progress),
+            _ => Ok(finished),
+        };
+    }
     if session.state().is_some() {
         // Every edit so far into the current SWS: through a running watcher (a cookie), else a
         // stat walk. Then the flush lock keeps the watcher still while files are rewritten.
@@ -74,7 +88,15 @@ pub fn checkout(
             None => session.repo()?.head()?.short().to_owned(),
         },
     };
-    switch(&mut session, &rev, progress)
+    switch(&mut session, Target::Rev(&rev), progress)
+}
+
+/// Where a switch goes.
+enum Target<'r> {
+    /// A revision as typed.
+    Rev(&'r str),
+    /// Where an interrupted switch was going.
+    Resume(Switching),
 }
 
 /// Creates DIR (or checks it) and its marker; refuses a directory inside the universe, a
@@ -161,6 +183,7 @@ fn target(session: &mut Session, rev: &str) -> Result<(CheckoutState, SwsId)> {
         sws: from.map(|_| sws_text),
         generation: 0,
         tree: None,
+        switching: None,
     };
     Ok((state, id))
 }
@@ -192,10 +215,42 @@ enum Step {
     },
 }
 
-fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<CheckedOut> {
+fn switch(session: &mut Session, to: Target<'_>, progress: &dyn Progress) -> Result<CheckedOut> {
     let old_sws: Option<SwsId> = session.sws().map(str::parse).transpose()?;
-    let (mut state, new_sws) = target(session, rev)?;
+    let (mut state, new_sws) = match to {
+        Target::Rev(rev) => target(session, rev)?,
+        Target::Resume(switching) => (
+            CheckoutState {
+                rev: switching.rev,
+                branch: switching.branch,
+                sws: switching.dedicated.then(|| switching.sws.clone()),
+                generation: 0,
+                tree: None,
+                switching: None,
+            },
+            switching.sws.parse()?,
+        ),
+    };
     let (steps, kept) = plan(session, old_sws, new_sws)?;
+    // The journal: from here until the result is recorded the directory is neither the old
+    // tree nor the new one, and a crash must not let anyone take it for edits.
+    if let Some(current) = session.state().cloned() {
+        let journal = Record {
+            dir: session.key().to_owned(),
+            generation: current.generation,
+            state: Some(CheckoutState {
+                switching: Some(Switching {
+                    rev: state.rev.clone(),
+                    branch: state.branch.clone(),
+                    sws: new_sws.to_string(),
+                    dedicated: state.sws.is_some(),
+                }),
+                ..current
+            }),
+            ..Record::default()
+        };
+        session.record(&journal)?;
+    }
     tracing::debug!(steps = steps.len(), kept = kept.len(), "checkout: planned");
     let dir = session.dir().to_path_buf();
     let writes = steps
@@ -239,6 +294,7 @@ fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<C
         }
         written += write_batch(&dir, batch, &mut record, progress)?;
         prune_dirs(&dir, &steps, &mut record)?;
+        stall_for_tests();
         let target_tree = sws::get(store, &txn, new_sws)?.tree;
         state.tree = Some(target_tree);
         // Kept local edits: the index keeps the target's blob with a stat that can never match,
@@ -277,6 +333,18 @@ fn switch(session: &mut Session, rev: &str, progress: &dyn Progress) -> Result<C
         removed,
         kept: kept.len(),
     })
+}
+
+/// Test hook: with `JIT_CHECKOUT_TEST_STALL=FILE` a checkout stops once its files are written
+/// and before it records them, creates FILE and waits to be killed — the crash window the
+/// journal covers.
+fn stall_for_tests() {
+    if let Some(file) = std::env::var_os("JIT_CHECKOUT_TEST_STALL") {
+        let _ = std::fs::write(&file, b"");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
 }
 
 /// A dedicated checkout SWS (of a tag or snapshot) left behind by a switch is discarded; its

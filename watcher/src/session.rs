@@ -251,8 +251,14 @@ impl Session {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        if self.state.is_none() {
+        let Some(state) = &self.state else {
             return Err(WatchError::NotACheckout(self.located.dir.clone()));
+        };
+        if let Some(switching) = &state.switching {
+            return Err(WatchError::InterruptedCheckout {
+                dir: self.located.dir.clone(),
+                rev: switching.rev.clone(),
+            });
         }
         self.synced = Synced::default();
         let sorted: BTreeSet<String> = paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
