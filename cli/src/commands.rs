@@ -281,6 +281,7 @@ fn init(
             name: display_name,
             owner,
             created,
+            replica_of: None,
         },
     )?;
     let identity = repo.identity()?;
@@ -673,6 +674,9 @@ fn change_ref(
     let op = match name.kind() {
         jit_kernel::refs::RefKind::Branch => "ref.create_branch",
         jit_kernel::refs::RefKind::Tag => "ref.create_tag",
+        jit_kernel::refs::RefKind::Remote => {
+            bail!("{name} is kept by sync; it cannot be created by hand")
+        }
     };
     // Creation takes the short name; lookups and deletion the full one.
     let create = jit_kernel::rpc::service::RefArgs {
@@ -694,6 +698,7 @@ fn kind_word(name: &RefName) -> &'static str {
     match name.kind() {
         jit_kernel::refs::RefKind::Branch => "branch",
         jit_kernel::refs::RefKind::Tag => "tag",
+        jit_kernel::refs::RefKind::Remote => "remote ref",
     }
 }
 
@@ -738,12 +743,12 @@ fn run_fsck(out: &Output, repo: &Repository) -> Result<ExitCode> {
 }
 
 fn info(out: &Output, repo: &Repository) -> Result<ExitCode> {
-    let identity = repo.identity()?;
+    let universe = repo.universe()?;
     let head = repo.head()?;
     let tip = repo.resolve("HEAD")?;
     let txn = repo.store().read()?;
     let nodes = repo.store().node_count(&txn)?;
-    let i = &identity.info;
+    let i = &universe;
     out.emit(
         json!({
             "universe": i.id.to_string(), "name": i.name, "owner": i.owner,

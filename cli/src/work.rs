@@ -70,7 +70,7 @@ pub fn up(
 ) -> Result<ExitCode> {
     let repo = Repository::discover(base)?;
     let lock = DaemonLock::acquire(repo.jit_dir())?;
-    let identity = repo.identity()?;
+    let universe = repo.universe()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,13 +118,13 @@ pub fn up(
         if json {
             println!(
                 "{}",
-                json!({ "universe": identity.info.id.to_string(), "socket": lock.socket().display().to_string(),
+                json!({ "universe": universe.id.to_string(), "socket": lock.socket().display().to_string(),
                         "plane": endpoints, "mount": mount_text })
             );
         } else {
             println!(
                 "jit daemon for universe {} ({})\n  mount:  {}\n  plane:  {}\n  socket: {}\nCtrl-C stops it.",
-                identity.info.id,
+                universe.id,
                 repo.workdir().display(),
                 mount_text.as_deref().unwrap_or("off"),
                 if endpoints.is_empty() { "off".to_owned() } else { endpoints.join(", ") },

@@ -298,6 +298,7 @@ mod tests {
             name: "test".into(),
             owner: "me".into(),
             created: 0,
+            replica_of: None,
         };
         let repo = Repository::init(dir.path(), &options).unwrap();
         let store = repo.store();

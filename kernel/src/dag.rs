@@ -6,7 +6,7 @@
 //! nodes offered together (sync, import) is ordered parents-first, and a cycle among them is
 //! refused before anything is written.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use crate::error::{Error, Result, Violation};
 use crate::id::NodeId;
@@ -194,20 +194,51 @@ pub fn append_batch(op: &mut Op<'_>, nodes: &[(NodeId, Vec<u8>)]) -> Result<usiz
 }
 
 fn append_batch_unpoisoned(op: &mut Op<'_>, nodes: &[(NodeId, Vec<u8>)]) -> Result<usize> {
+    let mut deps = Vec::with_capacity(nodes.len());
+    for (id, bytes) in nodes {
+        let node = Node::decode(bytes).map_err(|e| malformed(*id, e))?;
+        deps.push((*id, dependencies(&node)));
+    }
+    let mut created = 0;
+    for i in dependency_order(&deps)? {
+        if append_encoded(op, nodes[i].0, &nodes[i].1)? {
+            created += 1;
+        }
+    }
+    Ok(created)
+}
+
+/// Every node `node` needs stored before it: its parents, the nodes it references and a
+/// rewrite's merge base.
+pub fn dependencies(node: &Node) -> Vec<NodeId> {
+    let mut deps: Vec<NodeId> = node.parents.clone();
+    deps.extend(node.references().into_iter().map(|(target, _)| target));
+    if let Payload::Rewrite(Rewrite {
+        base: Some(base), ..
+    }) = &node.payload
+    {
+        deps.push(*base);
+    }
+    deps.sort_unstable();
+    deps.dedup();
+    deps
+}
+
+/// Orders nodes offered together so each comes after those of its dependencies that are
+/// among them (dependencies outside the set must already be stored). Returns indexes into
+/// `nodes`; a cycle is refused.
+pub fn dependency_order(nodes: &[(NodeId, Vec<NodeId>)]) -> Result<Vec<usize>> {
     let index: HashMap<NodeId, usize> = nodes
         .iter()
         .enumerate()
         .map(|(i, (id, _))| (*id, i))
         .collect();
-    // Edges within the batch: node i depends on node j.
+    // Edges within the set: node i depends on node j.
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     let mut pending = vec![0usize; nodes.len()];
-    for (i, (id, bytes)) in nodes.iter().enumerate() {
-        let node = Node::decode(bytes).map_err(|e| malformed(*id, e))?;
-        let mut deps: HashSet<NodeId> = node.parents.iter().copied().collect();
-        deps.extend(node.references().into_iter().map(|(t, _)| t));
+    for (i, (id, deps)) in nodes.iter().enumerate() {
         for dep in deps {
-            if let Some(&j) = index.get(&dep) {
+            if let Some(&j) = index.get(dep) {
                 if j == i {
                     return Err(Violation::Cycle { node: *id }.into());
                 }
@@ -234,13 +265,7 @@ fn append_batch_unpoisoned(op: &mut Op<'_>, nodes: &[(NodeId, Vec<u8>)]) -> Resu
         }
         .into());
     }
-    let mut created = 0;
-    for i in order {
-        if append_encoded(op, nodes[i].0, &nodes[i].1)? {
-            created += 1;
-        }
-    }
-    Ok(created)
+    Ok(order)
 }
 
 /// The logical clock of a stored node.
@@ -294,4 +319,50 @@ pub fn mainline_parent(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<
         NodeType::Snapshot => Ok(Some(mainline)),
         _ => Ok(None),
     }
+}
+
+/// The best common ancestor of `a` and `b`: of the snapshots (or the root) reachable from both,
+/// the one with the highest clock (ties broken by the smaller id, so every replica picks the
+/// same one). `None` when the two share no history.
+pub fn merge_base(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    a: &NodeId,
+    b: &NodeId,
+) -> Result<Option<NodeId>> {
+    const FROM_A: u8 = 1;
+    const FROM_B: u8 = 2;
+    let mut paint: HashMap<NodeId, u8> = HashMap::new();
+    // Max-heap on clock, then on the reversed id (smaller ids first among equal clocks).
+    let mut queue = BinaryHeap::new();
+    for (id, side) in [(*a, FROM_A), (*b, FROM_B)] {
+        *paint.entry(id).or_default() |= side;
+        queue.push((clock_of(store, txn, &id)?, std::cmp::Reverse(id)));
+    }
+    // A child's clock exceeds its parents', so when a node leaves the queue every path to it
+    // from `a` or `b` has been walked: its paint is final.
+    while let Some((_, std::cmp::Reverse(id))) = queue.pop() {
+        let Some(&flags) = paint.get(&id) else {
+            continue;
+        };
+        if flags == FROM_A | FROM_B
+            && matches!(
+                store.require_header(txn, &id)?.node_type,
+                NodeType::Snapshot | NodeType::Root
+            )
+        {
+            return Ok(Some(id));
+        }
+        for parent in store.view(txn, &id)?.parents {
+            let entry = paint.entry(parent).or_default();
+            if *entry & flags != flags {
+                let first_visit = *entry == 0;
+                *entry |= flags;
+                if first_visit {
+                    queue.push((clock_of(store, txn, &parent)?, std::cmp::Reverse(parent)));
+                }
+            }
+        }
+    }
+    Ok(None)
 }

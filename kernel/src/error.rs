@@ -222,6 +222,24 @@ pub enum Error {
     /// Input the operation cannot accept (a path outside the tree, an unsupported file type…).
     #[error("{0}")]
     InvalidInput(String),
+    /// A sync peer broke the protocol or sent something that failed verification.
+    #[error("sync with {remote} failed: {reason}")]
+    Sync {
+        /// The peer, as the user named it.
+        remote: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A sync peer holds a different universe (that is federation, not sync).
+    #[error("{remote} holds universe {found}, not this universe ({expected}); replicas sync only within one universe")]
+    OtherUniverse {
+        /// The peer.
+        remote: String,
+        /// This universe's id.
+        expected: String,
+        /// The peer's universe id.
+        found: String,
+    },
 }
 
 /// Kernel result type.
@@ -261,6 +279,8 @@ impl Error {
             Error::CorruptLog { .. } => "corrupt_log",
             Error::Config { .. } => "bad_config",
             Error::InvalidInput(_) => "invalid_input",
+            Error::Sync { .. } => "sync_failed",
+            Error::OtherUniverse { .. } => "other_universe",
             Error::Patch(_) => "patch_rejected",
             Error::Path(_) => "bad_path",
             Error::Edit(_) => "bad_edit",

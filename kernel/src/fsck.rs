@@ -324,6 +324,7 @@ fn replay(
         | LogOp::SwsConflicted { .. }
         | LogOp::SwsCommitted { .. }
         | LogOp::SwsDiscarded { .. }
-        | LogOp::AgentRegistered { .. } => {}
+        | LogOp::AgentRegistered { .. }
+        | LogOp::Synced { .. } => {}
     }
 }

@@ -47,6 +47,29 @@ impl std::fmt::Debug for UniverseIdentity {
 const INFO_FILE: &str = "universe.toml";
 const KEY_FILE: &str = "keys/universe.ed25519";
 
+impl UniverseInfo {
+    /// Reads the public description from `jit_dir/universe.toml`. Every replica has one; only the
+    /// universe's origin also holds the secret key.
+    pub fn load(jit_dir: &Path) -> Result<UniverseInfo> {
+        let info_path = jit_dir.join(INFO_FILE);
+        let text = fs::read_to_string(&info_path).map_err(|e| Error::io(&info_path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config {
+            path: info_path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes the public description to `jit_dir/universe.toml`, durably.
+    pub fn write(&self, jit_dir: &Path) -> Result<()> {
+        let info_path = jit_dir.join(INFO_FILE);
+        let text = toml::to_string(self).map_err(|e| Error::Config {
+            path: info_path.clone(),
+            reason: e.to_string(),
+        })?;
+        crate::repo::write_durably(&info_path, text.as_bytes())
+    }
+}
+
 impl UniverseIdentity {
     /// Creates a fresh identity and writes it under `jit_dir`.
     pub fn create(
@@ -78,26 +101,31 @@ impl UniverseIdentity {
             .write_all(hex::encode(signing.to_bytes()).as_bytes())
             .and_then(|_| key_file.sync_all())
             .map_err(|e| Error::io(&key_path, e))?;
-        let info_path = jit_dir.join(INFO_FILE);
-        let text = toml::to_string(&info).map_err(|e| Error::Config {
-            path: info_path.clone(),
-            reason: e.to_string(),
-        })?;
-        crate::repo::write_durably(&info_path, text.as_bytes())?;
+        info.write(jit_dir)?;
         Ok(UniverseIdentity { info, signing })
     }
 
-    /// Loads the identity from `jit_dir`, checking the key pair matches.
+    /// Loads the identity from `jit_dir`, checking the key pair matches. A replica made by
+    /// `jit clone` has no secret key: it can read and sync, not sign for the universe.
     pub fn load(jit_dir: &Path) -> Result<UniverseIdentity> {
         let info_path = jit_dir.join(INFO_FILE);
         let bad = |reason: String| Error::Config {
             path: info_path.clone(),
             reason,
         };
-        let text = fs::read_to_string(&info_path).map_err(|e| Error::io(&info_path, e))?;
-        let info: UniverseInfo = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let info = UniverseInfo::load(jit_dir)?;
         let key_path = jit_dir.join(KEY_FILE);
-        let key_hex = fs::read_to_string(&key_path).map_err(|e| Error::io(&key_path, e))?;
+        let key_hex = match fs::read_to_string(&key_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(bad(format!(
+                    "{} is missing: this replica cannot sign for universe {}; sign on the replica that holds the key",
+                    key_path.display(),
+                    info.id
+                )))
+            }
+            Err(e) => return Err(Error::io(&key_path, e)),
+        };
         let mut secret = [0u8; 32];
         hex::decode_to_slice(key_hex.trim(), &mut secret)
             .map_err(|_| bad("the secret key file is not 64 hex characters".into()))?;

@@ -33,6 +33,7 @@ pub mod rpc;
 pub mod source;
 pub mod store;
 pub mod sws;
+pub mod sync;
 pub mod tree;
 pub mod treeedit;
 pub mod treepatch;

@@ -95,6 +95,15 @@ pub enum LogOp {
         /// Its ed25519 public key (hex).
         public_key: String,
     },
+    /// Nodes and refs arrived from a replica in one atomic append.
+    Synced {
+        /// The peer's name (or its endpoint when it has none).
+        remote: String,
+        /// Nodes that were new to this store.
+        nodes: u64,
+        /// Refs that changed (created, moved, merged or kept for the peer).
+        refs: u64,
+    },
     /// Something was refused; nothing else of the operation was written.
     Audit {
         /// The refused operation.

@@ -7,6 +7,11 @@
 //! 5. a branch never moves backwards or sideways — such moves go through an inversion rewrite
 //!    ([`crate::history`]); 6. fast-forward is decided by ancestry alone, deterministically;
 //! 7. HEAD never enters the DAG or the log (it is a file, see [`crate::repo`]).
+//!
+//! A third kind, `remotes/<remote>/heads/<b>` and `remotes/<remote>/tags/<t>`, is written only by
+//! sync: it keeps what a replica said when it could not be taken as is — a tag that names
+//! another target than ours, a branch that diverged with conflicts. Such a ref mirrors the
+//! remote: it is replaced (deleted and created, both logged) rather than moved backwards.
 
 use crate::dag;
 use crate::error::{Error, Result};
@@ -19,6 +24,8 @@ use crate::store::{Op, ReadTxn, Store};
 pub const HEADS: &str = "heads/";
 /// Prefix of tag refs.
 pub const TAGS: &str = "tags/";
+/// Prefix of refs kept for a sync peer.
+pub const REMOTES: &str = "remotes/";
 
 /// Whether a ref is a branch or a tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +34,8 @@ pub enum RefKind {
     Branch,
     /// Never moves.
     Tag,
+    /// What a sync peer holds, kept under its name (`remotes/<remote>/heads|tags/...`).
+    Remote,
 }
 
 /// A validated ref name with its kind.
@@ -46,19 +55,45 @@ impl RefName {
         Ok(RefName(format!("{TAGS}{short}")))
     }
 
-    /// Parses a full name (`heads/x`, `tags/x`, with an optional leading `refs/`).
+    /// Where sync keeps the ref `of` (a branch or tag) of the peer named `remote`.
+    pub fn remote(remote: &str, of: &RefName) -> Result<RefName> {
+        validate_remote_name(remote)?;
+        if of.kind() == RefKind::Remote {
+            return Err(Error::BadRefName {
+                name: of.to_string(),
+                reason: "a remote's ref is a branch or a tag",
+            });
+        }
+        Ok(RefName(format!("{REMOTES}{remote}/{}", of.full())))
+    }
+
+    /// Parses a full name (`heads/x`, `tags/x`, `remotes/r/heads/x`, with an optional leading
+    /// `refs/`).
     pub fn parse_full(full: &str) -> Result<RefName> {
         let full = full.strip_prefix("refs/").unwrap_or(full);
         if let Some(short) = full.strip_prefix(HEADS) {
             RefName::branch(short)
         } else if let Some(short) = full.strip_prefix(TAGS) {
             RefName::tag(short)
+        } else if let Some(rest) = full.strip_prefix(REMOTES) {
+            let (remote, of) = rest.split_once('/').ok_or_else(|| Error::BadRefName {
+                name: full.to_owned(),
+                reason: "a remote ref is remotes/<remote>/heads/<branch> or .../tags/<tag>",
+            })?;
+            RefName::remote(remote, &RefName::parse_full(of)?)
         } else {
             Err(Error::BadRefName {
                 name: full.to_owned(),
-                reason: "a full ref name starts with heads/ or tags/",
+                reason: "a full ref name starts with heads/, tags/ or remotes/",
             })
         }
+    }
+
+    /// For a remote's ref, the peer's name and the ref as the peer names it.
+    pub fn remote_parts(&self) -> Option<(&str, RefName)> {
+        let rest = self.0.strip_prefix(REMOTES)?;
+        let (remote, of) = rest.split_once('/')?;
+        Some((remote, RefName(of.to_owned())))
     }
 
     /// The stored name.
@@ -66,7 +101,7 @@ impl RefName {
         &self.0
     }
 
-    /// The name without its `heads/` or `tags/` prefix.
+    /// The name without its `heads/` or `tags/` prefix (a remote's ref keeps its full name).
     pub fn short(&self) -> &str {
         self.0
             .strip_prefix(HEADS)
@@ -74,10 +109,12 @@ impl RefName {
             .unwrap_or(&self.0)
     }
 
-    /// Branch or tag.
+    /// Branch, tag or a remote's ref.
     pub fn kind(&self) -> RefKind {
         if self.0.starts_with(TAGS) {
             RefKind::Tag
+        } else if self.0.starts_with(REMOTES) {
+            RefKind::Remote
         } else {
             RefKind::Branch
         }
@@ -150,6 +187,18 @@ pub fn validate_short_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks the name of a sync peer: one ref-name component (no `/`).
+pub fn validate_remote_name(name: &str) -> Result<()> {
+    validate_short_name(name)?;
+    if name.contains('/') {
+        return Err(Error::BadRefName {
+            name: name.to_owned(),
+            reason: "a remote's name is a single component (no '/')",
+        });
+    }
+    Ok(())
+}
+
 /// `ref.get`: the target of a ref.
 pub fn get(store: &Store, txn: &ReadTxn<'_>, name: &RefName) -> Result<Option<NodeId>> {
     store.ref_target(txn, name.full())
@@ -168,6 +217,13 @@ fn check_target(store: &Store, txn: &ReadTxn<'_>, name: &RefName, target: &NodeI
             matches!(
                 node_type,
                 NodeType::Snapshot | NodeType::Rewrite | NodeType::Provenance
+            ),
+            "snapshot, rewrite or provenance node",
+        ),
+        RefKind::Remote => (
+            matches!(
+                node_type,
+                NodeType::Root | NodeType::Snapshot | NodeType::Rewrite | NodeType::Provenance
             ),
             "snapshot, rewrite or provenance node",
         ),
@@ -219,6 +275,37 @@ fn check_no_directory_conflict(store: &Store, txn: &ReadTxn<'_>, name: &RefName)
     Ok(())
 }
 
+/// Points a remote's ref at `target`: created if absent, moved when `target` descends from it,
+/// otherwise deleted and created again (both logged), so no ref ever moves backwards in the log.
+/// Returns whether anything changed.
+pub fn mirror(op: &mut Op<'_>, name: &RefName, target: &NodeId) -> Result<bool> {
+    if name.kind() != RefKind::Remote {
+        return Err(Error::InvalidInput(format!(
+            "{name} is not a remote's ref; only those are mirrored"
+        )));
+    }
+    let Some(current) = get(op.store(), op.txn(), name)? else {
+        create(op, name, target)?;
+        return Ok(true);
+    };
+    if current == *target {
+        return Ok(false);
+    }
+    check_target(op.store(), op.txn(), name, target)?;
+    if dag::is_ancestor(op.store(), op.txn(), &current, target)? {
+        op.log(LogOp::RefUpdated {
+            name: name.full().to_owned(),
+            from: current,
+            to: *target,
+        })?;
+        op.put_ref(name.full(), target)?;
+    } else {
+        delete(op, name, true)?;
+        create(op, name, target)?;
+    }
+    Ok(true)
+}
+
 /// `ref.set`: moves a branch to a descendant of its tip. `expected` makes it a compare-and-set.
 pub fn set(
     op: &mut Op<'_>,
@@ -226,8 +313,14 @@ pub fn set(
     target: &NodeId,
     expected: Option<&NodeId>,
 ) -> Result<()> {
-    if name.kind() == RefKind::Tag {
-        return Err(Error::TagImmutable(name.short().to_owned()));
+    match name.kind() {
+        RefKind::Tag => return Err(Error::TagImmutable(name.short().to_owned())),
+        RefKind::Remote => {
+            return Err(Error::InvalidInput(format!(
+                "{name} is kept by sync for a peer; it is not moved by hand"
+            )))
+        }
+        RefKind::Branch => {}
     }
     let current =
         get(op.store(), op.txn(), name)?.ok_or_else(|| Error::RefNotFound(name.to_string()))?;
@@ -331,5 +424,10 @@ mod tests {
         assert_eq!(b.kind(), RefKind::Branch);
         assert_eq!(RefName::parse_full("tags/v1").unwrap().kind(), RefKind::Tag);
         assert!(RefName::parse_full("remotes/x").is_err());
+        let kept = RefName::parse_full("remotes/origin/tags/v1").unwrap();
+        assert_eq!(kept.kind(), RefKind::Remote);
+        assert_eq!(kept.remote_parts().unwrap().1.full(), "tags/v1");
+        assert!(RefName::parse_full("remotes/origin/remotes/x/heads/y").is_err());
+        assert!(RefName::parse_full("remotes/a.lock/heads/y").is_err());
     }
 }

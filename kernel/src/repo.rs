@@ -5,7 +5,7 @@
 //! .jit/
 //!   store/          LMDB environment (nodes, refs, log, meta)
 //!   HEAD            the checked-out branch, e.g. "heads/main" (local, advisory, never logged)
-//!   config.toml     user defaults (author)
+//!   config.toml     user defaults (author) and sync peers ([remotes.NAME])
 //!   universe.toml   universe id, public key, metadata
 //!   keys/           the universe's secret key (0600)
 //! ```
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::dag;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
-use crate::identity::UniverseIdentity;
+use crate::identity::{UniverseIdentity, UniverseInfo};
 use crate::node::Node;
 use crate::refs::{self, RefKind, RefName};
 use crate::revparse;
@@ -39,6 +39,17 @@ pub struct Config {
     /// Default author settings.
     #[serde(default)]
     pub user: UserConfig,
+    /// Sync peers by name (`[remotes.origin] endpoint = "tcp/host:7447"`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub remotes: std::collections::BTreeMap<String, RemoteConfig>,
+}
+
+/// A `[remotes.NAME]` section: a replica of this universe to sync with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// Its Zenoh endpoint (`tcp/127.0.0.1:7447`, `unixsock-stream//path/.jit/zenoh.sock`).
+    pub endpoint: String,
 }
 
 /// The `[user]` section.
@@ -73,6 +84,9 @@ pub struct InitOptions {
     pub owner: String,
     /// Creation time recorded in `universe.toml` (seconds since the epoch).
     pub created: i64,
+    /// Make a replica of this universe (`jit clone`) instead of a new one: its description is
+    /// kept and no key is made.
+    pub replica_of: Option<UniverseInfo>,
 }
 
 /// An open universe.
@@ -152,10 +166,22 @@ impl Repository {
                 format!("{}\n", branch.full()).as_bytes(),
             )?;
             write_durably(&staging.join("config.toml"), b"[user]\n")?;
-            UniverseIdentity::create(&staging, &options.name, &options.owner, options.created)?;
+            match &options.replica_of {
+                Some(info) => info.write(&staging)?,
+                None => {
+                    UniverseIdentity::create(
+                        &staging,
+                        &options.name,
+                        &options.owner,
+                        options.created,
+                    )?;
+                }
+            }
             // Directory entries must be durable before the rename publishes them.
             for sub in [staging.join("store"), staging.join("keys"), staging.clone()] {
-                sync_dir(&sub)?;
+                if sub.exists() {
+                    sync_dir(&sub)?;
+                }
             }
             fs::rename(&staging, &jit_dir).map_err(|e| Error::io(&jit_dir, e))?;
             sync_dir(dir)
@@ -226,9 +252,38 @@ impl Repository {
         &self.config
     }
 
-    /// Loads the universe identity.
+    /// Loads the universe identity with its signing key (only the origin has one).
     pub fn identity(&self) -> Result<UniverseIdentity> {
         UniverseIdentity::load(&self.jit_dir)
+    }
+
+    /// The universe's public description (every replica has it).
+    pub fn universe(&self) -> Result<UniverseInfo> {
+        UniverseInfo::load(&self.jit_dir)
+    }
+
+    /// Records a sync peer under `name` in `config.toml` (replacing one of the same name).
+    pub fn add_remote(&self, name: &str, endpoint: &str) -> Result<()> {
+        refs::validate_remote_name(name)?;
+        let path = self.jit_dir.join("config.toml");
+        let mut config = self.config.clone();
+        if let Ok(text) = fs::read_to_string(&path) {
+            config = toml::from_str(&text).map_err(|e| Error::Config {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        config.remotes.insert(
+            name.to_owned(),
+            RemoteConfig {
+                endpoint: endpoint.to_owned(),
+            },
+        );
+        let text = toml::to_string(&config).map_err(|e| Error::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_durably(&path, text.as_bytes())
     }
 
     /// The checked-out branch (HEAD).
@@ -293,6 +348,15 @@ impl Repository {
         let name = RefName::tag(name)?;
         self.store
             .operation("ref.delete", |op| refs::delete(op, &name, force))
+    }
+
+    /// Deletes a ref sync kept for a peer (`remotes/...`), once its divergence is dealt with.
+    pub fn delete_kept(&self, name: &RefName) -> Result<NodeId> {
+        if name.kind() != RefKind::Remote {
+            return Err(Error::InvalidInput(format!("{name} is not a remote's ref")));
+        }
+        self.store
+            .operation("ref.delete", |op| refs::delete(op, name, true))
     }
 
     /// Moves a branch forward (`ref.set`).

@@ -76,6 +76,9 @@ pub struct Store {
     pub(crate) checkouts: Database<Str, Bytes>,
     /// Checkout directory || 0 || path → tree index entry ([`crate::checkout::IndexEntry`]).
     pub(crate) checkout_index: Database<Bytes, Bytes>,
+    /// NodeId → verified bytes received by a sync that has not been appended yet; what makes an
+    /// interrupted transfer resumable ([`crate::sync::staging`]).
+    pub(crate) sync_staged: Database<Bytes, Bytes>,
 }
 
 /// The transaction that creates or opens the store's tables.
@@ -147,6 +150,7 @@ impl Store {
             agent_clock: txn.table(env, "agent_clock", dir)?,
             checkouts: txn.table(env, "checkouts", dir)?,
             checkout_index: txn.table(env, "checkout_index", dir)?,
+            sync_staged: txn.table(env, "sync_staged", dir)?,
             env: env.clone(),
             observers: Observers::default(),
         };
@@ -182,6 +186,18 @@ impl Store {
     /// Starts a read transaction.
     pub fn read(&self) -> Result<ReadTxn<'_>> {
         Ok(self.env.read_txn()?)
+    }
+
+    /// Runs `body` in a write transaction of its own, without a log record: for caches outside
+    /// the DAG (bytes a sync has received and verified but not appended yet).
+    pub(crate) fn unlogged_write<T>(
+        &self,
+        body: impl FnOnce(&mut RwTxn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut txn = self.env.write_txn()?;
+        let value = body(&mut txn)?;
+        txn.commit()?;
+        Ok(value)
     }
 
     /// Starts one kernel operation: a write transaction plus a log appender.

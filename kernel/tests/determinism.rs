@@ -39,6 +39,7 @@ fn import_into(
             name: universe_name.into(),
             owner: "o".into(),
             created,
+            replica_of: None,
         },
     )
     .unwrap();

@@ -62,6 +62,7 @@ fn fixture() -> Fixture {
             name: "t".into(),
             owner: "t".into(),
             created: 0,
+            replica_of: None,
         },
     )
     .unwrap();

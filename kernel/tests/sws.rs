@@ -27,6 +27,7 @@ fn new_repo() -> (tempfile::TempDir, Repository) {
             name: "t".into(),
             owner: "t".into(),
             created: 0,
+            replica_of: None,
         },
     )
     .unwrap();
@@ -190,6 +191,7 @@ fn sws_state_survives_reopening_the_store() {
                 name: "t".into(),
                 owner: "t".into(),
                 created: 0,
+                replica_of: None,
             },
         )
         .unwrap();

@@ -97,6 +97,7 @@ async fn main() {
                 name: "bench".into(),
                 owner: "bench".into(),
                 created: 0,
+                replica_of: None,
             },
         )
         .expect("init"),

@@ -334,6 +334,7 @@ async fn publish_events(
                 LogOp::SwsCreated { .. }
                 | LogOp::SwsCommitted { .. }
                 | LogOp::SwsDiscarded { .. } => topics.push("jit/kernel/sws_lifecycle"),
+                LogOp::Synced { .. } => topics.push("jit/kernel/sync"),
                 _ => {}
             }
             for topic in topics {

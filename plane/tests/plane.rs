@@ -33,6 +33,7 @@ fn setup(agent_names: &[&str]) -> (tempfile::TempDir, Arc<Repository>) {
             name: "t".into(),
             owner: "t".into(),
             created: 0,
+            replica_of: None,
         },
     )
     .unwrap();

@@ -292,14 +292,17 @@ impl Service {
             store.settle()?;
         }
         match op {
+            op if op.starts_with("sync.") => {
+                crate::sync::serve::dispatch(&self.repo, op, payload_value)
+            }
             "jit.info" => {
-                let identity = self.repo.identity()?;
+                let universe = self.repo.universe()?;
                 let head = self.repo.head()?;
                 let tip = self.resolve("HEAD")?;
                 answer(&BTreeMap::from([
-                    ("universe", identity.info.id.to_string()),
-                    ("name", identity.info.name.clone()),
-                    ("public_key", identity.info.public_key.clone()),
+                    ("universe", universe.id.to_string()),
+                    ("name", universe.name.clone()),
+                    ("public_key", universe.public_key.clone()),
                     ("head", head.short().to_owned()),
                     ("tip", tip.to_hex()),
                 ]))
@@ -479,6 +482,7 @@ impl Service {
                 let was = match name.kind() {
                     refs::RefKind::Branch => self.repo.delete_branch(name.short())?,
                     refs::RefKind::Tag => self.repo.delete_tag(name.short(), args.force)?,
+                    refs::RefKind::Remote => self.repo.delete_kept(&name)?,
                 };
                 answer(&BTreeMap::from([("was", was)]))
             }

@@ -1,0 +1,28 @@
+//! Sync between replicas of one universe (RFC-0011, SPEC §5).
+//!
+//! A pull runs in four steps, each in its own module:
+//! 1. **Frontier** ([`wire::Frontier`]): the peer says which universe it holds and where its
+//!    branches and tags point. A peer of another universe is refused: that is federation.
+//! 2. **Negotiation** ([`serve::negotiate`]): we name the tips we lack (wants) and tips we hold
+//!    (haves); the peer walks history back from the wants, newest first, and stops where it
+//!    meets the haves' ancestry. Only history node ids travel, never whole DAGs.
+//! 3. **Transfer** ([`pull`]): we fetch what we lack level by level, asking only for ids that
+//!    are neither stored nor staged, several requests in flight, each reply bounded in bytes.
+//!    Every node is checked (hash, canonical encoding, shape) as it arrives and kept in a
+//!    staging table ([`staging`]), so an interrupted transfer resumes where it stopped.
+//! 4. **Integration** ([`integrate`]): one atomic operation appends every new node in
+//!    dependency order with the DAG's full validation, applies the ref rules (fast-forward,
+//!    deterministic merge of divergent branches, tags never move, conflicts kept under
+//!    `remotes/<peer>/`), logs the sync and empties the staging table. HEAD never syncs.
+//!
+//! The same requests are served over the message plane (`jit/sync/*`) and the RPC
+//! (`sync.frontier`, `sync.negotiate`, `sync.fetch`).
+
+pub mod integrate;
+pub mod pull;
+pub mod serve;
+pub mod staging;
+pub mod wire;
+
+pub use integrate::{RefAction, RefChange};
+pub use pull::{clone_info, pull, PullReport, Remote, SyncProgress};

@@ -1,0 +1,160 @@
+//! The serving side of sync: answers a replica's frontier, negotiation and fetch requests from
+//! a read transaction. Serving never writes.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use ciborium::value::Value;
+
+use super::wire::{
+    self, FetchReply, FetchRequest, FetchedNode, Frontier, NegotiateReply, NegotiateRequest,
+};
+use crate::dag;
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::refs::{HEADS, TAGS};
+use crate::repo::Repository;
+use crate::store::{ReadTxn, Store};
+
+/// Answers one sync op (`sync.frontier`, `sync.negotiate`, `sync.fetch`) with its payload.
+pub fn dispatch(repo: &Repository, op: &str, payload: Value) -> Result<Value> {
+    match op {
+        wire::FRONTIER => wire::to_value(&frontier(repo)?),
+        wire::NEGOTIATE => {
+            let request: NegotiateRequest = wire::from_value(payload, "negotiation")?;
+            let txn = repo.store().read()?;
+            wire::to_value(&negotiate(repo.store(), &txn, &request)?)
+        }
+        wire::FETCH => {
+            let request: FetchRequest = wire::from_value(payload, "fetch request")?;
+            let txn = repo.store().read()?;
+            wire::to_value(&fetch(repo.store(), &txn, &request)?)
+        }
+        other => Err(Error::InvalidInput(format!("unknown sync op {other:?}"))),
+    }
+}
+
+/// This universe and where its branches and tags point (refs kept for peers are not shared).
+pub fn frontier(repo: &Repository) -> Result<Frontier> {
+    let txn = repo.store().read()?;
+    let mut refs = std::collections::BTreeMap::new();
+    for prefix in [HEADS, TAGS] {
+        refs.extend(repo.store().refs_with_prefix(&txn, prefix)?);
+    }
+    Ok(Frontier {
+        universe: repo.universe()?,
+        head: repo.head().ok().map(|h| h.short().to_owned()),
+        refs,
+    })
+}
+
+/// Which history nodes the asker lacks: every ancestor of a want (the wants included) that is
+/// not an ancestor of a have we hold, parents first.
+///
+/// The walk pops nodes newest first (by logical clock). A child's clock exceeds its parents',
+/// so when a node is popped every path to it has been walked and its mark — "common" if a
+/// have reaches it, "send" otherwise — is final. The walk stops as soon as nothing left in the
+/// queue is marked "send".
+pub fn negotiate(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    request: &NegotiateRequest,
+) -> Result<NegotiateReply> {
+    if request.wants.len() > wire::MAX_NEGOTIATE_IDS
+        || request.haves.len() > wire::MAX_NEGOTIATE_IDS
+    {
+        return Err(Error::InvalidInput(format!(
+            "a negotiation names at most {} wants and {} haves",
+            wire::MAX_NEGOTIATE_IDS,
+            wire::MAX_NEGOTIATE_IDS
+        )));
+    }
+    let mut common: HashMap<NodeId, bool> = HashMap::new();
+    let mut queue = BinaryHeap::new();
+    let mut sending = 0usize;
+    for have in &request.haves {
+        if let Some(header) = store.header(txn, have)? {
+            if common.insert(*have, true).is_none() {
+                queue.push((header.clock, Reverse(*have)));
+            }
+        }
+    }
+    for want in &request.wants {
+        let header = store.header(txn, want)?.ok_or(Error::NodeNotFound(*want))?;
+        if header.node_type.is_content() {
+            return Err(Error::InvalidInput(format!(
+                "{want} is a {}, not a history node",
+                header.node_type.as_str()
+            )));
+        }
+        if !common.contains_key(want) {
+            common.insert(*want, false);
+            queue.push((header.clock, Reverse(*want)));
+            sending += 1;
+        }
+    }
+    let mut history = Vec::new();
+    while sending > 0 {
+        let Some((_, Reverse(id))) = queue.pop() else {
+            break;
+        };
+        let is_common = common.get(&id).copied().unwrap_or(true);
+        if !is_common {
+            sending -= 1;
+            history.push(id);
+        }
+        for parent in store.view(txn, &id)?.parents {
+            match common.get(&parent).copied() {
+                None => {
+                    common.insert(parent, is_common);
+                    queue.push((dag::clock_of(store, txn, &parent)?, Reverse(parent)));
+                    if !is_common {
+                        sending += 1;
+                    }
+                }
+                Some(false) if is_common => {
+                    common.insert(parent, true);
+                    sending -= 1;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    history.reverse();
+    Ok(NegotiateReply { history })
+}
+
+/// The requested nodes' bytes, in request order, until the byte budget is spent (at least
+/// one node is always sent).
+pub fn fetch(store: &Store, txn: &ReadTxn<'_>, request: &FetchRequest) -> Result<FetchReply> {
+    if request.ids.len() > wire::MAX_FETCH_IDS {
+        return Err(Error::InvalidInput(format!(
+            "a fetch names at most {} ids, not {}",
+            wire::MAX_FETCH_IDS,
+            request.ids.len()
+        )));
+    }
+    let budget = request.max_bytes.min(wire::MAX_REPLY_BYTES);
+    let mut reply = FetchReply {
+        nodes: Vec::new(),
+        missing: Vec::new(),
+    };
+    let mut spent = 0u64;
+    for id in &request.ids {
+        match store.node_bytes(txn, id)? {
+            Some(bytes) => {
+                let len = bytes.len() as u64;
+                if !reply.nodes.is_empty() && spent + len > budget {
+                    break;
+                }
+                spent += len;
+                reply.nodes.push(FetchedNode {
+                    id: *id,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            None => reply.missing.push(*id),
+        }
+    }
+    Ok(reply)
+}

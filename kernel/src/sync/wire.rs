@@ -1,0 +1,99 @@
+//! The sync protocol's messages, encoded as canonical CBOR like every other JIT message.
+//! Requests and replies are [`crate::rpc::protocol`] payloads; over the message plane each op
+//! is a query on `jit/sync/<op>` (see `docs/sync.md`).
+
+use std::collections::BTreeMap;
+
+use ciborium::value::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::cbor;
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::identity::UniverseInfo;
+
+/// Op name: where the peer's refs point.
+pub const FRONTIER: &str = "sync.frontier";
+/// Op name: which history nodes we lack.
+pub const NEGOTIATE: &str = "sync.negotiate";
+/// Op name: node bytes by id.
+pub const FETCH: &str = "sync.fetch";
+
+/// Most ids one fetch request may name.
+pub const MAX_FETCH_IDS: usize = 8192;
+/// Most bytes one fetch reply carries (a single larger node is still sent alone).
+pub const MAX_REPLY_BYTES: u64 = 32 << 20;
+/// Most wants or haves one negotiation may name.
+pub const MAX_NEGOTIATE_IDS: usize = 1 << 16;
+
+/// The peer's state: its universe and its branches and tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Frontier {
+    /// The universe the peer holds (its public description).
+    pub universe: UniverseInfo,
+    /// The peer's checked-out branch: a hint for `jit clone`, never synced.
+    pub head: Option<String>,
+    /// Full ref name (`heads/…`, `tags/…`) → target.
+    pub refs: BTreeMap<String, NodeId>,
+}
+
+/// Tips we lack and tips we hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegotiateRequest {
+    /// History nodes to send the ancestry of.
+    pub wants: Vec<NodeId>,
+    /// History nodes we hold with all their ancestry; unknown ones are ignored.
+    pub haves: Vec<NodeId>,
+}
+
+/// The history nodes the asker lacks, parents before children.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegotiateReply {
+    /// History node ids (root, snapshots, rewrites, provenance, federation edges).
+    pub history: Vec<NodeId>,
+}
+
+/// Node bytes wanted by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchRequest {
+    /// The ids, at most [`MAX_FETCH_IDS`].
+    pub ids: Vec<NodeId>,
+    /// The reply's byte budget (capped at [`MAX_REPLY_BYTES`]).
+    pub max_bytes: u64,
+}
+
+/// Some of the requested nodes, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchReply {
+    /// Nodes sent; requested ids neither here nor in `missing` did not fit the budget.
+    pub nodes: Vec<FetchedNode>,
+    /// Requested ids the peer does not hold.
+    pub missing: Vec<NodeId>,
+}
+
+/// One node as it travels: its claimed id and canonical bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchedNode {
+    /// The id it is offered under (checked against the bytes on arrival).
+    pub id: NodeId,
+    /// Canonical CBOR bytes.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A message as a CBOR value.
+pub fn to_value<T: Serialize>(message: &T) -> Result<Value> {
+    Ok(cbor::to_value(message)?)
+}
+
+/// A message from a CBOR value, with a clear error naming what was malformed.
+pub fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T> {
+    cbor::from_value(value).map_err(|e| Error::InvalidInput(format!("malformed {what}: {e}")))
+}

@@ -1,0 +1,420 @@
+//! Sync between replicas (SPEC §5), with real stores on both sides: the puller talks to the
+//! peer's serving code through canonical CBOR bytes, as over the wire. Covers delta transfer,
+//! the ref rules (fast-forward, deterministic merge, conflicts kept aside, tags never move),
+//! verification of what arrives (nothing appended from a lying peer), resumption of an
+//! interrupted transfer, and refusal of another universe.
+
+use std::collections::BTreeMap;
+
+use ciborium::value::Value;
+use jit_kernel::cbor;
+use jit_kernel::collapse::{self, Outcome};
+use jit_kernel::content;
+use jit_kernel::error::{Error, Violation};
+use jit_kernel::fsck::fsck;
+use jit_kernel::history::CommitInfo;
+use jit_kernel::log::{verify_record, LogOp};
+use jit_kernel::node::EntryKind;
+use jit_kernel::patch::{Patch, PatchOp};
+use jit_kernel::refs::RefName;
+use jit_kernel::repo::InitOptions;
+use jit_kernel::rpc::protocol::Response;
+use jit_kernel::source::Dag;
+use jit_kernel::sws;
+use jit_kernel::sync::{self, RefAction, Remote};
+use jit_kernel::tree;
+use jit_kernel::{DeclaredTime, NodeId, Repository};
+
+fn init(dir: &std::path::Path, replica_of: Option<&Repository>) -> Repository {
+    Repository::init(
+        dir,
+        &InitOptions {
+            branch: "main".into(),
+            name: "t".into(),
+            owner: "t".into(),
+            created: 0,
+            replica_of: replica_of.map(|r| r.universe().unwrap()),
+        },
+    )
+    .unwrap()
+}
+
+/// An origin and a replica of it.
+fn pair() -> (tempfile::TempDir, Repository, Repository) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = init(&dir.path().join("a"), None);
+    let b = init(&dir.path().join("b"), Some(&a));
+    (dir, a, b)
+}
+
+/// The peer `repo`, reached through encoded bytes. `tamper` may change a reply on its way.
+struct Peer<'r> {
+    name: String,
+    repo: &'r Repository,
+    tamper: Box<dyn FnMut(&str, &mut Value) -> Result<(), Error> + 'r>,
+}
+
+impl<'r> Peer<'r> {
+    fn new(repo: &'r Repository) -> Self {
+        Peer {
+            name: "origin".into(),
+            repo,
+            tamper: Box::new(|_, _| Ok(())),
+        }
+    }
+}
+
+impl Remote for Peer<'_> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn call(&mut self, requests: Vec<(&'static str, Value)>) -> Result<Vec<Value>, Error> {
+        let mut answers = Vec::new();
+        for (op, payload) in requests {
+            let request = cbor::decode(&cbor::encode(&payload)?)?;
+            let response = match sync::serve::dispatch(self.repo, op, request) {
+                Ok(value) => Response::Ok(value),
+                Err(e) => Response::from_error(&e),
+            };
+            match Response::decode(&response.encode()?)? {
+                Response::Ok(mut value) => {
+                    (self.tamper)(op, &mut value)?;
+                    answers.push(value)
+                }
+                Response::Err(e) => return Err(Error::InvalidInput(e.message)),
+            }
+        }
+        Ok(answers)
+    }
+}
+
+fn info(message: &str, seconds: i64) -> CommitInfo {
+    CommitInfo {
+        author: "Agent <a@example.org>".into(),
+        message: message.into(),
+        time: DeclaredTime {
+            seconds,
+            tz_minutes: 0,
+        },
+    }
+}
+
+/// Commits files to `branch` through an SWS and returns the new tip.
+fn commit(repo: &Repository, branch: &str, files: &[(&str, &str)], message: &str) -> NodeId {
+    let branch = RefName::branch(branch).unwrap();
+    let (id, _) = sws::create(repo.store(), &branch, None, "agent", None).unwrap();
+    let ops = files
+        .iter()
+        .map(|(p, c)| PatchOp::Put {
+            path: (*p).into(),
+            content: c.as_bytes().to_vec(),
+            executable: false,
+        })
+        .collect();
+    let patch = Patch {
+        id: message.into(),
+        author: "agent".into(),
+        ts: 1,
+        ops,
+    };
+    sws::apply_patch(repo.store(), id, &patch).unwrap();
+    match collapse::commit(repo.store(), id, &info(message, 1_700_000_000)).unwrap() {
+        Outcome::Committed { snapshot, .. } => snapshot,
+        other => panic!("expected a clean commit, got {other:?}"),
+    }
+}
+
+fn tip(repo: &Repository, full: &str) -> Option<NodeId> {
+    let txn = repo.store().read().unwrap();
+    repo.store().ref_target(&txn, full).unwrap()
+}
+
+fn refs(repo: &Repository) -> Vec<(String, NodeId)> {
+    let txn = repo.store().read().unwrap();
+    repo.store().refs_with_prefix(&txn, "").unwrap()
+}
+
+fn node_count(repo: &Repository) -> u64 {
+    let txn = repo.store().read().unwrap();
+    repo.store().node_count(&txn).unwrap()
+}
+
+fn files(repo: &Repository, rev: &NodeId) -> BTreeMap<String, String> {
+    let txn = repo.store().read().unwrap();
+    let dag = Dag::new(repo.store(), &txn);
+    let root = tree::tree_of(&dag, rev).unwrap();
+    let mut out = BTreeMap::new();
+    tree::walk(&dag, &root, b"", true, &mut |path, entry| {
+        if entry.kind != EntryKind::Directory {
+            let data = content::read_blob(&dag, &entry.id)?;
+            out.insert(
+                String::from_utf8_lossy(path).into_owned(),
+                String::from_utf8_lossy(&data).into_owned(),
+            );
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn assert_clean(repo: &Repository) {
+    let report = fsck(repo.store()).unwrap();
+    assert!(report.problems.is_empty(), "fsck: {:?}", report.problems);
+}
+
+fn action(report: &sync::PullReport, name: &str) -> RefAction {
+    report
+        .refs
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no change reported for {name}: {:?}", report.refs))
+        .action
+}
+
+fn pull(into: &Repository, from: &Repository) -> sync::PullReport {
+    sync::pull(into, &mut Peer::new(from), &sync::pull::Quiet).unwrap()
+}
+
+#[test]
+fn a_replica_receives_history_tags_and_then_only_what_changed() {
+    let (_dir, a, b) = pair();
+    let big: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("src/m{}/f{i}.txt", i % 10), format!("file {i}\n")))
+        .collect();
+    let big_refs: Vec<(&str, &str)> = big.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    commit(&a, "main", &big_refs, "import");
+    let second = commit(&a, "main", &[("README", "hello\n")], "readme");
+    a.create_tag("v1", second).unwrap();
+    a.create_branch("dev", second).unwrap();
+    commit(&a, "dev", &[("dev.txt", "dev\n")], "dev work");
+
+    let first = pull(&b, &a);
+    assert_eq!(refs(&b), refs(&a), "every branch and tag arrives");
+    assert_eq!(node_count(&b), node_count(&a));
+    assert_eq!(action(&first, "heads/main"), RefAction::FastForwarded);
+    assert_eq!(action(&first, "tags/v1"), RefAction::Created);
+    assert_eq!(action(&first, "heads/dev"), RefAction::Created);
+    assert!(first.fetched_nodes > 200);
+    assert_clean(&b);
+
+    let again = pull(&b, &a);
+    assert_eq!(
+        (again.fetched_nodes, again.new_nodes),
+        (0, 0),
+        "nothing new, nothing sent"
+    );
+    assert_eq!(action(&again, "heads/main"), RefAction::UpToDate);
+
+    // One changed file deep in the tree: its blob, the trees on its path, the snapshot.
+    let third = commit(&a, "main", &[("src/m3/f3.txt", "changed\n")], "edit");
+    let delta = pull(&b, &a);
+    assert_eq!(tip(&b, "heads/main"), Some(third));
+    assert_eq!(delta.history, 1, "only the new snapshot's history is named");
+    assert_eq!(
+        delta.fetched_nodes, 5,
+        "snapshot, root tree, src/, src/m3/, blob"
+    );
+    assert_eq!(files(&b, &third), files(&a, &third));
+    assert_clean(&b);
+}
+
+#[test]
+fn divergent_replicas_merge_to_the_same_snapshot_on_both_sides() {
+    let (dir, a, b) = pair();
+    commit(&a, "main", &[("shared.txt", "one\ntwo\nthree\n")], "base");
+    pull(&b, &a);
+    let ours = commit(&a, "main", &[("a.txt", "from a\n")], "a's work");
+    let theirs = commit(&b, "main", &[("b.txt", "from b\n")], "b's work");
+    // A third replica holds b's work as it was before any merge.
+    let c = init(&dir.path().join("c"), Some(&a));
+    pull(&c, &b);
+
+    // a and b each merge the divergence on their own, without seeing the other's merge.
+    let at_b = pull(&b, &a);
+    let at_a = pull(&a, &c);
+    assert_eq!(action(&at_b, "heads/main"), RefAction::Merged);
+    assert_eq!(action(&at_a, "heads/main"), RefAction::Merged);
+    let merged = tip(&a, "heads/main").unwrap();
+    assert_eq!(
+        tip(&b, "heads/main"),
+        Some(merged),
+        "both replicas made the same merge"
+    );
+    let content = files(&a, &merged);
+    assert_eq!(content.get("a.txt").map(String::as_str), Some("from a\n"));
+    assert_eq!(content.get("b.txt").map(String::as_str), Some("from b\n"));
+    {
+        let txn = a.store().read().unwrap();
+        for side in [ours, theirs] {
+            assert!(jit_kernel::dag::is_ancestor(a.store(), &txn, &side, &merged).unwrap());
+        }
+    }
+    // Converged: another round moves nothing.
+    assert_eq!(action(&pull(&b, &a), "heads/main"), RefAction::UpToDate);
+    assert_clean(&a);
+    assert_clean(&b);
+}
+
+#[test]
+fn conflicting_divergence_and_tags_are_kept_under_the_peer_name_never_overwritten() {
+    let (_dir, a, b) = pair();
+    let base = commit(&a, "main", &[("f.txt", "base\n")], "base");
+    pull(&b, &a);
+    let ours = commit(&b, "main", &[("f.txt", "b's line\n")], "b edits f");
+    let theirs = commit(&a, "main", &[("f.txt", "a's line\n")], "a edits f");
+    a.create_tag("release", theirs).unwrap();
+    b.create_tag("release", base).unwrap();
+
+    let report = pull(&b, &a);
+    let main = report.refs.iter().find(|c| c.name == "heads/main").unwrap();
+    assert_eq!(main.action, RefAction::Diverged);
+    assert_eq!(main.conflicts, vec!["f.txt".to_owned()]);
+    assert_eq!(tip(&b, "heads/main"), Some(ours), "the branch did not move");
+    assert_eq!(tip(&b, "remotes/origin/heads/main"), Some(theirs));
+    assert_eq!(action(&report, "tags/release"), RefAction::TagConflict);
+    assert_eq!(tip(&b, "tags/release"), Some(base), "tags never move");
+    assert_eq!(tip(&b, "remotes/origin/tags/release"), Some(theirs));
+    assert_clean(&b);
+
+    // Once the branch takes the peer's work, the kept ref goes away.
+    b.store()
+        .operation("test", |op| {
+            jit_kernel::refs::delete(op, &RefName::branch("main").unwrap(), false)?;
+            jit_kernel::refs::create(op, &RefName::branch("main").unwrap(), &base)
+        })
+        .unwrap();
+    let report = pull(&b, &a);
+    assert_eq!(action(&report, "heads/main"), RefAction::FastForwarded);
+    assert_eq!(tip(&b, "remotes/origin/heads/main"), None);
+    assert_clean(&b);
+}
+
+#[test]
+fn a_node_corrupted_in_transit_is_refused_and_nothing_is_appended() {
+    let (_dir, a, b) = pair();
+    commit(
+        &a,
+        "main",
+        &[("x.txt", "payload\n"), ("y/z.txt", "more\n")],
+        "c1",
+    );
+    let (refs_before, nodes_before) = (refs(&b), node_count(&b));
+    let mut peer = Peer::new(&a);
+    peer.tamper = Box::new(|op, value| {
+        if op == "sync.fetch" {
+            flip_a_byte(value);
+        }
+        Ok(())
+    });
+    let error = sync::pull(&b, &mut peer, &sync::pull::Quiet).unwrap_err();
+    assert!(
+        matches!(error, Error::Invariant(Violation::HashMismatch { .. })),
+        "{error}"
+    );
+    assert_eq!(refs(&b), refs_before);
+    assert_eq!(node_count(&b), nodes_before);
+    let txn = b.store().read().unwrap();
+    let audited = b
+        .store()
+        .log_entries(&txn)
+        .unwrap()
+        .map(|entry| {
+            let (seq, stored) = entry.unwrap();
+            verify_record(seq, stored).unwrap().0.op
+        })
+        .any(|op| matches!(op, LogOp::Audit { action, .. } if action == "sync.pull"));
+    assert!(audited, "the refusal is audited");
+    drop(txn);
+    assert_clean(&b);
+    // An honest peer afterwards: everything arrives.
+    pull(&b, &a);
+    assert_eq!(refs(&b), refs(&a));
+}
+
+/// Flips the last byte of the first node in a fetch reply.
+fn flip_a_byte(reply: &mut Value) {
+    let Value::Map(fields) = reply else { return };
+    for (key, value) in fields.iter_mut() {
+        if key.as_text() == Some("nodes") {
+            if let Value::Array(nodes) = value {
+                if let Some(Value::Map(node)) = nodes.first_mut() {
+                    for (k, v) in node.iter_mut() {
+                        if k.as_text() == Some("bytes") {
+                            if let Value::Bytes(bytes) = v {
+                                if let Some(last) = bytes.last_mut() {
+                                    *last ^= 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_transfer_resumes_without_fetching_again() {
+    let (_dir, a, b) = pair();
+    let many: Vec<(String, String)> = (0..3000)
+        .map(|i| (format!("d{}/f{i}", i % 7), format!("content of file {i}\n")))
+        .collect();
+    let many_refs: Vec<(&str, &str)> = many.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    commit(&a, "main", &many_refs, "many files");
+
+    let mut fetches = 0;
+    let mut peer = Peer::new(&a);
+    peer.tamper = Box::new(|op, _| {
+        if op == "sync.fetch" {
+            fetches += 1;
+            if fetches > 3 {
+                return Err(Error::InvalidInput("connection lost".into()));
+            }
+        }
+        Ok(())
+    });
+    assert!(sync::pull(&b, &mut peer, &sync::pull::Quiet).is_err());
+    drop(peer);
+    let root = jit_kernel::node::Node::root().encode_with_id().unwrap().0;
+    assert_eq!(
+        tip(&b, "heads/main"),
+        Some(root),
+        "nothing moved: main is still at the root"
+    );
+    let staged = {
+        let txn = b.store().read().unwrap();
+        sync::staging::count(b.store(), &txn).unwrap()
+    };
+    assert!(staged > 0, "verified nodes were kept");
+
+    let resumed = pull(&b, &a);
+    assert_eq!(resumed.resumed_nodes, staged);
+    assert_eq!(
+        resumed.resumed_nodes + resumed.fetched_nodes,
+        resumed.new_nodes,
+        "every node came over once"
+    );
+    assert_eq!(refs(&b), refs(&a));
+    let txn = b.store().read().unwrap();
+    assert_eq!(sync::staging::count(b.store(), &txn).unwrap(), 0);
+    drop(txn);
+    assert_clean(&b);
+}
+
+#[test]
+fn another_universe_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = init(&dir.path().join("a"), None);
+    let stranger = init(&dir.path().join("s"), None);
+    commit(&a, "main", &[("x", "y")], "c");
+    let error = sync::pull(&stranger, &mut Peer::new(&a), &sync::pull::Quiet).unwrap_err();
+    assert!(matches!(error, Error::OtherUniverse { .. }), "{error}");
+    let root = jit_kernel::node::Node::root().encode_with_id().unwrap().0;
+    assert_eq!(
+        tip(&stranger, "heads/main"),
+        Some(root),
+        "nothing was taken"
+    );
+}
