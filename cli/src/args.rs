@@ -160,6 +160,34 @@ pub enum AgentCommand {
     },
 }
 
+/// Sync verbs: bring a replica's branches and tags here.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Fetch what REMOTE has that this replica lacks, verify it and append it in one step;
+    /// branches fast-forward or merge, tags never move, conflicts are kept under
+    /// remotes/REMOTE/. An interrupted pull resumes where it stopped.
+    Pull {
+        /// A configured remote's name, a Zenoh endpoint (tcp/HOST:PORT), or the directory of a
+        /// universe whose daemon runs (default: origin).
+        remote: Option<String>,
+        /// The name to record an endpoint's refs under (default: peer).
+        #[arg(long, default_value = "peer")]
+        name: String,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Record a replica under NAME (in .jit/config.toml).
+    Add {
+        /// Its name (one ref-name component, e.g. origin).
+        name: String,
+        /// Its Zenoh endpoint (tcp/HOST:PORT) or a universe directory whose daemon runs.
+        endpoint: String,
+    },
+    /// List the recorded replicas.
+    List,
+}
+
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -190,6 +218,23 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: AgentCommand,
+    },
+    /// Make a replica of a running universe in DIR: same universe, all its branches and tags,
+    /// its checked-out branch as HEAD, and the source recorded as remote "origin".
+    Clone {
+        /// The source: a Zenoh endpoint (tcp/HOST:PORT) or a universe directory whose daemon runs.
+        remote: String,
+        /// Where to create the replica (must not hold a universe yet).
+        dir: PathBuf,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Sync with replicas of this universe.
+    Sync {
+        /// What to do.
+        #[command(subcommand)]
+        command: SyncCommand,
     },
     /// Show the working SWS of the checked-out branch: what `jit commit` would record.
     Status,

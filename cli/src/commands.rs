@@ -185,6 +185,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
         ),
         Command::Agent { command } => crate::agent::run(&base, command, json),
+        Command::Clone { remote, dir, quiet } => {
+            crate::sync::clone(&base, &remote, &dir, json, quiet || json)
+        }
+        Command::Sync { command } => crate::sync::run(&base, command, json),
         Command::Status => work::status_verb(&base, json),
         Command::Diff => work::diff_verb(&base, json),
         Command::Commit { commit } => {

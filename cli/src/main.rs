@@ -8,6 +8,7 @@ mod declared;
 mod generate;
 mod ondisk;
 mod progress;
+mod sync;
 mod work;
 
 use std::process::ExitCode;

@@ -43,6 +43,11 @@ pub fn commits(visible: bool, what: &'static str) -> ProgressBar {
     bar
 }
 
+/// A bar of unknown length (a spinner with counters), for sync.
+pub fn spinner(visible: bool, template: &str) -> ProgressBar {
+    styled(visible, template)
+}
+
 /// A bar on stderr (hidden unless `visible`) drawn with `template`.
 fn styled(visible: bool, template: &str) -> ProgressBar {
     let target = if visible {

@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,54 +15,6 @@ use jit_kernel::rpc::client::Kernel;
 use jit_kernel::rpc::protocol::{read_frame, write_frame, Request, Response};
 use jit_kernel::rpc::service::{ApplyArgs, CommitArgs, CreateArgs, Declared, StatusInfo, SwsArgs};
 use serde_json::json;
-
-/// A running `jit up`, killed (SIGKILL) when dropped, also on panic.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(repo: &Path) -> Daemon {
-        let socket = repo.join(".jit/jit.sock");
-        let child = jit_command(repo)
-            .args(["up", "--no-mount"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start jit up");
-        let mut daemon = Daemon { child, socket };
-        // Ready when the banner names the socket (printed after bind).
-        let mut banner = String::new();
-        let stdout = daemon.child.stdout.as_mut().expect("stdout");
-        let mut byte = [0u8; 1];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !banner.contains("socket:") || !banner.ends_with('\n') {
-            assert!(Instant::now() < deadline, "daemon did not start: {banner}");
-            match stdout.read(&mut byte) {
-                Ok(1) => banner.push(byte[0] as char),
-                _ => panic!("daemon exited early: {banner}"),
-            }
-        }
-        assert!(daemon.socket.exists());
-        daemon
-    }
-
-    fn kernel(&self) -> Kernel {
-        Kernel::daemon(&self.socket).expect("connect")
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn declared(message: &str) -> Declared {
     Declared {

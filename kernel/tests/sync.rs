@@ -47,11 +47,14 @@ fn pair() -> (tempfile::TempDir, Repository, Repository) {
     (dir, a, b)
 }
 
+/// Changes (or refuses) a reply to `op` on its way back.
+type Tamper<'r> = Box<dyn FnMut(&str, &mut Value) -> Result<(), Error> + 'r>;
+
 /// The peer `repo`, reached through encoded bytes. `tamper` may change a reply on its way.
 struct Peer<'r> {
     name: String,
     repo: &'r Repository,
-    tamper: Box<dyn FnMut(&str, &mut Value) -> Result<(), Error> + 'r>,
+    tamper: Tamper<'r>,
 }
 
 impl<'r> Peer<'r> {

@@ -16,7 +16,8 @@
 //! | `jit.kernel.events` | `jit/kernel/events` | publication: every log record |
 //! | `jit.kernel.ref_updates` | `jit/kernel/ref_updates` | publication: ref records |
 //! | `jit.kernel.sws_lifecycle` | `jit/kernel/sws_lifecycle` | publication: SWS created/committed/discarded |
-//! | `jit.kernel.sync` | `jit/kernel/sync` | publication: sync events (with replication) |
+//! | `jit.kernel.sync` | `jit/kernel/sync` | publication: a pull appended nodes or moved refs |
+//! | `jit.sync.<op>` | `jit/sync/{frontier,negotiate,fetch}` | query: a replica pulls (see `docs/sync.md`) |
 //!
 //! Writes are Zenoh queries whose reply is the acknowledgement, sent only after the effect is
 //! durable. See `docs/plane.md` for the envelope, signing bytes and error codes.
@@ -24,6 +25,7 @@
 pub mod agent;
 pub mod ratelimit;
 pub mod server;
+pub mod sync;
 
 /// Errors of the plane's client side and set-up.
 #[derive(Debug, thiserror::Error)]

@@ -144,6 +144,11 @@ impl Plane {
                 }
             }));
         }
+        let sync_queries = session
+            .declare_queryable(keyexpr(&options.namespace, crate::sync::SYNC_KEYS))
+            .await
+            .map_err(PlaneError::zenoh)?;
+        tasks.push(tokio::spawn(crate::sync::serve(repo.clone(), sync_queries)));
         tasks.push(tokio::spawn(publish_events(
             session.clone(),
             repo,

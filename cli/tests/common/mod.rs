@@ -2,8 +2,12 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use jit_kernel::rpc::client::Kernel;
 
 /// Fixed declared inputs, so ids are reproducible across runs.
 pub const AUTHOR: &str = "Test <test@example.org>";
@@ -70,4 +74,63 @@ pub fn import(repo: &Path, tree: &Path, message: &str) -> serde_json::Value {
             DATE,
         ],
     )
+}
+
+/// A running `jit up --no-mount`, killed (SIGKILL) when dropped, also on panic.
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    /// Its RPC socket.
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon of the universe at `repo` and waits until it serves.
+    pub fn start(repo: &Path) -> Daemon {
+        Daemon::start_with(repo, &[])
+    }
+
+    /// Starts it with extra `jit up` arguments (e.g. `--listen tcp/127.0.0.1:PORT`).
+    pub fn start_with(repo: &Path, extra: &[&str]) -> Daemon {
+        let socket = repo.join(".jit/jit.sock");
+        let child = jit_command(repo)
+            .args(["up", "--no-mount"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start jit up");
+        let mut daemon = Daemon { child, socket };
+        // Ready when the banner names the socket (printed after bind).
+        let mut banner = String::new();
+        let stdout = daemon.child.stdout.as_mut().expect("stdout");
+        let mut byte = [0u8; 1];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !banner.contains("socket:") || !banner.ends_with('\n') {
+            assert!(Instant::now() < deadline, "daemon did not start: {banner}");
+            match stdout.read(&mut byte) {
+                Ok(1) => banner.push(byte[0] as char),
+                _ => panic!("daemon exited early: {banner}"),
+            }
+        }
+        assert!(daemon.socket.exists());
+        daemon
+    }
+
+    /// A kernel connection through the daemon's socket.
+    pub fn kernel(&self) -> Kernel {
+        Kernel::daemon(&self.socket).expect("connect")
+    }
+
+    /// SIGKILLs it and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -1,0 +1,234 @@
+//! `jit clone` and `jit sync …`: replicas of one universe, pulled over the message plane.
+//! The pull runs in this process against the local store (LMDB serves several processes; a
+//! running daemon's mount and event publisher pick the change up from the log).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
+use jit_kernel::repo::InitOptions;
+use jit_kernel::sync::{self, PullReport, RefAction, SyncProgress};
+use jit_kernel::Repository;
+use jit_plane::sync::ZenohRemote;
+use serde_json::json;
+
+use crate::args::SyncCommand;
+
+/// Name a clone records its source under.
+const ORIGIN: &str = "origin";
+
+/// Turns what the user typed into a Zenoh endpoint: a universe directory means its daemon's
+/// Unix socket; anything else is taken as an endpoint (`tcp/HOST:PORT`, `unixsock-stream/…`).
+fn endpoint_of(base: &Path, text: &str) -> Result<String> {
+    let dir = base.join(text);
+    if dir.join(".jit").is_dir() {
+        let socket = dir
+            .join(".jit/zenoh.sock")
+            .canonicalize()
+            .with_context(|| {
+                format!(
+                    "{text} is a universe, but its daemon is not running (start `jit up` there)"
+                )
+            })?;
+        return Ok(format!("unixsock-stream/{}", socket.display()));
+    }
+    if !text.contains('/') {
+        bail!("{text:?} is neither a configured remote, a universe directory nor an endpoint like tcp/HOST:PORT");
+    }
+    Ok(text.to_owned())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A progress bar over received bytes, and the test hook that stalls a pull mid-transfer.
+struct Bar {
+    bar: ProgressBar,
+    stall: Option<std::ffi::OsString>,
+}
+
+impl Bar {
+    fn new(visible: bool) -> Bar {
+        let bar = crate::progress::spinner(visible, "{spinner} {msg} {bytes} ({bytes_per_sec})");
+        bar.set_message("negotiating");
+        Bar {
+            bar,
+            stall: std::env::var_os("JIT_SYNC_TEST_STALL"),
+        }
+    }
+}
+
+impl SyncProgress for Bar {
+    fn negotiated(&self, history: u64) {
+        self.bar
+            .set_message(format!("receiving ({history} history nodes)"));
+    }
+
+    fn received(&self, _nodes: u64, bytes: u64) {
+        self.bar.inc(bytes);
+        // Test hook: with JIT_SYNC_TEST_STALL=FILE the pull stops after its first staged
+        // batch, creates FILE and waits to be killed — an interrupted transfer.
+        if let Some(file) = &self.stall {
+            let _ = std::fs::write(file, b"");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn appending(&self, nodes: u64) {
+        self.bar.set_message(format!("appending {nodes} nodes"));
+    }
+}
+
+/// Pulls from `endpoint` into `repo`, recording the peer as `name`.
+fn pull_from(repo: &Repository, name: &str, endpoint: &str, quiet: bool) -> Result<PullReport> {
+    let runtime = runtime()?;
+    let mut remote = ZenohRemote::connect(name, endpoint, "", runtime.handle().clone())?;
+    let bar = Bar::new(!quiet);
+    let result = sync::pull(repo, &mut remote, &bar);
+    bar.bar.finish_and_clear();
+    remote.close();
+    Ok(result?)
+}
+
+fn print_report(report: &PullReport, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Pulled from {}: {} nodes fetched ({} bytes), {} resumed, {} new",
+        report.remote,
+        report.fetched_nodes,
+        report.fetched_bytes,
+        report.resumed_nodes,
+        report.new_nodes
+    );
+    let short = |id: &Option<jit_kernel::NodeId>| id.map(|i| i.short()).unwrap_or("-".into());
+    for change in &report.refs {
+        let what = match change.action {
+            RefAction::UpToDate => continue,
+            RefAction::Created => format!("created at {}", short(&change.to)),
+            RefAction::FastForwarded => {
+                format!(
+                    "fast-forwarded {}..{}",
+                    short(&change.from),
+                    short(&change.to)
+                )
+            }
+            RefAction::LocalAhead => format!("ahead of the peer ({})", short(&change.from)),
+            RefAction::Merged => format!(
+                "merged with the peer's {} into {}",
+                change.remote.short(),
+                short(&change.to)
+            ),
+            RefAction::Diverged => {
+                let why = if change.conflicts.is_empty() {
+                    "no common history".to_owned()
+                } else {
+                    format!("conflicts in {}", change.conflicts.join(", "))
+                };
+                format!(
+                    "diverged ({why}); stays at {}, the peer's {} is kept as {}",
+                    short(&change.from),
+                    change.remote.short(),
+                    change.kept_as.as_deref().unwrap_or("-")
+                )
+            }
+            RefAction::TagConflict => format!(
+                "the peer's tag names {}; ours stays at {}, theirs is kept as {}",
+                change.remote.short(),
+                short(&change.from),
+                change.kept_as.as_deref().unwrap_or("-")
+            ),
+        };
+        println!("  {:<24} {what}", change.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jit clone REMOTE DIR`.
+pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> Result<ExitCode> {
+    let endpoint = endpoint_of(base, remote)?;
+    let dir = base.join(dir);
+    let frontier = {
+        let runtime = runtime()?;
+        let mut peer = ZenohRemote::connect(ORIGIN, &endpoint, "", runtime.handle().clone())?;
+        let frontier = sync::clone_info(&mut peer);
+        peer.close();
+        frontier?
+    };
+    let info = frontier.universe.clone();
+    let repo = Repository::init(
+        &dir,
+        &InitOptions {
+            branch: frontier.head.clone().unwrap_or_else(|| "main".into()),
+            name: info.name.clone(),
+            owner: info.owner.clone(),
+            created: info.created,
+            replica_of: Some(info),
+        },
+    )?;
+    repo.add_remote(ORIGIN, &endpoint)?;
+    let report = pull_from(&repo, ORIGIN, &endpoint, quiet).with_context(|| {
+        format!(
+            "the replica in {} is made but not filled; `jit sync pull` there resumes",
+            dir.display()
+        )
+    })?;
+    if !json {
+        println!(
+            "Cloned universe {} into {}",
+            frontier.universe.id,
+            dir.display()
+        );
+    }
+    print_report(&report, json)
+}
+
+/// `jit sync …`.
+pub fn run(base: &Path, command: SyncCommand, json: bool) -> Result<ExitCode> {
+    let repo = Repository::discover(base)?;
+    match command {
+        SyncCommand::Pull {
+            remote,
+            name,
+            quiet,
+        } => {
+            let remote = remote.unwrap_or_else(|| ORIGIN.to_owned());
+            let (name, endpoint) = match repo.config().remotes.get(&remote) {
+                Some(configured) => (remote.clone(), configured.endpoint.clone()),
+                None => (name, endpoint_of(base, &remote)?),
+            };
+            let report = pull_from(&repo, &name, &endpoint, quiet || json)?;
+            print_report(&report, json)
+        }
+        SyncCommand::Add { name, endpoint } => {
+            let endpoint = endpoint_of(base, &endpoint)?;
+            repo.add_remote(&name, &endpoint)?;
+            if json {
+                println!("{}", json!({ "remote": name, "endpoint": endpoint }));
+            } else {
+                println!("Added remote {name} at {endpoint}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SyncCommand::List => {
+            if json {
+                println!("{}", serde_json::to_string(&repo.config().remotes)?);
+            } else {
+                for (name, remote) in &repo.config().remotes {
+                    println!("{name}\t{}", remote.endpoint);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

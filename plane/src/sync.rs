@@ -1,0 +1,176 @@
+//! Sync over the message plane: the daemon answers a replica's `jit/sync/<op>` queries
+//! (`frontier`, `negotiate`, `fetch`), and [`ZenohRemote`] is the pulling side's transport.
+//! Serving only reads the store; whoever can reach the plane can read the universe, which is
+//! why the plane listens on a Unix socket and loopback unless told otherwise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ciborium::value::Value;
+use jit_kernel::rpc::protocol::Response;
+use jit_kernel::sync::Remote;
+use jit_kernel::{cbor, Repository};
+use zenoh::query::Query;
+use zenoh::Wait;
+
+use crate::{base_config, keyexpr, PlaneError, Result};
+
+/// The key expression every sync query falls under.
+pub const SYNC_KEYS: &str = "jit/sync/*";
+
+/// Largest sync request accepted (fetch requests name at most 8,192 ids).
+const MAX_REQUEST: usize = 1 << 20;
+
+/// How long one sync query may take before the puller gives up on it.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Answers sync queries until the queryable closes. Each query runs on a blocking thread: it
+/// reads LMDB and may copy megabytes of node bytes.
+pub(crate) async fn serve(
+    repo: Arc<Repository>,
+    queryable: zenoh::query::Queryable<zenoh::handlers::FifoChannelHandler<Query>>,
+) {
+    while let Ok(query) = queryable.recv_async().await {
+        let repo = repo.clone();
+        tokio::task::spawn_blocking(move || {
+            let response = match answer(&repo, &query) {
+                Ok(value) => Response::Ok(value),
+                Err(error) => Response::from_error(&error),
+            };
+            match response.encode() {
+                Ok(body) => {
+                    if let Err(e) = query.reply(query.key_expr().clone(), body).wait() {
+                        tracing::warn!(%e, "sync reply failed");
+                    }
+                }
+                Err(e) => tracing::warn!(%e, "cannot encode a sync reply"),
+            }
+        });
+    }
+}
+
+fn answer(repo: &Repository, query: &Query) -> jit_kernel::Result<Value> {
+    let op = match query.key_expr().as_str().rsplit('/').next() {
+        Some("frontier") => jit_kernel::sync::wire::FRONTIER,
+        Some("negotiate") => jit_kernel::sync::wire::NEGOTIATE,
+        Some("fetch") => jit_kernel::sync::wire::FETCH,
+        other => {
+            return Err(jit_kernel::Error::InvalidInput(format!(
+                "unknown sync op {other:?}"
+            )))
+        }
+    };
+    let payload = match query.payload() {
+        Some(bytes) if bytes.len() > MAX_REQUEST => {
+            return Err(jit_kernel::Error::InvalidInput(format!(
+                "a sync request is at most {MAX_REQUEST} bytes"
+            )))
+        }
+        Some(bytes) if !bytes.is_empty() => cbor::decode(&bytes.to_bytes())?,
+        _ => Value::Map(Vec::new()),
+    };
+    jit_kernel::sync::serve::dispatch(repo, op, payload)
+}
+
+/// A replica reached over Zenoh: a client session connected to its endpoint.
+pub struct ZenohRemote {
+    name: String,
+    namespace: String,
+    session: zenoh::Session,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ZenohRemote {
+    /// Connects to `endpoint` (`tcp/127.0.0.1:7447`, `unixsock-stream//…/.jit/zenoh.sock`).
+    /// `name` is how the peer is recorded; `runtime` runs the session's I/O.
+    pub fn connect(
+        name: &str,
+        endpoint: &str,
+        namespace: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<ZenohRemote> {
+        let session = runtime.block_on(async {
+            let mut config = base_config("client")?;
+            config
+                .insert_json5("connect/endpoints", &format!("[{endpoint:?}]"))
+                .map_err(PlaneError::zenoh)?;
+            zenoh::open(config).await.map_err(|e| {
+                PlaneError::Zenoh(format!("cannot reach the replica at {endpoint}: {e}"))
+            })
+        })?;
+        Ok(ZenohRemote {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            session,
+            runtime,
+        })
+    }
+
+    /// Closes the session.
+    pub fn close(self) {
+        let session = self.session;
+        self.runtime.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
+        });
+    }
+}
+
+fn failed(remote: &str, reason: impl std::fmt::Display) -> jit_kernel::Error {
+    jit_kernel::Error::Sync {
+        remote: remote.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Remote for ZenohRemote {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends every request at once (they are answered concurrently) and waits for the answers
+    /// in order.
+    fn call(&mut self, requests: Vec<(&'static str, Value)>) -> jit_kernel::Result<Vec<Value>> {
+        let mut pending = Vec::with_capacity(requests.len());
+        for (op, payload) in requests {
+            let suffix = op.strip_prefix("sync.").unwrap_or(op);
+            let key = keyexpr(&self.namespace, &format!("jit/sync/{suffix}"));
+            let body = cbor::encode(&payload)?;
+            let session = self.session.clone();
+            pending.push(self.runtime.spawn(async move {
+                let replies = session
+                    .get(key)
+                    .payload(body)
+                    .timeout(QUERY_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let reply = replies
+                    .recv_async()
+                    .await
+                    .map_err(|_| "no answer (is the replica's daemon running?)".to_owned())?;
+                let sample = reply
+                    .result()
+                    .map_err(|e| format!("error reply: {:?}", e.payload().to_bytes()))?;
+                Ok::<_, String>(sample.payload().to_bytes().to_vec())
+            }));
+        }
+        let mut answers = Vec::with_capacity(pending.len());
+        for task in pending {
+            let bytes = self
+                .runtime
+                .block_on(task)
+                .map_err(|e| failed(&self.name, e))?
+                .map_err(|e| failed(&self.name, e))?;
+            match Response::decode(&bytes)? {
+                Response::Ok(value) => answers.push(value),
+                Response::Err(body) => {
+                    return Err(jit_kernel::Error::Remote {
+                        code: body.code,
+                        message: format!("the replica {} refused: {}", self.name, body.message),
+                        details: body.details,
+                    })
+                }
+            }
+        }
+        Ok(answers)
+    }
+}
