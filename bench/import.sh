@@ -14,16 +14,12 @@ jit=${JIT_BIN:-$here/target/release/jit}
 data=${JIT_BENCH_DIR:-/var/tmp/jit-bench}
 mkdir -p "$data"
 
-need() { command -v "$1" >/dev/null || { apt-get install -y -qq "$2" >/dev/null; }; }
+. "$here/bench/common.sh"
 need /usr/bin/time time
 need bc bc
 [ -x "$jit" ] || (cd "$here" && cargo build --release -p jit-cli >&2)
 
-linux="$data/linux-source-6.1"
-if [ ! -d "$linux" ]; then
-  [ -f /usr/src/linux-source-6.1.tar.xz ] || apt-get install -y -qq linux-source-6.1 >/dev/null
-  tar -C "$data" -xJf /usr/src/linux-source-6.1.tar.xz
-fi
+prepare_linux
 big="$data/onegig"
 if [ ! -f "$big/file.bin" ]; then
   mkdir -p "$big"
@@ -81,8 +77,6 @@ git_import() {
   echo "$secs $rss $(du -sb "$gitdir" | cut -f1) $gitdir"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-minmax() { sort -n | awk 'NR==1{min=$1} {max=$1} END {printf "%s–%s", min, max}'; }
 
 compare() {
   local name=$1 tree=$2
