@@ -48,6 +48,16 @@ fn log_ids(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What a pull report says happened to the peer's ref `name`.
+fn action_of<'r>(report: &'r serde_json::Value, name: &str) -> &'r serde_json::Value {
+    &report["refs"]
+        .as_array()
+        .expect("refs in the report")
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report}"))["action"]
+}
+
 fn assert_fsck_clean(dir: &Path) {
     let report = json(dir, &["fsck"]);
     assert_eq!(report["problems"], serde_json::json!([]), "{report}");
@@ -98,24 +108,12 @@ fn two_daemons_on_loopback_clone_diverge_and_converge() {
     ok(&a, &["checkout", "side"]);
 
     let at_b = json(&b, &["sync", "pull"]);
-    let main = at_b["refs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "heads/main")
-        .unwrap();
-    assert_eq!(main["action"], "merged", "{at_b}");
+    assert_eq!(action_of(&at_b, "heads/main"), "merged", "{at_b}");
     assert_eq!(info(&b)["head"], "main", "HEAD never syncs");
 
     ok(&a, &["sync", "add", "b", &endpoint_b]);
     let at_a = json(&a, &["sync", "pull", "b"]);
-    let main = at_a["refs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "heads/main")
-        .unwrap();
-    assert_eq!(main["action"], "fast-forwarded", "{at_a}");
+    assert_eq!(action_of(&at_a, "heads/main"), "fast-forwarded", "{at_a}");
     assert_eq!(info(&a)["head"], "side");
     assert_eq!(
         ok(&a, &["log", "-n", "1", "main"]),
