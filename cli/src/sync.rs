@@ -87,15 +87,29 @@ impl SyncProgress for Bar {
     }
 }
 
-/// Pulls from `endpoint` into `repo`, recording the peer as `name`.
-fn pull_from(repo: &Repository, name: &str, endpoint: &str, quiet: bool) -> Result<PullReport> {
-    let runtime = runtime()?;
-    let mut remote = ZenohRemote::connect(name, endpoint, "", runtime.handle().clone())?;
-    let bar = Bar::new(!quiet);
-    let result = sync::pull(repo, &mut remote, &bar);
-    bar.bar.finish_and_clear();
-    remote.close();
-    Ok(result?)
+/// A connection to a replica; the runtime runs its session and must outlive it.
+struct Connection {
+    runtime: tokio::runtime::Runtime,
+    remote: ZenohRemote,
+}
+
+impl Connection {
+    /// Connects to `endpoint`, recording the peer as `name`.
+    fn open(name: &str, endpoint: &str) -> Result<Connection> {
+        let runtime = runtime()?;
+        let remote = ZenohRemote::connect(name, endpoint, "", runtime.handle().clone())?;
+        Ok(Connection { runtime, remote })
+    }
+
+    /// Pulls from the peer into `repo`, then closes the session.
+    fn pull_into(mut self, repo: &Repository, quiet: bool) -> Result<PullReport> {
+        let bar = Bar::new(!quiet);
+        let result = sync::pull(repo, &mut self.remote, &bar);
+        bar.bar.finish_and_clear();
+        self.remote.close();
+        drop(self.runtime);
+        Ok(result?)
+    }
 }
 
 fn print_report(report: &PullReport, json: bool) -> Result<ExitCode> {
@@ -158,13 +172,8 @@ fn print_report(report: &PullReport, json: bool) -> Result<ExitCode> {
 pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> Result<ExitCode> {
     let endpoint = endpoint_of(base, remote)?;
     let dir = base.join(dir);
-    let frontier = {
-        let runtime = runtime()?;
-        let mut peer = ZenohRemote::connect(ORIGIN, &endpoint, "", runtime.handle().clone())?;
-        let frontier = sync::clone_info(&mut peer);
-        peer.close();
-        frontier?
-    };
+    let mut connection = Connection::open(ORIGIN, &endpoint)?;
+    let frontier = sync::clone_info(&mut connection.remote)?;
     let info = frontier.universe.clone();
     let repo = Repository::init(
         &dir,
@@ -177,7 +186,7 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
         },
     )?;
     repo.add_remote(ORIGIN, &endpoint)?;
-    let report = pull_from(&repo, ORIGIN, &endpoint, quiet).with_context(|| {
+    let report = connection.pull_into(&repo, quiet).with_context(|| {
         format!(
             "the replica in {} is made but not filled; `jit sync pull` there resumes",
             dir.display()
@@ -207,7 +216,7 @@ pub fn run(base: &Path, command: SyncCommand, json: bool) -> Result<ExitCode> {
                 Some(configured) => (remote.clone(), configured.endpoint.clone()),
                 None => (name, endpoint_of(base, &remote)?),
             };
-            let report = pull_from(&repo, &name, &endpoint, quiet || json)?;
+            let report = Connection::open(&name, &endpoint)?.pull_into(&repo, quiet || json)?;
             print_report(&report, json)
         }
         SyncCommand::Add { name, endpoint } => {

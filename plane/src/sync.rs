@@ -50,16 +50,14 @@ pub(crate) async fn serve(
 }
 
 fn answer(repo: &Repository, query: &Query) -> jit_kernel::Result<Value> {
-    let op = match query.key_expr().as_str().rsplit('/').next() {
-        Some("frontier") => jit_kernel::sync::wire::FRONTIER,
-        Some("negotiate") => jit_kernel::sync::wire::NEGOTIATE,
-        Some("fetch") => jit_kernel::sync::wire::FETCH,
-        other => {
-            return Err(jit_kernel::Error::InvalidInput(format!(
-                "unknown sync op {other:?}"
-            )))
-        }
-    };
+    // `jit/sync/<op>` is the RPC's `sync.<op>`; the kernel refuses ops it does not know.
+    let suffix = query
+        .key_expr()
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let op = format!("sync.{suffix}");
     let payload = match query.payload() {
         Some(bytes) if bytes.len() > MAX_REQUEST => {
             return Err(jit_kernel::Error::InvalidInput(format!(
@@ -69,7 +67,7 @@ fn answer(repo: &Repository, query: &Query) -> jit_kernel::Result<Value> {
         Some(bytes) if !bytes.is_empty() => cbor::decode(&bytes.to_bytes())?,
         _ => Value::Map(Vec::new()),
     };
-    jit_kernel::sync::serve::dispatch(repo, op, payload)
+    jit_kernel::sync::serve::dispatch(repo, &op, payload)
 }
 
 /// A replica reached over Zenoh: a client session connected to its endpoint.

@@ -136,13 +136,9 @@ pub fn integrate(
     })
 }
 
-fn kept_name(remote: &str, name: &RefName) -> Result<RefName> {
-    RefName::remote(remote, name)
-}
-
 /// Keeps the peer's target under `remotes/<peer>/…`.
 fn keep(op: &mut Op<'_>, remote: &str, name: &RefName, change: &mut RefChange) -> Result<()> {
-    let kept = kept_name(remote, name)?;
+    let kept = RefName::remote(remote, name)?;
     refs::mirror(op, &kept, &change.remote)?;
     change.kept_as = Some(kept.full().to_owned());
     Ok(())
@@ -150,7 +146,7 @@ fn keep(op: &mut Op<'_>, remote: &str, name: &RefName, change: &mut RefChange) -
 
 /// Drops a kept ref once the branch has taken the peer's work.
 fn forget_kept(op: &mut Op<'_>, remote: &str, name: &RefName) -> Result<()> {
-    let kept = kept_name(remote, name)?;
+    let kept = RefName::remote(remote, name)?;
     if refs::get(op.store(), op.txn(), &kept)?.is_some() {
         refs::delete(op, &kept, true)?;
     }
