@@ -5,6 +5,8 @@
 //! Content lives in LMDB too: reads come straight from the memory map without a copy. The mount
 //! can materialize large files into real files for FUSE passthrough when it needs them.
 
+mod upgrade;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,22 +56,17 @@ pub struct Store {
     pub(crate) log: Database<U64<BigEndian>, Bytes>,
     /// Small named values (format version).
     pub(crate) meta: Database<Str, Bytes>,
-    /// SWS id (16 bytes) → SWS state.
+    /// Everything of every SWS, under keys that start with its 16-byte id: the id alone → its
+    /// state; then, behind a record tag, its micro-history, applied patch ids and staged nodes
+    /// (layout in [`crate::sws`]).
     pub(crate) sws: Database<Bytes, Bytes>,
-    /// SWS id || node id → node bytes written by that SWS's patches, not yet committed.
-    pub(crate) staged: Database<Bytes, Bytes>,
-    /// SWS id || sequence (u64 BE) → one micro-history record per applied patch.
-    pub(crate) sws_history: Database<Bytes, Bytes>,
-    /// SWS id || patch id → sequence of its application (idempotence).
-    pub(crate) sws_patches: Database<Bytes, Bytes>,
     /// Full branch name → id of the branch's working SWS.
     pub(crate) working: Database<Str, Bytes>,
     /// Agent name → registered identity and permissions.
     pub(crate) agents: Database<Str, Bytes>,
-    /// Agent name || 0 || msg_id → digest and answer of a delivered message.
+    /// Agent name || 0 || msg_id → digest and answer of a delivered message; agent name || 0
+    /// (the empty msg_id) → the last delivered message's ts.
     pub(crate) agent_msgs: Database<Bytes, Bytes>,
-    /// Agent name → the last delivered message's ts.
-    pub(crate) agent_clock: Database<Str, Bytes>,
     /// Components told of every commit (the mount's caches).
     observers: Observers,
     /// Checkout directory → its state ([`crate::checkout::CheckoutState`]).
@@ -122,15 +119,15 @@ impl Store {
         if create {
             return Store::with_tables(&env, dir, Tables::Create(env.write_txn()?));
         }
-        let opened = Store::with_tables(&env, dir, Tables::Open(env.read_txn()?));
-        match opened {
+        let store = match Store::with_tables(&env, dir, Tables::Open(env.read_txn()?)) {
             Err(Error::NotARepository(_)) => {
                 tracing::info!(store = %dir.display(), "adding the tables this version needs");
-                let upgraded = Store::with_tables(&env, dir, Tables::Create(env.write_txn()?));
-                upgraded
+                Store::with_tables(&env, dir, Tables::Create(env.write_txn()?))?
             }
-            other => other,
-        }
+            other => other?,
+        };
+        upgrade::run(&env, &store)?;
+        Ok(store)
     }
 
     fn with_tables(env: &Env<WithoutTls>, dir: &Path, mut txn: Tables<'_>) -> Result<Store> {
@@ -141,13 +138,9 @@ impl Store {
             log: txn.table(env, "log", dir)?,
             meta: txn.table(env, "meta", dir)?,
             sws: txn.table(env, "sws", dir)?,
-            staged: txn.table(env, "staged", dir)?,
-            sws_history: txn.table(env, "sws_history", dir)?,
-            sws_patches: txn.table(env, "sws_patches", dir)?,
             working: txn.table(env, "working", dir)?,
             agents: txn.table(env, "agents", dir)?,
             agent_msgs: txn.table(env, "agent_msgs", dir)?,
-            agent_clock: txn.table(env, "agent_clock", dir)?,
             checkouts: txn.table(env, "checkouts", dir)?,
             checkout_index: txn.table(env, "checkout_index", dir)?,
             sync_staged: txn.table(env, "sync_staged", dir)?,

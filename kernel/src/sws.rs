@@ -4,8 +4,14 @@
 //! until a commit appends the ones its result needs. So lookups, diffs and commits use the same
 //! tree code as history, two SWS never see each other's edits, discarding one deletes one key
 //! prefix, and everything survives a restart because it lives in LMDB.
+//!
+//! Everything of one SWS lives in one table under keys that start with its id: the state at the
+//! bare id, then its micro-history, its applied patch ids and its staged nodes, each behind a
+//! one-byte record tag. A patch therefore dirties one B-tree path for all of them, which is most
+//! of what its durable commit costs.
 
 use std::fmt;
+use std::ops::Bound;
 use std::str::FromStr;
 
 use rand::RngCore;
@@ -38,11 +44,48 @@ impl SwsId {
         SwsId(bytes)
     }
 
-    /// Key prefix of everything stored for this SWS.
-    pub fn key(&self, suffix: &[u8]) -> Vec<u8> {
-        [&self.0[..], suffix].concat()
+    /// Key of one record of this SWS: its id, the record's tag, then the record's own key.
+    fn record_key(&self, tag: u8, suffix: &[u8]) -> Vec<u8> {
+        [&self.0[..], &[tag], suffix].concat()
+    }
+
+    /// Key of the micro-history record `seq`.
+    pub(crate) fn history_key(&self, seq: u64) -> Vec<u8> {
+        self.record_key(HISTORY_TAG, &seq.to_be_bytes())
+    }
+
+    /// Key of the record that patch `patch_id` was applied (its sequence number).
+    pub(crate) fn patch_key(&self, patch_id: &str) -> Vec<u8> {
+        self.record_key(PATCH_TAG, patch_id.as_bytes())
+    }
+
+    /// Key of a node staged for this SWS.
+    pub(crate) fn staged_key(&self, node: &NodeId) -> Vec<u8> {
+        self.record_key(STAGED_TAG, node.as_bytes())
+    }
+
+    /// The smallest id after this one, where the next SWS's keys may start; `None` after the
+    /// largest id.
+    fn successor(&self) -> Option<SwsId> {
+        let mut bytes = self.0;
+        for byte in bytes.iter_mut().rev() {
+            if *byte < u8::MAX {
+                *byte += 1;
+                return Some(SwsId(bytes));
+            }
+            *byte = 0;
+        }
+        None
     }
 }
+
+/// Record tag of the micro-history (`id || 'h' || seq`): appends stay at the SWS's end.
+pub(crate) const HISTORY_TAG: u8 = b'h';
+/// Record tag of applied patch ids (`id || 'p' || patch id` → seq): what makes applying
+/// idempotent.
+pub(crate) const PATCH_TAG: u8 = b'p';
+/// Record tag of staged nodes (`id || 's' || node id` → node bytes).
+pub(crate) const STAGED_TAG: u8 = b's';
 
 impl fmt::Display for SwsId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,8 +183,8 @@ impl Source for SwsSource<'_, '_> {
         Ok(self
             .dag
             .store
-            .staged
-            .get(self.dag.txn, &self.id.key(id.as_bytes()))?)
+            .sws
+            .get(self.dag.txn, &self.id.staged_key(id))?)
     }
 
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
@@ -164,15 +207,26 @@ pub fn get(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<SwsState> {
     Ok(cbor::from_canonical_bytes(raw)?)
 }
 
-/// Every live SWS, by id.
+/// Every live SWS, by id. Seeks from one SWS's state to the next, past its records.
 pub fn list(store: &Store, txn: &ReadTxn<'_>) -> Result<Vec<(SwsId, SwsState)>> {
     let mut out = Vec::new();
-    for entry in store.sws.iter(txn)? {
-        let (key, raw) = entry?;
-        let Ok(id) = <[u8; 16]>::try_from(key) else {
-            continue;
+    let mut from = Some(SwsId([0; 16]));
+    while let Some(start) = from {
+        let bounds = (Bound::Included(&start.0[..]), Bound::Unbounded);
+        let Some(entry) = store.sws.range(txn, &bounds)?.next() else {
+            break;
         };
-        out.push((SwsId(id), cbor::from_canonical_bytes(raw)?));
+        let (key, raw) = entry?;
+        let Some(id) = key.get(..16).and_then(|id| <[u8; 16]>::try_from(id).ok()) else {
+            return Err(Error::InvalidInput(
+                "an SWS key is shorter than an id".into(),
+            ));
+        };
+        let id = SwsId(id);
+        if key.len() == id.0.len() {
+            out.push((id, cbor::from_canonical_bytes(raw)?));
+        }
+        from = id.successor();
     }
     Ok(out)
 }
@@ -342,8 +396,8 @@ fn check_content(nodes: &[EncodedNode]) -> Result<()> {
 
 pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Applied> {
     let mut state = get(op.store(), op.txn(), id)?;
-    let patch_key = id.key(patch.id.as_bytes());
-    if let Some(raw) = op.store().sws_patches.get(op.txn(), &patch_key)? {
+    let patch_key = id.patch_key(&patch.id);
+    if let Some(raw) = op.store().sws.get(op.txn(), &patch_key)? {
         let seq = <[u8; 8]>::try_from(raw)
             .map(u64::from_be_bytes)
             .unwrap_or(0);
@@ -375,14 +429,12 @@ pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Appl
         tree,
     };
     let store = op.store();
-    store.sws_history.put(
+    store.sws.put(
         op.wtxn(),
-        &id.key(&seq.to_be_bytes()),
+        &id.history_key(seq),
         &cbor::to_canonical_bytes(&record)?,
     )?;
-    store
-        .sws_patches
-        .put(op.wtxn(), &patch_key, &seq.to_be_bytes())?;
+    store.sws.put(op.wtxn(), &patch_key, &seq.to_be_bytes())?;
     op.log(LogOp::SwsPatched {
         sws: id.to_string(),
         seq,
@@ -406,9 +458,7 @@ pub(crate) fn stage<'b>(
         if store.has_node(op.txn(), &node_id)? {
             continue;
         }
-        store
-            .staged
-            .put(op.wtxn(), &id.key(node_id.as_bytes()), bytes)?;
+        store.sws.put(op.wtxn(), &id.staged_key(&node_id), bytes)?;
     }
     Ok(())
 }
@@ -420,7 +470,7 @@ pub fn history_record(
     id: SwsId,
     seq: u64,
 ) -> Result<Option<PatchRecord>> {
-    match store.sws_history.get(txn, &id.key(&seq.to_be_bytes()))? {
+    match store.sws.get(txn, &id.history_key(seq))? {
         Some(raw) => Ok(Some(cbor::from_canonical_bytes(raw)?)),
         None => Ok(None),
     }
@@ -429,7 +479,10 @@ pub fn history_record(
 /// The whole micro-history, oldest first.
 pub fn history(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<Vec<PatchRecord>> {
     let mut out = Vec::new();
-    for entry in store.sws_history.prefix_iter(txn, &id.0)? {
+    for entry in store
+        .sws
+        .prefix_iter(txn, &id.record_key(HISTORY_TAG, &[]))?
+    {
         let (_, raw) = entry?;
         out.push(cbor::from_canonical_bytes(raw)?);
     }
@@ -459,14 +512,13 @@ pub fn discard(store: &Store, id: SwsId) -> Result<()> {
 /// Deletes every record of an SWS (state, staging, micro-history, patch ids, working entry).
 pub(crate) fn remove(op: &mut Op<'_>, id: SwsId) -> Result<()> {
     let store = op.store();
-    for table in [&store.staged, &store.sws_history, &store.sws_patches] {
-        let keys: Vec<Vec<u8>> = table
-            .prefix_iter(op.txn(), &id.0)?
-            .map(|entry| entry.map(|(key, _)| key.to_vec()))
-            .collect::<Result<_, _>>()?;
-        for key in keys {
-            table.delete(op.wtxn(), &key)?;
-        }
+    let keys: Vec<Vec<u8>> = store
+        .sws
+        .prefix_iter(op.txn(), &id.0)?
+        .map(|entry| entry.map(|(key, _)| key.to_vec()))
+        .collect::<Result<_, _>>()?;
+    for key in keys {
+        store.sws.delete(op.wtxn(), &key)?;
     }
     let working: Vec<String> = store
         .working
@@ -480,6 +532,5 @@ pub(crate) fn remove(op: &mut Op<'_>, id: SwsId) -> Result<()> {
     for branch in working {
         store.working.delete(op.wtxn(), &branch)?;
     }
-    store.sws.delete(op.wtxn(), &id.0)?;
     Ok(())
 }

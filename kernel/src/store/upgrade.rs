@@ -1,0 +1,218 @@
+//! Moves the records of tables earlier versions kept into today's layout, once, when a store is
+//! opened. Earlier stores kept an SWS's micro-history, applied patch ids and staged nodes in
+//! three tables of their own, and each agent's last `ts` in a fourth; a patch then dirtied seven
+//! B-tree paths. Today the first three live in the `sws` table behind record tags and the last
+//! in `agent_msgs` (see [`crate::sws`] and [`crate::agents`]). The move is one write
+//! transaction: a crash leaves either the old layout or the new one. The emptied tables stay as
+//! empty names (LMDB cannot drop a named table's entry without its handle's help) and are never
+//! written again.
+
+use heed::types::Bytes;
+use heed::{Database, Env, RwTxn, WithoutTls};
+
+use super::Store;
+use crate::error::Result;
+use crate::sws;
+
+/// One table of an earlier layout and where its records go now.
+struct Legacy {
+    /// The old table's name.
+    name: &'static str,
+    /// The table its records move to.
+    target: fn(&Store) -> Database<Bytes, Bytes>,
+    /// The record's key in the new table, from its old key.
+    key: fn(&[u8]) -> Vec<u8>,
+}
+
+/// An old SWS record key (`id || rest`) with a record tag after the id.
+fn tagged(tag: u8, old: &[u8]) -> Vec<u8> {
+    let split = old.len().min(16);
+    [&old[..split], &[tag], &old[split..]].concat()
+}
+
+const LEGACY: [Legacy; 4] = [
+    Legacy {
+        name: "staged",
+        target: |store| store.sws,
+        key: |old| tagged(sws::STAGED_TAG, old),
+    },
+    Legacy {
+        name: "sws_history",
+        target: |store| store.sws,
+        key: |old| tagged(sws::HISTORY_TAG, old),
+    },
+    Legacy {
+        name: "sws_patches",
+        target: |store| store.sws,
+        key: |old| tagged(sws::PATCH_TAG, old),
+    },
+    Legacy {
+        name: "agent_clock",
+        target: |store| store.agent_msgs,
+        key: |old| [old, &[0]].concat(),
+    },
+];
+
+/// Moves every record of an earlier layout into today's tables; returns how many moved. Cheap
+/// when there is nothing to move: one read transaction, no writer lock.
+pub(super) fn run(env: &Env<WithoutTls>, store: &Store) -> Result<u64> {
+    {
+        let rtxn = env.read_txn()?;
+        let mut pending = false;
+        for legacy in &LEGACY {
+            if let Some(table) = env.open_database::<Bytes, Bytes>(&rtxn, Some(legacy.name))? {
+                pending |= !table.is_empty(&rtxn)?;
+            }
+        }
+        if !pending {
+            return Ok(0);
+        }
+    }
+    // Another process may have moved them meanwhile; under the writer lock, look again.
+    let mut wtxn = env.write_txn()?;
+    let mut moved = 0;
+    for legacy in &LEGACY {
+        moved += move_table(env, &mut wtxn, store, legacy)?;
+    }
+    wtxn.commit()?;
+    tracing::info!(
+        records = moved,
+        "moved records into this version's table layout"
+    );
+    Ok(moved)
+}
+
+fn move_table(
+    env: &Env<WithoutTls>,
+    wtxn: &mut RwTxn<'_>,
+    store: &Store,
+    legacy: &Legacy,
+) -> Result<u64> {
+    let Some(table) = env.open_database::<Bytes, Bytes>(wtxn, Some(legacy.name))? else {
+        return Ok(0);
+    };
+    let records: Vec<(Vec<u8>, Vec<u8>)> = table
+        .iter(wtxn)?
+        .map(|entry| entry.map(|(key, value)| ((legacy.key)(key), value.to_vec())))
+        .collect::<std::result::Result<_, _>>()?;
+    let target = (legacy.target)(store);
+    for (key, value) in &records {
+        target.put(wtxn, key, value)?;
+    }
+    table.clear(wtxn)?;
+    Ok(records.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::NodeId;
+    use crate::source::Source;
+    use crate::sws::{SwsId, SwsSource, SwsState};
+
+    /// Writes records the way the previous version did, straight into its tables.
+    fn write_legacy(store: &Store, id: SwsId, node: &NodeId) {
+        let env = &store.env;
+        let mut wtxn = env.write_txn().unwrap();
+        let table = |wtxn: &mut RwTxn<'_>, name: &str| {
+            env.create_database::<Bytes, Bytes>(wtxn, Some(name))
+                .unwrap()
+        };
+        let staged = table(&mut wtxn, "staged");
+        staged
+            .put(
+                &mut wtxn,
+                &[&id.0[..], node.as_bytes()].concat(),
+                b"node bytes",
+            )
+            .unwrap();
+        let history = table(&mut wtxn, "sws_history");
+        history
+            .put(
+                &mut wtxn,
+                &[&id.0[..], &1u64.to_be_bytes()].concat(),
+                b"record",
+            )
+            .unwrap();
+        let patches = table(&mut wtxn, "sws_patches");
+        patches
+            .put(
+                &mut wtxn,
+                &[&id.0[..], b"patch-1"].concat(),
+                &1u64.to_be_bytes(),
+            )
+            .unwrap();
+        let clock = table(&mut wtxn, "agent_clock");
+        clock
+            .put(&mut wtxn, b"agent7", &42u64.to_be_bytes())
+            .unwrap();
+        wtxn.commit().unwrap();
+    }
+
+    #[test]
+    fn legacy_records_move_once_into_the_tagged_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        let id = SwsId([7; 16]);
+        let node = NodeId::of_bytes(b"node bytes");
+        let state = SwsState {
+            owner: "agent7".into(),
+            name: None,
+            branch: "refs/heads/main".into(),
+            base: node,
+            tree: node,
+            patches: 1,
+            conflicts: Vec::new(),
+            delegates: Vec::new(),
+        };
+        {
+            let mut wtxn = store.env.write_txn().unwrap();
+            let bytes = crate::cbor::to_canonical_bytes(&state).unwrap();
+            store.sws.put(&mut wtxn, &id.0, &bytes).unwrap();
+            wtxn.commit().unwrap();
+        }
+        write_legacy(&store, id, &node);
+        drop(store);
+
+        // Opening moves them; nothing is left to move afterwards.
+        let store = Store::open(dir.path(), false).unwrap();
+        assert_eq!(
+            run(&store.env, &store).unwrap(),
+            0,
+            "a second open moves nothing"
+        );
+        {
+            let txn = store.read().unwrap();
+            for legacy in &LEGACY {
+                let table = store
+                    .env
+                    .open_database::<Bytes, Bytes>(&txn, Some(legacy.name))
+                    .unwrap()
+                    .unwrap();
+                assert!(table.is_empty(&txn).unwrap(), "{} was emptied", legacy.name);
+            }
+        }
+
+        let txn = store.read().unwrap();
+        let source = SwsSource::new(&store, &txn, id);
+        assert_eq!(source.bytes(&node).unwrap(), Some(&b"node bytes"[..]));
+        assert_eq!(
+            store.sws.get(&txn, &id.history_key(1)).unwrap(),
+            Some(&b"record"[..])
+        );
+        assert_eq!(
+            store.sws.get(&txn, &id.patch_key("patch-1")).unwrap(),
+            Some(&1u64.to_be_bytes()[..])
+        );
+        assert_eq!(
+            store.agent_msgs.get(&txn, b"agent7\0").unwrap(),
+            Some(&42u64.to_be_bytes()[..])
+        );
+        let listed = sws::list(&store, &txn).unwrap();
+        assert_eq!(
+            listed,
+            vec![(id, state)],
+            "records are not taken for SWS states"
+        );
+    }
+}
