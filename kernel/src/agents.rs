@@ -436,15 +436,18 @@ pub fn execute_batch(repo: &Repository, batch: Vec<Verified>) -> Vec<Response> {
     if let Err(error) = store.settle() {
         tracing::warn!(%error, "could not settle the mount's buffered writes");
     }
-    let outcome = store.operation("plane.batch", |op| {
-        Ok(batch
-            .iter()
-            .map(|verified| {
-                op.savepoint(|child| deliver_in(repo, child, verified))
-                    .unwrap_or_else(error_response)
-            })
-            .collect::<Vec<_>>())
-    });
+    let outcome = match batch.as_slice() {
+        [only] => deliver_alone(repo, only),
+        _ => store.operation("plane.batch", |op| {
+            Ok(batch
+                .iter()
+                .map(|verified| {
+                    op.savepoint(|child| deliver_in(repo, child, verified))
+                        .unwrap_or_else(error_response)
+                })
+                .collect::<Vec<_>>())
+        }),
+    };
     let responses = match outcome {
         Ok(responses) => responses,
         Err(error) => {
@@ -460,6 +463,20 @@ pub fn execute_batch(repo: &Repository, batch: Vec<Verified>) -> Vec<Response> {
         }
     }
     responses
+}
+
+/// A batch of one message, without the savepoint a batch gives each message (LMDB allocates a
+/// 2 MiB dirty-page list for every nested transaction): if the message is refused, nothing is
+/// committed at all, not even an empty transaction.
+fn deliver_alone(repo: &Repository, verified: &Verified) -> Result<Vec<Response>> {
+    let mut op = repo.store().begin()?;
+    match deliver_in(repo, &mut op, verified) {
+        Ok(response) => {
+            op.commit()?;
+            Ok(vec![response])
+        }
+        Err(error) => Ok(vec![error_response(error)]),
+    }
 }
 
 fn plane_error(code: &str, message: String) -> Error {
