@@ -79,7 +79,8 @@ impl SwsId {
     }
 }
 
-/// Record tag of the micro-history (`id || 'h' || seq`): appends stay at the SWS's end.
+/// Record tag of the micro-history (`id || 'h' || seq`, seq big-endian): records sort in
+/// order, and each new one goes right after the last.
 pub(crate) const HISTORY_TAG: u8 = b'h';
 /// Record tag of applied patch ids (`id || 'p' || patch id` → seq): what makes applying
 /// idempotent.
