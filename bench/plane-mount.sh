@@ -35,6 +35,6 @@ echo "### Agent to mount, end to end (\`bench/plane-mount.sh\`)"
 echo
 echo "A real \`jit up\` with its mount and plane; one agent pushes $edits one-file patches over Zenoh, each read back through \`<mount>/sws/<id>/\` until the new content shows."
 echo
-echo "| measure | value |"
-echo "|---|---|"
+echo "| measure | p50 / p99 | goal | ÷ goal |"
+echo "|---|---|---|---|"
 "$here/target/release/examples/mount_e2e" "$work/u/.jit" "$work/mnt" bench "$edits"

@@ -181,6 +181,57 @@ fn two_sws_never_see_each_others_edits_and_discard_leaves_the_dag_alone() {
 }
 
 #[test]
+fn every_sws_is_listed_past_its_records_and_discard_removes_all_of_them() {
+    let (_d, repo) = new_repo();
+    commit_files(&repo, &[("base.txt", "base\n")], "base");
+    let listed = |repo: &Repository| -> Vec<SwsId> {
+        let txn = repo.store().read().unwrap();
+        let mut ids: Vec<SwsId> = sws::list(repo.store(), &txn)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = listed(&repo);
+    // Each SWS gets records of every kind behind its state: history, patch ids, staged nodes.
+    let mut made: Vec<SwsId> = (0..5).map(|_| new_sws(&repo)).collect();
+    for (n, id) in made.iter().enumerate() {
+        for p in 0..3 {
+            let content = format!("sws {n} patch {p}\n");
+            let ops = vec![put(&format!("dir{p}/f{n}.txt"), &content)];
+            sws::apply_patch(repo.store(), *id, &patch(&format!("p{p}"), ops)).unwrap();
+        }
+    }
+    let mut expected: Vec<SwsId> = before.iter().chain(&made).copied().collect();
+    expected.sort();
+    assert_eq!(listed(&repo), expected);
+
+    let gone = made.remove(2);
+    let staged_tree = {
+        let txn = repo.store().read().unwrap();
+        sws::get(repo.store(), &txn, gone).unwrap().tree
+    };
+    sws::discard(repo.store(), gone).unwrap();
+    let mut expected: Vec<SwsId> = before.iter().chain(&made).copied().collect();
+    expected.sort();
+    assert_eq!(listed(&repo), expected);
+    let txn = repo.store().read().unwrap();
+    assert!(sws::history(repo.store(), &txn, gone).unwrap().is_empty());
+    assert_eq!(
+        SwsSource::new(repo.store(), &txn, gone)
+            .bytes(&staged_tree)
+            .unwrap(),
+        None,
+        "its staged nodes went with it"
+    );
+    for id in &made {
+        assert_eq!(sws::history(repo.store(), &txn, *id).unwrap().len(), 3);
+    }
+}
+
+#[test]
 fn sws_state_survives_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let id = {

@@ -83,14 +83,22 @@ async fn main() {
     acked.sort();
     readable.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "| agent `put` → acknowledged (durable), p50 / p99 over {edits} edits | {:.2} / {:.2} ms |",
-        ms(percentile(&acked, 0.5)),
-        ms(percentile(&acked, 0.99))
-    );
-    println!(
-        "| agent `put` → new content read through the mount, p50 / p99 | {:.2} / {:.2} ms |",
-        ms(percentile(&readable, 0.5)),
-        ms(percentile(&readable, 0.99))
-    );
+    for (label, times) in [
+        (
+            format!("agent `put` → acknowledged (durable), over {edits} edits"),
+            &acked,
+        ),
+        (
+            "agent `put` → new content read through the mount".to_owned(),
+            &readable,
+        ),
+    ] {
+        let (p50, p99) = (ms(percentile(times, 0.5)), ms(percentile(times, 0.99)));
+        // The message-plane issue's goals: p50 ≤ 1 ms, p99 ≤ 5 ms.
+        println!(
+            "| {label} | {p50:.2} / {p99:.2} ms | ≤ 1 / ≤ 5 ms | {:.2}× / {:.2}× |",
+            p50 / 1.0,
+            p99 / 5.0
+        );
+    }
 }
