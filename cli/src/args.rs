@@ -186,6 +186,18 @@ pub enum SyncCommand {
     },
     /// List the recorded replicas.
     List,
+    /// List the refs sync kept instead of moving ours (a divergent branch that did not merge
+    /// cleanly, a tag naming another target): all of them, or REMOTE's.
+    Kept {
+        /// Only the refs kept from this remote.
+        remote: Option<String>,
+    },
+    /// Delete a kept ref once its work is merged or no longer wanted, e.g. origin/heads/main
+    /// (or remotes/origin/heads/main).
+    Forget {
+        /// The kept ref: REMOTE/heads/BRANCH or REMOTE/tags/TAG.
+        name: String,
+    },
 }
 
 /// The verbs.

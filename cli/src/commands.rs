@@ -232,8 +232,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Prints either JSON or text.
-struct Output {
-    json: bool,
+/// How a verb prints: JSON for machines or text for people.
+pub(crate) struct Output {
+    /// One JSON value on stdout instead of text.
+    pub(crate) json: bool,
 }
 
 impl Output {
@@ -577,7 +579,8 @@ fn hex_string(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn list_refs(
+/// Lists the refs under `prefix` (names shown without it), marking `current`.
+pub(crate) fn list_refs(
     out: &Output,
     repo: &Repository,
     prefix: &str,
@@ -648,7 +651,7 @@ fn tag(
 
 /// Creates or deletes a branch or tag through the kernel: the daemon when one runs (so its
 /// mount and message plane see the change at once), else in this process.
-fn change_ref(
+pub(crate) fn change_ref(
     out: &Output,
     base: &Path,
     name: &RefName,

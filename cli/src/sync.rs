@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
+use jit_kernel::refs::{RefName, REMOTES};
 use jit_kernel::repo::InitOptions;
 use jit_kernel::sync::{self, PullReport, RefAction, SyncProgress};
 use jit_kernel::Repository;
@@ -14,6 +15,7 @@ use jit_plane::sync::ZenohRemote;
 use serde_json::json;
 
 use crate::args::SyncCommand;
+use crate::commands::{change_ref, list_refs, Output};
 
 /// Name a clone records its source under.
 const ORIGIN: &str = "origin";
@@ -204,13 +206,16 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
 
 /// `jit sync …`.
 pub fn run(base: &Path, command: SyncCommand, json: bool) -> Result<ExitCode> {
-    let repo = Repository::discover(base)?;
+    // Forgetting goes through the kernel (the daemon when one runs), so it must not hold the
+    // store open here.
+    let repo = || Repository::discover(base);
     match command {
         SyncCommand::Pull {
             remote,
             name,
             quiet,
         } => {
+            let repo = repo()?;
             let remote = remote.unwrap_or_else(|| ORIGIN.to_owned());
             let (name, endpoint) = match repo.config().remotes.get(&remote) {
                 Some(configured) => (remote.clone(), configured.endpoint.clone()),
@@ -221,7 +226,7 @@ pub fn run(base: &Path, command: SyncCommand, json: bool) -> Result<ExitCode> {
         }
         SyncCommand::Add { name, endpoint } => {
             let endpoint = endpoint_of(base, &endpoint)?;
-            repo.add_remote(&name, &endpoint)?;
+            repo()?.add_remote(&name, &endpoint)?;
             if json {
                 println!("{}", json!({ "remote": name, "endpoint": endpoint }));
             } else {
@@ -229,7 +234,21 @@ pub fn run(base: &Path, command: SyncCommand, json: bool) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        SyncCommand::Kept { remote } => {
+            let prefix = format!("{REMOTES}{}", remote.map(|r| r + "/").unwrap_or_default());
+            list_refs(&Output { json }, &repo()?, &prefix, None)
+        }
+        SyncCommand::Forget { name } => {
+            let full = if name.starts_with(REMOTES) {
+                name
+            } else {
+                format!("{REMOTES}{name}")
+            };
+            let kept = RefName::parse_full(&full)?;
+            change_ref(&Output { json }, base, &kept, None, true, false)
+        }
         SyncCommand::List => {
+            let repo = repo()?;
             if json {
                 println!("{}", serde_json::to_string(&repo.config().remotes)?);
             } else {

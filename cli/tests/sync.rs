@@ -125,6 +125,64 @@ fn two_daemons_on_loopback_clone_diverge_and_converge() {
     }
     assert_fsck_clean(&a);
     assert_fsck_clean(&b);
+
+    // Both change README's one line: the merge conflicts, so b's main stays and a's tip is
+    // kept under remotes/, listed by `sync kept` and dropped by `sync forget`.
+    for (dir, line) in [(&a, "a's line\n"), (&b, "b's line\n")] {
+        write_tree(
+            &work,
+            &[
+                ("README", line),
+                common_files[1],
+                ("a.txt", "from a\n"),
+                ("b.txt", "from b\n"),
+            ],
+        );
+        let imported = json(
+            dir,
+            &[
+                "import",
+                work.to_str().unwrap(),
+                "-m",
+                "readme",
+                "--branch",
+                "main",
+                "--author",
+                AUTHOR,
+                "--date",
+                DATE,
+            ],
+        );
+        assert!(imported.is_object(), "{imported}");
+    }
+    let tip_b = ok(&b, &["log", "-n", "1", "main"]);
+    let diverged = json(&b, &["sync", "pull"]);
+    assert_eq!(action_of(&diverged, "heads/main"), "diverged", "{diverged}");
+    assert_eq!(
+        ok(&b, &["log", "-n", "1", "main"]),
+        tip_b,
+        "a conflict moves nothing"
+    );
+    let kept = json(&b, &["sync", "kept"]);
+    assert_eq!(kept[0]["name"], "origin/heads/main", "{kept}");
+    assert_eq!(
+        json(&b, &["sync", "kept", "origin"])[0]["name"],
+        "heads/main"
+    );
+    assert_eq!(
+        json(&b, &["sync", "kept", "elsewhere"]),
+        serde_json::json!([])
+    );
+    assert!(ok(&b, &["cat", "remotes/origin/heads/main:README"]).contains("a's line"));
+    let forgotten = json(&b, &["sync", "forget", "origin/heads/main"]);
+    assert_eq!(
+        forgotten["deleted"], "remotes/origin/heads/main",
+        "{forgotten}"
+    );
+    assert_eq!(json(&b, &["sync", "kept"]), serde_json::json!([]));
+    let refused = fails(&b, &["sync", "forget", "origin/heads/main"]);
+    assert!(refused.contains("origin/heads/main"), "{refused}");
+    assert_fsck_clean(&b);
 }
 
 #[test]
