@@ -404,6 +404,13 @@ pub enum Command {
     },
     /// Check the store: replay the log and verify every node, ref and invariant.
     Fsck,
+    /// Wait until this universe's daemon serves: its mount and message plane are up and its
+    /// socket answers (for scripts that start `jit up &`). Fails after --timeout.
+    Wait {
+        /// Seconds to wait at most.
+        #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+        timeout: f64,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.

@@ -161,6 +161,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             force,
         } => tag(&out, &base, name, rev, delete, force),
         Command::Fsck => run_fsck(&out, &Repository::discover(&base)?),
+        Command::Wait { timeout } => crate::wait::until_served(&out, &base, timeout),
         Command::Completions { shell } => crate::generate::completions(shell),
         Command::Man { dir } => crate::generate::man_pages(&base.join(dir)),
         Command::Up {
@@ -239,7 +240,8 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    fn emit(&self, value: Value, text: impl FnOnce() -> String) -> Result<ExitCode> {
+    /// Prints `value` as JSON, or `text()` (unless empty) for people.
+    pub(crate) fn emit(&self, value: Value, text: impl FnOnce() -> String) -> Result<ExitCode> {
         if self.json {
             println!("{value}");
         } else {

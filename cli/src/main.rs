@@ -9,6 +9,7 @@ mod generate;
 mod ondisk;
 mod progress;
 mod sync;
+mod wait;
 mod work;
 
 use std::process::ExitCode;

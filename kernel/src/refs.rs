@@ -349,7 +349,8 @@ pub fn set(
         from: current,
         to: *target,
     })?;
-    op.put_ref(name.full(), target)
+    op.put_ref(name.full(), target)?;
+    crate::sws::follow_branch(op, name, target)
 }
 
 /// `ref.delete`: removes a branch, or a tag when `force_tag` is given.

@@ -316,6 +316,27 @@ pub(crate) fn working_in(op: &mut Op<'_>, branch: &RefName, owner: &str) -> Resu
     Ok(id)
 }
 
+/// Keeps a branch's working SWS on the branch when the branch moves by other means (a reset,
+/// another SWS's or an agent's commit, a sync): one without patches or conflicts holds nothing
+/// of its own, so it is re-anchored on the new tip and the mount's `head/` shows the tip, as a
+/// clean worktree follows `git reset`. One with work stays where it is and merges when
+/// committed; so does one an on-disk checkout shows, whose files still hold the old tree.
+pub(crate) fn follow_branch(op: &mut Op<'_>, branch: &RefName, tip: &NodeId) -> Result<()> {
+    let Some(id) = working_id(op.store(), op.txn(), branch)? else {
+        return Ok(());
+    };
+    let mut state = get(op.store(), op.txn(), id)?;
+    if state.patches > 0 || !state.conflicts.is_empty() || state.base == *tip {
+        return Ok(());
+    }
+    if crate::checkout::shows(op.store(), op.txn(), id)? {
+        return Ok(());
+    }
+    state.tree = tree::tree_of(&Dag::new(op.store(), op.txn()), tip)?;
+    state.base = *tip;
+    put_state(op, id, &state)
+}
+
 /// The working SWS of `branch` if it has one now (never creates it: safe where writing is not).
 pub fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Option<SwsId>> {
     let Some(raw) = store.working.get(txn, branch.full())? else {

@@ -146,24 +146,7 @@ impl Daemon {
     /// Starts the daemon mounting at `mnt` (with the message plane if `plane`) and waits for its
     /// banner.
     pub fn start(universe: &Universe, mnt: &Path, plane: bool) -> Daemon {
-        let mut command = Command::new(jit_bin());
-        command.arg("up");
-        if !plane {
-            command.arg("--no-plane");
-        }
-        let child = command
-            .arg("--mount")
-            .arg(mnt)
-            .current_dir(&universe.repo)
-            .env("USER", "tester")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start jit up");
-        let mut daemon = Daemon {
-            child: Some(child),
-            mnt: mnt.to_path_buf(),
-        };
+        let mut daemon = Daemon::spawn(universe, mnt, plane, Stdio::piped());
         let mut banner = String::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         let stdout = daemon
@@ -184,6 +167,29 @@ impl Daemon {
             "banner does not name the mount: {banner}"
         );
         daemon
+    }
+
+    /// Starts `jit up` mounting at `mnt` without waiting for it to be ready (the caller finds
+    /// out some other way, e.g. `jit wait`); its stdout goes to `stdout`.
+    pub fn spawn(universe: &Universe, mnt: &Path, plane: bool, stdout: Stdio) -> Daemon {
+        let mut command = Command::new(jit_bin());
+        command.arg("up");
+        if !plane {
+            command.arg("--no-plane");
+        }
+        let child = command
+            .arg("--mount")
+            .arg(mnt)
+            .current_dir(&universe.repo)
+            .env("USER", "tester")
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start jit up");
+        Daemon {
+            child: Some(child),
+            mnt: mnt.to_path_buf(),
+        }
     }
 
     /// A path inside the mount.

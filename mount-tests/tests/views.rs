@@ -260,3 +260,29 @@ fn an_agent_on_the_message_plane_sees_its_work_in_the_mount() {
         "the committed SWS is retired from sws/"
     );
 }
+
+#[test]
+fn jit_wait_returns_once_the_mount_and_the_socket_serve() {
+    if !fuse_ready("jit_wait_returns_once_the_mount_and_the_socket_serve") {
+        return;
+    }
+    let universe = Universe::with_files(&[("README", "hello\n")]);
+    let refused = universe.jit(&["wait", "--timeout", "0.3"]);
+    assert!(!refused.status.success(), "no daemon runs yet");
+    assert!(
+        text(&refused.stderr).contains("no daemon served"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let mnt = universe.dir.path().join("mnt");
+    let daemon = Daemon::spawn(&universe, &mnt, true, std::process::Stdio::null());
+    let ready = universe.json(&["wait", "--timeout", "30"]);
+    assert_eq!(ready["ready"], true, "{ready}");
+    // No banner read, no sleep: once `jit wait` returns, the mount serves.
+    assert!(is_mounted(&daemon.mnt));
+    assert_eq!(
+        std::fs::read_to_string(daemon.path("head/README")).expect("head/README"),
+        "hello\n"
+    );
+}
