@@ -582,7 +582,7 @@ fn hex_string(data: &[u8]) -> String {
 }
 
 /// Lists the refs under `prefix` (names shown without it), marking `current`.
-pub(crate) fn list_refs(
+fn list_refs(
     out: &Output,
     repo: &Repository,
     prefix: &str,

@@ -15,7 +15,7 @@ use jit_plane::sync::ZenohRemote;
 use serde_json::json;
 
 use crate::args::SyncCommand;
-use crate::commands::{change_ref, list_refs, Output};
+use crate::commands::{change_ref, Output};
 
 /// Name a clone records its source under.
 const ORIGIN: &str = "origin";
@@ -235,8 +235,29 @@ pub fn run(base: &Path, command: SyncCommand, json: bool) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SyncCommand::Kept { remote } => {
-            let prefix = format!("{REMOTES}{}", remote.map(|r| r + "/").unwrap_or_default());
-            list_refs(&Output { json }, &repo()?, &prefix, None)
+            // Names as `jit sync forget` takes them: PEER/heads/B, PEER/tags/T.
+            let repo = repo()?;
+            let txn = repo.store().read()?;
+            let peer = remote.map(|r| format!("{REMOTES}{r}/")).unwrap_or_default();
+            let kept: Vec<(String, String)> = repo
+                .store()
+                .refs_with_prefix(&txn, REMOTES)?
+                .into_iter()
+                .filter(|(name, _)| name.starts_with(&peer))
+                .map(|(name, target)| (name[REMOTES.len()..].to_owned(), target.to_hex()))
+                .collect();
+            if json {
+                let rows: Vec<_> = kept
+                    .iter()
+                    .map(|(name, target)| json!({ "name": name, "target": target }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for (name, target) in &kept {
+                    println!("{name} {}", &target[..12]);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         SyncCommand::Forget { name } => {
             let full = if name.starts_with(REMOTES) {

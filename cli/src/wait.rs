@@ -21,7 +21,9 @@ const RETRY: Duration = Duration::from_millis(20);
 /// Waits until the daemon of the universe containing `base` answers, at most `timeout` seconds.
 pub fn until_served(out: &Output, base: &Path, timeout: f64) -> Result<ExitCode> {
     let limit = Duration::try_from_secs_f64(timeout)
-        .with_context(|| format!("--timeout {timeout} is not a number of seconds"))?;
+        .ok()
+        .filter(|limit| Instant::now().checked_add(*limit).is_some())
+        .with_context(|| format!("--timeout {timeout} is not a usable number of seconds"))?;
     let socket = Repository::discover(base)?.jit_dir().join(SOCKET);
     let started = Instant::now();
     let info = answered(socket.clone(), limit).with_context(|| {
@@ -43,7 +45,9 @@ pub fn until_served(out: &Output, base: &Path, timeout: f64) -> Result<ExitCode>
 /// own thread, so a daemon that bound its socket but never answers cannot hang the caller (the
 /// thread ends with the process).
 fn answered(socket: PathBuf, limit: Duration) -> Result<Value> {
-    let deadline = Instant::now() + limit;
+    let deadline = Instant::now()
+        .checked_add(limit)
+        .context("the timeout is too long")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let result = loop {

@@ -175,19 +175,6 @@ pub fn sws_of(store: &Store, txn: &ReadTxn<'_>, state: &CheckoutState) -> Result
     sws::working_id(store, txn, &branch)
 }
 
-/// Whether an on-disk checkout's edits go to SWS `id` (its files on disk then hold that SWS's
-/// tree as the checkout last wrote it).
-pub(crate) fn shows(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<bool> {
-    for entry in store.checkouts.iter(txn)? {
-        let (_, raw) = entry?;
-        let state: CheckoutState = cbor::from_canonical_bytes(raw)?;
-        if sws_of(store, txn, &state)? == Some(id) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 fn resolve_sws(op: &mut Op<'_>, state: &CheckoutState, owner: &str) -> Result<SwsId> {
     if let Some(id) = sws_of(op.store(), op.txn(), state)? {
         return Ok(id);

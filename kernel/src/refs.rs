@@ -349,8 +349,7 @@ pub fn set(
         from: current,
         to: *target,
     })?;
-    op.put_ref(name.full(), target)?;
-    crate::sws::follow_branch(op, name, target)
+    op.put_ref(name.full(), target)
 }
 
 /// `ref.delete`: removes a branch, or a tag when `force_tag` is given.

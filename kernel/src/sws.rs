@@ -211,23 +211,27 @@ pub fn get(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<SwsState> {
 /// Every live SWS, by id. Seeks from one SWS's state to the next, past its records.
 pub fn list(store: &Store, txn: &ReadTxn<'_>) -> Result<Vec<(SwsId, SwsState)>> {
     let mut out = Vec::new();
-    let mut from = Some(SwsId([0; 16]));
-    while let Some(start) = from {
-        let bounds = (Bound::Included(&start.0[..]), Bound::Unbounded);
+    let mut start: Bound<Vec<u8>> = Bound::Unbounded;
+    loop {
+        let bounds = (start.as_ref().map(Vec::as_slice), Bound::Unbounded);
         let Some(entry) = store.sws.range(txn, &bounds)?.next() else {
             break;
         };
         let (key, raw) = entry?;
         let Some(id) = key.get(..16).and_then(|id| <[u8; 16]>::try_from(id).ok()) else {
-            return Err(Error::InvalidInput(
-                "an SWS key is shorter than an id".into(),
-            ));
+            // Only a damaged store holds one; the SWS after it still list.
+            tracing::warn!(key = %hex::encode(key), "skipping an SWS key shorter than an id");
+            start = Bound::Excluded(key.to_vec());
+            continue;
         };
         let id = SwsId(id);
         if key.len() == id.0.len() {
             out.push((id, cbor::from_canonical_bytes(raw)?));
         }
-        from = id.successor();
+        match id.successor() {
+            Some(next) => start = Bound::Included(next.0.to_vec()),
+            None => break,
+        }
     }
     Ok(out)
 }
@@ -314,27 +318,6 @@ pub(crate) fn working_in(op: &mut Op<'_>, branch: &RefName, owner: &str) -> Resu
     let store = op.store();
     store.working.put(op.wtxn(), branch.full(), &id.0)?;
     Ok(id)
-}
-
-/// Keeps a branch's working SWS on the branch when the branch moves by other means (a reset,
-/// another SWS's or an agent's commit, a sync): one without patches or conflicts holds nothing
-/// of its own, so it is re-anchored on the new tip and the mount's `head/` shows the tip, as a
-/// clean worktree follows `git reset`. One with work stays where it is and merges when
-/// committed; so does one an on-disk checkout shows, whose files still hold the old tree.
-pub(crate) fn follow_branch(op: &mut Op<'_>, branch: &RefName, tip: &NodeId) -> Result<()> {
-    let Some(id) = working_id(op.store(), op.txn(), branch)? else {
-        return Ok(());
-    };
-    let mut state = get(op.store(), op.txn(), id)?;
-    if state.patches > 0 || !state.conflicts.is_empty() || state.base == *tip {
-        return Ok(());
-    }
-    if crate::checkout::shows(op.store(), op.txn(), id)? {
-        return Ok(());
-    }
-    state.tree = tree::tree_of(&Dag::new(op.store(), op.txn()), tip)?;
-    state.base = *tip;
-    put_state(op, id, &state)
 }
 
 /// The working SWS of `branch` if it has one now (never creates it: safe where writing is not).

@@ -232,37 +232,6 @@ fn every_sws_is_listed_past_its_records_and_discard_removes_all_of_them() {
 }
 
 #[test]
-fn a_clean_working_sws_follows_its_branch_and_one_with_work_stays() {
-    let (_d, repo) = new_repo();
-    commit_files(&repo, &[("hello.txt", "one\n")], "base");
-    let working = sws::working(repo.store(), &main_branch(), "t").unwrap();
-    let state_of = |id| {
-        let txn = repo.store().read().unwrap();
-        sws::get(repo.store(), &txn, id).unwrap()
-    };
-    let old_base = state_of(working).base;
-
-    // Another SWS commits: the untouched working SWS now stands on the new tip.
-    let tip = commit_files(&repo, &[("hello.txt", "two\n")], "elsewhere");
-    assert_eq!(state_of(working).base, tip);
-    assert_ne!(tip, old_base);
-    assert_eq!(sws_files(&repo, working), tip_files(&repo));
-    assert_eq!(state_of(working).patches, 0);
-
-    // With a patch of its own it keeps its base (and merges at commit).
-    sws::apply_patch(
-        repo.store(),
-        working,
-        &patch("mine", vec![put("mine.txt", "mine\n")]),
-    )
-    .unwrap();
-    commit_files(&repo, &[("hello.txt", "three\n")], "again");
-    assert_eq!(state_of(working).base, tip, "work in progress is not moved");
-    assert_eq!(sws_files(&repo, working)["hello.txt"], "two\n");
-    assert!(fsck(repo.store()).unwrap().is_clean());
-}
-
-#[test]
 fn sws_state_survives_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let id = {

@@ -20,14 +20,14 @@ struct Legacy {
     name: &'static str,
     /// The table its records move to.
     target: fn(&Store) -> Database<Bytes, Bytes>,
-    /// The record's key in the new table, from its old key.
-    key: fn(&[u8]) -> Vec<u8>,
+    /// The record's key in the new table, from its old key; `None` for a malformed key.
+    key: fn(&[u8]) -> Option<Vec<u8>>,
 }
 
-/// An old SWS record key (`id || rest`) with a record tag after the id.
-fn tagged(tag: u8, old: &[u8]) -> Vec<u8> {
-    let split = old.len().min(16);
-    [&old[..split], &[tag], &old[split..]].concat()
+/// An old SWS record key (`id || rest`) with a record tag after the id; `None` when the key is
+/// too short to hold an id.
+fn tagged(tag: u8, old: &[u8]) -> Option<Vec<u8>> {
+    (old.len() > 16).then(|| [&old[..16], &[tag], &old[16..]].concat())
 }
 
 const LEGACY: [Legacy; 4] = [
@@ -49,7 +49,7 @@ const LEGACY: [Legacy; 4] = [
     Legacy {
         name: "agent_clock",
         target: |store| store.agent_msgs,
-        key: |old| [old, &[0]].concat(),
+        key: |old| Some([old, &[0]].concat()),
     },
 ];
 
@@ -91,16 +91,35 @@ fn move_table(
     let Some(table) = env.open_database::<Bytes, Bytes>(wtxn, Some(legacy.name))? else {
         return Ok(0);
     };
-    let records: Vec<(Vec<u8>, Vec<u8>)> = table
+    let records: Vec<(Option<Vec<u8>>, Vec<u8>)> = table
         .iter(wtxn)?
         .map(|entry| entry.map(|(key, value)| ((legacy.key)(key), value.to_vec())))
         .collect::<std::result::Result<_, _>>()?;
     let target = (legacy.target)(store);
+    let mut moved = 0;
     for (key, value) in &records {
-        target.put(wtxn, key, value)?;
+        let Some(key) = key else {
+            tracing::warn!(
+                table = legacy.name,
+                "dropping a record whose key holds no SWS id"
+            );
+            continue;
+        };
+        // A record the new layout already holds (written by this version meanwhile) wins, but
+        // a clock never goes back: the later of two sender timestamps stays.
+        let keep = match target.get(wtxn, key)? {
+            None => value.as_slice(),
+            Some(present) if legacy.name == "agent_clock" && present < value.as_slice() => {
+                value.as_slice()
+            }
+            Some(_) => continue,
+        };
+        let keep = keep.to_vec();
+        target.put(wtxn, key, &keep)?;
+        moved += 1;
     }
     table.clear(wtxn)?;
-    Ok(records.len() as u64)
+    Ok(moved)
 }
 
 #[cfg(test)]
@@ -146,6 +165,11 @@ mod tests {
         clock
             .put(&mut wtxn, b"agent7", &42u64.to_be_bytes())
             .unwrap();
+        clock
+            .put(&mut wtxn, b"agent8", &9u64.to_be_bytes())
+            .unwrap();
+        // A damaged key, too short to hold an SWS id: dropped, not moved.
+        staged.put(&mut wtxn, b"short", b"junk").unwrap();
         wtxn.commit().unwrap();
     }
 
@@ -169,6 +193,13 @@ mod tests {
             let mut wtxn = store.env.write_txn().unwrap();
             let bytes = crate::cbor::to_canonical_bytes(&state).unwrap();
             store.sws.put(&mut wtxn, &id.0, &bytes).unwrap();
+            // A damaged short key before the SWS: list() skips it and still finds the SWS.
+            store.sws.put(&mut wtxn, b"\x01bad", b"junk").unwrap();
+            // agent7 already has a later clock in the new layout: it must not go back.
+            store
+                .agent_msgs
+                .put(&mut wtxn, b"agent7\0", &50u64.to_be_bytes())
+                .unwrap();
             wtxn.commit().unwrap();
         }
         write_legacy(&store, id, &node);
@@ -206,7 +237,12 @@ mod tests {
         );
         assert_eq!(
             store.agent_msgs.get(&txn, b"agent7\0").unwrap(),
-            Some(&42u64.to_be_bytes()[..])
+            Some(&50u64.to_be_bytes()[..]),
+            "a clock never goes back"
+        );
+        assert_eq!(
+            store.agent_msgs.get(&txn, b"agent8\0").unwrap(),
+            Some(&9u64.to_be_bytes()[..])
         );
         let listed = sws::list(&store, &txn).unwrap();
         assert_eq!(
