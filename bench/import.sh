@@ -10,14 +10,10 @@ set -euo pipefail
 
 runs=${1:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
-jit=${JIT_BIN:-$here/target/release/jit}
-data=${JIT_BENCH_DIR:-/var/tmp/jit-bench}
-mkdir -p "$data"
-
 . "$here/bench/common.sh"
+
 need /usr/bin/time time
 need bc bc
-[ -x "$jit" ] || (cd "$here" && cargo build --release -p jit-cli >&2)
 
 prepare_linux
 big="$data/onegig"

@@ -7,8 +7,7 @@
 set -euo pipefail
 edits=${1:-1000}
 here=$(cd "$(dirname "$0")/.." && pwd)
-jit=${JIT_BIN:-$here/target/release/jit}
-[ -x "$jit" ] || (cd "$here" && cargo build --release -p jit-cli >&2)
+. "$here/bench/common.sh"
 (cd "$here" && cargo build --release -q -p jit-plane --example mount_e2e >&2)
 export JIT_AUTHOR="bench <b@x>" JIT_DATE="@1700000000"
 
@@ -37,4 +36,4 @@ echo "A real \`jit up\` with its mount and plane; one agent pushes $edits one-fi
 echo
 echo "| measure | p50 / p99 | goal | ÷ goal |"
 echo "|---|---|---|---|"
-"$here/target/release/examples/mount_e2e" "$work/u/.jit" "$work/mnt" bench "$edits"
+"$target/release/examples/mount_e2e" "$work/u/.jit" "$work/mnt" bench "$edits"

@@ -9,11 +9,8 @@ set -euo pipefail
 
 runs=${1:-30}
 here=$(cd "$(dirname "$0")/.." && pwd)
-jit=${JIT_BIN:-$here/target/release/jit}
-data=${JIT_BENCH_DIR:-/var/tmp/jit-bench}
-linux="$data/linux-source-6.1"
+. "$here/bench/common.sh"
 command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
-[ -x "$jit" ] || (cd "$here" && cargo build --release -p jit-cli >&2)
 [ -d "$linux" ] || { echo "run bench/import.sh first (it prepares $linux)" >&2; exit 1; }
 
 export JIT_AUTHOR="bench <b@x>" JIT_DATE="@1700000000"

@@ -11,13 +11,9 @@ set -euo pipefail
 
 runs=${1:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
-jit=${JIT_BIN:-$here/target/release/jit}
-data=${JIT_BENCH_DIR:-/var/tmp/jit-bench}
-mkdir -p "$data"
 . "$here/bench/common.sh"
 need bc bc
 need python3 python3
-[ -x "$jit" ] || (cd "$here" && cargo build --release -p jit-cli >&2)
 prepare_linux
 
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@x GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@x

@@ -11,12 +11,8 @@ set -euo pipefail
 runs=${1:-20}
 edits=${2:-1000}
 here=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$here/target}
-jit=${JIT_BIN:-$target/release/jit}
-data=${JIT_BENCH_DIR:-/var/tmp/jit-bench}
-linux="$data/linux-source-6.1"
+. "$here/bench/common.sh"
 command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
-[ -x "$jit" ] || (cd "$here" && cargo build --release -p jit-cli >&2)
 (cd "$here" && cargo build --release -q -p jit-watcher --example latency >&2)
 latency="$target/release/examples/latency"
 [ -d "$linux" ] || { echo "run bench/import.sh first (it prepares $linux)" >&2; exit 1; }

@@ -138,21 +138,7 @@ fn two_daemons_on_loopback_clone_diverge_and_converge() {
                 ("b.txt", "from b\n"),
             ],
         );
-        let imported = json(
-            dir,
-            &[
-                "import",
-                work.to_str().unwrap(),
-                "-m",
-                "readme",
-                "--branch",
-                "main",
-                "--author",
-                AUTHOR,
-                "--date",
-                DATE,
-            ],
-        );
+        let imported = import_with(dir, &work, "readme", &["--branch", "main"]);
         assert!(imported.is_object(), "{imported}");
     }
     let tip_b = ok(&b, &["log", "-n", "1", "main"]);

@@ -61,19 +61,17 @@ pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
 
 /// Imports `tree` into the repository at `repo` with fixed declared inputs.
 pub fn import(repo: &Path, tree: &Path, message: &str) -> serde_json::Value {
-    json(
-        repo,
-        &[
-            "import",
-            tree.to_str().unwrap(),
-            "-m",
-            message,
-            "--author",
-            AUTHOR,
-            "--date",
-            DATE,
-        ],
-    )
+    import_with(repo, tree, message, &[])
+}
+
+/// [`import`] with extra `jit import` arguments (e.g. `--branch main`).
+pub fn import_with(repo: &Path, tree: &Path, message: &str, extra: &[&str]) -> serde_json::Value {
+    let tree = tree.to_str().unwrap();
+    let mut args = vec![
+        "import", tree, "-m", message, "--author", AUTHOR, "--date", DATE,
+    ];
+    args.extend_from_slice(extra);
+    json(repo, &args)
 }
 
 /// A running `jit up --no-mount`, killed (SIGKILL) when dropped, also on panic.
