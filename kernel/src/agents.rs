@@ -10,7 +10,8 @@
 //!   owner or a delegate; creating an SWS and committing to a branch are permissions), rejects
 //!   replays (a reused `msg_id` with other content, or a `ts` not above the sender's last), and
 //!   runs the write in one transaction together with the record of its `msg_id` and answer — so a
-//!   retried message is answered with the original result and never applied twice.
+//!   retried message is answered with the original result and never applied twice. Answers are
+//!   kept for each sender's last [`WINDOW`] messages; anything older is refused by its `ts`.
 //!   Every refusal is an error answer plus an audit record, with no partial effect.
 
 use ciborium::value::Value;
@@ -247,33 +248,41 @@ pub fn verify_all(
     store: &Store,
     messages: &[(&str, &[u8])],
 ) -> Vec<std::result::Result<Verified, Response>> {
+    let verdicts = check_all(store, messages);
+    for (verdict, (key, _)) in verdicts.iter().zip(messages) {
+        if let Err(response) = verdict {
+            audit(store, key, response);
+        }
+    }
+    verdicts
+}
+
+/// [`verify_all`] without the audit records, for a caller inside an operation of its own.
+fn check_all(
+    store: &Store,
+    messages: &[(&str, &[u8])],
+) -> Vec<std::result::Result<Verified, Response>> {
     let mut verdicts: Vec<_> = messages
         .iter()
         .map(|(key, bytes)| prepare(store, key, bytes))
         .collect();
     let signed: Vec<&Prepared> = verdicts.iter().filter_map(|v| v.as_ref().ok()).collect();
-    if signed.is_empty() || signatures_hold(&signed) {
-        return verdicts
-            .into_iter()
-            .map(|verdict| verdict.map(Prepared::accept))
-            .collect();
-    }
-    for (verdict, (key, _)) in verdicts.iter_mut().zip(messages) {
-        let forged = match verdict {
-            Ok(prepared) => !signatures_hold(&[prepared]),
-            Err(_) => false,
-        };
-        if forged {
-            let sender = verdict
-                .as_ref()
-                .map(|p| p.verified.envelope.sender.clone())
-                .unwrap_or_default();
-            let response = refuse(
-                "bad_signature",
-                format!("the signature does not verify for {sender:?}"),
-            );
-            audit(store, key, &response);
-            *verdict = Err(response);
+    if !signed.is_empty() && !signatures_hold(&signed) {
+        for verdict in verdicts.iter_mut() {
+            let forged = match verdict {
+                Ok(prepared) => !signatures_hold(&[prepared]),
+                Err(_) => false,
+            };
+            if forged {
+                let sender = verdict
+                    .as_ref()
+                    .map(|p| p.verified.envelope.sender.clone())
+                    .unwrap_or_default();
+                *verdict = Err(refuse(
+                    "bad_signature",
+                    format!("the signature does not verify for {sender:?}"),
+                ));
+            }
         }
     }
     verdicts
@@ -306,49 +315,41 @@ fn signatures_hold(batch: &[&Prepared]) -> bool {
 
 /// Size, shape and sender; the signature's parts parsed but not yet checked.
 fn prepare(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Prepared, Response> {
-    let refused = |code: &str, message: String| {
-        let response = refuse(code, message);
-        audit(store, key, &response);
-        response
-    };
     if bytes.len() > MAX_MESSAGE {
-        return Err(refused(
+        return Err(refuse(
             "too_large",
             format!("message of {} bytes exceeds {MAX_MESSAGE}", bytes.len()),
         ));
     }
     let Some(target) = target(key) else {
-        return Err(refused("unknown_topic", format!("no operation on {key:?}")));
+        return Err(refuse("unknown_topic", format!("no operation on {key:?}")));
     };
     let envelope = Envelope::decode(bytes)
-        .map_err(|e| refused("malformed", format!("not a canonical envelope: {e}")))?;
+        .map_err(|e| refuse("malformed", format!("not a canonical envelope: {e}")))?;
     if envelope.msg_id.is_empty() || envelope.msg_id.len() > MAX_MSG_ID {
-        return Err(refused("malformed", "msg_id must be 1-128 bytes".into()));
+        return Err(refuse("malformed", "msg_id must be 1-128 bytes"));
     }
     if envelope.sig.is_empty() {
-        return Err(refused(
-            "unsigned",
-            "the envelope carries no signature".into(),
-        ));
+        return Err(refuse("unsigned", "the envelope carries no signature"));
     }
     let agent = match get(store, &envelope.sender) {
         Ok(Some(agent)) => agent,
         Ok(None) => {
-            return Err(refused(
+            return Err(refuse(
                 "unknown_agent",
                 format!("no agent named {:?}", envelope.sender),
             ))
         }
-        Err(e) => return Err(refused("internal", e.to_string())),
+        Err(e) => return Err(refuse("internal", e.to_string())),
     };
     let signed = envelope
         .signing_bytes(key)
-        .map_err(|e| refused("malformed", e.to_string()))?;
+        .map_err(|e| refuse("malformed", e.to_string()))?;
     let parts = VerifyingKey::try_from(agent.public_key.as_slice())
         .ok()
         .zip(Signature::from_slice(&envelope.sig).ok());
     let Some((public, sig)) = parts else {
-        return Err(refused(
+        return Err(refuse(
             "bad_signature",
             format!("the signature does not verify for {:?}", envelope.sender),
         ));
@@ -368,17 +369,37 @@ fn prepare(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Prepar
 
 /// Writes an audit record for a refused message (best effort: the answer goes out regardless).
 pub fn audit(store: &Store, key: &str, response: &Response) {
-    if let Response::Err(body) = response {
-        let error = Error::Remote {
-            code: body.code.clone(),
-            message: format!("{key}: {}", body.message),
-            details: None,
-        };
-        if let Err(e) = store.audit("plane.message", &error) {
+    if let Some(error) = refusal(key, response) {
+        if let Err(e) = store.audit(AUDIT_ACTION, &error) {
             tracing::warn!(%e, "could not audit a refused message");
         }
     }
 }
+
+/// The action audit records of refused messages name.
+const AUDIT_ACTION: &str = "plane.message";
+
+/// The error an audit record keeps for a refusal answer; `None` for an answer that is not one
+/// (success, or a merge conflict — an outcome the SWS shows, not a refusal).
+fn refusal(key: &str, response: &Response) -> Option<Error> {
+    match response {
+        Response::Err(body) if body.code != "merge_conflict" => Some(Error::Remote {
+            code: body.code.clone(),
+            message: format!("{key}: {}", body.message),
+            details: None,
+        }),
+        _ => None,
+    }
+}
+
+/// How many of a sender's latest delivered messages keep their answers for retries. A retry of
+/// an older message is refused as `stale` (its `ts` is below the sender's clock), so a client
+/// must keep fewer messages than this unanswered; the Rust library keeps at most a quarter.
+pub const WINDOW: u64 = 4096;
+
+/// Every this many deliveries of a sender, the answers that fell out of its window are dropped:
+/// a sender's window holds at most `WINDOW + TRIM_EVERY` answers.
+const TRIM_EVERY: u64 = 1024;
 
 /// A remembered answer to one message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -387,6 +408,10 @@ struct Delivered {
     digest: Vec<u8>,
     #[serde(with = "serde_bytes")]
     response: Vec<u8>,
+    /// The message's place among its sender's deliveries (1, 2, …); 0 in records written before
+    /// windows were trimmed, which the first trim drops.
+    #[serde(default)]
+    n: u64,
 }
 
 /// Key of a delivered message's record in the sender's window: `sender || 0 || msg_id`.
@@ -394,10 +419,73 @@ fn window_key(sender: &str, msg_id: &str) -> Vec<u8> {
     [sender.as_bytes(), &[0], msg_id.as_bytes()].concat()
 }
 
-/// Key of the sender's last delivered `ts`: the window slot of the empty msg id, which no
-/// message can use. Kept in the window's table so a delivery writes one table, not two.
-fn clock_key(sender: &str) -> Vec<u8> {
-    window_key(sender, "")
+/// Key of the sender's [`Clock`]: `sender || 1`, right after the sender's window records. A
+/// sender whose `msg_id`s grow with its `ts` (the Rust library's do) writes its newest window
+/// record next to its clock, so a delivery usually dirties one leaf of the table, not two.
+pub(crate) fn clock_key(sender: &str) -> Vec<u8> {
+    [sender.as_bytes(), &[1]].concat()
+}
+
+/// Where a sender stands: its last delivered `ts` and how many of its messages were delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Clock {
+    /// The last delivered message's `ts`.
+    pub(crate) ts: u64,
+    /// How many messages of the sender were delivered.
+    pub(crate) delivered: u64,
+}
+
+impl Clock {
+    /// Reads a stored clock: `ts || delivered` (big-endian), or `ts` alone as earlier versions
+    /// stored it; `None` for anything else.
+    pub(crate) fn decode(raw: &[u8]) -> Option<Clock> {
+        let word = |at: usize| {
+            raw.get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+        };
+        match raw.len() {
+            8 => Some(Clock {
+                ts: word(0)?,
+                delivered: 0,
+            }),
+            16 => Some(Clock {
+                ts: word(0)?,
+                delivered: word(8)?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The stored form.
+    pub(crate) fn encode(&self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&self.ts.to_be_bytes());
+        out[8..].copy_from_slice(&self.delivered.to_be_bytes());
+        out
+    }
+}
+
+/// Drops the sender's remembered answers with a place at or below `last_dropped`. Records that
+/// cannot be read are left alone (and reported): trimming must never fail a delivery.
+fn trim_window(op: &mut Op<'_>, sender: &str, last_dropped: u64) -> Result<u64> {
+    let store = op.store();
+    let prefix = window_key(sender, "");
+    let mut stale = Vec::new();
+    for entry in store.agent_msgs.prefix_iter(op.txn(), &prefix)? {
+        let (key, raw) = entry?;
+        match cbor::from_canonical_bytes::<Delivered>(raw) {
+            Ok(record) if record.n <= last_dropped => stale.push(key.to_vec()),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, sender, "an unreadable window record is kept");
+            }
+        }
+    }
+    for key in &stale {
+        store.agent_msgs.delete(op.wtxn(), key)?;
+    }
+    Ok(stale.len() as u64)
 }
 
 fn key_of(target: &Target) -> String {
@@ -422,61 +510,52 @@ fn error_response(error: Error) -> Response {
     }
 }
 
-/// Runs a verified message against the kernel: exactly-once for writes.
-pub fn execute(repo: &Repository, verified: Verified) -> Response {
-    execute_batch(repo, vec![verified]).remove(0)
+/// Runs verified messages in order inside `op`, each in its own savepoint so a refused one
+/// leaves no trace but its audit record (written into `op`) and the others go on. The answers
+/// are only valid to send once `op`'s effects are durable: committed, or journaled
+/// ([`crate::journal`]) and committed later.
+pub fn deliver_into<'v>(
+    repo: &Repository,
+    op: &mut Op<'_>,
+    batch: impl IntoIterator<Item = &'v Verified>,
+) -> Vec<Response> {
+    batch
+        .into_iter()
+        .map(|verified| {
+            let response = op
+                .savepoint(|child| deliver_in(repo, child, verified))
+                .unwrap_or_else(error_response);
+            if let Some(error) = refusal(&key_of(&verified.target), &response) {
+                if let Err(e) = op.audit(AUDIT_ACTION, &error) {
+                    tracing::warn!(%e, "could not audit a refused message");
+                }
+            }
+            response
+        })
+        .collect()
 }
 
-/// Runs verified messages in order, all in one durable transaction (group commit): each in its
-/// own savepoint, so a refused one leaves no trace and the others still land. Answers come
-/// back in the same order; they are only valid to send once this returns (after the fsync).
-pub fn execute_batch(repo: &Repository, batch: Vec<Verified>) -> Vec<Response> {
-    let store = repo.store();
-    // Writes buffered by the mount land before the agents' patches and commits.
-    if let Err(error) = store.settle() {
-        tracing::warn!(%error, "could not settle the mount's buffered writes");
-    }
-    let outcome = match batch.as_slice() {
-        [only] => deliver_alone(repo, only),
-        _ => store.operation("plane.batch", |op| {
-            Ok(batch
-                .iter()
-                .map(|verified| {
-                    op.savepoint(|child| deliver_in(repo, child, verified))
-                        .unwrap_or_else(error_response)
-                })
-                .collect::<Vec<_>>())
-        }),
-    };
-    let responses = match outcome {
-        Ok(responses) => responses,
-        Err(error) => {
-            let response = error_response(error);
-            batch.iter().map(|_| response.clone()).collect()
-        }
-    };
-    for (verified, response) in batch.iter().zip(&responses) {
-        if let Response::Err(body) = response {
-            if body.code != "merge_conflict" {
-                audit(store, &key_of(&verified.target), response);
+/// Delivers journaled messages again inside `op` (after a crash, or after a transaction that
+/// held acknowledged messages failed to commit): each is verified and run as it was the first
+/// time. Those whose effect is already in the store are answered from the record of delivered
+/// ids and change nothing; the others take effect now, in their original order. Returns how
+/// many messages were replayed.
+pub fn replay_into(repo: &Repository, op: &mut Op<'_>, messages: &[(String, Vec<u8>)]) -> usize {
+    let refs: Vec<(&str, &[u8])> = messages
+        .iter()
+        .map(|(key, bytes)| (key.as_str(), bytes.as_slice()))
+        .collect();
+    let mut verified = Vec::with_capacity(refs.len());
+    for (verdict, (key, _)) in check_all(repo.store(), &refs).into_iter().zip(&refs) {
+        match verdict {
+            Ok(message) => verified.push(message),
+            Err(response) => {
+                tracing::warn!(key, ?response, "a journaled message no longer verifies")
             }
         }
     }
-    responses
-}
-
-/// A batch of one message, without the savepoint a batch gives each message (LMDB allocates a
-/// 2 MiB dirty-page list for every nested transaction): if the message is refused, nothing is
-/// committed at all, not even an empty transaction.
-fn deliver_alone(repo: &Repository, verified: &Verified) -> Result<Vec<Response>> {
-    let mut op = repo.store().begin()?;
-    match deliver_in(repo, &mut op, verified) {
-        Ok(response) => {
-            op.commit()?;
-            Ok(vec![response])
-        }
-        Err(error) => Ok(vec![error_response(error)]),
-    }
+    deliver_into(repo, op, &verified);
+    verified.len()
 }
 
 fn plane_error(code: &str, message: String) -> Error {
@@ -505,32 +584,39 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
             ),
         ));
     }
-    let clock = clock_key(&envelope.sender);
-    let last = store
+    let clock_slot = clock_key(&envelope.sender);
+    let clock = store
         .agent_msgs
-        .get(op.txn(), &clock)?
-        .and_then(|raw| <[u8; 8]>::try_from(raw).ok())
-        .map(u64::from_be_bytes);
-    if last.is_some_and(|last| envelope.ts <= last) {
+        .get(op.txn(), &clock_slot)?
+        .and_then(Clock::decode);
+    if let Some(last) = clock.filter(|clock| envelope.ts <= clock.ts) {
         return Err(plane_error(
             "stale",
             format!(
                 "ts {} is not after the sender's last ({})",
-                envelope.ts,
-                last.unwrap_or(0)
+                envelope.ts, last.ts
             ),
         ));
     }
     let response = run(repo, op, verified)?;
+    let n = clock.map_or(0, |clock| clock.delivered) + 1;
     let record = Delivered {
         digest: verified.digest.to_vec(),
         response: response.encode()?,
+        n,
     };
     let bytes = cbor::to_canonical_bytes(&record)?;
     store.agent_msgs.put(op.wtxn(), &slot, &bytes)?;
+    let clock = Clock {
+        ts: envelope.ts,
+        delivered: n,
+    };
     store
         .agent_msgs
-        .put(op.wtxn(), &clock, &envelope.ts.to_be_bytes())?;
+        .put(op.wtxn(), &clock_slot, &clock.encode())?;
+    if n % TRIM_EVERY == 0 && n > WINDOW {
+        trim_window(op, &envelope.sender, n - WINDOW)?;
+    }
     Ok(response)
 }
 
@@ -649,5 +735,134 @@ fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::PatchOp;
+    use crate::repo::InitOptions;
+
+    /// A signed message from `agent` with `ts` (its msg_id is `m<ts>`), as bytes for
+    /// [`verify_all`].
+    fn message(signing: &SigningKey, key: &str, ts: u64, payload: Value) -> Vec<u8> {
+        Envelope::signed(key, "agent", ts, format!("m{ts:08}"), payload, signing)
+            .and_then(|envelope| envelope.encode())
+            .expect("a signed envelope")
+    }
+
+    /// Verifies and delivers `batch` in one committed operation, as the plane does.
+    fn deliver(repo: &Repository, batch: &[(String, Vec<u8>)]) -> Vec<Response> {
+        let refs: Vec<(&str, &[u8])> = batch
+            .iter()
+            .map(|(key, bytes)| (key.as_str(), bytes.as_slice()))
+            .collect();
+        let verified = verify_all(repo.store(), &refs)
+            .into_iter()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .expect("every message verifies");
+        let mut op = repo.store().begin().expect("begin");
+        let responses = deliver_into(repo, &mut op, &verified);
+        op.commit().expect("commit");
+        responses
+    }
+
+    fn window_records(repo: &Repository) -> u64 {
+        let store = repo.store();
+        let txn = store.read().expect("read");
+        let count = store
+            .agent_msgs
+            .prefix_iter(&txn, &window_key("agent", ""))
+            .expect("iterate")
+            .count();
+        count as u64
+    }
+
+    #[test]
+    fn a_senders_window_is_trimmed_and_older_retries_are_refused_by_ts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(dir.path(), &InitOptions::default()).expect("init");
+        let signing = SigningKey::from_bytes(&[3; 32]);
+        register(
+            repo.store(),
+            "agent",
+            &signing.verifying_key(),
+            vec![CREATE_SWS.into()],
+        )
+        .expect("register");
+        let created = deliver(
+            &repo,
+            &[(
+                "jit/kernel/create".into(),
+                message(
+                    &signing,
+                    "jit/kernel/create",
+                    1,
+                    cbor::to_value(&CreateArgs {
+                        owner: "agent".into(),
+                        ..Default::default()
+                    })
+                    .expect("payload"),
+                ),
+            )],
+        );
+        let Response::Ok(Value::Map(answer)) = &created[0] else {
+            panic!("create refused: {created:?}");
+        };
+        let id = fields::as_text(fields::require(answer, "id").expect("id"), "id")
+            .expect("id text")
+            .to_owned();
+        let key = format!("jit/sws/{id}/patch");
+        let patch = |ts: u64| {
+            let patch = Patch {
+                id: format!("p{ts}"),
+                author: "agent".into(),
+                ts,
+                ops: vec![PatchOp::Put {
+                    path: format!("f{}.txt", ts % 8),
+                    content: ts.to_string().into_bytes(),
+                    executable: false,
+                }],
+            };
+            message(&signing, &key, ts, cbor::to_value(&patch).expect("payload"))
+        };
+
+        // 1 create + 5,199 patches = 5,200 deliveries. The one trim ran at delivery 5,120 (at
+        // 1,024 … 4,096 the window was not full yet) and dropped deliveries 1 … 1,024.
+        let last = WINDOW + TRIM_EVERY + 79;
+        let all: Vec<(String, Vec<u8>)> =
+            (2..=last + 1).map(|ts| (key.clone(), patch(ts))).collect();
+        for batch in all.chunks(256) {
+            for response in deliver(&repo, batch) {
+                assert!(matches!(response, Response::Ok(_)), "{response:?}");
+            }
+        }
+        let kept = window_records(&repo);
+        assert!(
+            (WINDOW..=WINDOW + TRIM_EVERY).contains(&kept),
+            "the window keeps between {WINDOW} and {} answers, not {kept}",
+            WINDOW + TRIM_EVERY
+        );
+        assert_eq!(kept, 5_200 - 1_024, "deliveries 1 … 1,024 were dropped");
+
+        let state = |repo: &Repository| {
+            let store = repo.store();
+            let txn = store.read().expect("read");
+            sws::get(store, &txn, id.parse().expect("sws id")).expect("state")
+        };
+        let before = state(&repo);
+        // A retry inside the window: the original answer, nothing applied again.
+        let recent = all.last().expect("messages").clone();
+        let again = deliver(&repo, &[recent]);
+        assert!(matches!(again[0], Response::Ok(_)), "{again:?}");
+        // A retry from before the window: refused by its ts, nothing applied.
+        let old = all[10].clone();
+        let refused = deliver(&repo, &[old]);
+        let Response::Err(body) = &refused[0] else {
+            panic!("an old retry was accepted: {refused:?}");
+        };
+        assert_eq!(body.code, "stale");
+        assert_eq!(state(&repo), before, "neither retry applied anything");
     }
 }

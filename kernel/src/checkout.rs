@@ -294,11 +294,9 @@ mod tests {
     fn record_applies_patch_and_index_together_and_refuses_stale_generations() {
         let dir = tempfile::tempdir().unwrap();
         let options = InitOptions {
-            branch: "main".into(),
             name: "test".into(),
             owner: "me".into(),
-            created: 0,
-            replica_of: None,
+            ..Default::default()
         };
         let repo = Repository::init(dir.path(), &options).unwrap();
         let store = repo.store();

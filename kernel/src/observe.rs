@@ -3,8 +3,14 @@
 //! seen yet (the mount's write-back) which whole-SWS operations must wait for.
 //!
 //! Notification is synchronous: [`Observer::committed`] runs in the thread that committed,
-//! right after the fsync and before that thread answers its client. So when an agent's patch is
-//! acknowledged, every cache that could show the old content has already been told.
+//! right after the fsync and before that thread answers its client. So when a write committed
+//! through the kernel is acknowledged, every cache that could show the old content has already
+//! been told.
+//!
+//! The message plane is the one writer that acknowledges before it commits: it makes agents'
+//! patches durable in its journal ([`crate::journal`]) and commits them within milliseconds. It
+//! is an observer too, and settling the store commits them: an operation that settles sees
+//! every acknowledged patch.
 
 use std::sync::{Arc, RwLock};
 

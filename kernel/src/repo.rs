@@ -73,7 +73,8 @@ impl Config {
     }
 }
 
-/// Options for [`Repository::init`].
+/// Options for [`Repository::init`]. The default: branch `main`, no name or owner, created at
+/// the epoch, a new universe (not a replica).
 #[derive(Debug, Clone)]
 pub struct InitOptions {
     /// The first branch (checked out).
@@ -87,6 +88,18 @@ pub struct InitOptions {
     /// Make a replica of this universe (`jit clone`) instead of a new one: its description is
     /// kept and no key is made.
     pub replica_of: Option<UniverseInfo>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            branch: "main".into(),
+            name: String::new(),
+            owner: String::new(),
+            created: 0,
+            replica_of: None,
+        }
+    }
 }
 
 /// An open universe.

@@ -64,8 +64,8 @@ pub struct Store {
     pub(crate) working: Database<Str, Bytes>,
     /// Agent name → registered identity and permissions.
     pub(crate) agents: Database<Str, Bytes>,
-    /// Agent name || 0 || msg_id → digest and answer of a delivered message; agent name || 0
-    /// (the empty msg_id) → the last delivered message's ts.
+    /// Agent name || 0 || msg_id → digest, answer and place of one of the agent's last
+    /// delivered messages; agent name || 1 → its clock (last delivered ts, messages delivered).
     pub(crate) agent_msgs: Database<Bytes, Bytes>,
     /// Components told of every commit (the mount's caches).
     observers: Observers,
@@ -376,11 +376,7 @@ impl Store {
     /// but this audit record.
     pub fn audit(&self, action: &str, error: &Error) -> Result<()> {
         let mut op = self.begin()?;
-        op.log(LogOp::Audit {
-            action: action.to_owned(),
-            code: error.code().to_owned(),
-            reason: truncate(error.to_string(), AUDIT_REASON_MAX),
-        })?;
+        op.audit(action, error)?;
         op.commit()
     }
 
@@ -453,6 +449,16 @@ impl<'s> Op<'s> {
         self.prev = checksum;
         self.next_seq += 1;
         Ok(record.seq)
+    }
+
+    /// Appends the audit record of a refusal (see [`Store::audit`]) to this operation: for a
+    /// refusal inside an operation that goes on, such as one message of a batch.
+    pub fn audit(&mut self, action: &str, error: &Error) -> Result<u64> {
+        self.log(LogOp::Audit {
+            action: action.to_owned(),
+            code: error.code().to_owned(),
+            reason: truncate(error.to_string(), AUDIT_REASON_MAX),
+        })
     }
 
     /// Inserts node bytes and header if absent; returns whether they were new. Callers

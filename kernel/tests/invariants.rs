@@ -58,11 +58,9 @@ fn fixture() -> Fixture {
     let repo = Repository::init(
         dir.path(),
         &InitOptions {
-            branch: "main".into(),
             name: "t".into(),
             owner: "t".into(),
-            created: 0,
-            replica_of: None,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -23,11 +23,9 @@ fn new_repo() -> (tempfile::TempDir, Repository) {
     let repo = Repository::init(
         dir.path(),
         &InitOptions {
-            branch: "main".into(),
             name: "t".into(),
             owner: "t".into(),
-            created: 0,
-            replica_of: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -238,11 +236,9 @@ fn sws_state_survives_reopening_the_store() {
         let repo = Repository::init(
             dir.path(),
             &InitOptions {
-                branch: "main".into(),
                 name: "t".into(),
                 owner: "t".into(),
-                created: 0,
-                replica_of: None,
+                ..Default::default()
             },
         )
         .unwrap();

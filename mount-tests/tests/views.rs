@@ -244,11 +244,17 @@ fn an_agent_on_the_message_plane_sees_its_work_in_the_mount() {
     )
     .unwrap();
     universe.ok(&["agent", "push", &sws, patch.to_str().unwrap()]);
-    // Acknowledged over Zenoh means durable and already visible in the mount.
-    assert_eq!(
-        std::fs::read_to_string(daemon.path(&format!("sws/{sws}/bot.txt"))).unwrap(),
-        "from the bot\n"
-    );
+    // Acknowledged over Zenoh means durable (in the plane's journal); the mount shows it once
+    // the plane commits, within milliseconds.
+    let pushed = daemon.path(&format!("sws/{sws}/bot.txt"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_to_string(&pushed).ok().as_deref() != Some("from the bot\n") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pushed file never showed in the mount"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     universe.ok(&["agent", "commit", &sws, "-m", "from bot"]);
     assert_eq!(
         std::fs::read_to_string(daemon.path("refs/heads/main/bot.txt")).unwrap(),

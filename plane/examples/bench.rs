@@ -105,11 +105,9 @@ async fn main() {
         Repository::init(
             dir.path(),
             &InitOptions {
-                branch: "main".into(),
                 name: "bench".into(),
                 owner: "bench".into(),
-                created: 0,
-                replica_of: None,
+                ..Default::default()
             },
         )
         .expect("init"),

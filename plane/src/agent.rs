@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ciborium::value::Value;
 use ed25519_dalek::SigningKey;
-use jit_kernel::agents::Envelope;
+use jit_kernel::agents::{self, Envelope};
 use jit_kernel::cbor;
 use jit_kernel::history::CommitInfo;
 use jit_kernel::patch::Patch;
@@ -17,6 +17,10 @@ use jit_kernel::rpc::service::{Committed, CreateArgs, Declared};
 use jit_kernel::sws::Applied;
 
 use crate::{base_config, keyexpr, PlaneError, Result};
+
+/// Most messages kept unanswered at once: well inside the kernel's window of remembered
+/// answers ([`agents::WINDOW`]), so every retry is answered with its original result.
+pub const MAX_IN_FLIGHT: usize = (agents::WINDOW / 4) as usize;
 
 /// How an agent reaches the plane.
 #[derive(Debug, Clone)]
@@ -161,7 +165,8 @@ impl Agent {
     }
 
     /// Sends prepared messages `(full key, envelope bytes)` in order with up to `window` of
-    /// them unacknowledged at a time, retrying until each is acknowledged; answers in order.
+    /// them unacknowledged at a time (at most [`MAX_IN_FLIGHT`]), retrying until each is
+    /// acknowledged; answers in order.
     ///
     /// Order is kept on the wire: answers are awaited oldest first, and when the oldest goes
     /// unanswered every unacknowledged message is sent again, oldest first (go-back-N), so the
@@ -173,7 +178,7 @@ impl Agent {
         messages: impl Iterator<Item = Result<(String, Vec<u8>)>>,
         window: usize,
     ) -> Result<Vec<Response>> {
-        let window = window.max(1);
+        let window = window.clamp(1, MAX_IN_FLIGHT);
         let mut messages = messages.peekable();
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut answers = Vec::new();

@@ -3,12 +3,16 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
-use jit_kernel::agents::{self, Verified};
+use jit_kernel::agents::{self, Target, Verified};
+use jit_kernel::journal::Journal;
 use jit_kernel::log::{verify_record, LogOp};
+use jit_kernel::observe::Observer;
 use jit_kernel::rpc::protocol::{ErrorBody, Response};
+use jit_kernel::store::Op;
 use jit_kernel::Repository;
 use tokio::sync::Notify;
 use zenoh::query::Query;
@@ -35,6 +39,14 @@ pub struct PlaneOptions {
     /// Fault injection for tests: the next N write replies are dropped after the effect is
     /// durable (as a lost network reply would be).
     pub drop_replies: Arc<AtomicU32>,
+    /// How long the deliverer keeps its transaction open after the last batch, waiting for
+    /// the next (writes it acknowledged meanwhile are durable in the journal).
+    pub idle: Duration,
+    /// Longest the deliverer keeps one transaction open while batches keep coming.
+    pub max_open: Duration,
+    /// Fault injection for tests: closing the plane drops its open transaction instead of
+    /// committing it, as a crash would; what it acknowledged is only in the journal.
+    pub crash_on_close: bool,
 }
 
 impl Default for PlaneOptions {
@@ -47,18 +59,36 @@ impl Default for PlaneOptions {
             rate: 20_000.0,
             burst: 2_000.0,
             drop_replies: Arc::new(AtomicU32::new(0)),
+            idle: IDLE,
+            max_open: MAX_OPEN,
+            crash_on_close: false,
         }
     }
 }
 
-/// Most messages delivered in one transaction.
+/// Most messages handed over (and journaled) together.
 const MAX_BATCH: usize = 256;
+
+/// How long the deliverer keeps its transaction open after the last batch, waiting for the
+/// next, by default: longer than an agent takes to send its next write once acknowledged.
+const IDLE: Duration = Duration::from_millis(1);
+
+/// Longest the deliverer keeps one transaction open while batches keep coming, by default:
+/// bounds how long other writers wait for the store and how late readers elsewhere see
+/// acknowledged patches.
+const MAX_OPEN: Duration = Duration::from_millis(10);
+
+/// Longest a reader elsewhere in the process waits for the plane to commit what it
+/// acknowledged ([`PlaneSettle`]).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running plane; closing it closes the Zenoh session.
 pub struct Plane {
     session: zenoh::Session,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stages: Vec<std::thread::JoinHandle<()>>,
+    repo: Arc<Repository>,
+    settle: Arc<PlaneSettle>,
 }
 
 fn endpoints(list: &[String]) -> String {
@@ -81,7 +111,51 @@ struct Arrived {
 /// A write that passed verification and rate limiting, waiting for its transaction.
 struct Accepted {
     query: Query,
+    key: String,
+    bytes: Vec<u8>,
     verified: Verified,
+}
+
+/// Work for the deliverer.
+enum Work {
+    /// Writes to deliver, in arrival order.
+    Deliver(Vec<Accepted>),
+    /// Someone in this process wants to read what was acknowledged: commit, then answer.
+    Settle(mpsc::SyncSender<jit_kernel::Result<()>>),
+}
+
+/// The plane as an observer of the store: settling the store (which an operation does before
+/// it reads or commits an SWS as a whole) commits the transaction holding the writes the plane
+/// acknowledged from its journal, so readers in this process see them.
+struct PlaneSettle {
+    work: Mutex<Option<mpsc::Sender<Work>>>,
+    deliverer: OnceLock<ThreadId>,
+}
+
+impl Observer for PlaneSettle {
+    fn committed(&self) {}
+
+    fn settle(&self) -> jit_kernel::Result<()> {
+        // The deliverer settles the store itself before it opens a transaction.
+        if self.deliverer.get() == Some(&std::thread::current().id()) {
+            return Ok(());
+        }
+        let work = self.work.lock().ok().and_then(|work| work.clone());
+        let Some(work) = work else {
+            return Ok(()); // the plane has stopped; it committed everything first
+        };
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        if work.send(Work::Settle(done_tx)).is_err() {
+            return Ok(());
+        }
+        match done_rx.recv_timeout(SETTLE_TIMEOUT) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(jit_kernel::Error::InvalidInput(
+                "the message plane did not commit its acknowledged writes in time".into(),
+            )),
+        }
+    }
 }
 
 impl Plane {
@@ -90,10 +164,24 @@ impl Plane {
     ///
     /// Writes flow through three stages so that none waits for another's work: the queryable
     /// tasks hand arrivals over as they come; a verifier thread checks signatures and rate
-    /// limits (answering refusals at once); a deliverer thread runs everything accepted so
-    /// far in one durable transaction (group commit) and then answers each in arrival order.
-    /// While the deliverer waits for an fsync, the next messages are being verified.
+    /// limits (answering refusals at once); a deliverer thread applies everything accepted so
+    /// far in its open transaction, makes the batch durable in the journal
+    /// ([`jit_kernel::journal`]) and answers each in arrival order, committing the transaction
+    /// when the plane goes idle, after [`PlaneOptions::max_open`], before it answers a create, commit or
+    /// discard, or when a reader in this process settles the store. While the deliverer waits
+    /// for a flush, the next messages are being verified.
+    ///
+    /// Writes a previous run acknowledged but did not commit (it crashed) are delivered again
+    /// from the journal before anything is served.
     pub async fn start(repo: Arc<Repository>, options: PlaneOptions) -> Result<Plane> {
+        let mut journal = Journal::open(&repo.jit_dir().join("plane.journal"))?;
+        let recovered = recover(&repo, &mut journal)?;
+        if recovered > 0 {
+            tracing::info!(
+                messages = recovered,
+                "delivered the journaled messages of the last run again"
+            );
+        }
         let mut config = base_config("peer")?;
         let mut listen = options.listen.clone();
         if let Some(socket) = &options.unix_socket {
@@ -110,17 +198,33 @@ impl Plane {
 
         let notify = Arc::new(Notify::new());
         let (arrived_tx, arrived_rx) = mpsc::channel::<Vec<Arrived>>();
-        let (accepted_tx, accepted_rx) = mpsc::channel::<Vec<Accepted>>();
+        let (work_tx, work_rx) = mpsc::channel::<Work>();
+        let settle = Arc::new(PlaneSettle {
+            work: Mutex::new(Some(work_tx.clone())),
+            deliverer: OnceLock::new(),
+        });
         let stages = vec![
             spawn_stage("jit-plane-verify", {
                 let (repo, options) = (repo.clone(), options.clone());
-                move || verify_stage(&repo, &options, arrived_rx, accepted_tx)
+                move || verify_stage(&repo, &options, arrived_rx, work_tx)
             })?,
             spawn_stage("jit-plane-deliver", {
                 let (repo, options, notify) = (repo.clone(), options.clone(), notify.clone());
-                move || deliver_stage(&repo, &options, &notify, accepted_rx)
+                let settle = settle.clone();
+                move || {
+                    let _ = settle.deliverer.set(std::thread::current().id());
+                    Deliverer {
+                        repo: &repo,
+                        options: &options,
+                        notify: &notify,
+                        journal,
+                        replay: false,
+                    }
+                    .run(work_rx)
+                }
             })?,
         ];
+        repo.store().observe(settle.clone());
         let mut tasks = Vec::new();
         for key in ["jit/sws/*/*", "jit/kernel/create"] {
             let queryable = session
@@ -151,7 +255,7 @@ impl Plane {
         tasks.push(tokio::spawn(crate::sync::serve(repo.clone(), sync_queries)));
         tasks.push(tokio::spawn(publish_events(
             session.clone(),
-            repo,
+            repo.clone(),
             options.namespace.clone(),
             notify,
         )));
@@ -159,6 +263,8 @@ impl Plane {
             session,
             tasks,
             stages,
+            repo,
+            settle,
         })
     }
 
@@ -176,7 +282,13 @@ impl Plane {
         for task in self.tasks {
             let _ = task.await;
         }
-        // The queryable tasks held the only senders: the stages drain and stop.
+        // The queryable tasks and the settle hook held the only senders: the stages drain,
+        // the deliverer commits, and they stop.
+        let observer: Arc<dyn Observer> = self.settle.clone();
+        self.repo.store().unobserve(&observer);
+        if let Ok(mut work) = self.settle.work.lock() {
+            work.take();
+        }
         let stages = self.stages;
         let _ = tokio::task::spawn_blocking(move || {
             for stage in stages {
@@ -223,7 +335,7 @@ fn verify_stage(
     repo: &Repository,
     options: &PlaneOptions,
     arrived: mpsc::Receiver<Vec<Arrived>>,
-    accepted: mpsc::Sender<Vec<Accepted>>,
+    accepted: mpsc::Sender<Work>,
 ) {
     let mut limiter = RateLimiter::new(options.rate, options.burst);
     while let Ok(first) = arrived.recv() {
@@ -234,7 +346,7 @@ fn verify_stage(
             .collect();
         let verdicts = agents::verify_all(repo.store(), &messages);
         let mut passed = Vec::with_capacity(batch.len());
-        for (Arrived { query, key, .. }, verdict) in batch.into_iter().zip(verdicts) {
+        for (Arrived { query, key, bytes }, verdict) in batch.into_iter().zip(verdicts) {
             match verdict {
                 Err(refusal) => answer(&query, &refusal),
                 Ok(verified) if !limiter.allow(&verified.envelope.sender) => {
@@ -246,35 +358,227 @@ fn verify_stage(
                     agents::audit(repo.store(), &key, &refusal);
                     answer(&query, &refusal);
                 }
-                Ok(verified) => passed.push(Accepted { query, verified }),
+                Ok(verified) => passed.push(Accepted {
+                    query,
+                    key,
+                    bytes,
+                    verified,
+                }),
             }
         }
-        if !passed.is_empty() && accepted.send(passed).is_err() {
+        if !passed.is_empty() && accepted.send(Work::Deliver(passed)).is_err() {
             break;
         }
     }
 }
 
-/// Group commit: everything accepted so far in one durable transaction, then the answers.
-fn deliver_stage(
-    repo: &Repository,
-    options: &PlaneOptions,
-    notify: &Notify,
-    accepted: mpsc::Receiver<Vec<Accepted>>,
-) {
-    while let Ok(first) = accepted.recv() {
-        let batch = drain(&accepted, first, MAX_BATCH);
-        let (queries, verified): (Vec<Query>, Vec<Verified>) =
-            batch.into_iter().map(|a| (a.query, a.verified)).unzip();
-        let responses = agents::execute_batch(repo, verified);
-        for (query, response) in queries.iter().zip(responses) {
-            if matches!(response, Response::Ok(_)) && take_drop(&options.drop_replies) {
+/// Delivers the journal's messages again in a transaction of their own and commits it, then
+/// resets the journal; returns how many were delivered. Called before the plane serves, and
+/// whenever a transaction holding journaled (acknowledged) writes failed to commit.
+fn recover(repo: &Repository, journal: &mut Journal) -> jit_kernel::Result<usize> {
+    if journal.is_empty() {
+        return Ok(0);
+    }
+    let mut op = repo.store().begin()?;
+    let mut delivered = 0;
+    for batch in journal.pending()? {
+        delivered += agents::replay_into(repo, &mut op, &batch);
+    }
+    op.commit()?;
+    journal.reset()?;
+    Ok(delivered)
+}
+
+/// Whether a write must be committed before it is answered rather than journaled: creating an
+/// SWS (its id is random, so delivering it again would make another), and committing or
+/// discarding one (others must see the branch move, and a commit delivered again could meet a
+/// branch that moved meanwhile).
+fn commits_at_once(verified: &Verified) -> bool {
+    match &verified.target {
+        Target::Create => true,
+        Target::Sws(_, verb) => matches!(verb.as_str(), "commit" | "discard"),
+    }
+}
+
+/// The deliverer thread: applies batches in one open transaction, journals them, answers, and
+/// commits when there is a reason to.
+struct Deliverer<'r> {
+    repo: &'r Repository,
+    options: &'r PlaneOptions,
+    notify: &'r Notify,
+    journal: Journal,
+    /// A transaction holding journaled writes failed: deliver the journal again before
+    /// anything else.
+    replay: bool,
+}
+
+/// The deliverer's open transaction and when it began.
+struct Open<'s> {
+    op: Op<'s>,
+    since: Instant,
+}
+
+impl<'r> Deliverer<'r> {
+    fn run(mut self, work: mpsc::Receiver<Work>) {
+        let mut open: Option<Open<'r>> = None;
+        loop {
+            let next = match &open {
+                None => work
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(open) => work.recv_timeout(
+                    (self.options.idle)
+                        .min(self.options.max_open.saturating_sub(open.since.elapsed())),
+                ),
+            };
+            match next {
+                Ok(Work::Deliver(first)) => {
+                    let (batch, settles) = self.gather(&work, first);
+                    open = self.deliver(open, batch, !settles.is_empty());
+                    for done in settles {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                Ok(Work::Settle(done)) => {
+                    let result = self.commit(open.take());
+                    let _ = done.send(result);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.commit(open.take());
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if self.options.crash_on_close {
+                        drop(open.take());
+                    } else {
+                        let _ = self.commit(open.take());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Everything already queued behind `first`, up to [`MAX_BATCH`] writes, and the settle
+    /// requests among them (answered once this batch is committed).
+    fn gather(
+        &self,
+        work: &mpsc::Receiver<Work>,
+        mut batch: Vec<Accepted>,
+    ) -> (Vec<Accepted>, Vec<mpsc::SyncSender<jit_kernel::Result<()>>>) {
+        let mut settles = Vec::new();
+        while batch.len() < MAX_BATCH {
+            match work.try_recv() {
+                Ok(Work::Deliver(more)) => batch.extend(more),
+                Ok(Work::Settle(done)) => settles.push(done),
+                Err(_) => break,
+            }
+        }
+        (batch, settles)
+    }
+
+    /// Applies `batch` in the open transaction (opening one if needed), makes it durable —
+    /// in the journal, or by committing — and answers. Returns the transaction left open.
+    fn deliver(
+        &mut self,
+        open: Option<Open<'r>>,
+        batch: Vec<Accepted>,
+        settle: bool,
+    ) -> Option<Open<'r>> {
+        let mut open = open;
+        if open.is_some() && batch.iter().any(|a| commits_at_once(&a.verified)) {
+            // A create, commit or discard runs on a freshly settled store, as it would alone.
+            if let Err(error) = self.commit(open.take()) {
+                self.refuse_all(&batch, &error);
+                return None;
+            }
+        }
+        let mut open = match open {
+            Some(open) => open,
+            None => match self.begin() {
+                Ok(open) => open,
+                Err(error) => {
+                    tracing::error!(%error, "cannot start a transaction for the plane's writes");
+                    self.refuse_all(&batch, &error);
+                    return None;
+                }
+            },
+        };
+        let responses =
+            agents::deliver_into(self.repo, &mut open.op, batch.iter().map(|a| &a.verified));
+        let at_once = settle
+            || open.since.elapsed() >= self.options.max_open
+            || batch.iter().any(|a| commits_at_once(&a.verified));
+        let left_open = if at_once {
+            if let Err(error) = self.commit(Some(open)) {
+                self.refuse_all(&batch, &error);
+                return None;
+            }
+            None
+        } else {
+            let messages: Vec<(&str, &[u8])> = batch
+                .iter()
+                .map(|a| (a.key.as_str(), a.bytes.as_slice()))
+                .collect();
+            if let Err(error) = self.journal.append(&messages) {
+                // Nothing of this batch was acknowledged; the journaled writes before it were,
+                // and are delivered again from the journal.
+                tracing::error!(%error, "cannot journal the plane's writes");
+                drop(open);
+                self.replay = true;
+                self.refuse_all(&batch, &error);
+                return None;
+            }
+            Some(open)
+        };
+        for (accepted, response) in batch.iter().zip(responses) {
+            if matches!(response, Response::Ok(_)) && take_drop(&self.options.drop_replies) {
                 continue; // fault injection: the effect is durable, the reply is lost
             }
-            answer(query, &response);
+            answer(&accepted.query, &response);
         }
-        // Events go out after the acknowledgements, so publishing never delays them.
-        notify.notify_one();
+        left_open
+    }
+
+    /// Opens the transaction for the next batches, after the mount's buffered writes landed
+    /// (they go before the agents' writes) and any journal left by a failure was delivered.
+    fn begin(&mut self) -> jit_kernel::Result<Open<'r>> {
+        let store = self.repo.store();
+        if let Err(error) = store.settle() {
+            tracing::warn!(%error, "could not settle the mount's buffered writes");
+        }
+        if self.replay {
+            recover(self.repo, &mut self.journal)?;
+            self.replay = false;
+        }
+        Ok(Open {
+            op: store.begin()?,
+            since: Instant::now(),
+        })
+    }
+
+    /// Commits the open transaction, if any, and forgets the journal it made redundant. If the
+    /// commit fails, the journal's writes are delivered again before the next batch.
+    fn commit(&mut self, open: Option<Open<'r>>) -> jit_kernel::Result<()> {
+        let Some(open) = open else {
+            return Ok(());
+        };
+        let committed = open.op.commit().and_then(|()| self.journal.reset());
+        match &committed {
+            Ok(()) => self.notify.notify_one(),
+            Err(error) => {
+                tracing::error!(%error, "the plane's transaction did not commit");
+                self.replay = true;
+            }
+        }
+        committed
+    }
+
+    /// Answers every write of `batch` with `error`: none of it took effect.
+    fn refuse_all(&self, batch: &[Accepted], error: &jit_kernel::Error) {
+        let response = Response::from_error(error);
+        for accepted in batch {
+            answer(&accepted.query, &response);
+        }
     }
 }
 

@@ -29,11 +29,9 @@ fn setup(agent_names: &[&str]) -> (tempfile::TempDir, Arc<Repository>) {
     let repo = Repository::init(
         dir.path(),
         &InitOptions {
-            branch: "main".into(),
             name: "t".into(),
             owner: "t".into(),
-            created: 0,
-            replica_of: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -183,6 +181,8 @@ async fn lost_replies_and_a_plane_restart_leave_every_patch_applied_once_in_orde
             applied.duplicate
         );
     }
+    // The last patches are acknowledged from the journal; settling commits them.
+    repo.store().settle().unwrap();
     let txn = repo.store().read().unwrap();
     let history = jit_kernel::sws::history(repo.store(), &txn, sws.id.parse().unwrap()).unwrap();
     let ids: Vec<String> = history.iter().map(|r| r.patch_id.clone()).collect();
@@ -244,6 +244,7 @@ async fn a_pipelined_agent_survives_lost_replies_and_a_restart_with_every_patch_
     for (i, answer) in answers.into_iter().enumerate() {
         assert_eq!(answer.unwrap().seq, i as u64 + 1, "answer {i} in order");
     }
+    repo.store().settle().unwrap();
     let txn = repo.store().read().unwrap();
     let history = jit_kernel::sws::history(repo.store(), &txn, sws_id).unwrap();
     let ids: Vec<String> = history.iter().map(|r| r.patch_id.clone()).collect();
@@ -266,6 +267,72 @@ async fn a_pipelined_agent_survives_lost_replies_and_a_restart_with_every_patch_
         0,
         "and after the restart"
     );
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_acknowledged_from_the_journal_survive_a_crash_before_their_commit() {
+    let (dir, repo) = setup(&["erin"]);
+    // The transaction stays open until the plane closes, and closing drops it as a crash
+    // would: every acknowledged patch is then only in the journal.
+    let first = plane(&repo, dir.path(), |o| {
+        o.idle = Duration::from_secs(600);
+        o.max_open = Duration::from_secs(600);
+        o.crash_on_close = true;
+    })
+    .await;
+    let mut erin = agent(dir.path(), "erin", 1).await;
+    let sws = tokio::time::timeout(T, erin.create_sws(None))
+        .await
+        .unwrap()
+        .unwrap();
+    let topic = format!("jit/sws/{}/patch", sws.id);
+    let envelopes: Vec<Vec<u8>> = (0..20)
+        .map(|i| {
+            let patch = put(&format!("j{i:02}.txt"), &format!("{i}\n"), &format!("j{i}"));
+            erin.envelope(&topic, cbor::to_value(&patch).unwrap())
+                .unwrap()
+                .encode()
+                .unwrap()
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for bytes in &envelopes {
+        let answer = raw(&erin, &topic, bytes.clone()).await;
+        assert_eq!(code(&answer), "ok", "{answer:?}");
+        answers.push(answer);
+    }
+    erin.close().await;
+    first.close().await;
+    let sws_id: jit_kernel::sws::SwsId = sws.id.parse().unwrap();
+    let history = |repo: &Repository| {
+        let txn = repo.store().read().unwrap();
+        jit_kernel::sws::history(repo.store(), &txn, sws_id)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.patch_id)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        history(&repo).is_empty(),
+        "the crash lost the transaction: the patches are only in the journal"
+    );
+
+    // The next plane delivers the journal again before it serves.
+    let second = plane(&repo, dir.path(), |_| {}).await;
+    let expected: Vec<String> = (0..20).map(|i| format!("j{i}")).collect();
+    assert_eq!(
+        history(&repo),
+        expected,
+        "every acknowledged patch once, in order"
+    );
+    // A retry of an acknowledged message gets its original answer and applies nothing.
+    let erin = agent(dir.path(), "erin", 1).await;
+    let again = raw(&erin, &topic, envelopes[19].clone()).await;
+    assert_eq!(again, answers[19], "the original answer");
+    repo.store().settle().unwrap();
+    assert_eq!(history(&repo), expected, "and no second effect");
+    erin.close().await;
     second.close().await;
 }
 
@@ -308,6 +375,8 @@ async fn refusals_have_their_own_codes_and_apply_nothing() {
     let topic = format!("jit/sws/{}/patch", sws.id);
     let patch_value = cbor::to_value(&put("x.txt", "x\n", "px")).unwrap();
     let patches = || {
+        // Acknowledged writes may still be in the plane's open transaction: settle first.
+        repo.store().settle().unwrap();
         let txn = repo.store().read().unwrap();
         jit_kernel::sws::get(repo.store(), &txn, sws.id.parse().unwrap())
             .unwrap()
@@ -541,6 +610,7 @@ async fn eight_agents_push_while_a_ninth_watches_every_event_in_order() {
     for handle in handles {
         tokio::time::timeout(T, handle).await.unwrap().unwrap();
     }
+    repo.store().settle().unwrap();
     let end = repo
         .store()
         .log_tail(&repo.store().read().unwrap())

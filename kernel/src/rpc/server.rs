@@ -31,16 +31,12 @@ impl DaemonLock {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::InvalidInput(format!(
-                    "another jit daemon is already running for {}",
-                    jit_dir.display()
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
-        }
+        crate::filelock::exclusive(&file, &path, || {
+            format!(
+                "another jit daemon is already running for {}",
+                jit_dir.display()
+            )
+        })?;
         Ok(DaemonLock {
             _file: file,
             socket: jit_dir.join(SOCKET),

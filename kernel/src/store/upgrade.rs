@@ -1,16 +1,22 @@
-//! Moves the records of tables earlier versions kept into today's layout, once, when a store is
-//! opened. Earlier stores kept an SWS's micro-history, applied patch ids and staged nodes in
-//! three tables of their own, and each agent's last `ts` in a fourth; a patch then dirtied seven
-//! B-tree paths. Today the first three live in the `sws` table behind record tags and the last
-//! in `agent_msgs` (see [`crate::sws`] and [`crate::agents`]). The move is one write
-//! transaction: a crash leaves either the old layout or the new one. The emptied tables stay as
-//! empty names (LMDB cannot drop a named table's entry without its handle's help) and are never
-//! written again.
+//! Moves the records of earlier layouts into today's, once, when a store is opened.
+//!
+//! - Earlier stores kept an SWS's micro-history, applied patch ids and staged nodes in three
+//!   tables of their own, and each agent's last `ts` in a fourth; a patch then dirtied seven
+//!   B-tree paths. Today the first three live in the `sws` table behind record tags (see
+//!   [`crate::sws`]).
+//! - An agent's clock (its last `ts`, and now also its count of delivered messages) lives in
+//!   `agent_msgs` at `name || 1`, right after the agent's window records (see
+//!   [`crate::agents`]). The table layout before this one kept it at `name || 0`.
+//!
+//! The move is one write transaction: a crash leaves either the old layout or the new one. The
+//! emptied tables stay as empty names (LMDB cannot drop a named table's entry without its
+//! handle's help) and are never written again.
 
 use heed::types::Bytes;
-use heed::{Database, Env, RwTxn, WithoutTls};
+use heed::{Database, Env, RoTxn, RwTxn, WithoutTls};
 
 use super::Store;
+use crate::agents::{clock_key, Clock};
 use crate::error::Result;
 use crate::sws;
 
@@ -22,6 +28,9 @@ struct Legacy {
     target: fn(&Store) -> Database<Bytes, Bytes>,
     /// The record's key in the new table, from its old key; `None` for a malformed key.
     key: fn(&[u8]) -> Option<Vec<u8>>,
+    /// What to store when the new table already holds `present` and the old one `old`; `None`
+    /// keeps `present`.
+    merge: fn(present: &[u8], old: &[u8]) -> Option<Vec<u8>>,
 }
 
 /// An old SWS record key (`id || rest`) with a record tag after the id; `None` when the key is
@@ -30,35 +39,88 @@ fn tagged(tag: u8, old: &[u8]) -> Option<Vec<u8>> {
     (old.len() > 16).then(|| [&old[..16], &[tag], &old[16..]].concat())
 }
 
+/// A record the new layout already holds was written by this version meanwhile: it wins.
+fn keep_present(_present: &[u8], _old: &[u8]) -> Option<Vec<u8>> {
+    None
+}
+
+/// Two clocks of one agent: a clock never goes back, so the later `ts` stays, with the count of
+/// deliveries the current layout keeps.
+fn later_clock(present: &[u8], old: &[u8]) -> Option<Vec<u8>> {
+    let old = Clock::decode(old)?;
+    match Clock::decode(present) {
+        Some(present) if present.ts >= old.ts => None,
+        present => Some(
+            Clock {
+                ts: old.ts,
+                delivered: present.map_or(0, |p| p.delivered),
+            }
+            .encode()
+            .to_vec(),
+        ),
+    }
+}
+
+/// The key of an agent's clock from the bare agent name the `agent_clock` table used.
+fn clock_of_name(old: &[u8]) -> Option<Vec<u8>> {
+    let name = std::str::from_utf8(old).ok()?;
+    Some(clock_key(name))
+}
+
 const LEGACY: [Legacy; 4] = [
     Legacy {
         name: "staged",
         target: |store| store.sws,
         key: |old| tagged(sws::STAGED_TAG, old),
+        merge: keep_present,
     },
     Legacy {
         name: "sws_history",
         target: |store| store.sws,
         key: |old| tagged(sws::HISTORY_TAG, old),
+        merge: keep_present,
     },
     Legacy {
         name: "sws_patches",
         target: |store| store.sws,
         key: |old| tagged(sws::PATCH_TAG, old),
+        merge: keep_present,
     },
     Legacy {
         name: "agent_clock",
         target: |store| store.agent_msgs,
-        key: |old| Some([old, &[0]].concat()),
+        key: clock_of_name,
+        merge: later_clock,
     },
 ];
+
+/// Key of an agent's clock in the layout before this one: `name || 0`.
+fn previous_clock_key(name: &str) -> Vec<u8> {
+    [name.as_bytes(), &[0]].concat()
+}
+
+/// Registered agents whose clock is still at its previous key.
+fn clocks_to_move(store: &Store, txn: &RoTxn<'_, WithoutTls>) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in store.agents.iter(txn)? {
+        let (name, _) = entry?;
+        if store
+            .agent_msgs
+            .get(txn, &previous_clock_key(name))?
+            .is_some()
+        {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
 
 /// Moves every record of an earlier layout into today's tables; returns how many moved. Cheap
 /// when there is nothing to move: one read transaction, no writer lock.
 pub(super) fn run(env: &Env<WithoutTls>, store: &Store) -> Result<u64> {
     {
         let rtxn = env.read_txn()?;
-        let mut pending = false;
+        let mut pending = !clocks_to_move(store, &rtxn)?.is_empty();
         for legacy in &LEGACY {
             if let Some(table) = env.open_database::<Bytes, Bytes>(&rtxn, Some(legacy.name))? {
                 pending |= !table.is_empty(&rtxn)?;
@@ -74,12 +136,44 @@ pub(super) fn run(env: &Env<WithoutTls>, store: &Store) -> Result<u64> {
     for legacy in &LEGACY {
         moved += move_table(env, &mut wtxn, store, legacy)?;
     }
+    moved += move_clocks(&mut wtxn, store)?;
     wtxn.commit()?;
     tracing::info!(
         records = moved,
         "moved records into this version's table layout"
     );
     Ok(moved)
+}
+
+/// Puts `old` at `key` of `target`, merged with what is already there.
+fn put_merged(
+    wtxn: &mut RwTxn<'_>,
+    target: Database<Bytes, Bytes>,
+    key: &[u8],
+    old: &[u8],
+    merge: fn(&[u8], &[u8]) -> Option<Vec<u8>>,
+) -> Result<()> {
+    let keep = match target.get(wtxn, key)? {
+        None => Some(old.to_vec()),
+        Some(present) => merge(present, old),
+    };
+    if let Some(keep) = keep {
+        target.put(wtxn, key, &keep)?;
+    }
+    Ok(())
+}
+
+fn move_clocks(wtxn: &mut RwTxn<'_>, store: &Store) -> Result<u64> {
+    let names = clocks_to_move(store, wtxn)?;
+    for name in &names {
+        let previous = previous_clock_key(name);
+        let Some(old) = store.agent_msgs.get(wtxn, &previous)?.map(<[u8]>::to_vec) else {
+            continue;
+        };
+        put_merged(wtxn, store.agent_msgs, &clock_key(name), &old, later_clock)?;
+        store.agent_msgs.delete(wtxn, &previous)?;
+    }
+    Ok(names.len() as u64)
 }
 
 fn move_table(
@@ -101,21 +195,11 @@ fn move_table(
         let Some(key) = key else {
             tracing::warn!(
                 table = legacy.name,
-                "dropping a record whose key holds no SWS id"
+                "dropping a record whose key names no SWS or agent"
             );
             continue;
         };
-        // A record the new layout already holds (written by this version meanwhile) wins, but
-        // a clock never goes back: the later of two sender timestamps stays.
-        let keep = match target.get(wtxn, key)? {
-            None => value.as_slice(),
-            Some(present) if legacy.name == "agent_clock" && present < value.as_slice() => {
-                value.as_slice()
-            }
-            Some(_) => continue,
-        };
-        let keep = keep.to_vec();
-        target.put(wtxn, key, &keep)?;
+        put_merged(wtxn, target, key, value, legacy.merge)?;
         moved += 1;
     }
     table.clear(wtxn)?;
@@ -195,10 +279,26 @@ mod tests {
             store.sws.put(&mut wtxn, &id.0, &bytes).unwrap();
             // A damaged short key before the SWS: list() skips it and still finds the SWS.
             store.sws.put(&mut wtxn, b"\x01bad", b"junk").unwrap();
-            // agent7 already has a later clock in the new layout: it must not go back.
+            // agent7 already has a later clock in the previous layout (at `name || 0`): it
+            // must not go back. agent9 has one in each of the last two layouts.
+            for name in ["agent7", "agent9"] {
+                store.agents.put(&mut wtxn, name, b"record").unwrap();
+            }
             store
                 .agent_msgs
                 .put(&mut wtxn, b"agent7\0", &50u64.to_be_bytes())
+                .unwrap();
+            store
+                .agent_msgs
+                .put(&mut wtxn, b"agent9\0", &6u64.to_be_bytes())
+                .unwrap();
+            let current = Clock {
+                ts: 5,
+                delivered: 7,
+            };
+            store
+                .agent_msgs
+                .put(&mut wtxn, b"agent9\x01", &current.encode())
                 .unwrap();
             wtxn.commit().unwrap();
         }
@@ -235,15 +335,46 @@ mod tests {
             store.sws.get(&txn, &id.patch_key("patch-1")).unwrap(),
             Some(&1u64.to_be_bytes()[..])
         );
+        let clock = |name: &str| {
+            store
+                .agent_msgs
+                .get(&txn, &clock_key(name))
+                .unwrap()
+                .and_then(Clock::decode)
+        };
         assert_eq!(
-            store.agent_msgs.get(&txn, b"agent7\0").unwrap(),
-            Some(&50u64.to_be_bytes()[..]),
+            clock("agent7"),
+            Some(Clock {
+                ts: 50,
+                delivered: 0
+            }),
             "a clock never goes back"
         );
         assert_eq!(
-            store.agent_msgs.get(&txn, b"agent8\0").unwrap(),
-            Some(&9u64.to_be_bytes()[..])
+            clock("agent8"),
+            Some(Clock {
+                ts: 9,
+                delivered: 0
+            })
         );
+        assert_eq!(
+            clock("agent9"),
+            Some(Clock {
+                ts: 6,
+                delivered: 7
+            }),
+            "the later ts, with the current layout's count"
+        );
+        for name in ["agent7", "agent9"] {
+            assert_eq!(
+                store
+                    .agent_msgs
+                    .get(&txn, &previous_clock_key(name))
+                    .unwrap(),
+                None,
+                "{name}'s clock left its previous key"
+            );
+        }
         let listed = sws::list(&store, &txn).unwrap();
         assert_eq!(
             listed,

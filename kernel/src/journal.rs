@@ -1,0 +1,368 @@
+//! The message plane's write-ahead journal: signed messages that were acknowledged before the
+//! LMDB transaction holding their effects committed.
+//!
+//! An LMDB commit on a small change writes a dozen B-tree pages scattered through the file and
+//! flushes them twice; on a virtual disk that is about a millisecond. Appending the messages
+//! themselves to this file is one contiguous write and one flush. So the plane applies a batch
+//! in a write transaction it keeps open, appends the batch here, acknowledges, and commits the
+//! transaction later (when the plane goes idle, after a bound, or when someone needs to read
+//! the effects). After a crash, the journaled messages are delivered again: the kernel's record
+//! of delivered message ids makes that exactly-once — those whose transaction committed are
+//! answered from the record, the others are applied now, in the same order.
+//!
+//! Layout: a 4 KiB header (magic, generation, checksum), then records, each
+//! `magic u32 | body length u32 | generation u64 | BLAKE3(generation || body) | body`, where
+//! the body is a sequence of `key length u32 | key | envelope length u32 | envelope`. Every
+//! integer is little-endian. [`Journal::reset`] starts a new generation instead of erasing:
+//! records of an older generation are never read again. The file is zero-filled ahead of the
+//! records, so an append overwrites allocated blocks and its flush carries no metadata.
+//!
+//! One process owns the journal at a time (an exclusive lock on the file): the daemon's plane.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+const HEADER_MAGIC: &[u8; 8] = b"JITJRNL1";
+const RECORD_MAGIC: u32 = 0x3143_524a; // "JRC1"
+/// Bytes before the first record.
+const HEADER_SIZE: u64 = 4096;
+/// `magic | length | generation | checksum` in front of each record's body.
+const RECORD_HEAD: usize = 4 + 4 + 8 + 32;
+/// The file grows (zero-filled) in steps of this many bytes.
+const GROW: u64 = 1 << 20;
+
+/// One batch of messages as it was delivered: `(key expression, envelope bytes)` in order.
+pub type JournalBatch = Vec<(String, Vec<u8>)>;
+
+/// The open, locked journal of one universe.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    generation: u64,
+    /// Where the next record goes.
+    end: u64,
+    /// Bytes of the file already allocated and zero-filled.
+    capacity: u64,
+}
+
+impl Journal {
+    /// Opens (creating if needed) and locks the journal at `path`. Fails if another process
+    /// holds it. Appends go after the records a crash left behind ([`Journal::pending`]).
+    pub fn open(path: &Path) -> Result<Journal> {
+        let io = |e| Error::io(path, e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        crate::filelock::exclusive(&file, path, || {
+            format!(
+                "the plane journal {} is in use by another process (is a jit daemon running?)",
+                path.display()
+            )
+        })?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut journal = Journal {
+            file,
+            path: path.to_path_buf(),
+            generation: 1,
+            end: HEADER_SIZE,
+            capacity: len,
+        };
+        match journal.read_header()? {
+            Some(generation) => {
+                journal.generation = generation;
+                journal.end = journal.scan()?.1;
+            }
+            None if len == 0 => {
+                journal.grow(HEADER_SIZE + GROW)?;
+                journal.write_header()?;
+                journal.file.sync_all().map_err(io)?;
+                if let Some(dir) = path.parent() {
+                    File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| Error::io(dir, e))?;
+                }
+            }
+            None => {
+                return Err(Error::InvalidInput(format!(
+                    "{} is not a plane journal (bad header); move it aside to start afresh",
+                    path.display()
+                )))
+            }
+        }
+        Ok(journal)
+    }
+
+    /// The batches appended since the last reset (by this run or one before it that crashed),
+    /// in order: acknowledged messages whose transaction may not have committed. Deliver them
+    /// again, then [`Journal::reset`].
+    pub fn pending(&self) -> Result<Vec<JournalBatch>> {
+        Ok(self.scan()?.0)
+    }
+
+    /// Whether nothing was appended since the last reset (and nothing was left pending).
+    pub fn is_empty(&self) -> bool {
+        self.end == HEADER_SIZE
+    }
+
+    /// Appends one batch and flushes it to disk: once this returns, the batch survives a crash.
+    pub fn append(&mut self, messages: &[(&str, &[u8])]) -> Result<()> {
+        let mut body = Vec::new();
+        for (key, bytes) in messages {
+            for part in [key.as_bytes(), bytes] {
+                let len = u32::try_from(part.len()).map_err(|_| {
+                    Error::InvalidInput("a message too large for the journal".into())
+                })?;
+                body.extend_from_slice(&len.to_le_bytes());
+                body.extend_from_slice(part);
+            }
+        }
+        let len = u32::try_from(body.len())
+            .map_err(|_| Error::InvalidInput("a batch too large for the journal".into()))?;
+        let mut record = Vec::with_capacity(RECORD_HEAD + body.len());
+        record.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&self.generation.to_le_bytes());
+        record.extend_from_slice(checksum(self.generation, &body).as_bytes());
+        record.extend_from_slice(&body);
+        let end = self.end + record.len() as u64;
+        if end > self.capacity {
+            self.grow(end.div_ceil(GROW) * GROW)?;
+        }
+        let io = |e| Error::io(&self.path, e);
+        self.file.write_all_at(&record, self.end).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.end = end;
+        Ok(())
+    }
+
+    /// Forgets every record: their effects are committed. Starts a new generation; the header
+    /// is not flushed here — the next append's flush carries it, and until then a crash only
+    /// makes the forgotten records be delivered again, which answers them from the record of
+    /// delivered ids.
+    pub fn reset(&mut self) -> Result<()> {
+        self.generation += 1;
+        self.end = HEADER_SIZE;
+        self.write_header()
+    }
+
+    fn write_header(&self) -> Result<()> {
+        let mut header = [0u8; 48];
+        header[..8].copy_from_slice(HEADER_MAGIC);
+        header[8..16].copy_from_slice(&self.generation.to_le_bytes());
+        let sum = blake3::hash(&header[..16]);
+        header[16..48].copy_from_slice(sum.as_bytes());
+        self.file
+            .write_all_at(&header, 0)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// The generation in the header; `None` if the file has no valid header.
+    fn read_header(&self) -> Result<Option<u64>> {
+        let mut header = [0u8; 48];
+        match self.file.read_exact_at(&mut header, 0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(Error::io(&self.path, e)),
+        }
+        let valid = &header[..8] == HEADER_MAGIC
+            && blake3::hash(&header[..16]).as_bytes() == &header[16..48];
+        Ok(valid.then(|| u64::from_le_bytes(header[8..16].try_into().unwrap_or_default())))
+    }
+
+    /// Reads the records of the current generation and where they end; stops at the first
+    /// that is not one (the zero fill, an older generation, or a write a crash cut short —
+    /// never acknowledged).
+    fn scan(&self) -> Result<(Vec<JournalBatch>, u64)> {
+        let mut content = Vec::new();
+        let mut file = &self.file;
+        std::io::Seek::rewind(&mut file)
+            .and_then(|_| file.read_to_end(&mut content))
+            .map_err(|e| Error::io(&self.path, e))?;
+        let mut batches = Vec::new();
+        let mut at = HEADER_SIZE as usize;
+        while let Some((batch, next)) = self.record_at(&content, at) {
+            batches.push(batch);
+            at = next;
+        }
+        Ok((batches, at as u64))
+    }
+
+    fn record_at(&self, content: &[u8], at: usize) -> Option<(JournalBatch, usize)> {
+        let head = content.get(at..at.checked_add(RECORD_HEAD)?)?;
+        let u32_at = |at: usize| Some(u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?));
+        if u32_at(0)? != RECORD_MAGIC {
+            return None;
+        }
+        let len = u32_at(4)? as usize;
+        let generation = u64::from_le_bytes(head.get(8..16)?.try_into().ok()?);
+        if generation != self.generation {
+            return None;
+        }
+        let start = at + RECORD_HEAD;
+        let body = content.get(start..start.checked_add(len)?)?;
+        if checksum(generation, body).as_bytes() != head.get(16..48)? {
+            return None;
+        }
+        Some((parse_body(body)?, start + len))
+    }
+
+    /// Extends the zero fill to `capacity` bytes and makes the new size durable.
+    fn grow(&mut self, capacity: u64) -> Result<()> {
+        let io = |e| Error::io(&self.path, e);
+        let zeros = vec![0u8; 64 << 10];
+        let mut at = self.capacity;
+        while at < capacity {
+            let n = (capacity - at).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], at).map_err(io)?;
+            at += n as u64;
+        }
+        self.file.sync_all().map_err(io)?;
+        self.capacity = capacity;
+        Ok(())
+    }
+}
+
+fn checksum(generation: u64, body: &[u8]) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&generation.to_le_bytes());
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// `key length | key | envelope length | envelope`, repeated; `None` if malformed.
+fn parse_body(mut body: &[u8]) -> Option<JournalBatch> {
+    let mut take = || -> Option<Vec<u8>> {
+        let len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+        let part = body.get(4..4usize.checked_add(len)?)?.to_vec();
+        body = &body[4 + len..];
+        Some(part)
+    };
+    let mut batch = Vec::new();
+    while let Some(key) = take() {
+        let bytes = take()?;
+        batch.push((String::from_utf8(key).ok()?, bytes));
+    }
+    Some(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(items: &[(&str, &str)]) -> JournalBatch {
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn append(journal: &mut Journal, items: &JournalBatch) {
+        let refs: Vec<(&str, &[u8])> = items
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        journal.append(&refs).expect("append");
+    }
+
+    #[test]
+    fn appended_batches_come_back_after_a_reopen_until_reset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        let first = batch(&[("jit/sws/a/patch", "one"), ("jit/sws/b/patch", "two")]);
+        let second = batch(&[("jit/kernel/create", "three")]);
+        {
+            let mut journal = Journal::open(&path).expect("open");
+            assert!(journal.is_empty() && journal.pending().expect("scan").is_empty());
+            append(&mut journal, &first);
+            append(&mut journal, &second);
+            assert!(
+                Journal::open(&path).is_err(),
+                "a second owner is refused while the first holds the lock"
+            );
+        }
+        let mut journal = Journal::open(&path).expect("reopen");
+        assert_eq!(journal.pending().expect("scan"), [first.clone(), second]);
+        journal.reset().expect("reset");
+        let third = batch(&[("jit/sws/c/patch", "four")]);
+        append(&mut journal, &third);
+        drop(journal);
+        let journal = Journal::open(&path).expect("reopen");
+        assert_eq!(
+            journal.pending().expect("scan"),
+            [third],
+            "records of the generation before the reset are never read again"
+        );
+    }
+
+    #[test]
+    fn a_record_cut_short_or_damaged_ends_the_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        let kept = batch(&[("k", "kept")]);
+        {
+            let mut journal = Journal::open(&path).expect("open");
+            append(&mut journal, &kept);
+            append(&mut journal, &batch(&[("k", "damaged")]));
+        }
+        // Flip a byte of the second record's body, as a torn write would leave it.
+        let bytes = std::fs::read(&path).expect("read");
+        let at = bytes
+            .windows(7)
+            .position(|w| w == b"damaged")
+            .expect("the second record");
+        let file = OpenOptions::new().write(true).open(&path).expect("open");
+        file.write_all_at(b"X", at as u64).expect("damage");
+        drop(file);
+        let mut journal = Journal::open(&path).expect("reopen");
+        assert_eq!(
+            journal.pending().expect("scan"),
+            std::slice::from_ref(&kept)
+        );
+        // Appending continues after the last good record.
+        let next = batch(&[("k", "next")]);
+        append(&mut journal, &next);
+        drop(journal);
+        assert_eq!(
+            Journal::open(&path)
+                .expect("reopen")
+                .pending()
+                .expect("scan"),
+            [kept, next]
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_journal_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        std::fs::write(&path, b"something else entirely").expect("write");
+        assert!(Journal::open(&path).is_err());
+    }
+
+    #[test]
+    fn batches_larger_than_the_zero_fill_grow_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        let big = "x".repeat(3 << 20);
+        let items = batch(&[("big", big.as_str())]);
+        {
+            let mut journal = Journal::open(&path).expect("open");
+            append(&mut journal, &items);
+        }
+        assert_eq!(
+            Journal::open(&path)
+                .expect("reopen")
+                .pending()
+                .expect("scan"),
+            [items]
+        );
+    }
+}
