@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::cbor::{self, fields};
 use crate::collapse::{self, Outcome};
 use crate::error::{Error, Result};
+use crate::journal::{self, Journal};
 use crate::log::LogOp;
 use crate::patch::Patch;
 use crate::refs::RefName;
@@ -398,8 +399,13 @@ fn refusal(key: &str, response: &Response) -> Option<Error> {
 pub const WINDOW: u64 = 4096;
 
 /// Every this many deliveries of a sender, the answers that fell out of its window are dropped:
-/// a sender's window holds at most `WINDOW + TRIM_EVERY` answers.
+/// a sender's window holds at most `WINDOW + TRIM_EVERY` answers (once the records an earlier
+/// version kept without limit are gone).
 const TRIM_EVERY: u64 = 1024;
+
+/// Most answers one trim drops: twice what a trim period adds, so a window inherited from an
+/// earlier version shrinks step by step instead of stalling one delivery.
+const TRIM_MAX: usize = 2 * TRIM_EVERY as usize;
 
 /// A remembered answer to one message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -466,13 +472,16 @@ impl Clock {
     }
 }
 
-/// Drops the sender's remembered answers with a place at or below `last_dropped`. Records that
-/// cannot be read are left alone (and reported): trimming must never fail a delivery.
+/// Drops up to [`TRIM_MAX`] of the sender's remembered answers with a place at or below
+/// `last_dropped`. Records that cannot be read are left alone (and reported).
 fn trim_window(op: &mut Op<'_>, sender: &str, last_dropped: u64) -> Result<u64> {
     let store = op.store();
     let prefix = window_key(sender, "");
     let mut stale = Vec::new();
     for entry in store.agent_msgs.prefix_iter(op.txn(), &prefix)? {
+        if stale.len() == TRIM_MAX {
+            break;
+        }
         let (key, raw) = entry?;
         match cbor::from_canonical_bytes::<Delivered>(raw) {
             Ok(record) if record.n <= last_dropped => stale.push(key.to_vec()),
@@ -558,6 +567,50 @@ pub fn replay_into(repo: &Repository, op: &mut Op<'_>, messages: &[(String, Vec<
     verified.len()
 }
 
+/// Name of the plane journal in a universe's `.jit` directory.
+pub const JOURNAL_FILE: &str = "plane.journal";
+
+/// Delivers again, in one committed transaction, the journaled batches no committed
+/// transaction covers, then resets the journal; returns how many messages were delivered.
+/// Run before anything else writes: the daemon's plane does it as it starts.
+pub fn recover_journal(repo: &Repository, journal: &mut Journal) -> Result<usize> {
+    let store = repo.store();
+    let committed = journal::committed_mark(store, &store.read()?)?;
+    let batches = journal.pending(committed)?;
+    let mut delivered = 0;
+    if !batches.is_empty() {
+        let mut op = store.begin()?;
+        for batch in &batches {
+            delivered += replay_into(repo, &mut op, batch);
+        }
+        journal::record_mark(&mut op, journal.mark())?;
+        op.commit()?;
+        tracing::info!(
+            messages = delivered,
+            "delivered again the messages the plane acknowledged before it stopped"
+        );
+    }
+    if !journal.is_empty() {
+        journal.reset()?;
+    }
+    Ok(delivered)
+}
+
+/// Recovers a journal a dead daemon left behind ([`recover_journal`]), unless a live process
+/// (the daemon) holds it. Opening a universe calls this, so a `jit` verb run without the daemon
+/// never works on a store that lacks acknowledged patches.
+pub fn recover_unowned_journal(repo: &Repository) -> Result<usize> {
+    let path = repo.jit_dir().join(JOURNAL_FILE);
+    if !path.exists() {
+        return Ok(0);
+    }
+    match Journal::open(&path) {
+        Ok(mut journal) => recover_journal(repo, &mut journal),
+        Err(Error::InvalidInput(_)) if Journal::is_held(&path) => Ok(0),
+        Err(error) => Err(error),
+    }
+}
+
 fn plane_error(code: &str, message: String) -> Error {
     Error::Remote {
         code: code.into(),
@@ -585,10 +638,16 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
         ));
     }
     let clock_slot = clock_key(&envelope.sender);
-    let clock = store
-        .agent_msgs
-        .get(op.txn(), &clock_slot)?
-        .and_then(Clock::decode);
+    let clock = match store.agent_msgs.get(op.txn(), &clock_slot)? {
+        None => None,
+        Some(raw) => Some(Clock::decode(raw).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "the stored clock of {:?} is damaged ({} bytes)",
+                envelope.sender,
+                raw.len()
+            ))
+        })?),
+    };
     if let Some(last) = clock.filter(|clock| envelope.ts <= clock.ts) {
         return Err(plane_error(
             "stale",
@@ -615,7 +674,12 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
         .agent_msgs
         .put(op.wtxn(), &clock_slot, &clock.encode())?;
     if n % TRIM_EVERY == 0 && n > WINDOW {
-        trim_window(op, &envelope.sender, n - WINDOW)?;
+        // In a savepoint of its own: a trim that fails (a store too full for the deletions)
+        // leaves the window as it was and the message goes on.
+        let sender = envelope.sender.as_str();
+        if let Err(error) = op.savepoint(|child| trim_window(child, sender, n - WINDOW)) {
+            tracing::warn!(%error, sender, "could not trim the message window");
+        }
     }
     Ok(response)
 }
@@ -779,10 +843,9 @@ mod tests {
         count as u64
     }
 
-    #[test]
-    fn a_senders_window_is_trimmed_and_older_retries_are_refused_by_ts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let repo = Repository::init(dir.path(), &InitOptions::default()).expect("init");
+    /// A universe with agent "agent" (key seed 3) and one SWS it owns; returns its patch topic.
+    fn universe_with_an_sws(dir: &std::path::Path) -> (Repository, SigningKey, String) {
+        let repo = Repository::init(dir, &InitOptions::default()).expect("init");
         let signing = SigningKey::from_bytes(&[3; 32]);
         register(
             repo.store(),
@@ -813,20 +876,106 @@ mod tests {
         let id = fields::as_text(fields::require(answer, "id").expect("id"), "id")
             .expect("id text")
             .to_owned();
-        let key = format!("jit/sws/{id}/patch");
-        let patch = |ts: u64| {
-            let patch = Patch {
-                id: format!("p{ts}"),
-                author: "agent".into(),
-                ts,
-                ops: vec![PatchOp::Put {
-                    path: format!("f{}.txt", ts % 8),
-                    content: ts.to_string().into_bytes(),
-                    executable: false,
-                }],
-            };
-            message(&signing, &key, ts, cbor::to_value(&patch).expect("payload"))
+        (repo, signing, format!("jit/sws/{id}/patch"))
+    }
+
+    /// A signed patch message putting `path`.
+    fn put_message(signing: &SigningKey, key: &str, ts: u64, path: &str) -> Vec<u8> {
+        let patch = Patch {
+            id: format!("p{ts}"),
+            author: "agent".into(),
+            ts,
+            ops: vec![PatchOp::Put {
+                path: path.into(),
+                content: ts.to_string().into_bytes(),
+                executable: false,
+            }],
         };
+        message(signing, key, ts, cbor::to_value(&patch).expect("payload"))
+    }
+
+    fn patches_of(repo: &Repository, key: &str) -> u64 {
+        let id = key.split('/').nth(2).expect("sws id");
+        let store = repo.store();
+        let txn = store.read().expect("read");
+        sws::get(store, &txn, id.parse().expect("sws id"))
+            .expect("state")
+            .patches
+    }
+
+    #[test]
+    fn opening_a_universe_delivers_what_a_dead_daemon_journaled_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, signing, key) = universe_with_an_sws(dir.path());
+        let path = repo.jit_dir().join(JOURNAL_FILE);
+        {
+            // A daemon acknowledged two batches from its journal and died before committing.
+            let mut journal = Journal::open(&path).expect("journal");
+            for ts in [2, 3] {
+                let bytes = put_message(&signing, &key, ts, &format!("f{ts}.txt"));
+                journal.append(&[(key.as_str(), &bytes)]).expect("append");
+            }
+        }
+        drop(repo);
+        let repo = Repository::open(dir.path()).expect("open");
+        assert_eq!(patches_of(&repo, &key), 2, "both journaled patches landed");
+        drop(repo);
+        let repo = Repository::open(dir.path()).expect("reopen");
+        assert_eq!(patches_of(&repo, &key), 2, "and only once");
+
+        // A live owner keeps it: opening the universe meanwhile leaves the journal alone.
+        let mut journal = Journal::open(&path).expect("journal");
+        let bytes = put_message(&signing, &key, 4, "f4.txt");
+        journal.append(&[(key.as_str(), &bytes)]).expect("append");
+        drop(repo);
+        let other = Repository::open(dir.path()).expect("open while held");
+        assert_eq!(
+            patches_of(&other, &key),
+            2,
+            "the owner's journal is not touched"
+        );
+        assert!(!journal.is_empty());
+    }
+
+    #[test]
+    fn batches_a_committed_mark_covers_are_not_delivered_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, signing, key) = universe_with_an_sws(dir.path());
+        let mut journal = Journal::open(&repo.jit_dir().join(JOURNAL_FILE)).expect("journal");
+        // Delivered and journaled like the plane does; one message is refused (its path is
+        // not a valid name), so no record of its id is kept. The mark commits with the batch;
+        // the journal is not reset, as if the process died before that.
+        let good = put_message(&signing, &key, 2, "good.txt");
+        let bad = put_message(&signing, &key, 3, "../escape");
+        let batch = [
+            (key.as_str(), good.as_slice()),
+            (key.as_str(), bad.as_slice()),
+        ];
+        let verified: Vec<Verified> = verify_all(repo.store(), &batch)
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .expect("verified");
+        let mut op = repo.store().begin().expect("begin");
+        let answers = deliver_into(&repo, &mut op, &verified);
+        assert!(matches!(answers[0], Response::Ok(_)), "{answers:?}");
+        assert!(matches!(answers[1], Response::Err(_)), "{answers:?}");
+        journal.append(&batch).expect("append");
+        journal::record_mark(&mut op, journal.mark()).expect("mark");
+        op.commit().expect("commit");
+        assert_eq!(
+            recover_journal(&repo, &mut journal).expect("recover"),
+            0,
+            "the mark covers the batch: nothing is delivered again"
+        );
+        assert!(journal.is_empty(), "and the journal is reset");
+        assert_eq!(patches_of(&repo, &key), 1);
+    }
+
+    #[test]
+    fn a_senders_window_is_trimmed_and_older_retries_are_refused_by_ts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, signing, key) = universe_with_an_sws(dir.path());
+        let patch = |ts: u64| put_message(&signing, &key, ts, &format!("f{}.txt", ts % 8));
 
         // 1 create + 5,199 patches = 5,200 deliveries. The one trim ran at delivery 5,120 (at
         // 1,024 … 4,096 the window was not full yet) and dropped deliveries 1 … 1,024.
@@ -846,6 +995,7 @@ mod tests {
         );
         assert_eq!(kept, 5_200 - 1_024, "deliveries 1 … 1,024 were dropped");
 
+        let id = key.split('/').nth(2).expect("sws id");
         let state = |repo: &Repository| {
             let store = repo.store();
             let txn = store.read().expect("read");

@@ -17,7 +17,13 @@
 //! records of an older generation are never read again. The file is zero-filled ahead of the
 //! records, so an append overwrites allocated blocks and its flush carries no metadata.
 //!
-//! One process owns the journal at a time (an exclusive lock on the file): the daemon's plane.
+//! A transaction that holds journaled batches records the journal's [`Mark`] (generation and end)
+//! in the store's `meta` table as it commits, so recovery delivers again only the batches after
+//! it: a message refused the first time leaves no record of its id, and must not get a second
+//! chance because its batch was read back.
+//!
+//! One process owns the journal at a time (an exclusive lock on the file): the daemon's plane,
+//! or a process recovering what a dead daemon left ([`crate::agents::recover_journal`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
@@ -25,6 +31,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::store::{Op, ReadTxn, Store};
 
 const HEADER_MAGIC: &[u8; 8] = b"JITJRNL1";
 const RECORD_MAGIC: u32 = 0x3143_524a; // "JRC1"
@@ -37,6 +44,45 @@ const GROW: u64 = 1 << 20;
 
 /// One batch of messages as it was delivered: `(key expression, envelope bytes)` in order.
 pub type JournalBatch = Vec<(String, Vec<u8>)>;
+
+/// A position in the journal: every record of `generation` that ends at or before `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// The journal's generation.
+    pub generation: u64,
+    /// Offset just past the last record covered.
+    pub end: u64,
+}
+
+/// Key of the committed [`Mark`] in the store's `meta` table.
+const MARK_KEY: &str = "plane.journal";
+
+/// Records in `op` that everything journaled up to `mark` is committed with it.
+pub fn record_mark(op: &mut Op<'_>, mark: Mark) -> Result<()> {
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&mark.generation.to_le_bytes());
+    value[8..].copy_from_slice(&mark.end.to_le_bytes());
+    op.put_meta(MARK_KEY, &value)
+}
+
+/// The [`Mark`] the last transaction holding journaled batches committed; `None` if none did.
+pub fn committed_mark(store: &Store, txn: &ReadTxn<'_>) -> Result<Option<Mark>> {
+    let Some(raw) = store.meta.get(txn, MARK_KEY)? else {
+        return Ok(None);
+    };
+    let word = |at: usize| {
+        raw.get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+    };
+    match (raw.len(), word(0), word(8)) {
+        (16, Some(generation), Some(end)) => Ok(Some(Mark { generation, end })),
+        _ => Err(Error::InvalidInput(format!(
+            "the store's {MARK_KEY} record is damaged ({} bytes)",
+            raw.len()
+        ))),
+    }
+}
 
 /// The open, locked journal of one universe.
 pub struct Journal {
@@ -80,9 +126,10 @@ impl Journal {
                 journal.generation = generation;
                 journal.end = journal.scan()?.1;
             }
-            None if len == 0 => {
+            None if len == 0 || journal.header_is_blank()? => {
+                // New, or a first creation a crash cut short.
                 journal.grow(HEADER_SIZE + GROW)?;
-                journal.write_header()?;
+                journal.write_header(journal.generation)?;
                 journal.file.sync_all().map_err(io)?;
                 if let Some(dir) = path.parent() {
                     File::open(dir)
@@ -100,11 +147,37 @@ impl Journal {
         Ok(journal)
     }
 
-    /// The batches appended since the last reset (by this run or one before it that crashed),
-    /// in order: acknowledged messages whose transaction may not have committed. Deliver them
-    /// again, then [`Journal::reset`].
-    pub fn pending(&self) -> Result<Vec<JournalBatch>> {
-        Ok(self.scan()?.0)
+    /// Whether another process holds the journal at `path` locked (a live daemon's plane).
+    pub fn is_held(path: &Path) -> bool {
+        OpenOptions::new()
+            .read(true)
+            .open(path)
+            .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+    }
+
+    /// The batches appended since the last reset (by this run or one before it that crashed)
+    /// that `committed` does not cover, in order: acknowledged messages whose transaction did
+    /// not commit. Deliver them again, then [`Journal::reset`].
+    pub fn pending(&self, committed: Option<Mark>) -> Result<Vec<JournalBatch>> {
+        let covered = committed
+            .filter(|mark| mark.generation == self.generation)
+            .map_or(HEADER_SIZE, |mark| mark.end);
+        Ok(self
+            .scan()?
+            .0
+            .into_iter()
+            .filter(|(_, end)| *end > covered)
+            .map(|(batch, _)| batch)
+            .collect())
+    }
+
+    /// Where the journal stands now: a transaction holding every batch appended so far
+    /// records this as it commits ([`record_mark`]).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            generation: self.generation,
+            end: self.end,
+        }
     }
 
     /// Whether nothing was appended since the last reset (and nothing was left pending).
@@ -148,20 +221,31 @@ impl Journal {
     /// makes the forgotten records be delivered again, which answers them from the record of
     /// delivered ids.
     pub fn reset(&mut self) -> Result<()> {
+        self.write_header(self.generation + 1)?;
         self.generation += 1;
         self.end = HEADER_SIZE;
-        self.write_header()
+        Ok(())
     }
 
-    fn write_header(&self) -> Result<()> {
+    fn write_header(&self, generation: u64) -> Result<()> {
         let mut header = [0u8; 48];
         header[..8].copy_from_slice(HEADER_MAGIC);
-        header[8..16].copy_from_slice(&self.generation.to_le_bytes());
+        header[8..16].copy_from_slice(&generation.to_le_bytes());
         let sum = blake3::hash(&header[..16]);
         header[16..48].copy_from_slice(sum.as_bytes());
         self.file
             .write_all_at(&header, 0)
             .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Whether the header is all zeros: the zero fill was written, the header not yet.
+    fn header_is_blank(&self) -> Result<bool> {
+        let mut header = [0u8; 48];
+        match self.file.read_exact_at(&mut header, 0) {
+            Ok(()) => Ok(header.iter().all(|b| *b == 0)),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(Error::io(&self.path, e)),
+        }
     }
 
     /// The generation in the header; `None` if the file has no valid header.
@@ -177,10 +261,11 @@ impl Journal {
         Ok(valid.then(|| u64::from_le_bytes(header[8..16].try_into().unwrap_or_default())))
     }
 
-    /// Reads the records of the current generation and where they end; stops at the first
-    /// that is not one (the zero fill, an older generation, or a write a crash cut short —
-    /// never acknowledged).
-    fn scan(&self) -> Result<(Vec<JournalBatch>, u64)> {
+    /// Reads the records of the current generation, each with the offset just past it, and
+    /// where they end; stops at the first that is not one (the zero fill, an older generation,
+    /// or a write a crash cut short — never acknowledged).
+    #[allow(clippy::type_complexity)]
+    fn scan(&self) -> Result<(Vec<(JournalBatch, u64)>, u64)> {
         let mut content = Vec::new();
         let mut file = &self.file;
         std::io::Seek::rewind(&mut file)
@@ -189,7 +274,7 @@ impl Journal {
         let mut batches = Vec::new();
         let mut at = HEADER_SIZE as usize;
         while let Some((batch, next)) = self.record_at(&content, at) {
-            batches.push(batch);
+            batches.push((batch, next as u64));
             at = next;
         }
         Ok((batches, at as u64))
@@ -280,7 +365,7 @@ mod tests {
         let second = batch(&[("jit/kernel/create", "three")]);
         {
             let mut journal = Journal::open(&path).expect("open");
-            assert!(journal.is_empty() && journal.pending().expect("scan").is_empty());
+            assert!(journal.is_empty() && journal.pending(None).expect("scan").is_empty());
             append(&mut journal, &first);
             append(&mut journal, &second);
             assert!(
@@ -289,14 +374,17 @@ mod tests {
             );
         }
         let mut journal = Journal::open(&path).expect("reopen");
-        assert_eq!(journal.pending().expect("scan"), [first.clone(), second]);
+        assert_eq!(
+            journal.pending(None).expect("scan"),
+            [first.clone(), second]
+        );
         journal.reset().expect("reset");
         let third = batch(&[("jit/sws/c/patch", "four")]);
         append(&mut journal, &third);
         drop(journal);
         let journal = Journal::open(&path).expect("reopen");
         assert_eq!(
-            journal.pending().expect("scan"),
+            journal.pending(None).expect("scan"),
             [third],
             "records of the generation before the reset are never read again"
         );
@@ -323,7 +411,7 @@ mod tests {
         drop(file);
         let mut journal = Journal::open(&path).expect("reopen");
         assert_eq!(
-            journal.pending().expect("scan"),
+            journal.pending(None).expect("scan"),
             std::slice::from_ref(&kept)
         );
         // Appending continues after the last good record.
@@ -333,10 +421,43 @@ mod tests {
         assert_eq!(
             Journal::open(&path)
                 .expect("reopen")
-                .pending()
+                .pending(None)
                 .expect("scan"),
             [kept, next]
         );
+    }
+
+    #[test]
+    fn a_mark_covers_the_batches_before_it_and_a_blank_header_starts_afresh() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        let first = batch(&[("k", "first")]);
+        let second = batch(&[("k", "second")]);
+        let mut journal = Journal::open(&path).expect("open");
+        append(&mut journal, &first);
+        let mark = journal.mark();
+        append(&mut journal, &second);
+        assert_eq!(
+            journal.pending(Some(mark)).expect("scan"),
+            std::slice::from_ref(&second),
+            "only what the mark does not cover"
+        );
+        let older = Mark {
+            generation: mark.generation - 1,
+            end: u64::MAX,
+        };
+        assert_eq!(
+            journal.pending(Some(older)).expect("scan"),
+            [first, second],
+            "a mark of another generation covers nothing of this one"
+        );
+        drop(journal);
+        // A first creation cut short after the zero fill: the header is still blank.
+        let file = OpenOptions::new().write(true).open(&path).expect("open");
+        file.write_all_at(&[0u8; 48], 0).expect("blank the header");
+        drop(file);
+        let journal = Journal::open(&path).expect("a blank header starts afresh");
+        assert!(journal.is_empty());
     }
 
     #[test]
@@ -360,7 +481,7 @@ mod tests {
         assert_eq!(
             Journal::open(&path)
                 .expect("reopen")
-                .pending()
+                .pending(None)
                 .expect("scan"),
             [items]
         );

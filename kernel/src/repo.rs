@@ -206,7 +206,9 @@ impl Repository {
         Repository::open(dir)
     }
 
-    /// Opens the universe whose `.jit/` is directly in `dir`.
+    /// Opens the universe whose `.jit/` is directly in `dir`, first delivering any patches a
+    /// dead daemon's message plane acknowledged but did not commit
+    /// ([`crate::agents::recover_unowned_journal`]).
     pub fn open(dir: &Path) -> Result<Repository> {
         let jit_dir = dir.join(JIT_DIR);
         if !jit_dir.is_dir() {
@@ -222,12 +224,16 @@ impl Repository {
             Err(e) => return Err(Error::io(&config_path, e)),
         };
         let store = Store::open(&jit_dir.join("store"), false)?;
-        Ok(Repository {
+        let repo = Repository {
             workdir: dir.to_path_buf(),
             jit_dir,
             store,
             config,
-        })
+        };
+        // Patches the message plane acknowledged but a dead daemon never committed land
+        // before this process reads or writes anything.
+        crate::agents::recover_unowned_journal(&repo)?;
+        Ok(repo)
     }
 
     /// Finds the universe containing `start` (it or an ancestor holds `.jit/`).

@@ -224,12 +224,16 @@ impl Agent {
         Ok(answers)
     }
 
-    /// Sends one query; `None` if it could not be sent (the caller retries).
+    /// Sends one query; `None` if it could not be sent (the caller retries). Sent with
+    /// congestion control `Drop`, which its reply inherits: the daemon answers while it holds
+    /// the store's write transaction, and a stalled agent must not hold it up (a dropped reply
+    /// is retried like a lost one).
     async fn dispatch(&self, key: &str, bytes: &[u8]) -> Option<Replies> {
         match self
             .session
             .get(key)
             .payload(bytes.to_vec())
+            .congestion_control(zenoh::qos::CongestionControl::Drop)
             .timeout(self.options.attempt_timeout)
             .await
         {

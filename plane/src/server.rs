@@ -8,7 +8,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use jit_kernel::agents::{self, Target, Verified};
-use jit_kernel::journal::Journal;
+use jit_kernel::journal::{self, Journal};
 use jit_kernel::log::{verify_record, LogOp};
 use jit_kernel::observe::Observer;
 use jit_kernel::rpc::protocol::{ErrorBody, Response};
@@ -167,21 +167,17 @@ impl Plane {
     /// limits (answering refusals at once); a deliverer thread applies everything accepted so
     /// far in its open transaction, makes the batch durable in the journal
     /// ([`jit_kernel::journal`]) and answers each in arrival order, committing the transaction
-    /// when the plane goes idle, after [`PlaneOptions::max_open`], before it answers a create, commit or
-    /// discard, or when a reader in this process settles the store. While the deliverer waits
-    /// for a flush, the next messages are being verified.
+    /// when the plane goes idle, after [`PlaneOptions::max_open`], before it answers a create,
+    /// commit or discard, or when a reader in this process settles the store. While the
+    /// deliverer waits for a flush, the next messages are being verified.
     ///
     /// Writes a previous run acknowledged but did not commit (it crashed) are delivered again
-    /// from the journal before anything is served.
+    /// from the journal before anything is served. If the store or the journal fails while
+    /// acknowledged writes are not committed yet, the process aborts, so that the next start
+    /// recovers them before anything else writes.
     pub async fn start(repo: Arc<Repository>, options: PlaneOptions) -> Result<Plane> {
-        let mut journal = Journal::open(&repo.jit_dir().join("plane.journal"))?;
-        let recovered = recover(&repo, &mut journal)?;
-        if recovered > 0 {
-            tracing::info!(
-                messages = recovered,
-                "delivered the journaled messages of the last run again"
-            );
-        }
+        let mut journal = Journal::open(&repo.jit_dir().join(agents::JOURNAL_FILE))?;
+        agents::recover_journal(&repo, &mut journal)?;
         let mut config = base_config("peer")?;
         let mut listen = options.listen.clone();
         if let Some(socket) = &options.unix_socket {
@@ -218,7 +214,6 @@ impl Plane {
                         options: &options,
                         notify: &notify,
                         journal,
-                        replay: false,
                     }
                     .run(work_rx)
                 }
@@ -372,23 +367,6 @@ fn verify_stage(
     }
 }
 
-/// Delivers the journal's messages again in a transaction of their own and commits it, then
-/// resets the journal; returns how many were delivered. Called before the plane serves, and
-/// whenever a transaction holding journaled (acknowledged) writes failed to commit.
-fn recover(repo: &Repository, journal: &mut Journal) -> jit_kernel::Result<usize> {
-    if journal.is_empty() {
-        return Ok(0);
-    }
-    let mut op = repo.store().begin()?;
-    let mut delivered = 0;
-    for batch in journal.pending()? {
-        delivered += agents::replay_into(repo, &mut op, &batch);
-    }
-    op.commit()?;
-    journal.reset()?;
-    Ok(delivered)
-}
-
 /// Whether a write must be committed before it is answered rather than journaled: creating an
 /// SWS (its id is random, so delivering it again would make another), and committing or
 /// discarding one (others must see the branch move, and a commit delivered again could meet a
@@ -400,6 +378,16 @@ fn commits_at_once(verified: &Verified) -> bool {
     }
 }
 
+/// Acknowledged writes could not be made durable in the store, or a batch could not be made
+/// durable in the journal after earlier ones were acknowledged from it: stop the process as a
+/// crash would. Nothing else may write before the journal is delivered again, and the next
+/// start does that first; going on would let other writers overtake acknowledged patches.
+fn fail_stop(what: &str, error: &jit_kernel::Error) -> ! {
+    tracing::error!(%error, "{what}; stopping so that the next start recovers the journal");
+    eprintln!("jit: {what}: {error}; stopping so that the next start recovers the journal");
+    std::process::abort()
+}
+
 /// The deliverer thread: applies batches in one open transaction, journals them, answers, and
 /// commits when there is a reason to.
 struct Deliverer<'r> {
@@ -407,15 +395,16 @@ struct Deliverer<'r> {
     options: &'r PlaneOptions,
     notify: &'r Notify,
     journal: Journal,
-    /// A transaction holding journaled writes failed: deliver the journal again before
-    /// anything else.
-    replay: bool,
 }
 
-/// The deliverer's open transaction and when it began.
+/// The deliverer's open transaction.
 struct Open<'s> {
     op: Op<'s>,
+    /// When it began.
     since: Instant,
+    /// Whether it holds batches already acknowledged from the journal: then it must commit,
+    /// or the process stops ([`fail_stop`]).
+    journaled: bool,
 }
 
 impl<'r> Deliverer<'r> {
@@ -434,9 +423,15 @@ impl<'r> Deliverer<'r> {
             match next {
                 Ok(Work::Deliver(first)) => {
                     let (batch, settles) = self.gather(&work, first);
-                    open = self.deliver(open, batch, !settles.is_empty());
+                    let (left_open, committed) = self.deliver(open, batch, !settles.is_empty());
+                    open = left_open;
                     for done in settles {
-                        let _ = done.send(Ok(()));
+                        let _ = done.send(match &committed {
+                            Ok(()) => Ok(()),
+                            Err(error) => Err(jit_kernel::Error::InvalidInput(format!(
+                                "the message plane could not commit: {error}"
+                            ))),
+                        });
                     }
                 }
                 Ok(Work::Settle(done)) => {
@@ -476,20 +471,21 @@ impl<'r> Deliverer<'r> {
         (batch, settles)
     }
 
-    /// Applies `batch` in the open transaction (opening one if needed), makes it durable —
-    /// in the journal, or by committing — and answers. Returns the transaction left open.
+    /// Applies `batch` in the open transaction (opening one if needed), makes it durable — in
+    /// the journal, or by committing when `settle` asks for it or the batch needs it — and
+    /// answers. Returns the transaction left open and, when it committed, how that went.
     fn deliver(
         &mut self,
-        open: Option<Open<'r>>,
+        mut open: Option<Open<'r>>,
         batch: Vec<Accepted>,
         settle: bool,
-    ) -> Option<Open<'r>> {
-        let mut open = open;
-        if open.is_some() && batch.iter().any(|a| commits_at_once(&a.verified)) {
+    ) -> (Option<Open<'r>>, jit_kernel::Result<()>) {
+        let at_once = batch.iter().any(|a| commits_at_once(&a.verified));
+        if at_once && open.is_some() {
             // A create, commit or discard runs on a freshly settled store, as it would alone.
             if let Err(error) = self.commit(open.take()) {
                 self.refuse_all(&batch, &error);
-                return None;
+                return (None, Err(error));
             }
         }
         let mut open = match open {
@@ -499,78 +495,91 @@ impl<'r> Deliverer<'r> {
                 Err(error) => {
                     tracing::error!(%error, "cannot start a transaction for the plane's writes");
                     self.refuse_all(&batch, &error);
-                    return None;
+                    return (None, Err(error));
                 }
             },
         };
         let responses =
             agents::deliver_into(self.repo, &mut open.op, batch.iter().map(|a| &a.verified));
-        let at_once = settle
-            || open.since.elapsed() >= self.options.max_open
-            || batch.iter().any(|a| commits_at_once(&a.verified));
-        let left_open = if at_once {
-            if let Err(error) = self.commit(Some(open)) {
-                self.refuse_all(&batch, &error);
-                return None;
-            }
-            None
-        } else {
-            let messages: Vec<(&str, &[u8])> = batch
-                .iter()
-                .map(|a| (a.key.as_str(), a.bytes.as_slice()))
-                .collect();
-            if let Err(error) = self.journal.append(&messages) {
-                // Nothing of this batch was acknowledged; the journaled writes before it were,
-                // and are delivered again from the journal.
-                tracing::error!(%error, "cannot journal the plane's writes");
-                drop(open);
-                self.replay = true;
-                self.refuse_all(&batch, &error);
-                return None;
-            }
-            Some(open)
-        };
+        let (left_open, committed) =
+            if at_once || settle || open.since.elapsed() >= self.options.max_open {
+                match self.commit(Some(open)) {
+                    Ok(()) => (None, Ok(())),
+                    Err(error) => {
+                        // Nothing of this transaction was acknowledged (else the commit
+                        // would have stopped the process): the batch is refused whole.
+                        self.refuse_all(&batch, &error);
+                        return (None, Err(error));
+                    }
+                }
+            } else {
+                let messages: Vec<(&str, &[u8])> = batch
+                    .iter()
+                    .map(|a| (a.key.as_str(), a.bytes.as_slice()))
+                    .collect();
+                match self.journal.append(&messages) {
+                    Ok(()) => open.journaled = true,
+                    Err(error) if open.journaled => {
+                        fail_stop("cannot append to the plane journal", &error)
+                    }
+                    Err(error) => {
+                        // Nothing was acknowledged yet; what the append may have left on disk
+                        // lies past the journal's end and is never read back.
+                        drop(open);
+                        tracing::error!(%error, "cannot append to the plane journal");
+                        self.refuse_all(&batch, &error);
+                        return (None, Err(error));
+                    }
+                }
+                (Some(open), Ok(()))
+            };
         for (accepted, response) in batch.iter().zip(responses) {
             if matches!(response, Response::Ok(_)) && take_drop(&self.options.drop_replies) {
                 continue; // fault injection: the effect is durable, the reply is lost
             }
             answer(&accepted.query, &response);
         }
-        left_open
+        (left_open, committed)
     }
 
     /// Opens the transaction for the next batches, after the mount's buffered writes landed
-    /// (they go before the agents' writes) and any journal left by a failure was delivered.
+    /// (they go before the agents' writes).
     fn begin(&mut self) -> jit_kernel::Result<Open<'r>> {
         let store = self.repo.store();
         if let Err(error) = store.settle() {
             tracing::warn!(%error, "could not settle the mount's buffered writes");
         }
-        if self.replay {
-            recover(self.repo, &mut self.journal)?;
-            self.replay = false;
-        }
         Ok(Open {
             op: store.begin()?,
             since: Instant::now(),
+            journaled: false,
         })
     }
 
-    /// Commits the open transaction, if any, and forgets the journal it made redundant. If the
-    /// commit fails, the journal's writes are delivered again before the next batch.
+    /// Commits the open transaction, if any, with the journal mark it covers, and resets the
+    /// journal. A failure with acknowledged writes at stake stops the process.
     fn commit(&mut self, open: Option<Open<'r>>) -> jit_kernel::Result<()> {
-        let Some(open) = open else {
+        let Some(mut open) = open else {
             return Ok(());
         };
-        let committed = open.op.commit().and_then(|()| self.journal.reset());
-        match &committed {
-            Ok(()) => self.notify.notify_one(),
-            Err(error) => {
-                tracing::error!(%error, "the plane's transaction did not commit");
-                self.replay = true;
+        if open.journaled {
+            if let Err(error) = journal::record_mark(&mut open.op, self.journal.mark()) {
+                fail_stop("cannot record the plane journal's mark", &error);
             }
         }
-        committed
+        if let Err(error) = open.op.commit() {
+            if open.journaled {
+                fail_stop("cannot commit the plane's acknowledged writes", &error);
+            }
+            return Err(error);
+        }
+        if open.journaled {
+            if let Err(error) = self.journal.reset() {
+                fail_stop("cannot reset the plane journal", &error);
+            }
+        }
+        self.notify.notify_one();
+        Ok(())
     }
 
     /// Answers every write of `batch` with `error`: none of it took effect.
