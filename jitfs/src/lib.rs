@@ -216,7 +216,7 @@ impl Shared {
                     return;
                 }
             };
-            for view in state.live_views() {
+            for view in state.refreshable_views() {
                 match views_mod::resolve(repo, &txn, &state.views[view].kind) {
                     Ok(Some(target)) => {
                         if let Err(error) =

@@ -243,6 +243,7 @@ impl State {
             dirty: false,
             epoch,
             live: true,
+            writing_back: false,
         });
         self.view_index.insert(key, id);
         Ok(Some(root))
@@ -276,6 +277,13 @@ impl State {
     pub fn live_views(&self) -> Vec<ViewId> {
         (0..self.views.len())
             .filter(|&v| self.views[v].live)
+            .collect()
+    }
+
+    /// Live views no write-back is in the middle of: those a refresh may reconcile.
+    pub fn refreshable_views(&self) -> Vec<ViewId> {
+        (0..self.views.len())
+            .filter(|&v| self.views[v].live && !self.views[v].writing_back)
             .collect()
     }
 

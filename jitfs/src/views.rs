@@ -70,6 +70,11 @@ pub struct View {
     pub epoch: SystemTime,
     /// False once the ref or SWS behind it is gone.
     pub live: bool,
+    /// A write-back of this view is between its snapshot and its result. Refreshes leave the
+    /// view alone meanwhile: against the tree the write-back just committed they would take
+    /// names removed here since the snapshot (an editor's or rsync's renamed temporary file)
+    /// for names added elsewhere. The write-back reconciles what else landed when it ends.
+    pub writing_back: bool,
 }
 
 /// Resolves what `kind` shows now; None when it no longer exists.

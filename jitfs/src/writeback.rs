@@ -20,7 +20,7 @@ use crate::inode::{Ino, Kind, ViewId};
 use crate::reconcile::{self, Inval};
 use crate::source::Layered;
 use crate::state::State;
-use crate::views::{self, Target};
+use crate::views;
 use crate::Shared;
 
 /// Writes back view `view` if it has local changes; returns cache entries to invalidate (when
@@ -114,43 +114,15 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
         };
         let new_root = build.dir(root)?;
         let (extra, dirs) = (build.extra, build.dirs);
+        state.views[view].writing_back = true;
         (sws, state.views[view].known, new_root, extra, dirs)
     };
     // 4. Diff against the SWS and apply, without the lock.
-    let applied_tree = if new_root == known {
-        None
-    } else {
-        let ops = {
-            let txn = repo.store().read()?;
-            let sws_src = SwsSource::new(repo.store(), &txn, sws);
-            let staged_map: HashMap<NodeId, Vec<u8>> = staged
-                .iter()
-                .map(|n| (n.id, n.bytes.clone()))
-                .chain(extra.iter().map(|(k, v)| (*k, v.clone())))
-                .collect();
-            let src = Layered {
-                extra: &staged_map,
-                bases: vec![&sws_src],
-            };
-            treepatch::between(&src, &known, &new_root)?
-        };
-        if ops.is_empty() {
-            None
-        } else {
-            let patch = Patch {
-                id: patch_id(&known, &new_root),
-                author: shared.owner.clone(),
-                ts: 0,
-                ops,
-            };
-            let applied = crate::guard::as_mount(|| {
-                sws::apply_patch_with_nodes(repo.store(), sws, &patch, &staged)
-            })?;
-            Some(applied.tree)
-        }
-    };
+    let applied = apply_difference(shared, sws, &known, &new_root, &staged, &extra);
     // 5. What was written back is clean unless it changed meanwhile.
     let mut state = shared.lock();
+    state.views[view].writing_back = false;
+    applied?;
     for h in &hashed {
         if let Some(node) = state.nodes.get_mut(&h.ino) {
             let unchanged = node.generation == h.generation;
@@ -180,14 +152,56 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
     let root = state.views[view].root;
     state.views[view].known = new_root;
     state.views[view].dirty = state.nodes.get(&root).is_some_and(|n| n.dirty);
-    if let Some(tree) = applied_tree.filter(|t| *t != new_root) {
-        // Someone else's patch landed between our read and our write: show it too.
-        let target = Target {
-            sws: Some(sws),
-            tree,
-        };
+    // Whatever landed from elsewhere since the snapshot (refreshes skipped this view
+    // meanwhile): show it too.
+    let txn = repo.store().read()?;
+    let target = views::resolve(repo, &txn, &state.views[view].kind)?;
+    drop(txn);
+    if let Some(target) = target.filter(|t| t.tree != new_root) {
         reconcile::reconcile(&mut state, repo, view, &target, invals)?;
     }
+    Ok(())
+}
+
+/// Turns the difference between the tree the SWS had (`known`) and the one the mount shows
+/// (`new_root`) into a patch and applies it with the new content nodes; does nothing when they
+/// are the same.
+fn apply_difference(
+    shared: &Shared,
+    sws: jit_kernel::sws::SwsId,
+    known: &NodeId,
+    new_root: &NodeId,
+    staged: &[EncodedNode],
+    extra: &HashMap<NodeId, Vec<u8>>,
+) -> Result<()> {
+    if new_root == known {
+        return Ok(());
+    }
+    let repo = &shared.repo;
+    let ops = {
+        let txn = repo.store().read()?;
+        let sws_src = SwsSource::new(repo.store(), &txn, sws);
+        let staged_map: HashMap<NodeId, Vec<u8>> = staged
+            .iter()
+            .map(|n| (n.id, n.bytes.clone()))
+            .chain(extra.iter().map(|(k, v)| (*k, v.clone())))
+            .collect();
+        let src = Layered {
+            extra: &staged_map,
+            bases: vec![&sws_src],
+        };
+        treepatch::between(&src, known, new_root)?
+    };
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let patch = Patch {
+        id: patch_id(known, new_root),
+        author: shared.owner.clone(),
+        ts: 0,
+        ops,
+    };
+    crate::guard::as_mount(|| sws::apply_patch_with_nodes(repo.store(), sws, &patch, staged))?;
     Ok(())
 }
 
