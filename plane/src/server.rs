@@ -192,6 +192,22 @@ impl Plane {
             .map_err(PlaneError::zenoh)?;
         let session = zenoh::open(config).await.map_err(PlaneError::zenoh)?;
 
+        // Everything that can fail comes before anything starts, so a failed start leaves no
+        // thread, task or observer behind (and releases the journal).
+        let mut queryables = Vec::new();
+        for key in ["jit/sws/*/*", "jit/kernel/create"] {
+            queryables.push(
+                session
+                    .declare_queryable(keyexpr(&options.namespace, key))
+                    .await
+                    .map_err(PlaneError::zenoh)?,
+            );
+        }
+        let sync_queries = session
+            .declare_queryable(keyexpr(&options.namespace, crate::sync::SYNC_KEYS))
+            .await
+            .map_err(PlaneError::zenoh)?;
+
         let notify = Arc::new(Notify::new());
         let (arrived_tx, arrived_rx) = mpsc::channel::<Vec<Arrived>>();
         let (work_tx, work_rx) = mpsc::channel::<Work>();
@@ -199,33 +215,28 @@ impl Plane {
             work: Mutex::new(Some(work_tx.clone())),
             deliverer: OnceLock::new(),
         });
-        let stages = vec![
-            spawn_stage("jit-plane-verify", {
-                let (repo, options) = (repo.clone(), options.clone());
-                move || verify_stage(&repo, &options, arrived_rx, work_tx)
-            })?,
-            spawn_stage("jit-plane-deliver", {
-                let (repo, options, notify) = (repo.clone(), options.clone(), notify.clone());
-                let settle = settle.clone();
-                move || {
-                    let _ = settle.deliverer.set(std::thread::current().id());
-                    Deliverer {
-                        repo: &repo,
-                        options: &options,
-                        notify: &notify,
-                        journal,
-                    }
-                    .run(work_rx)
+        let verifier = spawn_stage("jit-plane-verify", {
+            let (repo, options) = (repo.clone(), options.clone());
+            move || verify_stage(&repo, &options, arrived_rx, work_tx)
+        })?;
+        let deliverer = spawn_stage("jit-plane-deliver", {
+            let (repo, options, notify) = (repo.clone(), options.clone(), notify.clone());
+            let settle = settle.clone();
+            move || {
+                let _ = settle.deliverer.set(std::thread::current().id());
+                Deliverer {
+                    repo: &repo,
+                    options: &options,
+                    notify: &notify,
+                    journal,
                 }
-            })?,
-        ];
+                .run(work_rx)
+            }
+        })?;
+        let stages = vec![verifier, deliverer];
         repo.store().observe(settle.clone());
         let mut tasks = Vec::new();
-        for key in ["jit/sws/*/*", "jit/kernel/create"] {
-            let queryable = session
-                .declare_queryable(keyexpr(&options.namespace, key))
-                .await
-                .map_err(PlaneError::zenoh)?;
+        for queryable in queryables {
             let (namespace, arrived_tx) = (options.namespace.clone(), arrived_tx.clone());
             tasks.push(tokio::spawn(async move {
                 while let Ok(first) = queryable.recv_async().await {
@@ -243,10 +254,7 @@ impl Plane {
                 }
             }));
         }
-        let sync_queries = session
-            .declare_queryable(keyexpr(&options.namespace, crate::sync::SYNC_KEYS))
-            .await
-            .map_err(PlaneError::zenoh)?;
+        drop(arrived_tx);
         tasks.push(tokio::spawn(crate::sync::serve(repo.clone(), sync_queries)));
         tasks.push(tokio::spawn(publish_events(
             session.clone(),
