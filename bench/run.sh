@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p jit-cli >&2
+# The import writes gigabytes that the kernel keeps flushing long after; latency measures that
+# start meanwhile time the disk's backlog, not JIT. Each section starts on a quiet disk.
+quiet() { sync; sleep 2; }
 out=$(mktemp)
 {
   cat bench/header.md
@@ -15,24 +18,30 @@ out=$(mktemp)
   echo
   cat bench/notes/import.md
   echo
+  quiet
   bench/sws.sh "${2:-30}"
   echo
   cat bench/notes/sws.md
   echo
+  quiet
   cargo run --release -q -p jit-plane --example bench 2>/dev/null
   echo
+  quiet
   bench/plane-mount.sh
   echo
   cat bench/notes/plane.md
   echo
+  quiet
   bench/watcher.sh "${3:-20}"
   echo
   cat bench/notes/watcher.md
   echo
+  quiet
   bench/mount.sh "${4:-5}"
   echo
   cat bench/notes/mount.md
   echo
+  quiet
   bench/sync.sh "${5:-3}"
   echo
   cat bench/notes/sync.md

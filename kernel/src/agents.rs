@@ -258,8 +258,9 @@ pub fn verify_all(
     verdicts
 }
 
-/// [`verify_all`] without the audit records, for a caller inside an operation of its own.
-fn check_all(
+/// [`verify_all`] without the audit records: for a caller that writes them itself, inside an
+/// operation of its own ([`audit_into`]) — one commit for many refusals instead of one each.
+pub fn check_all(
     store: &Store,
     messages: &[(&str, &[u8])],
 ) -> Vec<std::result::Result<Verified, Response>> {
@@ -372,6 +373,16 @@ fn prepare(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Prepar
 pub fn audit(store: &Store, key: &str, response: &Response) {
     if let Some(error) = refusal(key, response) {
         if let Err(e) = store.audit(AUDIT_ACTION, &error) {
+            tracing::warn!(%e, "could not audit a refused message");
+        }
+    }
+}
+
+/// Appends the audit record of a refusal answer to `op` (nothing for an answer that is not
+/// one); the batch form of [`audit`].
+pub fn audit_into(op: &mut Op<'_>, key: &str, response: &Response) {
+    if let Some(error) = refusal(key, response) {
+        if let Err(e) = op.audit(AUDIT_ACTION, &error) {
             tracing::warn!(%e, "could not audit a refused message");
         }
     }
@@ -534,11 +545,7 @@ pub fn deliver_into<'v>(
             let response = op
                 .savepoint(|child| deliver_in(repo, child, verified))
                 .unwrap_or_else(error_response);
-            if let Some(error) = refusal(&key_of(&verified.target), &response) {
-                if let Err(e) = op.audit(AUDIT_ACTION, &error) {
-                    tracing::warn!(%e, "could not audit a refused message");
-                }
-            }
+            audit_into(op, &key_of(&verified.target), &response);
             response
         })
         .collect()
@@ -607,6 +614,17 @@ pub fn recover_unowned_journal(repo: &Repository) -> Result<usize> {
     match Journal::open(&path) {
         Ok(mut journal) => recover_journal(repo, &mut journal),
         Err(Error::InvalidInput(_)) if Journal::is_held(&path) => Ok(0),
+        // A reader without write access to the universe can still read it; the next writer
+        // recovers the journal.
+        Err(Error::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            tracing::warn!(%source, "cannot open the plane journal to recover it");
+            Ok(0)
+        }
         Err(error) => Err(error),
     }
 }

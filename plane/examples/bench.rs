@@ -163,7 +163,7 @@ async fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("## Message plane (`cargo run --release -p jit-plane --example bench`)");
     println!();
-    println!("Real Zenoh sessions over the daemon's Unix socket; every acknowledgement is sent after the patch's LMDB transaction is durable (fsync). Throughput: median of {RUNS} runs (min–max).");
+    println!("Real Zenoh sessions over the daemon's Unix socket; every acknowledgement is sent once the patch is durable (its batch appended to the plane journal and flushed; the LMDB transaction commits within milliseconds). Throughput: median of {RUNS} runs (min–max).");
     println!();
     println!("| measure | value | goal | value ÷ goal |");
     println!("|---|---|---|---|");

@@ -120,6 +120,10 @@ struct Accepted {
 enum Work {
     /// Writes to deliver, in arrival order.
     Deliver(Vec<Accepted>),
+    /// Refusals the verifier answered, `(key, answer)`: their audit records go into the open
+    /// transaction, so a flood of bad messages costs no commit each and the verifier never
+    /// waits for one. Like any unacknowledged write, they are lost if the process dies first.
+    Audit(Vec<(String, Response)>),
     /// Someone in this process wants to read what was acknowledged: commit, then answer.
     Settle(mpsc::SyncSender<jit_kernel::Result<()>>),
 }
@@ -347,19 +351,23 @@ fn verify_stage(
             .iter()
             .map(|a| (a.key.as_str(), a.bytes.as_slice()))
             .collect();
-        let verdicts = agents::verify_all(repo.store(), &messages);
+        let verdicts = agents::check_all(repo.store(), &messages);
         let mut passed = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
         for (Arrived { query, key, bytes }, verdict) in batch.into_iter().zip(verdicts) {
             match verdict {
-                Err(refusal) => answer(&query, &refusal),
+                Err(refusal) => {
+                    answer(&query, &refusal);
+                    refused.push((key, refusal));
+                }
                 Ok(verified) if !limiter.allow(&verified.envelope.sender) => {
                     let refusal = Response::Err(ErrorBody {
                         code: "rate_limited".into(),
                         message: format!("{} is over its rate limit", verified.envelope.sender),
                         details: None,
                     });
-                    agents::audit(repo.store(), &key, &refusal);
                     answer(&query, &refusal);
+                    refused.push((key, refusal));
                 }
                 Ok(verified) => passed.push(Accepted {
                     query,
@@ -368,6 +376,9 @@ fn verify_stage(
                     verified,
                 }),
             }
+        }
+        if !refused.is_empty() && accepted.send(Work::Audit(refused)).is_err() {
+            break;
         }
         if !passed.is_empty() && accepted.send(Work::Deliver(passed)).is_err() {
             break;
@@ -429,10 +440,16 @@ impl<'r> Deliverer<'r> {
                 ),
             };
             match next {
+                Ok(Work::Audit(refused)) => {
+                    open = self.audit(open, &refused);
+                }
                 Ok(Work::Deliver(first)) => {
-                    let (batch, settles) = self.gather(&work, first);
+                    let (batch, settles, refused) = self.gather(&work, first);
                     let (left_open, committed) = self.deliver(open, batch, !settles.is_empty());
                     open = left_open;
+                    if !refused.is_empty() {
+                        open = self.audit(open, &refused);
+                    }
                     for done in settles {
                         let _ = done.send(match &committed {
                             Ok(()) => Ok(()),
@@ -461,22 +478,53 @@ impl<'r> Deliverer<'r> {
         }
     }
 
-    /// Everything already queued behind `first`, up to [`MAX_BATCH`] writes, and the settle
-    /// requests among them (answered once this batch is committed).
+    /// Everything already queued behind `first`, up to [`MAX_BATCH`] writes, the settle
+    /// requests among them (answered once this batch is committed) and the refusals to audit
+    /// (already answered, so writing them after the batch reorders nothing).
+    #[allow(clippy::type_complexity)]
     fn gather(
         &self,
         work: &mpsc::Receiver<Work>,
         mut batch: Vec<Accepted>,
-    ) -> (Vec<Accepted>, Vec<mpsc::SyncSender<jit_kernel::Result<()>>>) {
+    ) -> (
+        Vec<Accepted>,
+        Vec<mpsc::SyncSender<jit_kernel::Result<()>>>,
+        Vec<(String, Response)>,
+    ) {
         let mut settles = Vec::new();
+        let mut refused = Vec::new();
         while batch.len() < MAX_BATCH {
             match work.try_recv() {
                 Ok(Work::Deliver(more)) => batch.extend(more),
                 Ok(Work::Settle(done)) => settles.push(done),
+                Ok(Work::Audit(more)) => refused.extend(more),
                 Err(_) => break,
             }
         }
-        (batch, settles)
+        (batch, settles, refused)
+    }
+
+    /// Writes the audit records of refusals into the open transaction (opening one if
+    /// needed); they commit with it. Returns the transaction left open.
+    fn audit(
+        &mut self,
+        open: Option<Open<'r>>,
+        refused: &[(String, Response)],
+    ) -> Option<Open<'r>> {
+        let mut open = match open {
+            Some(open) => open,
+            None => match self.begin() {
+                Ok(open) => open,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot audit refused messages");
+                    return None;
+                }
+            },
+        };
+        for (key, response) in refused {
+            agents::audit_into(&mut open.op, key, response);
+        }
+        Some(open)
     }
 
     /// Applies `batch` in the open transaction (opening one if needed), makes it durable — in

@@ -498,7 +498,8 @@ async fn refusals_have_their_own_codes_and_apply_nothing() {
         "the rate limit must bite within 20 messages"
     );
 
-    // Every refusal left an audit record.
+    // Every refusal left an audit record (written into the plane's open transaction).
+    repo.store().settle().unwrap();
     let txn = repo.store().read().unwrap();
     let audits: Vec<String> = repo
         .store()
