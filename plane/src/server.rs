@@ -511,15 +511,12 @@ impl<'r> Deliverer<'r> {
         open: Option<Open<'r>>,
         refused: &[(String, Response)],
     ) -> Option<Open<'r>> {
-        let mut open = match open {
-            Some(open) => open,
-            None => match self.begin() {
-                Ok(open) => open,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot audit refused messages");
-                    return None;
-                }
-            },
+        let mut open = match self.open_or_begin(open) {
+            Ok(open) => open,
+            Err(error) => {
+                tracing::warn!(%error, "cannot audit refused messages");
+                return None;
+            }
         };
         for (key, response) in refused {
             agents::audit_into(&mut open.op, key, response);
@@ -544,16 +541,13 @@ impl<'r> Deliverer<'r> {
                 return (None, Err(error));
             }
         }
-        let mut open = match open {
-            Some(open) => open,
-            None => match self.begin() {
-                Ok(open) => open,
-                Err(error) => {
-                    tracing::error!(%error, "cannot start a transaction for the plane's writes");
-                    self.refuse_all(&batch, &error);
-                    return (None, Err(error));
-                }
-            },
+        let mut open = match self.open_or_begin(open) {
+            Ok(open) => open,
+            Err(error) => {
+                tracing::error!(%error, "cannot start a transaction for the plane's writes");
+                self.refuse_all(&batch, &error);
+                return (None, Err(error));
+            }
         };
         let responses =
             agents::deliver_into(self.repo, &mut open.op, batch.iter().map(|a| &a.verified));
@@ -596,6 +590,14 @@ impl<'r> Deliverer<'r> {
             answer(&accepted.query, &response);
         }
         (left_open, committed)
+    }
+
+    /// The open transaction, or a new one.
+    fn open_or_begin(&mut self, open: Option<Open<'r>>) -> jit_kernel::Result<Open<'r>> {
+        match open {
+            Some(open) => Ok(open),
+            None => self.begin(),
+        }
     }
 
     /// Opens the transaction for the next batches, after the mount's buffered writes landed
