@@ -26,7 +26,7 @@
 //! or a process recovering what a dead daemon left ([`crate::agents::recover_journal`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -241,20 +241,14 @@ impl Journal {
     /// Whether the header is all zeros: the zero fill was written, the header not yet.
     fn header_is_blank(&self) -> Result<bool> {
         let mut header = [0u8; 48];
-        match self.file.read_exact_at(&mut header, 0) {
-            Ok(()) => Ok(header.iter().all(|b| *b == 0)),
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(Error::io(&self.path, e)),
-        }
+        Ok(self.read_at(&mut header, 0)? && header.iter().all(|b| *b == 0))
     }
 
     /// The generation in the header; `None` if the file has no valid header.
     fn read_header(&self) -> Result<Option<u64>> {
         let mut header = [0u8; 48];
-        match self.file.read_exact_at(&mut header, 0) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(Error::io(&self.path, e)),
+        if !self.read_at(&mut header, 0)? {
+            return Ok(None);
         }
         let valid = &header[..8] == HEADER_MAGIC
             && blake3::hash(&header[..16]).as_bytes() == &header[16..48];
@@ -266,37 +260,53 @@ impl Journal {
     /// or a write a crash cut short — never acknowledged).
     #[allow(clippy::type_complexity)]
     fn scan(&self) -> Result<(Vec<(JournalBatch, u64)>, u64)> {
-        let mut content = Vec::new();
-        let mut file = &self.file;
-        std::io::Seek::rewind(&mut file)
-            .and_then(|_| file.read_to_end(&mut content))
-            .map_err(|e| Error::io(&self.path, e))?;
         let mut batches = Vec::new();
-        let mut at = HEADER_SIZE as usize;
-        while let Some((batch, next)) = self.record_at(&content, at) {
-            batches.push((batch, next as u64));
+        let mut at = HEADER_SIZE;
+        while let Some((batch, next)) = self.record_at(at)? {
+            batches.push((batch, next));
             at = next;
         }
-        Ok((batches, at as u64))
+        Ok((batches, at))
     }
 
-    fn record_at(&self, content: &[u8], at: usize) -> Option<(JournalBatch, usize)> {
-        let head = content.get(at..at.checked_add(RECORD_HEAD)?)?;
-        let u32_at = |at: usize| Some(u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?));
-        if u32_at(0)? != RECORD_MAGIC {
-            return None;
+    /// The record at `at` and the offset past it; `None` where there is none. Reads only the
+    /// record itself, so an empty journal costs one small read, not the whole zero fill.
+    fn record_at(&self, at: u64) -> Result<Option<(JournalBatch, u64)>> {
+        let mut head = [0u8; RECORD_HEAD];
+        if !self.read_at(&mut head, at)? {
+            return Ok(None);
         }
-        let len = u32_at(4)? as usize;
-        let generation = u64::from_le_bytes(head.get(8..16)?.try_into().ok()?);
-        if generation != self.generation {
-            return None;
+        let word = |from: usize| {
+            let mut bytes = [0u8; 4];
+            bytes.copy_from_slice(&head[from..from + 4]);
+            u32::from_le_bytes(bytes)
+        };
+        let mut generation = [0u8; 8];
+        generation.copy_from_slice(&head[8..16]);
+        let generation = u64::from_le_bytes(generation);
+        if word(0) != RECORD_MAGIC || generation != self.generation {
+            return Ok(None);
         }
-        let start = at + RECORD_HEAD;
-        let body = content.get(start..start.checked_add(len)?)?;
-        if checksum(generation, body).as_bytes() != head.get(16..48)? {
-            return None;
+        let start = at + RECORD_HEAD as u64;
+        let len = u64::from(word(4));
+        if start + len > self.capacity {
+            return Ok(None); // a damaged length: never allocate past the file
         }
-        Some((parse_body(body)?, start + len))
+        let mut body = vec![0u8; len as usize];
+        if !self.read_at(&mut body, start)? || checksum(generation, &body).as_bytes() != &head[16..]
+        {
+            return Ok(None);
+        }
+        Ok(parse_body(&body).map(|batch| (batch, start + body.len() as u64)))
+    }
+
+    /// Fills `buf` from offset `at`; false if the file ends first.
+    fn read_at(&self, buf: &mut [u8], at: u64) -> Result<bool> {
+        match self.file.read_exact_at(buf, at) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(Error::io(&self.path, e)),
+        }
     }
 
     /// Extends the zero fill to `capacity` bytes and makes the new size durable.
