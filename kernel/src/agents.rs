@@ -444,7 +444,7 @@ pub(crate) fn clock_key(sender: &str) -> Vec<u8> {
 }
 
 /// Where a sender stands: its last delivered `ts` and how many of its messages were delivered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Clock {
     /// The last delivered message's `ts`.
     pub(crate) ts: u64,
@@ -545,7 +545,9 @@ pub fn deliver_into<'v>(
             let response = op
                 .savepoint(|child| deliver_in(repo, child, verified))
                 .unwrap_or_else(error_response);
-            audit_into(op, &key_of(&verified.target), &response);
+            if matches!(response, Response::Err(_)) {
+                audit_into(op, &key_of(&verified.target), &response);
+            }
             response
         })
         .collect()

@@ -72,6 +72,14 @@ async fn agent(dir: &Path, name: &str, seed: u8) -> Agent {
         .unwrap()
 }
 
+/// Creates an SWS owned by `agent` on the checked-out branch.
+async fn create_sws(agent: &mut Agent) -> jit_plane::agent::Created {
+    tokio::time::timeout(T, agent.create_sws(None))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn put(path: &str, content: &str, id: &str) -> Patch {
     Patch {
         id: id.into(),
@@ -110,10 +118,7 @@ async fn an_agent_creates_pushes_and_commits() {
     let (dir, repo) = setup(&["alice"]);
     let plane = plane(&repo, dir.path(), |_| {}).await;
     let mut alice = agent(dir.path(), "alice", 1).await;
-    let sws = tokio::time::timeout(T, alice.create_sws(None))
-        .await
-        .unwrap()
-        .unwrap();
+    let sws = create_sws(&mut alice).await;
     for i in 0..5 {
         let applied = tokio::time::timeout(
             T,
@@ -152,10 +157,7 @@ async fn lost_replies_and_a_plane_restart_leave_every_patch_applied_once_in_orde
         .await,
     );
     let mut bob = agent(dir.path(), "bob", 1).await;
-    let sws = tokio::time::timeout(T, bob.create_sws(None))
-        .await
-        .unwrap()
-        .unwrap();
+    let sws = create_sws(&mut bob).await;
     for i in 0..30u64 {
         if i == 15 {
             // Restart the plane mid-stream; the agent's session reconnects by itself.
@@ -205,10 +207,7 @@ async fn a_pipelined_agent_survives_lost_replies_and_a_restart_with_every_patch_
     })
     .await;
     let mut dora = agent(dir.path(), "dora", 1).await;
-    let sws = tokio::time::timeout(T, dora.create_sws(None))
-        .await
-        .unwrap()
-        .unwrap();
+    let sws = create_sws(&mut dora).await;
     let sws_id: jit_kernel::sws::SwsId = sws.id.parse().unwrap();
     let applied_so_far = {
         let repo = repo.clone();
@@ -282,10 +281,7 @@ async fn writes_acknowledged_from_the_journal_survive_a_crash_before_their_commi
     })
     .await;
     let mut erin = agent(dir.path(), "erin", 1).await;
-    let sws = tokio::time::timeout(T, erin.create_sws(None))
-        .await
-        .unwrap()
-        .unwrap();
+    let sws = create_sws(&mut erin).await;
     let topic = format!("jit/sws/{}/patch", sws.id);
     let envelopes: Vec<Vec<u8>> = (0..20)
         .map(|i| {
@@ -368,10 +364,7 @@ async fn refusals_have_their_own_codes_and_apply_nothing() {
     })
     .await;
     let mut carol = agent(dir.path(), "carol", 1).await;
-    let sws = tokio::time::timeout(T, carol.create_sws(None))
-        .await
-        .unwrap()
-        .unwrap();
+    let sws = create_sws(&mut carol).await;
     let topic = format!("jit/sws/{}/patch", sws.id);
     let patch_value = cbor::to_value(&put("x.txt", "x\n", "px")).unwrap();
     let patches = || {
