@@ -76,6 +76,9 @@ pub fn up(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Listen for SIGTERM/SIGINT before the socket exists: whoever sees the socket (systemd,
+        // a script) may stop the daemon at once, even while the plane and the mount start.
+        let stop = shutdown_signal()?;
         let listener = lock.bind()?;
         let repo = Arc::new(repo);
         let zenoh_socket = repo.jit_dir().join("zenoh.sock");
@@ -132,7 +135,7 @@ pub fn up(
             );
         }
         let service = Service::new(repo);
-        server::serve(service, listener, shutdown_signal()).await;
+        server::serve(service, listener, stop).await;
         if let Some(mount) = mount {
             if let Err(error) = tokio::task::spawn_blocking(move || mount.unmount()).await? {
                 tracing::error!(%error, "unmount failed");
@@ -148,19 +151,18 @@ pub fn up(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Registers for SIGTERM and SIGINT now (a signal that comes before the future is polled is
+/// kept) and returns the future that completes on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
+    })
 }
 
 /// Reads a JSON patch from a file (relative to `base`) or, for `-`, from stdin.
