@@ -530,27 +530,75 @@ fn error_response(error: Error) -> Response {
     }
 }
 
-/// Runs verified messages in order inside `op`, each in its own savepoint so a refused one
-/// leaves no trace but its audit record (written into `op`) and the others go on. The answers
-/// are only valid to send once `op`'s effects are durable: committed, or journaled
-/// ([`crate::journal`]) and committed later.
+/// Runs verified messages in order inside `op`: a refused one leaves no trace but its audit
+/// record (written into `op`) and the others go on. The answers are only valid to send once
+/// `op`'s effects are durable: committed, or journaled ([`crate::journal`]) and committed later.
+///
+/// A savepoint per message would cost a nested LMDB transaction each (LMDB allocates megabytes
+/// for one), so the batch runs in a single savepoint and each message directly in it: nearly
+/// every refusal (a stale or replayed message, a wrong owner, a patch that does not apply)
+/// comes before the message's first write, and leaves nothing to undo. Only a message that
+/// fails after it wrote (a full store) needs one; then the batch's savepoint is dropped and the
+/// batch runs again with a savepoint per message, from the same state, to the same answers.
 pub fn deliver_into<'v>(
     repo: &Repository,
     op: &mut Op<'_>,
     batch: impl IntoIterator<Item = &'v Verified>,
 ) -> Vec<Response> {
+    let batch: Vec<&Verified> = batch.into_iter().collect();
+    match op.savepoint(|child| deliver_unless_one_fails_after_writing(repo, child, &batch)) {
+        Ok(responses) => responses,
+        Err(error) => {
+            tracing::debug!(%error, "delivering the batch again, one savepoint per message");
+            deliver_each_in_a_savepoint(repo, op, &batch)
+        }
+    }
+}
+
+/// Delivers `batch` directly in `op`; fails, for the caller to drop `op`, as soon as a message
+/// fails after it wrote.
+fn deliver_unless_one_fails_after_writing(
+    repo: &Repository,
+    op: &mut Op<'_>,
+    batch: &[&Verified],
+) -> Result<Vec<Response>> {
+    let mut responses = Vec::with_capacity(batch.len());
+    for verified in batch {
+        let writes = op.writes();
+        let response = match deliver_in(repo, op, verified) {
+            Ok(response) => response,
+            Err(error) if op.writes() == writes => error_response(error),
+            Err(error) => return Err(error),
+        };
+        responses.push(audited(op, verified, response));
+    }
+    Ok(responses)
+}
+
+/// Delivers `batch` with a savepoint around each message, so one that fails after it wrote
+/// leaves no trace either.
+fn deliver_each_in_a_savepoint(
+    repo: &Repository,
+    op: &mut Op<'_>,
+    batch: &[&Verified],
+) -> Vec<Response> {
     batch
-        .into_iter()
+        .iter()
         .map(|verified| {
             let response = op
                 .savepoint(|child| deliver_in(repo, child, verified))
                 .unwrap_or_else(error_response);
-            if matches!(response, Response::Err(_)) {
-                audit_into(op, &key_of(&verified.target), &response);
-            }
-            response
+            audited(op, verified, response)
         })
         .collect()
+}
+
+/// `response`, after writing its audit record into `op` if it is a refusal.
+fn audited(op: &mut Op<'_>, verified: &Verified, response: Response) -> Response {
+    if matches!(response, Response::Err(_)) {
+        audit_into(op, &key_of(&verified.target), &response);
+    }
+    response
 }
 
 /// Delivers journaled messages again inside `op` (after a crash, or after a transaction that
@@ -1034,5 +1082,85 @@ mod tests {
         };
         assert_eq!(body.code, "stale");
         assert_eq!(state(&repo), before, "neither retry applied anything");
+    }
+
+    #[test]
+    fn a_message_that_fails_after_writing_leaves_no_trace_and_the_batch_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, signing, key) = universe_with_an_sws(dir.path());
+        let huge = Patch {
+            id: "huge".into(),
+            author: "agent".into(),
+            ts: 3,
+            ops: vec![PatchOp::Put {
+                path: "huge.bin".into(),
+                content: vec![7; 2 << 20],
+                executable: false,
+            }],
+        };
+        let batch = vec![
+            (key.clone(), put_message(&signing, &key, 2, "before.txt")),
+            (
+                key.clone(),
+                message(&signing, &key, 3, cbor::to_value(&huge).expect("payload")),
+            ),
+            (key.clone(), put_message(&signing, &key, 4, "after.txt")),
+        ];
+        // Room for the small patches, not for 2 MiB: the huge one fails after its first writes.
+        repo.store().limit_growth(64).expect("limit the map");
+        let responses = deliver(&repo, &batch);
+
+        assert!(matches!(responses[0], Response::Ok(_)), "{responses:?}");
+        let Response::Err(body) = &responses[1] else {
+            panic!("a patch larger than the store was accepted: {responses:?}");
+        };
+        assert_eq!(body.code, "store_error", "{body:?}");
+        assert!(matches!(responses[2], Response::Ok(_)), "{responses:?}");
+        assert_eq!(
+            patches_of(&repo, &key),
+            2,
+            "the two small patches, not the huge one"
+        );
+
+        let store = repo.store();
+        let txn = store.read().expect("read");
+        let id: SwsId = key
+            .split('/')
+            .nth(2)
+            .expect("sws id")
+            .parse()
+            .expect("sws id");
+        let state = sws::get(store, &txn, id).expect("state");
+        let source = sws::SwsSource::new(store, &txn, id);
+        let paths: Vec<String> = crate::tree::diff(
+            &source,
+            &crate::tree::tree_of(&source, &state.base).expect("base tree"),
+            &state.tree,
+        )
+        .expect("diff")
+        .into_iter()
+        .map(|change| String::from_utf8_lossy(&change.path).into_owned())
+        .collect();
+        assert_eq!(paths, ["after.txt", "before.txt"], "nothing of huge.bin");
+        assert!(
+            store
+                .agent_msgs
+                .get(&txn, &window_key("agent", "m00000003"))
+                .expect("read the window")
+                .is_none(),
+            "the failed message is not recorded as delivered, so a retry runs it again"
+        );
+        let audited: Vec<String> = store
+            .log_entries(&txn)
+            .expect("log")
+            .filter_map(|entry| {
+                let (seq, bytes) = entry.expect("log entry");
+                match crate::log::verify_record(seq, bytes).expect("record").0.op {
+                    LogOp::Audit { code, .. } => Some(code),
+                    _ => None,
+                }
+            })
+            .collect();
+        assert_eq!(audited, ["store_error"], "the refusal is audited once");
     }
 }

@@ -76,6 +76,8 @@ pub struct Store {
     /// NodeId → verified bytes received by a sync that has not been appended yet; what makes an
     /// interrupted transfer resumable ([`crate::sync::staging`]).
     pub(crate) sync_staged: Database<Bytes, Bytes>,
+    /// Trees decoded by edits of this store ([`crate::treecache`]).
+    pub(crate) trees: crate::treecache::TreeCache,
 }
 
 /// The transaction that creates or opens the store's tables.
@@ -146,6 +148,7 @@ impl Store {
             sync_staged: txn.table(env, "sync_staged", dir)?,
             env: env.clone(),
             observers: Observers::default(),
+            trees: Default::default(),
         };
         match txn {
             Tables::Create(wtxn) => wtxn.commit()?,
@@ -163,6 +166,17 @@ impl Store {
     /// Unregisters an observer added with [`Store::observe`].
     pub fn unobserve(&self, observer: &Arc<dyn Observer>) {
         self.observers.remove(observer);
+    }
+
+    /// Shrinks the map so the store can grow by only `pages` more pages: a full store, for
+    /// tests of what a write that does not fit leaves behind.
+    #[cfg(test)]
+    pub(crate) fn limit_growth(&self, pages: usize) -> Result<()> {
+        let page = self.env.stat().page_size as usize;
+        let used = (self.env.info().last_page_number + 1) * page;
+        // SAFETY: tests call this while no transaction of this process is open.
+        unsafe { self.env.resize(used + pages * page) }?;
+        Ok(())
     }
 
     /// Asks every observer to push buffered writes into the store. Called before an operation
@@ -209,6 +223,7 @@ impl Store {
             next_seq,
             prev,
             poisoned: false,
+            writes: 0,
         })
     }
 
@@ -414,6 +429,8 @@ pub struct Op<'s> {
     next_seq: u64,
     prev: Checksum,
     poisoned: bool,
+    /// How many times the write transaction was handed out for a write (see [`Op::writes`]).
+    writes: u64,
 }
 
 impl<'s> Op<'s> {
@@ -427,9 +444,19 @@ impl<'s> Op<'s> {
         &self.txn
     }
 
-    /// The write transaction, for modules that own tables of their own (SWS state).
+    /// The write transaction, for modules that own tables of their own (SWS state). Every
+    /// write goes through here, so [`Op::writes`] counts it.
     pub(crate) fn wtxn(&mut self) -> &mut RwTxn<'s> {
+        self.writes += 1;
         &mut self.txn
+    }
+
+    /// How many writes this operation has attempted so far, those of its committed savepoints
+    /// included. A step that fails with this count unchanged left the transaction as it found
+    /// it, so the operation can go on without a savepoint around every step
+    /// ([`crate::agents::deliver_into`]).
+    pub fn writes(&self) -> u64 {
+        self.writes
     }
 
     /// Appends a log record.
@@ -445,7 +472,8 @@ impl<'s> Op<'s> {
             op,
         };
         let (checksum, stored) = record.to_stored()?;
-        self.store.log.put(&mut self.txn, &record.seq, &stored)?;
+        let store = self.store;
+        store.log.put(self.wtxn(), &record.seq, &stored)?;
         self.prev = checksum;
         self.next_seq += 1;
         Ok(record.seq)
@@ -472,30 +500,32 @@ impl<'s> Op<'s> {
         if self.store.has_node(&self.txn, id)? {
             return Ok(false);
         }
-        self.store.nodes.put(&mut self.txn, id.as_bytes(), bytes)?;
-        self.store
+        let store = self.store;
+        store.nodes.put(self.wtxn(), id.as_bytes(), bytes)?;
+        store
             .headers
-            .put(&mut self.txn, id.as_bytes(), &header.to_bytes())?;
+            .put(self.wtxn(), id.as_bytes(), &header.to_bytes())?;
         Ok(true)
     }
 
     /// Writes a ref target (callers enforce ref invariants and log the change).
     pub(crate) fn put_ref(&mut self, full_name: &str, target: &NodeId) -> Result<()> {
-        self.store
-            .refs
-            .put(&mut self.txn, full_name, target.as_bytes())?;
+        let store = self.store;
+        store.refs.put(self.wtxn(), full_name, target.as_bytes())?;
         Ok(())
     }
 
     /// Removes a ref (callers enforce ref invariants and log the change).
     pub(crate) fn delete_ref(&mut self, full_name: &str) -> Result<()> {
-        self.store.refs.delete(&mut self.txn, full_name)?;
+        let store = self.store;
+        store.refs.delete(self.wtxn(), full_name)?;
         Ok(())
     }
 
     /// Writes a metadata value.
     pub(crate) fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
-        self.store.meta.put(&mut self.txn, key, value)?;
+        let store = self.store;
+        store.meta.put(self.wtxn(), key, value)?;
         Ok(())
     }
 
@@ -510,14 +540,16 @@ impl<'s> Op<'s> {
             next_seq: self.next_seq,
             prev: self.prev,
             poisoned: false,
+            writes: 0,
         };
         let result = body(&mut child);
         match result {
             Ok(value) if !child.poisoned => {
-                let (next_seq, prev) = (child.next_seq, child.prev);
+                let (next_seq, prev, writes) = (child.next_seq, child.prev, child.writes);
                 child.txn.commit()?;
                 self.next_seq = next_seq;
                 self.prev = prev;
+                self.writes += writes;
                 Ok(value)
             }
             Ok(_) => Err(Error::InvalidInput(
