@@ -37,6 +37,7 @@ pub mod store;
 pub mod sws;
 pub mod sync;
 pub mod tree;
+pub mod treecache;
 pub mod treeedit;
 pub mod treepatch;
 

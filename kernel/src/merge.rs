@@ -198,7 +198,7 @@ fn exact_renames(
 
 fn load(editor: &TreeEditor<'_>, id: Option<NodeId>) -> Result<Vec<TreeEntry>> {
     Ok(match id {
-        Some(id) => editor.tree(&id)?.entries,
+        Some(id) => editor.tree(&id)?.entries.clone(),
         None => Vec::new(),
     })
 }

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::{Node, NodeHeader, NodeView};
 use crate::store::{ReadTxn, Store};
+use crate::treecache::TreeCache;
 
 /// A place nodes can be read from.
 pub trait Source {
@@ -25,6 +26,12 @@ pub trait Source {
             Some(bytes) => Ok(Some(Node::decode(bytes)?.header())),
             None => Ok(None),
         }
+    }
+
+    /// The cache of decoded trees this source's nodes may share ([`crate::treecache`]); `None`
+    /// for sources outside a store.
+    fn tree_cache(&self) -> Option<&TreeCache> {
+        None
     }
 
     /// A zero-copy view of a node, or [`Error::NodeNotFound`].
@@ -56,5 +63,9 @@ impl Source for Dag<'_, '_> {
 
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
         self.store.header(self.txn, id)
+    }
+
+    fn tree_cache(&self) -> Option<&TreeCache> {
+        Some(&self.store.trees)
     }
 }

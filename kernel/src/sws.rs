@@ -197,6 +197,10 @@ impl Source for SwsSource<'_, '_> {
             None => Ok(None),
         }
     }
+
+    fn tree_cache(&self) -> Option<&crate::treecache::TreeCache> {
+        self.dag.tree_cache()
+    }
 }
 
 /// Loads an SWS's state.

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::content::EncodedNode;
 use crate::error::{Error, Result};
@@ -27,8 +28,8 @@ pub enum EditError {
 pub struct TreeEditor<'s> {
     src: &'s dyn Source,
     created: HashMap<NodeId, EncodedNode>,
-    /// Trees already decoded from `src` (a path is read, then rewritten: decode it once).
-    decoded: RefCell<HashMap<NodeId, Tree>>,
+    /// Trees this editor read or made (a path is read, then rewritten: decode it once).
+    decoded: RefCell<HashMap<NodeId, Arc<Tree>>>,
 }
 
 impl<'s> TreeEditor<'s> {
@@ -63,30 +64,46 @@ impl<'s> TreeEditor<'s> {
         self.created.contains_key(id)
     }
 
-    /// A tree, new or existing.
-    pub fn tree(&self, id: &NodeId) -> Result<Tree> {
-        if let Some(Payload::Tree(tree)) = self.created.get(id).map(|n| &n.node.payload) {
-            return Ok(tree.clone());
-        }
+    /// A tree, new or existing. Decoded once: by this editor, or by an earlier edit of the
+    /// same store (its tree cache), once `src` has shown it holds the node.
+    pub fn tree(&self, id: &NodeId) -> Result<Arc<Tree>> {
         if let Some(tree) = self.decoded.borrow().get(id) {
             return Ok(tree.clone());
         }
-        match self.node(id)?.payload {
-            Payload::Tree(tree) => {
-                self.decoded.borrow_mut().insert(*id, tree.clone());
-                Ok(tree)
-            }
-            other => Err(Error::NotA {
-                id: *id,
-                found: Node::content(other).node_type().as_str(),
-                expected: "tree",
-            }),
-        }
+        let bytes = self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?;
+        let cache = self.src.tree_cache();
+        let tree = match cache.and_then(|cache| cache.get(id)) {
+            Some(tree) => tree,
+            None => match Node::decode(bytes)?.payload {
+                Payload::Tree(tree) => {
+                    let tree = Arc::new(tree);
+                    if let Some(cache) = cache {
+                        cache.insert(*id, tree.clone());
+                    }
+                    tree
+                }
+                other => {
+                    return Err(Error::NotA {
+                        id: *id,
+                        found: Node::content(other).node_type().as_str(),
+                        expected: "tree",
+                    })
+                }
+            },
+        };
+        self.decoded.borrow_mut().insert(*id, tree.clone());
+        Ok(tree)
     }
 
-    /// Stores a tree; returns its id.
+    /// Stores a tree; returns its id. The tree is remembered decoded, for the next edit.
     pub fn put_tree(&mut self, tree: Tree) -> Result<NodeId> {
-        Ok(self.add(EncodedNode::new(Node::content(Payload::Tree(tree)))?))
+        let shared = Arc::new(tree.clone());
+        let id = self.add(EncodedNode::new(Node::content(Payload::Tree(tree)))?);
+        if let Some(cache) = self.src.tree_cache() {
+            cache.insert(id, shared.clone());
+        }
+        self.decoded.borrow_mut().insert(id, shared);
+        Ok(id)
     }
 
     /// The entry at `path` below `root`, if any.
@@ -138,7 +155,7 @@ impl<'s> TreeEditor<'s> {
         entry: Option<(EntryKind, NodeId)>,
         create_parents: bool,
     ) -> Result<NodeId> {
-        let mut tree = self.tree(dir)?;
+        let mut tree = Tree::clone(&*self.tree(dir)?);
         let name = &components[depth];
         let position = tree
             .entries
@@ -227,5 +244,9 @@ impl Source for TreeEditor<'_> {
             Some(node) => Ok(Some(&node.bytes)),
             None => self.src.bytes(id),
         }
+    }
+
+    fn tree_cache(&self) -> Option<&crate::treecache::TreeCache> {
+        self.src.tree_cache()
     }
 }
