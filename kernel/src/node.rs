@@ -439,10 +439,44 @@ impl Node {
         }
     }
 
-    /// Canonical bytes of this node.
+    /// Canonical bytes of this node. Written field by field, in canonical key order, rather
+    /// than through a [`Value`]: a patch re-encodes every directory above the file it changes,
+    /// and building the value tree allocated several times per entry. `to_value` is the
+    /// reference this must match (tests compare them on nodes of every type).
     pub fn encode(&self) -> Result<Vec<u8>, NodeError> {
         self.validate_shape()?;
-        Ok(cbor::encode(&self.to_value())?)
+        let mut out = Vec::with_capacity(64 + self.payload_size_hint());
+        // Keys sorted by their encoded bytes: shorter first, then bytewise.
+        cbor::write_head(&mut out, cbor::MAP, 5);
+        cbor::write_text(&mut out, "type");
+        cbor::write_text(&mut out, self.node_type().as_str());
+        cbor::write_text(&mut out, "clock");
+        cbor::write_head(&mut out, cbor::UNSIGNED, self.clock);
+        cbor::write_text(&mut out, "parents");
+        cbor::write_head(&mut out, cbor::ARRAY, self.parents.len() as u64);
+        for parent in &self.parents {
+            cbor::write_bytes(&mut out, &parent.0);
+        }
+        cbor::write_text(&mut out, "payload");
+        write_payload(&mut out, &self.payload)?;
+        cbor::write_text(&mut out, "metadata");
+        let metadata = self
+            .metadata
+            .iter()
+            .map(|(k, v)| (text(k), text(v)))
+            .collect();
+        cbor::encode_into(&Value::Map(metadata), &mut out)?;
+        Ok(out)
+    }
+
+    /// Roughly how many bytes the payload encodes to, to size the buffer once.
+    fn payload_size_hint(&self) -> usize {
+        match &self.payload {
+            Payload::Chunk(data) | Payload::Blob(Blob::Inline(data)) => data.len() + 16,
+            Payload::Blob(Blob::Chunked { chunks, .. }) => chunks.len() * 40,
+            Payload::Tree(tree) => tree.entries.iter().map(|e| e.name.len() + 42).sum(),
+            _ => 128,
+        }
     }
 
     /// Canonical bytes and the id they hash to.
@@ -459,6 +493,8 @@ impl Node {
         Ok(node)
     }
 
+    /// The node as a CBOR value: the schema [`Node::encode`] writes directly.
+    #[cfg(test)]
     fn to_value(&self) -> Value {
         let metadata = self
             .metadata
@@ -600,6 +636,35 @@ fn id_from(v: &Value, what: &str) -> Result<NodeId, NodeError> {
 
 fn int(n: impl Into<ciborium::value::Integer>) -> Value {
     Value::Integer(n.into())
+}
+
+/// Appends a payload's canonical encoding: content payloads (written by every patch) directly,
+/// the others through [`payload_value`].
+fn write_payload(out: &mut Vec<u8>, payload: &Payload) -> Result<(), cbor::CborError> {
+    match payload {
+        Payload::Chunk(data) => cbor::write_bytes(out, data),
+        // Keys in canonical order: "data" and "size" have the same length.
+        Payload::Blob(Blob::Inline(data)) => {
+            cbor::write_head(out, cbor::MAP, 2);
+            cbor::write_text(out, "data");
+            cbor::write_bytes(out, data);
+            cbor::write_text(out, "size");
+            cbor::write_head(out, cbor::UNSIGNED, data.len() as u64);
+        }
+        Payload::Tree(tree) => {
+            cbor::write_head(out, cbor::MAP, 1);
+            cbor::write_text(out, "entries");
+            cbor::write_head(out, cbor::ARRAY, tree.entries.len() as u64);
+            for entry in &tree.entries {
+                cbor::write_head(out, cbor::ARRAY, 3);
+                cbor::write_bytes(out, &entry.name);
+                cbor::write_head(out, cbor::UNSIGNED, u64::from(entry.kind.mode()));
+                cbor::write_bytes(out, &entry.id.0);
+            }
+        }
+        other => cbor::encode_into(&payload_value(other), out)?,
+    }
+    Ok(())
 }
 
 fn payload_value(payload: &Payload) -> Value {
@@ -978,6 +1043,117 @@ impl Node {
             node_type: self.node_type(),
             clock: self.clock,
             size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> NodeId {
+        NodeId([n; 32])
+    }
+
+    /// One node of every type, with metadata on one of them.
+    fn samples() -> Vec<Node> {
+        let tree = Tree {
+            entries: vec![
+                TreeEntry {
+                    name: b"a.txt".to_vec(),
+                    kind: EntryKind::File,
+                    id: id(1),
+                },
+                TreeEntry {
+                    name: b"bin".to_vec(),
+                    kind: EntryKind::Directory,
+                    id: id(2),
+                },
+                TreeEntry {
+                    name: "z-\u{e9}".repeat(20).into_bytes(),
+                    kind: EntryKind::Executable,
+                    id: id(3),
+                },
+            ],
+        };
+        let mut with_metadata = Node::with_parents(
+            vec![id(9)],
+            7,
+            Payload::Provenance(Provenance {
+                agent: "agent".into(),
+                action: "patch".into(),
+                detail: [("sws".to_owned(), "s1".to_owned())].into(),
+            }),
+        );
+        with_metadata
+            .metadata
+            .insert("a-much-longer-key".into(), "v".into());
+        with_metadata.metadata.insert("b".into(), "w".into());
+        vec![
+            Node::root(),
+            Node::content(Payload::Chunk(vec![5; 300])),
+            Node::content(Payload::Blob(Blob::Inline(b"hello\n".to_vec()))),
+            Node::content(Payload::Blob(Blob::Chunked {
+                size: 70_000,
+                chunks: vec![
+                    ChunkRef {
+                        id: id(4),
+                        len: 40_000,
+                    },
+                    ChunkRef {
+                        id: id(5),
+                        len: 30_000,
+                    },
+                ],
+            })),
+            Node::content(Payload::Tree(Tree::default())),
+            Node::content(Payload::Tree(tree)),
+            Node::with_parents(
+                vec![id(6)],
+                3,
+                Payload::Snapshot(Snapshot {
+                    tree: id(2),
+                    author: "A <a@example.org>".into(),
+                    message: "m".repeat(300),
+                    time: DeclaredTime {
+                        seconds: -5,
+                        tz_minutes: -120,
+                    },
+                }),
+            ),
+            Node::with_parents(
+                vec![id(7), id(6)],
+                4,
+                Payload::Rewrite(Rewrite {
+                    kind: RewriteKind::Rebase,
+                    from: id(7),
+                    to: id(6),
+                    base: Some(id(1)),
+                }),
+            ),
+            with_metadata,
+            Node::with_parents(
+                vec![id(6)],
+                5,
+                Payload::FederationEdge(FederationEdge {
+                    local: id(6),
+                    universe: [1; 16],
+                    remote: id(3),
+                    direction: Direction::Import,
+                    purpose: "vendor".into(),
+                    trust: Trust::SemiTrusted,
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn direct_encoding_matches_the_value_schema_and_decodes_back() {
+        for node in samples() {
+            let direct = node.encode().unwrap_or_else(|e| panic!("{node:?}: {e}"));
+            let reference = cbor::encode(&node.to_value()).expect("reference encoding");
+            assert_eq!(direct, reference, "{:?}", node.node_type());
+            assert_eq!(Node::decode(&direct).expect("decodes"), node);
         }
     }
 }
