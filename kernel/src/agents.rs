@@ -378,14 +378,31 @@ pub fn audit(store: &Store, key: &str, response: &Response) {
     }
 }
 
-/// Appends the audit record of a refusal answer to `op` (nothing for an answer that is not
-/// one); the batch form of [`audit`].
-pub fn audit_into(op: &mut Op<'_>, key: &str, response: &Response) {
-    if let Some(error) = refusal(key, response) {
-        if let Err(e) = op.audit(AUDIT_ACTION, &error) {
-            tracing::warn!(%e, "could not audit a refused message");
-        }
+/// Appends to `op` the audit records of refusal answers, given with their messages' keys
+/// (nothing for an answer that is not one); the batch form of [`audit`]. The records go in one
+/// savepoint of their own: audits that do not fit (a full store) are logged and leave `op`
+/// usable.
+pub fn audit_into<'a>(
+    op: &mut Op<'_>,
+    refusals: impl IntoIterator<Item = (&'a str, &'a Response)>,
+) {
+    let written = op.savepoint(|child| {
+        refusals
+            .into_iter()
+            .try_for_each(|(key, response)| try_audit_into(child, key, response))
+    });
+    if let Err(e) = written {
+        tracing::warn!(%e, "could not audit refused messages");
     }
+}
+
+/// [`audit_into`] without the savepoint, failing when the record cannot be written (after which
+/// `op` must be dropped: LMDB refuses every further use of a transaction whose write failed).
+fn try_audit_into(op: &mut Op<'_>, key: &str, response: &Response) -> Result<()> {
+    if let Some(error) = refusal(key, response) {
+        op.audit(AUDIT_ACTION, &error)?;
+    }
+    Ok(())
 }
 
 /// The action audit records of refused messages name.
@@ -538,8 +555,10 @@ fn error_response(error: Error) -> Response {
 /// for one), so the batch runs in a single savepoint and each message directly in it: nearly
 /// every refusal (a stale or replayed message, a wrong owner, a patch that does not apply)
 /// comes before the message's first write, and leaves nothing to undo. Only a message that
-/// fails after it wrote (a full store) needs one; then the batch's savepoint is dropped and the
-/// batch runs again with a savepoint per message, from the same state, to the same answers.
+/// fails after it wrote (a full store) needs one; then the batch's savepoint is dropped, with
+/// every answer of that attempt unsent, and the batch runs again from the same state with a
+/// savepoint per message. If even that leaves `op` poisoned ([`Op::is_poisoned`]: LMDB could
+/// not fold a savepoint back), `op` must not be committed and the answers must not be sent.
 pub fn deliver_into<'v>(
     repo: &Repository,
     op: &mut Op<'_>,
@@ -570,7 +589,10 @@ fn deliver_unless_one_fails_after_writing(
             Err(error) if op.writes() == writes => error_response(error),
             Err(error) => return Err(error),
         };
-        responses.push(audited(op, verified, response));
+        if matches!(response, Response::Err(_)) {
+            try_audit_into(op, &key_of(&verified.target), &response)?;
+        }
+        responses.push(response);
     }
     Ok(responses)
 }
@@ -588,17 +610,12 @@ fn deliver_each_in_a_savepoint(
             let response = op
                 .savepoint(|child| deliver_in(repo, child, verified))
                 .unwrap_or_else(error_response);
-            audited(op, verified, response)
+            if matches!(response, Response::Err(_)) {
+                audit_into(op, [(key_of(&verified.target).as_str(), &response)]);
+            }
+            response
         })
         .collect()
-}
-
-/// `response`, after writing its audit record into `op` if it is a refusal.
-fn audited(op: &mut Op<'_>, verified: &Verified, response: Response) -> Response {
-    if matches!(response, Response::Err(_)) {
-        audit_into(op, &key_of(&verified.target), &response);
-    }
-    response
 }
 
 /// Delivers journaled messages again inside `op` (after a crash, or after a transaction that
@@ -1162,5 +1179,57 @@ mod tests {
             })
             .collect();
         assert_eq!(audited, ["store_error"], "the refusal is audited once");
+    }
+
+    #[test]
+    fn a_refusal_whose_audit_does_not_fit_is_still_answered_and_the_rest_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, signing, key) = universe_with_an_sws(dir.path());
+        let audits = |repo: &Repository| {
+            let store = repo.store();
+            let txn = store.read().expect("read");
+            let count = store
+                .log_entries(&txn)
+                .expect("log")
+                .filter(|entry| {
+                    let (seq, bytes) = entry.as_ref().expect("log entry");
+                    matches!(
+                        crate::log::verify_record(*seq, bytes).expect("record").0.op,
+                        LogOp::Audit { .. }
+                    )
+                })
+                .count();
+            count
+        };
+        repo.store().limit_growth(0).expect("limit the map");
+        // Fill the store: patches until one no longer fits.
+        let mut ts = 2;
+        loop {
+            assert!(ts < 10_000, "the store never filled up");
+            let message = put_message(&signing, &key, ts, &format!("f{ts}.txt"));
+            ts += 1;
+            if let Response::Err(body) = &deliver(&repo, &[(key.clone(), message)])[0] {
+                assert_eq!(body.code, "store_error", "{body:?}");
+                break;
+            }
+        }
+        // Stale messages (ts 1 was the create's), refused before any write, until one's audit
+        // record no longer fits either: each is still answered, and each batch commits.
+        for n in 0.. {
+            assert!(n < 10_000, "the audits never filled the store");
+            let stale =
+                Envelope::signed(&key, "agent", 1, format!("again{n}"), Value::Null, &signing)
+                    .and_then(|envelope| envelope.encode())
+                    .expect("envelope");
+            let before = audits(&repo);
+            let responses = deliver(&repo, &[(key.clone(), stale)]);
+            let Response::Err(body) = &responses[0] else {
+                panic!("a stale message was accepted: {responses:?}");
+            };
+            assert_eq!(body.code, "stale", "{body:?}");
+            if audits(&repo) == before {
+                break;
+            }
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Canonical CBOR (RFC 8949 §4.2.1, "core deterministic encoding") for every hashed structure.
 //!
 //! `ciborium` alone is not canonical (it keeps map keys in insertion order), so everything that is
-//! hashed goes through [`encode`], and every byte string read from outside goes through [`decode`],
+//! hashed goes through [`encode`] (or, for DAG nodes, through `Node::encode`, which writes the
+//! same bytes field by field with the `write_*` helpers here and is tested against [`encode`]),
+//! and every byte string read from outside goes through [`decode`],
 //! a strict parser that rejects any input whose canonical re-encoding would differ: indefinite
 //! lengths, non-minimal integer or length heads, unsorted or duplicate map keys, floats, tags,
 //! undefined/simple values and trailing bytes. `ciborium::Value` is the shared data model, so the

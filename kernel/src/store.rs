@@ -546,7 +546,12 @@ impl<'s> Op<'s> {
         match result {
             Ok(value) if !child.poisoned => {
                 let (next_seq, prev, writes) = (child.next_seq, child.prev, child.writes);
-                child.txn.commit()?;
+                if let Err(error) = child.txn.commit() {
+                    // LMDB may have merged part of the nested transaction before failing, and
+                    // then marks this one as failed: it must never be committed.
+                    self.poisoned = true;
+                    return Err(error.into());
+                }
                 self.next_seq = next_seq;
                 self.prev = prev;
                 self.writes += writes;
@@ -557,6 +562,12 @@ impl<'s> Op<'s> {
             )),
             Err(error) => Err(error),
         }
+    }
+
+    /// Whether a step failed in a way that forbids committing this operation ([`Op::commit`]
+    /// refuses it): a refused append, or a savepoint whose commit failed.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
     }
 
     /// Marks the operation as failed if `result` is an error: a refused append may have left

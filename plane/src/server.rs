@@ -518,9 +518,12 @@ impl<'r> Deliverer<'r> {
                 return None;
             }
         };
-        for (key, response) in refused {
-            agents::audit_into(&mut open.op, key, response);
-        }
+        agents::audit_into(
+            &mut open.op,
+            refused
+                .iter()
+                .map(|(key, response)| (key.as_str(), response)),
+        );
         Some(open)
     }
 
@@ -551,6 +554,18 @@ impl<'r> Deliverer<'r> {
         };
         let responses =
             agents::deliver_into(self.repo, &mut open.op, batch.iter().map(|a| &a.verified));
+        if open.op.is_poisoned() {
+            // The transaction can no longer commit, so no answer of this batch may be sent.
+            let error = jit_kernel::Error::InvalidInput(
+                "the plane's transaction failed while delivering a batch".into(),
+            );
+            if open.journaled {
+                fail_stop("cannot keep the plane's acknowledged writes", &error);
+            }
+            drop(open);
+            self.refuse_all(&batch, &error);
+            return (None, Err(error));
+        }
         let (left_open, committed) =
             if at_once || settle || open.since.elapsed() >= self.options.max_open {
                 match self.commit(Some(open)) {
