@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,45 @@ enum Work {
 struct PlaneSettle {
     work: Mutex<Option<mpsc::Sender<Work>>>,
     deliverer: OnceLock<ThreadId>,
+    /// Whether the deliverer has stopped (after its final commit), and a signal when it does:
+    /// a settle that finds the plane closing waits for that commit.
+    stopped: Mutex<bool>,
+    stopping: Condvar,
+}
+
+impl PlaneSettle {
+    /// Waits until the deliverer has stopped, so what it acknowledged is committed.
+    fn wait_stopped(&self) -> jit_kernel::Result<()> {
+        let stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (stopped, waited) = self
+            .stopping
+            .wait_timeout_while(stopped, SETTLE_TIMEOUT, |stopped| !*stopped)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(stopped);
+        if waited.timed_out() {
+            return Err(jit_kernel::Error::InvalidInput(
+                "the message plane did not finish its last commit in time".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Marks the deliverer stopped when dropped: when it returns, and if it panics.
+struct StoppedOnDrop(Arc<PlaneSettle>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        *self
+            .0
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.0.stopping.notify_all();
+    }
 }
 
 impl Observer for PlaneSettle {
@@ -146,15 +185,16 @@ impl Observer for PlaneSettle {
         }
         let work = self.work.lock().ok().and_then(|work| work.clone());
         let Some(work) = work else {
-            return Ok(()); // the plane has stopped; it committed everything first
+            // The plane is closing: its deliverer commits everything before it stops.
+            return self.wait_stopped();
         };
         let (done_tx, done_rx) = mpsc::sync_channel(1);
         if work.send(Work::Settle(done_tx)).is_err() {
-            return Ok(());
+            return self.wait_stopped();
         }
         match done_rx.recv_timeout(SETTLE_TIMEOUT) {
             Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => self.wait_stopped(),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(jit_kernel::Error::InvalidInput(
                 "the message plane did not commit its acknowledged writes in time".into(),
             )),
@@ -218,6 +258,8 @@ impl Plane {
         let settle = Arc::new(PlaneSettle {
             work: Mutex::new(Some(work_tx.clone())),
             deliverer: OnceLock::new(),
+            stopped: Mutex::new(false),
+            stopping: Condvar::new(),
         });
         let verifier = spawn_stage("jit-plane-verify", {
             let (repo, options) = (repo.clone(), options.clone());
@@ -228,6 +270,7 @@ impl Plane {
             let settle = settle.clone();
             move || {
                 let _ = settle.deliverer.set(std::thread::current().id());
+                let _stopped = StoppedOnDrop(settle);
                 Deliverer {
                     repo: &repo,
                     options: &options,
@@ -290,9 +333,8 @@ impl Plane {
             let _ = task.await;
         }
         // The queryable tasks and the settle hook held the only senders: the stages drain,
-        // the deliverer commits, and they stop.
-        let observer: Arc<dyn Observer> = self.settle.clone();
-        self.repo.store().unobserve(&observer);
+        // the deliverer commits, and they stop. Until then a settle waits for that commit; the
+        // hook is removed only once it is done.
         if let Ok(mut work) = self.settle.work.lock() {
             work.take();
         }
@@ -303,6 +345,8 @@ impl Plane {
             }
         })
         .await;
+        let observer: Arc<dyn Observer> = self.settle.clone();
+        self.repo.store().unobserve(&observer);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
     }
 }
@@ -407,6 +451,35 @@ fn fail_stop(what: &str, error: &jit_kernel::Error) -> ! {
     std::process::abort()
 }
 
+/// What the deliverer takes from its queue at once ([`gather`]).
+struct Gathered {
+    /// Writes to deliver, in arrival order.
+    batch: Vec<Accepted>,
+    /// Settle requests, answered once this batch is committed.
+    settles: Vec<mpsc::SyncSender<jit_kernel::Result<()>>>,
+    /// Refusals to audit (already answered, so writing them after the batch reorders nothing).
+    refused: Vec<(String, Response)>,
+}
+
+/// Everything already queued behind `first`, up to [`MAX_BATCH`] writes.
+fn gather(work: &mpsc::Receiver<Work>, mut batch: Vec<Accepted>) -> Gathered {
+    let mut settles = Vec::new();
+    let mut refused = Vec::new();
+    while batch.len() < MAX_BATCH {
+        match work.try_recv() {
+            Ok(Work::Deliver(more)) => batch.extend(more),
+            Ok(Work::Settle(done)) => settles.push(done),
+            Ok(Work::Audit(more)) => refused.extend(more),
+            Err(_) => break,
+        }
+    }
+    Gathered {
+        batch,
+        settles,
+        refused,
+    }
+}
+
 /// The deliverer thread: applies batches in one open transaction, journals them, answers, and
 /// commits when there is a reason to.
 struct Deliverer<'r> {
@@ -444,7 +517,11 @@ impl<'r> Deliverer<'r> {
                     open = self.audit(open, &refused);
                 }
                 Ok(Work::Deliver(first)) => {
-                    let (batch, settles, refused) = self.gather(&work, first);
+                    let Gathered {
+                        batch,
+                        settles,
+                        refused,
+                    } = gather(&work, first);
                     let (left_open, committed) = self.deliver(open, batch, !settles.is_empty());
                     open = left_open;
                     if !refused.is_empty() {
@@ -476,32 +553,6 @@ impl<'r> Deliverer<'r> {
                 }
             }
         }
-    }
-
-    /// Everything already queued behind `first`, up to [`MAX_BATCH`] writes, the settle
-    /// requests among them (answered once this batch is committed) and the refusals to audit
-    /// (already answered, so writing them after the batch reorders nothing).
-    #[allow(clippy::type_complexity)]
-    fn gather(
-        &self,
-        work: &mpsc::Receiver<Work>,
-        mut batch: Vec<Accepted>,
-    ) -> (
-        Vec<Accepted>,
-        Vec<mpsc::SyncSender<jit_kernel::Result<()>>>,
-        Vec<(String, Response)>,
-    ) {
-        let mut settles = Vec::new();
-        let mut refused = Vec::new();
-        while batch.len() < MAX_BATCH {
-            match work.try_recv() {
-                Ok(Work::Deliver(more)) => batch.extend(more),
-                Ok(Work::Settle(done)) => settles.push(done),
-                Ok(Work::Audit(more)) => refused.extend(more),
-                Err(_) => break,
-            }
-        }
-        (batch, settles, refused)
     }
 
     /// Writes the audit records of refusals into the open transaction (opening one if
