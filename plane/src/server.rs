@@ -47,6 +47,9 @@ pub struct PlaneOptions {
     /// Fault injection for tests: closing the plane drops its open transaction instead of
     /// committing it, as a crash would; what it acknowledged is only in the journal.
     pub crash_on_close: bool,
+    /// Fault injection for tests: how long the deliverer waits before its final commit when
+    /// the plane closes, to widen the window in which a settle races the close.
+    pub delay_final_commit: Duration,
 }
 
 impl Default for PlaneOptions {
@@ -62,6 +65,7 @@ impl Default for PlaneOptions {
             idle: IDLE,
             max_open: MAX_OPEN,
             crash_on_close: false,
+            delay_final_commit: Duration::ZERO,
         }
     }
 }
@@ -544,6 +548,7 @@ impl<'r> Deliverer<'r> {
                     let _ = self.commit(open.take());
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(self.options.delay_final_commit);
                     if self.options.crash_on_close {
                         drop(open.take());
                     } else {

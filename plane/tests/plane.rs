@@ -636,3 +636,44 @@ async fn eight_agents_push_while_a_ninth_watches_every_event_in_order() {
     watcher.close().await;
     plane.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_settle_while_the_plane_closes_waits_for_its_last_commit() {
+    let (dir, repo) = setup(&["erin"]);
+    // The transaction stays open until the plane closes, whose final commit comes late.
+    let first = plane(&repo, dir.path(), |o| {
+        o.idle = Duration::from_secs(600);
+        o.max_open = Duration::from_secs(600);
+        o.delay_final_commit = Duration::from_millis(700);
+    })
+    .await;
+    let mut erin = agent(dir.path(), "erin", 1).await;
+    let sws = create_sws(&mut erin).await;
+    for i in 0..5 {
+        let patch = put(&format!("k{i}.txt"), "k\n", &format!("k{i}"));
+        tokio::time::timeout(T, erin.push(&sws.id, &patch))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    erin.close().await;
+    let closing = tokio::spawn(first.close());
+    // By now the plane has stopped taking work and holds its last commit back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sws_id: jit_kernel::sws::SwsId = sws.id.parse().unwrap();
+    let reader = repo.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        reader.store().settle().unwrap();
+        let txn = reader.store().read().unwrap();
+        jit_kernel::sws::history(reader.store(), &txn, sws_id)
+            .unwrap()
+            .len()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen, 5,
+        "a settle returned before the acknowledged patches were committed"
+    );
+    tokio::time::timeout(T, closing).await.unwrap().unwrap();
+}
