@@ -175,6 +175,19 @@ pub enum Error {
     /// No `.jit` directory here or above.
     #[error("not a JIT repository (or any parent up to /): {0}")]
     NotARepository(PathBuf),
+    /// The store was written by a newer JIT, in a table layout this one does not know: reading
+    /// it as today's layout would miss or misread records.
+    #[error(
+        "the store in {path} has layout {found}, newer than this jit reads ({supported}); use a newer jit"
+    )]
+    NewerLayout {
+        /// The store directory.
+        path: PathBuf,
+        /// The layout the store records.
+        found: u64,
+        /// The newest layout this build reads.
+        supported: u64,
+    },
     /// `init` on an existing repository.
     #[error("a JIT repository already exists at {0}")]
     AlreadyInitialized(PathBuf),
@@ -275,6 +288,7 @@ impl Error {
             Error::AmbiguousRevision(_) => "ambiguous_revision",
             Error::PathNotFound { .. } => "path_not_found",
             Error::NotARepository(_) => "not_a_repository",
+            Error::NewerLayout { .. } => "newer_layout",
             Error::AlreadyInitialized(_) => "already_initialized",
             Error::CorruptLog { .. } => "corrupt_log",
             Error::Config { .. } => "bad_config",
@@ -294,7 +308,10 @@ impl Error {
     pub fn is_refusal(&self) -> bool {
         !matches!(
             self,
-            Error::Store(_) | Error::Io { .. } | Error::CorruptLog { .. }
+            Error::Store(_)
+                | Error::Io { .. }
+                | Error::CorruptLog { .. }
+                | Error::NewerLayout { .. }
         )
     }
 }

@@ -119,7 +119,9 @@ impl Store {
         // progress). Creating — or upgrading a store made before a table existed — needs a
         // write transaction.
         if create {
-            return Store::with_tables(&env, dir, Tables::Create(env.write_txn()?));
+            let store = Store::with_tables(&env, dir, Tables::Create(env.write_txn()?))?;
+            upgrade::run(&env, &store, dir)?; // records the layout
+            return Ok(store);
         }
         let store = match Store::with_tables(&env, dir, Tables::Open(env.read_txn()?)) {
             Err(Error::NotARepository(_)) => {
@@ -128,7 +130,7 @@ impl Store {
             }
             other => other?,
         };
-        upgrade::run(&env, &store)?;
+        upgrade::run(&env, &store, dir)?;
         Ok(store)
     }
 

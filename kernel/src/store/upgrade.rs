@@ -10,15 +10,54 @@
 //!
 //! The move is one write transaction: a crash leaves either the old layout or the new one. The
 //! emptied tables stay as empty names (LMDB cannot drop a named table's entry without its
-//! handle's help) and are never written again.
+//! handle's help) and are never written again. The same transaction records the layout
+//! ([`LAYOUT`]) in `meta`, and a store recording a later one is refused, never misread.
+
+use std::path::Path;
 
 use heed::types::Bytes;
 use heed::{Database, Env, RoTxn, RwTxn, WithoutTls};
 
 use super::Store;
 use crate::agents::{clock_key, Clock};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sws;
+
+/// This build's table layout: 1 kept an SWS's records in tables of their own, 2 moved them into
+/// `sws` behind record tags (an agent's clock at `name || 0`), 3 keeps the clock at
+/// `name || 1`. Raise it with every change an older build would misread.
+pub(crate) const LAYOUT: u64 = 3;
+
+/// The `meta` key of the layout a store was last written in (8 bytes, big-endian). Stores from
+/// before it was recorded lack it, and are upgraded as layout 1 or 2.
+const LAYOUT_KEY: &str = "layout";
+
+/// The layout `store` records, if any.
+fn recorded_layout(store: &Store, txn: &RoTxn<'_, WithoutTls>) -> Result<Option<u64>> {
+    match store.meta.get(txn, LAYOUT_KEY)? {
+        None => Ok(None),
+        Some(raw) => <[u8; 8]>::try_from(raw)
+            .map(|bytes| Some(u64::from_be_bytes(bytes)))
+            .map_err(|_| {
+                Error::InvalidInput(format!(
+                    "the store's layout record is damaged ({} bytes)",
+                    raw.len()
+                ))
+            }),
+    }
+}
+
+/// Refuses a store recording a layout newer than this build's.
+fn check_layout(recorded: Option<u64>, dir: &Path) -> Result<()> {
+    match recorded {
+        Some(found) if found > LAYOUT => Err(Error::NewerLayout {
+            path: dir.to_path_buf(),
+            found,
+            supported: LAYOUT,
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// One table of an earlier layout and where its records go now.
 struct Legacy {
@@ -115,29 +154,39 @@ fn clocks_to_move(store: &Store, txn: &RoTxn<'_, WithoutTls>) -> Result<Vec<Stri
     Ok(names)
 }
 
-/// Moves every record of an earlier layout into today's tables; returns how many moved. Cheap
-/// when there is nothing to move: one read transaction, no writer lock.
-pub(super) fn run(env: &Env<WithoutTls>, store: &Store) -> Result<u64> {
+/// Moves every record of an earlier layout into today's tables and records today's layout;
+/// returns how many records moved. Refuses a store (in `dir`) of a later layout. Cheap when the
+/// store is up to date: one read transaction, no writer lock.
+pub(super) fn run(env: &Env<WithoutTls>, store: &Store, dir: &Path) -> Result<u64> {
     {
         let rtxn = env.read_txn()?;
+        let recorded = recorded_layout(store, &rtxn)?;
+        check_layout(recorded, dir)?;
         let mut pending = !clocks_to_move(store, &rtxn)?.is_empty();
         for legacy in &LEGACY {
             if let Some(table) = env.open_database::<Bytes, Bytes>(&rtxn, Some(legacy.name))? {
                 pending |= !table.is_empty(&rtxn)?;
             }
         }
-        if !pending {
+        if !pending && recorded == Some(LAYOUT) {
             return Ok(0);
         }
     }
     // Another process may have moved them meanwhile; under the writer lock, look again.
     let mut wtxn = env.write_txn()?;
+    check_layout(recorded_layout(store, &wtxn)?, dir)?;
     let mut moved = 0;
     for legacy in &LEGACY {
         moved += move_table(env, &mut wtxn, store, legacy)?;
     }
     moved += move_clocks(&mut wtxn, store)?;
+    store
+        .meta
+        .put(&mut wtxn, LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
     wtxn.commit()?;
+    if moved == 0 {
+        return Ok(0);
+    }
     tracing::info!(
         records = moved,
         "moved records into this version's table layout"
@@ -308,7 +357,7 @@ mod tests {
         // Opening moves them; nothing is left to move afterwards.
         let store = Store::open(dir.path(), false).unwrap();
         assert_eq!(
-            run(&store.env, &store).unwrap(),
+            run(&store.env, &store, dir.path()).unwrap(),
             0,
             "a second open moves nothing"
         );
@@ -381,5 +430,45 @@ mod tests {
             vec![(id, state)],
             "records are not taken for SWS states"
         );
+    }
+
+    #[test]
+    fn a_store_records_its_layout_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        let layout = |store: &Store| recorded_layout(store, &store.read().unwrap()).unwrap();
+        assert_eq!(
+            layout(&store),
+            Some(LAYOUT),
+            "a new store records its layout"
+        );
+        {
+            let mut wtxn = store.env.write_txn().unwrap();
+            store.meta.delete(&mut wtxn, LAYOUT_KEY).unwrap();
+            wtxn.commit().unwrap();
+        }
+        drop(store);
+        let store = Store::open(dir.path(), false).unwrap();
+        assert_eq!(
+            layout(&store),
+            Some(LAYOUT),
+            "a store from before the record gets it when opened"
+        );
+        {
+            let mut wtxn = store.env.write_txn().unwrap();
+            store
+                .meta
+                .put(&mut wtxn, LAYOUT_KEY, &(LAYOUT + 1).to_be_bytes())
+                .unwrap();
+            wtxn.commit().unwrap();
+        }
+        drop(store);
+        match Store::open(dir.path(), false) {
+            Err(Error::NewerLayout {
+                found, supported, ..
+            }) => assert_eq!((found, supported), (LAYOUT + 1, LAYOUT)),
+            Err(other) => panic!("a newer layout gave {other}"),
+            Ok(_) => panic!("a store of a newer layout was opened"),
+        }
     }
 }
