@@ -644,16 +644,31 @@ pub fn replay_into(repo: &Repository, op: &mut Op<'_>, messages: &[(String, Vec<
 /// Name of the plane journal in a universe's `.jit` directory.
 pub const JOURNAL_FILE: &str = "plane.journal";
 
-/// Delivers again, in one committed transaction, the journaled batches no committed
-/// transaction covers, then resets the journal; returns how many messages were delivered.
-/// Run before anything else writes: the daemon's plane does it as it starts.
-pub fn recover_journal(repo: &Repository, journal: &mut Journal) -> Result<usize> {
-    let store = repo.store();
-    let committed = journal::committed_mark(store, &store.read()?)?;
+/// Opens and locks this universe's plane journal for this process, after delivering again,
+/// in one committed transaction, the journaled batches no committed transaction covers
+/// ([`recover_in`]); returns the journal and how many messages were delivered. The daemon's
+/// plane does this as it starts, before anything is served.
+///
+/// The store's writer lock is taken before the journal's: a process that finds the journal
+/// held then knows its holder has recovered it or holds the writer lock, so its own writes
+/// come after that recovery ([`recover_unowned_journal`]).
+pub fn open_journal(repo: &Repository) -> Result<(Journal, usize)> {
+    let op = repo.store().begin()?;
+    let mut journal = Journal::open(&repo.jit_dir().join(JOURNAL_FILE))?;
+    let delivered = recover_in(repo, op, &mut journal)?;
+    Ok((journal, delivered))
+}
+
+/// Delivers again in `op`, and commits, the batches of `journal` no committed transaction
+/// covers, then resets the journal; returns how many messages were delivered. `op` must have
+/// begun before anything else could write, and is dropped unused when nothing is pending.
+pub fn recover_in(repo: &Repository, mut op: Op<'_>, journal: &mut Journal) -> Result<usize> {
+    let committed = journal::committed_mark(repo.store(), op.txn())?;
     let batches = journal.pending(committed)?;
     let mut delivered = 0;
-    if !batches.is_empty() {
-        let mut op = store.begin()?;
+    if batches.is_empty() {
+        drop(op);
+    } else {
         for batch in &batches {
             delivered += replay_into(repo, &mut op, batch);
         }
@@ -670,16 +685,22 @@ pub fn recover_journal(repo: &Repository, journal: &mut Journal) -> Result<usize
     Ok(delivered)
 }
 
-/// Recovers a journal a dead daemon left behind ([`recover_journal`]), unless a live process
-/// (the daemon) holds it. Opening a universe calls this, so a `jit` verb run without the daemon
-/// never works on a store that lacks acknowledged patches.
+/// Recovers a journal a dead daemon left behind ([`open_journal`]), unless a live process (the
+/// daemon) holds it or it holds nothing. Opening a universe calls this, so a `jit` verb run
+/// without the daemon never works on a store that lacks acknowledged patches.
 pub fn recover_unowned_journal(repo: &Repository) -> Result<usize> {
     let path = repo.jit_dir().join(JOURNAL_FILE);
-    if !path.exists() {
+    if !path.exists() || Journal::is_held(&path) {
         return Ok(0);
     }
-    match Journal::open(&path) {
-        Ok(mut journal) => recover_journal(repo, &mut journal),
+    let result = Journal::may_hold_records(&path).and_then(|pending| {
+        if pending {
+            open_journal(repo).map(|(_, delivered)| delivered)
+        } else {
+            Ok(0)
+        }
+    });
+    match result {
         Err(Error::InvalidInput(_)) if Journal::is_held(&path) => Ok(0),
         // A reader without write access to the universe can still read it; the next writer
         // recovers the journal.
@@ -692,7 +713,7 @@ pub fn recover_unowned_journal(repo: &Repository) -> Result<usize> {
             tracing::warn!(%source, "cannot open the plane journal to recover it");
             Ok(0)
         }
-        Err(error) => Err(error),
+        other => other,
     }
 }
 
@@ -1048,7 +1069,7 @@ mod tests {
         journal::record_mark(&mut op, journal.mark()).expect("mark");
         op.commit().expect("commit");
         assert_eq!(
-            recover_journal(&repo, &mut journal).expect("recover"),
+            recover_in(&repo, repo.store().begin().expect("begin"), &mut journal).expect("recover"),
             0,
             "the mark covers the batch: nothing is delivered again"
         );

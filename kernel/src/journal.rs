@@ -23,7 +23,7 @@
 //! chance because its batch was read back.
 //!
 //! One process owns the journal at a time (an exclusive lock on the file): the daemon's plane,
-//! or a process recovering what a dead daemon left ([`crate::agents::recover_journal`]).
+//! or a process recovering what a dead daemon left ([`crate::agents::recover_unowned_journal`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -145,6 +145,29 @@ impl Journal {
             }
         }
         Ok(journal)
+    }
+
+    /// Whether the journal at `path` may hold records to recover, read without locking it: for
+    /// a process that found it unheld, to skip recovery (and the store's writer lock) when there
+    /// is nothing to recover. A blank file holds none; one with a damaged header is reported as
+    /// holding some, so that opening it says what is wrong.
+    pub fn may_hold_records(path: &Path) -> Result<bool> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let capacity = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut journal = Journal {
+            file,
+            path: path.to_path_buf(),
+            generation: 1,
+            end: HEADER_SIZE,
+            capacity,
+        };
+        match journal.read_header()? {
+            Some(generation) => {
+                journal.generation = generation;
+                Ok(journal.record_at(HEADER_SIZE)?.is_some())
+            }
+            None => Ok(capacity != 0 && !journal.header_is_blank()?),
+        }
     }
 
     /// Whether another process holds the journal at `path` locked (a live daemon's plane).
@@ -476,6 +499,30 @@ mod tests {
         let path = dir.path().join("plane.journal");
         std::fs::write(&path, b"something else entirely").expect("write");
         assert!(Journal::open(&path).is_err());
+        assert!(
+            Journal::may_hold_records(&path).expect("peek"),
+            "a damaged journal is opened, so that the error is shown"
+        );
+    }
+
+    #[test]
+    fn a_peek_without_the_lock_sees_whether_there_is_anything_to_recover() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        std::fs::write(&path, b"").expect("an empty file");
+        assert!(!Journal::may_hold_records(&path).expect("peek"));
+        let mut journal = Journal::open(&path).expect("open");
+        assert!(
+            !Journal::may_hold_records(&path).expect("peek"),
+            "a new journal"
+        );
+        append(&mut journal, &batch(&[("k", "one")]));
+        assert!(Journal::may_hold_records(&path).expect("peek"), "a record");
+        journal.reset().expect("reset");
+        assert!(
+            !Journal::may_hold_records(&path).expect("peek"),
+            "after a reset"
+        );
     }
 
     #[test]

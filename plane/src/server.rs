@@ -224,8 +224,7 @@ impl Plane {
     /// acknowledged writes are not committed yet, the process aborts, so that the next start
     /// recovers them before anything else writes.
     pub async fn start(repo: Arc<Repository>, options: PlaneOptions) -> Result<Plane> {
-        let mut journal = Journal::open(&repo.jit_dir().join(agents::JOURNAL_FILE))?;
-        agents::recover_journal(&repo, &mut journal)?;
+        let (journal, _) = agents::open_journal(&repo)?;
         let mut config = base_config("peer")?;
         let mut listen = options.listen.clone();
         if let Some(socket) = &options.unix_socket {
