@@ -47,9 +47,10 @@ pub struct PlaneOptions {
     /// Fault injection for tests: closing the plane drops its open transaction instead of
     /// committing it, as a crash would; what it acknowledged is only in the journal.
     pub crash_on_close: bool,
-    /// Fault injection for tests: how long the deliverer waits before its final commit when
-    /// the plane closes, to widen the window in which a settle races the close.
-    pub delay_final_commit: Duration,
+    /// Fault injection for tests: when the plane closes, the deliverer meets this barrier (of
+    /// two) once on reaching its final commit and once more before making it, so a test can act
+    /// while the commit is held back.
+    pub final_commit_gate: Option<Arc<std::sync::Barrier>>,
 }
 
 impl Default for PlaneOptions {
@@ -65,7 +66,7 @@ impl Default for PlaneOptions {
             idle: IDLE,
             max_open: MAX_OPEN,
             crash_on_close: false,
-            delay_final_commit: Duration::ZERO,
+            final_commit_gate: None,
         }
     }
 }
@@ -547,7 +548,10 @@ impl<'r> Deliverer<'r> {
                     let _ = self.commit(open.take());
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(self.options.delay_final_commit);
+                    if let Some(gate) = &self.options.final_commit_gate {
+                        gate.wait(); // reached
+                        gate.wait(); // proceed
+                    }
                     if self.options.crash_on_close {
                         drop(open.take());
                     } else {

@@ -269,14 +269,20 @@ async fn a_pipelined_agent_survives_lost_replies_and_a_restart_with_every_patch_
     second.close().await;
 }
 
+/// Makes the deliverer keep its transaction open until the plane closes: what it acknowledges
+/// meanwhile is only in the journal.
+fn keep_open_until_close(options: &mut PlaneOptions) {
+    options.idle = Duration::from_secs(600);
+    options.max_open = Duration::from_secs(600);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_acknowledged_from_the_journal_survive_a_crash_before_their_commit() {
     let (dir, repo) = setup(&["erin"]);
     // The transaction stays open until the plane closes, and closing drops it as a crash
     // would: every acknowledged patch is then only in the journal.
     let first = plane(&repo, dir.path(), |o| {
-        o.idle = Duration::from_secs(600);
-        o.max_open = Duration::from_secs(600);
+        keep_open_until_close(o);
         o.crash_on_close = true;
     })
     .await;
@@ -640,11 +646,11 @@ async fn eight_agents_push_while_a_ninth_watches_every_event_in_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_settle_while_the_plane_closes_waits_for_its_last_commit() {
     let (dir, repo) = setup(&["erin"]);
-    // The transaction stays open until the plane closes, whose final commit comes late.
+    // The transaction stays open until the plane closes, and its final commit waits for us.
+    let gate = Arc::new(std::sync::Barrier::new(2));
     let first = plane(&repo, dir.path(), |o| {
-        o.idle = Duration::from_secs(600);
-        o.max_open = Duration::from_secs(600);
-        o.delay_final_commit = Duration::from_millis(700);
+        keep_open_until_close(o);
+        o.final_commit_gate = Some(gate.clone());
     })
     .await;
     let mut erin = agent(dir.path(), "erin", 1).await;
@@ -658,22 +664,33 @@ async fn a_settle_while_the_plane_closes_waits_for_its_last_commit() {
     }
     erin.close().await;
     let closing = tokio::spawn(first.close());
-    // By now the plane has stopped taking work and holds its last commit back.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The plane has stopped taking work and holds its last commit back.
+    let waiter = gate.clone();
+    tokio::time::timeout(T, tokio::task::spawn_blocking(move || waiter.wait()))
+        .await
+        .unwrap()
+        .unwrap();
     let sws_id: jit_kernel::sws::SwsId = sws.id.parse().unwrap();
     let reader = repo.clone();
-    let seen = tokio::task::spawn_blocking(move || {
+    let mut settled = tokio::task::spawn_blocking(move || {
         reader.store().settle().unwrap();
         let txn = reader.store().read().unwrap();
         jit_kernel::sws::history(reader.store(), &txn, sws_id)
             .unwrap()
             .len()
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        seen, 5,
-        "a settle returned before the acknowledged patches were committed"
-    );
+    });
+    // While the commit is held, the settle must not return (if it does, it saw nothing).
+    if let Ok(early) = tokio::time::timeout(Duration::from_millis(300), &mut settled).await {
+        panic!(
+            "a settle returned while the last commit was held back, seeing {} patches",
+            early.unwrap()
+        );
+    }
+    let waiter = gate.clone();
+    tokio::task::spawn_blocking(move || waiter.wait())
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(T, settled).await.unwrap().unwrap();
+    assert_eq!(seen, 5, "the settle saw every acknowledged patch");
     tokio::time::timeout(T, closing).await.unwrap().unwrap();
 }
