@@ -380,8 +380,8 @@ pub fn audit(store: &Store, key: &str, response: &Response) {
 
 /// Appends to `op` the audit records of refusal answers, given with their messages' keys
 /// (nothing for an answer that is not one); the batch form of [`audit`]. The records go in one
-/// savepoint of their own: audits that do not fit (a full store) are logged and leave `op`
-/// usable.
+/// savepoint of their own: audits that do not fit (a full store) are logged and dropped, and
+/// `op` goes on (unless LMDB fails to fold the savepoint back, which poisons `op`).
 pub fn audit_into<'a>(
     op: &mut Op<'_>,
     refusals: impl IntoIterator<Item = (&'a str, &'a Response)>,
@@ -651,10 +651,12 @@ pub const JOURNAL_FILE: &str = "plane.journal";
 ///
 /// The store's writer lock is taken before the journal's: a process that finds the journal
 /// held then knows its holder has recovered it or holds the writer lock, so its own writes
-/// come after that recovery ([`recover_unowned_journal`]).
+/// come after that recovery ([`recover_unowned_journal`]). The plane then keeps the journal
+/// locked and takes the writer lock for each batch; that reversed order is safe only because
+/// nothing ever waits for the journal's lock ([`Journal::open_patiently`] retries, briefly).
 pub fn open_journal(repo: &Repository) -> Result<(Journal, usize)> {
     let op = repo.store().begin()?;
-    let mut journal = Journal::open(&repo.jit_dir().join(JOURNAL_FILE))?;
+    let mut journal = Journal::open_patiently(&repo.jit_dir().join(JOURNAL_FILE))?;
     let delivered = recover_in(repo, op, &mut journal)?;
     Ok((journal, delivered))
 }

@@ -170,8 +170,38 @@ impl Journal {
         }
     }
 
-    /// Whether another process holds the journal at `path` locked (a live daemon's plane).
+    /// Whether another process holds the journal at `path` locked (a live daemon's plane, or a
+    /// process recovering it). The probe takes a shared lock, so probes never mistake each
+    /// other for a holder; an exclusive [`Journal::open`] that meets one retries
+    /// ([`Journal::open_patiently`]).
     pub fn is_held(path: &Path) -> bool {
+        OpenOptions::new().read(true).open(path).is_ok_and(|file| {
+            matches!(
+                file.try_lock_shared(),
+                Err(std::fs::TryLockError::WouldBlock)
+            )
+        })
+    }
+
+    /// [`Journal::open`], trying again for a moment while the lock is taken: another process's
+    /// [`Journal::is_held`] probe holds it for microseconds. A holder that keeps it (a daemon)
+    /// still makes this fail, after about 100 ms. Never waits on the lock itself, so it cannot
+    /// deadlock with the store's writer lock, which the plane takes while it holds the journal.
+    pub fn open_patiently(path: &Path) -> Result<Journal> {
+        let mut attempts = 0;
+        loop {
+            match Journal::open(path) {
+                Err(Error::InvalidInput(_)) if attempts < 50 && Journal::lock_is_taken(path) => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether any lock, shared or exclusive, is held on the journal at `path`.
+    fn lock_is_taken(path: &Path) -> bool {
         OpenOptions::new()
             .read(true)
             .open(path)
@@ -503,6 +533,33 @@ mod tests {
             Journal::may_hold_records(&path).expect("peek"),
             "a damaged journal is opened, so that the error is shown"
         );
+    }
+
+    #[test]
+    fn probes_do_not_take_each_other_for_a_holder_and_opening_waits_out_a_probe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        drop(Journal::open(&path).expect("create"));
+        // Another process's probe in progress: a shared lock on its own open file.
+        let probe = File::open(&path).expect("open");
+        probe.try_lock_shared().expect("shared lock");
+        assert!(!Journal::is_held(&path), "a probe is not a holder");
+        assert!(
+            Journal::open(&path).is_err(),
+            "the probe blocks an exclusive lock"
+        );
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(probe);
+        });
+        let journal = Journal::open_patiently(&path).expect("opened once the probe is gone");
+        released.join().expect("probe thread");
+        assert!(Journal::is_held(&path), "a holder is seen");
+        assert!(
+            Journal::open_patiently(&path).is_err(),
+            "a holder that keeps the lock still makes opening fail"
+        );
+        drop(journal);
     }
 
     #[test]

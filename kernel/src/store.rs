@@ -115,9 +115,10 @@ impl Store {
         // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
         // through LMDB's own locking, and nothing truncates or rewrites the file behind LMDB.
         let env = unsafe { options.open(dir) }?;
-        // Opening uses a read transaction, so it never waits for a writer (an import in
-        // progress). Creating — or upgrading a store made before a table existed — needs a
-        // write transaction.
+        upgrade::refuse_newer(&env, dir)?;
+        // Opening an up-to-date store uses a read transaction, so it never waits for a writer
+        // (an import in progress). Creating — or upgrading an older store, once — needs a write
+        // transaction.
         if create {
             let store = Store::with_tables(&env, dir, Tables::Create(env.write_txn()?))?;
             upgrade::run(&env, &store, dir)?; // records the layout

@@ -139,34 +139,39 @@ enum Work {
 struct PlaneSettle {
     work: Mutex<Option<mpsc::Sender<Work>>>,
     deliverer: OnceLock<ThreadId>,
-    /// Whether the deliverer has stopped (after its final commit), and a signal when it does:
-    /// a settle that finds the plane closing waits for that commit.
-    stopped: Mutex<bool>,
+    /// Once the deliverer has stopped, whether it stopped cleanly (after its final commit) or
+    /// by a panic; and a signal when it stops: a settle that finds the plane closing waits.
+    stopped: Mutex<Option<bool>>,
     stopping: Condvar,
 }
 
 impl PlaneSettle {
-    /// Waits until the deliverer has stopped, so what it acknowledged is committed.
+    /// Waits until the deliverer has stopped, so what it acknowledged is committed; an error
+    /// if it takes too long or the deliverer died instead (its acknowledged writes are then
+    /// only in the journal, delivered again when the universe is next opened).
     fn wait_stopped(&self) -> jit_kernel::Result<()> {
         let stopped = self
             .stopped
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (stopped, waited) = self
+        let (stopped, _) = self
             .stopping
-            .wait_timeout_while(stopped, SETTLE_TIMEOUT, |stopped| !*stopped)
+            .wait_timeout_while(stopped, SETTLE_TIMEOUT, |stopped| stopped.is_none())
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        drop(stopped);
-        if waited.timed_out() {
-            return Err(jit_kernel::Error::InvalidInput(
+        match *stopped {
+            Some(true) => Ok(()),
+            Some(false) => Err(jit_kernel::Error::InvalidInput(
+                "the message plane's deliverer failed; what it acknowledged is in its journal"
+                    .into(),
+            )),
+            None => Err(jit_kernel::Error::InvalidInput(
                 "the message plane did not finish its last commit in time".into(),
-            ));
+            )),
         }
-        Ok(())
     }
 }
 
-/// Marks the deliverer stopped when dropped: when it returns, and if it panics.
+/// Marks the deliverer stopped when dropped: cleanly when it returns, not if it panics.
 struct StoppedOnDrop(Arc<PlaneSettle>);
 
 impl Drop for StoppedOnDrop {
@@ -175,7 +180,7 @@ impl Drop for StoppedOnDrop {
             .0
             .stopped
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(!std::thread::panicking());
         self.0.stopping.notify_all();
     }
 }
@@ -262,7 +267,7 @@ impl Plane {
         let settle = Arc::new(PlaneSettle {
             work: Mutex::new(Some(work_tx.clone())),
             deliverer: OnceLock::new(),
-            stopped: Mutex::new(false),
+            stopped: Mutex::new(None),
             stopping: Condvar::new(),
         });
         let verifier = spawn_stage("jit-plane-verify", {

@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use heed::types::Bytes;
+use heed::types::{Bytes, Str};
 use heed::{Database, Env, RoTxn, RwTxn, WithoutTls};
 
 use super::Store;
@@ -32,9 +32,9 @@ pub(crate) const LAYOUT: u64 = 3;
 /// before it was recorded lack it, and are upgraded as layout 1 or 2.
 const LAYOUT_KEY: &str = "layout";
 
-/// The layout `store` records, if any.
-fn recorded_layout(store: &Store, txn: &RoTxn<'_, WithoutTls>) -> Result<Option<u64>> {
-    match store.meta.get(txn, LAYOUT_KEY)? {
+/// The layout recorded in the `meta` table, if any.
+fn recorded_layout(meta: Database<Str, Bytes>, txn: &RoTxn<'_, WithoutTls>) -> Result<Option<u64>> {
+    match meta.get(txn, LAYOUT_KEY)? {
         None => Ok(None),
         Some(raw) => <[u8; 8]>::try_from(raw)
             .map(|bytes| Some(u64::from_be_bytes(bytes)))
@@ -44,6 +44,16 @@ fn recorded_layout(store: &Store, txn: &RoTxn<'_, WithoutTls>) -> Result<Option<
                     raw.len()
                 ))
             }),
+    }
+}
+
+/// Refuses, before anything is written, a store in `dir` recording a layout newer than this
+/// build's. Finds `meta` by name: such a store may lack tables this build would create.
+pub(super) fn refuse_newer(env: &Env<WithoutTls>, dir: &Path) -> Result<()> {
+    let rtxn = env.read_txn()?;
+    match env.open_database::<Str, Bytes>(&rtxn, Some("meta"))? {
+        Some(meta) => check_layout(recorded_layout(meta, &rtxn)?, dir),
+        None => Ok(()),
     }
 }
 
@@ -160,7 +170,7 @@ fn clocks_to_move(store: &Store, txn: &RoTxn<'_, WithoutTls>) -> Result<Vec<Stri
 pub(super) fn run(env: &Env<WithoutTls>, store: &Store, dir: &Path) -> Result<u64> {
     {
         let rtxn = env.read_txn()?;
-        let recorded = recorded_layout(store, &rtxn)?;
+        let recorded = recorded_layout(store.meta, &rtxn)?;
         check_layout(recorded, dir)?;
         let mut pending = !clocks_to_move(store, &rtxn)?.is_empty();
         for legacy in &LEGACY {
@@ -174,7 +184,7 @@ pub(super) fn run(env: &Env<WithoutTls>, store: &Store, dir: &Path) -> Result<u6
     }
     // Another process may have moved them meanwhile; under the writer lock, look again.
     let mut wtxn = env.write_txn()?;
-    check_layout(recorded_layout(store, &wtxn)?, dir)?;
+    check_layout(recorded_layout(store.meta, &wtxn)?, dir)?;
     let mut moved = 0;
     for legacy in &LEGACY {
         moved += move_table(env, &mut wtxn, store, legacy)?;
@@ -436,7 +446,7 @@ mod tests {
     fn a_store_records_its_layout_and_a_newer_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), true).unwrap();
-        let layout = |store: &Store| recorded_layout(store, &store.read().unwrap()).unwrap();
+        let layout = |store: &Store| recorded_layout(store.meta, &store.read().unwrap()).unwrap();
         assert_eq!(
             layout(&store),
             Some(LAYOUT),
@@ -470,5 +480,12 @@ mod tests {
             Err(other) => panic!("a newer layout gave {other}"),
             Ok(_) => panic!("a store of a newer layout was opened"),
         }
+        assert!(
+            matches!(
+                Store::open(dir.path(), true),
+                Err(Error::NewerLayout { .. })
+            ),
+            "creating tables in it is refused too"
+        );
     }
 }
