@@ -1002,13 +1002,41 @@ mod tests {
         message(signing, key, ts, cbor::to_value(&patch).expect("payload"))
     }
 
-    fn patches_of(repo: &Repository, key: &str) -> u64 {
-        let id = key.split('/').nth(2).expect("sws id");
+    /// The SWS a topic (`jit/sws/<id>/patch`) names.
+    fn sws_of(key: &str) -> SwsId {
+        key.split('/')
+            .nth(2)
+            .expect("an SWS topic")
+            .parse()
+            .expect("sws id")
+    }
+
+    fn state_of(repo: &Repository, key: &str) -> sws::SwsState {
         let store = repo.store();
         let txn = store.read().expect("read");
-        sws::get(store, &txn, id.parse().expect("sws id"))
-            .expect("state")
-            .patches
+        sws::get(store, &txn, sws_of(key)).expect("state")
+    }
+
+    fn patches_of(repo: &Repository, key: &str) -> u64 {
+        state_of(repo, key).patches
+    }
+
+    /// The codes of the audit records in the log, oldest first.
+    fn audit_codes(repo: &Repository) -> Vec<String> {
+        let store = repo.store();
+        let txn = store.read().expect("read");
+        let codes = store
+            .log_entries(&txn)
+            .expect("log")
+            .filter_map(|entry| {
+                let (seq, bytes) = entry.expect("log entry");
+                match crate::log::verify_record(seq, bytes).expect("record").0.op {
+                    LogOp::Audit { code, .. } => Some(code),
+                    _ => None,
+                }
+            })
+            .collect();
+        codes
     }
 
     #[test]
@@ -1103,12 +1131,7 @@ mod tests {
         );
         assert_eq!(kept, 5_200 - 1_024, "deliveries 1 … 1,024 were dropped");
 
-        let id = key.split('/').nth(2).expect("sws id");
-        let state = |repo: &Repository| {
-            let store = repo.store();
-            let txn = store.read().expect("read");
-            sws::get(store, &txn, id.parse().expect("sws id")).expect("state")
-        };
+        let state = |repo: &Repository| state_of(repo, &key);
         let before = state(&repo);
         // A retry inside the window: the original answer, nothing applied again.
         let recent = all.last().expect("messages").clone();
@@ -1164,12 +1187,7 @@ mod tests {
 
         let store = repo.store();
         let txn = store.read().expect("read");
-        let id: SwsId = key
-            .split('/')
-            .nth(2)
-            .expect("sws id")
-            .parse()
-            .expect("sws id");
+        let id = sws_of(&key);
         let state = sws::get(store, &txn, id).expect("state");
         let source = sws::SwsSource::new(store, &txn, id);
         let paths: Vec<String> = crate::tree::diff(
@@ -1190,40 +1208,17 @@ mod tests {
                 .is_none(),
             "the failed message is not recorded as delivered, so a retry runs it again"
         );
-        let audited: Vec<String> = store
-            .log_entries(&txn)
-            .expect("log")
-            .filter_map(|entry| {
-                let (seq, bytes) = entry.expect("log entry");
-                match crate::log::verify_record(seq, bytes).expect("record").0.op {
-                    LogOp::Audit { code, .. } => Some(code),
-                    _ => None,
-                }
-            })
-            .collect();
-        assert_eq!(audited, ["store_error"], "the refusal is audited once");
+        assert_eq!(
+            audit_codes(&repo),
+            ["store_error"],
+            "the refusal is audited once"
+        );
     }
 
     #[test]
     fn a_refusal_whose_audit_does_not_fit_is_still_answered_and_the_rest_commits() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (repo, signing, key) = universe_with_an_sws(dir.path());
-        let audits = |repo: &Repository| {
-            let store = repo.store();
-            let txn = store.read().expect("read");
-            let count = store
-                .log_entries(&txn)
-                .expect("log")
-                .filter(|entry| {
-                    let (seq, bytes) = entry.as_ref().expect("log entry");
-                    matches!(
-                        crate::log::verify_record(*seq, bytes).expect("record").0.op,
-                        LogOp::Audit { .. }
-                    )
-                })
-                .count();
-            count
-        };
         repo.store().limit_growth(0).expect("limit the map");
         // Fill the store: patches until one no longer fits.
         let mut ts = 2;
@@ -1244,13 +1239,13 @@ mod tests {
                 Envelope::signed(&key, "agent", 1, format!("again{n}"), Value::Null, &signing)
                     .and_then(|envelope| envelope.encode())
                     .expect("envelope");
-            let before = audits(&repo);
+            let before = audit_codes(&repo).len();
             let responses = deliver(&repo, &[(key.clone(), stale)]);
             let Response::Err(body) = &responses[0] else {
                 panic!("a stale message was accepted: {responses:?}");
             };
             assert_eq!(body.code, "stale", "{body:?}");
-            if audits(&repo) == before {
+            if audit_codes(&repo).len() == before {
                 break;
             }
         }

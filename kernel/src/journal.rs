@@ -95,6 +95,18 @@ pub struct Journal {
     capacity: u64,
 }
 
+/// Whether taking `lock` on the file at `path` would wait for another holder (the probe's own
+/// lock is dropped at once, with the file).
+fn lock_would_block(
+    path: &Path,
+    lock: fn(&File) -> std::result::Result<(), std::fs::TryLockError>,
+) -> bool {
+    OpenOptions::new()
+        .read(true)
+        .open(path)
+        .is_ok_and(|file| matches!(lock(&file), Err(std::fs::TryLockError::WouldBlock)))
+}
+
 impl Journal {
     /// Opens (creating if needed) and locks the journal at `path`. Fails if another process
     /// holds it. Appends go after the records a crash left behind ([`Journal::pending`]).
@@ -113,20 +125,13 @@ impl Journal {
                 path.display()
             )
         })?;
-        let len = file.metadata().map_err(io)?.len();
-        let mut journal = Journal {
-            file,
-            path: path.to_path_buf(),
-            generation: 1,
-            end: HEADER_SIZE,
-            capacity: len,
-        };
+        let mut journal = Journal::unread(file, path)?;
         match journal.read_header()? {
             Some(generation) => {
                 journal.generation = generation;
                 journal.end = journal.scan()?.1;
             }
-            None if len == 0 || journal.header_is_blank()? => {
+            None if journal.capacity == 0 || journal.header_is_blank()? => {
                 // New, or a first creation a crash cut short.
                 journal.grow(HEADER_SIZE + GROW)?;
                 journal.write_header(journal.generation)?;
@@ -153,21 +158,26 @@ impl Journal {
     /// holding some, so that opening it says what is wrong.
     pub fn may_hold_records(path: &Path) -> Result<bool> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let capacity = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let mut journal = Journal {
-            file,
-            path: path.to_path_buf(),
-            generation: 1,
-            end: HEADER_SIZE,
-            capacity,
-        };
+        let mut journal = Journal::unread(file, path)?;
         match journal.read_header()? {
             Some(generation) => {
                 journal.generation = generation;
                 Ok(journal.record_at(HEADER_SIZE)?.is_some())
             }
-            None => Ok(capacity != 0 && !journal.header_is_blank()?),
+            None => Ok(journal.capacity != 0 && !journal.header_is_blank()?),
         }
+    }
+
+    /// A journal over `file` whose header is not read yet.
+    fn unread(file: File, path: &Path) -> Result<Journal> {
+        let capacity = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+            generation: 1,
+            end: HEADER_SIZE,
+            capacity,
+        })
     }
 
     /// Whether another process holds the journal at `path` locked (a live daemon's plane, or a
@@ -175,12 +185,7 @@ impl Journal {
     /// other for a holder; an exclusive [`Journal::open`] that meets one retries
     /// ([`Journal::open_patiently`]).
     pub fn is_held(path: &Path) -> bool {
-        OpenOptions::new().read(true).open(path).is_ok_and(|file| {
-            matches!(
-                file.try_lock_shared(),
-                Err(std::fs::TryLockError::WouldBlock)
-            )
-        })
+        lock_would_block(path, File::try_lock_shared)
     }
 
     /// [`Journal::open`], trying again for a moment while the lock is taken: another process's
@@ -191,21 +196,15 @@ impl Journal {
         let mut attempts = 0;
         loop {
             match Journal::open(path) {
-                Err(Error::InvalidInput(_)) if attempts < 50 && Journal::lock_is_taken(path) => {
+                Err(Error::InvalidInput(_))
+                    if attempts < 50 && lock_would_block(path, File::try_lock) =>
+                {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
                 other => return other,
             }
         }
-    }
-
-    /// Whether any lock, shared or exclusive, is held on the journal at `path`.
-    fn lock_is_taken(path: &Path) -> bool {
-        OpenOptions::new()
-            .read(true)
-            .open(path)
-            .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
     }
 
     /// The batches appended since the last reset (by this run or one before it that crashed)
