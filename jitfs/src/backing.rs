@@ -1,12 +1,16 @@
-//! Backing files: the copy-on-write content of files written through the mount. Each is an
-//! anonymous file (`O_TMPFILE`) in `.jit/fs/`, so a killed daemon leaves nothing to clean up,
-//! and the kernel can pass reads and writes straight through to it.
+//! Backing files: the copy-on-write content of files written through the mount. Each is a
+//! named data file of the overlay (`.jit/fs/data/<random>`, see [`crate::overlay`]) that the
+//! kernel reads and writes directly (passthrough), so every byte a `write` accepted is in it
+//! even if the daemon dies the next moment; the overlay's records say which path it is.
+//! A backing file is removed once nothing needs it: when a write-back has stored its content
+//! and the file is closed, when its inode is gone, or at once for the read-only copies made
+//! so that large clean files can be read through passthrough.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use jit_kernel::content::{self, BlobLayout, EncodedNode};
 use jit_kernel::source::Source;
@@ -29,10 +33,15 @@ pub fn read_copy_fits(size: u64) -> bool {
 /// One backing file.
 #[derive(Debug)]
 pub struct Backing {
-    /// The open anonymous file.
+    /// The open data file.
     pub file: File,
+    /// Its name in the data directory (what the overlay's records name).
+    pub name: String,
+    path: PathBuf,
     /// Bytes counted against the read-copy budget (released on drop).
     counted: u64,
+    /// Remove the file when the last handle on it goes.
+    disposable: AtomicBool,
 }
 
 impl Drop for Backing {
@@ -40,32 +49,88 @@ impl Drop for Backing {
         if self.counted > 0 {
             READ_COPIES.fetch_sub(self.counted, Ordering::Relaxed);
         }
+        if self.disposable.load(Ordering::Relaxed) {
+            if let Err(error) = std::fs::remove_file(&self.path) {
+                tracing::debug!(%error, path = %self.path.display(), "backing file not removed");
+            }
+        }
     }
 }
 
 impl Backing {
-    /// A new empty backing file in `dir`.
+    /// A new empty backing file in `dir`, with a fresh random name.
     pub fn create(dir: &Path) -> Result<Backing> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_TMPFILE)
-            .open(dir)
-            .map_err(|e| {
-                Error::io(
-                    format!("cannot create a backing file in {}", dir.display()),
-                    e,
-                )
-            })?;
-        Ok(Backing { file, counted: 0 })
+        loop {
+            let name = format!("{:032x}", rand::random::<u128>());
+            let path = dir.join(&name);
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(Backing {
+                        file,
+                        name,
+                        path,
+                        counted: 0,
+                        disposable: AtomicBool::new(false),
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("cannot create a backing file in {}", dir.display()),
+                        e,
+                    ))
+                }
+            }
+        }
     }
 
-    /// Counts this file's current size against the read-copy budget until it is dropped.
+    /// The existing data file `name` in `dir` (recorded by an earlier daemon); None if it is
+    /// gone.
+    pub fn reopen(dir: &Path, name: &str) -> Result<Option<Backing>> {
+        let path = dir.join(name);
+        match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => Ok(Some(Backing {
+                file,
+                name: name.to_owned(),
+                path,
+                counted: 0,
+                disposable: AtomicBool::new(false),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("cannot open {}", path.display()), e)),
+        }
+    }
+
+    /// Counts this file's current size against the read-copy budget until it is dropped, and
+    /// makes it disposable: it is only a copy of stored content.
     pub fn count_as_read_copy(&mut self) -> Result<()> {
         let size = self.size()?;
         READ_COPIES.fetch_add(size.saturating_sub(self.counted), Ordering::Relaxed);
         self.counted = self.counted.max(size);
+        self.dispose();
         Ok(())
+    }
+
+    /// The file is removed when the last handle on it goes (its content is stored, or its
+    /// inode gone).
+    pub fn dispose(&self) {
+        self.disposable.store(true, Ordering::Relaxed);
+    }
+
+    /// The file must outlive its handles again (a read copy opened for writing).
+    pub fn keep(&self) {
+        self.disposable.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the file will be removed with its last handle.
+    pub fn is_disposable(&self) -> bool {
+        self.disposable.load(Ordering::Relaxed)
     }
 
     /// A backing file holding the content of `blob`, copied chunk by chunk.

@@ -18,6 +18,7 @@ use jit_kernel::NodeId;
 
 use crate::error::{errno, Error, Result};
 use crate::inode::{FileBody, Ino, Kind, Synth};
+use crate::persist::join;
 use crate::state::{attr, Handle, State, ROOT};
 use crate::views::{self, ViewKind};
 use crate::Shared;
@@ -220,6 +221,14 @@ impl JitFs {
         perm: u16,
     ) -> Result<(Duration, FileAttr, Ino)> {
         let name = new_name(name)?;
+        // A regular file made by `create` gets its (empty) data file first, so that its record
+        // names it from the start.
+        let backing = match &kind {
+            Kind::File(_) => Some(Arc::new(crate::backing::Backing::create(
+                &self.shared.backing_dir,
+            )?)),
+            _ => None,
+        };
         let mut state = self.shared.lock();
         let view = state.writable(parent)?;
         if state
@@ -235,6 +244,12 @@ impl JitFs {
             _ => req.gid(),
         };
         let ino = state.create_child(parent, name, kind, attr(perm, req.uid(), gid, now))?;
+        if let Some(backing) = backing {
+            if let Kind::File(body) = &mut state.get_mut(ino)?.kind {
+                body.backing = Some(backing);
+            }
+        }
+        state.persist(ino)?;
         touch_dir(&mut state, parent, now);
         let (ttl, attr) = self.entry(&mut state, ino)?;
         drop(state);
@@ -268,6 +283,8 @@ impl JitFs {
             let view = state.writable(ino)?;
             state.ensure_sws(&shared.repo, &shared.owner, view)?;
             let backing = state.ensure_backing(&shared.repo, &shared.backing_dir, ino, truncate)?;
+            // A copy made for reading is now where writes go: it must outlive its handles.
+            backing.keep();
             if truncate {
                 backing.truncate(0)?;
                 let now = SystemTime::now();
@@ -276,6 +293,7 @@ impl JitFs {
                 node.attr.ctime = now;
             }
             state.mark_dirty(ino);
+            state.persist(ino)?;
         }
         let node = state.get_mut(ino)?;
         node.opens += 1;
@@ -328,7 +346,7 @@ impl JitFs {
 
 /// Live SWS as listed in `sws/`: by name when it has a unique one usable as a file name,
 /// else by id.
-fn sws_names(shared: &Shared) -> Result<Vec<(String, SwsId)>> {
+pub(crate) fn sws_names(shared: &Shared) -> Result<Vec<(String, SwsId)>> {
     let store = shared.repo.store();
     let txn = store.read()?;
     let all = sws::list(store, &txn)?;
@@ -463,6 +481,7 @@ impl Filesystem for JitFs {
                 state.ensure_sws(&shared.repo, &shared.owner, view)?;
                 let backing =
                     state.ensure_backing(&shared.repo, &shared.backing_dir, ino, size == 0)?;
+                backing.keep();
                 backing.truncate(size)?;
                 content_changed = true;
                 let node = state.get_mut(ino)?;
@@ -506,9 +525,18 @@ impl Filesystem for JitFs {
                 }
             }
             node.attr.ctime = ctime.unwrap_or(now);
+            if mode.is_some()
+                || uid.is_some()
+                || gid.is_some()
+                || atime.is_some()
+                || mtime.is_some()
+            {
+                node.attr_set = true;
+            }
             if content_changed {
                 state.mark_dirty(ino);
             }
+            state.persist(ino)?;
             let attr = attr_of(&state, ino)?;
             let ttl = ttl_for(&state, ino);
             drop(state);
@@ -622,7 +650,12 @@ impl Filesystem for JitFs {
             }
             let now = SystemTime::now();
             state.get_mut(child)?.attr.ctime = now;
+            let path = join(&state.path_of(parent.0), name);
+            let view = state.view_of(parent.0)?;
             state.detach(parent.0, name);
+            state.persist_removed(view, &path)?;
+            // A file with other names changed (its link count): their records say so.
+            state.persist(child)?;
             touch_dir(&mut state, parent.0, now);
             Ok(())
         })();
@@ -651,7 +684,10 @@ impl Filesystem for JitFs {
             if !state.children(&self.shared.repo, child)?.is_empty() {
                 return errno(Errno::ENOTEMPTY);
             }
+            let path = join(&state.path_of(parent.0), name);
+            let view = state.view_of(parent.0)?;
             state.detach(parent.0, name);
+            state.persist_removed(view, &path)?;
             touch_dir(&mut state, parent.0, SystemTime::now());
             Ok(())
         })();
@@ -727,6 +763,7 @@ impl Filesystem for JitFs {
                 .push(newparent.0);
             state.mark_dirty(ino.0);
             state.mark_dirty(newparent.0);
+            state.persist(ino.0)?;
             touch_dir(&mut state, newparent.0, now);
             self.entry(&mut state, ino.0)
         })();
@@ -1010,11 +1047,6 @@ impl Filesystem for JitFs {
         let result = (|| -> Result<_> {
             let (ttl, attr, ino) =
                 self.make(req, parent.0, name, Kind::File(FileBody::default()), perm)?;
-            {
-                let mut state = self.shared.lock();
-                let shared = &self.shared;
-                state.ensure_backing(&shared.repo, &shared.backing_dir, ino, true)?;
-            }
             let opener = |file: &std::fs::File| -> Option<Arc<BackingId>> {
                 if !passthrough_on {
                     return None;
@@ -1192,6 +1224,9 @@ impl JitFs {
         };
         let _ = parent;
         sws::discard(self.shared.repo.store(), id)?;
+        // What the mount kept for it goes with it (its data files at the next start).
+        let overlay = self.shared.lock().overlay.clone();
+        overlay.batch(|batch| batch.remove_view(&ViewKind::Sws(id).key()).map(drop))?;
         Ok(())
     }
 
@@ -1221,6 +1256,8 @@ impl JitFs {
         if dst == Some(src) {
             return Ok(());
         }
+        let from = join(&state.path_of(parent), name);
+        let to = join(&state.path_of(newparent), newname);
         // A directory cannot move below itself.
         let mut at = newparent;
         loop {
@@ -1247,7 +1284,11 @@ impl JitFs {
                 node.parent = p;
                 node.name = n.to_vec();
                 node.attr.ctime = now;
+                node.tracked = false;
             }
+            state.mark_dirty(parent);
+            state.mark_dirty(newparent);
+            state.persist_exchange(view, &from, &to, src, dst)?;
         } else {
             let src_dir = state.get(src)?.is_dir();
             if let Some(dst) = dst {
@@ -1280,10 +1321,14 @@ impl JitFs {
                     *slot = newparent;
                 }
             }
-            state.get_mut(src)?.attr.ctime = now;
+            let node = state.get_mut(src)?;
+            node.attr.ctime = now;
+            // At its new path it is a new entry of the tree (and may be ignored there).
+            node.tracked = false;
+            state.mark_dirty(parent);
+            state.mark_dirty(newparent);
+            state.persist_rename(view, &from, &to, src)?;
         }
-        state.mark_dirty(parent);
-        state.mark_dirty(newparent);
         touch_dir(&mut state, parent, now);
         touch_dir(&mut state, newparent, now);
         Ok(())

@@ -102,6 +102,12 @@ pub struct Attr {
     pub ctime: SystemTime,
 }
 
+/// A generation value never handed out before in this process.
+pub fn fresh_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One inode.
 #[derive(Debug)]
 pub struct Inode {
@@ -117,12 +123,23 @@ pub struct Inode {
     pub attr: Attr,
     /// Local changes not yet written back (files: content; directories: entries below).
     pub dirty: bool,
-    /// Bumped by every local change, so write-back can tell whether it raced one.
+    /// A value no other inode of this mount ever had, renewed by every local change, so a
+    /// write-back can tell whether it raced one. Unique across inodes (not a per-inode
+    /// counter): inode numbers are reused once the kernel forgets one, and a write-back result
+    /// meant for the old inode must never match the new one (that emptied renamed-over files).
     pub generation: u64,
     /// Kernel lookups not yet forgotten.
     pub lookups: u64,
     /// Open handles.
     pub opens: u32,
+    /// It mirrors an entry of its view's SWS tree (loaded from it, or written back into it).
+    /// Only untracked entries can be ignored: a tracked file stays tracked, as in git.
+    pub tracked: bool,
+    /// Ignored (`.gitignore`, `.jitignore`, `.git`): it lives in the overlay only and is never
+    /// written back; everything below an ignored directory is too.
+    pub ignored: bool,
+    /// Its attributes were set explicitly (chmod, chown, utimens): the overlay keeps them.
+    pub attr_set: bool,
     /// Names it has (0 once unlinked or replaced; the inode is kept while open or looked up).
     /// Files may have several: hard links live in the mount, and write-back stores each name
     /// with the same content.
@@ -133,13 +150,16 @@ impl Inode {
     /// A new inode with one name, not yet looked up, opened or changed.
     pub fn new(parent: Ino, name: &[u8], view: Option<ViewId>, kind: Kind, attr: Attr) -> Inode {
         Inode {
+            generation: fresh_generation(),
             parent,
             name: name.to_vec(),
             view,
             kind,
             attr,
             dirty: false,
-            generation: 0,
+            tracked: false,
+            ignored: false,
+            attr_set: false,
             lookups: 0,
             opens: 0,
             nlink: 1,

@@ -22,9 +22,13 @@ pub mod backing;
 pub mod error;
 pub mod fs;
 pub mod guard;
+pub mod ignored;
 pub mod inode;
 pub mod mount;
+pub mod overlay;
+pub mod persist;
 pub mod reconcile;
+pub mod recover;
 pub mod source;
 pub mod stale;
 pub mod state;
@@ -46,6 +50,7 @@ use inode::ViewId;
 use reconcile::Inval;
 use state::State;
 use views as views_mod;
+use views::ViewKind;
 
 /// What the FUSE handlers, the write-back thread and the store observer share.
 pub struct Shared {
@@ -74,18 +79,20 @@ struct Wake {
 }
 
 impl Shared {
-    /// State for a mount of `repo`.
-    pub fn new(repo: Arc<Repository>, owner: String, uid: u32, gid: u32) -> Shared {
-        let backing_dir = repo.jit_dir().join("fs");
-        Shared {
+    /// State for a mount of `repo`, with its overlay (`.jit/fs`).
+    pub fn new(repo: Arc<Repository>, owner: String, uid: u32, gid: u32) -> Result<Shared> {
+        let fs_dir = repo.jit_dir().join("fs");
+        let overlay = Arc::new(overlay::Overlay::open(&fs_dir)?);
+        let backing_dir = overlay.data_dir().to_path_buf();
+        Ok(Shared {
             repo,
-            state: Mutex::new(State::new(uid, gid)),
+            state: Mutex::new(State::new(uid, gid, overlay)),
             owner,
             backing_dir,
             passthrough: AtomicBool::new(false),
             notices: Mutex::new(None),
             wake: (Mutex::new(Wake::default()), Condvar::new()),
-        }
+        })
     }
 
     /// The state lock. A panic in another handler must not wedge the mount, so a poisoned
@@ -217,6 +224,7 @@ impl Shared {
                 }
             };
             for view in state.refreshable_views() {
+                tracing::trace!(view, kind = ?state.views[view].kind, known = %state.views[view].known, "refreshing");
                 match views_mod::resolve(repo, &txn, &state.views[view].kind) {
                     Ok(Some(target)) => {
                         if let Err(error) =
@@ -226,8 +234,17 @@ impl Shared {
                         }
                     }
                     Ok(None) => {
-                        // The ref or SWS is gone: its directory goes too.
+                        // The ref or SWS is gone: its directory goes too, and what the
+                        // overlay kept for it (data files go at the next start).
                         state.views[view].live = false;
+                        if let ViewKind::Sws(_) = &state.views[view].kind {
+                            let key = state.views[view].kind.key();
+                            if let Err(error) =
+                                state.overlay.batch(|b| b.remove_view(&key).map(drop))
+                            {
+                                tracing::warn!(%error, "cannot drop a discarded view's records");
+                            }
+                        }
                         let root = state.views[view].root;
                         if let Ok(node) = state.get(root) {
                             invals.push(Inval::Entry(node.parent, node.name.clone()));
@@ -274,11 +291,13 @@ fn run_notifier(notifier: Notifier, notices: mpsc::Receiver<Notice>) {
                     std::os::unix::ffi::OsStrExt::from_bytes(name.as_slice()),
                 ),
             };
-            if let Err(error) = result {
+            match result {
+                Ok(()) => tracing::trace!(?inval, "invalidated"),
                 // ENOENT: the kernel had nothing cached for it, which is fine.
-                if error.raw_os_error() != Some(libc::ENOENT) {
-                    tracing::debug!(%error, ?inval, "invalidation not delivered");
+                Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {
+                    tracing::trace!(?inval, "nothing cached to invalidate")
                 }
+                Err(error) => tracing::debug!(%error, ?inval, "invalidation not delivered"),
             }
         }
         if let Some(done) = notice.done {

@@ -79,9 +79,10 @@ impl Mount {
             .map_err(|e| Error::io(format!("cannot create {}", mountpoint.display()), e))?;
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
-        let shared = Arc::new(Shared::new(repo.clone(), options.owner.clone(), uid, gid));
-        std::fs::create_dir_all(&shared.backing_dir)
-            .map_err(|e| Error::io(format!("cannot create {}", shared.backing_dir.display()), e))?;
+        let shared = Arc::new(Shared::new(repo.clone(), options.owner.clone(), uid, gid)?);
+        // What a daemon that died left in the overlay is written back before anything is
+        // served.
+        crate::recover::recover(&shared)?;
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::FSName("jit".into()),
@@ -180,9 +181,7 @@ impl Mount {
         {
             let _ = thread.join();
         }
-        let unmounted = session
-            .umount_and_join()
-            .map_err(|e| Error::io(format!("cannot unmount {}", self.mountpoint.display()), e));
+        let unmounted = unmount(session, &self.mountpoint);
         if let Ok(mut slot) = self.shared.notices.lock() {
             *slot = None;
         }
@@ -199,6 +198,40 @@ impl Drop for Mount {
             tracing::error!(%error, "unmount failed");
         }
     }
+}
+
+/// Unmounts; when files are still open (a `dd` still writing), detaches the mount lazily
+/// instead of failing: it leaves the namespace at once, the open files keep working until they
+/// close (their data files, and the overlay's records of them, are what the next daemon reads),
+/// and the daemon does not wait for them.
+fn unmount(session: BackgroundSession, mountpoint: &Path) -> Result<()> {
+    use nix::mount::{umount2, MntFlags};
+    match umount2(mountpoint, MntFlags::empty()) {
+        Ok(()) => {
+            // The session thread sees the device go and ends.
+            return session
+                .join()
+                .map_err(|e| Error::io("the FUSE session ended badly", e));
+        }
+        Err(nix::errno::Errno::EBUSY) => {
+            tracing::warn!(
+                mountpoint = %mountpoint.display(),
+                "files are still open in the mount: detaching it lazily"
+            );
+            umount2(mountpoint, MntFlags::MNT_DETACH).map_err(|e| {
+                Error::io(format!("cannot detach {}", mountpoint.display()), e.into())
+            })?;
+            // The session thread serves the open files until they close; it ends with the
+            // process.
+            drop(session);
+            return Ok(());
+        }
+        // Not root: fusermount does it (below).
+        Err(_) => {}
+    }
+    session
+        .umount_and_join()
+        .map_err(|e| Error::io(format!("cannot unmount {}", mountpoint.display()), e))
 }
 
 fn run_writeback(shared: &Shared) {

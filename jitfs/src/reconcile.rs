@@ -79,10 +79,53 @@ struct Walk<'a, 's> {
 }
 
 impl Walk<'_, '_> {
-    fn entries(&self, tree: Option<NodeId>) -> Vec<TreeEntry> {
-        // An old tree that can no longer be read only costs precision (local deletions of
-        // entries it had may be undone), never correctness of what the new tree shows.
-        tree::entries_of(self.src, tree.as_ref()).unwrap_or_default()
+    fn entries(&self, tree: Option<NodeId>) -> Option<Vec<TreeEntry>> {
+        tree::entries_of(self.src, tree.as_ref()).ok()
+    }
+
+    /// What directory `dir` mirrored, told by its clean, tracked entries in memory: the stand-in
+    /// for an old tree that can no longer be read (its SWS was discarded along with the nodes
+    /// staged for it). Without it, entries only that tree had would stay on as ghosts.
+    fn remembered(&self, dir: Ino) -> Vec<TreeEntry> {
+        let Some(Kind::Dir {
+            children: Some(children),
+            ..
+        }) = self.state.nodes.get(&dir).map(|n| &n.kind)
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, child) in children {
+            let Some(node) = self.state.nodes.get(child) else {
+                continue;
+            };
+            if node.dirty || !node.tracked || node.ignored {
+                continue;
+            }
+            let entry = match &node.kind {
+                Kind::File(body) => body.blob.map(|id| {
+                    let kind = if node.attr.perm & 0o100 != 0 {
+                        EntryKind::Executable
+                    } else {
+                        EntryKind::File
+                    };
+                    (kind, id)
+                }),
+                Kind::Dir { tree, .. } => tree.map(|id| (EntryKind::Directory, id)),
+                Kind::Symlink { target } => content::split_bytes(target)
+                    .ok()
+                    .map(|(id, _)| (EntryKind::Symlink, id)),
+                _ => None,
+            };
+            if let Some((kind, id)) = entry {
+                out.push(TreeEntry {
+                    name: name.clone(),
+                    kind,
+                    id,
+                });
+            }
+        }
+        out
     }
 
     fn dir(&mut self, dir: Ino, old: Option<NodeId>, new: NodeId) -> Result<()> {
@@ -100,8 +143,11 @@ impl Walk<'_, '_> {
             }
             return Ok(());
         }
-        let old_entries = self.entries(old);
-        let new_entries = self.entries(Some(new));
+        let old_entries = match self.entries(old) {
+            Some(entries) => entries,
+            None => self.remembered(dir),
+        };
+        let new_entries = self.entries(Some(new)).unwrap_or_default();
         for (o, n) in tree::pair_entries(&old_entries, &new_entries) {
             let name = o.or(n).map(|e| e.name.clone()).unwrap_or_default();
             self.entry(dir, &name, o.cloned(), n.cloned())?;

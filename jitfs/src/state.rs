@@ -16,6 +16,7 @@ use jit_kernel::{tree, NodeId, Repository};
 use crate::backing::Backing;
 use crate::error::{errno, Result};
 use crate::inode::{Attr, FileBody, Ino, Inode, Kind, Synth, ViewId};
+use crate::overlay::Overlay;
 use crate::views::{self, View, ViewKind};
 
 /// The mount root's inode number (fixed by FUSE).
@@ -63,6 +64,10 @@ pub struct State {
     pub gid: u32,
     /// When the mount started (mtime of mount-only directories).
     pub epoch: SystemTime,
+    /// What the mount holds beyond its SWS, on disk.
+    pub overlay: Arc<Overlay>,
+    /// Hard-link groups of the overlay's records, per view: the inode each group loaded as.
+    pub links: HashMap<(ViewId, u64), Ino>,
 }
 
 /// Attributes for a new inode.
@@ -90,10 +95,12 @@ fn ino_for(key: &str, path: &[u8]) -> Ino {
 }
 
 impl State {
-    /// An empty mount owned by `uid`:`gid`.
-    pub fn new(uid: u32, gid: u32) -> State {
+    /// An empty mount owned by `uid`:`gid`, keeping what it holds beyond its SWS in `overlay`.
+    pub fn new(uid: u32, gid: u32, overlay: Arc<Overlay>) -> State {
         let epoch = SystemTime::now();
         let mut state = State {
+            overlay,
+            links: HashMap::new(),
             nodes: HashMap::new(),
             views: Vec::new(),
             view_index: HashMap::new(),
@@ -122,7 +129,7 @@ impl State {
 
     /// A free inode number for `path` in the view keyed `key`: stable across restarts for the
     /// same path, probed past collisions.
-    fn free_ino(&self, key: &str, path: &[u8]) -> Ino {
+    pub(crate) fn free_ino(&self, key: &str, path: &[u8]) -> Ino {
         let mut ino = ino_for(key, path);
         while self.nodes.contains_key(&ino) || ino == ROOT {
             ino = ino.wrapping_add(1) | 0x100;
@@ -287,48 +294,40 @@ impl State {
             .collect()
     }
 
-    /// Makes sure a view directory's entries are in memory.
+    /// Makes sure a view directory's entries are in memory: its tree's entries, then the
+    /// overlay's records for it (changes not written back, ignored entries, attributes).
     pub fn ensure_loaded(&mut self, repo: &Repository, dir: Ino) -> Result<()> {
         let node = self.get(dir)?;
         let (tree, view) = match (&node.kind, node.view) {
             (
                 Kind::Dir {
                     children: None,
-                    tree: Some(tree),
+                    tree,
                 },
                 Some(view),
             ) => (*tree, view),
-            (
-                Kind::Dir {
-                    children: None,
-                    tree: None,
-                },
-                _,
-            ) => {
-                if let Kind::Dir { children, .. } = &mut self.get_mut(dir)?.kind {
-                    *children = Some(BTreeMap::new());
-                }
-                return Ok(());
-            }
             _ => return Ok(()),
         };
         let sws = self.views[view].sws;
-        let entries = views::with_source(repo.store(), sws, |src| {
-            let mut out = Vec::new();
-            for entry in tree::load(src, &tree)?.entries {
-                let loaded = match entry.kind {
-                    EntryKind::Directory => Loaded::Dir(entry.id),
-                    EntryKind::File | EntryKind::Executable => Loaded::File {
-                        blob: entry.id,
-                        size: content::blob_size(src, &entry.id)?,
-                        executable: entry.kind == EntryKind::Executable,
-                    },
-                    EntryKind::Symlink => Loaded::Symlink(content::read_blob(src, &entry.id)?),
-                };
-                out.push((entry.name, loaded));
-            }
-            Ok(out)
-        })?;
+        let entries = match tree {
+            Some(tree) => views::with_source(repo.store(), sws, |src| {
+                let mut out = Vec::new();
+                for entry in tree::load(src, &tree)?.entries {
+                    let loaded = match entry.kind {
+                        EntryKind::Directory => Loaded::Dir(entry.id),
+                        EntryKind::File | EntryKind::Executable => Loaded::File {
+                            blob: entry.id,
+                            size: content::blob_size(src, &entry.id)?,
+                            executable: entry.kind == EntryKind::Executable,
+                        },
+                        EntryKind::Symlink => Loaded::Symlink(content::read_blob(src, &entry.id)?),
+                    };
+                    out.push((entry.name, loaded));
+                }
+                Ok(out)
+            })?,
+            None => Vec::new(),
+        };
         let mut children = BTreeMap::new();
         let base = self.path_of(dir);
         for (name, loaded) in entries {
@@ -337,6 +336,9 @@ impl State {
         }
         if let Kind::Dir { children: slot, .. } = &mut self.get_mut(dir)?.kind {
             *slot = Some(children);
+        }
+        if self.views[view].kind.writable() {
+            self.merge_records(repo, view, dir, &base)?;
         }
         Ok(())
     }
@@ -384,13 +386,16 @@ impl State {
         let epoch = self.views[view].epoch;
         self.nodes.insert(
             ino,
-            Inode::new(
-                parent,
-                name,
-                Some(view),
-                kind,
-                attr(perm, self.uid, self.gid, epoch),
-            ),
+            Inode {
+                tracked: true,
+                ..Inode::new(
+                    parent,
+                    name,
+                    Some(view),
+                    kind,
+                    attr(perm, self.uid, self.gid, epoch),
+                )
+            },
         );
         ino
     }
@@ -450,10 +455,11 @@ impl State {
         }
         self.views[view].dirty = true;
         let root = self.views[view].root;
+        let generation = crate::inode::fresh_generation();
         let mut at = ino;
         while let Some(node) = self.nodes.get_mut(&at) {
             node.dirty = true;
-            node.generation += 1;
+            node.generation = generation;
             if let Kind::Dir {
                 tree,
                 children: Some(_),
@@ -488,7 +494,6 @@ impl State {
             ino,
             Inode {
                 dirty: true,
-                generation: 1,
                 ..Inode::new(parent, name, Some(view), kind, attr)
             },
         );
@@ -573,7 +578,18 @@ impl State {
             } => children.values().copied().collect(),
             _ => Vec::new(),
         };
-        self.nodes.remove(&ino);
+        if let Some(Inode {
+            kind:
+                Kind::File(FileBody {
+                    backing: Some(backing),
+                    ..
+                }),
+            ..
+        }) = self.nodes.remove(&ino)
+        {
+            // No name reaches it and nothing holds it open: its data file has no use left.
+            backing.dispose();
+        }
         self.extra_parents.remove(&ino);
         for child in children {
             if let Some(node) = self.nodes.get_mut(&child) {

@@ -3,7 +3,9 @@
 //! difference between the tree the SWS has and the tree the mount shows becomes ordinary patch
 //! operations, applied (with the new content nodes staged) in one durable transaction. Hashing
 //! and the transaction run without the state lock; edits racing them stay dirty for the next
-//! round.
+//! round. Ignored entries ([`crate::ignored`]) are left out of the trees: they stay in the
+//! overlay. Once the SWS has a change, the overlay's record of it is dropped (or kept as
+//! attributes only), and a written file's data file goes once nothing has it open.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use jit_kernel::{treepatch, NodeId};
 
 use crate::backing::Backing;
 use crate::error::Result;
+use crate::ignored::Rules;
 use crate::inode::{Ino, Kind, ViewId};
 use crate::reconcile::{self, Inval};
 use crate::source::Layered;
@@ -73,7 +76,8 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
         state.ensure_sws(repo, &shared.owner, view)?;
         let root = state.views[view].root;
         let mut out = Vec::new();
-        collect_backed(&state, root, &mut out);
+        let mut rules = Rules::new(&state, repo, root);
+        collect_backed(&state, &mut rules, root, &mut out);
         out
     };
     // 2. Hash them without the lock.
@@ -90,7 +94,7 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
         });
     }
     // 3. Record the hashes and build the trees the mount shows.
-    let (sws, known, new_root, extra, dirs) = {
+    let (sws, known, new_root, extra, outcome) = {
         let mut state = shared.lock();
         for h in &hashed {
             if let Some(node) = state.nodes.get_mut(&h.ino) {
@@ -108,14 +112,22 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
         let root = state.views[view].root;
         let mut build = Build {
             state: &state,
+            rules: Rules::new(&state, repo, root),
             extra: HashMap::new(),
             staged: &mut staged,
             dirs: Vec::new(),
+            included: Vec::new(),
+            ignored: Vec::new(),
         };
         let new_root = build.dir(root)?;
-        let (extra, dirs) = (build.extra, build.dirs);
+        let outcome = Outcome {
+            dirs: build.dirs,
+            included: build.included,
+            ignored: build.ignored,
+        };
+        let extra = build.extra;
         state.views[view].writing_back = true;
-        (sws, state.views[view].known, new_root, extra, dirs)
+        (sws, state.views[view].known, new_root, extra, outcome)
     };
     // 4. Diff against the SWS and apply, without the lock.
     let applied = apply_difference(shared, sws, &known, &new_root, &staged, &extra);
@@ -123,35 +135,13 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
     let mut state = shared.lock();
     state.views[view].writing_back = false;
     applied?;
-    for h in &hashed {
-        if let Some(node) = state.nodes.get_mut(&h.ino) {
-            let unchanged = node.generation == h.generation;
-            if let Kind::File(body) = &mut node.kind {
-                if unchanged && body.writers == 0 {
-                    node.dirty = false;
-                    body.size = h.size;
-                    if node.opens == 0 {
-                        body.backing = None;
-                    }
-                }
-            }
-        }
-    }
-    for (ino, generation, tree) in dirs {
-        if let Some(node) = state.nodes.get_mut(&ino) {
-            if node.generation == generation && !has_dirty_child(&state, ino) {
-                if let Some(node) = state.nodes.get_mut(&ino) {
-                    node.dirty = false;
-                    if let Kind::Dir { tree: slot, .. } = &mut node.kind {
-                        *slot = Some(tree);
-                    }
-                }
-            }
-        }
-    }
+    mark_clean(&mut state, &hashed, &outcome)?;
     let root = state.views[view].root;
     state.views[view].known = new_root;
     state.views[view].dirty = state.nodes.get(&root).is_some_and(|n| n.dirty);
+    if !state.views[view].dirty {
+        state.settle_records(view)?;
+    }
     // Whatever landed from elsewhere since the snapshot (refreshes skipped this view
     // meanwhile): show it too.
     let txn = repo.store().read()?;
@@ -205,6 +195,85 @@ fn apply_difference(
     Ok(())
 }
 
+/// What building the trees found besides them.
+struct Outcome {
+    /// Directories re-encoded: inode, generation, tree.
+    dirs: Vec<(Ino, u64, NodeId)>,
+    /// Entries that went into the trees.
+    included: Vec<Ino>,
+    /// Ignored entries and everything below them: inode, generation, whether it is the
+    /// ignored entry itself (not something below it).
+    ignored: Vec<(Ino, u64, bool)>,
+}
+
+/// Marks what the write-back stored (or found ignored) clean, unless it changed meanwhile;
+/// a stored file's record stops naming its data file, which goes once no handle needs it.
+fn mark_clean(state: &mut State, hashed: &[Hashed], outcome: &Outcome) -> Result<()> {
+    for &ino in &outcome.included {
+        if let Some(node) = state.nodes.get_mut(&ino) {
+            node.tracked = true;
+            node.ignored = false;
+        }
+    }
+    for &(ino, generation, top) in &outcome.ignored {
+        if let Some(node) = state.nodes.get_mut(&ino) {
+            if node.generation == generation {
+                node.dirty = false;
+                node.ignored |= top;
+            }
+        }
+        if top {
+            state.persist(ino)?;
+        }
+    }
+    let ignored: std::collections::HashSet<Ino> =
+        outcome.ignored.iter().map(|(ino, _, _)| *ino).collect();
+    for h in hashed {
+        if ignored.contains(&h.ino) {
+            continue;
+        }
+        let stored = match state.nodes.get_mut(&h.ino) {
+            Some(node) if node.generation == h.generation => match &mut node.kind {
+                Kind::File(body) if body.writers == 0 => {
+                    node.dirty = false;
+                    body.size = h.size;
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if stored {
+            // A closed file's data file goes once the record stops naming it (the record is
+            // written first; the file is removed when the last handle drops, below).
+            let released = match state.nodes.get_mut(&h.ino) {
+                Some(node) if node.opens == 0 => match &mut node.kind {
+                    Kind::File(body) => body.backing.take(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            state.persist(h.ino)?;
+            if let Some(backing) = released {
+                backing.dispose();
+            }
+        }
+    }
+    for &(ino, generation, tree) in &outcome.dirs {
+        if let Some(node) = state.nodes.get(&ino) {
+            if node.generation == generation && !has_dirty_child(state, ino) {
+                if let Some(node) = state.nodes.get_mut(&ino) {
+                    node.dirty = false;
+                    if let Kind::Dir { tree: slot, .. } = &mut node.kind {
+                        *slot = Some(tree);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn has_dirty_child(state: &State, dir: Ino) -> bool {
     match state.nodes.get(&dir).map(|n| &n.kind) {
         Some(Kind::Dir {
@@ -232,7 +301,14 @@ fn patch_id(known: &NodeId, new_root: &NodeId) -> String {
     )
 }
 
-fn collect_backed(state: &State, dir: Ino, out: &mut Vec<(Ino, u64, Arc<Backing>)>) {
+/// The dirty files below `dir` that have backing files to hash (ignored ones are never
+/// stored, so never hashed).
+fn collect_backed(
+    state: &State,
+    rules: &mut Rules<'_>,
+    dir: Ino,
+    out: &mut Vec<(Ino, u64, Arc<Backing>)>,
+) {
     let Some(node) = state.nodes.get(&dir) else {
         return;
     };
@@ -244,8 +320,14 @@ fn collect_backed(state: &State, dir: Ino, out: &mut Vec<(Ino, u64, Arc<Backing>
             children: Some(children),
             ..
         } => {
-            for child in children.values() {
-                collect_backed(state, *child, out);
+            for (name, child) in children {
+                let Some(c) = state.nodes.get(child) else {
+                    continue;
+                };
+                if c.dirty && !c.tracked && rules.ignored(dir, name, c.is_dir()) {
+                    continue;
+                }
+                collect_backed(state, rules, *child, out);
             }
         }
         Kind::File(body) => {
@@ -259,12 +341,32 @@ fn collect_backed(state: &State, dir: Ino, out: &mut Vec<(Ino, u64, Arc<Backing>
 
 struct Build<'a> {
     state: &'a State,
+    rules: Rules<'a>,
     extra: HashMap<NodeId, Vec<u8>>,
     staged: &'a mut Vec<EncodedNode>,
     dirs: Vec<(Ino, u64, NodeId)>,
+    included: Vec<Ino>,
+    ignored: Vec<(Ino, u64, bool)>,
 }
 
 impl Build<'_> {
+    /// Lists `ino` and everything loaded below it as ignored.
+    fn ignore(&mut self, ino: Ino, top: bool) {
+        let Some(node) = self.state.nodes.get(&ino) else {
+            return;
+        };
+        self.ignored.push((ino, node.generation, top));
+        if let Kind::Dir {
+            children: Some(children),
+            ..
+        } = &node.kind
+        {
+            for child in children.values() {
+                self.ignore(*child, false);
+            }
+        }
+    }
+
     fn content(&mut self, data: &[u8]) -> Result<NodeId> {
         let (id, nodes) = split_bytes(data)?;
         self.staged.extend(nodes);
@@ -291,6 +393,11 @@ impl Build<'_> {
             let Some(c) = self.state.nodes.get(&child) else {
                 continue;
             };
+            if !c.tracked && self.rules.ignored(ino, &name, c.is_dir()) {
+                self.ignore(child, true);
+                continue;
+            }
+            self.included.push(child);
             let entry = match &c.kind {
                 Kind::Dir { .. } => Some((EntryKind::Directory, self.dir(child)?)),
                 Kind::File(body) => {

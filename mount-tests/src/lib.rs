@@ -183,7 +183,7 @@ impl Daemon {
             .current_dir(&universe.repo)
             .env("USER", "tester")
             .stdout(stdout)
-            .stderr(Stdio::null())
+            .stderr(daemon_log())
             .spawn()
             .expect("start jit up");
         Daemon {
@@ -213,21 +213,26 @@ impl Daemon {
     /// Stops the daemon with `signal` (SIGTERM, or SIGINT as Ctrl-C sends) and waits for it to
     /// exit (killing it after 20 s).
     pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, signal);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
+        self.stop_status(signal);
+    }
+
+    /// Stops the daemon with `signal` and returns its exit code (None if it had to be killed
+    /// after 20 s, or died of a signal).
+    pub fn stop_status(&mut self, signal: nix::sys::signal::Signal) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.code(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
                 }
             }
         }
@@ -236,8 +241,29 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // The mount is this daemon's to detach if the daemon was still running, or if it is
+        // dead (a killed daemon's, which cannot be stat'ed). A live mount after this daemon
+        // was stopped or killed belongs to the next daemon at the same place (mount ids are
+        // reused, so they cannot tell).
+        let running = self.child.is_some();
         self.stop();
-        detach_if_mounted(&self.mnt);
+        if running || std::fs::metadata(&self.mnt).is_err() {
+            detach_if_mounted(&self.mnt);
+        }
+    }
+}
+
+/// Where a daemon's log goes: appended to `$JIT_DAEMON_LOG` when set (for debugging a failing
+/// test), else nowhere.
+fn daemon_log() -> Stdio {
+    match std::env::var_os("JIT_DAEMON_LOG") {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        None => Stdio::null(),
     }
 }
 

@@ -1,0 +1,558 @@
+//! Keeping the overlay's records in step with the mount's inodes, both ways: every local
+//! change is recorded before its FUSE request is answered ([`State::persist`],
+//! [`State::persist_removed`], [`State::persist_rename`]); a directory loaded by a new daemon
+//! takes its records back ([`State::merge_records`]); a finished write-back drops what the SWS
+//! now has ([`State::settle_records`]).
+
+use fuser::FileType;
+use jit_kernel::{content, NodeId, Repository};
+
+use crate::backing::Backing;
+use crate::error::Result;
+use crate::inode::{FileBody, Ino, Inode, Kind, ViewId};
+use crate::overlay::{Batch, DirBase, Entry, Record, StoredAttr};
+use crate::state::State;
+use crate::views;
+
+impl State {
+    /// The overlay's name for view `view`; None for read-only views (nothing to keep).
+    pub fn record_view(&self, view: ViewId) -> Option<String> {
+        let kind = &self.views[view].kind;
+        kind.writable().then(|| kind.key())
+    }
+
+    /// The record that describes `ino` now, given what was recorded at its path before.
+    fn record_for(&self, ino: Ino, node: &Inode, before: Option<&Record>) -> Record {
+        let entry = match &node.kind {
+            Kind::File(body) => Entry::File {
+                data: body
+                    .backing
+                    .as_ref()
+                    .filter(|b| !b.is_disposable())
+                    .map(|b| b.name.clone()),
+                blob: body.blob.map(|b| *b.as_bytes()),
+                link: (node.nlink > 1).then_some(ino),
+            },
+            Kind::Dir { .. } | Kind::Synthetic(_) => Entry::Dir {
+                base: match before.map(|r| &r.entry) {
+                    Some(Entry::Dir { base }) => *base,
+                    _ if node.tracked => DirBase::Lower,
+                    _ => DirBase::Empty,
+                },
+            },
+            Kind::Symlink { target } => Entry::Symlink {
+                target: target.clone(),
+            },
+            Kind::Special { kind, rdev } => Entry::Special {
+                format: match kind {
+                    FileType::NamedPipe => libc::S_IFIFO,
+                    FileType::Socket => libc::S_IFSOCK,
+                    FileType::CharDevice => libc::S_IFCHR,
+                    _ => libc::S_IFBLK,
+                },
+                rdev: *rdev,
+            },
+        };
+        Record {
+            entry,
+            attr: StoredAttr::of(&node.attr),
+            pending: node.dirty,
+            ignored: node.ignored || before.is_some_and(|r| r.ignored),
+        }
+    }
+
+    /// Records `ino` as it is now under each of its names.
+    pub fn persist(&self, ino: Ino) -> Result<()> {
+        let Some(node) = self.nodes.get(&ino) else {
+            return Ok(());
+        };
+        let Some(key) = node.view.and_then(|v| self.record_view(v)) else {
+            return Ok(());
+        };
+        let paths = self.paths_of(ino);
+        self.overlay.batch(|batch| {
+            for path in &paths {
+                self.persist_in(batch, &key, path, ino)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn persist_in(&self, batch: &mut Batch<'_>, key: &str, path: &[u8], ino: Ino) -> Result<()> {
+        let Some(node) = self.nodes.get(&ino) else {
+            return Ok(());
+        };
+        let before = batch.get(key, path)?;
+        let record = self.record_for(ino, node, before.as_ref());
+        if before.as_ref() != Some(&record) {
+            batch.put(key, path, &record)?;
+        }
+        Ok(())
+    }
+
+    /// Every path `ino` has in its view: its primary name, then its other hard links.
+    pub fn paths_of(&self, ino: Ino) -> Vec<Vec<u8>> {
+        let mut paths = vec![self.path_of(ino)];
+        for parent in self.extra_parents.get(&ino).into_iter().flatten() {
+            if let Some(Inode {
+                kind:
+                    Kind::Dir {
+                        children: Some(children),
+                        ..
+                    },
+                ..
+            }) = self.nodes.get(parent)
+            {
+                let base = self.path_of(*parent);
+                for (name, _) in children.iter().filter(|(_, c)| **c == ino) {
+                    paths.push(join(&base, name));
+                }
+            }
+        }
+        paths
+    }
+
+    /// Records that `path` of `view` was removed (with everything below it).
+    pub fn persist_removed(&self, view: ViewId, path: &[u8]) -> Result<()> {
+        let Some(key) = self.record_view(view) else {
+            return Ok(());
+        };
+        self.overlay.batch(|batch| {
+            batch.remove_below(&key, path)?;
+            batch.put(&key, path, &whiteout())
+        })
+    }
+
+    /// Records that `moved` went from `from` to `to` in `view` (replacing whatever was at
+    /// `to`). The SWS's entries at `to` are not the ones moved, so everything the moved
+    /// directory shows is recorded below `to` explicitly; clean subdirectories by their tree.
+    pub fn persist_rename(&self, view: ViewId, from: &[u8], to: &[u8], moved: Ino) -> Result<()> {
+        let Some(key) = self.record_view(view) else {
+            return Ok(());
+        };
+        self.overlay.batch(|batch| {
+            batch.remove_below(&key, to)?;
+            batch.move_below(&key, from, to)?;
+            let before = batch.get(&key, from)?;
+            batch.remove(&key, from)?;
+            batch.put(&key, from, &whiteout())?;
+            self.record_moved(batch, &key, to, moved, before)
+        })
+    }
+
+    /// Records that `a` (at `from`) and `b` (at `to`) swapped places.
+    pub fn persist_exchange(
+        &self,
+        view: ViewId,
+        from: &[u8],
+        to: &[u8],
+        a: Ino,
+        b: Ino,
+    ) -> Result<()> {
+        let Some(key) = self.record_view(view) else {
+            return Ok(());
+        };
+        self.overlay.batch(|batch| {
+            let before_a = batch.get(&key, from)?;
+            let before_b = batch.get(&key, to)?;
+            for path in [from, to] {
+                batch.remove_below(&key, path)?;
+                batch.remove(&key, path)?;
+            }
+            self.record_moved(batch, &key, to, a, before_a)?;
+            self.record_moved(batch, &key, from, b, before_b)
+        })
+    }
+
+    /// Records `ino`, now at `path`, and (for a directory) what it shows below.
+    fn record_moved(
+        &self,
+        batch: &mut Batch<'_>,
+        key: &str,
+        path: &[u8],
+        ino: Ino,
+        before: Option<Record>,
+    ) -> Result<()> {
+        let Some(node) = self.nodes.get(&ino) else {
+            return Ok(());
+        };
+        let mut record = self.record_for(ino, node, None);
+        record.pending = true;
+        record.ignored |= before.is_some_and(|b| b.ignored);
+        if let (Kind::Dir { tree, children }, Entry::Dir { base }) = (&node.kind, &mut record.entry)
+        {
+            match (tree, children) {
+                (Some(tree), _) if !node.dirty => *base = DirBase::Tree(*tree.as_bytes()),
+                (_, Some(children)) => {
+                    *base = DirBase::Empty;
+                    for (name, child) in children {
+                        let child_path = join(path, name);
+                        // Records moved along with the directory already say what they are.
+                        let recorded = batch.get(key, &child_path)?;
+                        if recorded.is_none() {
+                            self.record_moved(batch, key, &child_path, *child, None)?;
+                        }
+                    }
+                }
+                (Some(tree), None) => *base = DirBase::Tree(*tree.as_bytes()),
+                (None, None) => *base = DirBase::Empty,
+            }
+        }
+        batch.put(key, path, &record)
+    }
+
+    /// Applies the overlay's records for directory `dir` (at `path` in `view`) to the
+    /// entries just loaded from its tree.
+    pub fn merge_records(
+        &mut self,
+        repo: &Repository,
+        view: ViewId,
+        dir: Ino,
+        path: &[u8],
+    ) -> Result<()> {
+        let Some(key) = self.record_view(view) else {
+            return Ok(());
+        };
+        let records = self.overlay.children(&key, path)?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut stale = Vec::new();
+        for (name, record) in records {
+            let existing = self.child(dir, &name);
+            let child_path = join(path, &name);
+            if record.entry == Entry::Whiteout {
+                if existing.is_some() {
+                    self.detach_external(dir, &name);
+                    if record.pending {
+                        self.mark_dirty(dir);
+                    }
+                }
+                continue;
+            }
+            if !record.pending && !record.ignored {
+                // Attributes only, for an entry the SWS has.
+                match existing {
+                    Some(child) if self.same_kind(child, &record.entry) => {
+                        self.apply_attr(child, &record.attr);
+                        self.join_link_group(view, dir, &name, child, &record.entry);
+                    }
+                    _ => stale.push(child_path),
+                }
+                continue;
+            }
+            if let (
+                Entry::Dir {
+                    base: DirBase::Lower,
+                },
+                Some(child),
+            ) = (&record.entry, existing)
+            {
+                self.apply_attr(child, &record.attr);
+                if record.pending {
+                    self.mark_dirty(child);
+                }
+                continue;
+            }
+            let Some(kind) = self.kind_from_record(repo, view, &record.entry)? else {
+                stale.push(child_path);
+                continue;
+            };
+            if existing.is_some() {
+                self.detach_external(dir, &name);
+            }
+            let ino = match self.linked(view, &record.entry) {
+                Some(ino) => {
+                    self.add_link(ino, dir, &name);
+                    ino
+                }
+                None => self.insert_recorded(view, dir, &name, &child_path, kind, &record),
+            };
+            if record.pending {
+                self.mark_dirty(ino);
+            }
+        }
+        if !stale.is_empty() {
+            self.overlay.batch(|batch| {
+                for path in &stale {
+                    batch.remove(&key, path)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn child(&self, dir: Ino, name: &[u8]) -> Option<Ino> {
+        match &self.nodes.get(&dir)?.kind {
+            Kind::Dir {
+                children: Some(children),
+                ..
+            } => children.get(name).copied(),
+            _ => None,
+        }
+    }
+
+    fn same_kind(&self, ino: Ino, entry: &Entry) -> bool {
+        matches!(
+            (self.nodes.get(&ino).map(|n| &n.kind), entry),
+            (Some(Kind::File(_)), Entry::File { .. })
+                | (Some(Kind::Dir { .. }), Entry::Dir { .. })
+                | (Some(Kind::Symlink { .. }), Entry::Symlink { .. })
+        )
+    }
+
+    /// Gives `ino` recorded attributes; a file's executable bit stays the tree's (a change
+    /// made elsewhere since wins over the record).
+    fn apply_attr(&mut self, ino: Ino, stored: &StoredAttr) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        let mut attr = stored.attr();
+        if matches!(node.kind, Kind::File(_)) && (attr.perm & 0o100) != (node.attr.perm & 0o100) {
+            return;
+        }
+        attr.perm &= 0o7777;
+        node.attr = attr;
+        node.attr_set = true;
+    }
+
+    /// The inode content a record describes; None when what it names is gone (a data file
+    /// removed once its content was stored, a blob no longer reachable).
+    fn kind_from_record(
+        &self,
+        repo: &Repository,
+        view: ViewId,
+        entry: &Entry,
+    ) -> Result<Option<Kind>> {
+        let sws = self.views[view].sws;
+        Ok(Some(match entry {
+            Entry::File { data, blob, .. } => {
+                let backing = match data {
+                    Some(name) => Backing::reopen(self.overlay.data_dir(), name)?,
+                    None => None,
+                };
+                let blob = blob.map(NodeId);
+                let size = match (&backing, blob) {
+                    (Some(backing), _) => backing.size()?,
+                    (None, Some(blob)) => {
+                        match views::with_source(repo.store(), sws, |src| {
+                            Ok(content::blob_size(src, &blob)?)
+                        }) {
+                            Ok(size) => size,
+                            Err(_) => return Ok(None),
+                        }
+                    }
+                    (None, None) if data.is_some() => return Ok(None),
+                    (None, None) => 0,
+                };
+                Kind::File(FileBody {
+                    blob: if backing.is_some() { None } else { blob },
+                    size,
+                    backing: backing.map(std::sync::Arc::new),
+                    ..FileBody::default()
+                })
+            }
+            Entry::Dir { base } => Kind::Dir {
+                tree: match base {
+                    DirBase::Tree(tree) => Some(NodeId(*tree)),
+                    DirBase::Lower | DirBase::Empty => None,
+                },
+                children: None,
+            },
+            Entry::Symlink { target } => Kind::Symlink {
+                target: target.clone(),
+            },
+            Entry::Special { format, rdev } => Kind::Special {
+                kind: match *format {
+                    libc::S_IFIFO => FileType::NamedPipe,
+                    libc::S_IFSOCK => FileType::Socket,
+                    libc::S_IFCHR => FileType::CharDevice,
+                    _ => FileType::BlockDevice,
+                },
+                rdev: *rdev,
+            },
+            Entry::Whiteout => return Ok(None),
+        }))
+    }
+
+    /// The live inode of the hard-link group a record names, if one loaded already.
+    fn linked(&self, view: ViewId, entry: &Entry) -> Option<Ino> {
+        let Entry::File {
+            link: Some(group), ..
+        } = entry
+        else {
+            return None;
+        };
+        let ino = *self.links.get(&(view, *group))?;
+        matches!(self.nodes.get(&ino), Some(n) if matches!(n.kind, Kind::File(_))).then_some(ino)
+    }
+
+    /// Makes `child` (just loaded as `name` in `dir`) one inode with the other names of its
+    /// recorded hard-link group: the first name loaded stands for the group.
+    fn join_link_group(&mut self, view: ViewId, dir: Ino, name: &[u8], child: Ino, entry: &Entry) {
+        let Entry::File {
+            link: Some(group), ..
+        } = entry
+        else {
+            return;
+        };
+        match self.linked(view, entry) {
+            Some(first) if first != child => {
+                self.detach_external(dir, name);
+                self.add_link(first, dir, name);
+            }
+            Some(_) => {}
+            None => {
+                self.links.insert((view, *group), child);
+            }
+        }
+    }
+
+    /// Gives `ino` one more name: `name` in `dir`.
+    fn add_link(&mut self, ino: Ino, dir: Ino, name: &[u8]) {
+        if let Some(Kind::Dir {
+            children: Some(children),
+            ..
+        }) = self.nodes.get_mut(&dir).map(|n| &mut n.kind)
+        {
+            children.insert(name.to_vec(), ino);
+        }
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.nlink += 1;
+        }
+        self.extra_parents.entry(ino).or_default().push(dir);
+    }
+
+    /// Inserts the inode a record describes as `name` in `dir`.
+    fn insert_recorded(
+        &mut self,
+        view: ViewId,
+        dir: Ino,
+        name: &[u8],
+        path: &[u8],
+        kind: Kind,
+        record: &Record,
+    ) -> Ino {
+        let ino = self.free_ino(&self.views[view].kind.key(), path);
+        let mut node = Inode::new(dir, name, Some(view), kind, record.attr.attr());
+        node.ignored = record.ignored;
+        node.attr_set = true;
+        self.nodes.insert(ino, node);
+        if let Some(Kind::Dir {
+            children: Some(children),
+            ..
+        }) = self.nodes.get_mut(&dir).map(|n| &mut n.kind)
+        {
+            children.insert(name.to_vec(), ino);
+        }
+        if let Entry::File {
+            link: Some(group), ..
+        } = &record.entry
+        {
+            self.links.insert((view, *group), ino);
+        }
+        ino
+    }
+
+    /// After a write-back left view `view` with nothing dirty: drops the records of what the
+    /// SWS now has, keeping only what the DAG does not carry — ignored entries, and attributes
+    /// beyond the tree's defaults — as records that are no longer pending.
+    pub fn settle_records(&self, view: ViewId) -> Result<()> {
+        let Some(key) = self.record_view(view) else {
+            return Ok(());
+        };
+        let records = self.overlay.all(&key)?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let root = self.views[view].root;
+        self.overlay.batch(|batch| {
+            for (path, record) in records {
+                let found = self.resolve_loaded(root, &path);
+                let keep = match (&record.entry, found) {
+                    (Entry::Whiteout, _) | (_, None) => None,
+                    (_, Some((ino, under_ignored))) => {
+                        let node = &self.nodes[&ino];
+                        if under_ignored || node.ignored || record.ignored {
+                            Some(Record {
+                                ignored: record.ignored || node.ignored,
+                                ..record.clone()
+                            })
+                        } else if self.keeps_attributes(node) {
+                            let mut kept = self.record_for(ino, node, Some(&record));
+                            kept.pending = false;
+                            if let Entry::File { data, .. } = &mut kept.entry {
+                                *data = None;
+                            }
+                            if let Entry::Dir { base } = &mut kept.entry {
+                                *base = DirBase::Lower;
+                            }
+                            Some(kept)
+                        } else {
+                            None
+                        }
+                    }
+                };
+                match keep {
+                    Some(kept) if kept != record => batch.put(&key, &path, &kept)?,
+                    Some(_) => {}
+                    None => batch.remove(&key, &path)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether an entry's attributes say more than its tree entry (mode beyond the
+    /// executable bit, owner, explicitly set times, hard links).
+    fn keeps_attributes(&self, node: &Inode) -> bool {
+        let default_perm = match &node.kind {
+            Kind::File(_) if node.attr.perm & 0o100 != 0 => 0o755,
+            Kind::File(_) => 0o644,
+            Kind::Symlink { .. } => 0o777,
+            _ => 0o755,
+        };
+        node.attr_set
+            || node.attr.perm != default_perm
+            || node.attr.uid != self.uid
+            || node.attr.gid != self.gid
+            || node.nlink > 1
+            || matches!(node.kind, Kind::Special { .. })
+    }
+
+    /// The loaded inode at `path` below `root`, and whether an ancestor is ignored; None if
+    /// the path is not in memory.
+    fn resolve_loaded(&self, root: Ino, path: &[u8]) -> Option<(Ino, bool)> {
+        let mut at = root;
+        let mut under_ignored = false;
+        for name in path.split(|&b| b == b'/') {
+            under_ignored |= self.nodes.get(&at)?.ignored;
+            at = self.child(at, name)?;
+        }
+        Some((at, under_ignored))
+    }
+}
+
+fn whiteout() -> Record {
+    Record {
+        entry: Entry::Whiteout,
+        attr: StoredAttr {
+            perm: 0,
+            uid: 0,
+            gid: 0,
+            times: [(0, 0); 3],
+        },
+        pending: true,
+        ignored: false,
+    }
+}
+
+/// `base/name`, or `name` at the view root.
+pub fn join(base: &[u8], name: &[u8]) -> Vec<u8> {
+    if base.is_empty() {
+        name.to_vec()
+    } else {
+        [base, b"/", name].concat()
+    }
+}

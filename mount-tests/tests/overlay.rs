@@ -1,0 +1,158 @@
+//! What the mount holds beyond its SWS: ignored build output (never a patch, never committed,
+//! kept across restarts), attributes the DAG does not carry (mode, times, hard links, kept
+//! across restarts and commits), and nothing left behind when an SWS is discarded.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+use jit_mount_tests::*;
+
+const PROJECT: &[(&str, &str)] = &[
+    (".gitignore", "build/\n*.o\n"),
+    (
+        "Makefile",
+        "build/app: main.o\n\tmkdir -p build && cc -o build/app main.o\n\nmain.o: main.c\n\tcc -c main.c\n",
+    ),
+    (
+        "main.c",
+        "#include <stdio.h>\nint main(void) { puts(\"built in the mount\"); return 0; }\n",
+    ),
+];
+
+fn changed_paths(universe: &Universe) -> Vec<String> {
+    let status = universe.json(&["status"]);
+    status["changes"]
+        .as_array()
+        .map(|changes| {
+            changes
+                .iter()
+                .filter_map(|c| c["path"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_build_in_head_never_commits_its_ignored_output_and_keeps_it_across_restarts() {
+    if !fuse_ready("ignored_build_output") {
+        return;
+    }
+    let universe = Universe::with_files(PROJECT);
+    let mut daemon = universe.up();
+    let head = daemon.path("head");
+    sh(&head, "make -s");
+    assert_eq!(sh(&head, "./build/app"), "built in the mount\n");
+    // git's own directory is never written back either.
+    sh(&head, "git init -q");
+    let app = std::fs::read(head.join("build/app")).expect("build/app");
+    let object = std::fs::read(head.join("main.o")).expect("main.o");
+    assert_eq!(
+        changed_paths(&universe),
+        Vec::<String>::new(),
+        "ignored output is no change"
+    );
+
+    // A tracked edit is a change, and only it is committed.
+    sh(&head, "sed -i s/built/compiled/ main.c && make -s");
+    assert_eq!(changed_paths(&universe), vec!["main.c".to_owned()]);
+    let ignored = universe.json(&["status", "--ignored"]);
+    let listed: Vec<&str> = ignored["ignored"]
+        .as_array()
+        .expect("ignored list")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert_eq!(listed, vec![".git/", "build/", "main.o"], "{ignored}");
+    universe.ok(&["commit", "-m", "edit"]);
+    let tree = universe.ok(&["ls-tree", "-r", "HEAD"]);
+    assert!(
+        !tree.contains("main.o") && !tree.contains("build/") && !tree.contains(".git/"),
+        "{tree}"
+    );
+
+    // The output outlives the daemon, whole.
+    daemon.stop();
+    let again = universe.up();
+    let head = again.path("head");
+    assert_eq!(sh(&head, "./build/app"), "compiled in the mount\n");
+    assert_ne!(
+        std::fs::read(head.join("build/app")).expect("app"),
+        app,
+        "rebuilt after the edit"
+    );
+    assert_ne!(std::fs::read(head.join("main.o")).expect("main.o"), object);
+    sh(&head, "git status --porcelain >/dev/null");
+    assert_eq!(changed_paths(&universe), Vec::<String>::new());
+}
+
+#[test]
+fn modes_times_and_hard_links_set_in_the_mount_survive_restarts_and_commits() {
+    if !fuse_ready("attributes_kept") {
+        return;
+    }
+    let universe = Universe::with_files(&[("key", "secret\n"), ("old.txt", "old\n")]);
+    let mut daemon = universe.up();
+    let head = daemon.path("head");
+    sh(
+        &head,
+        "chmod 600 key && touch -d '2001-02-03 04:05:06' old.txt && echo a > a && ln a b",
+    );
+    let old_mtime = mtime(&head.join("old.txt"));
+    universe.ok(&["commit", "-m", "files"]);
+    for round in 0..2 {
+        daemon.stop();
+        daemon = universe.up();
+        let head = daemon.path("head");
+        let key = std::fs::metadata(head.join("key")).expect("key");
+        assert_eq!(
+            key.permissions().mode() & 0o7777,
+            0o600,
+            "round {round}: mode of key"
+        );
+        assert_eq!(
+            mtime(&head.join("old.txt")),
+            old_mtime,
+            "round {round}: mtime of old.txt"
+        );
+        let (a, b) = (
+            std::fs::metadata(head.join("a")).expect("a"),
+            std::fs::metadata(head.join("b")).expect("b"),
+        );
+        assert_eq!(a.ino(), b.ino(), "round {round}: a and b are one file");
+        assert_eq!(a.nlink(), 2, "round {round}: two names");
+        std::fs::write(head.join("a"), "through a\n").expect("write a");
+        assert_eq!(
+            std::fs::read_to_string(head.join("b")).expect("b"),
+            "through a\n"
+        );
+        std::fs::write(head.join("a"), "a\n").expect("write a back");
+    }
+}
+
+#[test]
+fn discarding_the_working_sws_leaves_no_ghost_in_head() {
+    if !fuse_ready("discard_ghost") {
+        return;
+    }
+    let universe = Universe::with_files(&[("README", "seed\n")]);
+    let daemon = universe.up();
+    let head = daemon.path("head");
+    std::fs::write(head.join("new.txt"), "new content\n").expect("write");
+    assert_eq!(changed_paths(&universe), vec!["new.txt".to_owned()]);
+    universe.ok(&["sws", "discard", "working:main"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = sh(&head, "ls");
+        let exists = head.join("new.txt").exists();
+        if !listed.contains("new.txt") && !exists {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new.txt still listed ({listed:?}) or present ({exists}) after the discard"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(sh(&head, "ls"), "README\n");
+    assert_eq!(sh(&head, "cat README"), "seed\n");
+}
