@@ -322,6 +322,7 @@ fn replay(
         | LogOp::SwsCreated { .. }
         | LogOp::SwsPatched { .. }
         | LogOp::SwsConflicted { .. }
+        | LogOp::SwsReanchored { .. }
         | LogOp::SwsCommitted { .. }
         | LogOp::SwsDiscarded { .. }
         | LogOp::AgentRegistered { .. }

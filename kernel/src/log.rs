@@ -76,6 +76,16 @@ pub enum LogOp {
         /// How many paths conflict.
         conflicts: u64,
     },
+    /// A branch's working SWS with no work followed its branch: it is now anchored on the new
+    /// tip and shows its tree ([`crate::sws::follow_branch`]).
+    SwsReanchored {
+        /// The SWS.
+        sws: String,
+        /// The snapshot it was anchored on.
+        from: NodeId,
+        /// The branch's new tip, which it is anchored on now.
+        to: NodeId,
+    },
     /// An SWS was collapsed into a snapshot and retired.
     SwsCommitted {
         /// The SWS.

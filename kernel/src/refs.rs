@@ -8,6 +8,9 @@
 //!    ([`crate::history`]); 6. fast-forward is decided by ancestry alone, deterministically;
 //! 7. HEAD never enters the DAG or the log (it is a file, see [`crate::repo`]).
 //!
+//! When a branch moves, its working SWS follows in the same transaction if it has no work
+//! ([`crate::sws::follow_branch`]); one with work keeps its base and merges at commit.
+//!
 //! A third kind, `remotes/<remote>/heads/<b>` and `remotes/<remote>/tags/<t>`, is written only by
 //! sync: it keeps what a replica said when it could not be taken as is — a tag that names
 //! another target than ours, a branch that diverged with conflicts. Such a ref mirrors the
@@ -19,6 +22,7 @@ use crate::id::NodeId;
 use crate::log::LogOp;
 use crate::node::NodeType;
 use crate::store::{Op, ReadTxn, Store};
+use crate::sws;
 
 /// Prefix of branch refs.
 pub const HEADS: &str = "heads/";
@@ -249,6 +253,18 @@ pub fn create(op: &mut Op<'_>, name: &RefName, target: &NodeId) -> Result<()> {
         name: name.full().to_owned(),
         target: *target,
     })?;
+    write(op, name, target)
+}
+
+/// Writes a ref's new target: the last write of every change to a ref, after its log record.
+/// This is the one place a branch moves, so it is where the branch's working SWS follows it
+/// when it has no work ([`sws::follow_branch`]), in the same transaction: whatever moved the
+/// branch (a commit of another SWS, a reset, sync, an import), `head/` and `jit status` show
+/// the new tip at once.
+fn write(op: &mut Op<'_>, name: &RefName, target: &NodeId) -> Result<()> {
+    if name.kind() == RefKind::Branch {
+        sws::follow_branch(op, name, target)?;
+    }
     op.put_ref(name.full(), target)
 }
 
@@ -298,7 +314,7 @@ pub fn mirror(op: &mut Op<'_>, name: &RefName, target: &NodeId) -> Result<bool> 
             from: current,
             to: *target,
         })?;
-        op.put_ref(name.full(), target)?;
+        write(op, name, target)?;
     } else {
         delete(op, name, true)?;
         create(op, name, target)?;
@@ -349,7 +365,7 @@ pub fn set(
         from: current,
         to: *target,
     })?;
-    op.put_ref(name.full(), target)
+    write(op, name, target)
 }
 
 /// `ref.delete`: removes a branch, or a tag when `force_tag` is given.

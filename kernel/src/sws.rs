@@ -297,6 +297,7 @@ pub(crate) fn create_in(
 }
 
 /// The working SWS of `branch` (the one `head/` and `jit status` show), created on first use.
+/// While it has no work it follows the branch wherever it moves ([`follow_branch`]).
 pub fn working(store: &Store, branch: &RefName, owner: &str) -> Result<SwsId> {
     {
         let txn = store.read()?;
@@ -334,6 +335,42 @@ pub fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<
     };
     let id = SwsId(bytes);
     Ok(store.sws.get(txn, &id.0)?.is_some().then_some(id))
+}
+
+/// Re-anchors the working SWS of `branch` on `tip`, the branch's new target, when it has no
+/// work: no conflicts, and a tree equal to its base's (never written, or written and reverted).
+/// Such an SWS stands for "the branch as it is", so it must not keep showing the tip it was
+/// created on after a reset, a sync, an import or another SWS's commit moved the branch:
+/// `head/`, `jit status` and `jit checkout --into` read it. One with work keeps its base, so the
+/// work is never lost; its commit merges with the new tip. Its micro-history, patch ids and
+/// staged nodes stay until it is committed or discarded. Logged as `sws-reanchored`.
+///
+/// Called by [`refs`] wherever a branch ref is written, in the same operation.
+pub(crate) fn follow_branch(op: &mut Op<'_>, branch: &RefName, tip: &NodeId) -> Result<()> {
+    let Some(id) = working_id(op.store(), op.txn(), branch)? else {
+        return Ok(());
+    };
+    let mut state = get(op.store(), op.txn(), id)?;
+    if state.base == *tip || !state.conflicts.is_empty() {
+        return Ok(());
+    }
+    let (base_tree, tip_tree) = {
+        let dag = Dag::new(op.store(), op.txn());
+        (tree::tree_of(&dag, &state.base)?, tree::tree_of(&dag, tip)?)
+    };
+    if state.tree != base_tree {
+        return Ok(());
+    }
+    let from = state.base;
+    state.base = *tip;
+    state.tree = tip_tree;
+    put_state(op, id, &state)?;
+    op.log(LogOp::SwsReanchored {
+        sws: id.to_string(),
+        from,
+        to: *tip,
+    })?;
+    Ok(())
 }
 
 /// `shadow.apply_patch`: applies a patch whole or not at all. A patch id already applied to this

@@ -8,6 +8,7 @@ use jit_kernel::content;
 use jit_kernel::error::Error;
 use jit_kernel::fsck::fsck;
 use jit_kernel::history::CommitInfo;
+use jit_kernel::log::{verify_record, LogOp};
 use jit_kernel::merge::ConflictKind;
 use jit_kernel::node::EntryKind;
 use jit_kernel::patch::{Hunk, Patch, PatchError, PatchOp};
@@ -779,4 +780,99 @@ fn committing_an_unchanged_sws_is_refused_and_validate_predicts_conflicts() {
     let predicted = collapse::validate(repo.store(), mine).unwrap();
     assert_eq!(predicted.len(), 1);
     assert_eq!(predicted[0].kind, ConflictKind::Text);
+}
+
+/// The base and the files of SWS `id`.
+fn base_and_files(repo: &Repository, id: SwsId) -> (NodeId, BTreeMap<String, String>) {
+    let base = sws::get(repo.store(), &repo.store().read().unwrap(), id)
+        .unwrap()
+        .base;
+    (base, sws_files(repo, id))
+}
+
+#[test]
+fn a_clean_working_sws_follows_its_branch_wherever_it_moves() {
+    let (_d, repo) = new_repo();
+    let first = commit_files(&repo, &[("f", "one\n")], "one");
+    let second = commit_files(&repo, &[("f", "two\n")], "two");
+    let working = sws::working(repo.store(), &main_branch(), "me").unwrap();
+    // Written and reverted: patches, but no net change.
+    sws::apply_patch(repo.store(), working, &patch("w1", vec![put("f", "tmp\n")])).unwrap();
+    sws::apply_patch(repo.store(), working, &patch("w2", vec![put("f", "two\n")])).unwrap();
+    let named = new_sws(&repo);
+    let named_base = base_and_files(&repo, named).0;
+
+    let reset =
+        jit_kernel::history::reset(repo.store(), &main_branch(), first, &info("reset")).unwrap();
+    assert_eq!(
+        base_and_files(&repo, working),
+        (reset, map(&[("f", "one\n")])),
+        "a reset re-anchors the clean working SWS on the new tip"
+    );
+    assert_eq!(
+        base_and_files(&repo, named).0,
+        named_base,
+        "an SWS that is not the branch's working SWS keeps the base it was given"
+    );
+
+    let other = commit_files(&repo, &[("g", "other\n")], "from another SWS");
+    assert_eq!(
+        base_and_files(&repo, working),
+        (other, map(&[("f", "one\n"), ("g", "other\n")])),
+        "a commit of another SWS re-anchors it too"
+    );
+    let txn = repo.store().read().unwrap();
+    assert_eq!(
+        sws::working_id(repo.store(), &txn, &main_branch()).unwrap(),
+        Some(working),
+        "it stays the branch's working SWS"
+    );
+    let reanchored: Vec<(NodeId, NodeId)> = repo
+        .store()
+        .log_entries(&txn)
+        .unwrap()
+        .filter_map(|entry| {
+            let (seq, bytes) = entry.unwrap();
+            match verify_record(seq, bytes).unwrap().0.op {
+                LogOp::SwsReanchored { sws, from, to } if sws == working.to_string() => {
+                    Some((from, to))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        reanchored,
+        vec![(second, reset), (reset, other)],
+        "each re-anchoring is logged"
+    );
+    drop(txn);
+    assert!(fsck(repo.store()).unwrap().is_clean());
+}
+
+#[test]
+fn a_working_sws_with_work_keeps_its_base_and_merges_its_work_at_commit() {
+    let (_d, repo) = new_repo();
+    let first = commit_files(&repo, &[("f", "one\n"), ("g", "same\n")], "one");
+    let second = commit_files(&repo, &[("f", "two\n")], "two");
+    let working = sws::working(repo.store(), &main_branch(), "me").unwrap();
+    sws::apply_patch(repo.store(), working, &patch("w", vec![put("h", "mine\n")])).unwrap();
+    let before = base_and_files(&repo, working);
+    assert_eq!(before.0, second);
+
+    jit_kernel::history::reset(repo.store(), &main_branch(), first, &info("reset")).unwrap();
+    assert_eq!(
+        base_and_files(&repo, working),
+        before,
+        "work in progress is not re-anchored"
+    );
+    commit_files(&repo, &[("g", "moved\n")], "from another SWS");
+    assert_eq!(base_and_files(&repo, working), before);
+
+    assert_clean(&collapse::commit(repo.store(), working, &info("mine")).unwrap());
+    assert_eq!(
+        tip_files(&repo),
+        map(&[("f", "one\n"), ("g", "moved\n"), ("h", "mine\n")]),
+        "the commit merges the work onto the reset and the other commit"
+    );
 }

@@ -306,6 +306,20 @@ pub fn sh(dir: &Path, script: &str) -> String {
     text(&out.stdout)
 }
 
+/// Reads `path` until it holds `expected` or `within` has passed, and returns what it read last
+/// (empty when unreadable). For changes another process wrote to the store, which the mount
+/// sees on its next poll rather than at once.
+pub fn read_until(path: &Path, expected: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = std::fs::read_to_string(path).unwrap_or_default();
+        if found == expected || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Lossy UTF-8.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

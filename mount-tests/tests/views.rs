@@ -4,6 +4,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
 
 use jit_mount_tests::*;
 
@@ -290,5 +291,60 @@ fn jit_wait_returns_once_the_mount_and_the_socket_serve() {
     assert_eq!(
         std::fs::read_to_string(daemon.path("head/README")).expect("head/README"),
         "hello\n"
+    );
+}
+
+#[test]
+fn head_follows_its_branch_when_a_reset_another_sws_or_an_import_moves_it() {
+    if !fuse_ready("head_follows_branch") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    let daemon = universe.up();
+    let head = daemon.path("head");
+    std::fs::write(head.join("README"), "one\n").unwrap();
+    universe.ok(&["commit", "-m", "one"]);
+    std::fs::write(head.join("README"), "two\n").unwrap();
+    universe.ok(&["commit", "-m", "two"]);
+    // The working SWS exists again, clean, on "two": what head/ shows from now on.
+    universe.ok(&["status"]);
+    assert_eq!(sh(&daemon.mnt, "cat head/README"), "two\n");
+
+    // No sleep: the reset runs in the daemon, which refreshes the mount before it answers.
+    universe.ok(&["reset", "HEAD~1"]);
+    assert_eq!(sh(&daemon.mnt, "cat head/README"), "one\n");
+    let co = universe.dir.path().join("co");
+    universe.ok(&["checkout", "--into", co.to_str().unwrap(), "-q"]);
+    assert_eq!(
+        std::fs::read_to_string(co.join("README")).unwrap(),
+        "one\n",
+        "a checkout writes the reset content"
+    );
+
+    // A commit from another SWS moves main: head/ follows it too.
+    std::fs::create_dir(daemon.path("sws/other")).unwrap();
+    std::fs::write(daemon.path("sws/other/src/util.c"), "// other\n").unwrap();
+    universe.ok(&["sws", "commit", "other", "-m", "from another SWS"]);
+    assert_eq!(sh(&daemon.mnt, "cat head/src/util.c"), "// other\n");
+    assert_eq!(sh(&daemon.mnt, "cat head/README"), "one\n");
+
+    // An import runs in its own process, not in the daemon: the mount sees it on its next poll.
+    let tree = universe.dir.path().join("imported");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("README"), "imported\n").unwrap();
+    universe.ok(&["import", tree.to_str().unwrap(), "-m", "import"]);
+    assert_eq!(
+        read_until(&head.join("README"), "imported\n", Duration::from_secs(5)),
+        "imported\n"
+    );
+    assert!(
+        !head.join("src").exists(),
+        "the imported tree replaced the old one"
+    );
+    let status = universe.json(&["status"]);
+    assert_eq!(
+        status["changes"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
     );
 }
