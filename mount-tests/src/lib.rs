@@ -82,11 +82,31 @@ impl Universe {
 
     /// Runs `jit ARGS` in the repository.
     pub fn jit(&self, args: &[&str]) -> Output {
+        self.jit_in(&self.repo, args)
+    }
+
+    /// Runs `jit ARGS` with `dir` as its current directory (a mounted view, say).
+    pub fn jit_in(&self, dir: &Path, args: &[&str]) -> Output {
         run(Command::new(jit_bin())
             .args(args)
-            .current_dir(&self.repo)
+            .current_dir(dir)
             .env("USER", "tester")
             .env("JIT_AUTHOR", "Tester <tester@example.com>"))
+    }
+
+    /// Runs `jit ARGS --json` in `dir`, asserting success; parsed.
+    pub fn json_in(&self, dir: &Path, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.jit_in(dir, &all);
+        assert!(
+            out.status.success(),
+            "jit {all:?} in {} failed: {}{}",
+            dir.display(),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
     }
 
     /// Runs `jit ARGS`, asserting success; returns stdout.
