@@ -87,23 +87,12 @@ fn init_import_log_show_ls_tree_cat() {
     fs::write(tree.join("NEW"), "new\n").unwrap();
     let second = import(&repo, &tree, "second");
     let shown = json(&repo, &["show", "HEAD"]);
-    let changes: Vec<(String, String)> = shown["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["change"].as_str().unwrap().into(),
-                c["path"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
     assert_eq!(
-        changes,
+        change_rows(&shown["changes"]),
         vec![
-            ("A".into(), "NEW".into()),
-            ("M".into(), "README".into()),
-            ("D".into(), "build.sh".into())
+            ("A".into(), "NEW".into(), "file".into()),
+            ("M".into(), "README".into(), "file".into()),
+            ("D".into(), "build.sh".into(), "exec".into())
         ]
     );
     assert!(

@@ -84,7 +84,7 @@ impl Mount {
             .map_err(|e| Error::io(format!("cannot create {}", shared.backing_dir.display()), e))?;
         let mut config = Config::default();
         config.mount_options = vec![
-            MountOption::FSName("jit".into()),
+            MountOption::FSName(jit_kernel::mounts::fsname(repo.workdir())),
             MountOption::Subtype("jit".into()),
             MountOption::DefaultPermissions,
             MountOption::Dev,

@@ -94,38 +94,34 @@ impl Universe {
             .env("JIT_AUTHOR", "Tester <tester@example.com>"))
     }
 
-    /// Runs `jit ARGS --json` in `dir`, asserting success; parsed.
-    pub fn json_in(&self, dir: &Path, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.jit_in(dir, &all);
+    /// Runs `jit ARGS` in `dir`, asserting success; returns stdout.
+    pub fn ok_in(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.jit_in(dir, args);
         assert!(
             out.status.success(),
-            "jit {all:?} in {} failed: {}{}",
+            "jit {args:?} in {} failed: {}{}",
             dir.display(),
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json output")
-    }
-
-    /// Runs `jit ARGS`, asserting success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.jit(args);
-        assert!(
-            out.status.success(),
-            "jit {args:?} failed: {}{}",
             text(&out.stdout),
             text(&out.stderr)
         );
         text(&out.stdout)
     }
 
-    /// Runs `jit ARGS --json`, parsed.
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+    /// Runs `jit ARGS --json` in `dir`, parsed.
+    pub fn json_in(&self, dir: &Path, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.push("--json");
-        serde_json::from_str(&self.ok(&all)).expect("json output")
+        serde_json::from_str(&self.ok_in(dir, &all)).expect("json output")
+    }
+
+    /// Runs `jit ARGS`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(&self.repo, args)
+    }
+
+    /// Runs `jit ARGS --json`, parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        self.json_in(&self.repo, args)
     }
 
     /// Starts `jit up` with its mount in this universe's temporary directory.

@@ -385,7 +385,10 @@ fn verbs_run_inside_a_view_act_on_that_views_sws() {
         assert_eq!(status["name"], "feat", "in {dir}: {status}");
         assert_eq!(paths(&status), ["in-feat.txt"], "in {dir}");
         let sws = universe.json_in(&daemon.path(dir), &["sws", "status"]);
-        assert_eq!(sws["name"], "feat", "sws status defaults to the view: {sws}");
+        assert_eq!(
+            sws["name"], "feat",
+            "sws status defaults to the view: {sws}"
+        );
     }
     let diff = universe.jit_in(&daemon.path("sws/feat"), &["diff"]);
     let diff = text(&diff.stdout);
