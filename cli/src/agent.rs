@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::args::AgentCommand;
 use crate::declared;
+use crate::place::Place;
 
 fn keys_dir(jit_dir: &Path) -> PathBuf {
     jit_dir.join("agents")
@@ -68,8 +69,8 @@ async fn connect(jit_dir: &Path, name: &str) -> Result<Agent> {
 }
 
 /// Runs one `jit agent` verb.
-pub fn run(base: &Path, command: AgentCommand, json: bool) -> Result<ExitCode> {
-    let repo = Repository::discover(base)?;
+pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode> {
+    let repo = Repository::discover(&place.universe)?;
     let jit_dir = repo.jit_dir().to_path_buf();
     match command {
         AgentCommand::New { name, allow } => {
@@ -130,7 +131,7 @@ pub fn run(base: &Path, command: AgentCommand, json: bool) -> Result<ExitCode> {
         }
         AgentCommand::Push { sws, patch, agent } => {
             let name = acting(&jit_dir, agent)?;
-            let patch = crate::work::read_patch(base, &patch)?;
+            let patch = crate::work::read_patch(&place.cwd, &patch)?;
             drop(repo);
             runtime()?.block_on(async {
                 let mut agent = connect(&jit_dir, &name).await?;

@@ -50,7 +50,8 @@ pub struct MoveArgs {
     pub date: Option<String>,
 }
 
-/// Shadow Working Set verbs. An SWS is named by its id, a unique prefix of it, or its name.
+/// Shadow Working Set verbs. An SWS is named by its id, a unique prefix of it, or its name;
+/// inside a mount's `sws/NAME/` the verbs that take one default to that SWS.
 #[derive(Debug, Subcommand)]
 pub enum SwsCommand {
     /// Create an SWS.
@@ -72,13 +73,13 @@ pub enum SwsCommand {
     Ls,
     /// Show an SWS: base, branch tip, patches, changed paths, conflicts.
     Status {
-        /// The SWS.
-        sws: String,
+        /// The SWS (default: the one whose mount view, sws/NAME/, this runs in).
+        sws: Option<String>,
     },
     /// Show an SWS's changes as a unified diff.
     Diff {
-        /// The SWS.
-        sws: String,
+        /// The SWS (default: the one whose mount view, sws/NAME/, this runs in).
+        sws: Option<String>,
     },
     /// Apply a patch (JSON, see README) from a file, or `-` for stdin.
     Apply {
@@ -89,20 +90,20 @@ pub enum SwsCommand {
     },
     /// Show an SWS's micro-history: one entry per applied patch.
     Log {
-        /// The SWS.
-        sws: String,
+        /// The SWS (default: the one whose mount view, sws/NAME/, this runs in).
+        sws: Option<String>,
     },
     /// Collapse an SWS into a snapshot on its branch.
     Commit {
-        /// The SWS.
-        sws: String,
+        /// The SWS (default: the one whose mount view, sws/NAME/, this runs in).
+        sws: Option<String>,
         #[command(flatten)]
         commit: CommitArgs,
     },
     /// Check whether an SWS would merge cleanly now.
     Validate {
-        /// The SWS.
-        sws: String,
+        /// The SWS (default: the one whose mount view, sws/NAME/, this runs in).
+        sws: Option<String>,
     },
     /// Throw an SWS away (the DAG is untouched).
     Discard {
@@ -248,11 +249,13 @@ pub enum Command {
         #[command(subcommand)]
         command: SyncCommand,
     },
-    /// Show the working SWS of the checked-out branch: what `jit commit` would record.
+    /// Show the working SWS of the checked-out branch: what `jit commit` would record (inside a
+    /// checkout: its SWS; inside a mount's sws/NAME/: that SWS).
     Status,
-    /// Show the working SWS's changes as a unified diff.
+    /// Show the working SWS's changes as a unified diff (an empty directory as a header line).
     Diff,
-    /// Commit the working SWS of the checked-out branch.
+    /// Commit the working SWS of the checked-out branch (inside a checkout: its SWS; inside a
+    /// mount's sws/NAME/: that SWS).
     Commit {
         #[command(flatten)]
         commit: CommitArgs,

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use crate::args::{Cli, Command};
 use crate::declared;
+use crate::place::Place;
 use crate::progress::Bar;
 use crate::work;
 
@@ -31,6 +32,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     };
     let json = cli.json;
     let out = Output { json };
+    // Relative paths on the command line are taken from `base`; the universe is found from
+    // `universe` (the mount's, when `base` is inside a jitfs mount).
+    let place = Place::locate(base.clone());
+    let universe = place.universe.clone();
     match cli.command {
         Command::Init { dir, branch, name } => init(&out, &base, dir, &branch, name),
         Command::Import {
@@ -40,7 +45,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             allow_empty,
             quiet,
         } => {
-            let repo = Repository::discover(&base)?;
+            let repo = Repository::discover(&universe)?;
             let info = declared::commit_info(&commit, repo.config().author())?;
             let branch = match branch {
                 Some(name) => RefName::branch(&name)?,
@@ -86,7 +91,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             into,
             quiet,
         } => {
-            let repo = Repository::discover(&base)?;
+            let repo = Repository::discover(&universe)?;
             let target = match (&into, &branch) {
                 (Some(name), _) | (None, Some(name)) => RefName::branch(name)?,
                 (None, None) => repo.head()?,
@@ -122,7 +127,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             branch,
             quiet,
         } => {
-            let repo = Repository::discover(&base)?;
+            let repo = Repository::discover(&universe)?;
             let snapshot = resolve_snapshot(&repo, rev.as_deref().unwrap_or("HEAD"))?;
             let git_branch = match branch {
                 Some(name) => name,
@@ -145,23 +150,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 || format!("exported {} commits; {} is {}", report.commits, report.reference, report.commit),
             )
         }
-        Command::Log { rev, max_count } => log(&out, &Repository::discover(&base)?, rev, max_count),
-        Command::Show { rev } => show(&out, &Repository::discover(&base)?, &rev),
+        Command::Log { rev, max_count } => {
+            log(&out, &Repository::discover(&universe)?, rev, max_count)
+        }
+        Command::Show { rev } => show(&out, &Repository::discover(&universe)?, &rev),
         Command::LsTree {
             rev,
             path,
             recursive,
-        } => ls_tree(&out, &Repository::discover(&base)?, &rev, path, recursive),
-        Command::Cat { object } => cat(&out, &Repository::discover(&base)?, &object),
-        Command::Branch { name, rev, delete } => branch(&out, &base, name, rev, delete),
+        } => ls_tree(
+            &out,
+            &Repository::discover(&universe)?,
+            &rev,
+            path,
+            recursive,
+        ),
+        Command::Cat { object } => cat(&out, &Repository::discover(&universe)?, &object),
+        Command::Branch { name, rev, delete } => branch(&out, &universe, name, rev, delete),
         Command::Tag {
             name,
             rev,
             delete,
             force,
-        } => tag(&out, &base, name, rev, delete, force),
-        Command::Fsck => run_fsck(&out, &Repository::discover(&base)?),
-        Command::Wait { timeout } => crate::wait::until_served(&out, &base, timeout),
+        } => tag(&out, &universe, name, rev, delete, force),
+        Command::Fsck => run_fsck(&out, &Repository::discover(&universe)?),
+        Command::Wait { timeout } => crate::wait::until_served(&out, &universe, timeout),
         Command::Completions { shell } => crate::generate::completions(shell),
         Command::Man { dir } => crate::generate::man_pages(&base.join(dir)),
         Command::Up {
@@ -172,7 +185,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             connect,
         } => work::up(
-            &base,
+            &universe,
             work::PlaneSettings {
                 enabled: !no_plane,
                 listen,
@@ -185,50 +198,64 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
             json,
         ),
-        Command::Agent { command } => crate::agent::run(&base, command, json),
+        Command::Agent { command } => crate::agent::run(&place, command, json),
         Command::Clone { remote, dir, quiet } => {
             crate::sync::clone(&base, &remote, &dir, json, quiet || json)
         }
-        Command::Sync { command } => crate::sync::run(&base, command, json),
-        Command::Status => work::status_verb(&base, json),
-        Command::Diff => work::diff_verb(&base, json),
+        Command::Sync { command } => crate::sync::run(&place, command, json),
+        Command::Status => work::status_verb(&place, json),
+        Command::Diff => work::diff_verb(&place, json),
         Command::Commit { commit } => {
-            let universe = match crate::ondisk::here(&base)? {
+            let universe = match crate::ondisk::here(&place)? {
                 Some(located) => located.marker.repo,
-                None => base.clone(),
+                None => universe,
             };
             let repo = Repository::discover(&universe)?;
             let info = declared::commit_info(&commit, repo.config().author())?;
             drop(repo);
-            work::commit_verb(&base, &info, json)
+            work::commit_verb(&place, &info, json)
         }
         Command::Checkout { rev, into, quiet } => {
             let into = match into {
                 Some(dir) => Some(dir),
-                None => crate::ondisk::here(&base)?.map(|located| located.dir),
+                None => crate::ondisk::here(&place)?.map(|located| located.dir),
             };
             match (into, rev) {
                 (Some(dir), rev) => {
-                    crate::ondisk::checkout(&base, &dir, rev.as_deref(), quiet, json)
+                    crate::ondisk::checkout(&place, &dir, rev.as_deref(), quiet, json)
                 }
-                (None, Some(branch)) => work::checkout_verb(&base, &branch, json),
+                (None, Some(branch)) => work::checkout_verb(&universe, &branch, json),
                 (None, None) => bail!("name a branch to check out (or --into DIR)"),
             }
         }
         Command::Watch { dir } => crate::ondisk::watch(&base, dir),
         Command::Sws { command } => {
-            let configured = Repository::discover(&base)?.config().author();
-            work::sws_verb(&base, command, configured, json)
+            let configured = Repository::discover(&universe)?.config().author();
+            work::sws_verb(&place, command, configured, json)
         }
         Command::Reset { rev, declared } => {
-            let configured = Repository::discover(&base)?.config().author();
-            work::move_verb(&base, "history.reset", &rev, &declared, configured, json)
+            let configured = Repository::discover(&universe)?.config().author();
+            work::move_verb(
+                &universe,
+                "history.reset",
+                &rev,
+                &declared,
+                configured,
+                json,
+            )
         }
         Command::Rebase { onto, declared } => {
-            let configured = Repository::discover(&base)?.config().author();
-            work::move_verb(&base, "history.rebase", &onto, &declared, configured, json)
+            let configured = Repository::discover(&universe)?.config().author();
+            work::move_verb(
+                &universe,
+                "history.rebase",
+                &onto,
+                &declared,
+                configured,
+                json,
+            )
         }
-        Command::Info => info(&out, &Repository::discover(&base)?),
+        Command::Info => info(&out, &Repository::discover(&universe)?),
     }
 }
 
@@ -389,6 +416,15 @@ fn change_letter(kind: ChangeKind) -> &'static str {
     }
 }
 
+/// A changed path as people read it: an (empty) directory ends in `/`.
+pub(crate) fn shown_path(path: &str, is_dir: bool) -> String {
+    if is_dir {
+        format!("{path}/")
+    } else {
+        path.to_owned()
+    }
+}
+
 fn show(out: &Output, repo: &Repository, rev: &str) -> Result<ExitCode> {
     let id = repo.resolve(rev)?;
     let store = repo.store();
@@ -432,12 +468,17 @@ fn show(out: &Output, repo: &Repository, rev: &str) -> Result<ExitCode> {
                 text.push_str(&format!(
                     "{} {}\n",
                     change_letter(change.kind),
-                    lossy(&change.path)
+                    shown_path(&lossy(&change.path), change.is_dir())
                 ));
             }
             value["changes"] = changes
                 .iter()
-                .map(|c| json!({ "path": lossy(&c.path), "change": change_letter(c.kind) }))
+                .map(|c| {
+                    json!({
+                        "path": lossy(&c.path), "change": change_letter(c.kind),
+                        "kind": c.entry().map(|e| e.kind.as_str()),
+                    })
+                })
                 .collect();
         }
         Payload::Tree(t) => {

@@ -7,6 +7,7 @@ mod commands;
 mod declared;
 mod generate;
 mod ondisk;
+mod place;
 mod progress;
 mod sync;
 mod wait;

@@ -13,27 +13,31 @@ use jit_watcher::sync::{self, Synchronized};
 use jit_watcher::watch::{self, Options};
 use serde_json::json;
 
+use crate::place::Place;
 use crate::progress::FileBar;
 
 /// How long synchronized status waits for a live watcher (busy with a storm of edits, say)
 /// before comparing the tree itself. A watcher that dies is noticed at once.
 const COOKIE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The checkout containing `base`, if any.
-pub fn here(base: &Path) -> Result<Option<Located>> {
-    Ok(marker::find(base)?)
+/// The checkout containing the current directory, if any (never inside a mount).
+pub fn here(place: &Place) -> Result<Option<Located>> {
+    if place.view.is_some() {
+        return Ok(None);
+    }
+    Ok(marker::find(&place.cwd)?)
 }
 
 /// `jit checkout --into DIR [REV]` (also `jit checkout [REV]` inside a checkout).
 pub fn checkout(
-    base: &Path,
+    place: &Place,
     dir: &Path,
     rev: Option<&str>,
     quiet: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    let dir = base.join(dir);
-    // A checkout knows its universe; a new one belongs to the universe around `base`.
+    let dir = place.cwd.join(dir);
+    // A checkout knows its universe; a new one belongs to the universe where the verb runs.
     let existing = if dir.exists() {
         marker::find(&dir)?
     } else {
@@ -41,7 +45,7 @@ pub fn checkout(
     };
     let repo = existing
         .map(|l| l.marker.repo)
-        .unwrap_or_else(|| base.to_path_buf());
+        .unwrap_or_else(|| place.universe.clone());
     let bar = FileBar::new(!quiet && !json, "checking out");
     let done = materialize::checkout(&repo, &dir, rev, &bar);
     bar.finish();

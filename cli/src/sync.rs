@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::args::SyncCommand;
 use crate::commands::{change_ref, Output};
+use crate::place::Place;
 
 /// Name a clone records its source under.
 const ORIGIN: &str = "origin";
@@ -205,10 +206,11 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
 }
 
 /// `jit sync …`.
-pub fn run(base: &Path, command: SyncCommand, json: bool) -> Result<ExitCode> {
+pub fn run(place: &Place, command: SyncCommand, json: bool) -> Result<ExitCode> {
     // Forgetting goes through the kernel (the daemon when one runs), so it must not hold the
     // store open here.
-    let repo = || Repository::discover(base);
+    let base = place.cwd.as_path();
+    let repo = || Repository::discover(&place.universe);
     match command {
         SyncCommand::Pull {
             remote,
@@ -266,7 +268,7 @@ pub fn run(base: &Path, command: SyncCommand, json: bool) -> Result<ExitCode> {
                 format!("{REMOTES}{name}")
             };
             let kept = RefName::parse_full(&full)?;
-            change_ref(&Output { json }, base, &kept, None, true, false)
+            change_ref(&Output { json }, &place.universe, &kept, None, true, false)
         }
         SyncCommand::List => {
             let repo = repo()?;

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use jit_kernel::history::CommitInfo;
 use jit_kernel::merge::Conflict;
+use jit_kernel::node::EntryKind;
 use jit_kernel::patch::Patch;
 use jit_kernel::rpc::client::Kernel;
 use jit_kernel::rpc::server::{self, DaemonLock};
 use jit_kernel::rpc::service::{
-    ApplyArgs, CheckoutArgs, CommitArgs as RpcCommit, Committed, CreateArgs, Declared,
+    ApplyArgs, ChangeInfo, CheckoutArgs, CommitArgs as RpcCommit, Committed, CreateArgs, Declared,
     MoveArgs as RpcMove, ReadArgs, Service, StatusInfo, SwsArgs,
 };
 use jit_kernel::sws::PatchRecord;
@@ -22,6 +23,7 @@ use serde_json::json;
 
 use crate::args::{MoveArgs, SwsCommand};
 use crate::declared;
+use crate::place::Place;
 
 fn owner() -> String {
     std::env::var("USER").unwrap_or_else(|_| "user".into())
@@ -198,13 +200,27 @@ pub fn print_applied(applied: &jit_kernel::sws::Applied, json: bool) -> Result<E
 
 /// Finds an SWS by full id, unique id prefix, or name.
 fn resolve_sws(kernel: &mut Kernel, text: &str) -> Result<String> {
+    find_sws(kernel, text, true)
+}
+
+/// The SWS a mount view names, as an id: `sws/NAME/` lists an SWS under its unique name,
+/// else under its 32-hex-digit id.
+fn view_sws_id(kernel: &mut Kernel, name: &str) -> Result<String> {
+    find_sws(kernel, name, false)
+}
+
+/// Finds an SWS by full id or name, or also (with `prefixes`) by a unique id prefix.
+fn find_sws(kernel: &mut Kernel, text: &str, prefixes: bool) -> Result<String> {
     if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(text.to_ascii_lowercase());
     }
     let all: Vec<StatusInfo> = kernel.invoke("shadow.list", &json!({}))?;
     let matches: Vec<&StatusInfo> = all
         .iter()
-        .filter(|s| s.name.as_deref() == Some(text) || (text.len() >= 4 && s.id.starts_with(text)))
+        .filter(|s| {
+            s.name.as_deref() == Some(text)
+                || (prefixes && text.len() >= 4 && s.id.starts_with(text))
+        })
         .collect();
     match matches.as_slice() {
         [one] => Ok(one.id.clone()),
@@ -234,7 +250,7 @@ fn print_status(status: &StatusInfo, title: &str) {
         println!("no changes");
     }
     for change in &status.changes {
-        println!("  {} {}", change.change, change.path);
+        println!("  {} {}", change.change, shown(change));
     }
     print_conflicts(&status.conflicts);
 }
@@ -276,6 +292,16 @@ fn diff(kernel: &mut Kernel, sws: Option<&str>, json: bool) -> Result<ExitCode> 
         return print_json(&status.changes);
     }
     for change in &status.changes {
+        println!("diff --jit a/{0} b/{0}", shown(change));
+        if is_dir(change) {
+            let what = if change.new.is_some() {
+                "new directory"
+            } else {
+                "deleted directory"
+            };
+            println!("{what}");
+            continue;
+        }
         let old = match change.old {
             Some(_) => read(
                 kernel,
@@ -298,31 +324,45 @@ fn diff(kernel: &mut Kernel, sws: Option<&str>, json: bool) -> Result<ExitCode> 
             )?,
             None => Vec::new(),
         };
-        println!("diff --jit a/{0} b/{0}", change.path);
-        match (std::str::from_utf8(&old), std::str::from_utf8(&new)) {
-            (Ok(old), Ok(new)) => {
-                let patch = diffy::create_patch(old, new).to_string();
-                let body = patch
-                    .split_once('\n')
-                    .and_then(|(_, rest)| rest.split_once('\n'))
-                    .map(|(_, rest)| rest)
-                    .unwrap_or("");
-                let from = if change.old.is_some() {
-                    format!("a/{}", change.path)
-                } else {
-                    "/dev/null".into()
-                };
-                let to = if change.new.is_some() {
-                    format!("b/{}", change.path)
-                } else {
-                    "/dev/null".into()
-                };
-                print!("--- {from}\n+++ {to}\n{body}");
-            }
-            _ => println!("Binary files differ"),
-        }
+        print_file_diff(change, &old, &new);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a change is an (empty) directory's.
+fn is_dir(change: &ChangeInfo) -> bool {
+    change.kind == EntryKind::Directory.as_str()
+}
+
+/// A changed path as people read it: a directory's ends in `/`.
+fn shown(change: &ChangeInfo) -> String {
+    crate::commands::shown_path(&change.path, is_dir(change))
+}
+
+/// Prints one file's unified diff (or that binary files differ).
+fn print_file_diff(change: &ChangeInfo, old: &[u8], new: &[u8]) {
+    match (std::str::from_utf8(old), std::str::from_utf8(new)) {
+        (Ok(old), Ok(new)) => {
+            let patch = diffy::create_patch(old, new).to_string();
+            let body = patch
+                .split_once('\n')
+                .and_then(|(_, rest)| rest.split_once('\n'))
+                .map(|(_, rest)| rest)
+                .unwrap_or("");
+            let from = if change.old.is_some() {
+                format!("a/{}", change.path)
+            } else {
+                "/dev/null".into()
+            };
+            let to = if change.new.is_some() {
+                format!("b/{}", change.path)
+            } else {
+                "/dev/null".into()
+            };
+            print!("--- {from}\n+++ {to}\n{body}");
+        }
+        _ => println!("Binary files differ"),
+    }
 }
 
 fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Result<ExitCode> {
@@ -380,10 +420,35 @@ fn working_id(kernel: &mut Kernel) -> Result<String> {
     Ok(status.id)
 }
 
-/// `jit status`: the working SWS, or inside a checkout its SWS once every edit on disk is in.
-pub fn status_verb(base: &Path, json: bool) -> Result<ExitCode> {
-    let Some(located) = crate::ondisk::here(base)? else {
-        return status(&mut Kernel::connect(base)?, None, json);
+/// Connects to the universe where a working-set verb runs, with the SWS it acts on there: the
+/// mount view's (`sws/NAME/`), or `None` for the checked-out branch's working SWS.
+fn connect_at(place: &Place) -> Result<(Kernel, Option<String>)> {
+    let mut kernel = Kernel::connect(&place.universe)?;
+    let sws = place
+        .view_sws()
+        .map(|name| view_sws_id(&mut kernel, name))
+        .transpose()?;
+    Ok((kernel, sws))
+}
+
+/// The SWS an `sws` verb acts on: the one named, else the mount view's.
+fn named_sws(kernel: &mut Kernel, place: &Place, given: Option<&str>) -> Result<String> {
+    match (given, place.view_sws()) {
+        (Some(text), _) => resolve_sws(kernel, text),
+        (None, Some(name)) => view_sws_id(kernel, name),
+        (None, None) => {
+            bail!("name the shadow working set (or run this inside the mount's sws/NAME/)")
+        }
+    }
+}
+
+/// `jit status`: the working SWS, or inside a checkout its SWS once every edit on disk is in,
+/// or inside a mount's `sws/NAME/` that SWS.
+pub fn status_verb(place: &Place, json: bool) -> Result<ExitCode> {
+    place.writable("status")?;
+    let Some(located) = crate::ondisk::here(place)? else {
+        let (mut kernel, sws) = connect_at(place)?;
+        return status(&mut kernel, sws.as_deref(), json);
     };
     let dir = located.dir.display().to_string();
     let (mut session, id, how) = crate::ondisk::synchronized(located)?;
@@ -403,18 +468,22 @@ pub fn status_verb(base: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `jit diff` (inside a checkout: of its SWS, synchronized).
-pub fn diff_verb(base: &Path, json: bool) -> Result<ExitCode> {
-    let Some(located) = crate::ondisk::here(base)? else {
-        return diff(&mut Kernel::connect(base)?, None, json);
+/// `jit diff` (inside a checkout: of its SWS, synchronized; inside `sws/NAME/`: of that SWS).
+pub fn diff_verb(place: &Place, json: bool) -> Result<ExitCode> {
+    place.writable("diff")?;
+    let Some(located) = crate::ondisk::here(place)? else {
+        let (mut kernel, sws) = connect_at(place)?;
+        return diff(&mut kernel, sws.as_deref(), json);
     };
     let (mut session, id, _) = crate::ondisk::synchronized(located)?;
     diff(session.kernel(), Some(&id), json)
 }
 
-/// `jit commit` (inside a checkout: its SWS, then the files follow the new tip).
-pub fn commit_verb(base: &Path, info: &CommitInfo, json: bool) -> Result<ExitCode> {
-    if let Some(located) = crate::ondisk::here(base)? {
+/// `jit commit` (inside a checkout: its SWS, then the files follow the new tip; inside
+/// `sws/NAME/`: that SWS).
+pub fn commit_verb(place: &Place, info: &CommitInfo, json: bool) -> Result<ExitCode> {
+    place.writable("commit")?;
+    if let Some(located) = crate::ondisk::here(place)? {
         let code = {
             let (mut session, id, _) = crate::ondisk::synchronized(located.clone())?;
             commit(session.kernel(), &id, info, json)?
@@ -424,8 +493,11 @@ pub fn commit_verb(base: &Path, info: &CommitInfo, json: bool) -> Result<ExitCod
         }
         return Ok(code);
     }
-    let mut kernel = Kernel::connect(base)?;
-    let id = working_id(&mut kernel)?;
+    let (mut kernel, sws) = connect_at(place)?;
+    let id = match sws {
+        Some(id) => id,
+        None => working_id(&mut kernel)?,
+    };
     commit(&mut kernel, &id, info, json)
 }
 
@@ -489,12 +561,12 @@ pub fn move_verb(
 
 /// `jit sws …`.
 pub fn sws_verb(
-    base: &Path,
+    place: &Place,
     command: SwsCommand,
     configured: Option<String>,
     json: bool,
 ) -> Result<ExitCode> {
-    let mut kernel = Kernel::connect(base)?;
+    let mut kernel = Kernel::connect(&place.universe)?;
     match command {
         SwsCommand::New {
             name,
@@ -533,22 +605,22 @@ pub fn sws_verb(
             Ok(ExitCode::SUCCESS)
         }
         SwsCommand::Status { sws } => {
-            let id = resolve_sws(&mut kernel, &sws)?;
+            let id = named_sws(&mut kernel, place, sws.as_deref())?;
             status(&mut kernel, Some(&id), json)
         }
         SwsCommand::Diff { sws } => {
-            let id = resolve_sws(&mut kernel, &sws)?;
+            let id = named_sws(&mut kernel, place, sws.as_deref())?;
             diff(&mut kernel, Some(&id), json)
         }
         SwsCommand::Apply { sws, patch } => {
             let id = resolve_sws(&mut kernel, &sws)?;
-            let patch = read_patch(base, &patch)?;
+            let patch = read_patch(&place.cwd, &patch)?;
             let applied: jit_kernel::sws::Applied =
                 kernel.invoke("shadow.apply_patch", &ApplyArgs { sws: id, patch })?;
             print_applied(&applied, json)
         }
         SwsCommand::Log { sws } => {
-            let id = resolve_sws(&mut kernel, &sws)?;
+            let id = named_sws(&mut kernel, place, sws.as_deref())?;
             let history: Vec<PatchRecord> =
                 kernel.invoke("shadow.history", &SwsArgs { sws: id })?;
             if json {
@@ -568,12 +640,12 @@ pub fn sws_verb(
             Ok(ExitCode::SUCCESS)
         }
         SwsCommand::Commit { sws, commit: args } => {
-            let id = resolve_sws(&mut kernel, &sws)?;
+            let id = named_sws(&mut kernel, place, sws.as_deref())?;
             let info = declared::commit_info(&args, configured)?;
             commit(&mut kernel, &id, &info, json)
         }
         SwsCommand::Validate { sws } => {
-            let id = resolve_sws(&mut kernel, &sws)?;
+            let id = named_sws(&mut kernel, place, sws.as_deref())?;
             let conflicts: Vec<Conflict> =
                 kernel.invoke("collapse.validate", &SwsArgs { sws: id })?;
             if json {

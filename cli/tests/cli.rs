@@ -87,23 +87,12 @@ fn init_import_log_show_ls_tree_cat() {
     fs::write(tree.join("NEW"), "new\n").unwrap();
     let second = import(&repo, &tree, "second");
     let shown = json(&repo, &["show", "HEAD"]);
-    let changes: Vec<(String, String)> = shown["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["change"].as_str().unwrap().into(),
-                c["path"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
     assert_eq!(
-        changes,
+        change_rows(&shown["changes"]),
         vec![
-            ("A".into(), "NEW".into()),
-            ("M".into(), "README".into()),
-            ("D".into(), "build.sh".into())
+            ("A".into(), "NEW".into(), "file".into()),
+            ("M".into(), "README".into(), "file".into()),
+            ("D".into(), "build.sh".into(), "exec".into())
         ]
     );
     assert!(
@@ -297,4 +286,131 @@ fn import_never_records_jit_metadata_or_init_leftovers() {
         vec!["docs/.jit-notes", "file"],
         "only metadata is skipped"
     );
+}
+
+/// `(change, path, kind)` of every entry in a `changes` array (status, show).
+fn change_rows(changes: &serde_json::Value) -> Vec<(String, String, String)> {
+    changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["change"].as_str().unwrap().into(),
+                c["path"].as_str().unwrap().into(),
+                c["kind"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect()
+}
+
+/// Applies a JSON patch to the working SWS.
+fn apply_to_working(repo: &std::path::Path, id: &str, ops: serde_json::Value) {
+    let working = json(repo, &["status"])["id"].as_str().unwrap().to_owned();
+    let patch = repo.join(format!("../{id}.json"));
+    fs::write(
+        &patch,
+        serde_json::json!({"id": id, "author": "t", "ts": 1, "ops": ops}).to_string(),
+    )
+    .unwrap();
+    ok(repo, &["sws", "apply", &working, patch.to_str().unwrap()]);
+}
+
+#[test]
+fn empty_directories_are_listed_committed_shown_and_checked_out() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let tree = work.path().join("tree");
+    fs::create_dir_all(tree.join("src")).unwrap();
+    fs::write(tree.join("src/lib.rs"), "fn f() {}\n").unwrap();
+    ok(work.path(), &["init", "repo"]);
+    import(&repo, &tree, "first");
+    let commit = |message: &str| {
+        ok(
+            &repo,
+            &["commit", "-m", message, "--author", AUTHOR, "--date", DATE],
+        )
+    };
+
+    // A new empty directory, and a new directory with a file (listed by its file only).
+    apply_to_working(
+        &repo,
+        "p1",
+        serde_json::json!([
+            {"op": "mkdir", "path": "emptydir"},
+            {"op": "put", "path": "full/a.txt", "content": "a\n"},
+        ]),
+    );
+    let status = json(&repo, &["status"]);
+    assert_eq!(
+        change_rows(&status["changes"]),
+        [
+            ("A".into(), "emptydir".into(), "dir".into()),
+            ("A".into(), "full/a.txt".into(), "file".into()),
+        ],
+        "{status}"
+    );
+    let text = ok(&repo, &["status"]);
+    assert!(text.contains("  A emptydir/\n"), "{text}");
+    assert!(!text.contains("no changes"), "{text}");
+    let diff = ok(&repo, &["diff"]);
+    assert!(
+        diff.contains("diff --jit a/emptydir/ b/emptydir/\nnew directory\n"),
+        "{diff}"
+    );
+    assert!(diff.contains("+a"), "{diff}");
+
+    // Committed and shown.
+    commit("add an empty directory");
+    assert!(change_rows(&json(&repo, &["status"])["changes"]).is_empty());
+    let shown = json(&repo, &["show", "HEAD"]);
+    assert_eq!(
+        change_rows(&shown["changes"]),
+        [
+            ("A".into(), "emptydir".into(), "dir".into()),
+            ("A".into(), "full/a.txt".into(), "file".into()),
+        ],
+        "{shown}"
+    );
+    let text = ok(&repo, &["show", "HEAD"]);
+    assert!(text.contains("\nA emptydir/\n"), "{text}");
+
+    // A checkout creates it.
+    let co = work.path().join("co");
+    ok(&repo, &["checkout", "--into", co.to_str().unwrap(), "-q"]);
+    assert!(co.join("emptydir").is_dir(), "checkout --into made it");
+    assert!(
+        change_rows(&json(&co, &["status"])["changes"]).is_empty(),
+        "and the checkout is clean"
+    );
+
+    // A directory emptied of its files stays, as an empty directory.
+    apply_to_working(
+        &repo,
+        "p2",
+        serde_json::json!([{"op": "delete", "path": "full/a.txt"}]),
+    );
+    assert_eq!(
+        change_rows(&json(&repo, &["status"])["changes"]),
+        [
+            ("A".into(), "full".into(), "dir".into()),
+            ("D".into(), "full/a.txt".into(), "file".into()),
+        ]
+    );
+    // Removing the empty directory: listed as deleted; the checkout follows.
+    apply_to_working(
+        &repo,
+        "p3",
+        serde_json::json!([{"op": "rmdir", "path": "emptydir"}]),
+    );
+    commit("empty full, remove emptydir");
+    let shown = ok(&repo, &["show", "HEAD"]);
+    assert!(
+        shown.contains("\nA full/\n") && shown.contains("\nD emptydir/\n"),
+        "{shown}"
+    );
+    ok(&co, &["checkout", "-q"]);
+    assert!(!co.join("emptydir").exists(), "removed from the checkout");
+    assert!(co.join("full").is_dir() && !co.join("full/a.txt").exists());
+    assert!(change_rows(&json(&co, &["status"])["changes"]).is_empty());
 }

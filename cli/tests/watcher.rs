@@ -658,3 +658,33 @@ fn commit_from_a_checkout_then_keep_editing() {
     assert_eq!(changed(&answer), [("README".into(), "M".into())]);
     let _ = Instant::now();
 }
+
+#[test]
+fn an_empty_directory_made_in_a_checkout_is_recorded_and_kept_across_a_switch() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    ok(&repo, &["tag", "v1"]);
+    {
+        // The watcher records a new empty directory as a mkdir.
+        let _watcher = Watcher::start(&co, None);
+        std::fs::create_dir(co.join("made")).unwrap();
+        let answer = assert_converged(&repo, &co);
+        assert_eq!(answer["synchronized"], "watcher");
+        assert_eq!(changed(&answer), [("made".into(), "A".into())]);
+        let text = ok(&co, &["status"]);
+        assert!(text.contains("  A made/\n"), "{text}");
+    }
+    // A switch that does not touch it keeps it, as an uncommitted edit of the new SWS.
+    let tree = work.path().join("tree");
+    std::fs::write(tree.join("README"), "readme v2\n").unwrap();
+    import(&repo, &tree, "v2");
+    ok(&repo, &["tag", "v2"]);
+    let out = json(&co, &["checkout", "v2", "-q"]);
+    assert_eq!(out["kept"], 1, "{out}");
+    assert!(co.join("made").is_dir());
+    let answer = assert_converged(&repo, &co);
+    assert_eq!(changed(&answer), [("made".into(), "A".into())]);
+    // Removed again: nothing left to commit.
+    std::fs::remove_dir(co.join("made")).unwrap();
+    assert!(changed(&assert_converged(&repo, &co)).is_empty());
+}

@@ -85,7 +85,7 @@ impl Mount {
         crate::recover::recover(&shared)?;
         let mut config = Config::default();
         config.mount_options = vec![
-            MountOption::FSName("jit".into()),
+            MountOption::FSName(jit_kernel::mounts::fsname(repo.workdir())),
             MountOption::Subtype("jit".into()),
             MountOption::DefaultPermissions,
             MountOption::Dev,

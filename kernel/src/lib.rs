@@ -24,6 +24,7 @@ pub mod import;
 pub mod journal;
 pub mod log;
 pub mod merge;
+pub mod mounts;
 pub mod node;
 pub mod observe;
 pub mod patch;

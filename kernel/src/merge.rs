@@ -161,7 +161,10 @@ fn exact_renames(
     base: NodeId,
     side: NodeId,
 ) -> Result<Vec<(RepoPath, RepoPath)>> {
-    let changes = tree::diff(editor, &base, &side)?;
+    // Files only: an empty directory that moved is no content to carry edits along.
+    let changes = tree::diff(editor, &base, &side)?
+        .into_iter()
+        .filter(|change| !change.is_dir());
     let mut deleted: BTreeMap<(NodeId, u32), Vec<Vec<u8>>> = BTreeMap::new();
     let mut added: BTreeMap<(NodeId, u32), Vec<Vec<u8>>> = BTreeMap::new();
     for change in changes {

@@ -103,7 +103,8 @@ pub enum ChangeKind {
     Modified,
 }
 
-/// One changed non-directory path.
+/// One changed leaf: a file, an executable, a symlink, or an empty directory (trees may hold
+/// empty directories; a non-empty one is never listed itself, only what it holds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The path.
@@ -114,6 +115,18 @@ pub struct Change {
     pub old: Option<TreeEntry>,
     /// The new entry, if any.
     pub new: Option<TreeEntry>,
+}
+
+impl Change {
+    /// The entry the change is about: the new one, else the old one.
+    pub fn entry(&self) -> Option<&TreeEntry> {
+        self.new.as_ref().or(self.old.as_ref())
+    }
+
+    /// Whether the changed leaf is an (empty) directory.
+    pub fn is_dir(&self) -> bool {
+        self.entry().is_some_and(|e| e.kind == EntryKind::Directory)
+    }
 }
 
 /// The entries of a tree, or none for an absent one.
@@ -153,18 +166,25 @@ pub fn pair_entries<'a>(
     })
 }
 
-/// Lists file-level changes from `old` to `new`, in path order.
+/// Lists the changed leaves from `old` to `new`: files, executables and symlinks, and empty
+/// directories that appear or disappear (an empty directory counts as present where the other
+/// tree has no directory at its path, or a non-empty one). Per name, what the old tree had is
+/// listed before what the new tree has, so a file replaced by a directory is `D x`, then
+/// `A x/…`; otherwise in path order. A kind change between two non-directories is `Modified`.
 pub fn diff(src: &dyn Source, old: &NodeId, new: &NodeId) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    diff_into(src, Some(old), Some(new), b"", &mut out)?;
+    let empty = empty_tree_id();
+    diff_into(src, Some(old), Some(new), b"", &empty, &mut out)?;
     Ok(out)
 }
 
+/// Diffs two directories (either may be absent) below `prefix` into `out`.
 fn diff_into(
     src: &dyn Source,
     old: Option<&NodeId>,
     new: Option<&NodeId>,
     prefix: &[u8],
+    empty: &NodeId,
     out: &mut Vec<Change>,
 ) -> Result<()> {
     if old == new {
@@ -173,28 +193,200 @@ fn diff_into(
     let (old_entries, new_entries) = (entries_of(src, old)?, entries_of(src, new)?);
     for (a, b) in pair_entries(&old_entries, &new_entries) {
         let name = a.or(b).map(|e| e.name.as_slice()).unwrap_or_default();
-        let path = join(prefix, name);
-        let dir =
-            |e: Option<&TreeEntry>| e.filter(|e| e.kind == EntryKind::Directory).map(|e| e.id);
-        let file = |e: Option<&TreeEntry>| e.filter(|e| e.kind != EntryKind::Directory).cloned();
-        let (old_dir, new_dir) = (dir(a), dir(b));
-        if old_dir.is_some() || new_dir.is_some() {
-            diff_into(src, old_dir.as_ref(), new_dir.as_ref(), &path, out)?;
-        }
-        let (old_file, new_file) = (file(a), file(b));
-        let kind = match (&old_file, &new_file) {
-            (None, None) => continue,
-            (None, Some(_)) => ChangeKind::Added,
-            (Some(_), None) => ChangeKind::Deleted,
-            (Some(x), Some(y)) if x.id == y.id && x.kind == y.kind => continue,
-            _ => ChangeKind::Modified,
-        };
-        out.push(Change {
-            path,
-            kind,
-            old: old_file,
-            new: new_file,
-        });
+        diff_name(src, a, b, &join(prefix, name), empty, out)?;
     }
     Ok(())
+}
+
+/// Diffs what one name holds on each side.
+fn diff_name(
+    src: &dyn Source,
+    old: Option<&TreeEntry>,
+    new: Option<&TreeEntry>,
+    path: &[u8],
+    empty: &NodeId,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    if let (Some(a), Some(b)) = (old, new) {
+        if a.kind == b.kind && a.id == b.id {
+            return Ok(());
+        }
+    }
+    let is_dir = |e: &&TreeEntry| e.kind == EntryKind::Directory;
+    match (old.filter(is_dir), new.filter(is_dir)) {
+        (Some(a), Some(b)) => {
+            // Still a directory: it is a leaf change only if it became or stopped being empty.
+            if b.id == *empty {
+                out.push(leaf(path, ChangeKind::Added, None, Some(b)));
+            } else if a.id == *empty {
+                out.push(leaf(path, ChangeKind::Deleted, Some(a), None));
+            }
+            diff_into(src, Some(&a.id), Some(&b.id), path, empty, out)
+        }
+        (old_dir, new_dir) => {
+            let (old_file, new_file) = (old.filter(|e| !is_dir(e)), new.filter(|e| !is_dir(e)));
+            if let Some(a) = old_dir {
+                lone_dir(src, a, ChangeKind::Deleted, path, empty, out)?;
+            }
+            match (old_file, new_file) {
+                (Some(a), Some(b)) if a.id == b.id && a.kind == b.kind => {}
+                (Some(a), Some(b)) => out.push(leaf(path, ChangeKind::Modified, Some(a), Some(b))),
+                (Some(a), None) => out.push(leaf(path, ChangeKind::Deleted, Some(a), None)),
+                (None, Some(b)) => out.push(leaf(path, ChangeKind::Added, None, Some(b))),
+                (None, None) => {}
+            }
+            if let Some(b) = new_dir {
+                lone_dir(src, b, ChangeKind::Added, path, empty, out)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A directory only one side has at this name (`Added`: the new side's; `Deleted`: the old
+/// side's): listed itself when empty, then everything it holds.
+fn lone_dir(
+    src: &dyn Source,
+    dir: &TreeEntry,
+    kind: ChangeKind,
+    path: &[u8],
+    empty: &NodeId,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    let (old, new) = match kind {
+        ChangeKind::Added => (None, Some(dir)),
+        _ => (Some(dir), None),
+    };
+    if dir.id == *empty {
+        out.push(leaf(path, kind, old, new));
+    }
+    diff_into(
+        src,
+        old.map(|e| &e.id),
+        new.map(|e| &e.id),
+        path,
+        empty,
+        out,
+    )
+}
+
+/// One change at `path`.
+fn leaf(path: &[u8], kind: ChangeKind, old: Option<&TreeEntry>, new: Option<&TreeEntry>) -> Change {
+    Change {
+        path: path.to_vec(),
+        kind,
+        old: old.cloned(),
+        new: new.cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Trees kept in memory.
+    #[derive(Default)]
+    struct Nodes(HashMap<NodeId, Vec<u8>>);
+
+    impl Source for Nodes {
+        fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+            Ok(self.0.get(id).map(Vec::as_slice))
+        }
+    }
+
+    impl Nodes {
+        /// Stores a tree of `(name, kind, id)` entries.
+        fn tree(&mut self, entries: &[(&str, EntryKind, NodeId)]) -> NodeId {
+            let mut tree = Tree::default();
+            for (name, kind, id) in entries {
+                tree.entries.push(TreeEntry {
+                    name: name.as_bytes().to_vec(),
+                    kind: *kind,
+                    id: *id,
+                });
+            }
+            tree.entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let (id, bytes) = Node::content(Payload::Tree(tree))
+                .encode_with_id()
+                .expect("encode");
+            self.0.insert(id, bytes);
+            id
+        }
+    }
+
+    fn listed(src: &Nodes, old: NodeId, new: NodeId) -> Vec<(String, ChangeKind, bool)> {
+        diff(src, &old, &new)
+            .expect("diff")
+            .into_iter()
+            .map(|c| {
+                (
+                    String::from_utf8_lossy(&c.path).into_owned(),
+                    c.kind,
+                    c.is_dir(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn empty_directories_are_leaves_and_non_empty_ones_are_not_listed() {
+        use ChangeKind::*;
+        use EntryKind::{Directory as D, File as F};
+        let mut src = Nodes::default();
+        let blob = NodeId([7; 32]);
+        let empty = src.tree(&[]);
+        let with_file = src.tree(&[("a", F, blob)]);
+        let base = src.tree(&[("f", F, blob)]);
+        // An empty directory appears, and one with a file (listed by its file only).
+        let added = src.tree(&[("e", D, empty), ("f", F, blob), ("full", D, with_file)]);
+        assert_eq!(
+            listed(&src, base, added),
+            [("e".into(), Added, true), ("full/a".into(), Added, false)]
+        );
+        assert_eq!(
+            listed(&src, added, base),
+            [
+                ("e".into(), Deleted, true),
+                ("full/a".into(), Deleted, false)
+            ]
+        );
+        // A directory emptied of its file stays as an empty directory, and the other way.
+        let emptied = src.tree(&[("e", D, empty), ("f", F, blob), ("full", D, empty)]);
+        assert_eq!(
+            listed(&src, added, emptied),
+            [
+                ("full".into(), Added, true),
+                ("full/a".into(), Deleted, false)
+            ]
+        );
+        assert_eq!(
+            listed(&src, emptied, added),
+            [
+                ("full".into(), Deleted, true),
+                ("full/a".into(), Added, false)
+            ]
+        );
+        // A file replaced by an empty directory: the old first.
+        let replaced = src.tree(&[("f", D, empty)]);
+        assert_eq!(
+            listed(&src, base, replaced),
+            [("f".into(), Deleted, false), ("f".into(), Added, true)]
+        );
+        assert_eq!(
+            listed(&src, replaced, base),
+            [("f".into(), Deleted, true), ("f".into(), Added, false)]
+        );
+        assert!(listed(&src, emptied, emptied).is_empty());
+        // An unchanged empty directory next to a change is not listed.
+        let edited = src.tree(&[
+            ("e", D, empty),
+            ("f", F, NodeId([8; 32])),
+            ("full", D, empty),
+        ]);
+        assert_eq!(
+            listed(&src, emptied, edited),
+            [("f".into(), Modified, false)]
+        );
+    }
 }

@@ -82,30 +82,46 @@ impl Universe {
 
     /// Runs `jit ARGS` in the repository.
     pub fn jit(&self, args: &[&str]) -> Output {
+        self.jit_in(&self.repo, args)
+    }
+
+    /// Runs `jit ARGS` with `dir` as its current directory (a mounted view, say).
+    pub fn jit_in(&self, dir: &Path, args: &[&str]) -> Output {
         run(Command::new(jit_bin())
             .args(args)
-            .current_dir(&self.repo)
+            .current_dir(dir)
             .env("USER", "tester")
             .env("JIT_AUTHOR", "Tester <tester@example.com>"))
     }
 
-    /// Runs `jit ARGS`, asserting success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.jit(args);
+    /// Runs `jit ARGS` in `dir`, asserting success; returns stdout.
+    pub fn ok_in(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.jit_in(dir, args);
         assert!(
             out.status.success(),
-            "jit {args:?} failed: {}{}",
+            "jit {args:?} in {} failed: {}{}",
+            dir.display(),
             text(&out.stdout),
             text(&out.stderr)
         );
         text(&out.stdout)
     }
 
-    /// Runs `jit ARGS --json`, parsed.
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+    /// Runs `jit ARGS --json` in `dir`, parsed.
+    pub fn json_in(&self, dir: &Path, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.push("--json");
-        serde_json::from_str(&self.ok(&all)).expect("json output")
+        serde_json::from_str(&self.ok_in(dir, &all)).expect("json output")
+    }
+
+    /// Runs `jit ARGS`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(&self.repo, args)
+    }
+
+    /// Runs `jit ARGS --json`, parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        self.json_in(&self.repo, args)
     }
 
     /// Starts `jit up` with its mount in this universe's temporary directory.

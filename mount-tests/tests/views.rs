@@ -4,9 +4,9 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::time::Duration;
 
 use jit_mount_tests::*;
+use std::time::Duration;
 
 const FILES: &[(&str, &str)] = &[
     ("README", "hello\n"),
@@ -292,6 +292,138 @@ fn jit_wait_returns_once_the_mount_and_the_socket_serve() {
         std::fs::read_to_string(daemon.path("head/README")).expect("head/README"),
         "hello\n"
     );
+}
+
+/// `(change, path, kind)` of each entry of a status's or a show's `changes`.
+fn change_rows(changes: &serde_json::Value) -> Vec<(String, String, String)> {
+    changes
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            let field = |name: &str| c[name].as_str().unwrap_or_default().to_owned();
+            (field("change"), field("path"), field("kind"))
+        })
+        .collect()
+}
+
+fn row(change: &str, path: &str, kind: &str) -> (String, String, String) {
+    (change.into(), path.into(), kind.into())
+}
+
+#[test]
+fn an_empty_directory_made_in_the_mount_is_listed_committed_checked_out_and_kept() {
+    if !fuse_ready("empty_directory_in_the_mount") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    let mut daemon = universe.up();
+    std::fs::create_dir(daemon.path("head/emptydir")).unwrap();
+    let status = universe.json(&["status"]);
+    assert_eq!(
+        change_rows(&status["changes"]),
+        [row("A", "emptydir", "dir")],
+        "{status}"
+    );
+    let text = universe.ok(&["status"]);
+    assert!(text.contains("  A emptydir/\n"), "{text}");
+    universe.ok(&["commit", "-m", "an empty directory"]);
+    let shown = universe.json(&["show", "main"]);
+    assert_eq!(
+        change_rows(&shown["changes"]),
+        [row("A", "emptydir", "dir")],
+        "{shown}"
+    );
+    assert!(daemon.path("refs/heads/main/emptydir").is_dir());
+    assert!(daemon.path("head/emptydir").is_dir());
+    let co = universe.dir.path().join("co");
+    universe.ok(&["checkout", "--into", co.to_str().unwrap(), "-q"]);
+    assert!(co.join("emptydir").is_dir(), "checkout --into makes it");
+    // One more, not committed; both survive a restart.
+    std::fs::create_dir(daemon.path("head/pending")).unwrap();
+    daemon.stop();
+    let again = universe.up();
+    assert!(again.path("head/emptydir").is_dir(), "committed one kept");
+    assert!(again.path("head/pending").is_dir(), "uncommitted one kept");
+    let status = universe.json(&["status"]);
+    assert_eq!(
+        change_rows(&status["changes"]),
+        [row("A", "pending", "dir")],
+        "{status}"
+    );
+}
+
+/// The paths an SWS status lists.
+fn paths(status: &serde_json::Value) -> Vec<String> {
+    change_rows(&status["changes"])
+        .into_iter()
+        .map(|(_, path, _)| path)
+        .collect()
+}
+
+#[test]
+fn verbs_run_inside_a_view_act_on_that_views_sws() {
+    if !fuse_ready("verbs_inside_a_view") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    let daemon = universe.up();
+    std::fs::create_dir(daemon.path("sws/feat")).unwrap();
+    std::fs::write(daemon.path("head/in-head.txt"), "head\n").unwrap();
+    std::fs::write(daemon.path("sws/feat/in-feat.txt"), "feat\n").unwrap();
+    let working = universe.json(&["status"]);
+    assert_eq!(paths(&working), ["in-head.txt"], "{working}");
+
+    // head/ (and below it): the checked-out branch's working SWS.
+    for dir in ["head", "head/src", ""] {
+        let status = universe.json_in(&daemon.path(dir), &["status"]);
+        assert_eq!(status["id"], working["id"], "in {dir:?}: {status}");
+        assert_eq!(paths(&status), ["in-head.txt"], "in {dir:?}");
+    }
+    // sws/feat/ (and below it): feat.
+    for dir in ["sws/feat", "sws/feat/src"] {
+        let status = universe.json_in(&daemon.path(dir), &["status"]);
+        assert_eq!(status["name"], "feat", "in {dir}: {status}");
+        assert_eq!(paths(&status), ["in-feat.txt"], "in {dir}");
+        let sws = universe.json_in(&daemon.path(dir), &["sws", "status"]);
+        assert_eq!(
+            sws["name"], "feat",
+            "sws status defaults to the view: {sws}"
+        );
+    }
+    let diff = universe.jit_in(&daemon.path("sws/feat"), &["diff"]);
+    let diff = text(&diff.stdout);
+    assert!(
+        diff.contains("+++ b/in-feat.txt") && !diff.contains("in-head.txt"),
+        "{diff}"
+    );
+    // Read-only views say so.
+    for dir in ["refs/heads/main", "refs/heads/main/src"] {
+        let out = universe.jit_in(&daemon.path(dir), &["status"]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success() && err.contains("read-only"), "{err}");
+    }
+    // A commit inside sws/feat commits feat, not head's working SWS.
+    universe.json_in(&daemon.path("sws/feat"), &["commit", "-m", "from feat"]);
+    assert_eq!(universe.ok(&["cat", "main:in-feat.txt"]), "feat\n");
+    assert_eq!(paths(&universe.json(&["status"])), ["in-head.txt"]);
+}
+
+#[test]
+fn inside_the_default_mount_the_view_wins_over_the_universe_around_it() {
+    if !fuse_ready("default_mount_view") {
+        return;
+    }
+    let universe = Universe::with_files(FILES);
+    let daemon = Daemon::start(&universe, &universe.repo.join(".jit/mnt"), false);
+    std::fs::create_dir(daemon.path("sws/feat")).unwrap();
+    std::fs::write(daemon.path("head/in-head.txt"), "head\n").unwrap();
+    std::fs::write(daemon.path("sws/feat/in-feat.txt"), "feat\n").unwrap();
+    let status = universe.json_in(&daemon.path("sws/feat"), &["status"]);
+    assert_eq!(status["name"], "feat", "{status}");
+    assert_eq!(paths(&status), ["in-feat.txt"]);
+    let status = universe.json_in(&daemon.path("head"), &["status"]);
+    assert_eq!(paths(&status), ["in-head.txt"], "{status}");
 }
 
 #[test]

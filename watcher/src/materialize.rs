@@ -15,7 +15,7 @@ use std::path::Path;
 
 use jit_kernel::checkout::{CheckoutState, IndexEntry, Record, Switching};
 use jit_kernel::import::Progress;
-use jit_kernel::node::EntryKind;
+use jit_kernel::node::{EntryKind, TreeEntry};
 use jit_kernel::refs::{self, RefName};
 use jit_kernel::rpc::service::{CreateArgs, StatusInfo, SwsArgs};
 use jit_kernel::source::{Dag, Source};
@@ -205,14 +205,19 @@ impl Source for Both<'_, '_> {
 
 /// One path to write or remove.
 enum Step {
+    /// Write a file or symlink.
     Write {
         path: String,
         kind: EntryKind,
         blob: NodeId,
     },
-    Remove {
-        path: String,
-    },
+    /// Remove whatever is at the path.
+    Remove { path: String },
+    /// Make an empty directory the target holds.
+    Mkdir { path: String },
+    /// Remove an empty directory the target no longer holds (one holding untracked files
+    /// stays).
+    Rmdir { path: String },
 }
 
 fn switch(session: &mut Session, to: Target<'_>, progress: &dyn Progress) -> Result<CheckedOut> {
@@ -279,6 +284,16 @@ fn switch(session: &mut Session, to: Target<'_>, progress: &dyn Progress) -> Res
                     record.remove.push(path.clone());
                     removed += 1;
                 }
+                Step::Rmdir { path } => {
+                    remove_empty_dir(&dir.join(path))?;
+                    record.remove.push(path.clone());
+                    removed += 1;
+                }
+                Step::Mkdir { path } => {
+                    ensure_parents(&dir, path, &mut created, &mut record)?;
+                    make_dir(&dir, path, &mut record)?;
+                    created.insert(path.clone());
+                }
                 Step::Write { path, kind, blob } => {
                     ensure_parents(&dir, path, &mut created, &mut record)?;
                     let data = content::read_blob(&src, blob)?;
@@ -297,18 +312,14 @@ fn switch(session: &mut Session, to: Target<'_>, progress: &dyn Progress) -> Res
         stall_for_tests();
         let target_tree = sws::get(store, &txn, new_sws)?.tree;
         state.tree = Some(target_tree);
-        // Kept local edits: the index keeps the target's blob with a stat that can never match,
-        // so the sync below carries the edit into the new SWS.
-        for (path, blob, mode) in &kept {
-            let stale = IndexEntry {
-                mode: *mode,
-                size: u64::MAX,
-                mtime_ns: 0,
-                ctime_ns: 0,
-                ino: 0,
-                blob: *blob,
-            };
-            record.set.push((path.clone(), stale));
+        // Kept local edits: the index keeps the target's entry with a stat that can never
+        // match, or forgets a path the target lacks, so the sync below carries the edit into
+        // the new SWS.
+        for (path, target) in &kept {
+            match target {
+                Some(entry) => record.set.push((path.clone(), stale_entry(entry))),
+                None => record.remove.push(path.clone()),
+            }
         }
         drop(txn);
     }
@@ -320,7 +331,7 @@ fn switch(session: &mut Session, to: Target<'_>, progress: &dyn Progress) -> Res
     session.adopt(state);
     session.reload()?;
     if !kept.is_empty() {
-        let paths: Vec<&str> = kept.iter().map(|(p, _, _)| p.as_str()).collect();
+        let paths: Vec<&str> = kept.iter().map(|(p, _)| p.as_str()).collect();
         session.sync(paths, false, &mut Unwatched)?;
     }
     if let Some(old) = old_sws.filter(|old| *old != new_sws) {
@@ -369,8 +380,21 @@ fn discard_if_dedicated(session: &mut Session, old: SwsId) -> Result<()> {
     Ok(())
 }
 
-/// Local edits kept across the switch: path, the target's blob there, the target's mode.
-type Kept = Vec<(String, Option<NodeId>, u32)>;
+/// Local edits kept across the switch: the path and the target's entry there.
+type Kept = Vec<(String, Option<TreeEntry>)>;
+
+/// An index entry for a kept edit's path: the target's blob (none for a directory) with a
+/// stat no file has, so the next look at the path compares its content.
+fn stale_entry(target: &TreeEntry) -> IndexEntry {
+    IndexEntry {
+        mode: target.kind.mode(),
+        size: u64::MAX,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        ino: 0,
+        blob: (target.kind != EntryKind::Directory).then_some(target.id),
+    }
+}
 
 fn plan(session: &Session, old_sws: Option<SwsId>, new_sws: SwsId) -> Result<(Vec<Step>, Kept)> {
     let repo = session.repo()?;
@@ -400,9 +424,10 @@ fn plan(session: &Session, old_sws: Option<SwsId>, new_sws: SwsId) -> Result<(Ve
                     conflicts.push(path);
                     continue;
                 }
-                let mode = at_target.as_ref().map(|e| e.kind.mode()).unwrap_or(0);
-                kept.push((path.clone(), at_target.map(|e| e.id), mode));
-                local.insert(path);
+                // A kind change lists its path twice (the old leaf, then the new one).
+                if local.insert(path.clone()) {
+                    kept.push((path, at_target));
+                }
             }
             if !conflicts.is_empty() {
                 return Err(WatchError::LocalChanges(conflicts));
@@ -414,6 +439,15 @@ fn plan(session: &Session, old_sws: Option<SwsId>, new_sws: SwsId) -> Result<(Ve
     for change in tree::diff(&src, &old_tree, &new_state.tree)? {
         let path = String::from_utf8_lossy(&change.path).into_owned();
         if local.contains(&path) {
+            continue;
+        }
+        if change.is_dir() {
+            if let Some(step) = dir_step(&src, &new_state.tree, &change, path)? {
+                match step {
+                    Step::Mkdir { .. } => steps.push(step),
+                    _ => removes.push(step),
+                }
+            }
             continue;
         }
         match (change.kind, change.new) {
@@ -434,6 +468,58 @@ fn plan(session: &Session, old_sws: Option<SwsId>, new_sws: SwsId) -> Result<(Ve
     }
     removes.extend(steps);
     Ok((removes, kept))
+}
+
+/// The step for an empty directory that appeared or went away: make it, or remove it unless
+/// the target still has a directory there (one that is not empty).
+fn dir_step(
+    src: &dyn Source,
+    target: &NodeId,
+    change: &tree::Change,
+    path: String,
+) -> Result<Option<Step>> {
+    if change.kind == ChangeKind::Added {
+        return Ok(Some(Step::Mkdir { path }));
+    }
+    let there = tree::lookup(src, target, &change.path)?;
+    Ok(match there {
+        Some(entry) if entry.kind == EntryKind::Directory => None,
+        _ => Some(Step::Rmdir { path }),
+    })
+}
+
+/// Makes the directory `rel` (replacing what else is there) and records it in the index.
+fn make_dir(dir: &Path, rel: &str, record: &mut Record) -> Result<()> {
+    let abs = dir.join(rel);
+    match disk::lstat(&abs)? {
+        Some(stat) if stat.kind() == disk::Kind::Directory => {}
+        other => {
+            if other.is_some() {
+                remove_path(&abs)?;
+            }
+            std::fs::create_dir(&abs).map_err(|e| WatchError::io(&abs, e))?;
+        }
+    }
+    let stat = disk::lstat(&abs)?
+        .ok_or_else(|| WatchError::Invalid(format!("{} vanished", abs.display())))?;
+    record.set.push((rel.to_owned(), stat.entry(None)));
+    Ok(())
+}
+
+/// Removes a directory if it is empty; one holding something (untracked, ignored) stays.
+fn remove_empty_dir(path: &Path) -> Result<()> {
+    match std::fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTEMPTY | libc::ENOTDIR)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(WatchError::io(path, e)),
+    }
 }
 
 fn remove_path(path: &Path) -> Result<()> {
@@ -461,21 +547,7 @@ fn ensure_parents(
         if created.contains(parent) {
             continue;
         }
-        let abs = dir.join(parent);
-        match disk::lstat(&abs)? {
-            Some(stat) if stat.kind() == disk::Kind::Directory => {
-                record.set.push((parent.to_owned(), stat.entry(None)));
-            }
-            other => {
-                if other.is_some() {
-                    remove_path(&abs)?;
-                }
-                std::fs::create_dir(&abs).map_err(|e| WatchError::io(&abs, e))?;
-                let stat = disk::lstat(&abs)?
-                    .ok_or_else(|| WatchError::Invalid(format!("{} vanished", abs.display())))?;
-                record.set.push((parent.to_owned(), stat.entry(None)));
-            }
-        }
+        make_dir(dir, parent, record)?;
         created.insert(parent.to_owned());
     }
     Ok(())
@@ -609,11 +681,12 @@ fn write_file(path: &Path, kind: EntryKind, data: &[u8]) -> Result<disk::Stat> {
     Ok(disk::Stat::of(&meta))
 }
 
-/// Removes directories emptied by the removals (and not in the target), recording them.
+/// Removes directories emptied by the removals (unless the target holds them, written or
+/// made above), recording them.
 fn prune_dirs(dir: &Path, steps: &[Step], record: &mut Record) -> Result<()> {
     let mut candidates = BTreeSet::new();
     for step in steps {
-        if let Step::Remove { path } = step {
+        if let Step::Remove { path } | Step::Rmdir { path } = step {
             let mut p = path.as_str();
             while let Some(slash) = p.rfind('/') {
                 p = &p[..slash];
@@ -628,10 +701,11 @@ fn prune_dirs(dir: &Path, steps: &[Step], record: &mut Record) -> Result<()> {
         let empty = std::fs::read_dir(&abs)
             .map(|mut entries| entries.next().is_none())
             .unwrap_or(false);
+        let below = format!("{rel}/");
         let written_below = record
             .set
             .iter()
-            .any(|(p, _)| p.starts_with(&format!("{rel}/")));
+            .any(|(p, _)| *p == rel || p.starts_with(&below));
         if empty && !written_below {
             std::fs::remove_dir(&abs).map_err(|e| WatchError::io(&abs, e))?;
             record.remove.push(rel);

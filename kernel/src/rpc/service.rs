@@ -182,13 +182,17 @@ pub struct CheckoutInfo {
 /// One changed path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeInfo {
-    /// The path.
+    /// The path (an empty directory's without a trailing slash; `kind` says it is one).
     pub path: String,
     /// `A`, `M` or `D`.
     pub change: String,
-    /// Old blob.
+    /// What the path is (the new entry's kind, else the old one's): `file`, `exec`,
+    /// `symlink`, or `dir` for an empty directory that appeared or went away.
+    #[serde(default)]
+    pub kind: String,
+    /// Old blob (for a directory: the empty tree).
     pub old: Option<NodeId>,
-    /// New blob.
+    /// New blob (for a directory: the empty tree).
     pub new: Option<NodeId>,
 }
 
@@ -559,6 +563,11 @@ impl Service {
             .map(|c| ChangeInfo {
                 path: String::from_utf8_lossy(&c.path).into_owned(),
                 change: change_letter(c.kind).into(),
+                kind: c
+                    .entry()
+                    .map(|e| e.kind.as_str())
+                    .unwrap_or_default()
+                    .into(),
                 old: c.old.map(|e| e.id),
                 new: c.new.map(|e| e.id),
             })
