@@ -251,7 +251,12 @@ pub enum Command {
     },
     /// Show the working SWS of the checked-out branch: what `jit commit` would record (inside a
     /// checkout: its SWS; inside a mount's sws/NAME/: that SWS).
-    Status,
+    Status {
+        /// Also list what the mount keeps but never commits (ignored by .gitignore/.jitignore,
+        /// and .git), as `! path`.
+        #[arg(long)]
+        ignored: bool,
+    },
     /// Show the working SWS's changes as a unified diff (an empty directory as a header line).
     Diff,
     /// Commit the working SWS of the checked-out branch (inside a checkout: its SWS; inside a

@@ -203,7 +203,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::sync::clone(&base, &remote, &dir, json, quiet || json)
         }
         Command::Sync { command } => crate::sync::run(&place, command, json),
-        Command::Status => work::status_verb(&place, json),
+        Command::Status { ignored } => work::status_verb(&place, json, ignored),
         Command::Diff => work::diff_verb(&place, json),
         Command::Commit { commit } => {
             let universe = match crate::ondisk::here(&place)? {

@@ -261,16 +261,69 @@ fn print_conflicts(conflicts: &[Conflict]) {
     }
 }
 
-fn status(kernel: &mut Kernel, sws: Option<&str>, json: bool) -> Result<ExitCode> {
+fn status(
+    kernel: &mut Kernel,
+    sws: Option<&str>,
+    json: bool,
+    ignored: Option<&Path>,
+) -> Result<ExitCode> {
     let status: StatusInfo = match sws {
         Some(id) => kernel.invoke("shadow.status", &SwsArgs { sws: id.to_owned() })?,
         None => kernel.invoke("mh.status", &json!({}))?,
     };
+    // The status settled the mount first, so its overlay records are current.
+    let ignored = match ignored {
+        Some(universe) => {
+            let view = match sws {
+                Some(_) => format!("sws/{}", status.id),
+                None => "head".to_owned(),
+            };
+            Some(ignored_paths(universe, &view)?)
+        }
+        None => None,
+    };
     if json {
-        return print_json(&status);
+        let mut value = serde_json::to_value(&status)?;
+        if let (Some(map), Some(ignored)) = (value.as_object_mut(), &ignored) {
+            map.insert("ignored".into(), json!(ignored));
+        }
+        return print_json(&value);
     }
     print_status(&status, if sws.is_some() { "sws" } else { "working sws" });
+    for path in ignored.iter().flatten() {
+        println!("  ! {path}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The entries of mount view `view` that are ignored (kept in the mount's overlay, never
+/// committed), directories with a trailing `/`; nothing when the universe was never mounted.
+fn ignored_paths(universe: &Path, view: &str) -> Result<Vec<String>> {
+    let Some(jit_dir) = universe
+        .ancestors()
+        .map(|dir| dir.join(jit_kernel::repo::JIT_DIR))
+        .find(|dir| dir.is_dir())
+    else {
+        return Ok(Vec::new());
+    };
+    let fs_dir = jit_dir.join("fs");
+    if !fs_dir.join("overlay").is_dir() {
+        return Ok(Vec::new());
+    }
+    let overlay = jit_jitfs::overlay::Overlay::open(&fs_dir)?;
+    Ok(overlay
+        .all(view)?
+        .into_iter()
+        .filter(|(_, record)| record.ignored)
+        .map(|(path, record)| {
+            let slash = if matches!(record.entry, jit_jitfs::overlay::Entry::Dir { .. }) {
+                "/"
+            } else {
+                ""
+            };
+            format!("{}{slash}", String::from_utf8_lossy(&path))
+        })
+        .collect())
 }
 
 fn read(kernel: &mut Kernel, args: ReadArgs) -> Result<Vec<u8>> {
@@ -444,11 +497,12 @@ fn named_sws(kernel: &mut Kernel, place: &Place, given: Option<&str>) -> Result<
 
 /// `jit status`: the working SWS, or inside a checkout its SWS once every edit on disk is in,
 /// or inside a mount's `sws/NAME/` that SWS.
-pub fn status_verb(place: &Place, json: bool) -> Result<ExitCode> {
+pub fn status_verb(place: &Place, json: bool, ignored: bool) -> Result<ExitCode> {
     place.writable("status")?;
     let Some(located) = crate::ondisk::here(place)? else {
         let (mut kernel, sws) = connect_at(place)?;
-        return status(&mut kernel, sws.as_deref(), json);
+        let universe = ignored.then_some(place.universe.as_path());
+        return status(&mut kernel, sws.as_deref(), json, universe);
     };
     let dir = located.dir.display().to_string();
     let (mut session, id, how) = crate::ondisk::synchronized(located)?;
@@ -606,7 +660,7 @@ pub fn sws_verb(
         }
         SwsCommand::Status { sws } => {
             let id = named_sws(&mut kernel, place, sws.as_deref())?;
-            status(&mut kernel, Some(&id), json)
+            status(&mut kernel, Some(&id), json, None)
         }
         SwsCommand::Diff { sws } => {
             let id = named_sws(&mut kernel, place, sws.as_deref())?;
