@@ -653,7 +653,7 @@ impl Filesystem for JitFs {
             let path = join(&state.path_of(parent.0), name);
             let view = state.view_of(parent.0)?;
             state.detach(parent.0, name);
-            state.persist_removed(view, &path)?;
+            state.persist_removed(view, &path, false)?;
             // A file with other names changed (its link count): their records say so.
             state.persist(child)?;
             touch_dir(&mut state, parent.0, now);
@@ -687,7 +687,7 @@ impl Filesystem for JitFs {
             let path = join(&state.path_of(parent.0), name);
             let view = state.view_of(parent.0)?;
             state.detach(parent.0, name);
-            state.persist_removed(view, &path)?;
+            state.persist_removed(view, &path, true)?;
             touch_dir(&mut state, parent.0, SystemTime::now());
             Ok(())
         })();
@@ -1291,11 +1291,13 @@ impl JitFs {
             state.persist_exchange(view, &from, &to, src, dst)?;
         } else {
             let src_dir = state.get(src)?.is_dir();
+            let mut replaced_dir = false;
             if let Some(dst) = dst {
                 if flags.contains(RenameFlags::RENAME_NOREPLACE) {
                     return errno(Errno::EEXIST);
                 }
                 let dst_dir = state.get(dst)?.is_dir();
+                replaced_dir = dst_dir;
                 match (src_dir, dst_dir) {
                     (true, false) => return errno(Errno::ENOTDIR),
                     (false, true) => return errno(Errno::EISDIR),
@@ -1327,7 +1329,7 @@ impl JitFs {
             node.tracked = false;
             state.mark_dirty(parent);
             state.mark_dirty(newparent);
-            state.persist_rename(view, &from, &to, src)?;
+            state.persist_rename(view, &from, &to, src, replaced_dir)?;
         }
         touch_dir(&mut state, parent, now);
         touch_dir(&mut state, newparent, now);

@@ -162,9 +162,25 @@ pub struct Batch<'o> {
     txn: RwTxn<'o>,
 }
 
-/// Key of `name` in directory `parent` (a view path, `""` for the view root) of view `view`.
+/// Key of `name` in directory `parent` (a view path, `""` for the view root) of view `view`:
+/// the view, a digest of the parent's path, the name. LMDB keys are at most 511 bytes and
+/// paths reach 4,096, so the parent is named by its digest; a directory's records stay
+/// contiguous, and the value carries the full path.
 pub fn key(view: &str, parent: &[u8], name: &[u8]) -> Vec<u8> {
-    [view.as_bytes(), &[0], parent, &[0], name].concat()
+    [view.as_bytes(), &[0], &dir_digest(parent), &[0], name].concat()
+}
+
+/// The first 16 bytes of the BLAKE3 hash of a directory's view path.
+fn dir_digest(dir: &[u8]) -> [u8; 16] {
+    let hash = blake3::hash(dir);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hash.as_bytes()[..16]);
+    out
+}
+
+/// The key prefix of directory `dir`'s records in view `view`.
+fn dir_prefix(view: &str, dir: &[u8]) -> Vec<u8> {
+    [view.as_bytes(), &[0], &dir_digest(dir), &[0]].concat()
 }
 
 /// Splits a view path into its parent and its name.
@@ -175,36 +191,40 @@ pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    if parent.is_empty() {
-        name.to_vec()
-    } else {
-        [parent, b"/", name].concat()
-    }
-}
-
-/// The view path a key names, and the view.
-fn parse_key(key: &[u8]) -> Option<(String, Vec<u8>)> {
-    let mut parts = key.splitn(3, |&b| b == 0);
-    let view = std::str::from_utf8(parts.next()?).ok()?.to_owned();
-    let parent = parts.next()?;
-    let name = parts.next()?;
-    Some((view, join(parent, name)))
+/// The view a key belongs to.
+fn view_of_key(key: &[u8]) -> Option<String> {
+    let end = key.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&key[..end]).ok().map(str::to_owned)
 }
 
 fn store_error(e: heed::Error) -> Error {
     Error::io("overlay records", std::io::Error::other(e.to_string()))
 }
 
-fn encode(record: &Record) -> Result<Vec<u8>> {
+/// What a key holds: the record and the path it is for.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(with = "serde_bytes")]
+    path: Vec<u8>,
+    record: Record,
+}
+
+fn encode(path: &[u8], record: &Record) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    ciborium::into_writer(record, &mut out)
+    let stored = Stored {
+        path: path.to_vec(),
+        record: record.clone(),
+    };
+    ciborium::into_writer(&stored, &mut out)
         .map_err(|e| Error::io("overlay record", std::io::Error::other(e.to_string())))?;
     Ok(out)
 }
 
-fn decode(bytes: &[u8]) -> Option<Record> {
-    ciborium::from_reader(bytes).ok()
+/// The path and record a value holds; None for one this build cannot read (skipped, as a
+/// record that says nothing).
+fn decode(bytes: &[u8]) -> Option<(Vec<u8>, Record)> {
+    let stored: Stored = ciborium::from_reader(bytes).ok()?;
+    Some((stored.path, stored.record))
 }
 
 impl Overlay {
@@ -260,7 +280,7 @@ impl Overlay {
     /// The records of the entries of directory `dir` of view `view`, by name.
     pub fn children(&self, view: &str, dir: &[u8]) -> Result<Vec<(Vec<u8>, Record)>> {
         let txn = self.env.read_txn().map_err(store_error)?;
-        let prefix = [view.as_bytes(), &[0], dir, &[0]].concat();
+        let prefix = dir_prefix(view, dir);
         let mut out = Vec::new();
         for item in self
             .records
@@ -268,7 +288,7 @@ impl Overlay {
             .map_err(store_error)?
         {
             let (key, value) = item.map_err(store_error)?;
-            if let Some(record) = decode(value) {
+            if let Some((_, record)) = decode(value) {
                 out.push((key[prefix.len()..].to_vec(), record));
             }
         }
@@ -285,9 +305,9 @@ impl Overlay {
             .prefix_iter(&txn, &prefix)
             .map_err(store_error)?
         {
-            let (key, value) = item.map_err(store_error)?;
-            if let (Some((_, path)), Some(record)) = (parse_key(key), decode(value)) {
-                out.push((path, record));
+            let (_, value) = item.map_err(store_error)?;
+            if let Some(found) = decode(value) {
+                out.push(found);
             }
         }
         out.sort_by(|a, b| depth_then_path(&a.0, &b.0));
@@ -300,7 +320,7 @@ impl Overlay {
         let mut out: Vec<String> = Vec::new();
         for item in self.records.iter(&txn).map_err(store_error)? {
             let (key, _) = item.map_err(store_error)?;
-            if let Some((view, _)) = parse_key(key) {
+            if let Some(view) = view_of_key(key) {
                 if out.last() != Some(&view) {
                     out.push(view);
                 }
@@ -316,12 +336,16 @@ impl Overlay {
         let mut named = std::collections::HashSet::new();
         for item in self.records.iter(&txn).map_err(store_error)? {
             let (_, value) = item.map_err(store_error)?;
-            if let Some(Record {
-                entry: Entry::File {
-                    data: Some(name), ..
+            if let Some((
+                _,
+                Record {
+                    entry:
+                        Entry::File {
+                            data: Some(name), ..
+                        },
+                    ..
                 },
-                ..
-            }) = decode(value)
+            )) = decode(value)
             {
                 named.insert(name);
             }
@@ -355,13 +379,14 @@ impl Batch<'_> {
             .records
             .get(&self.txn, &key(view, parent, name))
             .map_err(store_error)?
-            .and_then(decode))
+            .and_then(decode)
+            .map(|(_, record)| record))
     }
 
     /// Sets the record of `path` in `view`.
     pub fn put(&mut self, view: &str, path: &[u8], record: &Record) -> Result<()> {
         let (parent, name) = split(path);
-        let bytes = encode(record)?;
+        let bytes = encode(path, record)?;
         self.overlay
             .records
             .put(&mut self.txn, &key(view, parent, name), &bytes)
@@ -378,31 +403,23 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Every record below directory `dir` (not `dir`'s own), as (path, record).
+    /// Every record below directory `dir` (not `dir`'s own), as (path, record). Keys name
+    /// parents by digest, so this reads all of the view's records: callers ask only for
+    /// directories.
     pub fn below(&self, view: &str, dir: &[u8]) -> Result<Vec<(Vec<u8>, Record)>> {
+        let prefix = [view.as_bytes(), &[0]].concat();
         let mut out = Vec::new();
-        // Direct entries are keyed `view\0dir\0name`; deeper ones `view\0dir/...\0name`.
-        let direct = [view.as_bytes(), &[0], dir, &[0]].concat();
-        let deeper = if dir.is_empty() {
-            // The view root: every record of the view.
-            [view.as_bytes(), &[0]].concat()
-        } else {
-            [view.as_bytes(), &[0], dir, b"/"].concat()
-        };
-        let prefixes: Vec<&Vec<u8>> = if dir.is_empty() {
-            vec![&deeper]
-        } else {
-            vec![&direct, &deeper]
-        };
-        for prefix in prefixes {
-            for item in self
-                .overlay
-                .records
-                .prefix_iter(&self.txn, prefix)
-                .map_err(store_error)?
-            {
-                let (key, value) = item.map_err(store_error)?;
-                if let (Some((_, path)), Some(record)) = (parse_key(key), decode(value)) {
+        for item in self
+            .overlay
+            .records
+            .prefix_iter(&self.txn, &prefix)
+            .map_err(store_error)?
+        {
+            let (_, value) = item.map_err(store_error)?;
+            if let Some((path, record)) = decode(value) {
+                let inside = dir.is_empty()
+                    || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/');
+                if inside {
                     out.push((path, record));
                 }
             }

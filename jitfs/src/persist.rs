@@ -112,13 +112,15 @@ impl State {
         paths
     }
 
-    /// Records that `path` of `view` was removed (with everything below it).
-    pub fn persist_removed(&self, view: ViewId, path: &[u8]) -> Result<()> {
+    /// Records that `path` of `view` was removed (with everything below it, for a directory).
+    pub fn persist_removed(&self, view: ViewId, path: &[u8], was_dir: bool) -> Result<()> {
         let Some(key) = self.record_view(view) else {
             return Ok(());
         };
         self.overlay.batch(|batch| {
-            batch.remove_below(&key, path)?;
+            if was_dir {
+                batch.remove_below(&key, path)?;
+            }
             batch.put(&key, path, &whiteout())
         })
     }
@@ -126,13 +128,26 @@ impl State {
     /// Records that `moved` went from `from` to `to` in `view` (replacing whatever was at
     /// `to`). The SWS's entries at `to` are not the ones moved, so everything the moved
     /// directory shows is recorded below `to` explicitly; clean subdirectories by their tree.
-    pub fn persist_rename(&self, view: ViewId, from: &[u8], to: &[u8], moved: Ino) -> Result<()> {
+    /// `replaced_dir` says whether a directory was at `to` before.
+    pub fn persist_rename(
+        &self,
+        view: ViewId,
+        from: &[u8],
+        to: &[u8],
+        moved: Ino,
+        replaced_dir: bool,
+    ) -> Result<()> {
         let Some(key) = self.record_view(view) else {
             return Ok(());
         };
+        let moved_dir = self.nodes.get(&moved).is_some_and(Inode::is_dir);
         self.overlay.batch(|batch| {
-            batch.remove_below(&key, to)?;
-            batch.move_below(&key, from, to)?;
+            if replaced_dir {
+                batch.remove_below(&key, to)?;
+            }
+            if moved_dir {
+                batch.move_below(&key, from, to)?;
+            }
             let before = batch.get(&key, from)?;
             batch.remove(&key, from)?;
             batch.put(&key, from, &whiteout())?;
@@ -155,8 +170,10 @@ impl State {
         self.overlay.batch(|batch| {
             let before_a = batch.get(&key, from)?;
             let before_b = batch.get(&key, to)?;
-            for path in [from, to] {
-                batch.remove_below(&key, path)?;
+            for (path, ino) in [(from, a), (to, b)] {
+                if self.nodes.get(&ino).is_some_and(Inode::is_dir) {
+                    batch.remove_below(&key, path)?;
+                }
                 batch.remove(&key, path)?;
             }
             self.record_moved(batch, &key, to, a, before_a)?;
