@@ -311,10 +311,22 @@ fn ignored_paths(universe: &Path, view: &str) -> Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let overlay = jit_jitfs::overlay::Overlay::open(&fs_dir)?;
-    Ok(overlay
+    let ignored: Vec<_> = overlay
         .all(view)?
         .into_iter()
         .filter(|(_, record)| record.ignored)
+        .collect();
+    // Like git, an ignored directory is listed, not what it holds.
+    let dirs: std::collections::HashSet<Vec<u8>> =
+        ignored.iter().map(|(path, _)| path.clone()).collect();
+    let below_another = |path: &[u8]| {
+        path.iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'/' && dirs.contains(&path[..i]))
+    };
+    Ok(ignored
+        .into_iter()
+        .filter(|(path, _)| !below_another(path))
         .map(|(path, record)| {
             let slash = if matches!(record.entry, jit_jitfs::overlay::Entry::Dir { .. }) {
                 "/"

@@ -221,14 +221,6 @@ impl JitFs {
         perm: u16,
     ) -> Result<(Duration, FileAttr, Ino)> {
         let name = new_name(name)?;
-        // A regular file made by `create` gets its (empty) data file first, so that its record
-        // names it from the start.
-        let backing = match &kind {
-            Kind::File(_) => Some(Arc::new(crate::backing::Backing::create(
-                &self.shared.backing_dir,
-            )?)),
-            _ => None,
-        };
         let mut state = self.shared.lock();
         let view = state.writable(parent)?;
         if state
@@ -238,6 +230,14 @@ impl JitFs {
             return errno(Errno::EEXIST);
         }
         state.ensure_sws(&self.shared.repo, &self.shared.owner, view)?;
+        // A regular file gets its (empty) data file at once, so its record names it from the
+        // start.
+        let backing = match &kind {
+            Kind::File(_) => Some(Arc::new(crate::backing::Backing::create(
+                &self.shared.backing_dir,
+            )?)),
+            _ => None,
+        };
         let now = SystemTime::now();
         let gid = match &state.get(parent)?.attr {
             a if a.perm & 0o2000 != 0 => a.gid,

@@ -142,6 +142,11 @@ impl Shared {
             }
             let mut state = self.lock();
             if let inode::Kind::File(body) = &mut state.get_mut(ino)?.kind {
+                if body.backing.is_some() || body.blob != blob {
+                    // Another request got there first, or the content moved on: this copy
+                    // has no use (and no record names it).
+                    backing.dispose();
+                }
                 if body.backing.is_some() {
                     return Ok(());
                 }

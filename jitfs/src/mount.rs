@@ -80,6 +80,8 @@ impl Mount {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         let shared = Arc::new(Shared::new(repo.clone(), options.owner.clone(), uid, gid)?);
+        // Every file written and ignored keeps its data file open while its inode lives.
+        raise_open_file_limit();
         // What a daemon that died left in the overlay is written back before anything is
         // served.
         crate::recover::recover(&shared)?;
@@ -196,6 +198,19 @@ impl Drop for Mount {
     fn drop(&mut self) {
         if let Err(error) = self.stop() {
             tracing::error!(%error, "unmount failed");
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one (ignored build output keeps one data
+/// file open per file; the default soft limit of 1,024 is soon reached).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::debug!(%error, "cannot raise the open-file limit");
+            }
         }
     }
 }

@@ -145,8 +145,13 @@ pub struct Record {
     pub attr: StoredAttr,
     /// The SWS does not have this change yet.
     pub pending: bool,
-    /// Ignored (`.gitignore`, `.jitignore`, `.git`): kept here, never written back.
+    /// Ignored (`.gitignore`, `.jitignore`, `.git`), itself or below an ignored directory:
+    /// kept here, never written back.
     pub ignored: bool,
+    /// Its attributes were set explicitly (chmod, chown, utimens): kept even where they look
+    /// like the tree's defaults.
+    #[serde(default)]
+    pub attr_set: bool,
 }
 
 /// The overlay of one mount.
@@ -497,6 +502,7 @@ mod tests {
             },
             pending,
             ignored: false,
+            attr_set: false,
         }
     }
 

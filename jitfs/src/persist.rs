@@ -57,8 +57,24 @@ impl State {
             entry,
             attr: StoredAttr::of(&node.attr),
             pending: node.dirty,
-            ignored: node.ignored || before.is_some_and(|r| r.ignored),
+            ignored: self.ignored_within(ino) || before.is_some_and(|r| r.ignored),
+            attr_set: node.attr_set,
         }
+    }
+
+    /// Whether `ino` or a directory above it (in its view) is ignored.
+    pub fn ignored_within(&self, ino: Ino) -> bool {
+        let mut at = ino;
+        while let Some(node) = self.nodes.get(&at) {
+            if node.ignored {
+                return true;
+            }
+            match node.view {
+                Some(view) if self.views[view].root != at => at = node.parent,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Records `ino` as it is now under each of its names.
@@ -69,6 +85,10 @@ impl State {
         let Some(key) = node.view.and_then(|v| self.record_view(v)) else {
             return Ok(());
         };
+        if node.nlink == 0 {
+            // No name reaches it: its old path's record (a whiteout, or another file) stays.
+            return Ok(());
+        }
         let paths = self.paths_of(ino);
         self.overlay.batch(|batch| {
             for path in &paths {
@@ -167,15 +187,24 @@ impl State {
         let Some(key) = self.record_view(view) else {
             return Ok(());
         };
+        // Paths never hold NUL: a scratch place for one side's records while they swap.
+        let scratch: &[u8] = b"\0exchange";
         self.overlay.batch(|batch| {
             let before_a = batch.get(&key, from)?;
             let before_b = batch.get(&key, to)?;
-            for (path, ino) in [(from, a), (to, b)] {
-                if self.nodes.get(&ino).is_some_and(Inode::is_dir) {
-                    batch.remove_below(&key, path)?;
-                }
-                batch.remove(&key, path)?;
+            let a_dir = self.nodes.get(&a).is_some_and(Inode::is_dir);
+            let b_dir = self.nodes.get(&b).is_some_and(Inode::is_dir);
+            if a_dir {
+                batch.move_below(&key, from, scratch)?;
             }
+            if b_dir {
+                batch.move_below(&key, to, from)?;
+            }
+            if a_dir {
+                batch.move_below(&key, scratch, to)?;
+            }
+            batch.remove(&key, from)?;
+            batch.remove(&key, to)?;
             self.record_moved(batch, &key, to, a, before_a)?;
             self.record_moved(batch, &key, from, b, before_b)
         })
@@ -201,14 +230,13 @@ impl State {
             match (tree, children) {
                 (Some(tree), _) if !node.dirty => *base = DirBase::Tree(*tree.as_bytes()),
                 (_, Some(children)) => {
+                    // The SWS's entries at the new path are not these: every entry is recorded
+                    // in full (a record moved along may only hold attributes).
                     *base = DirBase::Empty;
                     for (name, child) in children {
                         let child_path = join(path, name);
-                        // Records moved along with the directory already say what they are.
                         let recorded = batch.get(key, &child_path)?;
-                        if recorded.is_none() {
-                            self.record_moved(batch, key, &child_path, *child, None)?;
-                        }
+                        self.record_moved(batch, key, &child_path, *child, recorded)?;
                     }
                 }
                 (Some(tree), None) => *base = DirBase::Tree(*tree.as_bytes()),
@@ -251,7 +279,7 @@ impl State {
                 // Attributes only, for an entry the SWS has.
                 match existing {
                     Some(child) if self.same_kind(child, &record.entry) => {
-                        self.apply_attr(child, &record.attr);
+                        self.apply_attr(child, &record.attr, record.attr_set);
                         self.join_link_group(view, dir, &name, child, &record.entry);
                     }
                     _ => stale.push(child_path),
@@ -265,7 +293,7 @@ impl State {
                 Some(child),
             ) = (&record.entry, existing)
             {
-                self.apply_attr(child, &record.attr);
+                self.apply_attr(child, &record.attr, record.attr_set);
                 if record.pending {
                     self.mark_dirty(child);
                 }
@@ -283,7 +311,14 @@ impl State {
                     self.add_link(ino, dir, &name);
                     ino
                 }
-                None => self.insert_recorded(view, dir, &name, &child_path, kind, &record),
+                None => {
+                    let ino = self.insert_recorded(view, dir, &name, &child_path, kind, &record);
+                    // An entry the SWS has at this path stays tracked (never ignored).
+                    if let Some(node) = self.nodes.get_mut(&ino) {
+                        node.tracked = existing.is_some();
+                    }
+                    ino
+                }
             };
             if record.pending {
                 self.mark_dirty(ino);
@@ -321,7 +356,7 @@ impl State {
 
     /// Gives `ino` recorded attributes; a file's executable bit stays the tree's (a change
     /// made elsewhere since wins over the record).
-    fn apply_attr(&mut self, ino: Ino, stored: &StoredAttr) {
+    fn apply_attr(&mut self, ino: Ino, stored: &StoredAttr, stored_set: bool) {
         let Some(node) = self.nodes.get_mut(&ino) else {
             return;
         };
@@ -331,7 +366,7 @@ impl State {
         }
         attr.perm &= 0o7777;
         node.attr = attr;
-        node.attr_set = true;
+        node.attr_set = stored_set;
     }
 
     /// The inode content a record describes; None when what it names is gone (a data file
@@ -454,7 +489,17 @@ impl State {
         let ino = self.free_ino(&self.views[view].kind.key(), path);
         let mut node = Inode::new(dir, name, Some(view), kind, record.attr.attr());
         node.ignored = record.ignored;
-        node.attr_set = true;
+        node.attr_set = record.attr_set;
+        if let Kind::File(FileBody {
+            backing: Some(backing),
+            ..
+        }) = &node.kind
+        {
+            // Written after the record was: the data file knows when.
+            if let Ok(mtime) = backing.file.metadata().and_then(|m| m.modified()) {
+                node.attr.mtime = node.attr.mtime.max(mtime);
+            }
+        }
         self.nodes.insert(ino, node);
         if let Some(Kind::Dir {
             children: Some(children),
@@ -472,9 +517,9 @@ impl State {
         ino
     }
 
-    /// After a write-back left view `view` with nothing dirty: drops the records of what the
-    /// SWS now has, keeping only what the DAG does not carry — ignored entries, and attributes
-    /// beyond the tree's defaults — as records that are no longer pending.
+    /// After a write-back of view `view`: drops the records of what the SWS now has, keeping
+    /// what is still pending (dirty, or in a directory not loaded), ignored entries, and
+    /// attributes the tree does not carry (rewritten as no longer pending).
     pub fn settle_records(&self, view: ViewId) -> Result<()> {
         let Some(key) = self.record_view(view) else {
             return Ok(());
@@ -486,30 +531,15 @@ impl State {
         let root = self.views[view].root;
         self.overlay.batch(|batch| {
             for (path, record) in records {
-                let found = self.resolve_loaded(root, &path);
-                let keep = match (&record.entry, found) {
-                    (Entry::Whiteout, _) | (_, None) => None,
-                    (_, Some((ino, under_ignored))) => {
-                        let node = &self.nodes[&ino];
-                        if under_ignored || node.ignored || record.ignored {
-                            Some(Record {
-                                ignored: record.ignored || node.ignored,
-                                ..record.clone()
-                            })
-                        } else if self.keeps_attributes(node) {
-                            let mut kept = self.record_for(ino, node, Some(&record));
-                            kept.pending = false;
-                            if let Entry::File { data, .. } = &mut kept.entry {
-                                *data = None;
-                            }
-                            if let Entry::Dir { base } = &mut kept.entry {
-                                *base = DirBase::Lower;
-                            }
-                            Some(kept)
-                        } else {
-                            None
-                        }
+                let keep = match self.locate(root, &path) {
+                    // Nothing in memory says otherwise: the record is all there is.
+                    Located::Unloaded => Some(record.clone()),
+                    Located::Absent { parent } => {
+                        let parent_clean = self.nodes.get(&parent).is_some_and(|n| !n.dirty);
+                        (!parent_clean).then(|| record.clone())
                     }
+                    Located::Found(_) if record.entry == Entry::Whiteout => None,
+                    Located::Found(ino) => self.settled(ino, &record),
                 };
                 match keep {
                     Some(kept) if kept != record => batch.put(&key, &path, &kept)?,
@@ -519,6 +549,34 @@ impl State {
             }
             Ok(())
         })
+    }
+
+    /// What the record of loaded entry `ino` becomes once a write-back ran: unchanged while
+    /// it is dirty; marked ignored when it is; attributes only (or nothing) once stored.
+    fn settled(&self, ino: Ino, record: &Record) -> Option<Record> {
+        let node = &self.nodes[&ino];
+        if node.dirty {
+            return Some(record.clone());
+        }
+        if self.ignored_within(ino) {
+            return Some(Record {
+                ignored: true,
+                ..record.clone()
+            });
+        }
+        if !self.keeps_attributes(node) {
+            return None;
+        }
+        let mut kept = self.record_for(ino, node, Some(record));
+        kept.pending = false;
+        kept.ignored = false;
+        if let Entry::File { data, .. } = &mut kept.entry {
+            *data = None;
+        }
+        if let Entry::Dir { base } = &mut kept.entry {
+            *base = DirBase::Lower;
+        }
+        Some(kept)
     }
 
     /// Whether an entry's attributes say more than its tree entry (mode beyond the
@@ -538,17 +596,39 @@ impl State {
             || matches!(node.kind, Kind::Special { .. })
     }
 
-    /// The loaded inode at `path` below `root`, and whether an ancestor is ignored; None if
-    /// the path is not in memory.
-    fn resolve_loaded(&self, root: Ino, path: &[u8]) -> Option<(Ino, bool)> {
+    /// Where `path` below `root` stands in memory.
+    fn locate(&self, root: Ino, path: &[u8]) -> Located {
         let mut at = root;
-        let mut under_ignored = false;
         for name in path.split(|&b| b == b'/') {
-            under_ignored |= self.nodes.get(&at)?.ignored;
-            at = self.child(at, name)?;
+            match self.nodes.get(&at).map(|n| &n.kind) {
+                Some(Kind::Dir {
+                    children: Some(children),
+                    ..
+                }) => match children.get(name) {
+                    Some(child) => at = *child,
+                    None => return Located::Absent { parent: at },
+                },
+                Some(Kind::Dir { children: None, .. }) => return Located::Unloaded,
+                // A file where a directory was: the path is gone.
+                Some(_) => return Located::Absent { parent: at },
+                None => return Located::Unloaded,
+            }
         }
-        Some((at, under_ignored))
+        Located::Found(at)
     }
+}
+
+/// Where a recorded path stands in the mount's memory.
+enum Located {
+    /// In memory, as this inode.
+    Found(Ino),
+    /// Not there, though its directory `parent` is loaded.
+    Absent {
+        /// The deepest loaded directory on the way.
+        parent: Ino,
+    },
+    /// A directory on the way is not loaded: memory cannot tell.
+    Unloaded,
 }
 
 fn whiteout() -> Record {
@@ -562,6 +642,7 @@ fn whiteout() -> Record {
         },
         pending: true,
         ignored: false,
+        attr_set: false,
     }
 }
 

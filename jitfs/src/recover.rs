@@ -11,15 +11,31 @@ use crate::state::{State, ROOT};
 use crate::views::ViewKind;
 use crate::Shared;
 
-/// Writes back every view's pending records; see the module doc.
+/// Writes back every view's pending records; see the module doc. A view that cannot be
+/// recovered is reported and left as it is (its records stay for the next try): one bad view
+/// must not keep the mount from starting.
 pub fn recover(shared: &Shared) -> Result<()> {
     let overlay = shared.lock().overlay.clone();
     for key in overlay.views()? {
+        if let Err(error) = recover_view(shared, &overlay, &key) {
+            tracing::error!(view = %key, %error, "could not write back what the last daemon left; its records stay");
+        }
+    }
+    let removed = overlay.sweep_data()?;
+    if removed > 0 {
+        tracing::info!(removed, "removed data files no record names");
+    }
+    Ok(())
+}
+
+fn recover_view(shared: &Shared, overlay: &crate::overlay::Overlay, key: &str) -> Result<()> {
+    let key = key.to_owned();
+    {
         let records = overlay.all(&key)?;
         let Some(root) = open_view(shared, &key)? else {
             tracing::info!(view = %key, "dropping the overlay of a view that no longer exists");
             overlay.batch(|batch| batch.remove_view(&key).map(drop))?;
-            continue;
+            return Ok(());
         };
         let pending: Vec<Vec<u8>> = records
             .into_iter()
@@ -27,7 +43,7 @@ pub fn recover(shared: &Shared) -> Result<()> {
             .map(|(path, _)| path)
             .collect();
         if pending.is_empty() {
-            continue;
+            return Ok(());
         }
         tracing::info!(view = %key, paths = pending.len(), "writing back what the last daemon left");
         let view = {
@@ -52,10 +68,6 @@ pub fn recover(shared: &Shared) -> Result<()> {
             };
             tracing::debug!(view = %key, root, ?names, "recovered");
         }
-    }
-    let removed = overlay.sweep_data()?;
-    if removed > 0 {
-        tracing::info!(removed, "removed data files no record names");
     }
     Ok(())
 }
@@ -83,17 +95,17 @@ fn open_view(shared: &Shared, key: &str) -> Result<Option<Ino>> {
     state.view_root(repo, ViewKind::Sws(id), list, name.as_bytes())
 }
 
-/// Loads every directory on the way to `path` (which merges their records).
+/// Loads every directory on the way to `path`, and `path` itself if it is one (which merges
+/// their records).
 fn load_path(state: &mut State, shared: &Shared, root: Ino, path: &[u8]) -> Result<()> {
     let mut at = root;
-    let names: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
-    for name in &names[..names.len().saturating_sub(1)] {
+    for name in path.split(|&b| b == b'/') {
         state.ensure_loaded(&shared.repo, at)?;
         let next = match &state.get(at)?.kind {
             Kind::Dir {
                 children: Some(children),
                 ..
-            } => children.get(*name).copied(),
+            } => children.get(name).copied(),
             _ => None,
         };
         match next {
@@ -101,5 +113,8 @@ fn load_path(state: &mut State, shared: &Shared, root: Ino, path: &[u8]) -> Resu
             None => return Ok(()),
         }
     }
-    state.ensure_loaded(&shared.repo, at)
+    if state.get(at)?.is_dir() {
+        state.ensure_loaded(&shared.repo, at)?;
+    }
+    Ok(())
 }

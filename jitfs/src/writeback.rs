@@ -139,9 +139,7 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
     let root = state.views[view].root;
     state.views[view].known = new_root;
     state.views[view].dirty = state.nodes.get(&root).is_some_and(|n| n.dirty);
-    if !state.views[view].dirty {
-        state.settle_records(view)?;
-    }
+    state.settle_records(view)?;
     // Whatever landed from elsewhere since the snapshot (refreshes skipped this view
     // meanwhile): show it too.
     let txn = repo.store().read()?;
@@ -199,8 +197,8 @@ fn apply_difference(
 struct Outcome {
     /// Directories re-encoded: inode, generation, tree.
     dirs: Vec<(Ino, u64, NodeId)>,
-    /// Entries that went into the trees.
-    included: Vec<Ino>,
+    /// Entries that went into the trees, with their generations.
+    included: Vec<(Ino, u64)>,
     /// Ignored entries and everything below them: inode, generation, whether it is the
     /// ignored entry itself (not something below it).
     ignored: Vec<(Ino, u64, bool)>,
@@ -209,10 +207,16 @@ struct Outcome {
 /// Marks what the write-back stored (or found ignored) clean, unless it changed meanwhile;
 /// a stored file's record stops naming its data file, which goes once no handle needs it.
 fn mark_clean(state: &mut State, hashed: &[Hashed], outcome: &Outcome) -> Result<()> {
-    for &ino in &outcome.included {
+    for &(ino, generation) in &outcome.included {
         if let Some(node) = state.nodes.get_mut(&ino) {
             node.tracked = true;
             node.ignored = false;
+            // Symlinks and special files have nothing to hash: stored as they are.
+            if node.generation == generation
+                && matches!(node.kind, Kind::Symlink { .. } | Kind::Special { .. })
+            {
+                node.dirty = false;
+            }
         }
     }
     for &(ino, generation, top) in &outcome.ignored {
@@ -302,17 +306,29 @@ fn patch_id(known: &NodeId, new_root: &NodeId) -> String {
 }
 
 /// The dirty files below `dir` that have backing files to hash (ignored ones are never
-/// stored, so never hashed).
+/// stored, so never hashed). Below an entry that was ignored and no longer is (renamed out of
+/// `build/`, or its pattern removed) every file is hashed, dirty or not: none was stored yet.
 fn collect_backed(
     state: &State,
     rules: &mut Rules<'_>,
     dir: Ino,
     out: &mut Vec<(Ino, u64, Arc<Backing>)>,
 ) {
-    let Some(node) = state.nodes.get(&dir) else {
+    collect_below(state, rules, dir, false, out);
+}
+
+fn collect_below(
+    state: &State,
+    rules: &mut Rules<'_>,
+    ino: Ino,
+    rescued: bool,
+    out: &mut Vec<(Ino, u64, Arc<Backing>)>,
+) {
+    let Some(node) = state.nodes.get(&ino) else {
         return;
     };
-    if !node.dirty {
+    let rescued = rescued || node.ignored;
+    if !node.dirty && !rescued {
         return;
     }
     match &node.kind {
@@ -324,15 +340,18 @@ fn collect_backed(
                 let Some(c) = state.nodes.get(child) else {
                     continue;
                 };
-                if c.dirty && !c.tracked && rules.ignored(dir, name, c.is_dir()) {
+                if (c.dirty || c.ignored || rescued)
+                    && !c.tracked
+                    && rules.ignored(ino, name, c.is_dir())
+                {
                     continue;
                 }
-                collect_backed(state, rules, *child, out);
+                collect_below(state, rules, *child, rescued, out);
             }
         }
         Kind::File(body) => {
             if let Some(backing) = &body.backing {
-                out.push((dir, node.generation, backing.clone()));
+                out.push((ino, node.generation, backing.clone()));
             }
         }
         _ => {}
@@ -345,7 +364,7 @@ struct Build<'a> {
     extra: HashMap<NodeId, Vec<u8>>,
     staged: &'a mut Vec<EncodedNode>,
     dirs: Vec<(Ino, u64, NodeId)>,
-    included: Vec<Ino>,
+    included: Vec<(Ino, u64)>,
     ignored: Vec<(Ino, u64, bool)>,
 }
 
@@ -386,6 +405,8 @@ impl Build<'_> {
             Kind::Dir {
                 tree: Some(tree), ..
             } => return Ok(*tree),
+            // A directory recorded as new and never loaded has no entries yet.
+            Kind::Dir { .. } => Default::default(),
             _ => return Err(crate::error::Error::Errno(fuser::Errno::ENOTDIR)),
         };
         let mut entries = Vec::with_capacity(children.len());
@@ -397,7 +418,7 @@ impl Build<'_> {
                 self.ignore(child, true);
                 continue;
             }
-            self.included.push(child);
+            self.included.push((child, c.generation));
             let entry = match &c.kind {
                 Kind::Dir { .. } => Some((EntryKind::Directory, self.dir(child)?)),
                 Kind::File(body) => {

@@ -156,3 +156,92 @@ fn discarding_the_working_sws_leaves_no_ghost_in_head() {
     assert_eq!(sh(&head, "ls"), "README\n");
     assert_eq!(sh(&head, "cat README"), "seed\n");
 }
+
+/// Sequences that once lost data in the overlay (found in review): each ends with a restart —
+/// clean or `kill -9` — and checks what the mount and the SWS show after it.
+#[test]
+fn the_overlay_keeps_what_each_tricky_sequence_left() {
+    if !fuse_ready("overlay_sequences") {
+        return;
+    }
+    let universe = Universe::with_files(&[
+        (".gitignore", "build/\n*.log\n"),
+        ("README", "seed\n"),
+        ("fixtures/kept.log", "tracked although ignored\n"),
+        ("gone.txt", "to be removed\n"),
+        ("d/sub/deep.txt", "deep\n"),
+    ]);
+    let mut daemon = universe.up();
+    let head = daemon.path("head");
+    // A new directory, a file in it, a symlink to it; an ignored file deep down; a tracked
+    // file that matches an ignore pattern, edited.
+    sh(&head, "mkdir n && echo x > n/f && ln -s n l");
+    sh(
+        &head,
+        "mkdir -p build/sub && echo app > build/sub/app && touch -d '2001-01-01' build/sub/app",
+    );
+    sh(&head, "echo edited > fixtures/kept.log");
+    universe.ok(&["status"]);
+    daemon.stop();
+
+    let mut daemon = universe.up();
+    let head = daemon.path("head");
+    assert_eq!(
+        sh(&head, "cat n/f l/f build/sub/app fixtures/kept.log"),
+        "x\nx\napp\nedited\n"
+    );
+    sh(&head, "echo again > README");
+    universe.ok(&["status"]);
+    // Removed, not yet written back, then killed; a directory with a changed mode and a new
+    // file renamed, then killed.
+    sh(
+        &head,
+        "rm gone.txt && chmod 700 d/sub && touch d/x && mv d e",
+    );
+    daemon.kill9();
+
+    let daemon = universe.up();
+    let head = daemon.path("head");
+    assert!(
+        !head.join("gone.txt").exists(),
+        "a removal is kept across kill -9"
+    );
+    assert_eq!(
+        sh(&head, "cat e/sub/deep.txt"),
+        "deep\n",
+        "a renamed directory keeps what it held"
+    );
+    assert!(head.join("e/x").exists());
+    assert!(!head.join("d").exists());
+    let mode = std::fs::metadata(head.join("e/sub"))
+        .expect("e/sub")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(
+        sh(&head, "cat build/sub/app"),
+        "app\n",
+        "ignored output outlives two restarts"
+    );
+    // Out of build/, the file is a change like any other, with its content.
+    sh(&head, "mkdir dist && mv build/sub/app dist/app");
+    let mut paths = changed_paths(&universe);
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "README",
+            "d/sub/deep.txt",
+            "dist/app",
+            "e/sub/deep.txt",
+            "e/x",
+            "fixtures/kept.log",
+            "gone.txt",
+            "l",
+            "n/f"
+        ],
+    );
+    universe.ok(&["commit", "-m", "all of it"]);
+    assert_eq!(universe.ok(&["cat", "HEAD:dist/app"]), "app\n");
+    assert_eq!(universe.ok(&["cat", "HEAD:fixtures/kept.log"]), "edited\n");
+}
