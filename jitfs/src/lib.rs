@@ -229,7 +229,6 @@ impl Shared {
                 }
             };
             for view in state.refreshable_views() {
-                tracing::trace!(view, kind = ?state.views[view].kind, known = %state.views[view].known, "refreshing");
                 match views_mod::resolve(repo, &txn, &state.views[view].kind) {
                     Ok(Some(target)) => {
                         if let Err(error) =

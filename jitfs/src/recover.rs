@@ -54,20 +54,6 @@ fn recover_view(shared: &Shared, overlay: &crate::overlay::Overlay, key: &str) -
             state.view_of(root)?
         };
         shared.flush_view(view)?;
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            let state = shared.lock();
-            let names: Vec<String> = match &state.get(root)?.kind {
-                Kind::Dir {
-                    children: Some(children),
-                    ..
-                } => children
-                    .keys()
-                    .map(|n| String::from_utf8_lossy(n).into_owned())
-                    .collect(),
-                _ => Vec::new(),
-            };
-            tracing::debug!(view = %key, root, ?names, "recovered");
-        }
     }
     Ok(())
 }
