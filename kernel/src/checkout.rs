@@ -33,7 +33,8 @@ pub struct CheckoutState {
     /// Bumped by every record: a writer whose view is older is refused.
     pub generation: u64,
     /// The tree the directory holds once every recorded edit is counted: the checked-out tree,
-    /// then the SWS's tree after each recorded patch. A later checkout diffs from it.
+    /// then the SWS's tree after each recorded patch. A later checkout diffs from it, so the SWS
+    /// keeps its staged nodes while others patch it (a pin, see [`crate::sws`]).
     #[serde(default)]
     pub tree: Option<NodeId>,
     /// A switch in progress: recorded before a checkout starts rewriting files and cleared by
@@ -95,6 +96,27 @@ pub struct Record {
     /// Paths to drop from the index.
     #[serde(default)]
     pub remove: Vec<String>,
+}
+
+#[cfg(test)]
+impl Record {
+    /// The record that makes `dir` a checkout of `main` (on its working SWS), for tests.
+    pub(crate) fn new_checkout_of_main(dir: &str) -> Record {
+        let state = CheckoutState {
+            rev: "main".into(),
+            branch: "heads/main".into(),
+            sws: None,
+            generation: 0,
+            tree: None,
+            switching: None,
+        };
+        Record {
+            dir: dir.into(),
+            generation: 0,
+            state: Some(state),
+            ..Record::default()
+        }
+    }
 }
 
 /// What [`record`] did.
@@ -191,6 +213,10 @@ pub fn record(store: &Store, record: &Record, owner: &str) -> Result<Recorded> {
     }
     store.operation("checkout.record", |op| {
         let current = get(op.store(), op.txn(), &record.dir)?;
+        let pinned_in = match &current {
+            Some(state) => sws_of(op.store(), op.txn(), state)?,
+            None => None,
+        };
         let now = current.as_ref().map(|s| s.generation).unwrap_or(0);
         if now != record.generation {
             return Err(Error::InvalidInput(format!(
@@ -223,6 +249,10 @@ pub fn record(store: &Store, record: &Record, owner: &str) -> Result<Recorded> {
         if let Some(applied) = &applied {
             state.tree = Some(applied.tree);
         }
+        if let Some(previous) = pinned_in.filter(|previous| *previous != id) {
+            sws::pin_checkout(op, previous, &record.dir, None)?;
+        }
+        sws::pin_checkout(op, id, &record.dir, state.tree)?;
         let bytes = cbor::to_canonical_bytes(&state)?;
         let store = op.store();
         store.checkouts.put(op.wtxn(), &record.dir, &bytes)?;
@@ -263,9 +293,14 @@ fn drop_index(op: &mut Op<'_>, dir: &str) -> Result<()> {
     Ok(())
 }
 
-/// Forgets the checkout at `dir` (its state and index). The files stay where they are.
+/// Forgets the checkout at `dir` (its state, index and pin). The files stay where they are.
 pub fn forget(store: &Store, dir: &str) -> Result<()> {
     store.operation("checkout.forget", |op| {
+        if let Some(state) = get(op.store(), op.txn(), dir)? {
+            if let Some(id) = sws_of(op.store(), op.txn(), &state)? {
+                sws::pin_checkout(op, id, dir, None)?;
+            }
+        }
         drop_index(op, dir)?;
         let store = op.store();
         store.checkouts.delete(op.wtxn(), dir)?;
@@ -277,7 +312,7 @@ pub fn forget(store: &Store, dir: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::patch::PatchOp;
-    use crate::repo::{InitOptions, Repository};
+    use crate::repo::Repository;
 
     fn entry(size: u64) -> IndexEntry {
         IndexEntry {
@@ -292,28 +327,11 @@ mod tests {
 
     #[test]
     fn record_applies_patch_and_index_together_and_refuses_stale_generations() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = InitOptions {
-            name: "test".into(),
-            owner: "me".into(),
-            ..Default::default()
-        };
-        let repo = Repository::init(dir.path(), &options).unwrap();
+        let (_dir, repo) = Repository::scratch();
         let store = repo.store();
-        let state = CheckoutState {
-            rev: "main".into(),
-            branch: "heads/main".into(),
-            sws: None,
-            generation: 0,
-            tree: None,
-            switching: None,
-        };
         let first = Record {
-            dir: "/co".into(),
-            generation: 0,
-            state: Some(state),
             set: vec![("a".into(), entry(1))],
-            ..Record::default()
+            ..Record::new_checkout_of_main("/co")
         };
         let done = record(store, &first, "me").unwrap();
         assert_eq!(done.generation, 1);

@@ -11,7 +11,8 @@
 //!
 //! Staged nodes the snapshot needs, the snapshots, the rewrite, log records and the branch move
 //! are one LMDB transaction; concurrent commits serialize on it, and each merges against the
-//! tip it finds.
+//! tip it finds. A conflicted commit keeps what its conflicts name staged and drops the rest of
+//! the tree it replaced, like a patch ([`crate::sws`]).
 
 use std::collections::HashSet;
 
@@ -124,11 +125,14 @@ pub(crate) fn commit_in(op: &mut Op<'_>, id: SwsId, info: &CommitInfo) -> Result
     };
 
     if !conflicts.is_empty() {
-        sws::stage(op, id, to_stage.iter().map(|n| (n.id, n.bytes.as_slice())))?;
+        let before = state.clone();
         state.base = tip;
         state.tree = merged;
         state.conflicts = conflicts.clone();
         sws::put_state(op, id, &state)?;
+        let mut ledger = sws::gc::Ledger::new(id);
+        sws::stage(op, &mut ledger, &to_stage)?;
+        sws::supersede(op, ledger, &before, &state)?;
         op.log(LogOp::SwsConflicted {
             sws: id.to_string(),
             conflicts: conflicts.len() as u64,

@@ -147,6 +147,22 @@ pub fn write_durably(path: &Path, contents: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+#[cfg(test)]
+impl Repository {
+    /// A new universe in a temporary directory (removed when the directory is dropped), for
+    /// tests.
+    pub(crate) fn scratch() -> (tempfile::TempDir, Repository) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let options = InitOptions {
+            name: "test".into(),
+            owner: "me".into(),
+            ..Default::default()
+        };
+        let repo = Repository::init(dir.path(), &options).expect("a new universe");
+        (dir, repo)
+    }
+}
+
 impl Repository {
     /// Creates a universe in `dir`: store with the root node and the empty tree, the first branch
     /// pointing at the root, HEAD on it, default config and a fresh identity.

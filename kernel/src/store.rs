@@ -27,6 +27,13 @@ pub type ReadTxn<'e> = RoTxn<'e, WithoutTls>;
 /// Virtual size reserved for the memory map; the file grows only as data is written.
 const MAP_SIZE: usize = 1 << 40;
 
+/// Bytes an operation must free for [`Op::commit`] to follow it with a commit of its own (see
+/// [`Store::let_freed_pages_be_reused`]).
+const REUSE_AFTER_FREEING: u64 = 64 * 1024;
+
+/// The `meta` key the follow-up commit writes (an empty value: any write makes LMDB commit).
+const REUSE_KEY: &str = "reuse";
+
 /// Longest reason kept in an audit record; refusals quote user input, which may be huge.
 const AUDIT_REASON_MAX: usize = 1024;
 
@@ -210,6 +217,18 @@ impl Store {
         Ok(value)
     }
 
+    /// Commits a write of its own right after an operation that freed many pages. LMDB hands
+    /// the pages a transaction freed to writers only from the second transaction after it; with
+    /// this commit in between, the very next operation (the next write-back of the file whose
+    /// old version was just dropped) reuses them, and a file rewritten again and again keeps
+    /// two versions' worth of pages in the store instead of three.
+    fn let_freed_pages_be_reused(&self) -> Result<()> {
+        let mut txn = self.env.write_txn()?;
+        self.meta.put(&mut txn, REUSE_KEY, &[])?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Starts one kernel operation: a write transaction plus a log appender.
     pub fn begin(&self) -> Result<Op<'_>> {
         let txn = self.env.write_txn()?;
@@ -227,6 +246,7 @@ impl Store {
             prev,
             poisoned: false,
             writes: 0,
+            freed: 0,
         })
     }
 
@@ -434,6 +454,8 @@ pub struct Op<'s> {
     poisoned: bool,
     /// How many times the write transaction was handed out for a write (see [`Op::writes`]).
     writes: u64,
+    /// Bytes of stored values this operation deleted (see [`Op::note_freed`]).
+    freed: u64,
 }
 
 impl<'s> Op<'s> {
@@ -460,6 +482,13 @@ impl<'s> Op<'s> {
     /// ([`crate::agents::deliver_into`]).
     pub fn writes(&self) -> u64 {
         self.writes
+    }
+
+    /// Notes that this operation deleted `bytes` of stored values (superseded staged nodes), so
+    /// its commit lets LMDB reuse their pages at once when they add up
+    /// ([`Store::let_freed_pages_be_reused`]).
+    pub(crate) fn note_freed(&mut self, bytes: u64) {
+        self.freed = self.freed.saturating_add(bytes);
     }
 
     /// Appends a log record.
@@ -544,11 +573,13 @@ impl<'s> Op<'s> {
             prev: self.prev,
             poisoned: false,
             writes: 0,
+            freed: 0,
         };
         let result = body(&mut child);
         match result {
             Ok(value) if !child.poisoned => {
-                let (next_seq, prev, writes) = (child.next_seq, child.prev, child.writes);
+                let (next_seq, prev, writes, freed) =
+                    (child.next_seq, child.prev, child.writes, child.freed);
                 if let Err(error) = child.txn.commit() {
                     // LMDB may have merged part of the nested transaction before failing, and
                     // then marks this one as failed: it must never be committed.
@@ -558,6 +589,7 @@ impl<'s> Op<'s> {
                 self.next_seq = next_seq;
                 self.prev = prev;
                 self.writes += writes;
+                self.freed = self.freed.saturating_add(freed);
                 Ok(value)
             }
             Ok(_) => Err(Error::InvalidInput(
@@ -581,15 +613,23 @@ impl<'s> Op<'s> {
         }
     }
 
-    /// Makes the operation durable (LMDB commit with fsync). Refused if a step was refused.
+    /// Makes the operation durable (LMDB commit with fsync). Refused if a step was refused. An
+    /// operation that freed much is followed by a small commit so its pages can be reused at
+    /// once ([`Store::let_freed_pages_be_reused`]); that one failing costs only space.
     pub fn commit(self) -> Result<()> {
         if self.poisoned {
             return Err(Error::InvalidInput(
                 "refusing to commit an operation in which a step was refused".into(),
             ));
         }
+        let (store, freed) = (self.store, self.freed);
         self.txn.commit()?;
-        self.store.observers.committed();
+        store.observers.committed();
+        if freed >= REUSE_AFTER_FREEING {
+            if let Err(error) = store.let_freed_pages_be_reused() {
+                tracing::warn!(%error, "could not commit so that freed pages are reused");
+            }
+        }
         Ok(())
     }
 }

@@ -6,9 +6,16 @@
 //! prefix, and everything survives a restart because it lives in LMDB.
 //!
 //! Everything of one SWS lives in one table under keys that start with its id: the state at the
-//! bare id, then its micro-history, its applied patch ids and its staged nodes, each behind a
-//! one-byte record tag. A patch therefore dirties one B-tree path for all of them, which is most
-//! of what its durable commit costs.
+//! bare id, then its micro-history, its applied patch ids, its staged nodes, their counts and
+//! its checkouts' pins, each behind a one-byte record tag. A patch therefore dirties one B-tree
+//! path for all of them, which is most of what its durable commit costs.
+//!
+//! Invariant: a staged node stays exactly as long as something live reaches it — the working
+//! tree, a version a conflict names, a tree a checkout holds, or content staged ahead of the
+//! patch that will name it. Whatever a patch (or a conflicted commit) supersedes and nothing
+//! live reaches is dropped in the patch's own transaction, so rewriting a file keeps one
+//! version of it staged, not one per write-back; the micro-history keeps its records, but the
+//! trees of superseded records may be gone. The counting is in [`gc`].
 
 use std::fmt;
 use std::ops::Bound;
@@ -16,6 +23,8 @@ use std::str::FromStr;
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+
+pub(crate) mod gc;
 
 use crate::cbor;
 use crate::content::EncodedNode;
@@ -25,12 +34,13 @@ use crate::log::LogOp;
 use crate::merge::Conflict;
 use crate::node::Node;
 use crate::node::NodeHeader;
-use crate::patch::{self, Patch};
+use crate::patch::{self, Patch, PatchOp};
 use crate::refs::{self, RefKind, RefName};
 use crate::source::{Dag, Source};
 use crate::store::{Op, ReadTxn, Store};
 use crate::tree::{self, Change};
 use crate::treeedit::TreeEditor;
+use gc::Ledger;
 
 /// An SWS id: 128 random bits, shown as 32 hex characters. Unguessable by construction.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,6 +170,15 @@ pub struct Applied {
     pub duplicate: bool,
 }
 
+/// How much is staged for an SWS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StagedSize {
+    /// Staged nodes.
+    pub nodes: u64,
+    /// Their encoded bytes.
+    pub bytes: u64,
+}
+
 /// An SWS's view of nodes: the DAG plus its own staged nodes.
 pub struct SwsSource<'a, 't> {
     dag: Dag<'a, 't>,
@@ -287,6 +306,7 @@ pub(crate) fn create_in(
         delegates: Vec::new(),
     };
     put_state(op, id, &state)?;
+    count_roots(op, id, &state)?;
     op.log(LogOp::SwsCreated {
         sws: id.to_string(),
         branch: branch.full().to_owned(),
@@ -342,8 +362,9 @@ pub fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<
 /// Such an SWS stands for "the branch as it is", so it must not keep showing the tip it was
 /// created on after a reset, a sync, an import or another SWS's commit moved the branch:
 /// `head/`, `jit status` and `jit checkout --into` read it. One with work keeps its base, so the
-/// work is never lost; its commit merges with the new tip. Its micro-history, patch ids and
-/// staged nodes stay until it is committed or discarded. Logged as `sws-reanchored`.
+/// work is never lost; its commit merges with the new tip. Its micro-history and patch ids stay
+/// until it is committed or discarded (both trees are in the DAG: nothing staged changes).
+/// Logged as `sws-reanchored`.
 ///
 /// Called by [`refs`] wherever a branch ref is written, in the same operation.
 pub(crate) fn follow_branch(op: &mut Op<'_>, branch: &RefName, tip: &NodeId) -> Result<()> {
@@ -361,13 +382,14 @@ pub(crate) fn follow_branch(op: &mut Op<'_>, branch: &RefName, tip: &NodeId) -> 
     if state.tree != base_tree {
         return Ok(());
     }
-    let from = state.base;
+    let before = state.clone();
     state.base = *tip;
     state.tree = tip_tree;
     put_state(op, id, &state)?;
+    supersede(op, Ledger::new(id), &before, &state)?;
     op.log(LogOp::SwsReanchored {
         sws: id.to_string(),
-        from,
+        from: before.base,
         to: *tip,
     })?;
     Ok(())
@@ -381,7 +403,8 @@ pub fn apply_patch(store: &Store, id: SwsId, patch: &Patch) -> Result<Applied> {
 
 /// Applies a patch whose `put-blob` operations name content that is not stored yet: `nodes`
 /// (chunks and blobs, typically just split from a file) are staged for the SWS first, in the
-/// same transaction. This is how the mount's write-back lands file content.
+/// same transaction. This is how the mount's write-back lands file content. Those of `nodes`
+/// the patched tree does not use are not kept.
 pub fn apply_patch_with_nodes(
     store: &Store,
     id: SwsId,
@@ -390,15 +413,14 @@ pub fn apply_patch_with_nodes(
 ) -> Result<Applied> {
     store.operation("shadow.apply_patch", |op| {
         check_content(nodes)?;
-        get(op.store(), op.txn(), id)?;
-        stage(op, id, nodes.iter().map(|n| (n.id, n.bytes.as_slice())))?;
-        apply_in(op, id, patch)
+        apply_with(op, id, patch, nodes)
     })
 }
 
 /// Stages content nodes (chunks and blobs, each canonical CBOR) for an SWS ahead of the patch
 /// whose `put-blob` uses them. This is how a client lands a file larger than one request: its
-/// nodes in several requests, then a small patch naming the blob.
+/// nodes in several requests, then a small patch naming the blob. Each node is held until a
+/// patch names it (see [`gc`]): patches in between never drop it.
 pub fn stage_content(store: &Store, id: SwsId, encoded: &[Vec<u8>]) -> Result<usize> {
     let nodes = encoded
         .iter()
@@ -414,7 +436,12 @@ pub fn stage_content(store: &Store, id: SwsId, encoded: &[Vec<u8>]) -> Result<us
     store.operation("shadow.stage", |op| {
         check_content(&nodes)?;
         get(op.store(), op.txn(), id)?;
-        stage(op, id, nodes.iter().map(|n| (n.id, n.bytes.as_slice())))?;
+        let mut ledger = Ledger::new(id);
+        stage(op, &mut ledger, &nodes)?;
+        for node in &nodes {
+            ledger.hold(node.id);
+        }
+        settle(op, ledger)?;
         Ok(nodes.len())
     })
 }
@@ -440,7 +467,14 @@ fn check_content(nodes: &[EncodedNode]) -> Result<()> {
     Ok(())
 }
 
+/// Applies `patch` to SWS `id` within an operation (see [`apply_patch`]).
 pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Applied> {
+    apply_with(op, id, patch, &[])
+}
+
+/// [`apply_in`] with content `nodes` staged for the patch first (see
+/// [`apply_patch_with_nodes`]); `nodes` must have passed [`check_content`].
+fn apply_with(op: &mut Op<'_>, id: SwsId, patch: &Patch, nodes: &[EncodedNode]) -> Result<Applied> {
     let mut state = get(op.store(), op.txn(), id)?;
     let patch_key = id.patch_key(&patch.id);
     if let Some(raw) = op.store().sws.get(op.txn(), &patch_key)? {
@@ -455,17 +489,26 @@ pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Appl
             duplicate: true,
         });
     }
+    let mut ledger = Ledger::new(id);
+    stage(op, &mut ledger, nodes)?;
     let (tree, staged) = {
         let src = SwsSource::new(op.store(), op.txn(), id);
         let mut editor = TreeEditor::new(&src);
         let tree = patch::apply(&mut editor, state.tree, patch)?;
         (tree, editor.finish(&tree)?)
     };
-    stage(op, id, staged.iter().map(|n| (n.id, n.bytes.as_slice())))?;
+    let old = state.clone();
     state.tree = tree;
     state.patches += 1;
     let seq = state.patches;
     put_state(op, id, &state)?;
+    stage(op, &mut ledger, &staged)?;
+    for patch_op in &patch.ops {
+        if let PatchOp::PutBlob { blob, .. } = patch_op {
+            ledger.release(*blob);
+        }
+    }
+    supersede(op, ledger, &old, &state)?;
     let record = PatchRecord {
         seq,
         patch_id: patch.id.clone(),
@@ -493,20 +536,81 @@ pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Appl
     })
 }
 
-/// Writes nodes into an SWS's staging area (skipping any the DAG already has).
-pub(crate) fn stage<'b>(
-    op: &mut Op<'_>,
-    id: SwsId,
-    nodes: impl Iterator<Item = (NodeId, &'b [u8])>,
-) -> Result<()> {
+/// Writes nodes into an SWS's staging area (skipping any the DAG or the staging area already
+/// has), noting their children in `ledger`. The largest go first: LMDB gives each value the
+/// first free run of pages it fits in, and filling the runs a dropped version left with the
+/// largest values first leaves fewer too small to use (first fit, decreasing).
+pub(crate) fn stage(op: &mut Op<'_>, ledger: &mut Ledger, nodes: &[EncodedNode]) -> Result<()> {
+    ledger.know(nodes);
+    let mut order: Vec<&EncodedNode> = nodes.iter().collect();
+    order.sort_by_key(|node| std::cmp::Reverse(node.bytes.len()));
     let store = op.store();
-    for (node_id, bytes) in nodes {
-        if store.has_node(op.txn(), &node_id)? {
-            continue;
-        }
-        store.sws.put(op.wtxn(), &id.staged_key(&node_id), bytes)?;
+    for node in order {
+        ledger.stage(store, op.wtxn(), node.id, &node.bytes)?;
     }
     Ok(())
+}
+
+/// Counts the change of an SWS's roots from those of `old` to those of `new` (its working
+/// tree, its conflicts' versions) in `ledger`, and drops what nothing reaches any more.
+pub(crate) fn supersede(
+    op: &mut Op<'_>,
+    mut ledger: Ledger,
+    old: &SwsState,
+    new: &SwsState,
+) -> Result<()> {
+    ledger.retarget(&gc::roots(old), &gc::roots(new));
+    settle(op, ledger)
+}
+
+/// Counts the roots of a new SWS.
+fn count_roots(op: &mut Op<'_>, id: SwsId, state: &SwsState) -> Result<()> {
+    let mut ledger = Ledger::new(id);
+    ledger.retarget(&[], &gc::roots(state));
+    settle(op, ledger)
+}
+
+/// Settles `ledger` in `op`'s transaction.
+fn settle(op: &mut Op<'_>, ledger: Ledger) -> Result<()> {
+    let store = op.store();
+    let settled = ledger.settle(store, op.wtxn())?;
+    if settled.dropped > 0 {
+        tracing::trace!(
+            nodes = settled.dropped,
+            bytes = settled.bytes,
+            "dropped superseded staged nodes"
+        );
+        op.note_freed(settled.bytes);
+    }
+    Ok(())
+}
+
+/// Records that checkout `dir` holds `tree` of SWS `id` (`None`: nothing any more): its staged
+/// nodes stay while others patch the SWS, so the checkout's next switch can diff from it.
+pub(crate) fn pin_checkout(
+    op: &mut Op<'_>,
+    id: SwsId,
+    dir: &str,
+    tree: Option<NodeId>,
+) -> Result<()> {
+    let store = op.store();
+    let settled = gc::pin(store, op.wtxn(), id, dir, tree)?;
+    op.note_freed(settled.bytes);
+    Ok(())
+}
+
+/// How many nodes, and bytes, are staged for SWS `id`.
+pub fn staged_size(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<StagedSize> {
+    let mut size = StagedSize::default();
+    for entry in store
+        .sws
+        .prefix_iter(txn, &id.record_key(STAGED_TAG, &[]))?
+    {
+        let (_, bytes) = entry?;
+        size.nodes += 1;
+        size.bytes += bytes.len() as u64;
+    }
+    Ok(size)
 }
 
 /// One micro-history record.

@@ -876,3 +876,223 @@ fn a_working_sws_with_work_keeps_its_base_and_merges_its_work_at_commit() {
         "the commit merges the work onto the reset and the other commit"
     );
 }
+
+// ---- Superseded staged content is dropped (issue #16 item 5) ----
+
+/// `len` random bytes: incompressible, and sharing no chunk with any other call's.
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut out = vec![0; len];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut out);
+    out
+}
+
+/// Commits SWS `id` onto main, which must succeed, and checks the store.
+fn commit_clean(repo: &Repository, id: SwsId, message: &str) {
+    let outcome = collapse::commit(repo.store(), id, &info(message)).unwrap();
+    assert!(matches!(outcome, Outcome::Committed { .. }), "{outcome:?}");
+    assert!(fsck(repo.store()).unwrap().is_clean());
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Size of the store's LMDB file.
+fn store_file_size(repo: &Repository) -> u64 {
+    std::fs::metadata(repo.jit_dir().join("store").join("data.mdb"))
+        .unwrap()
+        .len()
+}
+
+/// Writes `data` to `path` in SWS `id` the way the mount's write-back does: the content's nodes
+/// staged with the patch that names its blob.
+fn write_back(repo: &Repository, id: SwsId, patch_id: &str, path: &str, data: &[u8]) -> NodeId {
+    let (blob, nodes) = content::split_bytes(data).unwrap();
+    let op = PatchOp::PutBlob {
+        path: path.into(),
+        blob,
+        executable: false,
+    };
+    sws::apply_patch_with_nodes(repo.store(), id, &patch(patch_id, vec![op]), &nodes).unwrap();
+    blob
+}
+
+/// The content of `path` in SWS `id`'s working tree, read through the SWS.
+fn sws_file(repo: &Repository, id: SwsId, path: &str) -> Vec<u8> {
+    let txn = repo.store().read().unwrap();
+    let state = sws::get(repo.store(), &txn, id).unwrap();
+    let src = SwsSource::new(repo.store(), &txn, id);
+    let entry = tree::lookup(&src, &state.tree, path.as_bytes())
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} is missing"));
+    content::read_blob(&src, &entry.id).unwrap()
+}
+
+fn staged_size(repo: &Repository, id: SwsId) -> sws::StagedSize {
+    let txn = repo.store().read().unwrap();
+    sws::staged_size(repo.store(), &txn, id).unwrap()
+}
+
+#[test]
+fn a_hundred_rewrites_of_a_large_file_keep_one_version_staged_and_the_store_small() {
+    let (_dir, repo) = new_repo();
+    let id = new_sws(&repo);
+    write_back(&repo, id, "v0", "big.bin", &random_bytes(MIB as usize));
+    let first = store_file_size(&repo);
+    let one_version = staged_size(&repo, id);
+    let mut last = Vec::new();
+    for round in 1..100u64 {
+        last = random_bytes(MIB as usize);
+        write_back(&repo, id, &format!("v{round}"), "big.bin", &last);
+        let staged = staged_size(&repo, id);
+        assert!(
+            staged.bytes <= MIB + 64 * 1024,
+            "round {round}: {} bytes staged, more than one version",
+            staged.bytes
+        );
+        assert!(
+            staged.nodes <= one_version.nodes * 2,
+            "round {round}: {} nodes staged (one version had {})",
+            staged.nodes,
+            one_version.nodes
+        );
+    }
+    let grown = store_file_size(&repo) - first;
+    eprintln!("data.mdb after the first version: {first} bytes; after 99 rewrites: +{grown} bytes");
+    assert!(
+        grown <= 2 * MIB,
+        "the store grew by {grown} bytes over 99 rewrites of a 1 MiB file"
+    );
+
+    // The SWS reads the latest content, keeps every micro-history record, and commits it.
+    assert_eq!(sws_file(&repo, id, "big.bin"), last);
+    let txn = repo.store().read().unwrap();
+    let history = sws::history(repo.store(), &txn, id).unwrap();
+    assert_eq!(history.len(), 100, "the micro-history keeps its records");
+    assert_eq!(history[99].patch_id, "v99");
+    drop(txn);
+    commit_clean(&repo, id, "big");
+    let txn = repo.store().read().unwrap();
+    let dag = Dag::new(repo.store(), &txn);
+    let tip = jit_kernel::refs::get(repo.store(), &txn, &main_branch())
+        .unwrap()
+        .unwrap();
+    let entry = tree::lookup(&dag, &tree::tree_of(&dag, &tip).unwrap(), b"big.bin")
+        .unwrap()
+        .unwrap();
+    assert_eq!(content::read_blob(&dag, &entry.id).unwrap(), last);
+}
+
+#[test]
+fn content_staged_ahead_survives_patches_until_one_names_it() {
+    let (_dir, repo) = new_repo();
+    let id = new_sws(&repo);
+    // a.bin is live; b's content shares all but its last chunk with it.
+    let a = random_bytes(MIB as usize);
+    write_back(&repo, id, "a", "a.bin", &a);
+    let mut b = a.clone();
+    b.extend_from_slice(&random_bytes(100_000));
+    let (b_blob, b_nodes) = content::split_bytes(&b).unwrap();
+    let encoded: Vec<Vec<u8>> = b_nodes.iter().map(|n| n.bytes.clone()).collect();
+    sws::stage_content(repo.store(), id, &encoded).unwrap();
+    // Unrelated patches meanwhile: a.bin is rewritten, then deleted.
+    write_back(&repo, id, "a2", "a.bin", &random_bytes(MIB as usize));
+    sws::apply_patch(
+        repo.store(),
+        id,
+        &patch(
+            "rm-a",
+            vec![PatchOp::Delete {
+                path: "a.bin".into(),
+            }],
+        ),
+    )
+    .unwrap();
+    // The patch that names the staged blob finds all of it.
+    let name_b = PatchOp::PutBlob {
+        path: "b.bin".into(),
+        blob: b_blob,
+        executable: false,
+    };
+    sws::apply_patch(repo.store(), id, &patch("b", vec![name_b])).unwrap();
+    assert_eq!(sws_file(&repo, id, "b.bin"), b);
+
+    // Once named, it is ordinary content: superseded, it goes.
+    let c = random_bytes(1000);
+    write_back(&repo, id, "c", "b.bin", &c);
+    assert!(
+        staged_size(&repo, id).bytes < 64 * 1024,
+        "{:?} still staged after b.bin was replaced by 1000 bytes",
+        staged_size(&repo, id)
+    );
+    assert_eq!(sws_file(&repo, id, "b.bin"), c);
+    commit_clean(&repo, id, "b");
+}
+
+#[test]
+fn content_referenced_twice_stays_until_no_path_refers_to_it() {
+    let (_dir, repo) = new_repo();
+    let id = new_sws(&repo);
+    let data = random_bytes(300_000);
+    // The same content in two files, and the same directory twice (one tree node).
+    write_back(&repo, id, "a", "one/a.bin", &data);
+    write_back(&repo, id, "b", "two/b.bin", &data);
+    write_back(&repo, id, "c", "one/copy/x.bin", &data);
+    write_back(&repo, id, "d", "two/copy/x.bin", &data);
+    for (n, path) in ["one/a.bin", "one/copy/x.bin"].iter().enumerate() {
+        let op = PatchOp::Delete {
+            path: (*path).into(),
+        };
+        sws::apply_patch(repo.store(), id, &patch(&format!("rm{n}"), vec![op])).unwrap();
+    }
+    assert_eq!(sws_file(&repo, id, "two/b.bin"), data);
+    assert_eq!(sws_file(&repo, id, "two/copy/x.bin"), data);
+    // A rename moves the last reference; nothing is lost on the way.
+    let op = PatchOp::Rename {
+        from: "two".into(),
+        to: "three".into(),
+    };
+    sws::apply_patch(repo.store(), id, &patch("mv", vec![op])).unwrap();
+    assert_eq!(sws_file(&repo, id, "three/copy/x.bin"), data);
+    let op = PatchOp::Delete {
+        path: "three/b.bin".into(),
+    };
+    sws::apply_patch(repo.store(), id, &patch("rm-b", vec![op])).unwrap();
+    assert_eq!(sws_file(&repo, id, "three/copy/x.bin"), data);
+    let op = PatchOp::Delete {
+        path: "three/copy/x.bin".into(),
+    };
+    sws::apply_patch(repo.store(), id, &patch("rm-x", vec![op])).unwrap();
+    assert!(
+        staged_size(&repo, id).bytes < 4096,
+        "only small trees are left: {:?}",
+        staged_size(&repo, id)
+    );
+    commit_clean(&repo, id, "dirs");
+}
+
+#[test]
+fn a_conflicted_sws_keeps_its_own_versions_through_later_patches() {
+    let big = String::from_utf8(
+        random_bytes(200_000)
+            .iter()
+            .map(|b| b'a' + b % 26)
+            .collect(),
+    )
+    .unwrap();
+    let (repo, _d, id, outcome) = merge_case(
+        &[("f", "base\n")],
+        vec![put("f", "ours\n")],
+        vec![put("f", &big)],
+    );
+    let Outcome::Conflicted { conflicts } = outcome else {
+        panic!("expected a conflict, got {outcome:?}");
+    };
+    let theirs = conflicts[0].theirs.expect("the SWS's version");
+    // Later patches rewrite the conflicted file; the conflict's versions stay readable.
+    sws::apply_patch(repo.store(), id, &patch("fix1", vec![put("f", "fixed\n")])).unwrap();
+    sws::apply_patch(repo.store(), id, &patch("fix2", vec![put("g", "more\n")])).unwrap();
+    let txn = repo.store().read().unwrap();
+    let src = SwsSource::new(repo.store(), &txn, id);
+    assert_eq!(content::read_blob(&src, &theirs).unwrap(), big.as_bytes());
+    drop(txn);
+    commit_clean(&repo, id, "resolved");
+}

@@ -6,7 +6,9 @@
 //!   [`crate::sws`]).
 //! - An agent's clock (its last `ts`, and now also its count of delivered messages) lives in
 //!   `agent_msgs` at `name || 1`, right after the agent's window records (see
-//!   [`crate::agents`]). The table layout before this one kept it at `name || 0`.
+//!   [`crate::agents`]). Layout 2 kept it at `name || 0`.
+//! - Staged nodes carry counts of what refers to them (layout 4, see [`crate::sws`]): a store
+//!   of an earlier layout gets them once, from each SWS's roots and its checkouts' trees.
 //!
 //! The move is one write transaction: a crash leaves either the old layout or the new one. The
 //! emptied tables stay as empty names (LMDB cannot drop a named table's entry without its
@@ -25,8 +27,13 @@ use crate::sws;
 
 /// This build's table layout: 1 kept an SWS's records in tables of their own, 2 moved them into
 /// `sws` behind record tags (an agent's clock at `name || 0`), 3 keeps the clock at
-/// `name || 1`. Raise it with every change an older build would misread.
-pub(crate) const LAYOUT: u64 = 3;
+/// `name || 1`, 4 counts the references to staged nodes (an older build would patch without
+/// counting, and a later drop would take what its trees use). Raise it with every change an
+/// older build would misread.
+pub(crate) const LAYOUT: u64 = 4;
+
+/// The first layout whose staged nodes are counted ([`sws::gc`]).
+const COUNTED: u64 = 4;
 
 /// The `meta` key of the layout a store was last written in (8 bytes, big-endian). Stores from
 /// before it was recorded lack it, and are upgraded as layout 1 or 2.
@@ -190,6 +197,12 @@ pub(super) fn run(env: &Env<WithoutTls>, store: &Store, dir: &Path) -> Result<u6
         moved += move_table(env, &mut wtxn, store, legacy)?;
     }
     moved += move_clocks(&mut wtxn, store)?;
+    if recorded_layout(store.meta, &wtxn)?.is_none_or(|layout| layout < COUNTED) {
+        let counted = sws::gc::count_legacy(store, &mut wtxn)?;
+        if counted > 0 {
+            tracing::info!(sws = counted, "counted the staged nodes of every SWS");
+        }
+    }
     store
         .meta
         .put(&mut wtxn, LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
