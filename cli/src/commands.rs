@@ -127,7 +127,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             branch,
             quiet,
         } => {
-            let repo = Repository::discover(&universe)?;
+            let repo = Repository::discover_for_reading(&universe)?;
             let snapshot = resolve_snapshot(&repo, rev.as_deref().unwrap_or("HEAD"))?;
             let git_branch = match branch {
                 Some(name) => name,
@@ -150,22 +150,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 || format!("exported {} commits; {} is {}", report.commits, report.reference, report.commit),
             )
         }
-        Command::Log { rev, max_count } => {
-            log(&out, &Repository::discover(&universe)?, rev, max_count)
-        }
-        Command::Show { rev } => show(&out, &Repository::discover(&universe)?, &rev),
+        Command::Log { rev, max_count } => log(
+            &out,
+            &Repository::discover_for_reading(&universe)?,
+            rev,
+            max_count,
+        ),
+        Command::Show { rev } => show(&out, &Repository::discover_for_reading(&universe)?, &rev),
         Command::LsTree {
             rev,
             path,
             recursive,
         } => ls_tree(
             &out,
-            &Repository::discover(&universe)?,
+            &Repository::discover_for_reading(&universe)?,
             &rev,
             path,
             recursive,
         ),
-        Command::Cat { object } => cat(&out, &Repository::discover(&universe)?, &object),
+        Command::Cat { object } => {
+            cat(&out, &Repository::discover_for_reading(&universe)?, &object)
+        }
         Command::Branch { name, rev, delete } => branch(&out, &universe, name, rev, delete),
         Command::Tag {
             name,
@@ -173,7 +178,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             delete,
             force,
         } => tag(&out, &universe, name, rev, delete, force),
-        Command::Fsck => run_fsck(&out, &Repository::discover(&universe)?),
+        Command::Fsck => run_fsck(&out, &Repository::discover_for_reading(&universe)?),
         Command::Wait { timeout } => crate::wait::until_served(&out, &universe, timeout),
         Command::Completions { shell } => crate::generate::completions(shell),
         Command::Man { dir } => crate::generate::man_pages(&base.join(dir)),
@@ -255,7 +260,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 json,
             )
         }
-        Command::Info => info(&out, &Repository::discover(&universe)?),
+        Command::Info => info(&out, &Repository::discover_for_reading(&universe)?),
     }
 }
 
@@ -764,7 +769,7 @@ fn resolve_snapshot(repo: &Repository, rev: &str) -> Result<NodeId> {
 }
 
 fn run_fsck(out: &Output, repo: &Repository) -> Result<ExitCode> {
-    let report = fsck::fsck(repo.store())?;
+    let report = fsck::fsck_universe(repo)?;
     out.emit(serde_json::to_value(&report)?, || {
         let mut text: Vec<String> = report
             .problems

@@ -19,6 +19,23 @@ use clap::Parser;
 
 use crate::args::Cli;
 
+/// The kernel error behind `error`, also when a library wrapped it transparently (a
+/// transparent wrapper's source chain skips the kernel error itself).
+fn kernel_error(error: &anyhow::Error) -> Option<&jit_kernel::Error> {
+    if let Some(e) = error.downcast_ref::<jit_kernel::Error>() {
+        return Some(e);
+    }
+    if let Some(jit_git::GitError::Kernel(e)) = error.downcast_ref::<jit_git::GitError>() {
+        return Some(e);
+    }
+    if let Some(jit_watcher::error::WatchError::Kernel(e)) =
+        error.downcast_ref::<jit_watcher::error::WatchError>()
+    {
+        return Some(e);
+    }
+    None
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -35,8 +52,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            let code = error
-                .downcast_ref::<jit_kernel::Error>()
+            let code = kernel_error(&error)
                 .map(|e| e.code().to_owned())
                 .unwrap_or_else(|| "error".to_owned());
             let message = format!("{error:#}");

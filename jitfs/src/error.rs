@@ -44,7 +44,8 @@ impl Error {
                     Errno::ENOENT
                 }
                 "bad_path" | "invalid_input" | "bad_ref_name" => Errno::EINVAL,
-                "io_error" => Errno::EIO,
+                "io_error" | "corrupt" | "store_truncated" => Errno::EIO,
+                "no_space" => Errno::ENOSPC,
                 _ => Errno::EIO,
             },
         }

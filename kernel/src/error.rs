@@ -105,6 +105,37 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A stored node's bytes no longer hash to its id: the store was damaged on disk. Reads
+    /// refuse it rather than hand out altered content; `jit fsck` lists every such node.
+    #[error(
+        "node {id} is corrupt: its stored bytes hash to {actual}, not to its id (run jit fsck)"
+    )]
+    Corrupt {
+        /// The node, by the id it is stored under.
+        id: NodeId,
+        /// What its stored bytes hash to.
+        actual: NodeId,
+    },
+    /// The file system holding the store (or another file the operation writes) is full.
+    /// Nothing of the operation was kept.
+    #[error("no space left on the device holding {path}: {detail}; free some space and retry")]
+    NoSpace {
+        /// The store directory or file.
+        path: PathBuf,
+        /// What failed, as the OS or LMDB said it.
+        detail: String,
+    },
+    /// `data.mdb` is shorter than the pages its own header says it holds: reading those pages
+    /// through the memory map would kill the process (SIGBUS), so the store is not opened.
+    #[error("the store {path} is truncated: the file is {size} bytes but holds pages up to byte {expected}; restore it from a backup or a replica (jit clone)")]
+    StoreTruncated {
+        /// The `data.mdb` file.
+        path: PathBuf,
+        /// Its length.
+        size: u64,
+        /// The length its last used page needs.
+        expected: u64,
+    },
     /// A node that should exist does not.
     #[error("node {0} not found")]
     NodeNotFound(NodeId),
@@ -255,6 +286,14 @@ pub enum Error {
     },
 }
 
+/// Whether an OS error says the file system (or the user's quota on it) is full.
+pub fn is_no_space(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 /// Kernel result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -274,8 +313,12 @@ impl Error {
             Error::Node(_) => "bad_node",
             Error::Invariant(_) => "invariant_violation",
             Error::Store(_) => "store_error",
+            Error::Io { source, .. } if is_no_space(source) => "no_space",
             Error::Io { .. } => "io_error",
             Error::NodeNotFound(_) => "node_not_found",
+            Error::Corrupt { .. } => "corrupt",
+            Error::NoSpace { .. } => "no_space",
+            Error::StoreTruncated { .. } => "store_truncated",
             Error::NotA { .. } => "wrong_node_type",
             Error::BadRefName { .. } => "bad_ref_name",
             Error::RefNotFound(_) => "ref_not_found",
@@ -312,6 +355,9 @@ impl Error {
                 | Error::Io { .. }
                 | Error::CorruptLog { .. }
                 | Error::NewerLayout { .. }
+                | Error::Corrupt { .. }
+                | Error::NoSpace { .. }
+                | Error::StoreTruncated { .. }
         )
     }
 }

@@ -1,6 +1,8 @@
 //! `jit fsck`: replays the log against the stores and checks every invariant, naming exactly
 //! which log record, node or ref is wrong.
 
+mod universe;
+
 use std::collections::{BTreeMap, HashMap};
 
 use crate::dag;
@@ -10,6 +12,8 @@ use crate::log::{self, LogOp};
 use crate::node::{Node, NodeType};
 use crate::refs::{RefKind, RefName};
 use crate::store::Store;
+
+pub use universe::fsck_universe;
 
 /// One thing found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -180,7 +184,7 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
         }
     }
     for (id, seq) in &created {
-        if store.node_bytes(&txn, id)?.is_none() {
+        if !store.holds_bytes(&txn, id.as_bytes())? {
             report.problem(
                 format!("log record {seq}"),
                 format!("created node {id}, which is missing from the store"),

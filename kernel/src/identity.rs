@@ -44,8 +44,50 @@ impl std::fmt::Debug for UniverseIdentity {
     }
 }
 
-const INFO_FILE: &str = "universe.toml";
-const KEY_FILE: &str = "keys/universe.ed25519";
+/// The public description's file in `.jit/`.
+pub const INFO_FILE: &str = "universe.toml";
+/// The secret key's file in `.jit/`.
+pub const KEY_FILE: &str = "keys/universe.ed25519";
+
+/// Key in the store's `meta` table of the identity the store was made for: `jit fsck` checks
+/// that `universe.toml` still names it.
+const RECORD_KEY: &str = "universe";
+
+/// Records in the store, as part of `op`, which universe (id and public key) it belongs to.
+pub fn record(op: &mut crate::store::Op<'_>, info: &UniverseInfo) -> Result<()> {
+    op.put_meta(
+        RECORD_KEY,
+        format!("{} {}", info.id, info.public_key).as_bytes(),
+    )
+}
+
+/// The universe id and public key recorded in the store ([`record`]); `None` for a store made
+/// before identities were recorded.
+pub fn recorded(
+    store: &crate::store::Store,
+    txn: &crate::store::ReadTxn<'_>,
+) -> Result<Option<(String, String)>> {
+    let Some(raw) = store.meta.get(txn, RECORD_KEY)? else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| Error::InvalidInput("the store's universe record is not text".into()))?;
+    match text.split_once(' ') {
+        Some((id, key)) => Ok(Some((id.to_owned(), key.to_owned()))),
+        None => Err(Error::InvalidInput(format!(
+            "the store's universe record {text:?} is malformed"
+        ))),
+    }
+}
+
+/// The public key (hex) of the secret key stored in `key_file`'s text.
+pub fn public_key_of(key_text: &str) -> Option<String> {
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(key_text.trim(), &mut secret).ok()?;
+    Some(hex::encode(
+        SigningKey::from_bytes(&secret).verifying_key().as_bytes(),
+    ))
+}
 
 impl UniverseInfo {
     /// Reads the public description from `jit_dir/universe.toml`. Every replica has one; only the

@@ -168,6 +168,21 @@ impl Journal {
         }
     }
 
+    /// Whether the journal at `path` exists with a damaged header (neither valid nor blank),
+    /// read without locking it: read-only verbs and `jit fsck` then run without recovering it,
+    /// and fsck reports it.
+    pub fn header_is_damaged(path: &Path) -> Result<bool> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let journal = Journal::unread(file, path)?;
+        Ok(journal.capacity != 0
+            && journal.read_header()?.is_none()
+            && !journal.header_is_blank()?)
+    }
+
     /// A journal over `file` whose header is not read yet.
     fn unread(file: File, path: &Path) -> Result<Journal> {
         let capacity = file.metadata().map_err(|e| Error::io(path, e))?.len();

@@ -102,6 +102,15 @@ impl Default for InitOptions {
     }
 }
 
+/// What a verb opening the universe will do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Only read: a damaged plane-journal header is reported, not fatal.
+    Read,
+    /// Read and write.
+    Write,
+}
+
 /// An open universe.
 pub struct Repository {
     workdir: PathBuf,
@@ -181,12 +190,28 @@ impl Repository {
         }
         fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
         let built = (|| -> Result<()> {
+            let info = match &options.replica_of {
+                Some(info) => {
+                    info.write(&staging)?;
+                    info.clone()
+                }
+                None => {
+                    UniverseIdentity::create(
+                        &staging,
+                        &options.name,
+                        &options.owner,
+                        options.created,
+                    )?
+                    .info
+                }
+            };
             {
                 let store = Store::open(&staging.join("store"), true)?;
                 store.operation("init", |op| {
                     let root = dag::append(op, &Node::root())?;
                     dag::append(op, &tree::empty_tree_node())?;
                     op.put_meta("format", &crate::node::FORMAT_VERSION.to_be_bytes())?;
+                    crate::identity::record(op, &info)?;
                     refs::create(op, &branch, &root)
                 })?;
             }
@@ -195,17 +220,6 @@ impl Repository {
                 format!("{}\n", branch.full()).as_bytes(),
             )?;
             write_durably(&staging.join("config.toml"), b"[user]\n")?;
-            match &options.replica_of {
-                Some(info) => info.write(&staging)?,
-                None => {
-                    UniverseIdentity::create(
-                        &staging,
-                        &options.name,
-                        &options.owner,
-                        options.created,
-                    )?;
-                }
-            }
             // Directory entries must be durable before the rename publishes them.
             for sub in [staging.join("store"), staging.join("keys"), staging.clone()] {
                 if sub.exists() {
@@ -226,6 +240,17 @@ impl Repository {
     /// dead daemon's message plane acknowledged but did not commit
     /// ([`crate::agents::recover_unowned_journal`]).
     pub fn open(dir: &Path) -> Result<Repository> {
+        Repository::open_as(dir, Access::Write)
+    }
+
+    /// [`Repository::open`] for a verb that only reads (`log`, `cat`, `fsck`…): a plane
+    /// journal whose header is damaged does not stop it. Its records cannot be recovered
+    /// until it is dealt with, which `jit fsck` reports; writers still refuse to start.
+    pub fn open_for_reading(dir: &Path) -> Result<Repository> {
+        Repository::open_as(dir, Access::Read)
+    }
+
+    fn open_as(dir: &Path, access: Access) -> Result<Repository> {
         let jit_dir = dir.join(JIT_DIR);
         if !jit_dir.is_dir() {
             return Err(Error::NotARepository(dir.to_path_buf()));
@@ -248,17 +273,34 @@ impl Repository {
         };
         // Patches the message plane acknowledged but a dead daemon never committed land
         // before this process reads or writes anything.
-        crate::agents::recover_unowned_journal(&repo)?;
+        let journal = repo.jit_dir.join(crate::agents::JOURNAL_FILE);
+        if access == Access::Read && crate::journal::Journal::header_is_damaged(&journal)? {
+            tracing::warn!(
+                journal = %journal.display(),
+                "the plane journal's header is damaged: its records are not recovered (see jit fsck)"
+            );
+        } else {
+            crate::agents::recover_unowned_journal(&repo)?;
+        }
         Ok(repo)
     }
 
     /// Finds the universe containing `start` (it or an ancestor holds `.jit/`).
     pub fn discover(start: &Path) -> Result<Repository> {
+        Repository::discover_as(start, Access::Write)
+    }
+
+    /// [`Repository::discover`] for a verb that only reads ([`Repository::open_for_reading`]).
+    pub fn discover_for_reading(start: &Path) -> Result<Repository> {
+        Repository::discover_as(start, Access::Read)
+    }
+
+    fn discover_as(start: &Path, access: Access) -> Result<Repository> {
         let start = fs::canonicalize(start).map_err(|e| Error::io(start, e))?;
         let mut dir = start.as_path();
         loop {
             if dir.join(JIT_DIR).is_dir() {
-                return Repository::open(dir);
+                return Repository::open_as(dir, access);
             }
             match dir.parent() {
                 Some(parent) => dir = parent,

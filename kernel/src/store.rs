@@ -5,9 +5,11 @@
 //! Content lives in LMDB too: reads come straight from the memory map without a copy. The mount
 //! can materialize large files into real files for FUSE passthrough when it needs them.
 
+mod health;
 mod upgrade;
+mod verify;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,6 +22,8 @@ use crate::id::NodeId;
 use crate::log::{self, Checksum, LogOp, LogRecord};
 use crate::node::{Node, NodeHeader, NodeView};
 use crate::observe::{Observer, Observers};
+
+pub use verify::verified;
 
 /// A read transaction: a consistent snapshot of the whole store.
 pub type ReadTxn<'e> = RoTxn<'e, WithoutTls>;
@@ -53,6 +57,8 @@ fn truncate(mut text: String, max: usize) -> String {
 /// The open store of one universe.
 pub struct Store {
     env: Env<WithoutTls>,
+    /// The store's directory (to say which file system is full).
+    dir: PathBuf,
     /// NodeId → canonical node bytes.
     pub(crate) nodes: Database<Bytes, Bytes>,
     /// Full ref name → 32-byte target id.
@@ -116,12 +122,16 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         } else if !dir.join("data.mdb").exists() {
             return Err(Error::NotARepository(dir.to_path_buf()));
+        } else {
+            health::refuse_too_short(dir)?;
         }
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(MAP_SIZE).max_dbs(32).max_readers(256);
         // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
         // through LMDB's own locking, and nothing truncates or rewrites the file behind LMDB.
         let env = unsafe { options.open(dir) }?;
+        // Before anything reads through the map: a truncated file would SIGBUS the reader.
+        health::refuse_truncated(&env, dir)?;
         upgrade::refuse_newer(&env, dir)?;
         // Opening an up-to-date store uses a read transaction, so it never waits for a writer
         // (an import in progress). Creating — or upgrading an older store, once — needs a write
@@ -157,6 +167,7 @@ impl Store {
             checkout_index: txn.table(env, "checkout_index", dir)?,
             sync_staged: txn.table(env, "sync_staged", dir)?,
             env: env.clone(),
+            dir: dir.to_path_buf(),
             observers: Observers::default(),
             trees: Default::default(),
         };
@@ -212,8 +223,8 @@ impl Store {
         body: impl FnOnce(&mut RwTxn<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut txn = self.env.write_txn()?;
-        let value = body(&mut txn)?;
-        txn.commit()?;
+        let value = body(&mut txn).map_err(|e| self.no_space(e))?;
+        txn.commit().map_err(|e| self.no_space(e.into()))?;
         Ok(value)
     }
 
@@ -250,9 +261,24 @@ impl Store {
         })
     }
 
-    /// Raw stored bytes of a node, borrowed from the map.
+    /// `error` as [`Error::NoSpace`] if a full disk caused it ([`health::classify`]).
+    pub(crate) fn no_space(&self, error: Error) -> Error {
+        health::classify(&self.dir, error)
+    }
+
+    /// Stored bytes of a node, borrowed from the map, once they are verified to hash to `id`
+    /// ([`Error::Corrupt`] if they do not): every read of node content goes through here.
     pub fn node_bytes<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
-        Ok(self.nodes.get(txn, id.as_bytes())?)
+        match self.nodes.get(txn, id.as_bytes())? {
+            Some(bytes) => Ok(Some(verified(id, bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the store holds bytes under `id`, without reading or verifying them (fsck
+    /// counts what is stored, damaged or not).
+    pub(crate) fn holds_bytes(&self, txn: &ReadTxn<'_>, key: &[u8]) -> Result<bool> {
+        Ok(self.nodes.get(txn, key)?.is_some())
     }
 
     /// Whether a node exists.
@@ -433,6 +459,7 @@ impl Store {
             }
             Err(error) => {
                 drop(op);
+                let error = self.no_space(error);
                 if error.is_refusal() {
                     if let Err(audit_error) = self.audit(action, &error) {
                         tracing::warn!(%audit_error, "could not write audit record");
@@ -533,10 +560,15 @@ impl<'s> Op<'s> {
             return Ok(false);
         }
         let store = self.store;
-        store.nodes.put(self.wtxn(), id.as_bytes(), bytes)?;
+        let full = |e: heed::Error| store.no_space(e.into());
+        store
+            .nodes
+            .put(self.wtxn(), id.as_bytes(), bytes)
+            .map_err(full)?;
         store
             .headers
-            .put(self.wtxn(), id.as_bytes(), &header.to_bytes())?;
+            .put(self.wtxn(), id.as_bytes(), &header.to_bytes())
+            .map_err(full)?;
         Ok(true)
     }
 
@@ -623,7 +655,7 @@ impl<'s> Op<'s> {
             ));
         }
         let (store, freed) = (self.store, self.freed);
-        self.txn.commit()?;
+        self.txn.commit().map_err(|e| store.no_space(e.into()))?;
         store.observers.committed();
         if freed >= REUSE_AFTER_FREEING {
             if let Err(error) = store.let_freed_pages_be_reused() {

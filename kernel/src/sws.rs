@@ -200,11 +200,15 @@ impl Source for SwsSource<'_, '_> {
         if let Some(bytes) = self.dag.bytes(id)? {
             return Ok(Some(bytes));
         }
-        Ok(self
+        match self
             .dag
             .store
             .sws
-            .get(self.dag.txn, &self.id.staged_key(id))?)
+            .get(self.dag.txn, &self.id.staged_key(id))?
+        {
+            Some(bytes) => Ok(Some(crate::store::verified(id, bytes)?)),
+            None => Ok(None),
+        }
     }
 
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
