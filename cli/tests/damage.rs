@@ -13,23 +13,6 @@ use std::process::Command;
 use common::*;
 use jit_kernel::content;
 
-/// Flips one bit of every occurrence of `needle` in `file` (LMDB may keep stale page copies, so
-/// the live one is hit whichever it is). Returns how many were flipped.
-fn flip_every(file: &Path, needle: &[u8], offset_in_needle: usize) -> usize {
-    let mut data = fs::read(file).unwrap();
-    let positions: Vec<usize> = data
-        .windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect();
-    for &p in &positions {
-        data[p + offset_in_needle] ^= 0x01;
-    }
-    fs::write(file, data).unwrap();
-    positions.len()
-}
-
 fn store_file(repo: &Path) -> PathBuf {
     repo.join(".jit/store/data.mdb")
 }

@@ -23,23 +23,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Flips one bit of every occurrence of `needle` in `file` (LMDB may keep stale page copies, so
-/// the live one is hit whichever it is). Returns how many were flipped.
-fn flip_every(file: &Path, needle: &[u8], offset_in_needle: usize) -> usize {
-    let mut data = fs::read(file).unwrap();
-    let positions: Vec<usize> = data
-        .windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect();
-    for &p in &positions {
-        data[p + offset_in_needle] ^= 0x01;
-    }
-    fs::write(file, data).unwrap();
-    positions.len()
-}
-
 fn repo_with_canary(work: &Path) -> (PathBuf, String) {
     let repo = work.join("repo");
     let tree = work.join("tree");

@@ -19,3 +19,26 @@ pub fn verified<'b>(id: &NodeId, bytes: &'b [u8]) -> Result<&'b [u8]> {
     tracing::error!(node = %id, %actual, "a stored node is corrupt: its bytes do not hash to its id");
     Err(Error::Corrupt { id: *id, actual })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_content_is_refused_naming_the_node() {
+        let bytes = b"some canonical node bytes".to_vec();
+        let id = NodeId::of_bytes(&bytes);
+        assert_eq!(verified(&id, &bytes).expect("intact"), &bytes[..]);
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            match verified(&id, &damaged) {
+                Err(error @ Error::Corrupt { .. }) => {
+                    assert_eq!(error.code(), "corrupt");
+                    assert!(error.to_string().contains(&id.to_hex()), "{error}");
+                }
+                other => panic!("a flipped byte at {at} was served: {other:?}"),
+            }
+        }
+    }
+}
