@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 /// (not because they were written). Bounded by [`READ_COPY_BUDGET`].
 static READ_COPIES: AtomicU64 = AtomicU64::new(0);
 
+/// Chunks read ahead of the writer while a backing file is filled (at most 256 KiB each).
+const COPY_AHEAD: usize = 16;
+
 /// At most this much content is copied out for read passthrough at any time (4 GiB).
 pub const READ_COPY_BUDGET: u64 = 4 << 30;
 
@@ -133,25 +136,50 @@ impl Backing {
         self.disposable.load(Ordering::Relaxed)
     }
 
-    /// A backing file holding the content of `blob`, copied chunk by chunk.
+    /// A backing file holding the content of `blob`, copied chunk by chunk. Reading the next
+    /// chunks out of the store (each verified against its id, which hashes it) overlaps writing
+    /// the previous ones on a second thread, so verification adds little to a cold copy.
     pub fn with_content(dir: &Path, src: &dyn Source, layout: &BlobLayout) -> Result<Backing> {
         let backing = Backing::create(dir)?;
         let mut file = &backing.file;
         match layout {
-            BlobLayout::Inline(data) => file.write_all(data),
+            BlobLayout::Inline(data) => file
+                .write_all(data)
+                .map_err(|e| Error::io("cannot fill a backing file", e))?,
             BlobLayout::Chunked(chunks) => {
-                let mut result = Ok(());
-                for (at, chunk) in chunks {
-                    let data = layout.read(src, *at, chunk.len as usize)?;
-                    result = file.write_all(&data);
-                    if result.is_err() {
-                        break;
+                let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(COPY_AHEAD);
+                std::thread::scope(|scope| -> Result<()> {
+                    let writer = scope.spawn(move || -> std::io::Result<()> {
+                        for data in receive {
+                            file.write_all(&data)?;
+                        }
+                        Ok(())
+                    });
+                    let mut read = Ok(());
+                    for (at, chunk) in chunks {
+                        match layout.read(src, *at, chunk.len as usize) {
+                            Ok(data) => {
+                                // A closed channel means the writer failed: its error is
+                                // reported below.
+                                if send.send(data).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                read = Err(e);
+                                break;
+                            }
+                        }
                     }
-                }
-                result
+                    drop(send);
+                    let written = writer.join().unwrap_or_else(|_| {
+                        Err(std::io::Error::other("the backing-file writer panicked"))
+                    });
+                    read?;
+                    written.map_err(|e| Error::io("cannot fill a backing file", e))
+                })?;
             }
         }
-        .map_err(|e| Error::io("cannot fill a backing file", e))?;
         Ok(backing)
     }
 
