@@ -142,10 +142,10 @@ impl Backing {
     pub fn with_content(dir: &Path, src: &dyn Source, layout: &BlobLayout) -> Result<Backing> {
         let backing = Backing::create(dir)?;
         let mut file = &backing.file;
-        match layout {
+        let filled = match layout {
             BlobLayout::Inline(data) => file
                 .write_all(data)
-                .map_err(|e| Error::io("cannot fill a backing file", e))?,
+                .map_err(|e| Error::io("cannot fill a backing file", e)),
             BlobLayout::Chunked(chunks) => {
                 let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(COPY_AHEAD);
                 std::thread::scope(|scope| -> Result<()> {
@@ -177,8 +177,13 @@ impl Backing {
                     });
                     read?;
                     written.map_err(|e| Error::io("cannot fill a backing file", e))
-                })?;
+                })
             }
+        };
+        if let Err(error) = filled {
+            // Half a copy (a chunk was corrupt, the disk full): nothing may keep the file.
+            backing.disposable.store(true, Ordering::Relaxed);
+            return Err(error);
         }
         Ok(backing)
     }

@@ -80,5 +80,16 @@ fn corrupt_content_is_refused_not_served_through_the_mount() {
     let mut head = vec![0u8; 4096];
     std::io::Read::read_exact(&mut file, &mut head).expect("the first page is intact");
     assert_eq!(head, large.as_bytes()[..4096]);
+    drop(file);
     drop(daemon);
+    // The read copy the damaged chunk cut short was not left behind in the overlay.
+    let data = universe.repo.join(".jit/fs/data");
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "stray backing files in {}: {left:?}",
+        data.display()
+    );
 }
