@@ -764,7 +764,10 @@ fn resolve_snapshot(repo: &Repository, rev: &str) -> Result<NodeId> {
 }
 
 fn run_fsck(out: &Output, repo: &Repository) -> Result<ExitCode> {
-    let report = fsck::fsck(repo.store())?;
+    let mut report = fsck::fsck(repo.store())?;
+    report
+        .problems
+        .extend(fsck::journal_problems(repo.jit_dir()));
     out.emit(serde_json::to_value(&report)?, || {
         let mut text: Vec<String> = report
             .problems
