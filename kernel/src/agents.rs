@@ -8,10 +8,12 @@
 //!   expression (without namespace), binding it to its topic.
 //! - Delivery verifies, authorizes (an SWS is written, committed, discarded and read only by its
 //!   owner or a delegate; creating an SWS and committing to a branch are permissions), rejects
-//!   replays (a reused `msg_id` with other content, or a `ts` not above the sender's last), and
-//!   runs the write in one transaction together with the record of its `msg_id` and answer — so a
-//!   retried message is answered with the original result and never applied twice. Answers are
-//!   kept for each sender's last [`WINDOW`] messages; anything older is refused by its `ts`.
+//!   replays (a reused `msg_id` with other content, or a message older than what is remembered),
+//!   and runs the write in one transaction together with the record of its `msg_id` and answer —
+//!   so a retried message is answered with the original result and never applied twice. Answers
+//!   are kept for each sender's last [`WINDOW`] messages; a message not remembered is applied if
+//!   its `ts` is above the highest `ts` dropped from the window (it was never delivered: a
+//!   request lost on the way and resent), and refused as `stale` otherwise.
 //!   Every refusal is an error answer plus an audit record, with no partial effect.
 
 use ciborium::value::Value;
@@ -422,8 +424,9 @@ fn refusal(key: &str, response: &Response) -> Option<Error> {
 }
 
 /// How many of a sender's latest delivered messages keep their answers for retries. A retry of
-/// an older message is refused as `stale` (its `ts` is below the sender's clock), so a client
-/// must keep fewer messages than this unanswered; the Rust library keeps at most a quarter.
+/// an older message is refused as `stale` (its `ts` is at or below the sender's floor,
+/// `Clock::floor`), so a client must keep fewer messages than this unanswered; the Rust
+/// library keeps at most a quarter.
 pub const WINDOW: u64 = 4096;
 
 /// Every this many deliveries of a sender, the answers that fell out of its window are dropped:
