@@ -85,12 +85,13 @@ pub fn up(
         let repo = Arc::new(repo);
         let zenoh_socket = repo.jit_dir().join("zenoh.sock");
         let plane = if settings.enabled {
-            let options = jit_plane::server::PlaneOptions {
+            let mut options = jit_plane::server::PlaneOptions {
                 unix_socket: Some(zenoh_socket.clone()),
                 listen: settings.listen.clone(),
                 connect: settings.connect.clone(),
                 ..Default::default()
             };
+            plane_commit_cadence(&mut options);
             Some(jit_plane::server::Plane::start(repo.clone(), options).await?)
         } else {
             None
@@ -737,5 +738,23 @@ pub fn sws_verb(
             println!("discarded {id}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// How long the plane keeps its transaction open (journaling what it acknowledges meanwhile):
+/// `JIT_PLANE_IDLE_MS` after the last batch and `JIT_PLANE_MAX_OPEN_MS` at most, for tests
+/// and benchmarks of the journal; the defaults otherwise.
+fn plane_commit_cadence(options: &mut jit_plane::server::PlaneOptions) {
+    let millis = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis)
+    };
+    if let Some(idle) = millis("JIT_PLANE_IDLE_MS") {
+        options.idle = idle;
+    }
+    if let Some(max_open) = millis("JIT_PLANE_MAX_OPEN_MS") {
+        options.max_open = max_open;
     }
 }

@@ -8,10 +8,12 @@
 //!   expression (without namespace), binding it to its topic.
 //! - Delivery verifies, authorizes (an SWS is written, committed, discarded and read only by its
 //!   owner or a delegate; creating an SWS and committing to a branch are permissions), rejects
-//!   replays (a reused `msg_id` with other content, or a `ts` not above the sender's last), and
-//!   runs the write in one transaction together with the record of its `msg_id` and answer — so a
-//!   retried message is answered with the original result and never applied twice. Answers are
-//!   kept for each sender's last [`WINDOW`] messages; anything older is refused by its `ts`.
+//!   replays (a reused `msg_id` with other content, or a message older than what is remembered),
+//!   and runs the write in one transaction together with the record of its `msg_id` and answer —
+//!   so a retried message is answered with the original result and never applied twice. Answers
+//!   are kept for each sender's last [`WINDOW`] messages; a message not remembered is applied if
+//!   its `ts` is above the highest `ts` dropped from the window (it was never delivered: a
+//!   request lost on the way and resent), and refused as `stale` otherwise.
 //!   Every refusal is an error answer plus an audit record, with no partial effect.
 
 use ciborium::value::Value;
@@ -27,7 +29,7 @@ use crate::patch::Patch;
 use crate::refs::RefName;
 use crate::repo::Repository;
 use crate::rpc::protocol::{ErrorBody, Response};
-use crate::rpc::service::{Committed, CreateArgs, Declared};
+use crate::rpc::service::{Committed, Declared};
 use crate::store::{Op, Store};
 use crate::sws::{self, SwsId};
 
@@ -422,8 +424,9 @@ fn refusal(key: &str, response: &Response) -> Option<Error> {
 }
 
 /// How many of a sender's latest delivered messages keep their answers for retries. A retry of
-/// an older message is refused as `stale` (its `ts` is below the sender's clock), so a client
-/// must keep fewer messages than this unanswered; the Rust library keeps at most a quarter.
+/// an older message is refused as `stale` (its `ts` is at or below the sender's floor,
+/// `Clock::floor`), so a client must keep fewer messages than this unanswered; the Rust
+/// library keeps at most a quarter.
 pub const WINDOW: u64 = 4096;
 
 /// Every this many deliveries of a sender, the answers that fell out of its window are dropped:
@@ -446,6 +449,10 @@ struct Delivered {
     /// windows were trimmed, which the first trim drops.
     #[serde(default)]
     n: u64,
+    /// The message's `ts`; absent in records written before unanswered messages were taken
+    /// late ([`Clock::floor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ts: Option<u64>,
 }
 
 /// Key of a delivered message's record in the sender's window: `sender || 0 || msg_id`.
@@ -460,18 +467,25 @@ pub(crate) fn clock_key(sender: &str) -> Vec<u8> {
     [sender.as_bytes(), &[1]].concat()
 }
 
-/// Where a sender stands: its last delivered `ts` and how many of its messages were delivered.
+/// Where a sender stands: its highest delivered `ts`, how many of its messages were delivered,
+/// and below which `ts` a message no longer in its window may have been delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Clock {
-    /// The last delivered message's `ts`.
+    /// The highest `ts` delivered.
     pub(crate) ts: u64,
     /// How many messages of the sender were delivered.
     pub(crate) delivered: u64,
+    /// The highest `ts` among the answers dropped from the window (or, for a clock an earlier
+    /// version stored, its `ts` then): every delivered message above it is still in the
+    /// window, so one above it that is not was never delivered — a request lost on the way,
+    /// resent — and is taken now. One at or below it is refused as `stale`.
+    pub(crate) floor: u64,
 }
 
 impl Clock {
-    /// Reads a stored clock: `ts || delivered` (big-endian), or `ts` alone as earlier versions
-    /// stored it; `None` for anything else.
+    /// Reads a stored clock: `ts || delivered || floor` (big-endian), or `ts || delivered`, or
+    /// `ts` alone as earlier versions stored it (their floor is their `ts`: which older
+    /// messages they delivered is no longer known); `None` for anything else.
     pub(crate) fn decode(raw: &[u8]) -> Option<Clock> {
         let word = |at: usize| {
             raw.get(at..at + 8)
@@ -482,37 +496,57 @@ impl Clock {
             8 => Some(Clock {
                 ts: word(0)?,
                 delivered: 0,
+                floor: word(0)?,
             }),
             16 => Some(Clock {
                 ts: word(0)?,
                 delivered: word(8)?,
+                floor: word(0)?,
+            }),
+            24 => Some(Clock {
+                ts: word(0)?,
+                delivered: word(8)?,
+                floor: word(16)?,
             }),
             _ => None,
         }
     }
 
     /// The stored form.
-    pub(crate) fn encode(&self) -> [u8; 16] {
-        let mut out = [0; 16];
+    pub(crate) fn encode(&self) -> [u8; 24] {
+        let mut out = [0; 24];
         out[..8].copy_from_slice(&self.ts.to_be_bytes());
-        out[8..].copy_from_slice(&self.delivered.to_be_bytes());
+        out[8..16].copy_from_slice(&self.delivered.to_be_bytes());
+        out[16..].copy_from_slice(&self.floor.to_be_bytes());
         out
     }
 }
 
 /// Drops up to [`TRIM_MAX`] of the sender's remembered answers with a place at or below
-/// `last_dropped`. Records that cannot be read are left alone (and reported).
-fn trim_window(op: &mut Op<'_>, sender: &str, last_dropped: u64) -> Result<u64> {
+/// `last_dropped`. Records that cannot be read are left alone (and reported). Returns the
+/// sender's floor after the trim: the highest `ts` dropped, or `clock_ts` if a dropped record
+/// does not say its `ts` (written by an earlier version).
+fn trim_window(
+    op: &mut Op<'_>,
+    sender: &str,
+    last_dropped: u64,
+    floor: u64,
+    clock_ts: u64,
+) -> Result<u64> {
     let store = op.store();
     let prefix = window_key(sender, "");
     let mut stale = Vec::new();
+    let mut floor = floor;
     for entry in store.agent_msgs.prefix_iter(op.txn(), &prefix)? {
         if stale.len() == TRIM_MAX {
             break;
         }
         let (key, raw) = entry?;
         match cbor::from_canonical_bytes::<Delivered>(raw) {
-            Ok(record) if record.n <= last_dropped => stale.push(key.to_vec()),
+            Ok(record) if record.n <= last_dropped => {
+                floor = floor.max(record.ts.unwrap_or(clock_ts));
+                stale.push(key.to_vec());
+            }
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, sender, "an unreadable window record is kept");
@@ -522,7 +556,7 @@ fn trim_window(op: &mut Op<'_>, sender: &str, last_dropped: u64) -> Result<u64> 
     for key in &stale {
         store.agent_msgs.delete(op.wtxn(), key)?;
     }
-    Ok(stale.len() as u64)
+    Ok(floor)
 }
 
 fn key_of(target: &Target) -> String {
@@ -664,14 +698,22 @@ pub fn open_journal(repo: &Repository) -> Result<(Journal, usize)> {
 /// Delivers again in `op`, and commits, the batches of `journal` no committed transaction
 /// covers, then resets the journal; returns how many messages were delivered. `op` must have
 /// begun before anything else could write, and is dropped unused when nothing is pending.
+///
+/// Records that could not be read (damage, not a write cut short at the end) do not stop the
+/// others: what follows them is delivered too. Then a copy of the damaged journal is kept
+/// aside, an error is logged and an audit record (action `plane.journal`, code
+/// `journal_damaged`) says how many records were lost; `jit fsck` reports the copy.
 pub fn recover_in(repo: &Repository, mut op: Op<'_>, journal: &mut Journal) -> Result<usize> {
     let committed = journal::committed_mark(repo.store(), op.txn())?;
-    let batches = journal.pending(committed)?;
+    let pending = journal.recovery(committed)?;
     let mut delivered = 0;
-    if batches.is_empty() {
+    if pending.batches.is_empty() && pending.damaged.is_empty() {
         drop(op);
     } else {
-        for batch in &batches {
+        if !pending.damaged.is_empty() {
+            report_damage(&mut op, journal, &pending)?;
+        }
+        for batch in &pending.batches {
             delivered += replay_into(repo, &mut op, batch);
         }
         journal::record_mark(&mut op, journal.mark())?;
@@ -686,6 +728,45 @@ pub fn recover_in(repo: &Repository, mut op: Op<'_>, journal: &mut Journal) -> R
     }
     Ok(delivered)
 }
+
+/// Says loudly that records of acknowledged messages could not be read: keeps the journal
+/// aside, logs an error and writes an audit record into `op`.
+fn report_damage(op: &mut Op<'_>, journal: &Journal, pending: &journal::Pending) -> Result<()> {
+    let records = pending.damaged_records();
+    let mut stretches: Vec<String> = pending
+        .damaged
+        .iter()
+        .take(8)
+        .map(|d| format!("bytes {}..{}", d.start, d.end))
+        .collect();
+    if pending.damaged.len() > 8 {
+        stretches.push(format!("and {} more stretches", pending.damaged.len() - 8));
+    }
+    let kept = journal.keep_aside()?;
+    tracing::error!(
+        records,
+        kept = %kept.display(),
+        "{records} record(s) of the plane journal could not be read ({}): the acknowledged \
+         messages in them are lost; the records after them were delivered",
+        stretches.join(", ")
+    );
+    op.log(LogOp::Audit {
+        action: JOURNAL_AUDIT_ACTION.to_owned(),
+        code: JOURNAL_DAMAGED.to_owned(),
+        reason: format!(
+            "{records} record(s) of the plane journal could not be read ({}); the damaged \
+             journal is kept at {}",
+            stretches.join(", "),
+            kept.display()
+        ),
+    })?;
+    Ok(())
+}
+
+/// The action of the audit record a damaged journal leaves.
+pub const JOURNAL_AUDIT_ACTION: &str = "plane.journal";
+/// The code of the audit record a damaged journal leaves.
+pub const JOURNAL_DAMAGED: &str = "journal_damaged";
 
 /// Recovers a journal a dead daemon left behind ([`open_journal`]), unless a live process (the
 /// daemon) holds it or it holds nothing. Opening a universe calls this, so a `jit` verb run
@@ -756,12 +837,15 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
             ))
         })?),
     };
-    if let Some(last) = clock.filter(|clock| envelope.ts <= clock.ts) {
+    // Not in the window: never delivered, unless its ts is at or below the floor (delivered
+    // answers older than the window are dropped; past it only the ts tells).
+    if let Some(last) = clock.filter(|clock| envelope.ts <= clock.floor) {
         return Err(plane_error(
             "stale",
             format!(
-                "ts {} is not after the sender's last ({})",
-                envelope.ts, last.ts
+                "ts {} is not after the sender's last remembered ({}); a message this old is no \
+                 longer told from a replay",
+                envelope.ts, last.floor
             ),
         ));
     }
@@ -771,25 +855,50 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
         digest: verified.digest.to_vec(),
         response: response.encode()?,
         n,
+        ts: Some(envelope.ts),
     };
     let bytes = cbor::to_canonical_bytes(&record)?;
     store.agent_msgs.put(op.wtxn(), &slot, &bytes)?;
-    let clock = Clock {
-        ts: envelope.ts,
+    let mut clock = Clock {
+        ts: clock.map_or(envelope.ts, |clock| clock.ts.max(envelope.ts)),
         delivered: n,
+        floor: clock.map_or(0, |clock| clock.floor),
     };
     store
         .agent_msgs
         .put(op.wtxn(), &clock_slot, &clock.encode())?;
     if n % TRIM_EVERY == 0 && n > WINDOW {
         // In a savepoint of its own: a trim that fails (a store too full for the deletions)
-        // leaves the window as it was and the message goes on.
+        // leaves the window (and the floor) as it was and the message goes on.
         let sender = envelope.sender.as_str();
-        if let Err(error) = op.savepoint(|child| trim_window(child, sender, n - WINDOW)) {
+        let trimmed = op.savepoint(|child| {
+            let floor = trim_window(child, sender, n - WINDOW, clock.floor, clock.ts)?;
+            if floor != clock.floor {
+                clock.floor = floor;
+                child
+                    .store()
+                    .agent_msgs
+                    .put(child.wtxn(), &clock_slot, &clock.encode())?;
+            }
+            Ok(())
+        });
+        if let Err(error) = trimmed {
             tracing::warn!(%error, sender, "could not trim the message window");
         }
     }
     Ok(response)
+}
+
+/// The payload of `jit/kernel/create`: `{branch?, from?, name?}`. The owner is the signing
+/// agent; an `owner` field is accepted only if it names the sender (refused otherwise, never
+/// ignored), and any other field is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePayload {
+    branch: Option<String>,
+    from: Option<String>,
+    name: Option<String>,
+    owner: Option<String>,
 }
 
 fn payload<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T> {
@@ -820,7 +929,16 @@ fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<
                     format!("{sender} may not create shadow working sets"),
                 ));
             }
-            let args: CreateArgs = payload(&envelope.payload)?;
+            let args: CreatePayload = payload(&envelope.payload)?;
+            if let Some(owner) = args.owner.as_deref().filter(|owner| *owner != sender) {
+                return Err(plane_error(
+                    "not_owner",
+                    format!(
+                        "an SWS created on the plane is owned by its sender ({sender}), not {:?}",
+                        owner.chars().take(80).collect::<String>()
+                    ),
+                ));
+            }
             let branch = match args.branch.as_deref() {
                 Some(name) => RefName::parse_full(name).or_else(|_| RefName::branch(name))?,
                 None => repo.head()?,
@@ -970,7 +1088,7 @@ mod tests {
                     &signing,
                     "jit/kernel/create",
                     1,
-                    cbor::to_value(&CreateArgs {
+                    cbor::to_value(&crate::rpc::service::CreateArgs {
                         owner: "agent".into(),
                         ..Default::default()
                     })
@@ -1147,6 +1265,68 @@ mod tests {
         assert_eq!(state(&repo), before, "neither retry applied anything");
     }
 
+    /// Issue #17 item 9: with congestion control `Drop`, Zenoh may drop request n while
+    /// n+1 … n+k arrive and are applied; the agent then resends n (and, go-back-N, everything
+    /// after it). The resend must be applied once, and the others answered from the record.
+    #[test]
+    fn plane_a_request_zenoh_drops_mid_window_is_applied_when_resent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (repo, signing, key) = universe_with_an_sws(dir.path());
+        let patch = |ts: u64| {
+            (
+                key.clone(),
+                put_message(&signing, &key, ts, &format!("f{ts}.txt")),
+            )
+        };
+        // ts 2 … 11 are sent; 2 and 6 are dropped on the way, the rest arrive and are applied.
+        let arrived: Vec<_> = (3..=11).filter(|ts| *ts != 6).map(patch).collect();
+        for response in deliver(&repo, &arrived) {
+            assert!(matches!(response, Response::Ok(_)), "{response:?}");
+        }
+        // The agent resends every unanswered message, oldest first: 2 … 11.
+        let resent: Vec<_> = (2..=11).map(patch).collect();
+        let answers = deliver(&repo, &resent);
+        let codes: Vec<String> = answers
+            .iter()
+            .map(|answer| match answer {
+                Response::Ok(_) => "ok".to_owned(),
+                Response::Err(body) => body.code.clone(),
+            })
+            .collect();
+        assert_eq!(codes, vec!["ok"; 10], "every resend is answered ok");
+        assert_eq!(
+            patches_of(&repo, &key),
+            10,
+            "each of the 10 applied exactly once"
+        );
+        let store = repo.store();
+        let txn = store.read().expect("read");
+        let mut applied: Vec<String> = sws::history(store, &txn, sws_of(&key))
+            .expect("history")
+            .into_iter()
+            .map(|record| record.patch_id)
+            .collect();
+        drop(txn);
+        applied.sort_by_key(|id| id[1..].parse::<u64>().unwrap_or(0));
+        let expected: Vec<String> = (2..=11).map(|ts| format!("p{ts}")).collect();
+        assert_eq!(applied, expected);
+        // A third copy of everything changes nothing, and a message that reuses an applied
+        // msg_id for other content is still refused as a replay.
+        let again = deliver(&repo, &resent);
+        assert!(
+            again.iter().all(|a| matches!(a, Response::Ok(_))),
+            "{again:?}"
+        );
+        assert_eq!(patches_of(&repo, &key), 10);
+        let other = put_message(&signing, &key, 2, "other.txt");
+        let replay = deliver(&repo, &[(key.clone(), other)]);
+        let Response::Err(body) = &replay[0] else {
+            panic!("a reused msg_id was accepted: {replay:?}");
+        };
+        assert_eq!(body.code, "replayed");
+        assert_eq!(patches_of(&repo, &key), 10);
+    }
+
     #[test]
     fn a_message_that_fails_after_writing_leaves_no_trace_and_the_batch_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1231,20 +1411,26 @@ mod tests {
                 break;
             }
         }
-        // Stale messages (ts 1 was the create's), refused before any write, until one's audit
+        // Messages whose payload is no patch, refused before any write, until one's audit
         // record no longer fits either: each is still answered, and each batch commits.
         for n in 0.. {
             assert!(n < 10_000, "the audits never filled the store");
-            let stale =
-                Envelope::signed(&key, "agent", 1, format!("again{n}"), Value::Null, &signing)
-                    .and_then(|envelope| envelope.encode())
-                    .expect("envelope");
+            let bad = Envelope::signed(
+                &key,
+                "agent",
+                ts + n,
+                format!("again{n}"),
+                Value::Null,
+                &signing,
+            )
+            .and_then(|envelope| envelope.encode())
+            .expect("envelope");
             let before = audit_codes(&repo).len();
-            let responses = deliver(&repo, &[(key.clone(), stale)]);
+            let responses = deliver(&repo, &[(key.clone(), bad)]);
             let Response::Err(body) = &responses[0] else {
-                panic!("a stale message was accepted: {responses:?}");
+                panic!("a message with no patch was accepted: {responses:?}");
             };
-            assert_eq!(body.code, "stale", "{body:?}");
+            assert_eq!(body.code, "invalid_input", "{body:?}");
             if audit_codes(&repo).len() == before {
                 break;
             }

@@ -51,6 +51,40 @@ impl FsckReport {
     }
 }
 
+/// Problems outside the store in the universe's `.jit` directory `jit_dir`: damaged plane
+/// journals that recovery kept aside (their unreadable records held acknowledged messages that
+/// are lost), reported until the copy is removed.
+pub fn journal_problems(jit_dir: &std::path::Path) -> Vec<Problem> {
+    let copies = match crate::journal::damaged_copies(jit_dir) {
+        Ok(copies) => copies,
+        Err(error) => {
+            return vec![Problem {
+                location: "plane journal".into(),
+                message: format!("cannot look for damaged journals: {error}"),
+            }]
+        }
+    };
+    copies
+        .into_iter()
+        .map(|(path, damaged)| Problem {
+            location: "plane journal".into(),
+            message: match damaged {
+                Ok(records) => format!(
+                    "{records} record(s) could not be read after a crash: the acknowledged \
+                     messages in them are lost; the damaged journal is kept at {} (remove it \
+                     once inspected)",
+                    path.display()
+                ),
+                Err(error) => format!(
+                    "a damaged journal is kept at {} and cannot be read ({error}); remove it \
+                     once inspected",
+                    path.display()
+                ),
+            },
+        })
+        .collect()
+}
+
 /// Checks the whole store.
 pub fn fsck(store: &Store) -> Result<FsckReport> {
     let txn = store.read()?;

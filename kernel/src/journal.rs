@@ -22,6 +22,14 @@
 //! it: a message refused the first time leaves no record of its id, and must not get a second
 //! chance because its batch was read back.
 //!
+//! A damaged record (a flipped byte, a bad sector) does not end the journal: the scan looks for
+//! the next record head (`magic | … | generation` of this generation, whose checksum holds)
+//! and goes on from there, so every intact record is delivered. The stretch it skipped is
+//! reported as [`Damaged`] with how many record heads it held; recovery keeps a copy of the
+//! damaged journal aside (`plane.journal.damaged-<time>`), logs an error, writes an audit
+//! record, and `jit fsck` reports the copy until it is removed. Only what follows the last
+//! intact record is taken for a write a crash cut short (never acknowledged), as before.
+//!
 //! One process owns the journal at a time (an exclusive lock on the file): the daemon's plane,
 //! or a process recovering what a dead daemon left ([`crate::agents::recover_unowned_journal`]).
 
@@ -44,6 +52,49 @@ const GROW: u64 = 1 << 20;
 
 /// One batch of messages as it was delivered: `(key expression, envelope bytes)` in order.
 pub type JournalBatch = Vec<(String, Vec<u8>)>;
+
+/// A stretch of the journal, between intact records, that holds no readable record: damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damaged {
+    /// Offset where the stretch starts (where a record should have been).
+    pub start: u64,
+    /// Offset of the next intact record.
+    pub end: u64,
+    /// How many records the stretch held, as far as their heads tell (at least 1).
+    pub records: u64,
+}
+
+/// What a scan of the journal read.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// The intact records of the current generation, in order, each with the offset just past
+    /// it.
+    pub records: Vec<(JournalBatch, u64)>,
+    /// Where the records end: the next one goes there.
+    pub end: u64,
+    /// Damaged stretches, in order.
+    pub damaged: Vec<Damaged>,
+}
+
+/// What recovery must deliver again, and what it could not read.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Batches no committed transaction covers, in order.
+    pub batches: Vec<JournalBatch>,
+    /// Damaged stretches that reach past what committed transactions cover: records of
+    /// acknowledged messages that are lost.
+    pub damaged: Vec<Damaged>,
+}
+
+impl Pending {
+    /// How many records could not be read.
+    pub fn damaged_records(&self) -> u64 {
+        self.damaged.iter().map(|d| d.records).sum()
+    }
+}
+
+/// Prefix of the names of damaged journals kept aside, in the same directory.
+pub const DAMAGED_PREFIX: &str = "plane.journal.damaged-";
 
 /// A position in the journal: every record of `generation` that ends at or before `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +180,7 @@ impl Journal {
         match journal.read_header()? {
             Some(generation) => {
                 journal.generation = generation;
-                journal.end = journal.scan()?.1;
+                journal.end = journal.scan()?.end;
             }
             None if journal.capacity == 0 || journal.header_is_blank()? => {
                 // New, or a first creation a crash cut short.
@@ -162,7 +213,11 @@ impl Journal {
         match journal.read_header()? {
             Some(generation) => {
                 journal.generation = generation;
-                Ok(journal.record_at(HEADER_SIZE)?.is_some())
+                // A damaged first record must not hide the intact ones after it.
+                Ok(
+                    journal.record_at(HEADER_SIZE)?.is_some()
+                        || !journal.scan()?.records.is_empty(),
+                )
             }
             None => Ok(journal.capacity != 0 && !journal.header_is_blank()?),
         }
@@ -226,16 +281,78 @@ impl Journal {
     /// that `committed` does not cover, in order: acknowledged messages whose transaction did
     /// not commit. Deliver them again, then [`Journal::reset`].
     pub fn pending(&self, committed: Option<Mark>) -> Result<Vec<JournalBatch>> {
+        Ok(self.recovery(committed)?.batches)
+    }
+
+    /// [`Journal::pending`], with the damaged stretches that reach past what `committed`
+    /// covers: records of acknowledged messages that could not be read.
+    pub fn recovery(&self, committed: Option<Mark>) -> Result<Pending> {
         let covered = committed
             .filter(|mark| mark.generation == self.generation)
             .map_or(HEADER_SIZE, |mark| mark.end);
-        Ok(self
-            .scan()?
-            .0
-            .into_iter()
-            .filter(|(_, end)| *end > covered)
-            .map(|(batch, _)| batch)
-            .collect())
+        let scan = self.scan()?;
+        for damaged in scan.damaged.iter().filter(|d| d.end <= covered) {
+            tracing::warn!(
+                start = damaged.start,
+                end = damaged.end,
+                "the plane journal has a damaged stretch whose messages are committed; nothing is lost"
+            );
+        }
+        Ok(Pending {
+            batches: scan
+                .records
+                .into_iter()
+                .filter(|(_, end)| *end > covered)
+                .map(|(batch, _)| batch)
+                .collect(),
+            damaged: scan
+                .damaged
+                .into_iter()
+                .filter(|d| d.end > covered)
+                .collect(),
+        })
+    }
+
+    /// Copies the journal as it is to `plane.journal.damaged-<unix seconds>` beside it (mode
+    /// 0600, flushed), for inspection; returns the copy's path.
+    pub fn keep_aside(&self) -> Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut bytes = vec![0u8; usize::try_from(self.capacity).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(|e| Error::io(&self.path, e))?;
+        for attempt in 0u32.. {
+            let name = match attempt {
+                0 => format!("{DAMAGED_PREFIX}{seconds}"),
+                n => format!("{DAMAGED_PREFIX}{seconds}.{n}"),
+            };
+            let path = dir.join(name);
+            let mut file = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => file,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && attempt < 1000 => continue,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            file.write_all(&bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(dir, e))?;
+            return Ok(path);
+        }
+        Err(Error::InvalidInput(
+            "no free name to keep the damaged plane journal aside".into(),
+        ))
     }
 
     /// Where the journal stands now: a transaction holding every batch appended so far
@@ -323,17 +440,103 @@ impl Journal {
     }
 
     /// Reads the records of the current generation, each with the offset just past it, and
-    /// where they end; stops at the first that is not one (the zero fill, an older generation,
-    /// or a write a crash cut short — never acknowledged).
-    #[allow(clippy::type_complexity)]
-    fn scan(&self) -> Result<(Vec<(JournalBatch, u64)>, u64)> {
-        let mut batches = Vec::new();
+    /// where they end. Where a record cannot be read, looks for the next intact one and goes
+    /// on from there (the stretch skipped is [`Damaged`]); the records end where none follows
+    /// (the zero fill, an older generation, or a write a crash cut short — never
+    /// acknowledged).
+    fn scan(&self) -> Result<Scan> {
+        let mut scan = Scan::default();
         let mut at = HEADER_SIZE;
-        while let Some((batch, next)) = self.record_at(at)? {
-            batches.push((batch, next));
+        loop {
+            if let Some((batch, next)) = self.record_at(at)? {
+                scan.records.push((batch, next));
+                at = next;
+                continue;
+            }
+            let Some(next) = self.next_record_after(at)? else {
+                break;
+            };
+            let records = self.heads_in(at, next)?.max(1);
+            tracing::warn!(
+                start = at,
+                end = next,
+                records,
+                journal = %self.path.display(),
+                "the plane journal has a damaged stretch; reading on past it"
+            );
+            scan.damaged.push(Damaged {
+                start: at,
+                end: next,
+                records,
+            });
             at = next;
         }
-        Ok((batches, at))
+        scan.end = at;
+        Ok(scan)
+    }
+
+    /// The bytes every record head of the current generation starts with.
+    fn head_pattern(&self) -> [u8; 16] {
+        let mut pattern = [0u8; 16];
+        pattern[..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+        pattern[8..].copy_from_slice(&self.generation.to_le_bytes());
+        pattern
+    }
+
+    /// Offsets in `[from, to)` where a record head of the current generation may start
+    /// (magic and generation match; the length is not looked at), read in chunks.
+    fn candidates(
+        &self,
+        from: u64,
+        to: u64,
+        mut found: impl FnMut(u64) -> Result<bool>,
+    ) -> Result<()> {
+        const CHUNK: u64 = 1 << 20;
+        let pattern = self.head_pattern();
+        let head = pattern.len() as u64;
+        let to = to.min(self.capacity);
+        let mut at = from;
+        let mut buf = Vec::new();
+        while at + head <= to {
+            let len = (CHUNK + head - 1).min(to - at);
+            buf.resize(len as usize, 0);
+            if !self.read_at(&mut buf, at)? {
+                return Ok(());
+            }
+            for (i, window) in buf.windows(pattern.len()).enumerate() {
+                if window[..4] == pattern[..4]
+                    && window[8..] == pattern[8..]
+                    && !found(at + i as u64)?
+                {
+                    return Ok(());
+                }
+            }
+            at += len + 1 - head;
+        }
+        Ok(())
+    }
+
+    /// The offset of the first intact record after `at`; `None` if there is none.
+    fn next_record_after(&self, at: u64) -> Result<Option<u64>> {
+        let mut next = None;
+        self.candidates(at + 1, self.capacity, |candidate| {
+            if self.record_at(candidate)?.is_some() {
+                next = Some(candidate);
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(next)
+    }
+
+    /// How many record heads of the current generation start in `[from, to)`.
+    fn heads_in(&self, from: u64, to: u64) -> Result<u64> {
+        let mut heads = 0;
+        self.candidates(from, to, |_| {
+            heads += 1;
+            Ok(true)
+        })?;
+        Ok(heads)
     }
 
     /// The record at `at` and the offset past it; `None` where there is none. Reads only the
@@ -390,6 +593,50 @@ impl Journal {
         self.capacity = capacity;
         Ok(())
     }
+}
+
+/// Reads the journal (or a copy kept aside) at `path` without locking it: its generation and
+/// what a scan finds. For inspection (`jit fsck`, tests); recovery opens it with
+/// [`Journal::open`].
+pub fn inspect(path: &Path) -> Result<(u64, Scan)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut journal = Journal::unread(file, path)?;
+    match journal.read_header()? {
+        Some(generation) => {
+            journal.generation = generation;
+            Ok((generation, journal.scan()?))
+        }
+        None => Err(Error::InvalidInput(format!(
+            "{} has no readable journal header",
+            path.display()
+        ))),
+    }
+}
+
+/// Damaged journals kept aside in `dir` (normally `.jit`), each with how many records in it
+/// could not be read; read without locking, for `jit fsck`.
+pub fn damaged_copies(dir: &Path) -> Result<Vec<(PathBuf, Result<u64>)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut copies = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(DAMAGED_PREFIX)
+        {
+            continue;
+        }
+        let path = entry.path();
+        let damaged = inspect(&path).map(|(_, scan)| scan.damaged.iter().map(|d| d.records).sum());
+        copies.push((path, damaged));
+    }
+    copies.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(copies)
 }
 
 fn checksum(generation: u64, body: &[u8]) -> blake3::Hash {
@@ -502,6 +749,83 @@ mod tests {
                 .expect("scan"),
             [kept, next]
         );
+    }
+
+    #[test]
+    fn a_damaged_record_is_skipped_and_the_intact_ones_after_it_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        let batches: Vec<JournalBatch> = ["first", "second", "third", "fourth"]
+            .iter()
+            .map(|word| batch(&[("k", word)]))
+            .collect();
+        {
+            let mut journal = Journal::open(&path).expect("open");
+            for items in &batches {
+                append(&mut journal, items);
+            }
+        }
+        let damage = |needle: &[u8]| {
+            let bytes = std::fs::read(&path).expect("read");
+            let at = bytes
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .expect("the record");
+            let file = OpenOptions::new().write(true).open(&path).expect("open");
+            file.write_all_at(b"X", at as u64).expect("damage");
+        };
+        // A byte of the first record's body, and the magic of the third record's head.
+        damage(b"first");
+        let (_, scan) = inspect(&path).expect("inspect");
+        let third_at = scan.records[0].1; // the second record is the first intact one
+        let file = OpenOptions::new().write(true).open(&path).expect("open");
+        file.write_all_at(&[0], third_at).expect("damage the magic");
+        drop(file);
+
+        let (_, scan) = inspect(&path).expect("inspect");
+        assert_eq!(
+            scan.damaged.iter().map(|d| d.records).collect::<Vec<_>>(),
+            [1, 1],
+            "two damaged stretches of one record each: {:?}",
+            scan.damaged
+        );
+        let mut journal = Journal::open(&path).expect("reopen");
+        let pending = journal.recovery(None).expect("scan");
+        assert_eq!(
+            pending.batches,
+            [batches[1].clone(), batches[3].clone()],
+            "every intact record, past the damage"
+        );
+        assert_eq!(pending.damaged_records(), 2);
+        // A mark that covers the first damaged stretch leaves only the second to report.
+        let mark = Mark {
+            generation: journal.mark().generation,
+            end: scan.records[0].1,
+        };
+        assert_eq!(
+            journal
+                .recovery(Some(mark))
+                .expect("scan")
+                .damaged_records(),
+            1
+        );
+        // Appends go after the last intact record; the copy kept aside says what was lost.
+        let kept = journal.keep_aside().expect("keep aside");
+        let fifth = batch(&[("k", "fifth")]);
+        append(&mut journal, &fifth);
+        drop(journal);
+        assert_eq!(
+            Journal::open(&path)
+                .expect("reopen")
+                .pending(None)
+                .expect("scan"),
+            [batches[1].clone(), batches[3].clone(), fifth]
+        );
+        let copies = damaged_copies(dir.path()).expect("copies");
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0].0, kept);
+        assert_eq!(copies[0].1.as_ref().ok(), Some(&2));
+        assert!(Journal::may_hold_records(&path).expect("peek"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use jit_kernel::cbor;
 use jit_kernel::history::CommitInfo;
 use jit_kernel::patch::Patch;
 use jit_kernel::rpc::protocol::Response;
-use jit_kernel::rpc::service::{Committed, CreateArgs, Declared};
+use jit_kernel::rpc::service::{Committed, Declared};
 use jit_kernel::sws::Applied;
 
 use crate::{base_config, keyexpr, PlaneError, Result};
@@ -275,17 +275,12 @@ impl Agent {
 
     /// Creates an SWS owned by this agent on `branch` (default: the checked-out branch).
     pub async fn create_sws(&mut self, branch: Option<&str>) -> Result<Created> {
-        let args = CreateArgs {
-            branch: branch.map(str::to_owned),
-            owner: self.name.clone(),
-            ..Default::default()
+        // `{branch?}`: the owner is this agent, the signer.
+        let args = match branch {
+            Some(branch) => vec![(Value::Text("branch".into()), Value::Text(branch.to_owned()))],
+            None => Vec::new(),
         };
-        let value = self
-            .request(
-                "jit/kernel/create",
-                cbor::to_value(&args).map_err(jit_kernel::Error::from)?,
-            )
-            .await?;
+        let value = self.request("jit/kernel/create", Value::Map(args)).await?;
         let map = cbor::fields::as_map(&value, "create answer").map_err(jit_kernel::Error::from)?;
         let id = cbor::fields::as_text(
             cbor::fields::require(map, "id").map_err(jit_kernel::Error::from)?,

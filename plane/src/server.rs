@@ -51,6 +51,13 @@ pub struct PlaneOptions {
     /// two) once on reaching its final commit and once more before making it, so a test can act
     /// while the commit is held back.
     pub final_commit_gate: Option<Arc<std::sync::Barrier>>,
+    /// Fault injection for tests: this many write requests are lost on arrival, as Zenoh drops
+    /// a request under congestion control `Drop` — held unanswered until the plane closes, so
+    /// the agent sees no reply. One in every [`PlaneOptions::drop_request_every`] arrivals is
+    /// lost while the count lasts.
+    pub drop_requests: Arc<AtomicU32>,
+    /// See [`PlaneOptions::drop_requests`]; 0 loses none.
+    pub drop_request_every: u32,
 }
 
 impl Default for PlaneOptions {
@@ -67,6 +74,8 @@ impl Default for PlaneOptions {
             max_open: MAX_OPEN,
             crash_on_close: false,
             final_commit_gate: None,
+            drop_requests: Arc::new(AtomicU32::new(0)),
+            drop_request_every: 0,
         }
     }
 }
@@ -106,11 +115,14 @@ fn endpoints(list: &[String]) -> String {
     )
 }
 
-/// A write as it arrived: the query to answer, its key (namespace stripped) and its bytes.
+/// A write as it arrived: the query to answer, its key (namespace stripped) and its bytes
+/// (none if there are more than [`agents::MAX_MESSAGE`]: it is refused unread).
 struct Arrived {
     query: Query,
     key: String,
     bytes: Vec<u8>,
+    /// The payload's size.
+    size: usize,
 }
 
 /// A write that passed verification and rate limiting, waiting for its transaction.
@@ -248,7 +260,9 @@ impl Plane {
         // Everything that can fail comes before anything starts, so a failed start leaves no
         // thread, task or observer behind (and releases the journal).
         let mut queryables = Vec::new();
-        for key in ["jit/sws/*/*", "jit/kernel/create"] {
+        // Every key below `jit/sws/` and `jit/kernel/`, so that a request on a key with no
+        // operation (`jit/kernel/frobnicate`) is answered `unknown_topic`, not left to time out.
+        for key in ["jit/sws/**", "jit/kernel/**"] {
             queryables.push(
                 session
                     .declare_queryable(keyexpr(&options.namespace, key))
@@ -294,15 +308,22 @@ impl Plane {
         let mut tasks = Vec::new();
         for queryable in queryables {
             let (namespace, arrived_tx) = (options.namespace.clone(), arrived_tx.clone());
+            let mut losses = Losses::new(&options);
             tasks.push(tokio::spawn(async move {
                 while let Ok(first) = queryable.recv_async().await {
                     // Hand over whatever else has already arrived along with it.
-                    let mut batch = vec![arrived(&namespace, first)];
-                    while batch.len() < MAX_BATCH {
-                        match queryable.try_recv() {
-                            Ok(Some(query)) => batch.push(arrived(&namespace, query)),
-                            _ => break,
+                    let mut batch = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(query) = next.take() {
+                        if let Some(query) = losses.pass(query) {
+                            batch.push(arrived(&namespace, query));
                         }
+                        if batch.len() < MAX_BATCH {
+                            next = queryable.try_recv().ok().flatten();
+                        }
+                    }
+                    if batch.is_empty() {
+                        continue;
                     }
                     if arrived_tx.send(batch).is_err() {
                         break; // the pipeline has stopped
@@ -360,6 +381,39 @@ impl Plane {
     }
 }
 
+/// The fault injection of [`PlaneOptions::drop_requests`]: loses requests on arrival, holding
+/// them unanswered.
+struct Losses {
+    left: Arc<AtomicU32>,
+    every: u32,
+    seen: u32,
+    held: Vec<Query>,
+}
+
+impl Losses {
+    fn new(options: &PlaneOptions) -> Losses {
+        Losses {
+            left: options.drop_requests.clone(),
+            every: options.drop_request_every,
+            seen: 0,
+            held: Vec::new(),
+        }
+    }
+
+    /// The query, unless it is to be lost.
+    fn pass(&mut self, query: Query) -> Option<Query> {
+        if self.every == 0 {
+            return Some(query);
+        }
+        self.seen += 1;
+        if self.seen.is_multiple_of(self.every) && take_drop(&self.left) {
+            self.held.push(query);
+            return None;
+        }
+        Some(query)
+    }
+}
+
 fn spawn_stage(
     name: &str,
     body: impl FnOnce() + Send + 'static,
@@ -372,11 +426,18 @@ fn spawn_stage(
 
 fn arrived(namespace: &str, query: Query) -> Arrived {
     let key = strip(namespace, query.key_expr().as_str()).to_owned();
-    let bytes = query
-        .payload()
-        .map(|p| p.to_bytes().to_vec())
-        .unwrap_or_default();
-    Arrived { query, key, bytes }
+    let size = query.payload().map_or(0, |p| p.len());
+    // An oversized payload is not copied: it is refused by its size.
+    let bytes = match query.payload() {
+        Some(payload) if size <= agents::MAX_MESSAGE => payload.to_bytes().to_vec(),
+        _ => Vec::new(),
+    };
+    Arrived {
+        query,
+        key,
+        bytes,
+        size,
+    }
 }
 
 /// Receives everything queued on `rx` behind `first`, up to `limit` items in all.
@@ -400,14 +461,40 @@ fn verify_stage(
     let mut limiter = RateLimiter::new(options.rate, options.burst);
     while let Ok(first) = arrived.recv() {
         let batch = drain(&arrived, first, MAX_BATCH);
+        let mut refused = Vec::new();
+        let batch: Vec<Arrived> = batch
+            .into_iter()
+            .filter_map(|arrived| {
+                if arrived.size <= agents::MAX_MESSAGE {
+                    return Some(arrived);
+                }
+                let refusal = Response::Err(ErrorBody {
+                    code: "too_large".into(),
+                    message: format!(
+                        "message of {} bytes exceeds {}",
+                        arrived.size,
+                        agents::MAX_MESSAGE
+                    ),
+                    details: None,
+                });
+                answer(&arrived.query, &refusal);
+                refused.push((arrived.key, refusal));
+                None
+            })
+            .collect();
         let messages: Vec<(&str, &[u8])> = batch
             .iter()
             .map(|a| (a.key.as_str(), a.bytes.as_slice()))
             .collect();
         let verdicts = agents::check_all(repo.store(), &messages);
         let mut passed = Vec::with_capacity(batch.len());
-        let mut refused = Vec::new();
-        for (Arrived { query, key, bytes }, verdict) in batch.into_iter().zip(verdicts) {
+        for (
+            Arrived {
+                query, key, bytes, ..
+            },
+            verdict,
+        ) in batch.into_iter().zip(verdicts)
+        {
             match verdict {
                 Err(refusal) => {
                     answer(&query, &refusal);

@@ -462,7 +462,10 @@ async fn refusals_have_their_own_codes_and_apply_nothing() {
         code(&raw(&carol, &topic, reused.encode().unwrap()).await),
         "replayed"
     );
-    let stale = Envelope::signed(
+    // A message older than the last delivered one but never delivered itself (a request lost
+    // on the way, resent) is taken late; `stale` is for messages older than the remembered
+    // window (agents::tests::a_senders_window_is_trimmed_and_older_retries_are_refused_by_ts).
+    let late = Envelope::signed(
         &topic,
         "carol",
         good.ts - 1,
@@ -472,10 +475,10 @@ async fn refusals_have_their_own_codes_and_apply_nothing() {
     )
     .unwrap();
     assert_eq!(
-        code(&raw(&carol, &topic, stale.encode().unwrap()).await),
-        "stale"
+        code(&raw(&carol, &topic, late.encode().unwrap()).await),
+        "ok"
     );
-    assert_eq!(patches(), 1);
+    assert_eq!(patches(), 1, "the same patch id: nothing changes");
 
     // Over the rate limit (burst of 12, no refill).
     let mut limited = None;
@@ -520,7 +523,6 @@ async fn refusals_have_their_own_codes_and_apply_nothing() {
         "too_large",
         "not_owner",
         "replayed",
-        "stale",
         "rate_limited",
     ] {
         assert!(
@@ -693,4 +695,148 @@ async fn a_settle_while_the_plane_closes_waits_for_its_last_commit() {
     let seen = tokio::time::timeout(T, settled).await.unwrap().unwrap();
     assert_eq!(seen, 5, "the settle saw every acknowledged patch");
     tokio::time::timeout(T, closing).await.unwrap().unwrap();
+}
+
+/// The codes of a batch of answers, counted.
+fn tally<T>(answers: &[jit_plane::Result<T>]) -> std::collections::BTreeMap<String, usize> {
+    let mut tally = std::collections::BTreeMap::new();
+    for answer in answers {
+        let code = match answer {
+            Ok(_) => "ok".to_owned(),
+            Err(jit_plane::PlaneError::Kernel(error)) => error.code().to_owned(),
+            Err(other) => other.to_string(),
+        };
+        *tally.entry(code).or_insert(0) += 1;
+    }
+    tally
+}
+
+/// Issue #17 item 9: requests Zenoh drops mid-window (here: one in every 37 arrivals, 20 in
+/// all, held unanswered as a dropped query is) are resent by the agent's go-back-N retry and
+/// applied exactly once; none is refused `stale`. 1,000 patches of 32 KiB, 256 in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn plane_a_request_zenoh_drops_mid_window_is_applied_when_resent() {
+    let (dir, repo) = setup(&["gail"]);
+    let dropped = Arc::new(std::sync::atomic::AtomicU32::new(20));
+    let plane = plane(&repo, dir.path(), |o| {
+        o.drop_requests = dropped.clone();
+        o.drop_request_every = 37;
+    })
+    .await;
+    let mut gail = agent(dir.path(), "gail", 1).await;
+    let sws = create_sws(&mut gail).await;
+    let body = "x".repeat(32 << 10);
+    let patches: Vec<Patch> = (0..1000)
+        .map(|i| {
+            put(
+                &format!("d/{i:04}.txt"),
+                &format!("{i}{body}"),
+                &format!("d{i}"),
+            )
+        })
+        .collect();
+    let answers = tokio::time::timeout(
+        Duration::from_secs(120),
+        gail.push_many(&sws.id, &patches, 256),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the plane dropped 20 requests on the way"
+    );
+    let tally = tally(&answers);
+    assert_eq!(
+        tally,
+        [("ok".to_owned(), 1000)].into_iter().collect(),
+        "every patch acknowledged, none refused"
+    );
+    repo.store().settle().unwrap();
+    let txn = repo.store().read().unwrap();
+    let history = jit_kernel::sws::history(repo.store(), &txn, sws.id.parse().unwrap()).unwrap();
+    let mut ids: Vec<String> = history.iter().map(|r| r.patch_id.clone()).collect();
+    assert_eq!(ids.len(), 1000, "1,000 applied, none twice");
+    ids.sort_by_key(|id| id[1..].parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..1000).map(|i| format!("d{i}")).collect();
+    assert_eq!(ids, expected, "each patch exactly once");
+    drop(txn);
+    gail.close().await;
+    plane.close().await;
+}
+
+/// Issue #17 item 10: `jit/kernel/create` takes its documented payload `{branch?, from?,
+/// name?}`: the owner is the signing agent; an `owner` naming the sender is accepted, one
+/// naming anybody else is refused, not ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn plane_create_takes_its_documented_payload() {
+    let (dir, repo) = setup(&["hank"]);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let hank = agent(dir.path(), "hank", 1).await;
+    let create = "jit/kernel/create";
+    let text = |s: &str| Value::Text(s.to_owned());
+    let send = |payload: Value| {
+        let bytes = hank.envelope(create, payload).unwrap().encode().unwrap();
+        raw(&hank, create, bytes)
+    };
+    let empty = send(Value::Map(Vec::new())).await;
+    assert_eq!(code(&empty), "ok", "{empty:?}");
+    let named = send(Value::Map(vec![
+        (text("branch"), text("main")),
+        (text("name"), text("scratch")),
+    ]))
+    .await;
+    assert_eq!(code(&named), "ok", "{named:?}");
+    let from = send(Value::Map(vec![(text("from"), text("main"))])).await;
+    assert_eq!(code(&from), "ok", "{from:?}");
+    let own = send(Value::Map(vec![(text("owner"), text("hank"))])).await;
+    assert_eq!(code(&own), "ok", "{own:?}");
+    let other = send(Value::Map(vec![(text("owner"), text("ivy"))])).await;
+    assert_eq!(code(&other), "not_owner", "{other:?}");
+    let unknown = send(Value::Map(vec![(text("colour"), text("red"))])).await;
+    assert_eq!(code(&unknown), "invalid_input", "{unknown:?}");
+    // Every SWS created is owned by hank.
+    let txn = repo.store().read().unwrap();
+    let owners: Vec<String> = jit_kernel::sws::list(repo.store(), &txn)
+        .unwrap()
+        .into_iter()
+        .map(|(_, state)| state.owner)
+        .collect();
+    assert_eq!(
+        owners.iter().filter(|owner| *owner == "hank").count(),
+        4,
+        "four created, all hank's: {owners:?}"
+    );
+    assert!(!owners.iter().any(|owner| owner == "ivy"), "{owners:?}");
+    drop(txn);
+    hank.close().await;
+    plane.close().await;
+}
+
+/// Issue #17 item 10: a request to a key with no operation (`jit/kernel/frobnicate`, or
+/// below `jit/sws/` with the wrong shape) is answered `unknown_topic`, so a retrying agent
+/// stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn plane_an_unknown_key_is_answered_unknown_topic() {
+    let (dir, repo) = setup(&["jane"]);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let jane = agent(dir.path(), "jane", 1).await;
+    let id = "0123456789abcdef0123456789abcdef";
+    for key in [
+        "jit/kernel/frobnicate".to_owned(),
+        format!("jit/sws/{id}/frobnicate"),
+        format!("jit/sws/{id}"),
+        format!("jit/sws/{id}/patch/extra"),
+    ] {
+        let bytes = jane
+            .envelope(&key, Value::Map(Vec::new()))
+            .unwrap()
+            .encode()
+            .unwrap();
+        let answer = raw(&jane, &key, bytes).await;
+        assert_eq!(code(&answer), "unknown_topic", "{key}: {answer:?}");
+    }
+    jane.close().await;
+    plane.close().await;
 }

@@ -110,6 +110,7 @@ fn later_clock(present: &[u8], old: &[u8]) -> Option<Vec<u8>> {
             Clock {
                 ts: old.ts,
                 delivered: present.map_or(0, |p| p.delivered),
+                floor: old.ts.max(present.map_or(0, |p| p.floor)),
             }
             .encode()
             .to_vec(),
@@ -367,6 +368,7 @@ mod tests {
             let current = Clock {
                 ts: 5,
                 delivered: 7,
+                floor: 5,
             };
             store
                 .agent_msgs
@@ -418,7 +420,8 @@ mod tests {
             clock("agent7"),
             Some(Clock {
                 ts: 50,
-                delivered: 0
+                delivered: 0,
+                floor: 50,
             }),
             "a clock never goes back"
         );
@@ -426,14 +429,16 @@ mod tests {
             clock("agent8"),
             Some(Clock {
                 ts: 9,
-                delivered: 0
+                delivered: 0,
+                floor: 9,
             })
         );
         assert_eq!(
             clock("agent9"),
             Some(Clock {
                 ts: 6,
-                delivered: 7
+                delivered: 7,
+                floor: 6,
             }),
             "the later ts, with the current layout's count"
         );
