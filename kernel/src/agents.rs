@@ -723,9 +723,10 @@ pub fn recover_in(repo: &Repository, mut op: Op<'_>, journal: &mut Journal) -> R
             "delivered again the messages the plane acknowledged before it stopped"
         );
     }
-    if !journal.is_empty() {
-        journal.reset()?;
-    }
+    // Always a new generation, even when nothing was read: whatever a write cut short left
+    // past the records (or inside a damaged one) is then of an older generation, never read
+    // again, so a later scan cannot resynchronise onto it.
+    journal.reset()?;
     Ok(delivered)
 }
 
