@@ -114,10 +114,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     report.skipped_submodules
                 );
             }
+            if report.skipped_reserved > 0 {
+                eprintln!(
+                    "jit: skipped {} entries named .git, .jit or .jit-checkout (reserved: they never enter a tree)",
+                    report.skipped_reserved
+                );
+            }
             out.emit(
                 json!({ "branch": target.short(), "tip": report.tip.to_hex(), "commits": report.commits,
                         "merges": report.merges, "new_nodes": report.new_nodes,
-                        "skipped_submodules": report.skipped_submodules, "dropped_parents": report.dropped_parents }),
+                        "skipped_submodules": report.skipped_submodules,
+                        "skipped_reserved": report.skipped_reserved, "dropped_parents": report.dropped_parents }),
                 || format!("imported {} commits ({} merges) onto {} at {}", report.commits, report.merges, target.short(), report.tip.short()),
             )
         }

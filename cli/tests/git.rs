@@ -262,3 +262,66 @@ fn import_git_refuses_a_non_repository_and_a_diverged_branch() {
     );
     assert_eq!(ok(&repo, &["cat", "from-git:y"]), "y");
 }
+
+/// Issue #17 item 4: a git history may hold `.git`, `.jit` or `.jit-checkout` entries (git's own
+/// commands refuse to make them, `git mktree` does not). The import skips them, says how many,
+/// and keeps everything else.
+#[test]
+fn patches_can_plant_git_and_jit_checkout_not_through_git_import() {
+    let work = tempfile::tempdir().unwrap();
+    ok(work.path(), &["init", "jit"]);
+    let repo = work.path().join("jit");
+    let original = work.path().join("original");
+    fs::create_dir_all(&original).unwrap();
+    let date = 1_700_000_000;
+    git(&original, &["init", "-q", "-b", "main"], date);
+    let blob = |text: &str| {
+        let path = original.join("blob.tmp");
+        fs::write(&path, text).unwrap();
+        let id = git(&original, &["hash-object", "-w", "blob.tmp"], date);
+        fs::remove_file(path).unwrap();
+        id.trim().to_owned()
+    };
+    let mktree = |lines: &str| {
+        let out = Command::new("git")
+            .current_dir(&original)
+            .arg("mktree")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(lines.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let config = blob("[core]\n\tfsmonitor = touch pwned\n");
+    let text = blob("kept\n");
+    let inner = mktree(&format!("100644 blob {config}\tconfig\n"));
+    let sub = mktree(&format!(
+        "040000 tree {inner}\t.GIT\n100644 blob {text}\tok.txt\n"
+    ));
+    let root = mktree(&format!(
+        "040000 tree {inner}\t.jit-checkout\n100644 blob {text}\tkeep.txt\n040000 tree {sub}\tsub\n"
+    ));
+    let commit = git(&original, &["commit-tree", &root, "-m", "planted"], date);
+    git(
+        &original,
+        &["update-ref", "refs/heads/main", commit.trim()],
+        date,
+    );
+
+    let report = json(&repo, &["import-git", original.to_str().unwrap()]);
+    let listing = json(&repo, &["ls-tree", "main", "-r"]);
+    let paths: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["keep.txt", "sub/ok.txt"], "{listing}");
+    assert_eq!(report["skipped_reserved"], 2, "{report}");
+}

@@ -25,6 +25,9 @@ pub struct ImportReport {
     pub merges: u64,
     /// Submodule entries skipped.
     pub skipped_submodules: u64,
+    /// Entries named `.git`, `.jit` or `.jit-checkout` (or an alias, see
+    /// [`jit_kernel::reserved`]) skipped: they never enter a tree.
+    pub skipped_reserved: u64,
     /// Extra octopus-merge parents dropped.
     pub dropped_parents: u64,
     /// The snapshot of the imported tip.
@@ -74,6 +77,7 @@ pub fn import_git(
         trees: HashMap::new(),
         blobs: HashMap::new(),
         skipped_submodules: 0,
+        skipped_reserved: 0,
     };
     let mut trees = Vec::with_capacity(commits.len());
     for (done, commit) in commits.iter().enumerate() {
@@ -81,6 +85,7 @@ pub fn import_git(
         progress(done as u64 + 1, total);
     }
     let skipped_submodules = converter.skipped_submodules;
+    let skipped_reserved = converter.skipped_reserved;
     let new_nodes = converter.writer.finish()?;
 
     // Then history and the branch move in one operation.
@@ -141,6 +146,7 @@ pub fn import_git(
         commits: total,
         merges,
         skipped_submodules,
+        skipped_reserved,
         dropped_parents,
         tip: tip_snapshot,
         new_nodes,
@@ -208,6 +214,7 @@ struct Converter<'r, 's> {
     trees: HashMap<ObjectId, NodeId>,
     blobs: HashMap<ObjectId, NodeId>,
     skipped_submodules: u64,
+    skipped_reserved: u64,
 }
 
 impl Converter<'_, '_> {
@@ -240,6 +247,13 @@ impl Converter<'_, '_> {
         };
         let mut tree = Tree::default();
         for (kind, name, entry_oid) in entries {
+            if jit_kernel::reserved::is_reserved(&name) {
+                // Git's own fsck flags these; a checkout would write into repository metadata.
+                tracing::warn!(tree = %oid, name = %String::from_utf8_lossy(&name),
+                    "skipping a reserved name (.git, .jit, .jit-checkout)");
+                self.skipped_reserved += 1;
+                continue;
+            }
             let (kind, id) = match kind {
                 GitKind::Tree => (EntryKind::Directory, self.tree(entry_oid)?),
                 GitKind::Blob => (EntryKind::File, self.blob(entry_oid)?),

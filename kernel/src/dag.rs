@@ -1,7 +1,8 @@
 //! Appending to the DAG with every invariant of SPEC §1.2 checked, and ancestry queries.
 //!
 //! Invariants: a node's id is the hash of its canonical bytes; parents are sorted, unique and
-//! already stored; the logical clock exceeds every parent's; referenced nodes exist with the right
+//! already stored; the logical clock is exactly one more than the highest parent's (so a clock
+//! proves its depth and no history can exhaust it); referenced nodes exist with the right
 //! type; nothing stored is ever changed (content addressing makes a re-append a no-op). A batch of
 //! nodes offered together (sync, import) is ordered parents-first, and a cycle among them is
 //! refused before anything is written.
@@ -16,6 +17,7 @@ use crate::store::{Op, ReadTxn, Store};
 
 /// Checks every invariant that depends on other stored nodes.
 pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &Node) -> Result<()> {
+    let mut highest: Option<u64> = None;
     for parent in &node.parents {
         let Some(header) = store.header(txn, parent)? else {
             return Err(Violation::MissingParent {
@@ -33,6 +35,7 @@ pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &N
             }
             .into());
         }
+        highest = highest.max(Some(header.clock));
         let allowed: &[NodeType] = match node.node_type() {
             NodeType::Snapshot => &[NodeType::Root, NodeType::Snapshot, NodeType::Rewrite],
             NodeType::Rewrite => &[NodeType::Root, NodeType::Snapshot],
@@ -44,6 +47,17 @@ pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &N
                 target: *parent,
                 found: header.node_type.as_str(),
                 expected: "root, snapshot or rewrite",
+            }
+            .into());
+        }
+    }
+    if let Some(highest) = highest {
+        let expected = highest.saturating_add(1);
+        if node.clock != expected {
+            return Err(Violation::ClockNotNext {
+                node: *id,
+                clock: node.clock,
+                expected,
             }
             .into());
         }

@@ -60,6 +60,25 @@ pub enum Violation {
         /// The parent's clock.
         parent_clock: u64,
     },
+    /// The logical clock is not one more than the highest parent's: clocks prove their depth, so
+    /// no received history can exhaust the clock and wedge a branch.
+    #[error("node {node} has clock {clock}; one more than its parents' highest is {expected}")]
+    ClockNotNext {
+        /// The child.
+        node: NodeId,
+        /// Its clock.
+        clock: u64,
+        /// The only clock it may have.
+        expected: u64,
+    },
+    /// A tree names an entry `.git`, `.jit` or `.jit-checkout` (or an alias of one).
+    #[error("tree {node} holds the reserved name {name:?} (.git, .jit and .jit-checkout never enter a tree)")]
+    ReservedName {
+        /// The tree.
+        node: NodeId,
+        /// The entry's name.
+        name: String,
+    },
     /// Parents are not strictly ascending.
     #[error("node {node}: parents are not sorted by id and unique")]
     UnsortedParents {
@@ -311,6 +330,7 @@ impl Error {
         match self {
             Error::Cbor(_) => "bad_cbor",
             Error::Node(_) => "bad_node",
+            Error::Invariant(Violation::ReservedName { .. }) => "bad_path",
             Error::Invariant(_) => "invariant_violation",
             Error::Store(_) => "store_error",
             Error::Io { source, .. } if is_no_space(source) => "no_space",
@@ -338,6 +358,7 @@ impl Error {
             Error::InvalidInput(_) => "invalid_input",
             Error::Sync { .. } => "sync_failed",
             Error::OtherUniverse { .. } => "other_universe",
+            Error::Patch(crate::patch::PatchError::TooLarge { .. }) => "patch_too_large",
             Error::Patch(_) => "patch_rejected",
             Error::Path(_) => "bad_path",
             Error::Edit(_) => "bad_edit",

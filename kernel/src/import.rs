@@ -21,12 +21,12 @@ use crate::id::NodeId;
 use crate::node::{validate_entry_name, EntryKind, Node, Payload, Tree, TreeEntry};
 use crate::store::Store;
 
-/// Names never imported: git's and JIT's metadata directories at any depth, and at the top an
-/// interrupted `init`'s staging directory (it holds a secret key). Anything else — a user's
-/// `docs/.jit-notes` included — is imported.
+/// Names never imported: the reserved names (`.git`, `.jit`, `.jit-checkout` and their aliases,
+/// see [`crate::reserved`]) at any depth, and at the top an interrupted `init`'s staging
+/// directory (it holds a secret key). Anything else — a user's `docs/.jit-notes` included — is
+/// imported.
 fn skipped(name: &[u8], top_level: bool) -> bool {
-    name == b".git"
-        || name == b".jit"
+    crate::reserved::is_reserved(name)
         || (top_level && name.starts_with(crate::repo::STAGING_PREFIX.as_bytes()))
 }
 

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::content;
+use crate::draft::{Draft, Found};
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::EntryKind;
@@ -26,8 +27,45 @@ pub struct Patch {
     /// The author's logical timestamp.
     #[serde(default)]
     pub ts: u64,
-    /// The operations, applied in order.
+    /// The operations, applied in order (at most [`MAX_OPS`]; decoding stops past that).
+    #[serde(deserialize_with = "bounded_ops")]
     pub ops: Vec<PatchOp>,
+}
+
+/// Decodes a patch's operations, refusing more than [`MAX_OPS`] before allocating for them.
+fn bounded_ops<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<PatchOp>, D::Error> {
+    struct Ops;
+    impl<'de> serde::de::Visitor<'de> for Ops {
+        type Value = Vec<PatchOp>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_OPS} patch operations")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            use serde::de::Error as _;
+            let too_many =
+                || A::Error::custom(format!("a patch holds at most {MAX_OPS} operations"));
+            let hint = seq.size_hint().unwrap_or(0);
+            if hint > MAX_OPS {
+                return Err(too_many());
+            }
+            let mut ops = Vec::with_capacity(hint.min(1024));
+            while let Some(op) = seq.next_element()? {
+                if ops.len() == MAX_OPS {
+                    return Err(too_many());
+                }
+                ops.push(op);
+            }
+            Ok(ops)
+        }
+    }
+    deserializer.deserialize_seq(Ops)
 }
 
 /// One operation on a path.
@@ -156,17 +194,35 @@ pub enum PatchError {
     /// The patch has no operations or no id.
     #[error("patch {0}")]
     Empty(&'static str),
+    /// More operations than one patch may hold ([`MAX_OPS`]).
+    #[error("patch has {ops} operations; at most {MAX_OPS} are accepted in one patch")]
+    TooLarge {
+        /// How many it has.
+        ops: usize,
+    },
 }
 
 fn path(p: &str) -> Result<RepoPath> {
     Ok(RepoPath::parse(p)?)
 }
 
+/// A path something is removed from: reserved names are accepted, so an entry that entered a
+/// tree before such names were refused can still be taken out.
+fn removal_path(p: &str) -> Result<RepoPath> {
+    Ok(RepoPath::parse_to_remove(p)?)
+}
+
 fn reject(e: PatchError) -> Error {
     Error::Patch(e)
 }
 
+/// Most operations one patch may hold. Applying costs time and memory linear in the patch, so
+/// this bounds the work one request can ask for; larger changes go in several patches.
+pub const MAX_OPS: usize = 1 << 20;
+
 /// Applies `patch` to the tree `root`, returning the new root. New nodes are left in `editor`.
+/// Each directory the patch touches is edited once (see [`crate::draft`]): O(N) for N
+/// operations, however many land in one directory.
 pub fn apply(editor: &mut TreeEditor<'_>, root: NodeId, patch: &Patch) -> Result<NodeId> {
     if patch.id.is_empty() {
         return Err(reject(PatchError::Empty("has no id")));
@@ -174,11 +230,16 @@ pub fn apply(editor: &mut TreeEditor<'_>, root: NodeId, patch: &Patch) -> Result
     if patch.ops.is_empty() {
         return Err(reject(PatchError::Empty("has no operations")));
     }
-    let mut root = root;
-    for op in &patch.ops {
-        root = apply_op(editor, root, op)?;
+    if patch.ops.len() > MAX_OPS {
+        return Err(reject(PatchError::TooLarge {
+            ops: patch.ops.len(),
+        }));
     }
-    Ok(root)
+    let mut draft = Draft::new(editor, root)?;
+    for op in &patch.ops {
+        apply_op(editor, &mut draft, op)?;
+    }
+    draft.finish(editor)
 }
 
 fn file_kind(executable: bool) -> EntryKind {
@@ -189,7 +250,7 @@ fn file_kind(executable: bool) -> EntryKind {
     }
 }
 
-fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<NodeId> {
+fn apply_op(editor: &mut TreeEditor<'_>, draft: &mut Draft, op: &PatchOp) -> Result<()> {
     match op {
         PatchOp::Put {
             path: p,
@@ -197,9 +258,9 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
             executable,
         } => {
             let target = path(p)?;
-            refuse_directory(editor, &root, &target)?;
+            refuse_directory(editor, draft, &target)?;
             let blob = editor.add_content(content)?;
-            editor.set_creating_parents(&root, &target, (file_kind(*executable), blob))
+            draft.set(editor, &target, file_kind(*executable), blob, true)
         }
         PatchOp::PutBlob {
             path: p,
@@ -207,7 +268,7 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
             executable,
         } => {
             let target = path(p)?;
-            refuse_directory(editor, &root, &target)?;
+            refuse_directory(editor, draft, &target)?;
             match crate::source::Source::node(editor, blob) {
                 Ok(node) if node.node_type() == crate::NodeType::Blob => {}
                 Ok(node) => {
@@ -219,74 +280,76 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
                 }
                 Err(e) => return Err(e),
             }
-            editor.set_creating_parents(&root, &target, (file_kind(*executable), *blob))
+            draft.set(editor, &target, file_kind(*executable), *blob, true)
         }
         PatchOp::Delete { path: p } => {
-            let target = path(p)?;
-            match editor.get(&root, &target)? {
+            let target = removal_path(p)?;
+            match draft.get(editor, &target)? {
                 None => Err(reject(PatchError::NotFound(target.to_string()))),
                 Some(e) if e.kind == EntryKind::Directory => {
                     Err(reject(PatchError::IsADirectory(target.to_string())))
                 }
-                Some(_) => editor.set(&root, &target, None),
+                Some(_) => draft.take(editor, &target).map(drop),
             }
         }
         PatchOp::Rename { from, to } => {
-            let (from, to) = (path(from)?, path(to)?);
-            let Some(entry) = editor.get(&root, &from)? else {
+            let (from, to) = (removal_path(from)?, path(to)?);
+            if draft.get(editor, &from)?.is_none() {
                 return Err(reject(PatchError::NotFound(from.to_string())));
-            };
+            }
             if from == to {
-                return Ok(root);
+                return Ok(());
             }
             if to.starts_with(&from) {
                 return Err(reject(PatchError::IntoItself(from.to_string())));
             }
-            if editor.get(&root, &to)?.is_some() {
+            if draft.get(editor, &to)?.is_some() {
                 return Err(reject(PatchError::AlreadyExists(to.to_string())));
             }
-            let without = editor.set(&root, &from, None)?;
-            editor.set_creating_parents(&without, &to, (entry.kind, entry.id))
+            let Some(entry) = draft.take(editor, &from)? else {
+                return Err(reject(PatchError::NotFound(from.to_string())));
+            };
+            draft.put(editor, &to, entry, true)
         }
         PatchOp::Mkdir { path: p } => {
             let target = path(p)?;
-            if editor.get(&root, &target)?.is_some() {
+            if draft.get(editor, &target)?.is_some() {
                 return Err(reject(PatchError::AlreadyExists(target.to_string())));
             }
-            let empty = editor.put_tree(Default::default())?;
-            editor.set(&root, &target, Some((EntryKind::Directory, empty)))
+            draft.mkdir(editor, &target)
         }
         PatchOp::Rmdir { path: p } => {
-            let target = path(p)?;
-            match editor.get(&root, &target)? {
+            let target = removal_path(p)?;
+            match draft.get(editor, &target)? {
                 None => Err(reject(PatchError::NotFound(target.to_string()))),
                 Some(e) if e.kind != EntryKind::Directory => {
                     Err(reject(PatchError::NotADirectory(target.to_string())))
                 }
-                Some(e) if !editor.tree(&e.id)?.entries.is_empty() => {
+                Some(_) if !draft.is_empty_dir(editor, &target)? => {
                     Err(reject(PatchError::NotEmpty(target.to_string())))
                 }
-                Some(_) => editor.set(&root, &target, None),
+                Some(_) => draft.take(editor, &target).map(drop),
             }
         }
         PatchOp::Symlink { path: p, target } => {
             let link = path(p)?;
-            if editor.get(&root, &link)?.is_some() {
+            if draft.get(editor, &link)?.is_some() {
                 return Err(reject(PatchError::AlreadyExists(link.to_string())));
             }
             let blob = editor.add_content(target.as_bytes())?;
-            editor.set_creating_parents(&root, &link, (EntryKind::Symlink, blob))
+            draft.set(editor, &link, EntryKind::Symlink, blob, true)
         }
         PatchOp::Chmod {
             path: p,
             executable,
         } => {
             let target = path(p)?;
-            match editor.get(&root, &target)? {
+            match draft.get(editor, &target)? {
                 None => Err(reject(PatchError::NotFound(target.to_string()))),
-                Some(e) if matches!(e.kind, EntryKind::File | EntryKind::Executable) => {
-                    editor.set(&root, &target, Some((file_kind(*executable), e.id)))
-                }
+                Some(Found {
+                    kind: EntryKind::File | EntryKind::Executable,
+                    id: Some(id),
+                }) => draft.set(editor, &target, file_kind(*executable), id, false),
                 Some(_) => Err(reject(PatchError::NotADirectory(format!(
                     "{target} (chmod applies to regular files)"
                 )))),
@@ -298,29 +361,36 @@ fn apply_op(editor: &mut TreeEditor<'_>, root: NodeId, op: &PatchOp) -> Result<N
             hunks,
         } => {
             let target = path(p)?;
-            let Some(entry) = editor.get(&root, &target)? else {
+            let Some(entry) = draft.get(editor, &target)? else {
                 return Err(reject(PatchError::NotFound(target.to_string())));
             };
-            if entry.kind == EntryKind::Directory {
-                return Err(reject(PatchError::IsADirectory(target.to_string())));
-            }
-            if entry.id != *base {
+            let (kind, id) = match entry {
+                Found {
+                    kind: EntryKind::Directory,
+                    ..
+                }
+                | Found { id: None, .. } => {
+                    return Err(reject(PatchError::IsADirectory(target.to_string())))
+                }
+                Found { kind, id: Some(id) } => (kind, id),
+            };
+            if id != *base {
                 return Err(reject(PatchError::BaseMismatch {
                     path: target.to_string(),
                     expected: base.to_hex(),
-                    found: entry.id.to_hex(),
+                    found: id.to_hex(),
                 }));
             }
-            let old = content::read_blob(editor, &entry.id)?;
+            let old = content::read_blob(editor, &id)?;
             let new = apply_hunks(&target, &old, hunks)?;
             let blob = editor.add_content(&new)?;
-            editor.set(&root, &target, Some((entry.kind, blob)))
+            draft.set(editor, &target, kind, blob, false)
         }
     }
 }
 
-fn refuse_directory(editor: &TreeEditor<'_>, root: &NodeId, target: &RepoPath) -> Result<()> {
-    match editor.get(root, target)? {
+fn refuse_directory(editor: &TreeEditor<'_>, draft: &mut Draft, target: &RepoPath) -> Result<()> {
+    match draft.get(editor, target)? {
         Some(e) if e.kind == EntryKind::Directory => {
             Err(reject(PatchError::IsADirectory(target.to_string())))
         }

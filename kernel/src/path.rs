@@ -1,5 +1,8 @@
-//! Paths inside a tree: relative, `/`-separated, every component a valid entry name, and never
-//! inside the reserved top-level `.jit`. Patches from any source go through [`RepoPath::parse`].
+//! Paths inside a tree: relative, `/`-separated, every component a valid entry name, and no
+//! component a reserved name (`.git`, `.jit`, `.jit-checkout` and their aliases, see
+//! [`crate::reserved`]) at any depth. Patches from any source go through [`RepoPath::parse`];
+//! only removals use [`RepoPath::parse_to_remove`], so a reserved name that got into a tree
+//! before it was refused can still be deleted.
 
 use std::fmt;
 
@@ -27,6 +30,23 @@ impl RepoPath {
 
     /// Parses raw path bytes (file names on Linux need not be UTF-8).
     pub fn from_bytes(path: &[u8]) -> Result<RepoPath, PathError> {
+        let parsed = RepoPath::from_bytes_to_remove(path)?;
+        if parsed.0.iter().any(|c| crate::reserved::is_reserved(c)) {
+            return Err(PathError {
+                path: String::from_utf8_lossy(path).into_owned(),
+                reason: "a component is reserved (.git, .jit, .jit-checkout, in any case or alias)",
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// Parses a path to remove or move away: like [`RepoPath::parse`], but reserved names are
+    /// accepted, so what a tree already holds can always be taken out of it.
+    pub fn parse_to_remove(path: &str) -> Result<RepoPath, PathError> {
+        RepoPath::from_bytes_to_remove(path.as_bytes())
+    }
+
+    fn from_bytes_to_remove(path: &[u8]) -> Result<RepoPath, PathError> {
         let bad = |reason| PathError {
             path: String::from_utf8_lossy(path).into_owned(),
             reason,
@@ -48,9 +68,6 @@ impl RepoPath {
             if validate_entry_name(component).is_err() {
                 return Err(bad("a component contains NUL"));
             }
-        }
-        if components[0] == b".jit" {
-            return Err(bad(".jit is reserved"));
         }
         Ok(RepoPath(components))
     }
@@ -96,10 +113,8 @@ mod tests {
     #[test]
     fn good_and_bad_paths() {
         assert_eq!(RepoPath::parse("a/b.txt").unwrap().components().len(), 2);
-        assert!(
-            RepoPath::parse("x/.jit").is_ok(),
-            ".jit is only reserved at the top"
-        );
+        assert!(RepoPath::parse("x/.jitignore").is_ok());
+        assert!(RepoPath::parse_to_remove("x/.git/config").is_ok());
         for bad in [
             "",
             "/etc/passwd",
@@ -108,6 +123,11 @@ mod tests {
             "../x",
             "a/./b",
             ".jit/store",
+            "x/.jit",
+            ".git/config",
+            "sub/.GIT/config",
+            "a/git~1/hooks",
+            ".jit-checkout/checkout.json",
             "a/\0",
         ] {
             assert!(RepoPath::parse(bad).is_err(), "{bad:?}");

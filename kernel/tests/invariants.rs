@@ -542,7 +542,7 @@ fn a_rewrite_base_must_exist() {
     let side = append_side_snapshot(&fx);
     let rewrite = Node::with_parents(
         vec![fx.second, side],
-        9,
+        3,
         Payload::Rewrite(Rewrite {
             kind: RewriteKind::Merge,
             from: fx.second,
@@ -553,6 +553,26 @@ fn a_rewrite_base_must_exist() {
     let e = refused(&fx, |r| append(r, &rewrite));
     assert!(
         matches!(e, Error::Invariant(Violation::MissingReference { .. })),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_clock_is_one_more_than_the_highest_parents() {
+    // The tip has clock 2: 3 is the only clock a child may have (issue #17 item 5).
+    let fx = fixture();
+    let e = refused(&fx, |r| {
+        append(r, &snapshot_on(vec![fx.second], 4, empty_tree()))
+    });
+    assert!(
+        matches!(
+            e,
+            Error::Invariant(Violation::ClockNotNext {
+                clock: 4,
+                expected: 3,
+                ..
+            })
+        ),
         "{e}"
     );
 }

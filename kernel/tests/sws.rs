@@ -1,5 +1,8 @@
 //! Shadow Working Sets and collapse: isolation, idempotent patches, refusals that change nothing,
-//! the merge table, conflict resolution, determinism and concurrent commits.
+//! the merge table, conflict resolution, determinism and concurrent commits; and what one patch
+//! may ask (issue #17 items 3 and 4): N puts into one directory cost memory linear in N, a patch
+//! past the operation cap is refused with its own code, and no patch plants `.git`, `.jit` or
+//! `.jit-checkout` at any depth.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +14,7 @@ use jit_kernel::history::CommitInfo;
 use jit_kernel::log::{verify_record, LogOp};
 use jit_kernel::merge::ConflictKind;
 use jit_kernel::node::EntryKind;
-use jit_kernel::patch::{Hunk, Patch, PatchError, PatchOp};
+use jit_kernel::patch::{Hunk, Patch, PatchError, PatchOp, MAX_OPS};
 use jit_kernel::refs::RefName;
 use jit_kernel::repo::InitOptions;
 use jit_kernel::source::{Dag, Source};
@@ -1095,4 +1098,144 @@ fn a_conflicted_sws_keeps_its_own_versions_through_later_patches() {
     assert_eq!(content::read_blob(&src, &theirs).unwrap(), big.as_bytes());
     drop(txn);
     commit_clean(&repo, id, "resolved");
+}
+
+/// A field of `/proc/self/status`, in KiB.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Applies one patch of `n` puts into one directory and commits it; returns how far peak RSS
+/// rose above the RSS before (bytes). The peak is reset first (`clear_refs` 5).
+fn peak_growth_of_puts(n: usize) -> u64 {
+    let (_dir, repo) = new_repo();
+    let id = new_sws(&repo);
+    let ops = (0..n)
+        .map(|i| {
+            put(
+                &format!("dir/file{i:07}.txt"),
+                &format!("content of file {i}\n"),
+            )
+        })
+        .collect();
+    let patch = patch(&format!("puts-{n}"), ops);
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+    let before = status_kib("VmRSS:");
+    sws::apply_patch(repo.store(), id, &patch).unwrap();
+    match collapse::commit(repo.store(), id, &info("many")).unwrap() {
+        Outcome::Committed { .. } => {}
+        other => panic!("expected a clean commit, got {other:?}"),
+    }
+    status_kib("VmHWM:").saturating_sub(before) * 1024
+}
+
+#[test]
+fn one_patch_of_n_puts_into_one_directory_costs_linear_memory() {
+    // Warm up (allocator arenas, LMDB maps) so the first measurement is not inflated.
+    peak_growth_of_puts(100);
+    let base = 1_000usize;
+    let per_base = peak_growth_of_puts(base);
+    // Linear: N/base times the base's growth, doubled for allocator rounding, plus 32 MiB of
+    // slack for LMDB pages and vector doubling. Quadratic growth (re-encoding the directory
+    // once per put) passes 4,000 puts at several hundred MiB and fails here before the larger
+    // sizes are tried.
+    for n in [4_000usize, 10_000] {
+        let growth = peak_growth_of_puts(n);
+        let bound = per_base * (n / base) as u64 * 2 + (32 << 20);
+        assert!(
+            growth <= bound,
+            "{n} puts into one directory raised peak RSS by {} MiB; linear from {base} puts \
+             ({} MiB) allows {} MiB",
+            growth >> 20,
+            per_base >> 20,
+            bound >> 20
+        );
+    }
+}
+
+#[test]
+fn a_patch_past_the_operation_cap_is_refused_with_its_own_code() {
+    let (_dir, repo) = new_repo();
+    let id = new_sws(&repo);
+    let ops = vec![PatchOp::Delete { path: "a".into() }; MAX_OPS + 1];
+    let err = sws::apply_patch(repo.store(), id, &patch("huge", ops)).unwrap_err();
+    assert_eq!(err.code(), "patch_too_large", "{err}");
+    // The decoder stops at the cap too.
+    let mut encoded = jit_kernel::cbor::to_canonical_bytes(&patch(
+        "huge",
+        vec![PatchOp::Delete { path: "a".into() }; MAX_OPS + 1],
+    ))
+    .unwrap();
+    let decoded: Result<Patch, _> = jit_kernel::cbor::from_canonical_bytes(&encoded);
+    assert!(decoded.is_err(), "a patch past the cap decodes");
+    encoded.clear();
+}
+
+#[test]
+fn patches_can_plant_git_and_jit_checkout() {
+    let (_dir, repo) = new_repo();
+    let id = new_sws(&repo);
+    sws::apply_patch(
+        repo.store(),
+        id,
+        &patch("first", vec![put("sub/a.txt", "a\n")]),
+    )
+    .unwrap();
+    let before = sws::get(repo.store(), &repo.store().read().unwrap(), id)
+        .unwrap()
+        .tree;
+    for planted in [
+        ".git/config",
+        "sub/.GIT/config",
+        "sub/deeper/.git",
+        ".jit-checkout/checkout.json",
+        "x/.jit/store",
+        "GIT~1/config",
+        ".git./config",
+        ".gi\u{200c}t/config",
+    ] {
+        // Every way in: a put, a put among good ones, a rename target, a mkdir, a symlink.
+        for ops in [
+            vec![put(planted, "[core]\n\tfsmonitor = touch pwned\n")],
+            vec![put("good.txt", "good\n"), put(planted, "x")],
+            vec![PatchOp::Rename {
+                from: "sub/a.txt".into(),
+                to: planted.into(),
+            }],
+            vec![PatchOp::Mkdir {
+                path: planted.into(),
+            }],
+            vec![PatchOp::Symlink {
+                path: planted.into(),
+                target: "/etc".into(),
+            }],
+        ] {
+            let err = sws::apply_patch(repo.store(), id, &patch(planted, ops.clone()))
+                .expect_err(&format!("{ops:?} was applied"));
+            assert_eq!(err.code(), "bad_path", "{ops:?}: {err}");
+            let after = sws::get(repo.store(), &repo.store().read().unwrap(), id)
+                .unwrap()
+                .tree;
+            assert_eq!(after, before, "{ops:?}: nothing applied");
+        }
+    }
+    // `.gitignore`, `.github` and `.jitignore` are ordinary names.
+    sws::apply_patch(
+        repo.store(),
+        id,
+        &patch(
+            "ordinary",
+            vec![
+                put(".gitignore", "target/\n"),
+                put(".github/workflows/ci.yml", "on: push\n"),
+                put("sub/.jitignore", "*.o\n"),
+            ],
+        ),
+    )
+    .unwrap();
 }

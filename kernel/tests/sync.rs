@@ -2,9 +2,11 @@
 //! peer's serving code through canonical CBOR bytes, as over the wire. Covers delta transfer,
 //! the ref rules (fast-forward, deterministic merge, conflicts kept aside, tags never move),
 //! verification of what arrives (nothing appended from a lying peer), resumption of an
-//! interrupted transfer, and refusal of another universe.
+//! interrupted transfer, and refusal of another universe; and history a peer may offer that
+//! must never get in (issue #17 items 4 and 5): a clock far ahead of its parent's (it would
+//! wedge the branch) and a tree naming `.git`, `.jit` or `.jit-checkout`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ciborium::value::Value;
 use jit_kernel::cbor;
@@ -12,15 +14,16 @@ use jit_kernel::collapse::{self, Outcome};
 use jit_kernel::content;
 use jit_kernel::error::{Error, Violation};
 use jit_kernel::fsck::fsck;
-use jit_kernel::history::CommitInfo;
+use jit_kernel::history::{self, CommitInfo};
 use jit_kernel::log::{verify_record, LogOp};
-use jit_kernel::node::EntryKind;
+use jit_kernel::node::{EntryKind, Node, Payload, Tree, TreeEntry, MAX_CLOCK};
 use jit_kernel::patch::{Patch, PatchOp};
 use jit_kernel::refs::RefName;
 use jit_kernel::repo::InitOptions;
 use jit_kernel::rpc::protocol::Response;
 use jit_kernel::source::Dag;
 use jit_kernel::sws;
+use jit_kernel::sync::wire::{self, FetchReply, FetchedNode, Frontier, NegotiateReply};
 use jit_kernel::sync::{self, RefAction, Remote};
 use jit_kernel::tree;
 use jit_kernel::{DeclaredTime, NodeId, Repository};
@@ -420,4 +423,244 @@ fn another_universe_is_refused() {
         Some(root),
         "nothing was taken"
     );
+}
+
+fn main_tip(repo: &Repository) -> NodeId {
+    let txn = repo.store().read().unwrap();
+    repo.store()
+        .ref_target(&txn, "heads/main")
+        .unwrap()
+        .unwrap()
+}
+
+/// The origin `repo`, with forged nodes and a forged `heads/main` added to what it serves.
+struct LyingPeer<'r> {
+    repo: &'r Repository,
+    /// The forged tip and the real node it claims as parent.
+    tip: NodeId,
+    parent: NodeId,
+    /// Forged nodes by id.
+    forged: HashMap<NodeId, Vec<u8>>,
+}
+
+impl LyingPeer<'_> {
+    fn answer(&self, op: &str, payload: Value) -> Result<Value, Error> {
+        match op {
+            wire::FRONTIER => {
+                let mut frontier: Frontier =
+                    wire::from_value(sync::serve::dispatch(self.repo, op, payload)?, "frontier")?;
+                frontier.refs.insert("heads/main".into(), self.tip);
+                wire::to_value(&frontier)
+            }
+            wire::NEGOTIATE => {
+                let mut request: wire::NegotiateRequest = wire::from_value(payload, "neg")?;
+                let wanted = request.wants.contains(&self.tip);
+                request.wants.retain(|w| *w != self.tip);
+                if wanted {
+                    request.wants.push(self.parent);
+                }
+                let mut reply: NegotiateReply = wire::from_value(
+                    sync::serve::dispatch(self.repo, op, wire::to_value(&request)?)?,
+                    "negotiation",
+                )?;
+                if wanted {
+                    reply.history.push(self.tip);
+                }
+                wire::to_value(&reply)
+            }
+            wire::FETCH => {
+                let request: wire::FetchRequest = wire::from_value(payload, "fetch")?;
+                let (forged, real): (Vec<NodeId>, Vec<NodeId>) = request
+                    .ids
+                    .iter()
+                    .partition(|id| self.forged.contains_key(*id));
+                let mut reply = FetchReply {
+                    nodes: Vec::new(),
+                    missing: Vec::new(),
+                };
+                if !real.is_empty() {
+                    let asked = wire::FetchRequest {
+                        ids: real,
+                        max_bytes: request.max_bytes,
+                    };
+                    reply = wire::from_value(
+                        sync::serve::dispatch(self.repo, op, wire::to_value(&asked)?)?,
+                        "fetch reply",
+                    )?;
+                }
+                for id in forged {
+                    reply.nodes.push(FetchedNode {
+                        id,
+                        bytes: self.forged[&id].clone(),
+                    });
+                }
+                wire::to_value(&reply)
+            }
+            other => sync::serve::dispatch(self.repo, other, payload),
+        }
+    }
+}
+
+impl Remote for LyingPeer<'_> {
+    fn name(&self) -> &str {
+        "origin"
+    }
+
+    fn call(&mut self, requests: Vec<(&'static str, Value)>) -> Result<Vec<Value>, Error> {
+        let mut answers = Vec::new();
+        for (op, payload) in requests {
+            let request = cbor::decode(&cbor::encode(&payload)?)?;
+            let response = match self.answer(op, request) {
+                Ok(value) => Response::Ok(value),
+                Err(e) => Response::from_error(&e),
+            };
+            match Response::decode(&response.encode()?)? {
+                Response::Ok(value) => answers.push(value),
+                Response::Err(e) => return Err(Error::InvalidInput(e.message)),
+            }
+        }
+        Ok(answers)
+    }
+}
+
+/// An origin with one commit and a replica that already pulled it.
+fn origin_and_replica() -> (tempfile::TempDir, Repository, Repository) {
+    let (dir, a, b) = pair();
+    commit(&a, "main", &[("README", "hello\n")], "first");
+    sync::pull(&b, &mut LyingPeer::honest(&a), &sync::pull::Quiet).unwrap();
+    assert_eq!(main_tip(&b), main_tip(&a));
+    (dir, a, b)
+}
+
+impl<'r> LyingPeer<'r> {
+    /// A peer that adds nothing (its forged tip is its real tip).
+    fn honest(repo: &'r Repository) -> LyingPeer<'r> {
+        let tip = main_tip(repo);
+        LyingPeer {
+            repo,
+            tip,
+            parent: tip,
+            forged: HashMap::new(),
+        }
+    }
+}
+
+fn tree_id_of(repo: &Repository, snapshot: &NodeId) -> NodeId {
+    let txn = repo.store().read().unwrap();
+    tree::tree_of(&Dag::new(repo.store(), &txn), snapshot).unwrap()
+}
+
+#[test]
+fn a_sync_peer_cannot_wedge_a_branch_with_clock_2_pow_62() {
+    let (_dir, a, b) = origin_and_replica();
+    let parent = main_tip(&a);
+    let forged = history::snapshot_node(parent, MAX_CLOCK, tree_id_of(&a, &parent), &info("far", 1_700_000_000));
+    let (tip, bytes) = forged.encode_with_id().unwrap();
+    let mut peer = LyingPeer {
+        repo: &a,
+        tip,
+        parent,
+        forged: HashMap::from([(tip, bytes)]),
+    };
+
+    let refused = sync::pull(&b, &mut peer, &sync::pull::Quiet);
+    match refused {
+        Err(e @ Error::Invariant(_)) => {
+            let message = e.to_string();
+            assert!(message.contains(&tip.to_string()), "{message}");
+            assert!(message.contains("one more than its parents'"), "{message}");
+        }
+        other => {
+            panic!("a snapshot with clock 2^62 on a shallow parent was not refused: {other:?}")
+        }
+    }
+    assert_eq!(main_tip(&b), parent, "main did not move");
+    let txn = b.store().read().unwrap();
+    assert!(
+        b.store().header(&txn, &tip).unwrap().is_none(),
+        "nothing appended"
+    );
+    drop(txn);
+
+    // Local work goes on: a commit, and a reset back to it.
+    let next = commit(&b, "main", &[("local.txt", "mine\n")], "local work");
+    history::reset(
+        b.store(),
+        &RefName::branch("main").unwrap(),
+        parent,
+        &info("back", 1_700_000_000),
+    )
+    .expect("reset after refusal");
+    assert_ne!(main_tip(&b), next);
+}
+
+fn forged_tree(entries: Vec<TreeEntry>) -> (NodeId, Vec<u8>) {
+    Node::content(Payload::Tree(Tree { entries }))
+        .encode_with_id()
+        .unwrap()
+}
+
+#[test]
+fn patches_can_plant_git_and_jit_checkout_not_through_a_sync_peer() {
+    for planted in [
+        ".git",
+        ".GIT",
+        "git~1",
+        ".git. ",
+        ".jit",
+        ".jit-checkout",
+        ".g\u{200c}it",
+    ] {
+        let (_dir, a, b) = origin_and_replica();
+        let parent = main_tip(&a);
+        let (blob, blob_bytes) = Node::content(Payload::Blob(jit_kernel::node::Blob::Inline(
+            b"[core]\n\tfsmonitor = touch /tmp/pwned\n".to_vec(),
+        )))
+        .encode_with_id()
+        .unwrap();
+        let (inner, inner_bytes) = forged_tree(vec![TreeEntry {
+            name: b"config".to_vec(),
+            kind: EntryKind::File,
+            id: blob,
+        }]);
+        let (sub, sub_bytes) = forged_tree(vec![TreeEntry {
+            name: planted.as_bytes().to_vec(),
+            kind: EntryKind::Directory,
+            id: inner,
+        }]);
+        let (root, root_bytes) = forged_tree(vec![TreeEntry {
+            name: b"sub".to_vec(),
+            kind: EntryKind::Directory,
+            id: sub,
+        }]);
+        let forged = history::snapshot_node(parent, 2, root, &info("plant", 1_700_000_000));
+        let (tip, bytes) = forged.encode_with_id().unwrap();
+        let mut peer = LyingPeer {
+            repo: &a,
+            tip,
+            parent,
+            forged: HashMap::from([
+                (tip, bytes),
+                (root, root_bytes),
+                (sub, sub_bytes),
+                (inner, inner_bytes),
+                (blob, blob_bytes),
+            ]),
+        };
+        let refused = sync::pull(&b, &mut peer, &sync::pull::Quiet);
+        match &refused {
+            Err(e) if e.code() == "bad_path" => {
+                assert!(e.to_string().contains(&format!("{planted:?}")), "{e}");
+            }
+            other => panic!("a tree planting sub/{planted:?} was not refused: {other:?}"),
+        }
+        assert_eq!(main_tip(&b), parent, "{planted:?}: main did not move");
+        let txn = b.store().read().unwrap();
+        for id in [tip, sub, root] {
+            assert!(
+                b.store().header(&txn, &id).unwrap().is_none(),
+                "{planted:?}: nothing appended"
+            );
+        }
+    }
 }

@@ -441,6 +441,12 @@ fn plan(session: &Session, old_sws: Option<SwsId>, new_sws: SwsId) -> Result<(Ve
         if local.contains(&path) {
             continue;
         }
+        // A tree that got a reserved name before such names were refused: never write (or
+        // remove) `.git`, `.jit` or `.jit-checkout` on disk.
+        if let Some(name) = jit_kernel::reserved::reserved_component(&change.path) {
+            tracing::warn!(%path, name = %String::from_utf8_lossy(name), "not checked out: the name is reserved");
+            continue;
+        }
         if change.is_dir() {
             if let Some(step) = dir_step(&src, &new_state.tree, &change, path)? {
                 match step {

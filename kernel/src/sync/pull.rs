@@ -191,9 +191,16 @@ fn sample_haves(store: &Store, txn: &ReadTxn<'_>, frontier: &Frontier) -> Result
     Ok(haves.into_iter().take(wire::MAX_NEGOTIATE_IDS).collect())
 }
 
-/// Checks a node as it arrives: its bytes hash to the id it was offered under, and they are a
-/// canonical, well-formed node.
+/// Checks a node as it arrives: its bytes hash to the id it was offered under, they are a
+/// canonical, well-formed node, and a tree names nothing reserved (`.git`, `.jit`,
+/// `.jit-checkout`: see [`crate::reserved`]).
 fn verify(id: NodeId, bytes: &[u8]) -> Result<Node> {
+    let node = decode_verified(id, bytes)?;
+    crate::reserved::check_tree(&id, &node)?;
+    Ok(node)
+}
+
+fn decode_verified(id: NodeId, bytes: &[u8]) -> Result<Node> {
     let actual = NodeId::of_bytes(bytes);
     if actual != id {
         return Err(Violation::HashMismatch {
