@@ -225,6 +225,30 @@ pub enum Command {
         /// Connect the plane to these routers or peers.
         #[arg(long)]
         connect: Vec<String>,
+        /// Allow --listen on a non-loopback address without TLS (anyone who can reach it can
+        /// read and write the universe).
+        #[arg(long)]
+        insecure_listen: bool,
+        /// Let other users read the mount (FUSE allow_other; needs user_allow_other in
+        /// /etc/fuse.conf unless run as root). Default: only this user.
+        #[arg(long)]
+        allow_other: bool,
+        /// Also let members of this group (name or gid) use the daemon's socket; by default only
+        /// the universe's owner and root may.
+        #[arg(long, value_name = "GROUP")]
+        allow_group: Option<String>,
+        /// Close an RPC connection that starts no request for this many seconds.
+        #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+        rpc_idle_timeout: f64,
+        /// Drop an RPC connection whose request does not arrive whole within this many seconds.
+        #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+        rpc_read_timeout: f64,
+        /// RPC connections served at once; more are refused with `too_many_connections`.
+        #[arg(long, default_value_t = 256, value_name = "N")]
+        rpc_max_connections: usize,
+        /// MiB that large RPC requests may hold at once (received bytes and decoded values).
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        rpc_budget: usize,
     },
     /// Agents: identities, and their patches and commits over the message plane.
     Agent {

@@ -21,6 +21,9 @@ use crate::place::Place;
 /// Name a clone records its source under.
 const ORIGIN: &str = "origin";
 
+/// Marker in `.jit/` of a clone not finished yet: rerunning the clone resumes it.
+const CLONING: &str = "cloning";
+
 /// Turns what the user typed into a Zenoh endpoint: a universe directory means its daemon's
 /// Unix socket; anything else is taken as an endpoint (`tcp/HOST:PORT`, `unixsock-stream/…`).
 fn endpoint_of(base: &Path, text: &str) -> Result<String> {
@@ -178,31 +181,64 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
     let mut connection = Connection::open(ORIGIN, &endpoint)?;
     let frontier = sync::clone_info(&mut connection.remote)?;
     let info = frontier.universe.clone();
-    let repo = Repository::init(
-        &dir,
-        &InitOptions {
-            branch: frontier.head.clone().unwrap_or_else(|| "main".into()),
-            name: info.name.clone(),
-            owner: info.owner.clone(),
-            created: info.created,
-            replica_of: Some(info),
-        },
-    )?;
+    let (repo, resumed) = if dir.join(".jit").exists() {
+        (resumable(&dir, &info)?, true)
+    } else {
+        let repo = Repository::init(
+            &dir,
+            &InitOptions {
+                branch: frontier.head.clone().unwrap_or_else(|| "main".into()),
+                name: info.name.clone(),
+                owner: info.owner.clone(),
+                created: info.created,
+                replica_of: Some(info),
+            },
+        )?;
+        jit_kernel::repo::write_durably(&repo.jit_dir().join(CLONING), endpoint.as_bytes())?;
+        (repo, false)
+    };
     repo.add_remote(ORIGIN, &endpoint)?;
     let report = connection.pull_into(&repo, quiet).with_context(|| {
         format!(
-            "the replica in {} is made but not filled; `jit sync pull` there resumes",
+            "the replica in {} is made but not filled; rerunning the clone (or `jit sync pull` there) resumes",
             dir.display()
         )
     })?;
+    let marker = repo.jit_dir().join(CLONING);
+    std::fs::remove_file(&marker).with_context(|| format!("cannot remove {}", marker.display()))?;
     if !json {
         println!(
-            "Cloned universe {} into {}",
+            "{} universe {} into {}",
+            if resumed {
+                "Resumed the clone of"
+            } else {
+                "Cloned"
+            },
             frontier.universe.id,
             dir.display()
         );
     }
     print_report(&report, json)
+}
+
+/// The replica an earlier clone of `source` into `dir` left unfinished (it was killed), to
+/// be filled now; a finished clone or another universe is refused.
+fn resumable(dir: &Path, source: &jit_kernel::identity::UniverseInfo) -> Result<Repository> {
+    let repo = Repository::open(dir)?;
+    if !repo.jit_dir().join(CLONING).exists() {
+        return Err(jit_kernel::Error::AlreadyInitialized(dir.to_path_buf()))
+            .context("a clone there is complete (`jit sync pull` there brings it up to date)");
+    }
+    let universe = repo.universe()?;
+    if universe.id != source.id {
+        bail!(
+            "{} holds an unfinished clone of another universe ({}), not of {}",
+            dir.display(),
+            universe.id,
+            source.id
+        );
+    }
+    Ok(repo)
 }
 
 /// `jit sync …`.

@@ -11,7 +11,9 @@ use jit_kernel::history::CommitInfo;
 use jit_kernel::merge::Conflict;
 use jit_kernel::node::EntryKind;
 use jit_kernel::patch::Patch;
+use jit_kernel::rpc::access::Access;
 use jit_kernel::rpc::client::Kernel;
+use jit_kernel::rpc::limits::Limits;
 use jit_kernel::rpc::server::{self, DaemonLock};
 use jit_kernel::rpc::service::{
     ApplyArgs, ChangeInfo, CheckoutArgs, CommitArgs as RpcCommit, Committed, CreateArgs, Declared,
@@ -51,6 +53,50 @@ pub struct PlaneSettings {
     pub listen: Vec<String>,
     /// Routers or peers to connect to.
     pub connect: Vec<String>,
+    /// Allow a non-loopback listen without TLS.
+    pub insecure_listen: bool,
+}
+
+/// How `jit up` serves the RPC socket.
+pub struct RpcSettings {
+    /// A group whose members may also connect.
+    pub allow_group: Option<String>,
+    /// Seconds a connection may stay idle.
+    pub idle_timeout: f64,
+    /// Seconds a request has to arrive whole.
+    pub read_timeout: f64,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// MiB large requests may hold at once.
+    pub budget_mib: usize,
+}
+
+impl RpcSettings {
+    fn options(&self) -> Result<server::ServeOptions> {
+        let seconds = |value: f64, flag: &str| {
+            std::time::Duration::try_from_secs_f64(value)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("{flag} must be a positive number of seconds"))
+        };
+        let access = match &self.allow_group {
+            Some(group) => Access::with_group(group)?,
+            None => Access::owner_only(),
+        };
+        if self.max_connections == 0 {
+            bail!("--rpc-max-connections must be at least 1");
+        }
+        Ok(server::ServeOptions {
+            limits: Limits {
+                idle_timeout: seconds(self.idle_timeout, "--rpc-idle-timeout")?,
+                read_timeout: seconds(self.read_timeout, "--rpc-read-timeout")?,
+                max_connections: self.max_connections,
+                budget: self.budget_mib.saturating_mul(1 << 20),
+                ..Limits::default()
+            },
+            access,
+        })
+    }
 }
 
 /// How `jit up` mounts the FUSE projection.
@@ -61,6 +107,8 @@ pub struct MountSettings {
     pub mountpoint: Option<PathBuf>,
     /// FUSE request threads.
     pub threads: usize,
+    /// Let other users use the mount.
+    pub allow_other: bool,
 }
 
 /// `jit up`: the daemon in the foreground until Ctrl-C or SIGTERM.
@@ -68,8 +116,13 @@ pub fn up(
     base: &Path,
     settings: PlaneSettings,
     mount_settings: MountSettings,
+    rpc: RpcSettings,
     json: bool,
 ) -> Result<ExitCode> {
+    let serve_options = rpc.options()?;
+    if settings.enabled {
+        jit_plane::listen::check(&settings.listen, settings.insecure_listen)?;
+    }
     let repo = Repository::discover(base)?;
     let lock = DaemonLock::acquire(repo.jit_dir())?;
     let universe = repo.universe()?;
@@ -81,7 +134,7 @@ pub fn up(
         // Listen for SIGTERM/SIGINT before the socket exists: whoever sees the socket (systemd,
         // a script) may stop the daemon at once, even while the plane and the mount start.
         let stop = shutdown_signal()?;
-        let listener = lock.bind()?;
+        let listener = lock.bind(&serve_options.access)?;
         let repo = Arc::new(repo);
         let zenoh_socket = repo.jit_dir().join("zenoh.sock");
         let plane = if settings.enabled {
@@ -89,6 +142,7 @@ pub fn up(
                 unix_socket: Some(zenoh_socket.clone()),
                 listen: settings.listen.clone(),
                 connect: settings.connect.clone(),
+                insecure_listen: settings.insecure_listen,
                 ..Default::default()
             };
             plane_commit_cadence(&mut options);
@@ -103,6 +157,7 @@ pub fn up(
                     .clone()
                     .unwrap_or_else(|| jit_jitfs::MountOptions::default_mountpoint(&repo)),
                 threads: mount_settings.threads,
+                allow_other: mount_settings.allow_other,
                 owner: std::env::var("USER").unwrap_or_else(|_| "user".into()),
             };
             let repo = repo.clone();
@@ -138,7 +193,7 @@ pub fn up(
             );
         }
         let service = Service::new(repo);
-        server::serve(service, listener, stop).await;
+        server::serve(service, listener, serve_options, stop).await;
         if let Some(mount) = mount {
             if let Err(error) = tokio::task::spawn_blocking(move || mount.unmount()).await? {
                 tracing::error!(%error, "unmount failed");

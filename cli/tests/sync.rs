@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -172,19 +172,22 @@ fn two_daemons_on_loopback_clone_diverge_and_converge() {
     assert_fsck_clean(&b);
 }
 
-#[test]
-fn a_clone_killed_mid_transfer_resumes_with_what_it_had_verified() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, work) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("w"),
-    );
-    let files: Vec<(String, String)> = (0..4000)
+/// A source universe `a` of `count` files (in `dirs` directories, `lines` lines each) tagged
+/// `tags`, served on loopback, and a clone of it into `b` killed (SIGKILL) mid-transfer, held
+/// there by the pull's test hook. Returns a, b and the running source daemon with its endpoint.
+fn a_clone_killed_at_the_stall(
+    tmp: &Path,
+    count: usize,
+    dirs: usize,
+    lines: usize,
+    tags: &[&str],
+) -> (PathBuf, PathBuf, (Daemon, String)) {
+    let (a, b, work) = (tmp.join("a"), tmp.join("b"), tmp.join("w"));
+    let files: Vec<(String, String)> = (0..count)
         .map(|i| {
             (
-                format!("d{}/f{i}.txt", i % 20),
-                format!("{i}\n").repeat(200),
+                format!("d{}/f{i}.txt", i % dirs),
+                format!("{i}\n").repeat(lines),
             )
         })
         .collect();
@@ -193,11 +196,14 @@ fn a_clone_killed_mid_transfer_resumes_with_what_it_had_verified() {
         .map(|(p, c)| (p.as_str(), c.as_str()))
         .collect();
     universe_with(&a, &work, &refs);
+    for tag in tags {
+        ok(&a, &["tag", tag]);
+    }
     let endpoint = free_endpoint();
-    let _daemon = Daemon::start_with(&a, &["--listen", &endpoint]);
+    let daemon = Daemon::start_with(&a, &["--listen", &endpoint]);
 
-    let stall = tmp.path().join("stalled");
-    let mut clone = jit_command(tmp.path())
+    let stall = tmp.join("stalled");
+    let mut clone = jit_command(tmp)
         .args(["clone", &endpoint, "b", "--quiet"])
         .env("JIT_SYNC_TEST_STALL", &stall)
         .stdout(Stdio::null())
@@ -215,6 +221,13 @@ fn a_clone_killed_mid_transfer_resumes_with_what_it_had_verified() {
     }
     clone.kill().unwrap();
     clone.wait().unwrap();
+    (a, b, (daemon, endpoint))
+}
+
+#[test]
+fn a_clone_killed_mid_transfer_resumes_with_what_it_had_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, _daemon) = a_clone_killed_at_the_stall(tmp.path(), 4000, 20, 200, &[]);
     // The replica exists, its branch still at the root: nothing was appended.
     assert_eq!(json(&b, &["log"]), serde_json::json!([]));
 
@@ -228,6 +241,37 @@ fn a_clone_killed_mid_transfer_resumes_with_what_it_had_verified() {
     assert_eq!(kept + fetched, new, "nothing fetched twice: {resumed}");
     assert_eq!(log_ids(&b), log_ids(&a));
     assert_fsck_clean(&b);
+}
+
+#[test]
+fn a_clone_killed_midway_resumes_when_the_clone_is_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, (_daemon, endpoint)) =
+        a_clone_killed_at_the_stall(tmp.path(), 1500, 10, 100, &["v1"]);
+
+    // Rerunning the clone resumes it.
+    let resumed = jit(tmp.path(), &["clone", &endpoint, "b", "--quiet"]);
+    assert!(
+        resumed.status.success(),
+        "rerunning the clone: {}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&resumed.stdout).contains("Resumed the clone"),
+        "{}",
+        String::from_utf8_lossy(&resumed.stdout)
+    );
+    assert_eq!(log_ids(&b), log_ids(&a));
+    assert_eq!(json(&b, &["tag"]), json(&a, &["tag"]));
+    assert_eq!(info(&b)["universe"], info(&a)["universe"]);
+    assert_fsck_clean(&b);
+
+    // A finished clone is not redone: it says it exists, with its code.
+    let again = jit(tmp.path(), &["clone", &endpoint, "b", "--json"]);
+    assert!(!again.status.success());
+    let out = String::from_utf8_lossy(&again.stdout);
+    assert!(out.contains("\"already_initialized\""), "{out}");
+    assert!(out.contains("sync pull"), "{out}");
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub struct MountOptions {
     pub threads: usize,
     /// Owner of SWS created through the mount and author of its patches.
     pub owner: String,
+    /// Let other users in (FUSE `allow_other`); otherwise only the mounting user.
+    pub allow_other: bool,
 }
 
 impl MountOptions {
@@ -93,9 +95,8 @@ impl Mount {
             MountOption::Dev,
             MountOption::Suid,
         ];
-        // Root mounts for everyone (tools switch users); others for themselves only, unless
-        // /etc/fuse.conf allows more.
-        config.acl = if uid == 0 {
+        // Private unless asked: the mount serves the whole universe's content.
+        config.acl = if options.allow_other {
             SessionACL::All
         } else {
             SessionACL::Owner

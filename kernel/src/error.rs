@@ -285,6 +285,9 @@ pub enum Error {
     /// Input the operation cannot accept (a path outside the tree, an unsupported file type…).
     #[error("{0}")]
     InvalidInput(String),
+    /// A network listen that would expose the universe unencrypted beyond this machine.
+    #[error("{0}")]
+    InsecureListen(String),
     /// A sync peer broke the protocol or sent something that failed verification.
     #[error("sync with {remote} failed: {reason}")]
     Sync {
@@ -356,6 +359,7 @@ impl Error {
             Error::CorruptLog { .. } => "corrupt_log",
             Error::Config { .. } => "bad_config",
             Error::InvalidInput(_) => "invalid_input",
+            Error::InsecureListen(_) => "insecure_listen",
             Error::Sync { .. } => "sync_failed",
             Error::OtherUniverse { .. } => "other_universe",
             Error::Patch(crate::patch::PatchError::TooLarge { .. }) => "patch_too_large",

@@ -36,6 +36,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -163,12 +164,17 @@ impl Journal {
     /// holds it. Appends go after the records a crash left behind ([`Journal::pending`]).
     pub fn open(path: &Path) -> Result<Journal> {
         let io = |e| Error::io(path, e);
+        // Agents' patch content: readable by the owner only, also if an older version made it
+        // with the umask's mode.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
+            .map_err(io)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(io)?;
         crate::filelock::exclusive(&file, path, || {
             format!(

@@ -53,11 +53,17 @@ fn pair() -> (tempfile::TempDir, Repository, Repository) {
 /// Changes (or refuses) a reply to `op` on its way back.
 type Tamper<'r> = Box<dyn FnMut(&str, &mut Value) -> Result<(), Error> + 'r>;
 
-/// The peer `repo`, reached through encoded bytes. `tamper` may change a reply on its way.
+/// Changes a reply's bytes on their way (truncates, replaces, inflates them).
+type TamperBytes<'r> = Box<dyn FnMut(&str, &mut Vec<u8>) + 'r>;
+
+/// The peer `repo`, reached through encoded bytes. `tamper` may change a reply on its way, and
+/// `tamper_bytes` its encoded bytes, which are read as the plane reads them
+/// ([`sync::wire::decode_reply`]).
 struct Peer<'r> {
     name: String,
     repo: &'r Repository,
     tamper: Tamper<'r>,
+    tamper_bytes: TamperBytes<'r>,
 }
 
 impl<'r> Peer<'r> {
@@ -66,6 +72,7 @@ impl<'r> Peer<'r> {
             name: "origin".into(),
             repo,
             tamper: Box::new(|_, _| Ok(())),
+            tamper_bytes: Box::new(|_, _| {}),
         }
     }
 }
@@ -83,7 +90,9 @@ impl Remote for Peer<'_> {
                 Ok(value) => Response::Ok(value),
                 Err(e) => Response::from_error(&e),
             };
-            match Response::decode(&response.encode()?)? {
+            let mut bytes = response.encode()?;
+            (self.tamper_bytes)(op, &mut bytes);
+            match sync::wire::decode_reply(&self.name, &bytes)? {
                 Response::Ok(mut value) => {
                     (self.tamper)(op, &mut value)?;
                     answers.push(value)
@@ -337,6 +346,131 @@ fn a_node_corrupted_in_transit_is_refused_and_nothing_is_appended() {
     // An honest peer afterwards: everything arrives.
     pull(&b, &a);
     assert_eq!(refs(&b), refs(&a));
+}
+
+#[test]
+fn hostile_sync_replies_are_refused_with_codes_and_nothing_is_half_written() {
+    let (_dir, a, b) = pair();
+    commit(
+        &a,
+        "main",
+        &[("x.txt", "payload\n"), ("y/z.txt", "more\n"), ("w", "w\n")],
+        "c1",
+    );
+    let (refs_before, nodes_before) = (refs(&b), node_count(&b));
+    let code_of = |tamper_bytes: TamperBytes, tamper: Tamper| -> String {
+        let mut peer = Peer::new(&a);
+        peer.tamper_bytes = tamper_bytes;
+        peer.tamper = tamper;
+        let error = sync::pull(&b, &mut peer, &sync::pull::Quiet).unwrap_err();
+        assert_eq!(refs(&b), refs_before, "{error}");
+        assert_eq!(node_count(&b), nodes_before, "{error}");
+        error.code().to_owned()
+    };
+    let on = |target: &'static str, f: fn(&mut Vec<u8>)| -> TamperBytes {
+        Box::new(move |op, bytes| {
+            if op == target {
+                f(bytes)
+            }
+        })
+    };
+    let none = || -> Tamper { Box::new(|_, _| Ok(())) };
+    // Truncated, garbage, oversized and item-bomb replies, to each op.
+    for op in [
+        sync::wire::FRONTIER,
+        sync::wire::NEGOTIATE,
+        sync::wire::FETCH,
+    ] {
+        let truncated = code_of(on(op, |b| b.truncate(b.len() / 2)), none());
+        assert_eq!(truncated, "bad_cbor", "truncated {op}");
+        let garbage = code_of(on(op, |b| *b = vec![0xff; 64]), none());
+        assert_eq!(garbage, "bad_cbor", "garbage {op}");
+        let oversized = code_of(
+            on(op, |b| b.resize(sync::wire::MAX_REPLY_FRAME + 1, 0)),
+            none(),
+        );
+        assert_eq!(oversized, "sync_failed", "oversized {op}");
+        let bomb = code_of(
+            on(op, |b| {
+                let items = (sync::wire::MAX_REPLY_ITEMS + 1) as u32;
+                *b = vec![0x9a];
+                b.extend_from_slice(&items.to_be_bytes());
+                b.resize(5 + items as usize, 0);
+            }),
+            none(),
+        );
+        assert_eq!(bomb, "sync_failed", "item bomb {op}");
+    }
+    // A fetch reply naming a node not asked for, and one swapping two nodes' ids.
+    let unasked = code_of(
+        Box::new(|_, _| {}),
+        Box::new(|op, value| {
+            if op == sync::wire::FETCH {
+                set_first_node_id(value, &NodeId([7; 32]));
+            }
+            Ok(())
+        }),
+    );
+    assert_eq!(unasked, "sync_failed");
+    let swapped = code_of(
+        Box::new(|_, _| {}),
+        Box::new(|op, value| {
+            if op == sync::wire::FETCH {
+                swap_first_two_ids(value);
+            }
+            Ok(())
+        }),
+    );
+    assert_eq!(swapped, "invariant_violation");
+    assert_clean(&b);
+    // An honest peer afterwards: everything arrives.
+    pull(&b, &a);
+    assert_eq!(refs(&b), refs(&a));
+    assert_clean(&b);
+}
+
+/// The fetch reply's node list.
+fn fetched_nodes(reply: &mut Value) -> Option<&mut Vec<Value>> {
+    let Value::Map(fields) = reply else {
+        return None;
+    };
+    fields.iter_mut().find_map(|(key, value)| match value {
+        Value::Array(nodes) if key.as_text() == Some("nodes") => Some(nodes),
+        _ => None,
+    })
+}
+
+fn id_field(node: &mut Value) -> Option<&mut Value> {
+    let Value::Map(fields) = node else {
+        return None;
+    };
+    fields
+        .iter_mut()
+        .find_map(|(k, v)| (k.as_text() == Some("id")).then_some(v))
+}
+
+fn set_first_node_id(reply: &mut Value, id: &NodeId) {
+    if let Some(slot) = fetched_nodes(reply)
+        .and_then(|nodes| nodes.first_mut())
+        .and_then(id_field)
+    {
+        *slot = Value::Bytes(id.as_bytes().to_vec());
+    }
+}
+
+fn swap_first_two_ids(reply: &mut Value) {
+    let Some(nodes) = fetched_nodes(reply) else {
+        return;
+    };
+    if nodes.len() < 2 {
+        return;
+    }
+    let first = id_field(&mut nodes[0]).cloned();
+    let second = id_field(&mut nodes[1]).cloned();
+    if let (Some(first), Some(second)) = (first, second) {
+        *id_field(&mut nodes[0]).unwrap() = second;
+        *id_field(&mut nodes[1]).unwrap() = first;
+    }
 }
 
 /// Flips the last byte of the first node in a fetch reply.

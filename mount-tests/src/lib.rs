@@ -129,6 +129,11 @@ impl Universe {
         Daemon::start(self, &self.dir.path().join("mnt"), false)
     }
 
+    /// Starts `jit up` with its mount and extra arguments (e.g. `--allow-other`).
+    pub fn up_with(&self, extra: &[&str]) -> Daemon {
+        Daemon::start_with(self, &self.dir.path().join("mnt"), false, extra)
+    }
+
     /// Starts `jit up` with its mount and the message plane.
     pub fn up_with_plane(&self) -> Daemon {
         Daemon::start(self, &self.dir.path().join("mnt"), true)
@@ -162,7 +167,12 @@ impl Daemon {
     /// Starts the daemon mounting at `mnt` (with the message plane if `plane`) and waits for its
     /// banner.
     pub fn start(universe: &Universe, mnt: &Path, plane: bool) -> Daemon {
-        let mut daemon = Daemon::spawn(universe, mnt, plane, Stdio::piped());
+        Daemon::start_with(universe, mnt, plane, &[])
+    }
+
+    /// [`Daemon::start`] with extra `jit up` arguments.
+    pub fn start_with(universe: &Universe, mnt: &Path, plane: bool, extra: &[&str]) -> Daemon {
+        let mut daemon = Daemon::spawn_with(universe, mnt, plane, Stdio::piped(), extra);
         let mut banner = String::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         let stdout = daemon
@@ -188,8 +198,18 @@ impl Daemon {
     /// Starts `jit up` mounting at `mnt` without waiting for it to be ready (the caller finds
     /// out some other way, e.g. `jit wait`); its stdout goes to `stdout`.
     pub fn spawn(universe: &Universe, mnt: &Path, plane: bool, stdout: Stdio) -> Daemon {
+        Daemon::spawn_with(universe, mnt, plane, stdout, &[])
+    }
+
+    fn spawn_with(
+        universe: &Universe,
+        mnt: &Path,
+        plane: bool,
+        stdout: Stdio,
+        extra: &[&str],
+    ) -> Daemon {
         let mut command = Command::new(jit_bin());
-        command.arg("up");
+        command.arg("up").args(extra);
         if !plane {
             command.arg("--no-plane");
         }

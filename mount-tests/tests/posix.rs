@@ -82,7 +82,8 @@ fn pjdfstest_on_an_sws() {
     }
     let pjdfstest = tool("pjdfstest");
     let universe = Universe::with_files(&[("README", "pjdfstest\n")]);
-    let daemon = universe.up();
+    // pjdfstest acts as other users too.
+    let daemon = universe.up_with(&["--allow-other"]);
     std::fs::create_dir(daemon.path("sws/posix")).unwrap();
     let dir = daemon.path("sws/posix/suite");
     std::fs::create_dir(&dir).unwrap();

@@ -23,6 +23,7 @@
 //! durable. See `docs/plane.md` for the envelope, signing bytes and error codes.
 
 pub mod agent;
+pub mod listen;
 pub mod ratelimit;
 pub mod server;
 pub mod sync;

@@ -30,6 +30,8 @@ pub struct PlaneOptions {
     pub listen: Vec<String>,
     /// Routers or peers to connect to.
     pub connect: Vec<String>,
+    /// Allow `listen` endpoints reachable from other machines without TLS (warned about).
+    pub insecure_listen: bool,
     /// Namespace prefix of every key expression ("" for none).
     pub namespace: String,
     /// Messages per second per agent.
@@ -66,6 +68,7 @@ impl Default for PlaneOptions {
             unix_socket: None,
             listen: Vec::new(),
             connect: Vec::new(),
+            insecure_listen: false,
             namespace: String::new(),
             rate: 20_000.0,
             burst: 2_000.0,
@@ -242,6 +245,7 @@ impl Plane {
     /// acknowledged writes are not committed yet, the process aborts, so that the next start
     /// recovers them before anything else writes.
     pub async fn start(repo: Arc<Repository>, options: PlaneOptions) -> Result<Plane> {
+        crate::listen::check(&options.listen, options.insecure_listen)?;
         let (journal, _) = agents::open_journal(&repo)?;
         let mut config = base_config("peer")?;
         let mut listen = options.listen.clone();

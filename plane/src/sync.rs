@@ -158,7 +158,7 @@ impl Remote for ZenohRemote {
                 .block_on(task)
                 .map_err(|e| failed(&self.name, e))?
                 .map_err(|e| failed(&self.name, e))?;
-            match Response::decode(&bytes)? {
+            match jit_kernel::sync::wire::decode_reply(&self.name, &bytes)? {
                 Response::Ok(value) => answers.push(value),
                 Response::Err(body) => {
                     return Err(jit_kernel::Error::Remote {

@@ -90,10 +90,16 @@ impl Daemon {
 
     /// Starts it with extra `jit up` arguments (e.g. `--listen tcp/127.0.0.1:PORT`).
     pub fn start_with(repo: &Path, extra: &[&str]) -> Daemon {
+        let mut command = jit_command(repo);
+        command.args(["up", "--no-mount"]).args(extra);
+        Daemon::start_command(repo, command)
+    }
+
+    /// Starts the daemon `command` runs (a `jit up` of the universe at `repo`, perhaps wrapped)
+    /// and waits until it serves.
+    pub fn start_command(repo: &Path, mut command: Command) -> Daemon {
         let socket = repo.join(".jit/jit.sock");
-        let child = jit_command(repo)
-            .args(["up", "--no-mount"])
-            .args(extra)
+        let child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -41,6 +41,10 @@ impl Kernel {
         let socket = repo.jit_dir().join(SOCKET);
         match UnixStream::connect(&socket) {
             Ok(stream) => Ok(Kernel::Daemon { stream, ts: 0 }),
+            // A daemon runs but does not let this user in: say so, rather than go around it.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(Error::io(&socket, e))
+            }
             Err(_) => Ok(Kernel::InProcess {
                 service: Service::new(Arc::new(repo)),
                 ts: 0,

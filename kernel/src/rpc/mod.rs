@@ -3,7 +3,10 @@
 //! socket, and [`client::Kernel`] calls it through the socket when a daemon runs, or in-process
 //! when none does — the same operations, validation and answers either way.
 
+pub mod access;
 pub mod client;
+pub mod frame;
+pub mod limits;
 pub mod protocol;
 pub mod server;
 pub mod service;

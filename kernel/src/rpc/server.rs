@@ -1,19 +1,31 @@
-//! The daemon's RPC server: one Unix socket in `.jit/`, one task per connection, kernel work on
-//! tokio's blocking pool (LMDB calls block). One daemon per universe, enforced by an exclusive
+//! The daemon's RPC server: one Unix socket in `.jit/` (0600, peers checked by
+//! [`super::access`]), one task per connection within [`super::limits`], kernel work on tokio's
+//! blocking pool (LMDB calls block). One daemon per universe, enforced by an exclusive
 //! lock on `.jit/daemon.lock` that the OS drops when the process dies — so a killed daemon never
 //! blocks the next start, which removes the stale socket and binds again.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{timeout, timeout_at, Instant};
 
+use super::access::Access;
+use super::frame::{self, FrameError, ShapeError};
+use super::limits::{value_cost, Budget, Limits, Refused};
 use super::protocol::{ErrorBody, Request, Response, MAX_FRAME};
 use super::service::Service;
 use super::{LOCK, SOCKET};
 use crate::error::{Error, Result};
+
+/// How long a refused or dropped peer gets to take its last answer.
+const REFUSE_WRITE: Duration = Duration::from_millis(500);
 
 /// Proof that this process is the universe's one daemon; the lock lasts as long as this value.
 pub struct DaemonLock {
@@ -49,14 +61,39 @@ impl DaemonLock {
     }
 
     /// Binds the socket, replacing a stale one left by a dead daemon (we hold the lock, so no
-    /// live daemon owns it).
-    pub fn bind(&self) -> Result<UnixListener> {
-        match std::fs::remove_file(&self.socket) {
-            Ok(()) => tracing::info!(socket = %self.socket.display(), "removed a stale socket"),
+    /// live daemon owns it). The socket is made inside a fresh 0700 directory, set to 0600 (0660
+    /// and the group's, with an allowed group) and
+    /// only then renamed into place, so whatever the umask there is no moment at which another
+    /// user could connect.
+    pub fn bind(&self, access: &Access) -> Result<UnixListener> {
+        let dir = self.socket.with_extension("sock.d");
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&self.socket, e)),
+            Err(e) => return Err(Error::io(&dir, e)),
         }
-        UnixListener::bind(&self.socket).map_err(|e| Error::io(&self.socket, e))
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+        let private = dir.join("s");
+        let listener = UnixListener::bind(&private).map_err(|e| Error::io(&private, e))?;
+        let mode = match access.group() {
+            Some(gid) => {
+                std::os::unix::fs::chown(&private, None, Some(gid))
+                    .map_err(|e| Error::io(&private, e))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(&private, e))?;
+        if std::fs::symlink_metadata(&self.socket).is_ok() {
+            tracing::info!(socket = %self.socket.display(), "replacing a stale socket");
+        }
+        std::fs::rename(&private, &self.socket).map_err(|e| Error::io(&self.socket, e))?;
+        std::fs::remove_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(listener)
     }
 }
 
@@ -66,24 +103,108 @@ impl Drop for DaemonLock {
     }
 }
 
+/// How the server serves: its limits and whom it lets in.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Timeouts, connection cap, bytes in flight.
+    pub limits: Limits,
+    /// The peers allowed to connect.
+    pub access: Access,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            limits: Limits::default(),
+            access: Access::owner_only(),
+        }
+    }
+}
+
 /// Serves `service` on `listener` until `shutdown` completes.
-pub async fn serve(service: Service, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    service: Service,
+    listener: UnixListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
+    let limits = Arc::new(options.limits);
+    let budget = Budget::new(&limits);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    if let Err(answer) = admit(&options.access, &stream) {
+                        refuse(stream, answer);
+                        continue;
+                    }
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(max = limits.max_connections, "refused a connection: too many connections");
+                        refuse(stream, error_response(
+                            "too_many_connections",
+                            format!("the daemon serves at most {} connections at once", limits.max_connections),
+                        ));
+                        continue;
+                    };
                     let service = service.clone();
+                    let limits = limits.clone();
+                    let budget = budget.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = connection(service, stream).await {
+                        if let Err(error) = connection(service, stream, &limits, &budget).await {
                             tracing::debug!(%error, "connection ended");
                         }
+                        drop(slot);
                     });
                 }
-                Err(error) => tracing::warn!(%error, "accept failed"),
+                Err(error) => {
+                    // Out of descriptors, typically: wait a little rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         }
+    }
+}
+
+/// Lets the peer in, or says why not (and logs it).
+fn admit(access: &Access, stream: &UnixStream) -> std::result::Result<(), Response> {
+    match stream.peer_cred() {
+        Ok(cred) if access.allows(cred.uid(), cred.gid()) => Ok(()),
+        Ok(cred) => {
+            tracing::warn!(
+                uid = cred.uid(),
+                gid = cred.gid(),
+                pid = cred.pid(),
+                "refused a connection from a user not allowed to use this universe"
+            );
+            Err(error_response(
+                "permission_denied",
+                format!(
+                    "uid {} may not use this universe's daemon (only its owner, root or an allowed group)",
+                    cred.uid()
+                ),
+            ))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "refused a connection whose peer cannot be identified");
+            Err(error_response(
+                "permission_denied",
+                format!("cannot identify the peer: {error}"),
+            ))
+        }
+    }
+}
+
+/// Answers a refused connection if its socket takes the answer at once, and closes it (a fresh
+/// connection's buffer always has room for it; nothing waits on a peer that was refused).
+fn refuse(stream: UnixStream, answer: Response) {
+    if let Ok(body) = answer.encode() {
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        let _ = stream.try_write(&frame);
     }
 }
 
@@ -95,40 +216,146 @@ fn error_response(code: &str, message: String) -> Response {
     })
 }
 
-async fn connection(service: Service, mut stream: UnixStream) -> Result<()> {
+/// Serves one connection: frames in, answers out, in order, within the limits.
+async fn connection(
+    service: Service,
+    mut stream: UnixStream,
+    limits: &Limits,
+    budget: &Budget,
+) -> Result<()> {
     let io = |e| Error::io("<rpc socket>", e);
     loop {
-        let mut len = [0u8; 4];
-        match stream.read_exact(&mut len).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(io(e)),
-        }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_FRAME {
-            // The body cannot be skipped safely; answer and close the connection.
-            let answer = error_response(
-                "frame_too_large",
-                format!("request of {len} bytes exceeds {MAX_FRAME}"),
-            );
-            write(&mut stream, &answer).await?;
-            return Ok(());
-        }
-        let mut body = vec![0u8; len];
-        stream.read_exact(&mut body).await.map_err(io)?;
-        let response = match Request::decode(&body) {
-            Ok(request) => {
-                let service = service.clone();
-                tokio::task::spawn_blocking(move || service.handle(request))
-                    .await
-                    .unwrap_or_else(|e| {
-                        error_response("internal", format!("operation panicked: {e}"))
-                    })
+        // Idle until the next frame's first byte.
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(limits.idle_timeout, stream.read(&mut first)).await {
+            Err(_) => {
+                tracing::debug!("closing an idle connection");
+                return Ok(());
             }
-            Err(e) => error_response("bad_request", e.to_string()),
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(io(e)),
+        }
+        // From its first byte, the whole frame has `read_timeout` to arrive.
+        let deadline = Instant::now() + limits.read_timeout;
+        let late = || {
+            tracing::warn!(
+                timeout = ?limits.read_timeout,
+                "dropped a connection whose frame did not arrive in time"
+            );
+            error_response(
+                "timeout",
+                format!("the frame did not arrive within {:?}", limits.read_timeout),
+            )
         };
-        write(&mut stream, &response).await?;
+        let mut head = (&first[..]).chain(&mut stream);
+        let len = match timeout_at(deadline, frame::read_len(&mut head, MAX_FRAME)).await {
+            Err(_) => return answer_and_close(stream, late()).await,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(len))) => len,
+            Ok(Err(FrameError::TooLarge { len, max })) => {
+                // The body cannot be skipped safely; answer and close the connection.
+                let answer = error_response(
+                    "frame_too_large",
+                    format!("request of {len} bytes exceeds {max}"),
+                );
+                return answer_and_close(stream, answer).await;
+            }
+            Ok(Err(e)) => return Err(frame_error(e)),
+        };
+        // Its announced bytes are charged before any is read.
+        let received = match timeout_at(deadline, budget.charge(len, len)).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(Refused::TooLarge)) => {
+                let answer = error_response(
+                    "frame_too_large",
+                    format!("request of {len} bytes exceeds what the daemon may hold"),
+                );
+                return answer_and_close(stream, answer).await;
+            }
+            Err(_) => return answer_and_close(stream, busy()).await,
+        };
+        let body = match timeout_at(deadline, frame::read_body(&mut stream, len)).await {
+            Err(_) => return answer_and_close(stream, late()).await,
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => return Err(frame_error(e)),
+        };
+        let response = match decode_charge(&body, len, budget, deadline).await {
+            Ok(decoded) => {
+                let service = service.clone();
+                tokio::task::spawn_blocking(move || {
+                    let response = match Request::decode(&body) {
+                        Ok(request) => service.handle(request),
+                        Err(e) => error_response("bad_request", e.to_string()),
+                    };
+                    drop((decoded, received));
+                    response
+                })
+                .await
+                .unwrap_or_else(|e| error_response("internal", format!("operation panicked: {e}")))
+            }
+            Err(answer) => {
+                drop(received);
+                answer
+            }
+        };
+        match timeout(limits.read_timeout, write(&mut stream, &response)).await {
+            Ok(written) => written?,
+            Err(_) => {
+                tracing::warn!("dropped a connection that does not read its answers");
+                return Ok(());
+            }
+        }
     }
+}
+
+/// Charges what decoding `body` will take, after checking its shape without decoding it.
+async fn decode_charge(
+    body: &[u8],
+    len: usize,
+    budget: &Budget,
+    deadline: Instant,
+) -> std::result::Result<OwnedSemaphorePermit, Response> {
+    let cost = value_cost();
+    let max_items = budget.pool_size(len) / cost;
+    let items = match frame::items(body, max_items) {
+        Ok(items) => items,
+        Err(ShapeError::TooManyItems(max)) => {
+            return Err(error_response(
+                "too_many_items",
+                format!("the request holds more than {max} CBOR items"),
+            ))
+        }
+        Err(e) => return Err(error_response("bad_request", e.to_string())),
+    };
+    match timeout_at(deadline, budget.charge(len, items.saturating_mul(cost))).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(Refused::TooLarge)) => Err(error_response(
+            "too_many_items",
+            format!("the request's {items} CBOR items exceed what the daemon may hold"),
+        )),
+        Err(_) => Err(busy()),
+    }
+}
+
+fn busy() -> Response {
+    error_response(
+        "busy",
+        "the daemon holds as many request bytes as it may; retry".into(),
+    )
+}
+
+fn frame_error(error: FrameError) -> Error {
+    match error {
+        FrameError::Io(e) => Error::io("<rpc socket>", e),
+        other => Error::InvalidInput(other.to_string()),
+    }
+}
+
+/// Sends a last answer (if the peer takes it promptly) and ends the connection.
+async fn answer_and_close(mut stream: UnixStream, answer: Response) -> Result<()> {
+    let _ = tokio::time::timeout(REFUSE_WRITE, write(&mut stream, &answer)).await;
+    Ok(())
 }
 
 async fn write(stream: &mut UnixStream, response: &Response) -> Result<()> {

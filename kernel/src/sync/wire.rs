@@ -24,6 +24,32 @@ pub const FETCH: &str = "sync.fetch";
 pub const MAX_FETCH_IDS: usize = 8192;
 /// Most bytes one fetch reply carries (a single larger node is still sent alone).
 pub const MAX_REPLY_BYTES: u64 = 32 << 20;
+/// Largest reply accepted from a peer, in bytes (a fetch reply's budget, or one node larger than
+/// it, fits).
+pub const MAX_REPLY_FRAME: usize = crate::rpc::protocol::MAX_FRAME;
+/// Most CBOR items a reply may decode to (each costs memory beyond its bytes).
+pub const MAX_REPLY_ITEMS: usize = 1 << 22;
+
+/// Decodes a peer's reply bytes, refusing an oversized or item-bomb reply before decoding it.
+pub fn decode_reply(remote: &str, bytes: &[u8]) -> Result<crate::rpc::protocol::Response> {
+    let refuse = |reason: String| Error::Sync {
+        remote: remote.to_owned(),
+        reason,
+    };
+    if bytes.len() > MAX_REPLY_FRAME {
+        return Err(refuse(format!(
+            "a reply of {} bytes exceeds {MAX_REPLY_FRAME}",
+            bytes.len()
+        )));
+    }
+    match crate::rpc::frame::items(bytes, MAX_REPLY_ITEMS) {
+        // Malformed bytes: the decoder says precisely how (`bad_cbor`), within the item bound.
+        Ok(_) | Err(crate::rpc::frame::ShapeError::Malformed) => {}
+        Err(e) => return Err(refuse(format!("a reply refused unread: {e}"))),
+    }
+    crate::rpc::protocol::Response::decode(bytes)
+}
+
 /// Most wants or haves one negotiation may name.
 pub const MAX_NEGOTIATE_IDS: usize = 1 << 16;
 
