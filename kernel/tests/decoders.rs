@@ -57,7 +57,10 @@ fn wide_head(major: u8, n: u64, extra: usize) -> Option<Vec<u8>> {
         0x1_0000..=0xffff_ffff => 4,
         _ => 8,
     };
-    let width = [1usize, 2, 4, 8].into_iter().filter(|w| *w > shortest).nth(extra)?;
+    let width = [1usize, 2, 4, 8]
+        .into_iter()
+        .filter(|w| *w > shortest)
+        .nth(extra)?;
     let info = match width {
         1 => 24,
         2 => 25,
@@ -135,8 +138,11 @@ proptest! {
 
 /// Paths from a small alphabet, so operations meet each other (and sometimes a reserved name).
 fn path() -> impl Strategy<Value = String> {
-    proptest::collection::vec(prop_oneof![Just("a"), Just("b"), Just("d"), Just(".git")], 1..4)
-        .prop_map(|parts| parts.join("/"))
+    proptest::collection::vec(
+        prop_oneof![Just("a"), Just("b"), Just("d"), Just(".git")],
+        1..4,
+    )
+    .prop_map(|parts| parts.join("/"))
 }
 
 fn op() -> impl Strategy<Value = PatchOp> {
@@ -164,7 +170,12 @@ fn op() -> impl Strategy<Value = PatchOp> {
 }
 
 fn patch_of(id: &str, ops: Vec<PatchOp>) -> Patch {
-    Patch { id: id.into(), author: "agent".into(), ts: 1, ops }
+    Patch {
+        id: id.into(),
+        author: "agent".into(),
+        ts: 1,
+        ops,
+    }
 }
 
 proptest! {
@@ -202,7 +213,11 @@ fn new_repo() -> (tempfile::TempDir, Repository) {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::init(
         dir.path(),
-        &InitOptions { name: "t".into(), owner: "t".into(), ..Default::default() },
+        &InitOptions {
+            name: "t".into(),
+            owner: "t".into(),
+            ..Default::default()
+        },
     )
     .unwrap();
     (dir, repo)

@@ -688,7 +688,12 @@ fn tree_id_of(repo: &Repository, snapshot: &NodeId) -> NodeId {
 fn a_sync_peer_cannot_wedge_a_branch_with_clock_2_pow_62() {
     let (_dir, a, b) = origin_and_replica();
     let parent = main_tip(&a);
-    let forged = history::snapshot_node(parent, MAX_CLOCK, tree_id_of(&a, &parent), &info("far", 1_700_000_000));
+    let forged = history::snapshot_node(
+        parent,
+        MAX_CLOCK,
+        tree_id_of(&a, &parent),
+        &info("far", 1_700_000_000),
+    );
     let (tip, bytes) = forged.encode_with_id().unwrap();
     let mut peer = LyingPeer {
         repo: &a,
