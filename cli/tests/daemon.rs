@@ -650,3 +650,21 @@ fn an_agent_rides_out_a_kill_9_and_restart_of_the_daemon() {
     assert_eq!(ids, (0..20).map(|i| format!("r{i}")).collect::<Vec<_>>());
     assert!(ok(&repo, &["fsck"]).contains("clean"));
 }
+
+/// The daemon closes connections idle past `--rpc-idle-timeout`; a long-lived client (the
+/// watcher holds one connection for its whole life) connects again instead of failing.
+#[test]
+fn a_client_idle_past_the_daemons_idle_timeout_is_served_on_a_new_connection() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    ok(work.path(), &["init", "repo"]);
+    let daemon = Daemon::start_with(&repo, &["--no-plane", "--rpc-idle-timeout", "1"]);
+    let mut kernel = daemon.kernel();
+    let info = |kernel: &mut Kernel| kernel.call("jit.info", ciborium::value::Value::Map(vec![]));
+    info(&mut kernel).expect("served on the first connection");
+    // Past the idle timeout: the daemon has closed the connection.
+    std::thread::sleep(Duration::from_millis(2500));
+    for round in 0..3 {
+        info(&mut kernel).unwrap_or_else(|e| panic!("call {round} after the idle close: {e}"));
+    }
+}

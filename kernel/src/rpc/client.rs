@@ -1,8 +1,15 @@
 //! Calling the kernel: through the daemon's socket when one is running, or in-process through the
 //! same [`Service`] when none is. Either way a call is one request and one response.
+//!
+//! A daemon closes a connection that stays idle past its idle timeout (`--rpc-idle-timeout`), so
+//! a long-lived client (the watcher) looks before each request whether its connection was closed
+//! and, if so, connects again. Closing happens only between requests — never once a request's
+//! first byte has arrived — so a request sent on a fresh connection is never one the daemon
+//! already read.
 
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ciborium::value::Value;
@@ -20,8 +27,10 @@ use crate::repo::Repository;
 pub enum Kernel {
     /// A running daemon.
     Daemon {
-        /// The socket.
+        /// The connection.
         stream: UnixStream,
+        /// The socket's path, to connect again after the daemon closed an idle connection.
+        socket: PathBuf,
         /// Logical clock of this client.
         ts: u64,
     },
@@ -40,7 +49,11 @@ impl Kernel {
         let repo = Repository::discover(start)?;
         let socket = repo.jit_dir().join(SOCKET);
         match UnixStream::connect(&socket) {
-            Ok(stream) => Ok(Kernel::Daemon { stream, ts: 0 }),
+            Ok(stream) => Ok(Kernel::Daemon {
+                stream,
+                socket,
+                ts: 0,
+            }),
             // A daemon runs but does not let this user in: say so, rather than go around it.
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 Err(Error::io(&socket, e))
@@ -55,7 +68,11 @@ impl Kernel {
     /// Connects to a daemon's socket directly (no fallback).
     pub fn daemon(socket: &Path) -> Result<Kernel> {
         let stream = UnixStream::connect(socket).map_err(|e| Error::io(socket, e))?;
-        Ok(Kernel::Daemon { stream, ts: 0 })
+        Ok(Kernel::Daemon {
+            stream,
+            socket: socket.to_path_buf(),
+            ts: 0,
+        })
     }
 
     /// The repository when the kernel runs in this process (for direct reads, which must not
@@ -75,7 +92,11 @@ impl Kernel {
     /// Sends one request; an error response becomes [`Error::Remote`].
     pub fn call(&mut self, op: &str, payload: Value) -> Result<Value> {
         let response = match self {
-            Kernel::Daemon { stream, ts } => {
+            Kernel::Daemon { stream, socket, ts } => {
+                if closed_by_peer(stream) {
+                    tracing::debug!(socket = %socket.display(), "the daemon closed an idle connection: connecting again");
+                    *stream = UnixStream::connect(&*socket).map_err(|e| Error::io(&*socket, e))?;
+                }
                 *ts += 1;
                 let request = Request {
                     op: op.to_owned(),
@@ -111,5 +132,26 @@ impl Kernel {
     pub fn invoke<A: Serialize, R: DeserializeOwned>(&mut self, op: &str, args: &A) -> Result<R> {
         let result = self.call(op, cbor::to_value(args)?)?;
         Ok(cbor::from_value(result)?)
+    }
+}
+
+/// Whether the daemon has closed `stream` (or sent bytes nobody asked for, which leaves it out of
+/// step): a look at what is waiting to be read, without waiting and without consuming it.
+fn closed_by_peer(stream: &UnixStream) -> bool {
+    use nix::errno::Errno;
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+
+    let mut byte = [0u8; 1];
+    let fd = stream.as_fd();
+    match recv(
+        fd.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Err(Errno::EAGAIN) => false,
+        Err(Errno::EINTR) => false,
+        // 0: end of stream; more: bytes before any request; an error: a reset connection.
+        Ok(_) | Err(_) => true,
     }
 }
