@@ -456,6 +456,8 @@ fn drain<T>(rx: &mpsc::Receiver<Vec<T>>, mut first: Vec<T>, limit: usize) -> Vec
 }
 
 /// Signatures, shapes and rate limits; refusals are answered here, the rest go on in order.
+/// A refusal's audit record is queued for the deliverer before the refusal is answered, so a
+/// settle that follows the answer finds the record committed.
 fn verify_stage(
     repo: &Repository,
     options: &PlaneOptions,
@@ -466,6 +468,7 @@ fn verify_stage(
     while let Ok(first) = arrived.recv() {
         let batch = drain(&arrived, first, MAX_BATCH);
         let mut refused = Vec::new();
+        let mut answers = Vec::new();
         let batch: Vec<Arrived> = batch
             .into_iter()
             .filter_map(|arrived| {
@@ -481,7 +484,7 @@ fn verify_stage(
                     ),
                     details: None,
                 });
-                answer(&arrived.query, &refusal);
+                answers.push((arrived.query, refusal.clone()));
                 refused.push((arrived.key, refusal));
                 None
             })
@@ -501,7 +504,7 @@ fn verify_stage(
         {
             match verdict {
                 Err(refusal) => {
-                    answer(&query, &refusal);
+                    answers.push((query, refusal.clone()));
                     refused.push((key, refusal));
                 }
                 Ok(verified) if !limiter.allow(&verified.envelope.sender) => {
@@ -510,7 +513,7 @@ fn verify_stage(
                         message: format!("{} is over its rate limit", verified.envelope.sender),
                         details: None,
                     });
-                    answer(&query, &refusal);
+                    answers.push((query, refusal.clone()));
                     refused.push((key, refusal));
                 }
                 Ok(verified) => passed.push(Accepted {
@@ -521,7 +524,11 @@ fn verify_stage(
                 }),
             }
         }
-        if !refused.is_empty() && accepted.send(Work::Audit(refused)).is_err() {
+        let stopped = !refused.is_empty() && accepted.send(Work::Audit(refused)).is_err();
+        for (query, refusal) in &answers {
+            answer(query, refusal);
+        }
+        if stopped {
             break;
         }
         if !passed.is_empty() && accepted.send(Work::Deliver(passed)).is_err() {

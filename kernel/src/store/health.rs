@@ -41,13 +41,18 @@ pub(super) fn refuse_too_short(dir: &Path) -> Result<()> {
 
 /// Refuses a store file shorter than its last used page, as LMDB's header records it. Only the
 /// header is read (it is in the file's first pages); a file only ever grows while LMDB writes.
+///
+/// The header is read before the file's size: another process (the daemon) may commit in
+/// between, and a commit writes its pages before the header that names them, so the size read
+/// second is never behind the header read first. The other order took a store that grew between
+/// the two reads for a truncated one.
 pub(super) fn refuse_truncated(env: &Env<WithoutTls>, dir: &Path) -> Result<()> {
     let file = dir.join(DATA_FILE);
+    let page = u64::from(env.stat().page_size);
+    let expected = (env.info().last_page_number as u64).saturating_add(1) * page;
     let size = std::fs::metadata(&file)
         .map_err(|e| Error::io(&file, e))?
         .len();
-    let page = u64::from(env.stat().page_size);
-    let expected = (env.info().last_page_number as u64).saturating_add(1) * page;
     if size < expected {
         tracing::error!(store = %file.display(), size, expected, "the store is truncated");
         return Err(Error::StoreTruncated {
