@@ -65,16 +65,17 @@ impl<'s> TreeEditor<'s> {
     }
 
     /// A tree, new or existing. Decoded once: by this editor, or by an earlier edit of the
-    /// same store (its tree cache), once `src` has shown it holds the node.
+    /// same store (its tree cache), once `src` has shown it holds the node. A cached tree was
+    /// decoded from bytes verified against its id, so a hit asks `src` only whether it holds
+    /// the node (its header) and does not read and hash the bytes again.
     pub fn tree(&self, id: &NodeId) -> Result<Arc<Tree>> {
         if let Some(tree) = self.decoded.borrow().get(id) {
             return Ok(tree.clone());
         }
-        let bytes = self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?;
         let cache = self.src.tree_cache();
         let tree = match cache.and_then(|cache| cache.get(id)) {
-            Some(tree) => tree,
-            None => match Node::decode(bytes)?.payload {
+            Some(tree) if self.created.contains_key(id) || self.src.header(id)?.is_some() => tree,
+            _ => match Node::decode(self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?)?.payload {
                 Payload::Tree(tree) => {
                     let tree = Arc::new(tree);
                     if let Some(cache) = cache {
