@@ -631,19 +631,20 @@ fn cat(out: &Output, repo: &Repository, object: &str) -> Result<ExitCode> {
             }
             None => repo.resolve(object)?,
         };
-    let data = content::read_blob(&Dag::new(store, &txn), &blob)?;
-    if out.json {
-        let text = std::str::from_utf8(&data).ok();
-        return out.emit(
-            json!({ "id": blob.to_hex(), "size": data.len(), "text": text,
-                    "hex": if text.is_none() { Some(hex_string(&data)) } else { None } }),
-            String::new,
-        );
+    if !out.json {
+        // Streamed: a large file is never held whole in memory.
+        let mut stdout = std::io::stdout().lock();
+        content::write_blob(&Dag::new(store, &txn), &blob, &mut stdout)?;
+        stdout.flush()?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&data)?;
-    stdout.flush()?;
-    Ok(ExitCode::SUCCESS)
+    let data = content::read_blob(&Dag::new(store, &txn), &blob)?;
+    let text = std::str::from_utf8(&data).ok();
+    out.emit(
+        json!({ "id": blob.to_hex(), "size": data.len(), "text": text,
+                "hex": if text.is_none() { Some(hex_string(&data)) } else { None } }),
+        String::new,
+    )
 }
 
 fn hex_string(data: &[u8]) -> String {

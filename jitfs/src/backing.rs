@@ -146,7 +146,7 @@ impl Backing {
             BlobLayout::Inline(data) => file
                 .write_all(data)
                 .map_err(|e| Error::io("cannot fill a backing file", e)),
-            BlobLayout::Chunked(chunks) => {
+            BlobLayout::Chunked(_) => {
                 let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(COPY_AHEAD);
                 std::thread::scope(|scope| -> Result<()> {
                     let writer = scope.spawn(move || -> std::io::Result<()> {
@@ -155,23 +155,18 @@ impl Backing {
                         }
                         Ok(())
                     });
-                    let mut read = Ok(());
-                    for (at, chunk) in chunks {
-                        match layout.read(src, *at, chunk.len as usize) {
-                            Ok(data) => {
-                                // A closed channel means the writer failed: its error is
-                                // reported below.
-                                if send.send(data).is_err() {
-                                    break;
-                                }
-                            }
-                            Err(e) => {
-                                read = Err(e);
-                                break;
-                            }
+                    let mut writer_gone = false;
+                    let read = layout.for_each_piece(src, &mut |piece| {
+                        if send.send(piece.to_vec()).is_err() {
+                            // The writer failed: its error is the one reported below.
+                            writer_gone = true;
+                            let stop = std::io::Error::other("the backing-file writer stopped");
+                            return Err(jit_kernel::Error::io("<backing file>", stop));
                         }
-                    }
+                        Ok(())
+                    });
                     drop(send);
+                    let read = if writer_gone { Ok(0) } else { read };
                     let written = writer.join().unwrap_or_else(|_| {
                         Err(std::io::Error::other("the backing-file writer panicked"))
                     });

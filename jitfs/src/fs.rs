@@ -1289,6 +1289,9 @@ impl JitFs {
             state.mark_dirty(parent);
             state.mark_dirty(newparent);
             state.persist_exchange(view, &from, &to, src, dst)?;
+            // Both are new entries at their paths: see the rename below.
+            state.mark_dirty(src);
+            state.mark_dirty(dst);
         } else {
             let src_dir = state.get(src)?.is_dir();
             let mut replaced_dir = false;
@@ -1330,6 +1333,12 @@ impl JitFs {
             state.mark_dirty(parent);
             state.mark_dirty(newparent);
             state.persist_rename(view, &from, &to, src, replaced_dir)?;
+            // The moved entry itself is a change until the SWS has it at its new path. Marked
+            // after its records are written (they describe it by its tree while it is clean),
+            // and with a fresh generation: a write-back that took its snapshot before the
+            // rename must not find it clean when it finishes, or settling would drop the
+            // records of its new path and a `kill -9` before the next write-back would lose it.
+            state.mark_dirty(src);
         }
         touch_dir(&mut state, parent, now);
         touch_dir(&mut state, newparent, now);

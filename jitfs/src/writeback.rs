@@ -130,6 +130,7 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
         (sws, state.views[view].known, new_root, extra, outcome)
     };
     // 4. Diff against the SWS and apply, without the lock.
+    pause_for_tests();
     let applied = apply_difference(shared, sws, &known, &new_root, &staged, &extra);
     // 5. What was written back is clean unless it changed meanwhile.
     let mut state = shared.lock();
@@ -149,6 +150,22 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
         reconcile::reconcile(&mut state, repo, view, &target, invals)?;
     }
     Ok(())
+}
+
+/// Test hook: `JIT_TEST_WRITEBACK_PAUSE_MS` holds every write-back this long between taking
+/// its snapshot and applying it, so that a test can race an edit against a write-back in
+/// flight (the window is otherwise a few milliseconds wide). Unset, it costs one lookup.
+fn pause_for_tests() {
+    static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("JIT_TEST_WRITEBACK_PAUSE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(pause) = pause {
+        std::thread::sleep(*pause);
+    }
 }
 
 /// Turns the difference between the tree the SWS had (`known`) and the one the mount shows

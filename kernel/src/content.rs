@@ -6,7 +6,7 @@
 //! a new gigabyte. The representation is a pure function of the bytes, so equal content always has
 //! equal ids.
 
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Write};
 
 use fastcdc::v2020::StreamCDC;
 
@@ -89,27 +89,33 @@ pub fn split_bytes(data: &[u8]) -> Result<(NodeId, Vec<EncodedNode>)> {
     Ok((id, nodes))
 }
 
+/// Chunks asked for at once when a blob is read whole: a batch is verified in parallel
+/// ([`Source::bytes_many`]). 32 chunks of the average size are 2 MiB.
+const READ_BATCH: usize = 32;
+
 /// Reads a blob's whole content.
 pub fn read_blob(src: &dyn Source, blob: &NodeId) -> Result<Vec<u8>> {
-    match src.node(blob)?.payload {
-        Payload::Blob(Blob::Inline(data)) => Ok(data),
-        Payload::Blob(Blob::Chunked { size, chunks }) => {
-            // The declared size is only a hint: never trust it for an allocation.
-            let mut out = Vec::with_capacity(size.min(64 << 20) as usize);
-            for chunk in chunks {
-                match src.bytes(&chunk.id)? {
-                    Some(bytes) => out.extend_from_slice(NodeView::peek(bytes)?.chunk_data()?),
-                    None => return Err(Error::NodeNotFound(chunk.id)),
-                }
-            }
-            Ok(out)
-        }
-        other => Err(Error::NotA {
-            id: *blob,
-            found: Node::content(other).node_type().as_str(),
-            expected: "blob",
-        }),
+    let layout = BlobLayout::load(src, blob)?;
+    if let BlobLayout::Inline(data) = layout {
+        return Ok(data);
     }
+    // The declared size is only a hint: never trust it for an allocation.
+    let size = blob_size(src, blob).unwrap_or(0);
+    let mut out = Vec::with_capacity(size.min(64 << 20) as usize);
+    layout.for_each_piece(src, &mut |piece| {
+        out.extend_from_slice(piece);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Writes a blob's content to `out` piece by piece (never the whole of a large file in
+/// memory); returns its size.
+pub fn write_blob(src: &dyn Source, blob: &NodeId, out: &mut dyn Write) -> Result<u64> {
+    BlobLayout::load(src, blob)?.for_each_piece(src, &mut |piece| {
+        out.write_all(piece)
+            .map_err(|e| Error::io("<output>", e))
+    })
 }
 
 /// A blob's content length, read from its node without touching its chunks.
@@ -155,6 +161,34 @@ impl BlobLayout {
                 found: Node::content(other).node_type().as_str(),
                 expected: "blob",
             }),
+        }
+    }
+
+    /// Hands the whole content to `sink` in order, a chunk at a time (chunks fetched and
+    /// verified in batches); returns its size.
+    pub fn for_each_piece(
+        &self,
+        src: &dyn Source,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
+        match self {
+            BlobLayout::Inline(data) => {
+                sink(data)?;
+                Ok(data.len() as u64)
+            }
+            BlobLayout::Chunked(chunks) => {
+                let mut size = 0u64;
+                for batch in chunks.chunks(READ_BATCH) {
+                    let ids: Vec<NodeId> = batch.iter().map(|(_, chunk)| chunk.id).collect();
+                    for (id, bytes) in ids.iter().zip(src.bytes_many(&ids)?) {
+                        let bytes = bytes.ok_or(Error::NodeNotFound(*id))?;
+                        let data = NodeView::peek(bytes)?.chunk_data()?;
+                        size += data.len() as u64;
+                        sink(data)?;
+                    }
+                }
+                Ok(size)
+            }
         }
     }
 

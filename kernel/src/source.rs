@@ -19,6 +19,12 @@ pub trait Source {
         Ok(Node::decode(bytes)?)
     }
 
+    /// Canonical bytes of several nodes, in the order asked (`None` for one this source does
+    /// not have). Stores verify the batch in parallel; the default asks one by one.
+    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<&[u8]>>> {
+        ids.iter().map(|id| self.bytes(id)).collect()
+    }
+
     /// A node's type, clock and size, if this source has it. The default decodes the node;
     /// sources with an index answer without touching the payload.
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
@@ -59,6 +65,10 @@ impl<'a, 't> Dag<'a, 't> {
 impl Source for Dag<'_, '_> {
     fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
         self.store.node_bytes(self.txn, id)
+    }
+
+    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<&[u8]>>> {
+        self.store.node_bytes_many(self.txn, ids)
     }
 
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {

@@ -23,7 +23,7 @@ use crate::log::{self, Checksum, LogOp, LogRecord};
 use crate::node::{Node, NodeHeader, NodeView};
 use crate::observe::{Observer, Observers};
 
-pub use verify::verified;
+pub use verify::{verified, verified_all};
 
 /// A read transaction: a consistent snapshot of the whole store.
 pub type ReadTxn<'e> = RoTxn<'e, WithoutTls>;
@@ -273,6 +273,21 @@ impl Store {
             Some(bytes) => Ok(Some(verified(id, bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// [`Store::node_bytes`] for many nodes at once, verified in parallel
+    /// ([`verified_all`]); in the order asked, `None` for a node not stored.
+    pub fn node_bytes_many<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+        ids: &[NodeId],
+    ) -> Result<Vec<Option<&'t [u8]>>> {
+        let found = ids
+            .iter()
+            .map(|id| Ok((*id, self.nodes.get(txn, id.as_bytes())?)))
+            .collect::<Result<Vec<_>>>()?;
+        verified_all(&found)?;
+        Ok(found.into_iter().map(|(_, bytes)| bytes).collect())
     }
 
     /// Whether the store holds bytes under `id`, without reading or verifying them (fsck

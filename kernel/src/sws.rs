@@ -211,6 +211,28 @@ impl Source for SwsSource<'_, '_> {
         }
     }
 
+    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<&[u8]>>> {
+        let mut found = self.dag.bytes_many(ids)?;
+        let staged = ids
+            .iter()
+            .zip(&found)
+            .filter(|(_, bytes)| bytes.is_none())
+            .map(|(id, _)| {
+                let key = self.id.staged_key(id);
+                Ok((*id, self.dag.store.sws.get(self.dag.txn, &key)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if staged.is_empty() {
+            return Ok(found);
+        }
+        crate::store::verified_all(&staged)?;
+        let mut staged = staged.into_iter().map(|(_, bytes)| bytes);
+        for slot in found.iter_mut().filter(|bytes| bytes.is_none()) {
+            *slot = staged.next().flatten();
+        }
+        Ok(found)
+    }
+
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
         if let Some(header) = self.dag.header(id)? {
             return Ok(Some(header));

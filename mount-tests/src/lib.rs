@@ -134,6 +134,12 @@ impl Universe {
         Daemon::start_with(self, &self.dir.path().join("mnt"), false, extra)
     }
 
+    /// Starts `jit up` with its mount, without the plane, with extra environment variables
+    /// (test hooks such as `JIT_TEST_WRITEBACK_PAUSE_MS`).
+    pub fn up_with_env(&self, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_env(self, &self.dir.path().join("mnt"), false, &[], env)
+    }
+
     /// Starts `jit up` with its mount and the message plane.
     pub fn up_with_plane(&self) -> Daemon {
         Daemon::start(self, &self.dir.path().join("mnt"), true)
@@ -172,7 +178,18 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra `jit up` arguments.
     pub fn start_with(universe: &Universe, mnt: &Path, plane: bool, extra: &[&str]) -> Daemon {
-        let mut daemon = Daemon::spawn_with(universe, mnt, plane, Stdio::piped(), extra);
+        Daemon::start_with_env(universe, mnt, plane, extra, &[])
+    }
+
+    /// [`Daemon::start_with`] with extra environment variables.
+    pub fn start_with_env(
+        universe: &Universe,
+        mnt: &Path,
+        plane: bool,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut daemon = Daemon::spawn_with(universe, mnt, plane, Stdio::piped(), extra, env);
         let mut banner = String::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         let stdout = daemon
@@ -198,7 +215,7 @@ impl Daemon {
     /// Starts `jit up` mounting at `mnt` without waiting for it to be ready (the caller finds
     /// out some other way, e.g. `jit wait`); its stdout goes to `stdout`.
     pub fn spawn(universe: &Universe, mnt: &Path, plane: bool, stdout: Stdio) -> Daemon {
-        Daemon::spawn_with(universe, mnt, plane, stdout, &[])
+        Daemon::spawn_with(universe, mnt, plane, stdout, &[], &[])
     }
 
     fn spawn_with(
@@ -207,9 +224,10 @@ impl Daemon {
         plane: bool,
         stdout: Stdio,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Daemon {
         let mut command = Command::new(jit_bin());
-        command.arg("up").args(extra);
+        command.arg("up").args(extra).envs(env.iter().copied());
         if !plane {
             command.arg("--no-plane");
         }

@@ -245,3 +245,42 @@ fn the_overlay_keeps_what_each_tricky_sequence_left() {
     assert_eq!(universe.ok(&["cat", "HEAD:dist/app"]), "app\n");
     assert_eq!(universe.ok(&["cat", "HEAD:fixtures/kept.log"]), "edited\n");
 }
+
+/// A directory renamed while a write-back of earlier edits is in flight, then `kill -9` before
+/// the next write-back: the directory is kept whole at its new name. (Before the fix, the
+/// write-back finishing after the rename found the moved directory clean, settled the records
+/// of its new path away, and the restart showed neither `d` nor `e`.)
+#[test]
+fn a_directory_renamed_during_a_write_back_survives_kill_9() {
+    if !fuse_ready("rename_racing_writeback") {
+        return;
+    }
+    let universe = Universe::with_files(&[("README", "seed\n"), ("d/sub/deep.txt", "deep\n")]);
+    let mut daemon = universe.up_with_env(&[("JIT_TEST_WRITEBACK_PAUSE_MS", "500")]);
+    let head = daemon.path("head");
+    sh(&head, "chmod 700 d/sub && echo x > d/x");
+    // fsync writes the view back: the snapshot is taken at once, applied 500 ms later.
+    let file = head.join("d/x");
+    let syncing = std::thread::spawn(move || std::fs::File::open(file)?.sync_all());
+    std::thread::sleep(Duration::from_millis(200));
+    sh(&head, "mv d e");
+    syncing.join().expect("fsync thread").expect("fsync");
+    // The next write-back (which would store the rename) is still in its pause.
+    daemon.kill9();
+
+    let daemon = universe.up();
+    let head = daemon.path("head");
+    assert_eq!(
+        sh(&head, "ls; cat e/sub/deep.txt e/x"),
+        "README\ne\ndeep\nx\n",
+        "the renamed directory and what it held"
+    );
+    let mode = std::fs::metadata(head.join("e/sub"))
+        .expect("e/sub")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let mut paths = changed_paths(&universe);
+    paths.sort();
+    assert_eq!(paths, ["d/sub/deep.txt", "e/sub/deep.txt", "e/x"]);
+}

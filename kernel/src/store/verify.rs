@@ -20,6 +20,23 @@ pub fn verified<'b>(id: &NodeId, bytes: &'b [u8]) -> Result<&'b [u8]> {
     Err(Error::Corrupt { id: *id, actual })
 }
 
+/// Verifies every `(id, bytes)` pair found (`None`: not stored here, nothing to check), on
+/// all cores: reading a large file asks for its chunks in batches, and a cold batch then faults
+/// its pages in and hashes them in parallel instead of one chunk after another.
+pub fn verified_all(found: &[(NodeId, Option<&[u8]>)]) -> Result<()> {
+    use rayon::prelude::*;
+    if found.len() < 2 {
+        return found.iter().try_for_each(|(id, bytes)| match bytes {
+            Some(bytes) => verified(id, bytes).map(drop),
+            None => Ok(()),
+        });
+    }
+    found.par_iter().try_for_each(|(id, bytes)| match bytes {
+        Some(bytes) => verified(id, bytes).map(drop),
+        None => Ok(()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,6 +56,24 @@ mod tests {
                 }
                 other => panic!("a flipped byte at {at} was served: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_batch_with_one_corrupt_node_is_refused_naming_it() {
+        let nodes: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 1000]).collect();
+        let mut found: Vec<(NodeId, Option<&[u8]>)> = nodes
+            .iter()
+            .map(|n| (NodeId::of_bytes(n), Some(n.as_slice())))
+            .collect();
+        found.push((NodeId::of_bytes(b"absent"), None));
+        verified_all(&found).expect("all intact");
+        let mut damaged = nodes[40].clone();
+        damaged[999] ^= 0x80;
+        found[40].1 = Some(&damaged);
+        match verified_all(&found) {
+            Err(Error::Corrupt { id, .. }) => assert_eq!(id, found[40].0),
+            other => panic!("a corrupt node in a batch was served: {other:?}"),
         }
     }
 }
