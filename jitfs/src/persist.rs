@@ -56,7 +56,7 @@ impl State {
         Record {
             entry,
             attr: StoredAttr::of(&node.attr),
-            pending: node.dirty,
+            pending: node.dirty || !self.tracked_path(ino),
             ignored: self.ignored_within(ino) || before.is_some_and(|r| r.ignored),
             attr_set: node.attr_set,
         }
@@ -75,6 +75,25 @@ impl State {
             }
         }
         false
+    }
+
+    /// Whether the SWS has `ino` at its current path: it and every directory above it are
+    /// entries the SWS has there. False below a directory moved (or made) here and not written
+    /// back yet, even where the entry itself is clean: the SWS has it, but elsewhere.
+    pub fn tracked_path(&self, ino: Ino) -> bool {
+        let mut at = ino;
+        while let Some(node) = self.nodes.get(&at) {
+            match node.view {
+                Some(view) if self.views[view].root != at => {
+                    if !node.tracked {
+                        return false;
+                    }
+                    at = node.parent;
+                }
+                _ => return true,
+            }
+        }
+        true
     }
 
     /// Records `ino` as it is now under each of its names.
@@ -555,7 +574,9 @@ impl State {
     /// it is dirty; marked ignored when it is; attributes only (or nothing) once stored.
     fn settled(&self, ino: Ino, record: &Record) -> Option<Record> {
         let node = &self.nodes[&ino];
-        if node.dirty {
+        if node.dirty || !self.tracked_path(ino) {
+            // Not in the SWS at this path yet (a directory above it was moved here since the
+            // write-back's snapshot): the record is still what restores it.
             return Some(record.clone());
         }
         if self.ignored_within(ino) {

@@ -226,12 +226,14 @@ struct Outcome {
 fn mark_clean(state: &mut State, hashed: &[Hashed], outcome: &Outcome) -> Result<()> {
     for &(ino, generation) in &outcome.included {
         if let Some(node) = state.nodes.get_mut(&ino) {
+            if node.generation != generation {
+                // Changed since the snapshot — perhaps moved: the SWS may have it elsewhere.
+                continue;
+            }
             node.tracked = true;
             node.ignored = false;
             // Symlinks and special files have nothing to hash: stored as they are.
-            if node.generation == generation
-                && matches!(node.kind, Kind::Symlink { .. } | Kind::Special { .. })
-            {
+            if matches!(node.kind, Kind::Symlink { .. } | Kind::Special { .. }) {
                 node.dirty = false;
             }
         }
