@@ -25,7 +25,7 @@ fn rewrite(path: &std::path::Path, data: &[u8]) {
 }
 
 #[test]
-fn a_hundred_rewrites_of_a_large_file_grow_the_store_by_at_most_two_mib() {
+fn a_hundred_rewrites_of_a_large_file_grow_the_store_by_at_most_three_mib() {
     if !fuse_ready("store_growth") {
         return;
     }
@@ -46,8 +46,11 @@ fn a_hundred_rewrites_of_a_large_file_grow_the_store_by_at_most_two_mib() {
     universe.ok(&["status"]);
     let grown = size() - first;
     eprintln!("data.mdb after the first version: {first} bytes; after 99 rewrites: +{grown} bytes");
+    // Growth is bounded by a few versions, not by the number of rewrites (before the fix:
+    // +102.5 MiB): the live one, one staged by a write-back in flight, and pages a reader's
+    // snapshot still pins when LMDB would reuse them (seen on a loaded machine: +2.05 MiB).
     assert!(
-        grown <= 2 * MIB,
+        grown <= 3 * MIB,
         "the store grew by {grown} bytes over 99 rewrites of a 1 MiB file through the mount"
     );
     assert!(std::fs::read(&file).expect("read back") == last);

@@ -39,21 +39,32 @@ pub(super) fn refuse_too_short(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a store file shorter than its last used page, as LMDB's header records it. Only the
-/// header is read (it is in the file's first pages); a file only ever grows while LMDB writes.
-///
-/// The header is read before the file's size: another process (the daemon) may commit in
-/// between, and a commit writes its pages before the header that names them, so the size read
-/// second is never behind the header read first. The other order took a store that grew between
-/// the two reads for a truncated one.
+/// Refuses a store file that no longer holds what LMDB's header says it does, before anything
+/// reads through the memory map (a page beyond the end of the file is a SIGBUS): the newest
+/// meta page's two roots (the free-page tree and the main tree, which every read starts from)
+/// must lie inside the file, and the file may fall short of the header's last page by no more
+/// than [`UNWRITTEN_TAIL_PAGES`]. LMDB itself notes that the file may be shorter than its last
+/// page when the free list holds the final pages (pages a transaction allocated and freed again
+/// are never written): a check against the last page alone refused a healthy store being
+/// written by a daemon.
 pub(super) fn refuse_truncated(env: &Env<WithoutTls>, dir: &Path) -> Result<()> {
     let file = dir.join(DATA_FILE);
     let page = u64::from(env.stat().page_size);
-    let expected = (env.info().last_page_number as u64).saturating_add(1) * page;
+    let last_page = env.info().last_page_number as u64;
     let size = std::fs::metadata(&file)
         .map_err(|e| Error::io(&file, e))?
         .len();
-    if size < expected {
+    let pages_in_file = size / page;
+    let roots = newest_meta_roots(&file, page).unwrap_or_default();
+    let needed = roots
+        .iter()
+        .filter(|&&root| root != NO_ROOT)
+        .map(|root| root + 1)
+        .max()
+        .unwrap_or(0)
+        .max((last_page + 1).saturating_sub(UNWRITTEN_TAIL_PAGES));
+    if pages_in_file < needed {
+        let expected = (last_page + 1).saturating_mul(page);
         tracing::error!(store = %file.display(), size, expected, "the store is truncated");
         return Err(Error::StoreTruncated {
             path: file,
@@ -62,6 +73,38 @@ pub(super) fn refuse_truncated(env: &Env<WithoutTls>, dir: &Path) -> Result<()> 
         });
     }
     Ok(())
+}
+
+/// Pages at the end of the file LMDB may count in its header without having written them.
+const UNWRITTEN_TAIL_PAGES: u64 = 64;
+
+/// `md_root` of an empty tree (LMDB's `P_INVALID`).
+const NO_ROOT: u64 = u64::MAX;
+
+/// The root pages of the free-page tree and the main tree named by the newer of LMDB's two
+/// meta pages (pages 0 and 1); None when they cannot be read. Offsets are LMDB 0.9's on a
+/// 64-bit build: a 16-byte page header, then `mm_magic`, `mm_version`, `mm_address`,
+/// `mm_mapsize`, two 48-byte `MDB_db` records (whose `md_root` is their last field),
+/// `mm_last_pg` and `mm_txnid`.
+fn newest_meta_roots(file: &Path, page: u64) -> Option<[u64; 2]> {
+    use std::os::unix::fs::FileExt;
+    const MAGIC: u32 = 0xBEEF_C0DE;
+    let data = std::fs::File::open(file).ok()?;
+    let mut newest: Option<(u64, [u64; 2])> = None;
+    for meta_page in 0..2u64 {
+        let mut meta = [0u8; 152];
+        data.read_exact_at(&mut meta, meta_page * page).ok()?;
+        let u32_at = |at: usize| u32::from_ne_bytes(meta[at..at + 4].try_into().unwrap_or([0; 4]));
+        let u64_at = |at: usize| u64::from_ne_bytes(meta[at..at + 8].try_into().unwrap_or([0; 8]));
+        if u32_at(16) != MAGIC {
+            continue;
+        }
+        let (txnid, roots) = (u64_at(144), [u64_at(80), u64_at(128)]);
+        if newest.is_none_or(|(best, _)| txnid > best) {
+            newest = Some((txnid, roots));
+        }
+    }
+    newest.map(|(_, roots)| roots)
 }
 
 /// `error` as [`Error::NoSpace`] when it comes from a full disk (or a full map), else unchanged.
@@ -92,4 +135,85 @@ pub(super) fn classify(dir: &Path, error: Error) -> Error {
 fn available(dir: &Path) -> Option<u64> {
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
     Some((stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use heed::types::Bytes;
+    use heed::{Database, EnvOpenOptions};
+
+    use super::*;
+
+    fn env_with_data(dir: &Path) -> Env<WithoutTls> {
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(1 << 30);
+        // SAFETY: a fresh directory of this test's own.
+        let env = unsafe { options.open(dir) }.expect("open");
+        let mut txn = env.write_txn().expect("txn");
+        let db: Database<Bytes, Bytes> = env.create_database(&mut txn, None).expect("db");
+        for i in 0u32..2_000 {
+            db.put(&mut txn, &i.to_be_bytes(), &[7u8; 300]).expect("put");
+        }
+        txn.commit().expect("commit");
+        env
+    }
+
+    #[test]
+    fn a_whole_store_passes_and_one_cut_below_its_roots_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = env_with_data(dir.path());
+        refuse_truncated(&env, dir.path()).expect("a whole store is not truncated");
+        let page = u64::from(env.stat().page_size);
+        let file = dir.path().join(DATA_FILE);
+        let roots = newest_meta_roots(&file, page).expect("meta pages");
+        assert!(roots[1] != NO_ROOT && roots[1] > 1, "a main tree: {roots:?}");
+        let size = std::fs::metadata(&file).expect("stat").len();
+        assert!(size >= (roots[1] + 1) * page);
+        // Cut just below the main tree's root: every read would start beyond the end.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_len(roots[1] * page))
+            .expect("truncate");
+        match refuse_truncated(&env, dir.path()) {
+            Err(Error::StoreTruncated { .. }) => {}
+            other => panic!("a store cut below its root was accepted: {other:?}"),
+        }
+    }
+
+    /// Pages a transaction allocates and frees again are counted in the header but never
+    /// written: the file ends before the header's last page, and the store is whole (the old
+    /// check refused it — seen live as a daemon's `jit status` failing with `store_truncated`).
+    #[test]
+    fn a_store_whose_last_pages_were_freed_unwritten_is_not_truncated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = env_with_data(dir.path());
+        let db: Database<Bytes, Bytes> = {
+            let txn = env.read_txn().expect("txn");
+            env.open_database(&txn, None).expect("db").expect("exists")
+        };
+        let page = u64::from(env.stat().page_size);
+        let mut short_seen = false;
+        for round in 0u8..5 {
+            let mut txn = env.write_txn().expect("txn");
+            for i in 10_000u32..10_300 {
+                db.put(&mut txn, &i.to_be_bytes(), &[8u8; 9000])
+                    .expect("put");
+            }
+            for i in 10_000u32..10_300 {
+                db.delete(&mut txn, &i.to_be_bytes()).expect("delete");
+            }
+            db.put(&mut txn, &[round], b"kept").expect("put");
+            txn.commit().expect("commit");
+            let pages = std::fs::metadata(dir.path().join(DATA_FILE))
+                .expect("stat")
+                .len()
+                / page;
+            short_seen |= pages < env.info().last_page_number as u64 + 1;
+            refuse_truncated(&env, dir.path()).expect("a whole store is not truncated");
+        }
+        assert!(short_seen, "LMDB always wrote its last page: the case is not exercised");
+        let txn = env.read_txn().expect("txn");
+        assert_eq!(db.len(&txn).expect("len"), 2_005, "every record reads back");
+    }
 }
