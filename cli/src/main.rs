@@ -16,24 +16,33 @@ mod work;
 use std::process::ExitCode;
 
 use clap::Parser;
+use jit_kernel::{Code, Coded};
 
 use crate::args::Cli;
 
 /// The kernel error behind `error`, also when a library wrapped it transparently (a
 /// transparent wrapper's source chain skips the kernel error itself).
-fn kernel_error(error: &anyhow::Error) -> Option<&jit_kernel::Error> {
-    if let Some(e) = error.downcast_ref::<jit_kernel::Error>() {
-        return Some(e);
+/// The stable code of the first error in `error`'s chain that has one (`error` when none does).
+fn code_of(error: &anyhow::Error) -> Code {
+    for cause in error.chain() {
+        let coded: Option<&dyn Coded> = if let Some(e) = cause.downcast_ref::<jit_kernel::Error>() {
+            Some(e)
+        } else if let Some(e) = cause.downcast_ref::<jit_git::GitError>() {
+            Some(e)
+        } else if let Some(e) = cause.downcast_ref::<jit_watcher::error::WatchError>() {
+            Some(e)
+        } else if let Some(e) = cause.downcast_ref::<jit_plane::PlaneError>() {
+            Some(e)
+        } else if let Some(e) = cause.downcast_ref::<jit_jitfs::Error>() {
+            Some(e)
+        } else {
+            None
+        };
+        if let Some(coded) = coded {
+            return coded.code();
+        }
     }
-    if let Some(jit_git::GitError::Kernel(e)) = error.downcast_ref::<jit_git::GitError>() {
-        return Some(e);
-    }
-    if let Some(jit_watcher::error::WatchError::Kernel(e)) =
-        error.downcast_ref::<jit_watcher::error::WatchError>()
-    {
-        return Some(e);
-    }
-    None
+    Code::Error
 }
 
 fn main() -> ExitCode {
@@ -52,9 +61,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            let code = kernel_error(&error)
-                .map(|e| e.code().to_owned())
-                .unwrap_or_else(|| "error".to_owned());
+            let code = code_of(&error).as_str();
             let message = format!("{error:#}");
             if json {
                 println!(

@@ -512,7 +512,7 @@ fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Resu
             code,
             message,
             details,
-        }) if code == "merge_conflict" => {
+        }) if code == jit_kernel::Code::MergeConflict.as_str() => {
             let conflicts: Vec<Conflict> = details
                 .map(jit_kernel::cbor::from_value)
                 .transpose()?

@@ -108,7 +108,7 @@ fn client_as_another_user() {
             };
             match kernel.invoke::<_, ciborium::value::Value>("ref.create_tag", &args) {
                 Ok(_) => "ok".to_owned(),
-                Err(e) => e.code().to_owned(),
+                Err(e) => e.code().as_str().to_owned(),
             }
         }
     };

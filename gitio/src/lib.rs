@@ -28,6 +28,15 @@ pub enum GitError {
     Kernel(#[from] jit_kernel::Error),
 }
 
+impl jit_kernel::Coded for GitError {
+    fn code(&self) -> jit_kernel::Code {
+        match self {
+            GitError::Git(_) => jit_kernel::Code::GitError,
+            GitError::Kernel(e) => e.code(),
+        }
+    }
+}
+
 impl GitError {
     fn git(error: impl std::fmt::Display) -> GitError {
         GitError::Git(error.to_string())

@@ -1,6 +1,7 @@
 //! jitfs errors, and how each becomes the errno a FUSE reply carries.
 
 use fuser::Errno;
+use jit_kernel::{Code, Coded};
 
 /// Why a mount or a mount operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +41,26 @@ impl Error {
                 .map(Errno::from_i32)
                 .unwrap_or(Errno::EIO),
             Error::Kernel(e) => match e.code() {
-                "path_not_found" | "node_not_found" | "sws_not_found" | "ref_not_found" => {
+                Code::PathNotFound | Code::NodeNotFound | Code::SwsNotFound | Code::RefNotFound => {
                     Errno::ENOENT
                 }
-                "bad_path" | "invalid_input" | "bad_ref_name" => Errno::EINVAL,
-                "io_error" | "corrupt" | "store_truncated" => Errno::EIO,
-                "no_space" => Errno::ENOSPC,
+                Code::BadPath | Code::InvalidInput | Code::BadRefName => Errno::EINVAL,
+                Code::NoSpace => Errno::ENOSPC,
+                // io_error, corrupt, store_truncated and whatever else: the read or write failed.
                 _ => Errno::EIO,
             },
+        }
+    }
+}
+
+impl Coded for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::Kernel(e) => e.code(),
+            Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                Code::NoSpace
+            }
+            Error::Io { .. } | Error::Errno(_) => Code::IoError,
         }
     }
 }

@@ -17,12 +17,12 @@
 //!   Every refusal is an error answer plus an audit record, with no partial effect.
 
 use ciborium::value::Value;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::cbor::{self, fields};
+use crate::cbor;
 use crate::collapse::{self, Outcome};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::journal::{self, Journal};
 use crate::log::LogOp;
 use crate::patch::Patch;
@@ -33,10 +33,6 @@ use crate::rpc::service::{Committed, Declared};
 use crate::store::{Op, Store};
 use crate::sws::{self, SwsId};
 
-/// Largest envelope accepted.
-pub const MAX_MESSAGE: usize = 4 << 20;
-/// Longest `msg_id` accepted.
-const MAX_MSG_ID: usize = 128;
 /// The permission to create SWS.
 pub const CREATE_SWS: &str = "sws.create";
 
@@ -108,119 +104,16 @@ pub fn get(store: &Store, name: &str) -> Result<Option<AgentRecord>> {
     }
 }
 
-/// A message on the plane.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Envelope {
-    /// The agent.
-    pub sender: String,
-    /// The sender's logical clock; strictly increasing per sender.
-    pub ts: u64,
-    /// Unique per sender; a retry repeats it.
-    pub msg_id: String,
-    /// The operation's arguments.
-    pub payload: Value,
-    /// ed25519 signature over [`Envelope::signing_bytes`].
-    pub sig: Vec<u8>,
-}
+pub use jit_proto::envelope::{Envelope, MAX_MESSAGE, MAX_MSG_ID};
+pub use jit_proto::keyexpr::{SwsVerb, Target};
 
 fn text(s: &str) -> Value {
     Value::Text(s.to_owned())
 }
 
-impl Envelope {
-    /// The bytes the signature covers: canonical CBOR of `{key, msg_id, payload, sender, ts}`.
-    pub fn signing_bytes(&self, key: &str) -> Result<Vec<u8>> {
-        Ok(cbor::encode(&Value::Map(vec![
-            (text("key"), text(key)),
-            (text("msg_id"), text(&self.msg_id)),
-            (text("payload"), self.payload.clone()),
-            (text("sender"), text(&self.sender)),
-            (text("ts"), Value::Integer(self.ts.into())),
-        ]))?)
-    }
-
-    /// Builds and signs an envelope for topic `key`.
-    pub fn signed(
-        key: &str,
-        sender: &str,
-        ts: u64,
-        msg_id: String,
-        payload: Value,
-        signing: &SigningKey,
-    ) -> Result<Envelope> {
-        let mut envelope = Envelope {
-            sender: sender.to_owned(),
-            ts,
-            msg_id,
-            payload,
-            sig: Vec::new(),
-        };
-        envelope.sig = signing
-            .sign(&envelope.signing_bytes(key)?)
-            .to_bytes()
-            .to_vec();
-        Ok(envelope)
-    }
-
-    /// Canonical CBOR of the envelope.
-    pub fn encode(&self) -> Result<Vec<u8>> {
-        Ok(cbor::encode(&Value::Map(vec![
-            (text("sender"), text(&self.sender)),
-            (text("ts"), Value::Integer(self.ts.into())),
-            (text("msg_id"), text(&self.msg_id)),
-            (text("payload"), self.payload.clone()),
-            (text("sig"), Value::Bytes(self.sig.clone())),
-        ]))?)
-    }
-
-    /// Strictly decodes an envelope (a missing `sig` decodes as empty: refused as unsigned).
-    pub fn decode(bytes: &[u8]) -> Result<Envelope> {
-        let value = cbor::decode(bytes)?;
-        let map = fields::as_map(&value, "envelope")?;
-        fields::only(map, &["sender", "ts", "msg_id", "payload", "sig"])?;
-        Ok(Envelope {
-            sender: fields::as_text(fields::require(map, "sender")?, "sender")?.to_owned(),
-            ts: fields::as_u64(fields::require(map, "ts")?, "ts")?,
-            msg_id: fields::as_text(fields::require(map, "msg_id")?, "msg_id")?.to_owned(),
-            payload: fields::require(map, "payload")?.clone(),
-            sig: match fields::get(map, "sig") {
-                Some(sig) => fields::as_bytes(sig, "sig")?.to_vec(),
-                None => Vec::new(),
-            },
-        })
-    }
-}
-
-/// What a message asks for, from its key expression.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `jit/kernel/create`: a new SWS owned by the sender.
-    Create,
-    /// `jit/sws/<id>/<verb>` with verb `patch`, `commit`, `discard`, `status` or `analyze`.
-    Sws(SwsId, String),
-}
-
-/// Parses a key expression (namespace already stripped).
-pub fn target(key: &str) -> Option<Target> {
-    let parts: Vec<&str> = key.split('/').collect();
-    match parts.as_slice() {
-        ["jit", "kernel", "create"] => Some(Target::Create),
-        ["jit", "sws", id, verb]
-            if matches!(*verb, "patch" | "commit" | "discard" | "status" | "analyze") =>
-        {
-            Some(Target::Sws(id.parse().ok()?, (*verb).to_owned()))
-        }
-        _ => None,
-    }
-}
-
 /// A refusal with its stable code.
-fn refuse(code: &str, message: impl Into<String>) -> Response {
-    Response::Err(ErrorBody {
-        code: code.into(),
-        message: message.into(),
-        details: None,
-    })
+fn refuse(code: Code, message: impl Into<String>) -> Response {
+    Response::Err(ErrorBody::new(code, message))
 }
 
 /// A message that passed every check that does not need the kernel's state of its target.
@@ -239,7 +132,7 @@ pub struct Verified {
 pub fn verify(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Verified, Response> {
     verify_all(store, &[(key, bytes)])
         .pop()
-        .unwrap_or_else(|| Err(refuse("internal", "no verdict")))
+        .unwrap_or_else(|| Err(refuse(Code::Internal, "no verdict")))
 }
 
 /// [`verify`] for many messages at once, answering in the same order. The signatures are
@@ -283,7 +176,7 @@ pub fn check_all(
                     .map(|p| p.verified.envelope.sender.clone())
                     .unwrap_or_default();
                 *verdict = Err(refuse(
-                    "bad_signature",
+                    Code::BadSignature,
                     format!("the signature does not verify for {sender:?}"),
                 ));
             }
@@ -321,40 +214,43 @@ fn signatures_hold(batch: &[&Prepared]) -> bool {
 fn prepare(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Prepared, Response> {
     if bytes.len() > MAX_MESSAGE {
         return Err(refuse(
-            "too_large",
+            Code::TooLarge,
             format!("message of {} bytes exceeds {MAX_MESSAGE}", bytes.len()),
         ));
     }
-    let Some(target) = target(key) else {
-        return Err(refuse("unknown_topic", format!("no operation on {key:?}")));
+    let Some(target) = Target::parse(key) else {
+        return Err(refuse(
+            Code::UnknownTopic,
+            format!("no operation on {key:?}"),
+        ));
     };
     let envelope = Envelope::decode(bytes)
-        .map_err(|e| refuse("malformed", format!("not a canonical envelope: {e}")))?;
+        .map_err(|e| refuse(Code::Malformed, format!("not a canonical envelope: {e}")))?;
     if envelope.msg_id.is_empty() || envelope.msg_id.len() > MAX_MSG_ID {
-        return Err(refuse("malformed", "msg_id must be 1-128 bytes"));
+        return Err(refuse(Code::Malformed, "msg_id must be 1-128 bytes"));
     }
     if envelope.sig.is_empty() {
-        return Err(refuse("unsigned", "the envelope carries no signature"));
+        return Err(refuse(Code::Unsigned, "the envelope carries no signature"));
     }
     let agent = match get(store, &envelope.sender) {
         Ok(Some(agent)) => agent,
         Ok(None) => {
             return Err(refuse(
-                "unknown_agent",
+                Code::UnknownAgent,
                 format!("no agent named {:?}", envelope.sender),
             ))
         }
-        Err(e) => return Err(refuse("internal", e.to_string())),
+        Err(e) => return Err(refuse(Code::Internal, e.to_string())),
     };
     let signed = envelope
         .signing_bytes(key)
-        .map_err(|e| refuse("malformed", e.to_string()))?;
+        .map_err(|e| refuse(Code::Malformed, e.to_string()))?;
     let parts = VerifyingKey::try_from(agent.public_key.as_slice())
         .ok()
         .zip(Signature::from_slice(&envelope.sig).ok());
     let Some((public, sig)) = parts else {
         return Err(refuse(
-            "bad_signature",
+            Code::BadSignature,
             format!("the signature does not verify for {:?}", envelope.sender),
         ));
     };
@@ -414,7 +310,7 @@ const AUDIT_ACTION: &str = "plane.message";
 /// (success, or a merge conflict — an outcome the SWS shows, not a refusal).
 fn refusal(key: &str, response: &Response) -> Option<Error> {
     match response {
-        Response::Err(body) if body.code != "merge_conflict" => Some(Error::Remote {
+        Response::Err(body) if body.code != Code::MergeConflict.as_str() => Some(Error::Remote {
             code: body.code.clone(),
             message: format!("{key}: {}", body.message),
             details: None,
@@ -560,10 +456,7 @@ fn trim_window(
 }
 
 fn key_of(target: &Target) -> String {
-    match target {
-        Target::Create => "jit/kernel/create".to_owned(),
-        Target::Sws(id, verb) => format!("jit/sws/{id}/{verb}"),
-    }
+    target.to_string()
 }
 
 fn error_response(error: Error) -> Response {
@@ -577,7 +470,7 @@ fn error_response(error: Error) -> Response {
             message,
             details,
         }),
-        other => Response::from_error(&other),
+        other => crate::rpc::protocol::error_response(&other),
     }
 }
 
@@ -767,7 +660,7 @@ fn report_damage(op: &mut Op<'_>, journal: &Journal, pending: &journal::Pending)
 /// The action of the audit record a damaged journal leaves.
 pub const JOURNAL_AUDIT_ACTION: &str = "plane.journal";
 /// The code of the audit record a damaged journal leaves.
-pub const JOURNAL_DAMAGED: &str = "journal_damaged";
+pub const JOURNAL_DAMAGED: &str = Code::JournalDamaged.as_str();
 
 /// Recovers a journal a dead daemon left behind ([`open_journal`]), unless a live process (the
 /// daemon) holds it or it holds nothing. Opening a universe calls this, so a `jit` verb run
@@ -801,9 +694,9 @@ pub fn recover_unowned_journal(repo: &Repository) -> Result<usize> {
     }
 }
 
-fn plane_error(code: &str, message: String) -> Error {
+fn plane_error(code: Code, message: String) -> Error {
     Error::Remote {
-        code: code.into(),
+        code: code.as_str().to_owned(),
         message,
         details: None,
     }
@@ -817,10 +710,10 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
         let delivered: Delivered = cbor::from_canonical_bytes(raw)?;
         if delivered.digest == verified.digest {
             // A retry: the original answer, no second effect.
-            return Response::decode(&delivered.response);
+            return Ok(Response::decode(&delivered.response)?);
         }
         return Err(plane_error(
-            "replayed",
+            Code::Replayed,
             format!(
                 "msg_id {:?} was already used for other content",
                 envelope.msg_id
@@ -842,7 +735,7 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
     // answers older than the window are dropped; past it only the ts tells).
     if let Some(last) = clock.filter(|clock| envelope.ts <= clock.floor) {
         return Err(plane_error(
-            "stale",
+            Code::Stale,
             format!(
                 "ts {} is not after the sender's last remembered ({}); a message this old is no \
                  longer told from a replay",
@@ -911,7 +804,7 @@ fn run(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<Respon
     match run_value(repo, op, verified) {
         Ok(value) => Ok(Response::Ok(value)),
         Err(Error::MergeConflict(conflicts)) => Ok(Response::Err(ErrorBody {
-            code: "merge_conflict".into(),
+            code: Code::MergeConflict.as_str().to_owned(),
             message: Error::MergeConflict(conflicts.clone()).to_string(),
             details: cbor::to_value(&conflicts).ok(),
         })),
@@ -926,14 +819,14 @@ fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<
         Target::Create => {
             if !verified.agent.may(CREATE_SWS) {
                 return Err(plane_error(
-                    "forbidden",
+                    Code::Forbidden,
                     format!("{sender} may not create shadow working sets"),
                 ));
             }
             let args: CreatePayload = payload(&envelope.payload)?;
             if let Some(owner) = args.owner.as_deref().filter(|owner| *owner != sender) {
                 return Err(plane_error(
-                    "not_owner",
+                    Code::NotOwner,
                     format!(
                         "an SWS created on the plane is owned by its sender ({sender}), not {:?}",
                         owner.chars().take(80).collect::<String>()
@@ -956,25 +849,26 @@ fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<
                 (text("tree"), Value::Bytes(state.tree.0.to_vec())),
             ]))
         }
-        Target::Sws(id, verb) => {
+        Target::Sws { id, verb } => {
+            let id = &SwsId(*id);
             let state = sws::get(op.store(), op.txn(), *id)?;
             if state.owner != sender && !state.delegates.iter().any(|d| d == sender) {
                 return Err(plane_error(
-                    "not_owner",
+                    Code::NotOwner,
                     format!("{sender} is neither the owner nor a delegate of {id}"),
                 ));
             }
-            match verb.as_str() {
-                "patch" => {
+            match verb {
+                SwsVerb::Patch => {
                     let patch: Patch = payload(&envelope.payload)?;
                     Ok(cbor::to_value(&sws::apply_in(op, *id, &patch)?)?)
                 }
-                "commit" => {
+                SwsVerb::Commit => {
                     let permission =
                         format!("commit:{}", RefName::parse_full(&state.branch)?.short());
                     if !verified.agent.may(&permission) {
                         return Err(plane_error(
-                            "forbidden",
+                            Code::Forbidden,
                             format!("{sender} may not commit to {}", state.branch),
                         ));
                     }
@@ -994,18 +888,18 @@ fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<
                         Outcome::Conflicted { conflicts } => Err(Error::MergeConflict(conflicts)),
                     }
                 }
-                "discard" => {
+                SwsVerb::Discard => {
                     sws::remove(op, *id)?;
                     op.log(LogOp::SwsDiscarded {
                         sws: id.to_string(),
                     })?;
                     Ok(Value::Map(Vec::new()))
                 }
-                "analyze" => {
+                SwsVerb::Analyze => {
                     let conflicts = collapse::validate_at(op.store(), op.txn(), *id)?;
                     Ok(cbor::to_value(&conflicts)?)
                 }
-                _ => {
+                SwsVerb::Status => {
                     let changes = crate::tree::diff(
                         &sws::SwsSource::new(op.store(), op.txn(), *id),
                         &crate::tree::tree_of(
@@ -1032,8 +926,10 @@ fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cbor::fields;
     use crate::patch::PatchOp;
     use crate::repo::InitOptions;
+    use ed25519_dalek::SigningKey;
 
     /// A signed message from `agent` with `ts` (its msg_id is `m<ts>`), as bytes for
     /// [`verify_all`].

@@ -113,8 +113,7 @@ pub fn read_blob(src: &dyn Source, blob: &NodeId) -> Result<Vec<u8>> {
 /// memory); returns its size.
 pub fn write_blob(src: &dyn Source, blob: &NodeId, out: &mut dyn Write) -> Result<u64> {
     BlobLayout::load(src, blob)?.for_each_piece(src, &mut |piece| {
-        out.write_all(piece)
-            .map_err(|e| Error::io("<output>", e))
+        out.write_all(piece).map_err(|e| Error::io("<output>", e))
     })
 }
 

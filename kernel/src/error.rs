@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::cbor::CborError;
 use crate::id::NodeId;
 use crate::node::NodeError;
+pub use jit_proto::code::{Code, Coded};
 
 /// A broken DAG invariant (SPEC §1.2). Appends that would break one are refused whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -329,46 +330,46 @@ impl Error {
     }
 
     /// A stable, machine-readable code for this error.
-    pub fn code(&self) -> &str {
+    pub fn code(&self) -> Code {
         match self {
-            Error::Cbor(_) => "bad_cbor",
-            Error::Node(_) => "bad_node",
-            Error::Invariant(Violation::ReservedName { .. }) => "bad_path",
-            Error::Invariant(_) => "invariant_violation",
-            Error::Store(_) => "store_error",
-            Error::Io { source, .. } if is_no_space(source) => "no_space",
-            Error::Io { .. } => "io_error",
-            Error::NodeNotFound(_) => "node_not_found",
-            Error::Corrupt { .. } => "corrupt",
-            Error::NoSpace { .. } => "no_space",
-            Error::StoreTruncated { .. } => "store_truncated",
-            Error::NotA { .. } => "wrong_node_type",
-            Error::BadRefName { .. } => "bad_ref_name",
-            Error::RefNotFound(_) => "ref_not_found",
-            Error::RefExists(_) => "ref_exists",
-            Error::TagImmutable(_) => "tag_immutable",
-            Error::NotFastForward { .. } => "not_fast_forward",
-            Error::RefChanged { .. } => "ref_changed",
-            Error::BranchCheckedOut(_) => "branch_checked_out",
-            Error::UnknownRevision(_) => "unknown_revision",
-            Error::AmbiguousRevision(_) => "ambiguous_revision",
-            Error::PathNotFound { .. } => "path_not_found",
-            Error::NotARepository(_) => "not_a_repository",
-            Error::NewerLayout { .. } => "newer_layout",
-            Error::AlreadyInitialized(_) => "already_initialized",
-            Error::CorruptLog { .. } => "corrupt_log",
-            Error::Config { .. } => "bad_config",
-            Error::InvalidInput(_) => "invalid_input",
-            Error::InsecureListen(_) => "insecure_listen",
-            Error::Sync { .. } => "sync_failed",
-            Error::OtherUniverse { .. } => "other_universe",
-            Error::Patch(crate::patch::PatchError::TooLarge { .. }) => "patch_too_large",
-            Error::Patch(_) => "patch_rejected",
-            Error::Path(_) => "bad_path",
-            Error::Edit(_) => "bad_edit",
-            Error::SwsNotFound(_) => "sws_not_found",
-            Error::MergeConflict(_) => "merge_conflict",
-            Error::Remote { code, .. } => code,
+            Error::Cbor(_) => Code::BadCbor,
+            Error::Node(_) => Code::BadNode,
+            Error::Invariant(Violation::ReservedName { .. }) => Code::BadPath,
+            Error::Invariant(_) => Code::InvariantViolation,
+            Error::Store(_) => Code::StoreError,
+            Error::Io { source, .. } if is_no_space(source) => Code::NoSpace,
+            Error::Io { .. } => Code::IoError,
+            Error::NodeNotFound(_) => Code::NodeNotFound,
+            Error::Corrupt { .. } => Code::Corrupt,
+            Error::NoSpace { .. } => Code::NoSpace,
+            Error::StoreTruncated { .. } => Code::StoreTruncated,
+            Error::NotA { .. } => Code::WrongNodeType,
+            Error::BadRefName { .. } => Code::BadRefName,
+            Error::RefNotFound(_) => Code::RefNotFound,
+            Error::RefExists(_) => Code::RefExists,
+            Error::TagImmutable(_) => Code::TagImmutable,
+            Error::NotFastForward { .. } => Code::NotFastForward,
+            Error::RefChanged { .. } => Code::RefChanged,
+            Error::BranchCheckedOut(_) => Code::BranchCheckedOut,
+            Error::UnknownRevision(_) => Code::UnknownRevision,
+            Error::AmbiguousRevision(_) => Code::AmbiguousRevision,
+            Error::PathNotFound { .. } => Code::PathNotFound,
+            Error::NotARepository(_) => Code::NotARepository,
+            Error::NewerLayout { .. } => Code::NewerLayout,
+            Error::AlreadyInitialized(_) => Code::AlreadyInitialized,
+            Error::CorruptLog { .. } => Code::CorruptLog,
+            Error::Config { .. } => Code::BadConfig,
+            Error::InvalidInput(_) => Code::InvalidInput,
+            Error::InsecureListen(_) => Code::InsecureListen,
+            Error::Sync { .. } => Code::SyncFailed,
+            Error::OtherUniverse { .. } => Code::OtherUniverse,
+            Error::Patch(crate::patch::PatchError::TooLarge { .. }) => Code::PatchTooLarge,
+            Error::Patch(_) => Code::PatchRejected,
+            Error::Path(_) => Code::BadPath,
+            Error::Edit(_) => Code::BadEdit,
+            Error::SwsNotFound(_) => Code::SwsNotFound,
+            Error::MergeConflict(_) => Code::MergeConflict,
+            Error::Remote { code, .. } => Code::parse(code).unwrap_or(Code::Error),
         }
     }
 
@@ -384,5 +385,11 @@ impl Error {
                 | Error::NoSpace { .. }
                 | Error::StoreTruncated { .. }
         )
+    }
+}
+
+impl Coded for Error {
+    fn code(&self) -> Code {
+        Error::code(self)
     }
 }

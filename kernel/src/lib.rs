@@ -9,7 +9,7 @@
 
 pub mod agents;
 pub mod batch;
-pub mod cbor;
+pub use jit_proto::cbor;
 pub mod checkout;
 pub mod collapse;
 pub mod content;
@@ -44,7 +44,7 @@ pub mod treecache;
 pub mod treeedit;
 pub mod treepatch;
 
-pub use error::{Error, Result, Violation};
+pub use error::{Code, Coded, Error, Result, Violation};
 pub use id::NodeId;
 pub use node::{DeclaredTime, Node, NodeType};
 pub use repo::Repository;

@@ -558,7 +558,7 @@ impl<'s> Op<'s> {
     pub fn audit(&mut self, action: &str, error: &Error) -> Result<u64> {
         self.log(LogOp::Audit {
             action: action.to_owned(),
-            code: error.code().to_owned(),
+            code: error.code().as_str().to_owned(),
             reason: truncate(error.to_string(), AUDIT_REASON_MAX),
         })
     }

@@ -144,7 +144,7 @@ fn refused(fx: &Fixture, attempt: impl FnOnce(&Repository) -> Result<(), Error>)
         "exactly one audit record per refusal"
     );
     match after.last() {
-        Some(LogOp::Audit { code, .. }) => assert_eq!(code, error.code()),
+        Some(LogOp::Audit { code, .. }) => assert_eq!(code, error.code().as_str()),
         other => panic!("last record should be the audit, found {other:?}"),
     }
     assert!(fsck(fx.repo.store()).unwrap().is_clean());

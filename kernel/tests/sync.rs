@@ -88,7 +88,7 @@ impl Remote for Peer<'_> {
             let request = cbor::decode(&cbor::encode(&payload)?)?;
             let response = match sync::serve::dispatch(self.repo, op, request) {
                 Ok(value) => Response::Ok(value),
-                Err(e) => Response::from_error(&e),
+                Err(e) => jit_kernel::rpc::protocol::error_response(&e),
             };
             let mut bytes = response.encode()?;
             (self.tamper_bytes)(op, &mut bytes);
@@ -365,7 +365,7 @@ fn hostile_sync_replies_are_refused_with_codes_and_nothing_is_half_written() {
         let error = sync::pull(&b, &mut peer, &sync::pull::Quiet).unwrap_err();
         assert_eq!(refs(&b), refs_before, "{error}");
         assert_eq!(node_count(&b), nodes_before, "{error}");
-        error.code().to_owned()
+        error.code().as_str().to_owned()
     };
     let on = |target: &'static str, f: fn(&mut Vec<u8>)| -> TamperBytes {
         Box::new(move |op, bytes| {
@@ -646,7 +646,7 @@ impl Remote for LyingPeer<'_> {
             let request = cbor::decode(&cbor::encode(&payload)?)?;
             let response = match self.answer(op, request) {
                 Ok(value) => Response::Ok(value),
-                Err(e) => Response::from_error(&e),
+                Err(e) => jit_kernel::rpc::protocol::error_response(&e),
             };
             match Response::decode(&response.encode()?)? {
                 Response::Ok(value) => answers.push(value),

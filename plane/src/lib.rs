@@ -47,6 +47,22 @@ pub enum PlaneError {
     },
 }
 
+impl From<jit_proto::cbor::CborError> for PlaneError {
+    fn from(error: jit_proto::cbor::CborError) -> PlaneError {
+        PlaneError::Kernel(error.into())
+    }
+}
+
+impl jit_kernel::Coded for PlaneError {
+    fn code(&self) -> jit_kernel::Code {
+        match self {
+            PlaneError::Zenoh(_) => jit_kernel::Code::PlaneUnavailable,
+            PlaneError::Kernel(e) => e.code(),
+            PlaneError::NoAck { .. } => jit_kernel::Code::NoAck,
+        }
+    }
+}
+
 impl PlaneError {
     fn zenoh(error: impl std::fmt::Display) -> PlaneError {
         PlaneError::Zenoh(error.to_string())
@@ -58,11 +74,7 @@ pub type Result<T, E = PlaneError> = std::result::Result<T, E>;
 
 /// Prefixes a key expression with the namespace, if any.
 pub fn keyexpr(namespace: &str, key: &str) -> String {
-    if namespace.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{}/{key}", namespace.trim_end_matches('/'))
-    }
+    jit_proto::keyexpr::with_namespace(namespace, key)
 }
 
 /// A Zenoh configuration with multicast scouting off.

@@ -476,7 +476,7 @@ fn verify_stage(
                     return Some(arrived);
                 }
                 let refusal = Response::Err(ErrorBody {
-                    code: "too_large".into(),
+                    code: jit_kernel::Code::TooLarge.as_str().to_owned(),
                     message: format!(
                         "message of {} bytes exceeds {}",
                         arrived.size,
@@ -509,7 +509,7 @@ fn verify_stage(
                 }
                 Ok(verified) if !limiter.allow(&verified.envelope.sender) => {
                     let refusal = Response::Err(ErrorBody {
-                        code: "rate_limited".into(),
+                        code: jit_kernel::Code::RateLimited.as_str().to_owned(),
                         message: format!("{} is over its rate limit", verified.envelope.sender),
                         details: None,
                     });
@@ -544,7 +544,7 @@ fn verify_stage(
 fn commits_at_once(verified: &Verified) -> bool {
     match &verified.target {
         Target::Create => true,
-        Target::Sws(_, verb) => matches!(verb.as_str(), "commit" | "discard"),
+        Target::Sws { verb, .. } => verb.ends_the_sws(),
     }
 }
 
@@ -819,7 +819,7 @@ impl<'r> Deliverer<'r> {
 
     /// Answers every write of `batch` with `error`: none of it took effect.
     fn refuse_all(&self, batch: &[Accepted], error: &jit_kernel::Error) {
-        let response = Response::from_error(error);
+        let response = jit_kernel::rpc::protocol::error_response(error);
         for accepted in batch {
             answer(&accepted.query, &response);
         }

@@ -35,7 +35,7 @@ pub(crate) async fn serve(
         tokio::task::spawn_blocking(move || {
             let response = match answer(&repo, &query) {
                 Ok(value) => Response::Ok(value),
-                Err(error) => Response::from_error(&error),
+                Err(error) => jit_kernel::rpc::protocol::error_response(&error),
             };
             match response.encode() {
                 Ok(body) => {

@@ -703,7 +703,7 @@ fn tally<T>(answers: &[jit_plane::Result<T>]) -> std::collections::BTreeMap<Stri
     for answer in answers {
         let code = match answer {
             Ok(_) => "ok".to_owned(),
-            Err(jit_plane::PlaneError::Kernel(error)) => error.code().to_owned(),
+            Err(jit_plane::PlaneError::Kernel(error)) => error.code().as_str().to_owned(),
             Err(other) => other.to_string(),
         };
         *tally.entry(code).or_insert(0) += 1;

@@ -80,6 +80,26 @@ pub enum WatchError {
     Invalid(String),
 }
 
+impl jit_kernel::Coded for WatchError {
+    fn code(&self) -> jit_kernel::Code {
+        use jit_kernel::Code;
+        match self {
+            WatchError::Kernel(e) => e.code(),
+            WatchError::Io { .. } => Code::IoError,
+            WatchError::NotACheckout(_) => Code::NotACheckout,
+            WatchError::NotEmpty(_) => Code::NotEmpty,
+            WatchError::InsideRepository { .. } => Code::InsideUniverse,
+            WatchError::LocalChanges(_) => Code::LocalChanges,
+            WatchError::InterruptedCheckout { .. } => Code::InterruptedCheckout,
+            WatchError::AlreadyWatched(_) => Code::AlreadyWatched,
+            WatchError::WatchLimit { .. } => Code::WatchLimit,
+            WatchError::Notify { .. } => Code::WatchFailed,
+            WatchError::BadName(_) => Code::BadName,
+            WatchError::Invalid(_) => Code::InvalidInput,
+        }
+    }
+}
+
 impl WatchError {
     /// Wraps an I/O error with its path.
     pub fn io(path: &Path, source: std::io::Error) -> WatchError {

@@ -22,7 +22,7 @@ use super::limits::{value_cost, Budget, Limits, Refused};
 use super::protocol::{ErrorBody, Request, Response, MAX_FRAME};
 use super::service::Service;
 use super::{LOCK, SOCKET};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 
 /// How long a refused or dropped peer gets to take its last answer.
 const REFUSE_WRITE: Duration = Duration::from_millis(500);
@@ -144,7 +144,7 @@ pub async fn serve(
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(max = limits.max_connections, "refused a connection: too many connections");
                         refuse(stream, error_response(
-                            "too_many_connections",
+                            Code::TooManyConnections,
                             format!("the daemon serves at most {} connections at once", limits.max_connections),
                         ));
                         continue;
@@ -181,7 +181,7 @@ fn admit(access: &Access, stream: &UnixStream) -> std::result::Result<(), Respon
                 "refused a connection from a user not allowed to use this universe"
             );
             Err(error_response(
-                "permission_denied",
+                Code::PermissionDenied,
                 format!(
                     "uid {} may not use this universe's daemon (only its owner, root or an allowed group)",
                     cred.uid()
@@ -191,7 +191,7 @@ fn admit(access: &Access, stream: &UnixStream) -> std::result::Result<(), Respon
         Err(error) => {
             tracing::warn!(%error, "refused a connection whose peer cannot be identified");
             Err(error_response(
-                "permission_denied",
+                Code::PermissionDenied,
                 format!("cannot identify the peer: {error}"),
             ))
         }
@@ -208,12 +208,8 @@ fn refuse(stream: UnixStream, answer: Response) {
     }
 }
 
-fn error_response(code: &str, message: String) -> Response {
-    Response::Err(ErrorBody {
-        code: code.into(),
-        message,
-        details: None,
-    })
+fn error_response(code: Code, message: String) -> Response {
+    Response::Err(ErrorBody::new(code, message))
 }
 
 /// Serves one connection: frames in, answers out, in order, within the limits.
@@ -244,7 +240,7 @@ async fn connection(
                 "dropped a connection whose frame did not arrive in time"
             );
             error_response(
-                "timeout",
+                Code::Timeout,
                 format!("the frame did not arrive within {:?}", limits.read_timeout),
             )
         };
@@ -256,7 +252,7 @@ async fn connection(
             Ok(Err(FrameError::TooLarge { len, max })) => {
                 // The body cannot be skipped safely; answer and close the connection.
                 let answer = error_response(
-                    "frame_too_large",
+                    Code::FrameTooLarge,
                     format!("request of {len} bytes exceeds {max}"),
                 );
                 return answer_and_close(stream, answer).await;
@@ -268,7 +264,7 @@ async fn connection(
             Ok(Ok(permit)) => permit,
             Ok(Err(Refused::TooLarge)) => {
                 let answer = error_response(
-                    "frame_too_large",
+                    Code::FrameTooLarge,
                     format!("request of {len} bytes exceeds what the daemon may hold"),
                 );
                 return answer_and_close(stream, answer).await;
@@ -286,13 +282,15 @@ async fn connection(
                 tokio::task::spawn_blocking(move || {
                     let response = match Request::decode(&body) {
                         Ok(request) => service.handle(request),
-                        Err(e) => error_response("bad_request", e.to_string()),
+                        Err(e) => error_response(Code::BadRequest, e.to_string()),
                     };
                     drop((decoded, received));
                     response
                 })
                 .await
-                .unwrap_or_else(|e| error_response("internal", format!("operation panicked: {e}")))
+                .unwrap_or_else(|e| {
+                    error_response(Code::Internal, format!("operation panicked: {e}"))
+                })
             }
             Err(answer) => {
                 drop(received);
@@ -322,16 +320,16 @@ async fn decode_charge(
         Ok(items) => items,
         Err(ShapeError::TooManyItems(max)) => {
             return Err(error_response(
-                "too_many_items",
+                Code::TooManyItems,
                 format!("the request holds more than {max} CBOR items"),
             ))
         }
-        Err(e) => return Err(error_response("bad_request", e.to_string())),
+        Err(e) => return Err(error_response(Code::BadRequest, e.to_string())),
     };
     match timeout_at(deadline, budget.charge(len, items.saturating_mul(cost))).await {
         Ok(Ok(permit)) => Ok(permit),
         Ok(Err(Refused::TooLarge)) => Err(error_response(
-            "too_many_items",
+            Code::TooManyItems,
             format!("the request's {items} CBOR items exceed what the daemon may hold"),
         )),
         Err(_) => Err(busy()),
@@ -340,7 +338,7 @@ async fn decode_charge(
 
 fn busy() -> Response {
     error_response(
-        "busy",
+        Code::Busy,
         "the daemon holds as many request bytes as it may; retry".into(),
     )
 }

@@ -262,11 +262,11 @@ impl Service {
         match self.dispatch(&request.op, request.payload) {
             Ok(result) => Response::Ok(result),
             Err(Error::MergeConflict(conflicts)) => Response::Err(ErrorBody {
-                code: "merge_conflict".into(),
+                code: crate::Code::MergeConflict.as_str().to_owned(),
                 message: Error::MergeConflict(conflicts.clone()).to_string(),
                 details: cbor::to_value(&conflicts).ok(),
             }),
-            Err(error) => Response::from_error(&error),
+            Err(error) => crate::rpc::protocol::error_response(&error),
         }
     }
 

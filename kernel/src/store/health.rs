@@ -152,7 +152,8 @@ mod tests {
         let mut txn = env.write_txn().expect("txn");
         let db: Database<Bytes, Bytes> = env.create_database(&mut txn, None).expect("db");
         for i in 0u32..2_000 {
-            db.put(&mut txn, &i.to_be_bytes(), &[7u8; 300]).expect("put");
+            db.put(&mut txn, &i.to_be_bytes(), &[7u8; 300])
+                .expect("put");
         }
         txn.commit().expect("commit");
         env
@@ -166,7 +167,10 @@ mod tests {
         let page = u64::from(env.stat().page_size);
         let file = dir.path().join(DATA_FILE);
         let roots = newest_meta_roots(&file, page).expect("meta pages");
-        assert!(roots[1] != NO_ROOT && roots[1] > 1, "a main tree: {roots:?}");
+        assert!(
+            roots[1] != NO_ROOT && roots[1] > 1,
+            "a main tree: {roots:?}"
+        );
         let size = std::fs::metadata(&file).expect("stat").len();
         assert!(size >= (roots[1] + 1) * page);
         // Cut just below the main tree's root: every read would start beyond the end.
@@ -212,7 +216,10 @@ mod tests {
             short_seen |= pages < env.info().last_page_number as u64 + 1;
             refuse_truncated(&env, dir.path()).expect("a whole store is not truncated");
         }
-        assert!(short_seen, "LMDB always wrote its last page: the case is not exercised");
+        assert!(
+            short_seen,
+            "LMDB always wrote its last page: the case is not exercised"
+        );
         let txn = env.read_txn().expect("txn");
         assert_eq!(db.len(&txn).expect("len"), 2_005, "every record reads back");
     }

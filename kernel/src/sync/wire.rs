@@ -47,7 +47,7 @@ pub fn decode_reply(remote: &str, bytes: &[u8]) -> Result<crate::rpc::protocol::
         Ok(_) | Err(crate::rpc::frame::ShapeError::Malformed) => {}
         Err(e) => return Err(refuse(format!("a reply refused unread: {e}"))),
     }
-    crate::rpc::protocol::Response::decode(bytes)
+    Ok(crate::rpc::protocol::Response::decode(bytes)?)
 }
 
 /// Most wants or haves one negotiation may name.

@@ -108,26 +108,26 @@ fn encode_map(entries: &[(Value, Value)], out: &mut Vec<u8>) -> Result<(), CborE
 }
 
 /// Major type of an unsigned integer.
-pub(crate) const UNSIGNED: u8 = 0;
+pub const UNSIGNED: u8 = 0;
 /// Major type of an array.
-pub(crate) const ARRAY: u8 = 4;
+pub const ARRAY: u8 = 4;
 /// Major type of a map.
-pub(crate) const MAP: u8 = 5;
+pub const MAP: u8 = 5;
 
 /// Appends a byte string: for encoders that write a fixed schema without building a [`Value`].
-pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     write_head(out, 2, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
 /// Appends a text string (see [`write_bytes`]).
-pub(crate) fn write_text(out: &mut Vec<u8>, text: &str) {
+pub fn write_text(out: &mut Vec<u8>, text: &str) {
     write_head(out, 3, text.len() as u64);
     out.extend_from_slice(text.as_bytes());
 }
 
 /// Writes a major type and argument with the shortest possible head.
-pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, n: u64) {
+pub fn write_head(out: &mut Vec<u8>, major: u8, n: u64) {
     let m = major << 5;
     if n < 24 {
         out.push(m | n as u8);

@@ -1,0 +1,26 @@
+//! JIT's wire vocabulary: what every client and server of a JIT universe must agree on, and
+//! nothing else.
+//!
+//! - [`cbor`]: canonical CBOR (RFC 8949 §4.2.1) — every hashed or signed byte goes through it.
+//! - [`envelope`]: the signed message an agent sends on the plane, and the domain-separated
+//!   bytes its signature covers.
+//! - [`keyexpr`]: the plane's key expressions and what each asks for.
+//! - [`message`]: the request and response envelopes of the RPC (answers on the plane too).
+//! - [`code`]: the stable error codes every refusal and failure carries, as one typed enum.
+//!
+//! The key decision: this crate depends on no store (LMDB), no async runtime (tokio) and no
+//! transport (Zenoh). An agent, a test or a federation peer signs and checks messages with it
+//! alone, and the kernel, the plane and the RPC cannot drift apart on a byte of the wire,
+//! because there is one definition of it. CI checks the dependency rule with
+//! `cargo tree -p jit-proto`.
+
+#![deny(missing_docs)]
+
+pub mod cbor;
+pub mod code;
+pub mod envelope;
+pub mod keyexpr;
+pub mod message;
+
+pub use code::{Code, Coded};
+pub use envelope::Envelope;
