@@ -14,7 +14,6 @@ use ciborium::value::Value;
 use jit_kernel::cbor;
 use jit_kernel::patch::{Hunk, Patch, PatchOp};
 use jit_kernel::refs::RefName;
-use jit_kernel::repo::InitOptions;
 use jit_kernel::sws;
 use jit_kernel::{NodeId, Repository};
 use proptest::prelude::*;
@@ -210,17 +209,7 @@ proptest! {
 }
 
 fn new_repo() -> (tempfile::TempDir, Repository) {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(
-        dir.path(),
-        &InitOptions {
-            name: "t".into(),
-            owner: "t".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    (dir, repo)
+    jit_testutils::fixture::new_universe()
 }
 
 fn tree_of(repo: &Repository, id: sws::SwsId) -> NodeId {

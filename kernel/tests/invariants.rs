@@ -8,7 +8,6 @@ use jit_kernel::history::{self, CommitInfo, EmptyCommit};
 use jit_kernel::log::{verify_record, LogOp};
 use jit_kernel::node::*;
 use jit_kernel::refs::RefName;
-use jit_kernel::repo::InitOptions;
 use jit_kernel::store::Store;
 use jit_kernel::{NodeId, Repository};
 
@@ -55,15 +54,7 @@ fn store_tree(store: &Store, content: &[u8]) -> NodeId {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(
-        dir.path(),
-        &InitOptions {
-            name: "t".into(),
-            owner: "t".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let repo = jit_testutils::fixture::init_universe(dir.path());
     let main = RefName::branch("main").unwrap();
     let t1 = store_tree(repo.store(), b"one");
     let first = history::commit_tree(

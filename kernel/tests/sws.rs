@@ -16,24 +16,13 @@ use jit_kernel::merge::ConflictKind;
 use jit_kernel::node::EntryKind;
 use jit_kernel::patch::{Hunk, Patch, PatchError, PatchOp, MAX_OPS};
 use jit_kernel::refs::RefName;
-use jit_kernel::repo::InitOptions;
 use jit_kernel::source::{Dag, Source};
 use jit_kernel::sws::{self, SwsId, SwsSource};
 use jit_kernel::tree;
 use jit_kernel::{DeclaredTime, NodeId, Repository};
 
 fn new_repo() -> (tempfile::TempDir, Repository) {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(
-        dir.path(),
-        &InitOptions {
-            name: "t".into(),
-            owner: "t".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    (dir, repo)
+    jit_testutils::fixture::new_universe()
 }
 
 fn main_branch() -> RefName {
@@ -237,15 +226,7 @@ fn every_sws_is_listed_past_its_records_and_discard_removes_all_of_them() {
 fn sws_state_survives_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
-        let repo = Repository::init(
-            dir.path(),
-            &InitOptions {
-                name: "t".into(),
-                owner: "t".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let repo = jit_testutils::fixture::init_universe(dir.path());
         let id = new_sws(&repo);
         sws::apply_patch(repo.store(), id, &patch("p", vec![put("x", "1\n")])).unwrap();
         id

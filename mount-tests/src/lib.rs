@@ -13,21 +13,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// The `jit` binary of this build (next to the test executable's `deps/` directory).
-pub fn jit_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("JIT_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("jit");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace first (cargo build)",
-        bin.display()
-    );
-    bin
-}
+pub use jit_testutils::bin::{jit_bin, text};
 
 /// True when the mount tests should run; false (with a message) when FUSE is unavailable and
 /// `JIT_SKIP_MOUNT_TESTS=1` allows skipping. Panics when FUSE is unavailable otherwise.
@@ -372,11 +358,6 @@ pub fn read_until(path: &Path, expected: &str, within: Duration) -> String {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Lossy UTF-8.
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Inode number of a path.

@@ -5,25 +5,10 @@
 use std::path::Path;
 
 use jit_mount_tests::*;
+use jit_testutils::damage::flip_every;
 
 const SMALL_MARKER: &str = "JIT-VERIFY-MOUNT-SMALL-MARKER";
 const CHUNK_MARKER: &str = "JIT-VERIFY-MOUNT-CHUNK-MARKER";
-
-/// Flips one bit of every occurrence of `needle` in `file`; returns how many were flipped.
-fn flip_every(file: &Path, needle: &[u8], offset_in_needle: usize) -> usize {
-    let mut data = std::fs::read(file).expect("read data.mdb");
-    let positions: Vec<usize> = data
-        .windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect();
-    for &p in &positions {
-        data[p + offset_in_needle] ^= 0x01;
-    }
-    std::fs::write(file, data).expect("write data.mdb");
-    positions.len()
-}
 
 /// About 1 MiB of pseudo-random text (several chunks) with [`CHUNK_MARKER`] in the middle.
 fn large_text() -> String {

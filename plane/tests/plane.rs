@@ -11,7 +11,6 @@ use jit_kernel::agents::{self, Envelope};
 use jit_kernel::cbor;
 use jit_kernel::history::CommitInfo;
 use jit_kernel::patch::{Patch, PatchOp};
-use jit_kernel::repo::InitOptions;
 use jit_kernel::rpc::protocol::Response;
 use jit_kernel::source::Dag;
 use jit_kernel::{content, tree, DeclaredTime, Repository};
@@ -26,15 +25,7 @@ fn key(seed: u8) -> SigningKey {
 
 fn setup(agent_names: &[&str]) -> (tempfile::TempDir, Arc<Repository>) {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(
-        dir.path(),
-        &InitOptions {
-            name: "t".into(),
-            owner: "t".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let repo = jit_testutils::fixture::init_universe(dir.path());
     for (i, name) in agent_names.iter().enumerate() {
         agents::register(
             repo.store(),

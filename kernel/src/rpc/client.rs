@@ -93,9 +93,17 @@ impl Kernel {
     pub fn call(&mut self, op: &str, payload: Value) -> Result<Value> {
         let response = match self {
             Kernel::Daemon { stream, socket, ts } => {
-                if closed_by_peer(stream) {
-                    tracing::debug!(socket = %socket.display(), "the daemon closed an idle connection: connecting again");
-                    *stream = UnixStream::connect(&*socket).map_err(|e| Error::io(&*socket, e))?;
+                match waiting(stream) {
+                    Waiting::Nothing => {}
+                    Waiting::Closed => {
+                        tracing::debug!(socket = %socket.display(), "the daemon closed an idle connection: connecting again");
+                        *stream =
+                            UnixStream::connect(&*socket).map_err(|e| Error::io(&*socket, e))?;
+                    }
+                    // The daemon answered before being asked: it refused the connection
+                    // (`permission_denied`, `too_many_connections`) and closes it. That refusal
+                    // is this call's answer.
+                    Waiting::Bytes => return answer(read_answer(stream)?),
                 }
                 *ts += 1;
                 let request = Request {
@@ -103,11 +111,14 @@ impl Kernel {
                     payload,
                     ts: *ts,
                 };
-                write_frame(stream, &request.encode()?)?;
-                let body = read_frame(stream)?.ok_or_else(|| {
-                    Error::InvalidInput("the daemon closed the connection".into())
-                })?;
-                Response::decode(&body)?
+                if let Err(error) = write_frame(stream, &request.encode()?) {
+                    // A refusal sent on accept may be waiting behind a closed connection.
+                    return match read_answer(stream) {
+                        Ok(refusal) => answer(refusal),
+                        Err(_) => Err(error),
+                    };
+                }
+                read_answer(stream)?
             }
             Kernel::InProcess { service, ts } => {
                 *ts += 1;
@@ -118,14 +129,7 @@ impl Kernel {
                 })
             }
         };
-        match response {
-            Response::Ok(result) => Ok(result),
-            Response::Err(body) => Err(Error::Remote {
-                code: body.code,
-                message: body.message,
-                details: body.details,
-            }),
-        }
+        answer(response)
     }
 
     /// A typed call: serializes `args`, deserializes the result.
@@ -135,9 +139,37 @@ impl Kernel {
     }
 }
 
-/// Whether the daemon has closed `stream` (or sent bytes nobody asked for, which leaves it out of
-/// step): a look at what is waiting to be read, without waiting and without consuming it.
-fn closed_by_peer(stream: &UnixStream) -> bool {
+/// A response as this call's result: an error response becomes [`Error::Remote`].
+fn answer(response: Response) -> Result<Value> {
+    match response {
+        Response::Ok(result) => Ok(result),
+        Response::Err(body) => Err(Error::Remote {
+            code: body.code,
+            message: body.message,
+            details: body.details,
+        }),
+    }
+}
+
+/// Reads the next answer on `stream`.
+fn read_answer(stream: &mut UnixStream) -> Result<Response> {
+    let body = read_frame(stream)?
+        .ok_or_else(|| Error::InvalidInput("the daemon closed the connection".into()))?;
+    Ok(Response::decode(&body)?)
+}
+
+/// What is waiting to be read on a connection between calls.
+enum Waiting {
+    /// Nothing: the connection is idle and open.
+    Nothing,
+    /// The end of the stream (the daemon closed an idle connection) or an error.
+    Closed,
+    /// Bytes nobody asked for: a refusal the daemon sent before closing.
+    Bytes,
+}
+
+/// Looks at what is waiting on `stream`, without waiting and without consuming it.
+fn waiting(stream: &UnixStream) -> Waiting {
     use nix::errno::Errno;
     use nix::sys::socket::{recv, MsgFlags};
     use std::os::fd::AsRawFd;
@@ -149,9 +181,8 @@ fn closed_by_peer(stream: &UnixStream) -> bool {
         &mut byte,
         MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
     ) {
-        Err(Errno::EAGAIN) => false,
-        Err(Errno::EINTR) => false,
-        // 0: end of stream; more: bytes before any request; an error: a reset connection.
-        Ok(_) | Err(_) => true,
+        Err(Errno::EAGAIN) | Err(Errno::EINTR) => Waiting::Nothing,
+        Ok(0) | Err(_) => Waiting::Closed,
+        Ok(_) => Waiting::Bytes,
     }
 }
