@@ -12,25 +12,11 @@ use std::process::Command;
 use common::*;
 
 fn git(dir: &Path, args: &[&str], date: u64) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.org")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.org")
-        .env("GIT_AUTHOR_DATE", format!("@{date} +0100"))
-        .env("GIT_COMMITTER_DATE", format!("@{date} +0100"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let mut out = jit_testutils::git::git_at(dir, args, date);
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
 }
 
 /// Builds a history: 300 commits on main with a merged side branch every 25, renames, chmods,

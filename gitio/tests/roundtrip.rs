@@ -3,31 +3,12 @@
 //! back with `export_git` gives the same commit ids — git's own objects say the two sides agree.
 
 use std::path::Path;
-use std::process::Command;
 
 use jit_git::{export::export_git, import::import_git};
 use jit_kernel::refs::RefName;
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "A")
-        .env("GIT_AUTHOR_EMAIL", "a@example.org")
-        .env("GIT_COMMITTER_NAME", "A")
-        .env("GIT_COMMITTER_EMAIL", "a@example.org")
-        .env("GIT_AUTHOR_DATE", "1700000000 +0100")
-        .env("GIT_COMMITTER_DATE", "1700000000 +0100")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    jit_testutils::git::git_at(dir, args, 1_700_000_000)
 }
 
 /// A small history with a merge: main and a side branch, merged.

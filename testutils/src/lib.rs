@@ -5,6 +5,7 @@
 //! - [`bin`]: the real `jit` binary of this build, run as a user would, with declared inputs
 //!   fixed so ids are reproducible.
 //! - [`damage`]: what tests do to stored bytes to check that damage is caught.
+//! - [`git`]: the real `git` with a fixed identity and date.
 //!
 //! The key decision: tests drive the real binary and real stores, never mocks, so this crate
 //! holds no fake of anything — only the set-up every suite needs.
@@ -14,3 +15,4 @@
 pub mod bin;
 pub mod damage;
 pub mod fixture;
+pub mod git;
