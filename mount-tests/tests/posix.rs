@@ -91,7 +91,10 @@ fn pjdfstest_on_an_sws() {
     let secondary = tempfile::tempdir_in("/dev/shm")
         .or_else(|_| tempfile::tempdir())
         .unwrap();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/pjdfstest.toml");
+    // The suite's configuration, compiled in and written to a scratch directory of its own.
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("pjdfstest.toml");
+    std::fs::write(&config, include_str!("../pjdfstest.toml")).unwrap();
     let out = run(Command::new(&pjdfstest)
         .arg("-c")
         .arg(config)
