@@ -7,9 +7,12 @@ mod commands;
 mod declared;
 mod generate;
 mod ondisk;
+mod output;
 mod place;
 mod progress;
 mod sync;
+mod up;
+mod verbs;
 mod wait;
 mod work;
 

@@ -15,8 +15,9 @@ use jit_plane::sync::ZenohRemote;
 use serde_json::json;
 
 use crate::args::SyncCommand;
-use crate::commands::{change_ref, Output};
+use crate::output::Output;
 use crate::place::Place;
+use crate::verbs::refs::change_ref;
 
 /// Name a clone records its source under.
 const ORIGIN: &str = "origin";

@@ -13,7 +13,7 @@ use jit_kernel::rpc::SOCKET;
 use jit_kernel::Repository;
 use serde_json::{json, Value};
 
-use crate::commands::Output;
+use crate::output::Output;
 
 /// How long to wait before trying a socket no daemon has bound yet.
 const RETRY: Duration = Duration::from_millis(20);

@@ -1,0 +1,6 @@
+//! The verbs, one file per group; `crate::commands::run` dispatches to them.
+
+pub(crate) mod content;
+pub(crate) mod history;
+pub(crate) mod refs;
+pub(crate) mod universe;

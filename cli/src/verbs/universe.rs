@@ -1,0 +1,126 @@
+//! Verbs on the universe itself: `init`, `fsck`, `info`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use jit_kernel::fsck;
+use jit_kernel::repo::InitOptions;
+use jit_kernel::{NodeId, Repository};
+use serde_json::json;
+
+use crate::output::Output;
+
+pub(crate) fn init(
+    out: &Output,
+    base: &Path,
+    dir: Option<PathBuf>,
+    branch: &str,
+    name: Option<String>,
+) -> Result<ExitCode> {
+    let target = match dir {
+        Some(dir) => base.join(dir),
+        None => base.to_path_buf(),
+    };
+    let display_name = name.unwrap_or_else(|| {
+        std::fs::canonicalize(&target)
+            .ok()
+            .or_else(|| Some(target.clone()))
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "universe".into())
+    });
+    let owner = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let created = time::OffsetDateTime::now_utc().unix_timestamp();
+    let repo = Repository::init(
+        &target,
+        &InitOptions {
+            branch: branch.to_owned(),
+            name: display_name,
+            owner,
+            created,
+            replica_of: None,
+        },
+    )?;
+    let identity = repo.identity()?;
+    out.emit(
+        json!({
+            "path": repo.jit_dir().display().to_string(), "branch": branch,
+            "universe": identity.info.id.to_string(), "public_key": identity.info.public_key,
+        }),
+        || {
+            format!(
+                "Initialized empty JIT universe {} in {} (branch {branch})",
+                identity.info.id,
+                repo.jit_dir().display()
+            )
+        },
+    )
+}
+
+pub(crate) fn resolve_snapshot(repo: &Repository, rev: &str) -> Result<NodeId> {
+    let head = repo.head()?;
+    let txn = repo.store().read()?;
+    Ok(jit_kernel::revparse::resolve_snapshot(
+        repo.store(),
+        &txn,
+        &head,
+        rev,
+    )?)
+}
+
+pub(crate) fn run_fsck(out: &Output, repo: &Repository) -> Result<ExitCode> {
+    let report = fsck::fsck_universe(repo)?;
+    out.emit(serde_json::to_value(&report)?, || {
+        let mut text: Vec<String> = report
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.location, p.message))
+            .collect();
+        text.push(format!(
+            "checked {} log records, {} nodes, {} refs: {}",
+            report.log_records,
+            report.nodes,
+            report.refs,
+            if report.is_clean() {
+                "clean".to_owned()
+            } else {
+                format!("{} problems", report.problems.len())
+            }
+        ));
+        text.join("\n")
+    })?;
+    if report.is_clean() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("jit: error: fsck found {} problems", report.problems.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+pub(crate) fn info(out: &Output, repo: &Repository) -> Result<ExitCode> {
+    let universe = repo.universe()?;
+    let head = repo.head()?;
+    let tip = repo.resolve("HEAD")?;
+    let txn = repo.store().read()?;
+    let nodes = repo.store().node_count(&txn)?;
+    let i = &universe;
+    out.emit(
+        json!({
+            "universe": i.id.to_string(), "name": i.name, "owner": i.owner,
+            "public_key": i.public_key, "head": head.short(), "tip": tip.to_hex(),
+            "workdir": repo.workdir().display().to_string(), "nodes": nodes,
+        }),
+        || {
+            format!(
+                "universe   {} ({})\nowner      {}\npublic key {}\nhead       {} at {}\nworkdir    {}\nnodes      {nodes}",
+                i.id,
+                i.name,
+                i.owner,
+                i.public_key,
+                head.short(),
+                tip.short(),
+                repo.workdir().display()
+            )
+        },
+    )
+}
