@@ -27,15 +27,6 @@ fn owner() -> String {
     std::env::var("USER").unwrap_or_else(|_| "user".into())
 }
 
-fn to_declared(info: &CommitInfo) -> Declared {
-    Declared {
-        author: info.author.clone(),
-        message: info.message.clone(),
-        time: info.time.seconds,
-        tz: info.time.tz_minutes,
-    }
-}
-
 fn print_json<T: serde::Serialize>(value: &T) -> Result<ExitCode> {
     println!("{}", serde_json::to_string(value)?);
     Ok(ExitCode::SUCCESS)
@@ -307,7 +298,7 @@ fn print_file_diff(change: &ChangeInfo, old: &[u8], new: &[u8]) {
 fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Result<ExitCode> {
     let args = RpcCommit {
         sws: sws.to_owned(),
-        declared: to_declared(info),
+        declared: Declared::from(info),
     };
     match kernel.invoke::<_, Committed>("collapse.commit", &args) {
         Ok(done) => {
@@ -485,7 +476,7 @@ pub fn move_verb(
         &RpcMove {
             branch: None,
             rev: rev.to_owned(),
-            declared: to_declared(&info),
+            declared: Declared::from(&info),
         },
     )?;
     let tip = result

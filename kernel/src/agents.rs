@@ -23,13 +23,13 @@ use serde::{Deserialize, Serialize};
 use crate::cbor;
 use crate::collapse::{self, Outcome};
 use crate::error::{Code, Error, Result};
+use crate::history::{Committed, Declared};
 use crate::journal::{self, Journal};
 use crate::log::LogOp;
 use crate::patch::Patch;
 use crate::refs::RefName;
 use crate::repo::Repository;
 use crate::rpc::protocol::{ErrorBody, Response};
-use crate::rpc::service::{Committed, Declared};
 use crate::store::{Op, Store};
 use crate::sws::{self, SwsId};
 
@@ -873,15 +873,7 @@ fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<
                         ));
                     }
                     let declared: Declared = payload(&envelope.payload)?;
-                    let info = crate::history::CommitInfo {
-                        author: declared.author,
-                        message: declared.message,
-                        time: crate::DeclaredTime {
-                            seconds: declared.time,
-                            tz_minutes: declared.tz,
-                        },
-                    };
-                    match collapse::commit_in(op, *id, &info)? {
+                    match collapse::commit_in(op, *id, &declared.info())? {
                         Outcome::Committed { snapshot, rewrite } => {
                             Ok(cbor::to_value(&Committed { snapshot, rewrite })?)
                         }

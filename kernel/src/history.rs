@@ -1,6 +1,8 @@
 //! Moving branches through history: committing a tree, and non-fast-forward moves (reset) that
 //! go through an inversion-rewrite node so history is never edited.
 
+use serde::{Deserialize, Serialize};
+
 use crate::dag;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
@@ -21,6 +23,55 @@ pub struct CommitInfo {
     pub message: String,
     /// The declared time.
     pub time: DeclaredTime,
+}
+
+/// A commit's declared inputs as the RPC and the plane carry them (`time` in seconds since the
+/// epoch, `tz` in minutes east of UTC); the one conversion to and from [`CommitInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Declared {
+    /// Author, `Name <email>`.
+    pub author: String,
+    /// Message.
+    pub message: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+    /// UTC offset in minutes.
+    #[serde(default)]
+    pub tz: i16,
+}
+
+impl Declared {
+    /// The commit inputs these declare.
+    pub fn info(&self) -> CommitInfo {
+        CommitInfo {
+            author: self.author.clone(),
+            message: self.message.clone(),
+            time: DeclaredTime {
+                seconds: self.time,
+                tz_minutes: self.tz,
+            },
+        }
+    }
+}
+
+impl From<&CommitInfo> for Declared {
+    fn from(info: &CommitInfo) -> Declared {
+        Declared {
+            author: info.author.clone(),
+            message: info.message.clone(),
+            time: info.time.seconds,
+            tz: info.time.tz_minutes,
+        }
+    }
+}
+
+/// What a commit answers on success (`collapse.commit`, the plane's `commit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The new tip.
+    pub snapshot: NodeId,
+    /// The rewrite node, when the commit merged.
+    pub rewrite: Option<NodeId>,
 }
 
 /// Whether a commit whose tree equals its parent's is allowed.

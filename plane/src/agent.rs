@@ -323,12 +323,7 @@ impl Agent {
 
     /// Commits an SWS.
     pub async fn commit(&mut self, sws: &str, info: &CommitInfo) -> Result<Committed> {
-        let declared = Declared {
-            author: info.author.clone(),
-            message: info.message.clone(),
-            time: info.time.seconds,
-            tz: info.time.tz_minutes,
-        };
+        let declared = Declared::from(info);
         let value = self
             .request(
                 &format!("jit/sws/{sws}/commit"),

@@ -16,10 +16,10 @@ use crate::collapse::{self, Outcome};
 use crate::content;
 use crate::dag;
 use crate::error::{Error, Result};
-use crate::history::{self, CommitInfo};
+use crate::history;
 use crate::id::NodeId;
 use crate::merge::Conflict;
-use crate::node::{DeclaredTime, EntryKind};
+use crate::node::EntryKind;
 use crate::patch::Patch;
 use crate::refs::{self, RefName};
 use crate::repo::Repository;
@@ -34,32 +34,7 @@ pub struct Service {
     repo: Arc<Repository>,
 }
 
-/// Declared commit inputs, as every writing operation takes them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Declared {
-    /// Author, `Name <email>`.
-    pub author: String,
-    /// Message.
-    pub message: String,
-    /// Seconds since the epoch.
-    pub time: i64,
-    /// UTC offset in minutes.
-    #[serde(default)]
-    pub tz: i16,
-}
-
-impl Declared {
-    fn info(&self) -> CommitInfo {
-        CommitInfo {
-            author: self.author.clone(),
-            message: self.message.clone(),
-            time: DeclaredTime {
-                seconds: self.time,
-                tz_minutes: self.tz,
-            },
-        }
-    }
-}
+pub use crate::history::{Committed, Declared};
 
 /// `shadow.create` arguments.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -219,15 +194,6 @@ pub struct StatusInfo {
     pub changes: Vec<ChangeInfo>,
     /// Conflicts from the last commit attempt.
     pub conflicts: Vec<Conflict>,
-}
-
-/// What `collapse.commit` answers on success.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Committed {
-    /// The new tip.
-    pub snapshot: NodeId,
-    /// The rewrite node, when the commit merged.
-    pub rewrite: Option<NodeId>,
 }
 
 fn payload<T: DeserializeOwned>(value: Value) -> Result<T> {
