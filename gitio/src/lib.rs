@@ -14,6 +14,8 @@
 //! are skipped and counted), GPG signatures and non-UTF-8 text in names and messages (converted
 //! lossily).
 
+#![deny(missing_docs)]
+
 pub mod export;
 pub mod import;
 

@@ -18,6 +18,8 @@
 //! reach the mount through the store's commit observer and are applied as a diff
 //! ([`reconcile`]), invalidating exactly the kernel cache entries that changed.
 
+#![deny(missing_docs)]
+
 pub mod backing;
 pub mod error;
 pub mod fs;

@@ -7,6 +7,8 @@
 //! [`history`] moves branches (forward only; other moves through inversion rewrites), and
 //! [`fsck`] replays the log to prove it all still holds.
 
+#![deny(missing_docs)]
+
 pub mod agents;
 pub mod batch;
 pub use jit_proto::cbor;

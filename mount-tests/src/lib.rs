@@ -5,6 +5,8 @@
 //! FUSE must work here. When it does not, every test fails loudly, unless
 //! `JIT_SKIP_MOUNT_TESTS=1` is set, in which case each says it was skipped.
 
+#![deny(missing_docs)]
+
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

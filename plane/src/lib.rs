@@ -22,6 +22,8 @@
 //! Writes are Zenoh queries whose reply is the acknowledgement, sent only after the effect is
 //! durable. See `docs/plane.md` for the envelope, signing bytes and error codes.
 
+#![deny(missing_docs)]
+
 pub mod agent;
 pub mod listen;
 pub mod ratelimit;

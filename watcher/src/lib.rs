@@ -10,6 +10,8 @@
 //! - [`marker`], [`ignore`], [`disk`]: the checkout's metadata directory, what is never
 //!   watched, and `lstat`/stable reads.
 
+#![deny(missing_docs)]
+
 pub mod disk;
 pub mod error;
 pub mod ignore;
