@@ -25,4 +25,16 @@ impl Source for Layered<'_> {
         }
         Ok(None)
     }
+
+    fn has(&self, id: &NodeId) -> Result<bool> {
+        if self.extra.contains_key(id) {
+            return Ok(true);
+        }
+        for base in &self.bases {
+            if base.has(id)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }

@@ -25,6 +25,12 @@ pub trait Source {
         ids.iter().map(|id| self.bytes(id)).collect()
     }
 
+    /// Whether this source holds node `id`, without reading or verifying its bytes (a cheap
+    /// index lookup where the source has one; the default asks for the header).
+    fn has(&self, id: &NodeId) -> Result<bool> {
+        Ok(self.header(id)?.is_some())
+    }
+
     /// A node's type, clock and size, if this source has it. The default decodes the node;
     /// sources with an index answer without touching the payload.
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
@@ -73,6 +79,10 @@ impl Source for Dag<'_, '_> {
 
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
         self.store.header(self.txn, id)
+    }
+
+    fn has(&self, id: &NodeId) -> Result<bool> {
+        self.store.has_node(self.txn, id)
     }
 
     fn tree_cache(&self) -> Option<&TreeCache> {

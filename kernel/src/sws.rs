@@ -233,6 +233,16 @@ impl Source for SwsSource<'_, '_> {
         Ok(found)
     }
 
+    fn has(&self, id: &NodeId) -> Result<bool> {
+        Ok(self.dag.has(id)?
+            || self
+                .dag
+                .store
+                .sws
+                .get(self.dag.txn, &self.id.staged_key(id))?
+                .is_some())
+    }
+
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
         if let Some(header) = self.dag.header(id)? {
             return Ok(Some(header));

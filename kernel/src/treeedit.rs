@@ -74,7 +74,7 @@ impl<'s> TreeEditor<'s> {
         }
         let cache = self.src.tree_cache();
         let tree = match cache.and_then(|cache| cache.get(id)) {
-            Some(tree) if self.created.contains_key(id) || self.src.header(id)?.is_some() => tree,
+            Some(tree) if self.created.contains_key(id) || self.src.has(id)? => tree,
             _ => match Node::decode(self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?)?.payload {
                 Payload::Tree(tree) => {
                     let tree = Arc::new(tree);
@@ -245,6 +245,10 @@ impl Source for TreeEditor<'_> {
             Some(node) => Ok(Some(&node.bytes)),
             None => self.src.bytes(id),
         }
+    }
+
+    fn has(&self, id: &NodeId) -> Result<bool> {
+        Ok(self.created.contains_key(id) || self.src.has(id)?)
     }
 
     fn tree_cache(&self) -> Option<&crate::treecache::TreeCache> {

@@ -201,6 +201,10 @@ impl Source for Both<'_, '_> {
             },
         }
     }
+
+    fn has(&self, id: &NodeId) -> jit_kernel::Result<bool> {
+        Ok(self.0.has(id)? || self.1.as_ref().map(|o| o.has(id)).transpose()? == Some(true))
+    }
 }
 
 /// One path to write or remove.
