@@ -1220,3 +1220,30 @@ fn patches_can_plant_git_and_jit_checkout() {
     )
     .unwrap();
 }
+
+/// `Source::has` answers from indexes: a staged tree is held by its SWS's source (not by the
+/// DAG, nor by another SWS), a committed one by both, an unknown id by neither; and it agrees
+/// with reading the bytes.
+#[test]
+fn sources_say_which_nodes_they_hold_without_reading_them() {
+    let (_d, repo) = new_repo();
+    let id = new_sws(&repo);
+    let other = new_sws(&repo);
+    sws::apply_patch(repo.store(), id, &patch("p", vec![put("dir/a.txt", "a\n")])).unwrap();
+    let txn = repo.store().read().unwrap();
+    let state = sws::get(repo.store(), &txn, id).unwrap();
+    let staged_tree = state.tree;
+    let src = SwsSource::new(repo.store(), &txn, id);
+    let dag = Dag::new(repo.store(), &txn);
+    let elsewhere = SwsSource::new(repo.store(), &txn, other);
+    assert!(src.has(&staged_tree).unwrap());
+    assert!(!dag.has(&staged_tree).unwrap());
+    assert!(!elsewhere.has(&staged_tree).unwrap());
+    let base_root = tree::tree_of(&dag, &state.base).unwrap();
+    assert!(dag.has(&state.base).unwrap() && src.has(&base_root).unwrap());
+    let unknown = NodeId::of_bytes(b"no such node");
+    assert!(!src.has(&unknown).unwrap() && !dag.has(&unknown).unwrap());
+    for node in [staged_tree, state.base, unknown] {
+        assert_eq!(src.has(&node).unwrap(), src.bytes(&node).unwrap().is_some());
+    }
+}
