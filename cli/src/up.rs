@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use jit_kernel::rpc::access::Access;
-use jit_kernel::rpc::limits::Limits;
-use jit_kernel::rpc::server::{self, DaemonLock};
+use jit_daemon::access::Access;
+use jit_daemon::limits::Limits;
+use jit_daemon::server::{self, DaemonLock};
 use jit_kernel::rpc::service::Service;
 use jit_kernel::Repository;
 use serde_json::json;

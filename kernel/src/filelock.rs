@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 /// Locks `file` (opened from `path`) exclusively without waiting; if another process holds
 /// it, fails with the message `busy` gives.
-pub(crate) fn exclusive(file: &File, path: &Path, busy: impl FnOnce() -> String) -> Result<()> {
+pub fn exclusive(file: &File, path: &Path, busy: impl FnOnce() -> String) -> Result<()> {
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::InvalidInput(busy())),

@@ -18,7 +18,7 @@ pub mod content;
 pub mod dag;
 pub mod draft;
 pub mod error;
-mod filelock;
+pub mod filelock;
 pub mod fsck;
 pub mod history;
 pub mod id;

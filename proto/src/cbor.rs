@@ -9,6 +9,8 @@
 //! undefined/simple values and trailing bytes. `ciborium::Value` is the shared data model, so the
 //! serde bridge ([`to_value`], [`from_value`]) comes for free.
 
+pub mod shape;
+
 use ciborium::value::{Integer, Value};
 use serde::{de::DeserializeOwned, Serialize};
 

@@ -1,14 +1,10 @@
 //! The kernel's RPC (RFC-0007): canonical-CBOR requests and responses over a Unix socket in
-//! `.jit/`. [`service::Service`] is the one dispatcher: the daemon ([`server`]) serves it on the
-//! socket, and [`client::Kernel`] calls it through the socket when a daemon runs, or in-process
+//! `.jit/`. [`service::Service`] is the one dispatcher: the daemon (crate `jit-daemon`) serves it
+//! on the socket, and [`client::Kernel`] calls it through the socket when a daemon runs, or in-process
 //! when none does — the same operations, validation and answers either way.
 
-pub mod access;
 pub mod client;
-pub mod frame;
-pub mod limits;
 pub mod protocol;
-pub mod server;
 pub mod service;
 
 /// File name of the socket inside `.jit/`.

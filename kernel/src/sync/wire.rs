@@ -42,9 +42,9 @@ pub fn decode_reply(remote: &str, bytes: &[u8]) -> Result<crate::rpc::protocol::
             bytes.len()
         )));
     }
-    match crate::rpc::frame::items(bytes, MAX_REPLY_ITEMS) {
+    match crate::cbor::shape::items(bytes, MAX_REPLY_ITEMS) {
         // Malformed bytes: the decoder says precisely how (`bad_cbor`), within the item bound.
-        Ok(_) | Err(crate::rpc::frame::ShapeError::Malformed) => {}
+        Ok(_) | Err(crate::cbor::shape::ShapeError::Malformed) => {}
         Err(e) => return Err(refuse(format!("a reply refused unread: {e}"))),
     }
     Ok(crate::rpc::protocol::Response::decode(bytes)?)

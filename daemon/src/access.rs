@@ -5,7 +5,7 @@
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::error::{Error, Result};
+use jit_kernel::{Error, Result};
 
 /// The peers a daemon lets in.
 #[derive(Debug, Clone)]

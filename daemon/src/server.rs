@@ -1,5 +1,5 @@
 //! The daemon's RPC server: one Unix socket in `.jit/` (0600, peers checked by
-//! [`super::access`]), one task per connection within [`super::limits`], kernel work on tokio's
+//! [`crate::access`]), one task per connection within [`crate::limits`], kernel work on tokio's
 //! blocking pool (LMDB calls block). One daemon per universe, enforced by an exclusive
 //! lock on `.jit/daemon.lock` that the OS drops when the process dies — so a killed daemon never
 //! blocks the next start, which removes the stale socket and binds again.
@@ -16,13 +16,13 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
 
-use super::access::Access;
-use super::frame::{self, FrameError, ShapeError};
-use super::limits::{value_cost, Budget, Limits, Refused};
-use super::protocol::{ErrorBody, Request, Response, MAX_FRAME};
-use super::service::Service;
-use super::{LOCK, SOCKET};
-use crate::error::{Code, Error, Result};
+use crate::access::Access;
+use crate::frame::{self, FrameError, ShapeError};
+use crate::limits::{value_cost, Budget, Limits, Refused};
+use jit_kernel::rpc::protocol::{ErrorBody, Request, Response, MAX_FRAME};
+use jit_kernel::rpc::service::Service;
+use jit_kernel::rpc::{LOCK, SOCKET};
+use jit_kernel::{Code, Error, Result};
 
 /// How long a refused or dropped peer gets to take its last answer.
 const REFUSE_WRITE: Duration = Duration::from_millis(500);
@@ -43,7 +43,7 @@ impl DaemonLock {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        crate::filelock::exclusive(&file, &path, || {
+        jit_kernel::filelock::exclusive(&file, &path, || {
             format!(
                 "another jit daemon is already running for {}",
                 jit_dir.display()
