@@ -130,7 +130,7 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
         (sws, state.views[view].known, new_root, extra, outcome)
     };
     // 4. Diff against the SWS and apply, without the lock.
-    pause_for_tests();
+    pause_for_tests(repo.jit_dir());
     let applied = apply_difference(shared, sws, &known, &new_root, &staged, &extra);
     // 5. What was written back is clean unless it changed meanwhile.
     let mut state = shared.lock();
@@ -154,8 +154,10 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
 
 /// Test hook: `JIT_TEST_WRITEBACK_PAUSE_MS` holds every write-back this long between taking
 /// its snapshot and applying it, so that a test can race an edit against a write-back in
-/// flight (the window is otherwise a few milliseconds wide). Unset, it costs one lookup.
-fn pause_for_tests() {
+/// flight (the window is otherwise a few milliseconds wide). The pause announces itself by
+/// creating `.jit/writeback-paused` (removed when it ends), so the test acts once the snapshot
+/// is taken instead of guessing with a sleep. Unset, it costs one lookup.
+fn pause_for_tests(jit_dir: &std::path::Path) {
     static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
     let pause = PAUSE.get_or_init(|| {
         std::env::var("JIT_TEST_WRITEBACK_PAUSE_MS")
@@ -164,7 +166,10 @@ fn pause_for_tests() {
             .map(std::time::Duration::from_millis)
     });
     if let Some(pause) = pause {
+        let marker = jit_dir.join("writeback-paused");
+        let _ = std::fs::write(&marker, b"");
         std::thread::sleep(*pause);
+        let _ = std::fs::remove_file(&marker);
     }
 }
 

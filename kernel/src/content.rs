@@ -99,9 +99,9 @@ pub fn read_blob(src: &dyn Source, blob: &NodeId) -> Result<Vec<u8>> {
     if let BlobLayout::Inline(data) = layout {
         return Ok(data);
     }
-    // The declared size is only a hint: never trust it for an allocation.
-    let size = blob_size(src, blob).unwrap_or(0);
-    let mut out = Vec::with_capacity(size.min(64 << 20) as usize);
+    // The chunk list's total is only a hint (it comes from stored bytes): capped for the
+    // allocation.
+    let mut out = Vec::with_capacity(layout.len().min(64 << 20) as usize);
     layout.for_each_piece(src, &mut |piece| {
         out.extend_from_slice(piece);
         Ok(())
@@ -161,6 +161,22 @@ impl BlobLayout {
                 expected: "blob",
             }),
         }
+    }
+
+    /// The content's length: the end of the last chunk (read from the chunk list, not the
+    /// chunks).
+    pub fn len(&self) -> u64 {
+        match self {
+            BlobLayout::Inline(data) => data.len() as u64,
+            BlobLayout::Chunked(chunks) => chunks
+                .last()
+                .map_or(0, |(at, chunk)| at + u64::from(chunk.len)),
+        }
+    }
+
+    /// Whether the content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Hands the whole content to `sink` in order, a chunk at a time (chunks fetched and

@@ -256,14 +256,24 @@ fn a_directory_renamed_during_a_write_back_survives_kill_9() {
         return;
     }
     let universe = Universe::with_files(&[("README", "seed\n"), ("d/sub/deep.txt", "deep\n")]);
-    let mut daemon = universe.up_with_env(&[("JIT_TEST_WRITEBACK_PAUSE_MS", "500")]);
+    let mut daemon = universe.up_with_env(&[("JIT_TEST_WRITEBACK_PAUSE_MS", "2000")]);
     let head = daemon.path("head");
     sh(&head, "chmod 700 d/sub && echo x > d/x");
-    // fsync writes the view back: the snapshot is taken at once, applied 500 ms later.
+    // fsync writes the view back: the snapshot is taken at once, applied 2 s later; the
+    // pause announces itself once the snapshot is taken.
     let file = head.join("d/x");
     let syncing = std::thread::spawn(move || std::fs::File::open(file)?.sync_all());
-    std::thread::sleep(Duration::from_millis(200));
+    let paused = universe.repo.join(".jit/writeback-paused");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !paused.exists() {
+        assert!(Instant::now() < deadline, "the write-back never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     sh(&head, "mv d e");
+    assert!(
+        paused.exists(),
+        "the rename came after the write-back: the race was not run"
+    );
     syncing.join().expect("fsync thread").expect("fsync");
     // The next write-back (which would store the rename) is still in its pause.
     daemon.kill9();

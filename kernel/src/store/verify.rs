@@ -25,12 +25,6 @@ pub fn verified<'b>(id: &NodeId, bytes: &'b [u8]) -> Result<&'b [u8]> {
 /// its pages in and hashes them in parallel instead of one chunk after another.
 pub fn verified_all(found: &[(NodeId, Option<&[u8]>)]) -> Result<()> {
     use rayon::prelude::*;
-    if found.len() < 2 {
-        return found.iter().try_for_each(|(id, bytes)| match bytes {
-            Some(bytes) => verified(id, bytes).map(drop),
-            None => Ok(()),
-        });
-    }
     found.par_iter().try_for_each(|(id, bytes)| match bytes {
         Some(bytes) => verified(id, bytes).map(drop),
         None => Ok(()),
