@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use jit_kernel::command::Operation;
 use jit_kernel::history::{self, EmptyCommit};
 use jit_kernel::import;
 use jit_kernel::refs::RefName;
@@ -261,7 +262,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let configured = Repository::discover(&universe)?.config().author();
             work::move_verb(
                 &universe,
-                "history.reset",
+                Operation::Reset,
                 &rev,
                 &declared,
                 configured,
@@ -272,7 +273,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let configured = Repository::discover(&universe)?.config().author();
             work::move_verb(
                 &universe,
-                "history.rebase",
+                Operation::Rebase,
                 &onto,
                 &declared,
                 configured,

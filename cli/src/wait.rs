@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use jit_kernel::command::Operation;
 use jit_kernel::rpc::client::Kernel;
 use jit_kernel::rpc::SOCKET;
 use jit_kernel::Repository;
@@ -52,7 +53,7 @@ fn answered(socket: PathBuf, limit: Duration) -> Result<Value> {
     std::thread::spawn(move || {
         let result = loop {
             let attempt = Kernel::daemon(&socket)
-                .and_then(|mut kernel| kernel.invoke::<_, Value>("jit.info", &json!({})));
+                .and_then(|mut kernel| kernel.invoke::<_, Value>(Operation::Info, &json!({})));
             match attempt {
                 Err(_) if Instant::now() < deadline => std::thread::sleep(RETRY),
                 done => break done,

@@ -6,15 +6,18 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use jit_kernel::command::args::{
+    ApplyArgs, CheckoutArgs, CommitArgs as RpcCommit, CreateArgs, MoveArgs as RpcMove, ReadArgs,
+    SwsArgs,
+};
+use jit_kernel::command::reply::{ChangeInfo, StatusInfo};
+use jit_kernel::command::Operation;
 use jit_kernel::history::CommitInfo;
+use jit_kernel::history::{Committed, Declared};
 use jit_kernel::merge::Conflict;
 use jit_kernel::node::EntryKind;
 use jit_kernel::patch::Patch;
 use jit_kernel::rpc::client::Kernel;
-use jit_kernel::rpc::service::{
-    ApplyArgs, ChangeInfo, CheckoutArgs, CommitArgs as RpcCommit, Committed, CreateArgs, Declared,
-    MoveArgs as RpcMove, ReadArgs, StatusInfo, SwsArgs,
-};
 use jit_kernel::sws::PatchRecord;
 use jit_kernel::NodeId;
 use serde_json::json;
@@ -79,7 +82,7 @@ fn find_sws(kernel: &mut Kernel, text: &str, prefixes: bool) -> Result<String> {
     if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(text.to_ascii_lowercase());
     }
-    let all: Vec<StatusInfo> = kernel.invoke("shadow.list", &json!({}))?;
+    let all: Vec<StatusInfo> = kernel.invoke(Operation::ListSws, &json!({}))?;
     let matches: Vec<&StatusInfo> = all
         .iter()
         .filter(|s| {
@@ -133,8 +136,8 @@ fn status(
     ignored: Option<&Path>,
 ) -> Result<ExitCode> {
     let status: StatusInfo = match sws {
-        Some(id) => kernel.invoke("shadow.status", &SwsArgs { sws: id.to_owned() })?,
-        None => kernel.invoke("mh.status", &json!({}))?,
+        Some(id) => kernel.invoke(Operation::SwsStatus, &SwsArgs { sws: id.to_owned() })?,
+        None => kernel.invoke(Operation::HeadStatus, &json!({}))?,
     };
     // The status settled the mount first, so its overlay records are current.
     let ignored = match ignored {
@@ -204,7 +207,7 @@ fn ignored_paths(universe: &Path, view: &str) -> Result<Vec<String>> {
 }
 
 fn read(kernel: &mut Kernel, args: ReadArgs) -> Result<Vec<u8>> {
-    let result = kernel.call("mh.read_file", jit_kernel::cbor::to_value(&args)?)?;
+    let result = kernel.call(Operation::ReadFile, jit_kernel::cbor::to_value(&args)?)?;
     let map = jit_kernel::cbor::fields::as_map(&result, "read result")?;
     Ok(jit_kernel::cbor::fields::as_bytes(
         jit_kernel::cbor::fields::require(map, "content")?,
@@ -215,8 +218,8 @@ fn read(kernel: &mut Kernel, args: ReadArgs) -> Result<Vec<u8>> {
 
 fn diff(kernel: &mut Kernel, sws: Option<&str>, json: bool) -> Result<ExitCode> {
     let status: StatusInfo = match sws {
-        Some(id) => kernel.invoke("shadow.status", &SwsArgs { sws: id.to_owned() })?,
-        None => kernel.invoke("mh.status", &json!({}))?,
+        Some(id) => kernel.invoke(Operation::SwsStatus, &SwsArgs { sws: id.to_owned() })?,
+        None => kernel.invoke(Operation::HeadStatus, &json!({}))?,
     };
     if json {
         return print_json(&status.changes);
@@ -300,7 +303,7 @@ fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Resu
         sws: sws.to_owned(),
         declared: Declared::from(info),
     };
-    match kernel.invoke::<_, Committed>("collapse.commit", &args) {
+    match kernel.invoke::<_, Committed>(Operation::Commit, &args) {
         Ok(done) => {
             if json {
                 return print_json(&done);
@@ -346,7 +349,7 @@ fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Resu
 }
 
 fn working_id(kernel: &mut Kernel) -> Result<String> {
-    let status: StatusInfo = kernel.invoke("mh.status", &json!({}))?;
+    let status: StatusInfo = kernel.invoke(Operation::HeadStatus, &json!({}))?;
     Ok(status.id)
 }
 
@@ -385,7 +388,7 @@ pub fn status_verb(place: &Place, json: bool, ignored: bool) -> Result<ExitCode>
     let (mut session, id, how) = crate::ondisk::synchronized(located)?;
     let info: StatusInfo = session
         .kernel()
-        .invoke("shadow.status", &SwsArgs { sws: id })?;
+        .invoke(Operation::SwsStatus, &SwsArgs { sws: id })?;
     if json {
         let mut value = serde_json::to_value(&info)?;
         if let Some(map) = value.as_object_mut() {
@@ -437,7 +440,7 @@ pub fn checkout_verb(base: &Path, branch: &str, json: bool) -> Result<ExitCode> 
     let mut kernel = Kernel::connect(base)?;
     let _: serde_json::Value = kernel
         .invoke(
-            "mh.checkout",
+            Operation::CheckoutBranch,
             &CheckoutArgs {
                 branch: branch.to_owned(),
             },
@@ -453,13 +456,13 @@ pub fn checkout_verb(base: &Path, branch: &str, json: bool) -> Result<ExitCode> 
 /// `jit reset REV` and `jit rebase ONTO`.
 pub fn move_verb(
     base: &Path,
-    op: &str,
+    op: Operation,
     rev: &str,
     args: &MoveArgs,
     configured: Option<String>,
     json: bool,
 ) -> Result<ExitCode> {
-    let default_message = if op == "history.reset" {
+    let default_message = if op == Operation::Reset {
         format!("reset to {rev}")
     } else {
         format!("rebase onto {rev}")
@@ -511,7 +514,7 @@ pub fn sws_verb(
                 owner: who.unwrap_or_else(owner),
                 name,
             };
-            let status: StatusInfo = kernel.invoke("shadow.create", &args)?;
+            let status: StatusInfo = kernel.invoke(Operation::CreateSws, &args)?;
             if json {
                 return print_json(&status);
             }
@@ -519,7 +522,7 @@ pub fn sws_verb(
             Ok(ExitCode::SUCCESS)
         }
         SwsCommand::Ls => {
-            let all: Vec<StatusInfo> = kernel.invoke("shadow.list", &json!({}))?;
+            let all: Vec<StatusInfo> = kernel.invoke(Operation::ListSws, &json!({}))?;
             if json {
                 return print_json(&all);
             }
@@ -547,13 +550,13 @@ pub fn sws_verb(
             let id = resolve_sws(&mut kernel, &sws)?;
             let patch = read_patch(&place.cwd, &patch)?;
             let applied: jit_kernel::sws::Applied =
-                kernel.invoke("shadow.apply_patch", &ApplyArgs { sws: id, patch })?;
+                kernel.invoke(Operation::ApplyPatch, &ApplyArgs { sws: id, patch })?;
             print_applied(&applied, json)
         }
         SwsCommand::Log { sws } => {
             let id = named_sws(&mut kernel, place, sws.as_deref())?;
             let history: Vec<PatchRecord> =
-                kernel.invoke("shadow.history", &SwsArgs { sws: id })?;
+                kernel.invoke(Operation::SwsHistory, &SwsArgs { sws: id })?;
             if json {
                 return print_json(&history);
             }
@@ -578,7 +581,7 @@ pub fn sws_verb(
         SwsCommand::Validate { sws } => {
             let id = named_sws(&mut kernel, place, sws.as_deref())?;
             let conflicts: Vec<Conflict> =
-                kernel.invoke("collapse.validate", &SwsArgs { sws: id })?;
+                kernel.invoke(Operation::Validate, &SwsArgs { sws: id })?;
             if json {
                 return print_json(&conflicts);
             }
@@ -593,7 +596,7 @@ pub fn sws_verb(
         SwsCommand::Discard { sws } => {
             let id = resolve_sws(&mut kernel, &sws)?;
             kernel.call(
-                "shadow.discard",
+                Operation::Discard,
                 jit_kernel::cbor::to_value(&SwsArgs { sws: id.clone() })?,
             )?;
             if json {

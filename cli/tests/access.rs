@@ -100,13 +100,16 @@ fn client_as_another_user() {
     let outcome = match jit_kernel::rpc::client::Kernel::daemon(Path::new(&socket)) {
         Err(_) => "connect_refused".to_owned(),
         Ok(mut kernel) => {
-            let args = jit_kernel::rpc::service::RefArgs {
+            let args = jit_kernel::command::args::RefArgs {
                 name,
                 target: None,
                 expected: None,
                 force: false,
             };
-            match kernel.invoke::<_, ciborium::value::Value>("ref.create_tag", &args) {
+            match kernel.invoke::<_, ciborium::value::Value>(
+                jit_kernel::command::Operation::CreateTag,
+                &args,
+            ) {
                 Ok(_) => "ok".to_owned(),
                 Err(e) => e.code().as_str().to_owned(),
             }

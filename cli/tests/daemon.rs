@@ -10,10 +10,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use jit_kernel::command::args::{ApplyArgs, CommitArgs, CreateArgs, SwsArgs};
+use jit_kernel::command::reply::StatusInfo;
+use jit_kernel::command::Operation;
+use jit_kernel::history::Declared;
 use jit_kernel::patch::{Patch, PatchOp};
 use jit_kernel::rpc::client::Kernel;
 use jit_kernel::rpc::protocol::{read_frame, write_frame, Request, Response};
-use jit_kernel::rpc::service::{ApplyArgs, CommitArgs, CreateArgs, Declared, StatusInfo, SwsArgs};
 use serde_json::json;
 
 fn declared(message: &str) -> Declared {
@@ -87,7 +90,7 @@ fn one_daemon_per_universe_and_verbs_go_through_it() {
     let working_id = working["id"].as_str().unwrap().to_owned();
     let _: jit_kernel::sws::Applied = kernel
         .invoke(
-            "shadow.apply_patch",
+            Operation::ApplyPatch,
             &ApplyArgs {
                 sws: working_id.clone(),
                 patch,
@@ -260,7 +263,7 @@ fn the_wire_protocol_refuses_bad_input_with_stable_codes() {
     assert_eq!(
         code(&raw_call(
             &daemon.socket,
-            &request("shadow.status", empty.clone())
+            &request(Operation::SwsStatus.as_str(), empty.clone())
         )),
         "invalid_input"
     );
@@ -271,12 +274,15 @@ fn the_wire_protocol_refuses_bad_input_with_stable_codes() {
     assert_eq!(
         code(&raw_call(
             &daemon.socket,
-            &request("shadow.status", missing)
+            &request(Operation::SwsStatus.as_str(), missing)
         )),
         "sws_not_found"
     );
     assert_eq!(
-        code(&raw_call(&daemon.socket, &request("jit.info", empty))),
+        code(&raw_call(
+            &daemon.socket,
+            &request(Operation::Info.as_str(), empty)
+        )),
         "ok"
     );
     // An oversized frame is answered, and the daemon keeps serving.
@@ -289,7 +295,7 @@ fn the_wire_protocol_refuses_bad_input_with_stable_codes() {
     let mk = |kernel: &mut Kernel, content: &str, pid: &str| -> String {
         let s: StatusInfo = kernel
             .invoke(
-                "shadow.create",
+                Operation::CreateSws,
                 &CreateArgs {
                     owner: "t".into(),
                     ..Default::default()
@@ -308,7 +314,7 @@ fn the_wire_protocol_refuses_bad_input_with_stable_codes() {
         };
         let _: jit_kernel::sws::Applied = kernel
             .invoke(
-                "shadow.apply_patch",
+                Operation::ApplyPatch,
                 &ApplyArgs {
                     sws: s.id.clone(),
                     patch,
@@ -319,9 +325,9 @@ fn the_wire_protocol_refuses_bad_input_with_stable_codes() {
     };
     let a = mk(&mut kernel, "a\n", "pa");
     let b = mk(&mut kernel, "b\n", "pb");
-    let _: jit_kernel::rpc::service::Committed = kernel
+    let _: jit_kernel::history::Committed = kernel
         .invoke(
-            "collapse.commit",
+            Operation::Commit,
             &CommitArgs {
                 sws: a,
                 declared: declared("a"),
@@ -329,8 +335,8 @@ fn the_wire_protocol_refuses_bad_input_with_stable_codes() {
         )
         .unwrap();
     let error = kernel
-        .invoke::<_, jit_kernel::rpc::service::Committed>(
-            "collapse.commit",
+        .invoke::<_, jit_kernel::history::Committed>(
+            Operation::Commit,
             &CommitArgs {
                 sws: b,
                 declared: declared("b"),
@@ -371,7 +377,7 @@ fn storm(socket: &Path, round: usize, acked: &mut Acked) {
         let id = match &sws {
             Some(id) => id.clone(),
             None => match kernel.invoke::<_, StatusInfo>(
-                "shadow.create",
+                Operation::CreateSws,
                 &CreateArgs {
                     owner: "storm".into(),
                     ..Default::default()
@@ -397,7 +403,7 @@ fn storm(socket: &Path, round: usize, acked: &mut Acked) {
             }],
         };
         match kernel.invoke::<_, jit_kernel::sws::Applied>(
-            "shadow.apply_patch",
+            Operation::ApplyPatch,
             &ApplyArgs {
                 sws: id.clone(),
                 patch,
@@ -407,8 +413,8 @@ fn storm(socket: &Path, round: usize, acked: &mut Acked) {
             Err(_) => return,
         }
         if n % 7 == 6 {
-            match kernel.invoke::<_, jit_kernel::rpc::service::Committed>(
-                "collapse.commit",
+            match kernel.invoke::<_, jit_kernel::history::Committed>(
+                Operation::Commit,
                 &CommitArgs {
                     sws: id,
                     declared: declared(&format!("storm {round}/{n}")),
@@ -485,8 +491,8 @@ fn kill_9_during_a_storm_of_patches_and_commits_loses_nothing_acknowledged() {
             continue;
         }
         let read = kernel.call(
-            "mh.read_file",
-            jit_kernel::cbor::to_value(&jit_kernel::rpc::service::ReadArgs {
+            Operation::ReadFile,
+            jit_kernel::cbor::to_value(&jit_kernel::command::args::ReadArgs {
                 path: path.clone(),
                 sws: Some(sws.clone()),
                 rev: None,
@@ -660,7 +666,8 @@ fn a_client_idle_past_the_daemons_idle_timeout_is_served_on_a_new_connection() {
     ok(work.path(), &["init", "repo"]);
     let daemon = Daemon::start_with(&repo, &["--no-plane", "--rpc-idle-timeout", "1"]);
     let mut kernel = daemon.kernel();
-    let info = |kernel: &mut Kernel| kernel.call("jit.info", ciborium::value::Value::Map(vec![]));
+    let info =
+        |kernel: &mut Kernel| kernel.call(Operation::Info, ciborium::value::Value::Map(vec![]));
     info(&mut kernel).expect("served on the first connection");
     // Past the idle timeout: the daemon has closed the connection.
     std::thread::sleep(Duration::from_millis(2500));

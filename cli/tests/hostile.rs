@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ciborium::value::Value;
 use common::*;
+use jit_kernel::command::Operation;
 use jit_kernel::rpc::client::Kernel;
 use jit_kernel::rpc::protocol::Response;
 
@@ -38,7 +39,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 /// The normal client answers, now.
 fn served(kernel: &mut Kernel) {
     kernel
-        .call("jit.info", Value::Map(vec![]))
+        .call(Operation::Info, Value::Map(vec![]))
         .expect("the normal client is served");
 }
 

@@ -16,22 +16,17 @@
 //!   request lost on the way and resent), and refused as `stale` otherwise.
 //!   Every refusal is an error answer plus an audit record, with no partial effect.
 
-use ciborium::value::Value;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::cbor;
-use crate::collapse::{self, Outcome};
+use crate::command::{self, At, Caller, Command};
 use crate::error::{Code, Error, Result};
-use crate::history::{Committed, Declared};
 use crate::journal::{self, Journal};
 use crate::log::LogOp;
-use crate::patch::Patch;
-use crate::refs::RefName;
 use crate::repo::Repository;
 use crate::rpc::protocol::{ErrorBody, Response};
 use crate::store::{Op, Store};
-use crate::sws::{self, SwsId};
 
 /// The permission to create SWS.
 pub const CREATE_SWS: &str = "sws.create";
@@ -47,7 +42,8 @@ pub struct AgentRecord {
 }
 
 impl AgentRecord {
-    fn may(&self, permission: &str) -> bool {
+    /// Whether the agent holds `permission` (`commit:*` holds every `commit:<branch>`).
+    pub fn may(&self, permission: &str) -> bool {
         self.permissions
             .iter()
             .any(|p| p == permission || (p == "commit:*" && permission.starts_with("commit:")))
@@ -106,10 +102,6 @@ pub fn get(store: &Store, name: &str) -> Result<Option<AgentRecord>> {
 
 pub use jit_proto::envelope::{Envelope, MAX_MESSAGE, MAX_MSG_ID};
 pub use jit_proto::keyexpr::{SwsVerb, Target};
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_owned())
-}
 
 /// A refusal with its stable code.
 fn refuse(code: Code, message: impl Into<String>) -> Response {
@@ -460,18 +452,7 @@ fn key_of(target: &Target) -> String {
 }
 
 fn error_response(error: Error) -> Response {
-    match error {
-        Error::Remote {
-            code,
-            message,
-            details,
-        } => Response::Err(ErrorBody {
-            code,
-            message,
-            details,
-        }),
-        other => crate::rpc::protocol::error_response(&other),
-    }
+    crate::rpc::protocol::error_response(&error)
 }
 
 /// Runs verified messages in order inside `op`: a refused one leaves no trace but its audit
@@ -783,135 +764,20 @@ fn deliver_in(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result
     Ok(response)
 }
 
-/// The payload of `jit/kernel/create`: `{branch?, from?, name?}`. The owner is the signing
-/// agent; an `owner` field is accepted only if it names the sender (refused otherwise, never
-/// ignored), and any other field is refused.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreatePayload {
-    branch: Option<String>,
-    from: Option<String>,
-    name: Option<String>,
-    owner: Option<String>,
-}
-
-fn payload<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T> {
-    cbor::from_value(value.clone()).map_err(|e| Error::InvalidInput(format!("bad payload: {e}")))
-}
-
-/// Runs the operation. A merge conflict is an answer (the SWS now shows it), not an abort.
+/// Runs the message's command for its sender inside `op`. A merge conflict is an answer (the
+/// SWS now shows it), not an abort.
 fn run(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<Response> {
-    match run_value(repo, op, verified) {
+    let sender = verified.envelope.sender.as_str();
+    let caller = Caller::Agent {
+        name: sender,
+        record: &verified.agent,
+    };
+    let executed = Command::from_plane(verified.target, &verified.envelope.payload, sender)
+        .and_then(|command| command::execute(repo, At::Within(op), &caller, command));
+    match executed {
         Ok(value) => Ok(Response::Ok(value)),
-        Err(Error::MergeConflict(conflicts)) => Ok(Response::Err(ErrorBody {
-            code: Code::MergeConflict.as_str().to_owned(),
-            message: Error::MergeConflict(conflicts.clone()).to_string(),
-            details: cbor::to_value(&conflicts).ok(),
-        })),
+        Err(conflict @ Error::MergeConflict(_)) => Ok(error_response(conflict)),
         Err(e) => Err(e),
-    }
-}
-
-fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<Value> {
-    let envelope = &verified.envelope;
-    let sender = envelope.sender.as_str();
-    match &verified.target {
-        Target::Create => {
-            if !verified.agent.may(CREATE_SWS) {
-                return Err(plane_error(
-                    Code::Forbidden,
-                    format!("{sender} may not create shadow working sets"),
-                ));
-            }
-            let args: CreatePayload = payload(&envelope.payload)?;
-            if let Some(owner) = args.owner.as_deref().filter(|owner| *owner != sender) {
-                return Err(plane_error(
-                    Code::NotOwner,
-                    format!(
-                        "an SWS created on the plane is owned by its sender ({sender}), not {:?}",
-                        owner.chars().take(80).collect::<String>()
-                    ),
-                ));
-            }
-            let branch = match args.branch.as_deref() {
-                Some(name) => RefName::parse_full(name).or_else(|_| RefName::branch(name))?,
-                None => repo.head()?,
-            };
-            let base = args
-                .from
-                .as_deref()
-                .map(|rev| repo.resolve(rev))
-                .transpose()?;
-            let (id, state) = sws::create_in(op, &branch, base, sender, args.name.as_deref())?;
-            Ok(Value::Map(vec![
-                (text("id"), text(&id.to_string())),
-                (text("base"), Value::Bytes(state.base.0.to_vec())),
-                (text("tree"), Value::Bytes(state.tree.0.to_vec())),
-            ]))
-        }
-        Target::Sws { id, verb } => {
-            let id = &SwsId(*id);
-            let state = sws::get(op.store(), op.txn(), *id)?;
-            if state.owner != sender && !state.delegates.iter().any(|d| d == sender) {
-                return Err(plane_error(
-                    Code::NotOwner,
-                    format!("{sender} is neither the owner nor a delegate of {id}"),
-                ));
-            }
-            match verb {
-                SwsVerb::Patch => {
-                    let patch: Patch = payload(&envelope.payload)?;
-                    Ok(cbor::to_value(&sws::apply_in(op, *id, &patch)?)?)
-                }
-                SwsVerb::Commit => {
-                    let permission =
-                        format!("commit:{}", RefName::parse_full(&state.branch)?.short());
-                    if !verified.agent.may(&permission) {
-                        return Err(plane_error(
-                            Code::Forbidden,
-                            format!("{sender} may not commit to {}", state.branch),
-                        ));
-                    }
-                    let declared: Declared = payload(&envelope.payload)?;
-                    match collapse::commit_in(op, *id, &declared.info())? {
-                        Outcome::Committed { snapshot, rewrite } => {
-                            Ok(cbor::to_value(&Committed { snapshot, rewrite })?)
-                        }
-                        Outcome::Conflicted { conflicts } => Err(Error::MergeConflict(conflicts)),
-                    }
-                }
-                SwsVerb::Discard => {
-                    sws::remove(op, *id)?;
-                    op.log(LogOp::SwsDiscarded {
-                        sws: id.to_string(),
-                    })?;
-                    Ok(Value::Map(Vec::new()))
-                }
-                SwsVerb::Analyze => {
-                    let conflicts = collapse::validate_at(op.store(), op.txn(), *id)?;
-                    Ok(cbor::to_value(&conflicts)?)
-                }
-                SwsVerb::Status => {
-                    let changes = crate::tree::diff(
-                        &sws::SwsSource::new(op.store(), op.txn(), *id),
-                        &crate::tree::tree_of(
-                            &sws::SwsSource::new(op.store(), op.txn(), *id),
-                            &state.base,
-                        )?,
-                        &state.tree,
-                    )?;
-                    Ok(Value::Map(vec![
-                        (text("base"), Value::Bytes(state.base.0.to_vec())),
-                        (text("tree"), Value::Bytes(state.tree.0.to_vec())),
-                        (text("patches"), Value::Integer(state.patches.into())),
-                        (
-                            text("changes"),
-                            Value::Integer((changes.len() as u64).into()),
-                        ),
-                    ]))
-                }
-            }
-        }
     }
 }
 
@@ -919,8 +785,12 @@ fn run_value(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<
 mod tests {
     use super::*;
     use crate::cbor::fields;
+    use crate::command::args::CreateArgs;
+    use crate::patch::Patch;
     use crate::patch::PatchOp;
     use crate::repo::InitOptions;
+    use crate::sws::{self, SwsId};
+    use ciborium::value::Value;
     use ed25519_dalek::SigningKey;
 
     /// A signed message from `agent` with `ts` (its msg_id is `m<ts>`), as bytes for
@@ -977,7 +847,7 @@ mod tests {
                     &signing,
                     "jit/kernel/create",
                     1,
-                    cbor::to_value(&crate::rpc::service::CreateArgs {
+                    cbor::to_value(&CreateArgs {
                         owner: "agent".into(),
                         ..Default::default()
                     })

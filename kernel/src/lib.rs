@@ -14,6 +14,7 @@ pub mod batch;
 pub use jit_proto::cbor;
 pub mod checkout;
 pub mod collapse;
+pub mod command;
 pub mod content;
 pub mod dag;
 pub mod draft;

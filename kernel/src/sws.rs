@@ -685,14 +685,17 @@ pub fn diff(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<Vec<Change>> 
 
 /// `shadow.discard`: removes the SWS and everything staged for it. The DAG is untouched.
 pub fn discard(store: &Store, id: SwsId) -> Result<()> {
-    store.operation("shadow.discard", |op| {
-        get(op.store(), op.txn(), id)?;
-        remove(op, id)?;
-        op.log(LogOp::SwsDiscarded {
-            sws: id.to_string(),
-        })?;
-        Ok(())
-    })
+    store.operation("shadow.discard", |op| discard_in(op, id))
+}
+
+/// [`discard`] within an operation.
+pub(crate) fn discard_in(op: &mut Op<'_>, id: SwsId) -> Result<()> {
+    get(op.store(), op.txn(), id)?;
+    remove(op, id)?;
+    op.log(LogOp::SwsDiscarded {
+        sws: id.to_string(),
+    })?;
+    Ok(())
 }
 
 /// Deletes every record of an SWS (state, staging, micro-history, patch ids, working entry).

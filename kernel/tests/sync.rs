@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use ciborium::value::Value;
 use jit_kernel::cbor;
 use jit_kernel::collapse::{self, Outcome};
+use jit_kernel::command::{self, Caller, Operation};
 use jit_kernel::content;
 use jit_kernel::error::{Error, Violation};
 use jit_kernel::fsck::fsck;
@@ -51,10 +52,10 @@ fn pair() -> (tempfile::TempDir, Repository, Repository) {
 }
 
 /// Changes (or refuses) a reply to `op` on its way back.
-type Tamper<'r> = Box<dyn FnMut(&str, &mut Value) -> Result<(), Error> + 'r>;
+type Tamper<'r> = Box<dyn FnMut(Operation, &mut Value) -> Result<(), Error> + 'r>;
 
 /// Changes a reply's bytes on their way (truncates, replaces, inflates them).
-type TamperBytes<'r> = Box<dyn FnMut(&str, &mut Vec<u8>) + 'r>;
+type TamperBytes<'r> = Box<dyn FnMut(Operation, &mut Vec<u8>) + 'r>;
 
 /// The peer `repo`, reached through encoded bytes. `tamper` may change a reply on its way, and
 /// `tamper_bytes` its encoded bytes, which are read as the plane reads them
@@ -82,11 +83,11 @@ impl Remote for Peer<'_> {
         &self.name
     }
 
-    fn call(&mut self, requests: Vec<(&'static str, Value)>) -> Result<Vec<Value>, Error> {
+    fn call(&mut self, requests: Vec<(Operation, Value)>) -> Result<Vec<Value>, Error> {
         let mut answers = Vec::new();
         for (op, payload) in requests {
             let request = cbor::decode(&cbor::encode(&payload)?)?;
-            let response = match sync::serve::dispatch(self.repo, op, request) {
+            let response = match command::run(self.repo, &Caller::Replica, op, request) {
                 Ok(value) => Response::Ok(value),
                 Err(e) => jit_kernel::rpc::protocol::error_response(&e),
             };
@@ -318,7 +319,7 @@ fn a_node_corrupted_in_transit_is_refused_and_nothing_is_appended() {
     let (refs_before, nodes_before) = (refs(&b), node_count(&b));
     let mut peer = Peer::new(&a);
     peer.tamper = Box::new(|op, value| {
-        if op == "sync.fetch" {
+        if op == Operation::SyncFetch {
             flip_a_byte(value);
         }
         Ok(())
@@ -367,7 +368,7 @@ fn hostile_sync_replies_are_refused_with_codes_and_nothing_is_half_written() {
         assert_eq!(node_count(&b), nodes_before, "{error}");
         error.code().as_str().to_owned()
     };
-    let on = |target: &'static str, f: fn(&mut Vec<u8>)| -> TamperBytes {
+    let on = |target: Operation, f: fn(&mut Vec<u8>)| -> TamperBytes {
         Box::new(move |op, bytes| {
             if op == target {
                 f(bytes)
@@ -377,9 +378,9 @@ fn hostile_sync_replies_are_refused_with_codes_and_nothing_is_half_written() {
     let none = || -> Tamper { Box::new(|_, _| Ok(())) };
     // Truncated, garbage, oversized and item-bomb replies, to each op.
     for op in [
-        sync::wire::FRONTIER,
-        sync::wire::NEGOTIATE,
-        sync::wire::FETCH,
+        Operation::SyncFrontier,
+        Operation::SyncNegotiate,
+        Operation::SyncFetch,
     ] {
         let truncated = code_of(on(op, |b| b.truncate(b.len() / 2)), none());
         assert_eq!(truncated, "bad_cbor", "truncated {op}");
@@ -405,7 +406,7 @@ fn hostile_sync_replies_are_refused_with_codes_and_nothing_is_half_written() {
     let unasked = code_of(
         Box::new(|_, _| {}),
         Box::new(|op, value| {
-            if op == sync::wire::FETCH {
+            if op == Operation::SyncFetch {
                 set_first_node_id(value, &NodeId([7; 32]));
             }
             Ok(())
@@ -415,7 +416,7 @@ fn hostile_sync_replies_are_refused_with_codes_and_nothing_is_half_written() {
     let swapped = code_of(
         Box::new(|_, _| {}),
         Box::new(|op, value| {
-            if op == sync::wire::FETCH {
+            if op == Operation::SyncFetch {
                 swap_first_two_ids(value);
             }
             Ok(())
@@ -507,7 +508,7 @@ fn an_interrupted_transfer_resumes_without_fetching_again() {
     let mut fetches = 0;
     let mut peer = Peer::new(&a);
     peer.tamper = Box::new(|op, _| {
-        if op == "sync.fetch" {
+        if op == Operation::SyncFetch {
             fetches += 1;
             if fetches > 3 {
                 return Err(Error::InvalidInput("connection lost".into()));
@@ -578,15 +579,17 @@ struct LyingPeer<'r> {
 }
 
 impl LyingPeer<'_> {
-    fn answer(&self, op: &str, payload: Value) -> Result<Value, Error> {
+    fn answer(&self, op: Operation, payload: Value) -> Result<Value, Error> {
         match op {
-            wire::FRONTIER => {
-                let mut frontier: Frontier =
-                    wire::from_value(sync::serve::dispatch(self.repo, op, payload)?, "frontier")?;
+            Operation::SyncFrontier => {
+                let mut frontier: Frontier = wire::from_value(
+                    command::run(self.repo, &Caller::Replica, op, payload)?,
+                    "frontier",
+                )?;
                 frontier.refs.insert("heads/main".into(), self.tip);
                 wire::to_value(&frontier)
             }
-            wire::NEGOTIATE => {
+            Operation::SyncNegotiate => {
                 let mut request: wire::NegotiateRequest = wire::from_value(payload, "neg")?;
                 let wanted = request.wants.contains(&self.tip);
                 request.wants.retain(|w| *w != self.tip);
@@ -594,7 +597,7 @@ impl LyingPeer<'_> {
                     request.wants.push(self.parent);
                 }
                 let mut reply: NegotiateReply = wire::from_value(
-                    sync::serve::dispatch(self.repo, op, wire::to_value(&request)?)?,
+                    command::run(self.repo, &Caller::Replica, op, wire::to_value(&request)?)?,
                     "negotiation",
                 )?;
                 if wanted {
@@ -602,7 +605,7 @@ impl LyingPeer<'_> {
                 }
                 wire::to_value(&reply)
             }
-            wire::FETCH => {
+            Operation::SyncFetch => {
                 let request: wire::FetchRequest = wire::from_value(payload, "fetch")?;
                 let (forged, real): (Vec<NodeId>, Vec<NodeId>) = request
                     .ids
@@ -618,7 +621,7 @@ impl LyingPeer<'_> {
                         max_bytes: request.max_bytes,
                     };
                     reply = wire::from_value(
-                        sync::serve::dispatch(self.repo, op, wire::to_value(&asked)?)?,
+                        command::run(self.repo, &Caller::Replica, op, wire::to_value(&asked)?)?,
                         "fetch reply",
                     )?;
                 }
@@ -630,7 +633,7 @@ impl LyingPeer<'_> {
                 }
                 wire::to_value(&reply)
             }
-            other => sync::serve::dispatch(self.repo, other, payload),
+            other => command::run(self.repo, &Caller::Replica, other, payload),
         }
     }
 }
@@ -640,7 +643,7 @@ impl Remote for LyingPeer<'_> {
         "origin"
     }
 
-    fn call(&mut self, requests: Vec<(&'static str, Value)>) -> Result<Vec<Value>, Error> {
+    fn call(&mut self, requests: Vec<(Operation, Value)>) -> Result<Vec<Value>, Error> {
         let mut answers = Vec::new();
         for (op, payload) in requests {
             let request = cbor::decode(&cbor::encode(&payload)?)?;

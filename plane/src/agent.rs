@@ -10,10 +10,11 @@ use ciborium::value::Value;
 use ed25519_dalek::SigningKey;
 use jit_kernel::agents::{self, Envelope};
 use jit_kernel::cbor;
+use jit_kernel::command::reply::StatusInfo;
 use jit_kernel::history::CommitInfo;
+use jit_kernel::history::{Committed, Declared};
 use jit_kernel::patch::Patch;
 use jit_kernel::rpc::protocol::Response;
-use jit_kernel::rpc::service::{Committed, Declared};
 use jit_kernel::sws::Applied;
 
 use crate::{base_config, keyexpr, PlaneError, Result};
@@ -288,6 +289,15 @@ impl Agent {
         )
         .map_err(jit_kernel::Error::from)?;
         Ok(Created { id: id.to_owned() })
+    }
+
+    /// An SWS's status: the same structure `jit status --json` and the RPC's `shadow.status`
+    /// give.
+    pub async fn status(&mut self, sws: &str) -> Result<StatusInfo> {
+        let value = self
+            .request(&format!("jit/sws/{sws}/status"), Value::Map(Vec::new()))
+            .await?;
+        Ok(cbor::from_value(value).map_err(jit_kernel::Error::from)?)
     }
 
     /// Pushes a patch to an SWS.

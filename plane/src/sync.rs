@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ciborium::value::Value;
+use jit_kernel::command::{self, Caller, Operation};
 use jit_kernel::rpc::protocol::Response;
 use jit_kernel::sync::Remote;
 use jit_kernel::{cbor, Repository};
@@ -50,14 +51,16 @@ pub(crate) async fn serve(
 }
 
 fn answer(repo: &Repository, query: &Query) -> jit_kernel::Result<Value> {
-    // `jit/sync/<op>` is the RPC's `sync.<op>`; the kernel refuses ops it does not know.
-    let suffix = query
+    // `jit/sync/<op>` is the RPC's `sync.<op>`; nothing else is served to a replica.
+    let segment = query
         .key_expr()
         .as_str()
         .rsplit('/')
         .next()
         .unwrap_or_default();
-    let op = format!("sync.{suffix}");
+    let op = Operation::from_sync_key_segment(segment).ok_or_else(|| {
+        jit_kernel::Error::InvalidInput(format!("unknown sync operation {segment:?}"))
+    })?;
     let payload = match query.payload() {
         Some(bytes) if bytes.len() > MAX_REQUEST => {
             return Err(jit_kernel::Error::InvalidInput(format!(
@@ -67,7 +70,7 @@ fn answer(repo: &Repository, query: &Query) -> jit_kernel::Result<Value> {
         Some(bytes) if !bytes.is_empty() => cbor::decode(&bytes.to_bytes())?,
         _ => Value::Map(Vec::new()),
     };
-    jit_kernel::sync::serve::dispatch(repo, &op, payload)
+    command::run(repo, &Caller::Replica, op, payload)
 }
 
 /// A replica reached over Zenoh: a client session connected to its endpoint.
@@ -127,11 +130,13 @@ impl Remote for ZenohRemote {
 
     /// Sends every request at once (they are answered concurrently) and waits for the answers
     /// in order.
-    fn call(&mut self, requests: Vec<(&'static str, Value)>) -> jit_kernel::Result<Vec<Value>> {
+    fn call(&mut self, requests: Vec<(Operation, Value)>) -> jit_kernel::Result<Vec<Value>> {
         let mut pending = Vec::with_capacity(requests.len());
         for (op, payload) in requests {
-            let suffix = op.strip_prefix("sync.").unwrap_or(op);
-            let key = keyexpr(&self.namespace, &format!("jit/sync/{suffix}"));
+            let segment = op.sync_key_segment().ok_or_else(|| {
+                jit_kernel::Error::InvalidInput(format!("{op} is not served to replicas"))
+            })?;
+            let key = keyexpr(&self.namespace, &format!("jit/sync/{segment}"));
             let body = cbor::encode(&payload)?;
             let session = self.session.clone();
             pending.push(self.runtime.spawn(async move {

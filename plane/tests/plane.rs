@@ -831,3 +831,67 @@ async fn plane_an_unknown_key_is_answered_unknown_topic() {
     jane.close().await;
     plane.close().await;
 }
+
+/// Issue #18 item 2: the plane's `status` and `analyze` answer exactly what the RPC's
+/// `shadow.status` and `collapse.validate` answer for the same SWS: one command layer serves
+/// both, so the structures cannot drift apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn plane_status_and_analyze_answer_what_the_rpc_answers() {
+    use jit_kernel::command::args::SwsArgs;
+    use jit_kernel::command::reply::StatusInfo;
+    use jit_kernel::command::Operation;
+    use jit_kernel::rpc::protocol::Request;
+    use jit_kernel::rpc::service::Service;
+
+    let (dir, repo) = setup(&["kate"]);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let mut kate = agent(dir.path(), "kate", 1).await;
+    let sws = create_sws(&mut kate).await;
+    for (i, path) in ["a.txt", "dir/b.txt"].iter().enumerate() {
+        tokio::time::timeout(T, kate.push(&sws.id, &put(path, "x\n", &format!("p{i}"))))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Compared as canonical bytes (the plane's answer crossed the wire; the RPC's did not).
+    let rpc = Service::new(repo.clone());
+    let rpc_answer = |op: Operation| match rpc.handle(Request {
+        op: op.as_str().into(),
+        payload: cbor::to_value(&SwsArgs {
+            sws: sws.id.clone(),
+        })
+        .unwrap(),
+        ts: 1,
+    }) {
+        Response::Ok(value) => cbor::encode(&value).unwrap(),
+        Response::Err(e) => panic!("{op}: {e:?}"),
+    };
+    let status_key = format!("jit/sws/{}/status", sws.id);
+    let plane_status = tokio::time::timeout(T, kate.request(&status_key, Value::Map(Vec::new())))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cbor::encode(&plane_status).unwrap(),
+        rpc_answer(Operation::SwsStatus)
+    );
+    let status: StatusInfo = cbor::from_value(plane_status).unwrap();
+    assert_eq!((status.patches, status.changes.len()), (2, 2), "{status:?}");
+    assert_eq!(status.owner, "kate");
+    let typed = tokio::time::timeout(T, kate.status(&sws.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(typed, status);
+    let analyze_key = format!("jit/sws/{}/analyze", sws.id);
+    let plane_analyze = tokio::time::timeout(T, kate.request(&analyze_key, Value::Map(Vec::new())))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cbor::encode(&plane_analyze).unwrap(),
+        rpc_answer(Operation::Validate)
+    );
+    kate.close().await;
+    plane.close().await;
+}

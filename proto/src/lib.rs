@@ -7,6 +7,7 @@
 //! - [`keyexpr`]: the plane's key expressions and what each asks for.
 //! - [`message`]: the request and response envelopes of the RPC (answers on the plane too).
 //! - [`code`]: the stable error codes every refusal and failure carries, as one typed enum.
+//! - [`operation`]: the operations the RPC serves, by name — the one table of op names.
 //!
 //! The key decision: this crate depends on no store (LMDB), no async runtime (tokio) and no
 //! transport (Zenoh). An agent, a test or a federation peer signs and checks messages with it
@@ -21,6 +22,8 @@ pub mod code;
 pub mod envelope;
 pub mod keyexpr;
 pub mod message;
+pub mod operation;
 
 pub use code::{Code, Coded};
 pub use envelope::Envelope;
+pub use operation::Operation;

@@ -14,10 +14,12 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use jit_kernel::checkout::{CheckoutState, IndexEntry, Record, Switching};
+use jit_kernel::command::args::{CreateArgs, SwsArgs};
+use jit_kernel::command::reply::StatusInfo;
+use jit_kernel::command::Operation;
 use jit_kernel::import::Progress;
 use jit_kernel::node::{EntryKind, TreeEntry};
 use jit_kernel::refs::{self, RefName};
-use jit_kernel::rpc::service::{CreateArgs, StatusInfo, SwsArgs};
 use jit_kernel::source::{Dag, Source};
 use jit_kernel::sws::{self, SwsId, SwsSource};
 use jit_kernel::tree::{self, ChangeKind};
@@ -168,11 +170,11 @@ fn target(session: &mut Session, rev: &str) -> Result<(CheckoutState, SwsId)> {
     let sws_text = match reuse {
         Some(id) => id,
         None if from.is_some() => {
-            let status: StatusInfo = session.kernel().invoke("shadow.create", &args)?;
+            let status: StatusInfo = session.kernel().invoke(Operation::CreateSws, &args)?;
             status.id
         }
         None => {
-            let status: StatusInfo = session.kernel().invoke("shadow.working", &args)?;
+            let status: StatusInfo = session.kernel().invoke(Operation::WorkingSws, &args)?;
             status.id
         }
     };
@@ -379,7 +381,7 @@ fn discard_if_dedicated(session: &mut Session, old: SwsId) -> Result<()> {
             sws: old.to_string(),
         };
         let payload = jit_kernel::cbor::to_value(&args).map_err(jit_kernel::Error::from)?;
-        session.kernel().call("shadow.discard", payload)?;
+        session.kernel().call(Operation::Discard, payload)?;
     }
     Ok(())
 }

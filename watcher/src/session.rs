@@ -13,10 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use jit_kernel::checkout::{self, CheckoutState, IndexEntry, Record, Recorded};
+use jit_kernel::command::args::StageArgs;
+use jit_kernel::command::Operation;
 use jit_kernel::content::EncodedNode;
 use jit_kernel::patch::{Patch, PatchOp};
 use jit_kernel::rpc::client::Kernel;
-use jit_kernel::rpc::service::StageArgs;
 use jit_kernel::sws::SwsId;
 use jit_kernel::{content, Repository};
 
@@ -543,7 +544,7 @@ impl Session {
                     sws: sws.clone(),
                     nodes: std::mem::take(&mut batch),
                 };
-                let _: ciborium::value::Value = self.kernel.invoke("shadow.stage", &args)?;
+                let _: ciborium::value::Value = self.kernel.invoke(Operation::Stage, &args)?;
                 bytes = 0;
             }
         }
@@ -607,7 +608,7 @@ impl Session {
 
     /// Sends one record to the kernel and adopts the SWS it names.
     pub fn record(&mut self, record: &Record) -> Result<Recorded> {
-        let done: Recorded = self.kernel.invoke("checkout.record", record)?;
+        let done: Recorded = self.kernel.invoke(Operation::RecordCheckout, record)?;
         self.sws = Some(done.sws.clone());
         if let Some(state) = self.state.as_mut() {
             state.generation = done.generation;

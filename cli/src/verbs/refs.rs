@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use jit_kernel::command::Operation;
 use jit_kernel::refs::{RefName, HEADS, TAGS};
 use jit_kernel::{NodeId, Repository};
 use serde_json::{json, Value};
@@ -93,7 +94,7 @@ pub(crate) fn change_ref(
 ) -> Result<ExitCode> {
     let mut kernel = jit_kernel::rpc::client::Kernel::connect(base)?;
     let short = name.short().to_owned();
-    let args = jit_kernel::rpc::service::RefArgs {
+    let args = jit_kernel::command::args::RefArgs {
         name: name.full().to_owned(),
         target: rev,
         expected: None,
@@ -101,7 +102,7 @@ pub(crate) fn change_ref(
     };
     if delete {
         let result: std::collections::BTreeMap<String, NodeId> =
-            kernel.invoke("ref.delete", &args)?;
+            kernel.invoke(Operation::DeleteRef, &args)?;
         let was = result
             .get("was")
             .copied()
@@ -111,21 +112,21 @@ pub(crate) fn change_ref(
         });
     }
     let op = match name.kind() {
-        jit_kernel::refs::RefKind::Branch => "ref.create_branch",
-        jit_kernel::refs::RefKind::Tag => "ref.create_tag",
+        jit_kernel::refs::RefKind::Branch => Operation::CreateBranch,
+        jit_kernel::refs::RefKind::Tag => Operation::CreateTag,
         jit_kernel::refs::RefKind::Remote => {
             bail!("{name} is kept by sync; it cannot be created by hand")
         }
     };
     // Creation takes the short name; lookups and deletion the full one.
-    let create = jit_kernel::rpc::service::RefArgs {
+    let create = jit_kernel::command::args::RefArgs {
         name: short.clone(),
         ..args.clone()
     };
     let _: Value = kernel
         .invoke::<_, std::collections::BTreeMap<String, String>>(op, &create)
         .map(|m| json!(m))?;
-    let target: Option<NodeId> = kernel.invoke("ref.get", &args)?;
+    let target: Option<NodeId> = kernel.invoke(Operation::GetRef, &args)?;
     let target = target.context("the new ref is missing")?;
     out.emit(
         json!({ "created": short, "target": target.to_hex() }),

@@ -20,6 +20,7 @@ use super::protocol::{read_frame, write_frame, Request, Response};
 use super::service::Service;
 use super::SOCKET;
 use crate::cbor;
+use crate::command::Operation;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 
@@ -90,7 +91,7 @@ impl Kernel {
     }
 
     /// Sends one request; an error response becomes [`Error::Remote`].
-    pub fn call(&mut self, op: &str, payload: Value) -> Result<Value> {
+    pub fn call(&mut self, op: Operation, payload: Value) -> Result<Value> {
         let response = match self {
             Kernel::Daemon { stream, socket, ts } => {
                 match waiting(stream) {
@@ -107,7 +108,7 @@ impl Kernel {
                 }
                 *ts += 1;
                 let request = Request {
-                    op: op.to_owned(),
+                    op: op.as_str().to_owned(),
                     payload,
                     ts: *ts,
                 };
@@ -123,7 +124,7 @@ impl Kernel {
             Kernel::InProcess { service, ts } => {
                 *ts += 1;
                 service.handle(Request {
-                    op: op.to_owned(),
+                    op: op.as_str().to_owned(),
                     payload,
                     ts: *ts,
                 })
@@ -133,7 +134,11 @@ impl Kernel {
     }
 
     /// A typed call: serializes `args`, deserializes the result.
-    pub fn invoke<A: Serialize, R: DeserializeOwned>(&mut self, op: &str, args: &A) -> Result<R> {
+    pub fn invoke<A: Serialize, R: DeserializeOwned>(
+        &mut self,
+        op: Operation,
+        args: &A,
+    ) -> Result<R> {
         let result = self.call(op, cbor::to_value(args)?)?;
         Ok(cbor::from_value(result)?)
     }

@@ -13,13 +13,29 @@ pub const MAX_FRAME: usize = 64 << 20;
 
 pub use jit_proto::message::{ErrorBody, Request, Response};
 
-/// The answer for a kernel error.
+/// The answer for a kernel error: its code and message; a merge conflict's details list the
+/// conflicts, and an error answered by another kernel goes on as it came.
 pub fn error_response(error: &Error) -> Response {
-    Response::Err(ErrorBody {
-        code: error.code().as_str().to_owned(),
-        message: error.to_string(),
-        details: None,
-    })
+    let body = match error {
+        Error::Remote {
+            code,
+            message,
+            details,
+        } => ErrorBody {
+            code: code.clone(),
+            message: message.clone(),
+            details: details.clone(),
+        },
+        other => ErrorBody {
+            code: other.code().as_str().to_owned(),
+            message: other.to_string(),
+            details: match other {
+                Error::MergeConflict(conflicts) => crate::cbor::to_value(conflicts).ok(),
+                _ => None,
+            },
+        },
+    };
+    Response::Err(body)
 }
 
 /// Writes one frame.

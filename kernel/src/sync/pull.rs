@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::integrate::{self, RefChange};
 use super::staging;
 use super::wire::{self, FetchReply, FetchRequest, Frontier, NegotiateReply, NegotiateRequest};
+use crate::command::Operation;
 use crate::dag;
 use crate::error::{Error, Result, Violation};
 use crate::id::NodeId;
@@ -32,7 +33,7 @@ pub trait Remote {
 
     /// Sends the requests (op, payload) at once and returns the answers in the same order; an
     /// error answer fails the call.
-    fn call(&mut self, requests: Vec<(&'static str, Value)>) -> Result<Vec<Value>>;
+    fn call(&mut self, requests: Vec<(Operation, Value)>) -> Result<Vec<Value>>;
 }
 
 /// Progress of a pull, for a progress bar.
@@ -68,7 +69,7 @@ pub struct PullReport {
     pub refs: Vec<RefChange>,
 }
 
-fn call_one(remote: &mut dyn Remote, op: &'static str, payload: Value) -> Result<Value> {
+fn call_one(remote: &mut dyn Remote, op: Operation, payload: Value) -> Result<Value> {
     let mut answers = remote.call(vec![(op, payload)])?;
     answers.pop().ok_or_else(|| Error::Sync {
         remote: remote.name().to_owned(),
@@ -78,7 +79,7 @@ fn call_one(remote: &mut dyn Remote, op: &'static str, payload: Value) -> Result
 
 /// Asks the peer for its frontier: what `jit clone` needs to make a replica.
 pub fn clone_info(remote: &mut dyn Remote) -> Result<Frontier> {
-    let answer = call_one(remote, wire::FRONTIER, Value::Map(Vec::new()))?;
+    let answer = call_one(remote, Operation::SyncFrontier, Value::Map(Vec::new()))?;
     wire::from_value(answer, "frontier")
 }
 
@@ -143,7 +144,11 @@ fn pull_inner(
             wants: wants.into_iter().collect(),
             haves,
         };
-        let answer = call_one(transfer.remote, wire::NEGOTIATE, wire::to_value(&request)?)?;
+        let answer = call_one(
+            transfer.remote,
+            Operation::SyncNegotiate,
+            wire::to_value(&request)?,
+        )?;
         let reply: NegotiateReply = wire::from_value(answer, "negotiation reply")?;
         history = reply.history.len() as u64;
         progress.negotiated(history);
@@ -284,7 +289,7 @@ impl Transfer<'_> {
                     ids: ids.clone(),
                     max_bytes: REPLY_BYTES,
                 };
-                requests.push((wire::FETCH, wire::to_value(&request)?));
+                requests.push((Operation::SyncFetch, wire::to_value(&request)?));
             }
             let answers = self.remote.call(requests)?;
             if answers.len() != batches.len() {

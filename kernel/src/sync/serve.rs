@@ -1,10 +1,9 @@
 //! The serving side of sync: answers a replica's frontier, negotiation and fetch requests from
-//! a read transaction. Serving never writes.
+//! a read transaction. Serving never writes. Requests reach these through the command layer
+//! ([`crate::command`]), which only lets replicas (and local callers) ask.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-
-use ciborium::value::Value;
 
 use super::wire::{
     self, FetchReply, FetchRequest, FetchedNode, Frontier, NegotiateReply, NegotiateRequest,
@@ -15,24 +14,6 @@ use crate::id::NodeId;
 use crate::refs::{HEADS, TAGS};
 use crate::repo::Repository;
 use crate::store::{ReadTxn, Store};
-
-/// Answers one sync op (`sync.frontier`, `sync.negotiate`, `sync.fetch`) with its payload.
-pub fn dispatch(repo: &Repository, op: &str, payload: Value) -> Result<Value> {
-    match op {
-        wire::FRONTIER => wire::to_value(&frontier(repo)?),
-        wire::NEGOTIATE => {
-            let request: NegotiateRequest = wire::from_value(payload, "negotiation")?;
-            let txn = repo.store().read()?;
-            wire::to_value(&negotiate(repo.store(), &txn, &request)?)
-        }
-        wire::FETCH => {
-            let request: FetchRequest = wire::from_value(payload, "fetch request")?;
-            let txn = repo.store().read()?;
-            wire::to_value(&fetch(repo.store(), &txn, &request)?)
-        }
-        other => Err(Error::InvalidInput(format!("unknown sync op {other:?}"))),
-    }
-}
 
 /// This universe and where its branches and tags point (refs kept for peers are not shared).
 pub fn frontier(repo: &Repository) -> Result<Frontier> {

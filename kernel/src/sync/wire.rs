@@ -1,6 +1,7 @@
 //! The sync protocol's messages, encoded as canonical CBOR like every other JIT message.
 //! Requests and replies are [`crate::rpc::protocol`] payloads; over the message plane each op
-//! is a query on `jit/sync/<op>` (see `docs/sync.md`).
+//! is a query on `jit/sync/<op>` (see `docs/sync.md`). The operations are
+//! [`jit_proto::Operation`]'s `sync.frontier`, `sync.negotiate` and `sync.fetch`.
 
 use std::collections::BTreeMap;
 
@@ -12,13 +13,6 @@ use crate::cbor;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::identity::UniverseInfo;
-
-/// Op name: where the peer's refs point.
-pub const FRONTIER: &str = "sync.frontier";
-/// Op name: which history nodes we lack.
-pub const NEGOTIATE: &str = "sync.negotiate";
-/// Op name: node bytes by id.
-pub const FETCH: &str = "sync.fetch";
 
 /// Most ids one fetch request may name.
 pub const MAX_FETCH_IDS: usize = 8192;

@@ -1,0 +1,362 @@
+//! Step 3: running a command. [`execute`] is the one place each operation's effect is written:
+//! the RPC runs every command in its own transaction ([`At::Own`]); the plane runs the commands
+//! it serves inside its group-commit operation ([`At::Within`]), so each effect commits together
+//! with the plane's record of the message it answers.
+//!
+//! Settling: a command that [`Command::settles`] first lands what the mount has buffered. Inside
+//! a caller's operation that is the caller's job, done before it opened the operation (the
+//! plane's deliverer settles, then begins): settling needs the write transaction the operation
+//! holds.
+
+use std::collections::BTreeMap;
+
+use ciborium::value::Value;
+use serde::Serialize;
+
+use super::args::{MoveArgs, ReadArgs, RefArgs};
+use super::caller::Caller;
+use super::reply::{self, CheckoutInfo};
+use super::Command;
+use crate::cbor;
+use crate::checkout;
+use crate::collapse::{self, Outcome};
+use crate::content;
+use crate::dag;
+use crate::error::{Error, Result};
+use crate::history::{self, Committed};
+use crate::id::NodeId;
+use crate::node::EntryKind;
+use crate::refs::{self, RefName};
+use crate::repo::Repository;
+use crate::revparse;
+use crate::source::{Dag, Source};
+use crate::store::{Op, ReadTxn};
+use crate::sws::{self, SwsId, SwsSource};
+use crate::sync::{serve, wire};
+use crate::tree;
+
+/// Where a command's reads and writes happen.
+pub enum At<'o, 'e> {
+    /// In transactions of its own: a write is committed before the command answers.
+    Own,
+    /// Inside the caller's open operation: durable when the caller commits it. Only commands
+    /// that [`Command::runs_within`] may run here.
+    Within(&'o mut Op<'e>),
+}
+
+impl At<'_, '_> {
+    /// Runs `read` on a read view: a fresh read transaction, or the caller's operation.
+    fn read<T>(
+        &self,
+        repo: &Repository,
+        read: impl FnOnce(&ReadTxn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            At::Own => read(&repo.store().read()?),
+            At::Within(op) => read(op.txn()),
+        }
+    }
+
+    /// Runs `write` in an operation: a new one named after the command, or the caller's.
+    fn write<T>(
+        &mut self,
+        repo: &Repository,
+        command: &Command,
+        write: impl FnOnce(&mut Op<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            At::Own => repo.store().operation(command.operation().as_str(), write),
+            At::Within(op) => write(op),
+        }
+    }
+}
+
+fn answer<T: Serialize>(value: &T) -> Result<Value> {
+    Ok(cbor::to_value(value)?)
+}
+
+fn empty() -> Result<Value> {
+    Ok(Value::Map(Vec::new()))
+}
+
+/// Who owns the working SWS a local caller's `mh.status` creates: the user running the kernel.
+fn local_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "user".into())
+}
+
+fn branch_or_head(repo: &Repository, branch: Option<&str>) -> Result<RefName> {
+    match branch {
+        Some(name) => RefName::parse_full(name).or_else(|_| RefName::branch(name)),
+        None => repo.head(),
+    }
+}
+
+/// Runs `command` for `caller` at `at`: authorizes it, settles if it must, runs it, and answers.
+/// A merge conflict is the error [`Error::MergeConflict`] (the SWS now shows the conflicts).
+pub fn execute(
+    repo: &Repository,
+    mut at: At<'_, '_>,
+    caller: &Caller<'_>,
+    command: Command,
+) -> Result<Value> {
+    let store = repo.store();
+    if let At::Within(_) = at {
+        if !command.runs_within() {
+            return Err(Error::InvalidInput(format!(
+                "{} cannot run inside another operation",
+                command.operation()
+            )));
+        }
+    } else if command.settles() {
+        store.settle()?;
+    }
+    if !matches!(caller, Caller::Local) {
+        at.read(repo, |txn| {
+            caller.authorize(command.permission(), store, txn)
+        })?;
+    }
+    match &command {
+        Command::Info => {
+            let universe = repo.universe()?;
+            answer(&BTreeMap::from([
+                ("universe", universe.id.to_string()),
+                ("name", universe.name.clone()),
+                ("public_key", universe.public_key.clone()),
+                ("head", repo.head()?.short().to_owned()),
+                ("tip", repo.resolve("HEAD")?.to_hex()),
+            ]))
+        }
+        Command::CreateSws(args) => {
+            let branch = branch_or_head(repo, args.branch.as_deref())?;
+            let base = args
+                .from
+                .as_deref()
+                .map(|rev| repo.resolve(rev))
+                .transpose()?;
+            let (id, _) = at.write(repo, &command, |op| {
+                sws::create_in(op, &branch, base, &args.owner, args.name.as_deref())
+            })?;
+            status(repo, &at, id)
+        }
+        Command::WorkingSws(args) => {
+            let branch = branch_or_head(repo, args.branch.as_deref())?;
+            let id = sws::working(store, &branch, &args.owner)?;
+            status(repo, &at, id)
+        }
+        Command::ApplyPatch { sws, patch } => {
+            answer(&at.write(repo, &command, |op| sws::apply_in(op, *sws, patch))?)
+        }
+        Command::Stage { sws, nodes } => {
+            let staged = sws::stage_content(store, *sws, nodes)?;
+            answer(&BTreeMap::from([("staged", staged as u64)]))
+        }
+        Command::SwsStatus(id) => status(repo, &at, *id),
+        Command::SwsDiff(id) => answer(&at.read(repo, |txn| reply::changes(store, txn, *id))?),
+        Command::ListSws => {
+            let ids: Vec<SwsId> = at.read(repo, |txn| {
+                Ok(sws::list(store, txn)?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect())
+            })?;
+            let all = ids
+                .into_iter()
+                .map(|id| at.read(repo, |txn| reply::status(store, txn, id)))
+                .collect::<Result<Vec<_>>>()?;
+            answer(&all)
+        }
+        Command::SwsHistory(id) => answer(&at.read(repo, |txn| sws::history(store, txn, *id))?),
+        Command::Discard(id) => {
+            at.write(repo, &command, |op| sws::discard_in(op, *id))?;
+            empty()
+        }
+        Command::Commit { sws, declared } => {
+            match at.write(repo, &command, |op| {
+                collapse::commit_in(op, *sws, &declared.info())
+            })? {
+                Outcome::Committed { snapshot, rewrite } => {
+                    answer(&Committed { snapshot, rewrite })
+                }
+                Outcome::Conflicted { conflicts } => Err(Error::MergeConflict(conflicts)),
+            }
+        }
+        Command::Validate(id) => {
+            answer(&at.read(repo, |txn| collapse::validate_at(store, txn, *id))?)
+        }
+        Command::Reset(args) | Command::Rebase(args) => move_branch(repo, &command, args),
+        Command::GetNode(args) => {
+            let id = repo.resolve(&args.rev)?;
+            let txn = store.read()?;
+            let bytes = store
+                .node_bytes(&txn, &id)?
+                .ok_or(Error::NodeNotFound(id))?;
+            let header = store.require_header(&txn, &id)?;
+            Ok(Value::Map(vec![
+                (Value::Text("id".into()), Value::Bytes(id.0.to_vec())),
+                (
+                    Value::Text("type".into()),
+                    Value::Text(header.node_type.as_str().into()),
+                ),
+                (Value::Text("bytes".into()), Value::Bytes(bytes.to_vec())),
+            ]))
+        }
+        Command::GetParents(args) => {
+            let id = repo.resolve(&args.rev)?;
+            let txn = store.read()?;
+            answer(&store.view(&txn, &id)?.parents)
+        }
+        Command::Lineage(args) => {
+            let mut current = Some(repo.resolve(&args.rev)?);
+            let limit = args.limit.unwrap_or(u64::MAX);
+            let txn = store.read()?;
+            let mut line = Vec::new();
+            while let Some(id) = current {
+                if line.len() as u64 >= limit {
+                    break;
+                }
+                line.push(id);
+                current = dag::mainline_parent(store, &txn, &id)?;
+            }
+            answer(&line)
+        }
+        Command::GetRef(args) => {
+            let name = RefName::parse_full(&args.name)?;
+            answer(&refs::get(store, &store.read()?, &name)?)
+        }
+        Command::ListRefs => {
+            let all: BTreeMap<String, NodeId> = store
+                .refs_with_prefix(&store.read()?, "")?
+                .into_iter()
+                .collect();
+            answer(&all)
+        }
+        Command::SetRef(args) => {
+            let target = repo.resolve(args.target.as_deref().unwrap_or("HEAD"))?;
+            let expected = args
+                .expected
+                .as_deref()
+                .map(|rev| repo.resolve(rev))
+                .transpose()?;
+            repo.set_branch(&args.name, target, expected)?;
+            empty()
+        }
+        Command::CreateBranch(args) | Command::CreateTag(args) => {
+            create_ref(repo, &command, args)?;
+            empty()
+        }
+        Command::DeleteRef(args) => {
+            let name = RefName::parse_full(&args.name)?;
+            let was = match name.kind() {
+                refs::RefKind::Branch => repo.delete_branch(name.short())?,
+                refs::RefKind::Tag => repo.delete_tag(name.short(), args.force)?,
+                refs::RefKind::Remote => repo.delete_kept(&name)?,
+            };
+            answer(&BTreeMap::from([("was", was)]))
+        }
+        Command::HeadStatus => {
+            let id = sws::working(store, &repo.head()?, &local_user())?;
+            status(repo, &at, id)
+        }
+        Command::CheckoutBranch(args) => {
+            let branch =
+                RefName::parse_full(&args.branch).or_else(|_| RefName::branch(&args.branch))?;
+            if refs::get(store, &store.read()?, &branch)?.is_none() {
+                return Err(Error::RefNotFound(branch.to_string()));
+            }
+            repo.set_head(&branch)?;
+            answer(&BTreeMap::from([("head", branch.short().to_owned())]))
+        }
+        Command::ReadFile(args) => read_file(repo, args),
+        Command::RecordCheckout(record) => answer(&checkout::record(store, record, &local_user())?),
+        Command::GetCheckout(args) => {
+            let txn = store.read()?;
+            let state = checkout::get(store, &txn, &args.dir)?.ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{} is not a checkout (jit checkout --into makes one)",
+                    args.dir
+                ))
+            })?;
+            let sws = checkout::sws_of(store, &txn, &state)?.map(|id| id.to_string());
+            answer(&CheckoutInfo { state, sws })
+        }
+        Command::ForgetCheckout(args) => {
+            checkout::forget(store, &args.dir)?;
+            empty()
+        }
+        Command::SyncFrontier => wire::to_value(&serve::frontier(repo)?),
+        Command::SyncNegotiate(request) => {
+            wire::to_value(&serve::negotiate(store, &store.read()?, request)?)
+        }
+        Command::SyncFetch(request) => {
+            wire::to_value(&serve::fetch(store, &store.read()?, request)?)
+        }
+    }
+}
+
+fn status(repo: &Repository, at: &At<'_, '_>, id: SwsId) -> Result<Value> {
+    answer(&at.read(repo, |txn| reply::status(repo.store(), txn, id))?)
+}
+
+/// `history.reset` and `history.rebase`.
+fn move_branch(repo: &Repository, command: &Command, args: &MoveArgs) -> Result<Value> {
+    let branch = branch_or_head(repo, args.branch.as_deref())?;
+    let target = repo.resolve(&args.rev)?;
+    let info = args.declared.info();
+    let tip = match command {
+        Command::Reset(_) => history::reset(repo.store(), &branch, target, &info)?,
+        _ => history::rebase(repo.store(), &branch, target, &info)?,
+    };
+    answer(&BTreeMap::from([("snapshot", tip)]))
+}
+
+/// `ref.create_branch` and `ref.create_tag`.
+fn create_ref(repo: &Repository, command: &Command, args: &RefArgs) -> Result<()> {
+    let store = repo.store();
+    let target = revparse::resolve_snapshot(
+        store,
+        &store.read()?,
+        &repo.head()?,
+        args.target.as_deref().unwrap_or("HEAD"),
+    )?;
+    match command {
+        Command::CreateTag(_) => repo.create_tag(&args.name, target),
+        _ => repo.create_branch(&args.name, target),
+    }
+}
+
+/// `mh.read_file`: a file from an SWS's working tree or a revision.
+fn read_file(repo: &Repository, args: &ReadArgs) -> Result<Value> {
+    let store = repo.store();
+    let txn = store.read()?;
+    let (entry, data) = match &args.sws {
+        Some(text) => {
+            let id: SwsId = text.parse()?;
+            let state = sws::get(store, &txn, id)?;
+            read_path(&SwsSource::new(store, &txn, id), &state.tree, &args.path)?
+        }
+        None => {
+            let rev = repo.resolve(args.rev.as_deref().unwrap_or("HEAD"))?;
+            let src = Dag::new(store, &txn);
+            let root = tree::tree_of(&src, &rev)?;
+            read_path(&src, &root, &args.path)?
+        }
+    };
+    Ok(Value::Map(vec![
+        (
+            Value::Text("kind".into()),
+            Value::Text(entry.as_str().into()),
+        ),
+        (Value::Text("content".into()), Value::Bytes(data)),
+    ]))
+}
+
+fn read_path(src: &dyn Source, root: &NodeId, path: &str) -> Result<(EntryKind, Vec<u8>)> {
+    let entry = tree::lookup(src, root, path.as_bytes())?.ok_or_else(|| Error::PathNotFound {
+        path: path.to_owned(),
+        rev: "the requested tree".into(),
+    })?;
+    if entry.kind == EntryKind::Directory {
+        return Err(Error::InvalidInput(format!("{path} is a directory")));
+    }
+    Ok((entry.kind, content::read_blob(src, &entry.id)?))
+}
