@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::id::NodeId;
-use crate::node::{Node, NodeHeader, NodeView};
-use crate::store::{ReadTxn, Store};
+use crate::node::{Node, NodeView};
+use crate::store::{NodeHeader, ReadTxn, Store};
 use crate::treecache::TreeCache;
 
 /// A place nodes can be read from.

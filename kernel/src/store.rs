@@ -5,6 +5,7 @@
 //! Content lives in LMDB too: reads come straight from the memory map without a copy. The mount
 //! can materialize large files into real files for FUSE passthrough when it needs them.
 
+mod header;
 mod health;
 mod upgrade;
 mod verify;
@@ -20,9 +21,10 @@ use heed::{Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::log::{self, Checksum, LogOp, LogRecord};
-use crate::node::{Node, NodeHeader, NodeView};
+use crate::node::{Node, NodeView};
 use crate::observe::{Observer, Observers};
 
+pub use header::NodeHeader;
 pub use verify::{verified, verified_all};
 
 /// A read transaction: a consistent snapshot of the whole store.
