@@ -70,7 +70,7 @@ fn open_view(shared: &Shared, key: &str) -> Result<Option<Ino>> {
     else {
         return Ok(None);
     };
-    let Some((name, _)) = crate::fs::sws_names(shared)?
+    let Some((name, _)) = crate::fs::sws_dir::sws_names(shared)?
         .into_iter()
         .find(|(_, listed)| *listed == id)
     else {
