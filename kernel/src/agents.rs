@@ -16,7 +16,7 @@
 //!   request lost on the way and resent), and refused as `stale` otherwise.
 //!   Every refusal is an error answer plus an audit record, with no partial effect.
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::cbor;
@@ -108,17 +108,9 @@ fn refuse(code: Code, message: impl Into<String>) -> Response {
     Response::Err(ErrorBody::new(code, message))
 }
 
-/// A message that passed every check that does not need the kernel's state of its target.
-pub struct Verified {
-    /// The parsed envelope.
-    pub envelope: Envelope,
-    /// What it targets.
-    pub target: Target,
-    /// The sender's record.
-    pub agent: AgentRecord,
-    /// Digest of the signed content (to tell a retry from a replay).
-    pub digest: [u8; 32],
-}
+/// A message that passed every check that does not need the kernel's state of its target;
+/// its signer is the sender's registration.
+pub type Verified = jit_proto::verify::Checked<AgentRecord>;
 
 /// Size, shape, signature, sender. Refusals are audited.
 pub fn verify(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Verified, Response> {
@@ -127,11 +119,8 @@ pub fn verify(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Ver
         .unwrap_or_else(|| Err(refuse(Code::Internal, "no verdict")))
 }
 
-/// [`verify`] for many messages at once, answering in the same order. The signatures are
-/// checked together with ed25519 batch verification (about twice as fast per message as one
-/// by one); if the batch fails, each is checked alone to find the culprits. Every check —
-/// batch or alone — uses the same (cofactored) equation, so whether a message is accepted
-/// never depends on what it arrived with.
+/// [`verify`] for many messages at once, answering in the same order (signatures checked as
+/// one batch: `jit_proto::verify`).
 pub fn verify_all(
     store: &Store,
     messages: &[(&str, &[u8])],
@@ -147,116 +136,21 @@ pub fn verify_all(
 
 /// [`verify_all`] without the audit records: for a caller that writes them itself, inside an
 /// operation of its own ([`audit_into`]) — one commit for many refusals instead of one each.
+/// The checks are `jit_proto::verify`'s; the registry is this store's.
 pub fn check_all(
     store: &Store,
     messages: &[(&str, &[u8])],
 ) -> Vec<std::result::Result<Verified, Response>> {
-    let mut verdicts: Vec<_> = messages
-        .iter()
-        .map(|(key, bytes)| prepare(store, key, bytes))
-        .collect();
-    let signed: Vec<&Prepared> = verdicts.iter().filter_map(|v| v.as_ref().ok()).collect();
-    if !signed.is_empty() && !signatures_hold(&signed) {
-        for verdict in verdicts.iter_mut() {
-            let forged = match verdict {
-                Ok(prepared) => !signatures_hold(&[prepared]),
-                Err(_) => false,
-            };
-            if forged {
-                let sender = verdict
-                    .as_ref()
-                    .map(|p| p.verified.envelope.sender.clone())
-                    .unwrap_or_default();
-                *verdict = Err(refuse(
-                    Code::BadSignature,
-                    format!("the signature does not verify for {sender:?}"),
-                ));
-            }
-        }
-    }
-    verdicts
-        .into_iter()
-        .map(|verdict| verdict.map(Prepared::accept))
-        .collect()
-}
-
-/// A message that passed every check but its signature.
-struct Prepared {
-    verified: Verified,
-    signed: Vec<u8>,
-    public: VerifyingKey,
-    sig: Signature,
-}
-
-impl Prepared {
-    fn accept(self) -> Verified {
-        self.verified
-    }
-}
-
-/// Checks the signatures of `batch` together.
-fn signatures_hold(batch: &[&Prepared]) -> bool {
-    let messages: Vec<&[u8]> = batch.iter().map(|p| p.signed.as_slice()).collect();
-    let sigs: Vec<Signature> = batch.iter().map(|p| p.sig).collect();
-    let keys: Vec<VerifyingKey> = batch.iter().map(|p| p.public).collect();
-    ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok()
-}
-
-/// Size, shape and sender; the signature's parts parsed but not yet checked.
-fn prepare(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Prepared, Response> {
-    if bytes.len() > MAX_MESSAGE {
-        return Err(refuse(
-            Code::TooLarge,
-            format!("message of {} bytes exceeds {MAX_MESSAGE}", bytes.len()),
-        ));
-    }
-    let Some(target) = Target::parse(key) else {
-        return Err(refuse(
-            Code::UnknownTopic,
-            format!("no operation on {key:?}"),
-        ));
-    };
-    let envelope = Envelope::decode(bytes)
-        .map_err(|e| refuse(Code::Malformed, format!("not a canonical envelope: {e}")))?;
-    if envelope.msg_id.is_empty() || envelope.msg_id.len() > MAX_MSG_ID {
-        return Err(refuse(Code::Malformed, "msg_id must be 1-128 bytes"));
-    }
-    if envelope.sig.is_empty() {
-        return Err(refuse(Code::Unsigned, "the envelope carries no signature"));
-    }
-    let agent = match get(store, &envelope.sender) {
-        Ok(Some(agent)) => agent,
-        Ok(None) => {
-            return Err(refuse(
-                Code::UnknownAgent,
-                format!("no agent named {:?}", envelope.sender),
-            ))
-        }
-        Err(e) => return Err(refuse(Code::Internal, e.to_string())),
-    };
-    let signed = envelope
-        .signing_bytes(key)
-        .map_err(|e| refuse(Code::Malformed, e.to_string()))?;
-    let parts = VerifyingKey::try_from(agent.public_key.as_slice())
-        .ok()
-        .zip(Signature::from_slice(&envelope.sig).ok());
-    let Some((public, sig)) = parts else {
-        return Err(refuse(
-            Code::BadSignature,
-            format!("the signature does not verify for {:?}", envelope.sender),
-        ));
-    };
-    Ok(Prepared {
-        verified: Verified {
-            digest: *blake3::hash(&signed).as_bytes(),
-            envelope,
-            target,
-            agent,
-        },
-        signed,
-        public,
-        sig,
+    jit_proto::verify::check_batch(messages, |sender| {
+        let found = get(store, sender).map_err(|e| e.to_string())?;
+        Ok(found.map(|agent| {
+            let public_key = agent.public_key.clone();
+            (agent, public_key)
+        }))
     })
+    .into_iter()
+    .map(|verdict| verdict.map_err(|refusal| refuse(refusal.code, refusal.message)))
+    .collect()
 }
 
 /// Writes an audit record for a refused message (best effort: the answer goes out regardless).
@@ -770,7 +664,7 @@ fn run(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<Respon
     let sender = verified.envelope.sender.as_str();
     let caller = Caller::Agent {
         name: sender,
-        record: &verified.agent,
+        record: &verified.signer,
     };
     let executed = Command::from_plane(verified.target, &verified.envelope.payload, sender)
         .and_then(|command| command::execute(repo, At::Within(op), &caller, command));

@@ -7,6 +7,8 @@
 //! - [`keyexpr`]: the plane's key expressions and what each asks for.
 //! - [`message`]: the request and response envelopes of the RPC (answers on the plane too).
 //! - [`code`]: the stable error codes every refusal and failure carries, as one typed enum.
+//! - [`verify`]: checking a batch of signed messages (size, key, shape, sender, signature)
+//!   against a registry the caller supplies.
 //! - [`operation`]: the operations the RPC serves, by name — the one table of op names.
 //!
 //! The key decision: this crate depends on no store (LMDB), no async runtime (tokio) and no
@@ -23,6 +25,7 @@ pub mod envelope;
 pub mod keyexpr;
 pub mod message;
 pub mod operation;
+pub mod verify;
 
 pub use code::{Code, Coded};
 pub use envelope::Envelope;
