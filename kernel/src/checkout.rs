@@ -17,9 +17,36 @@ use crate::cbor;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::patch::Patch;
-use crate::refs::RefName;
-use crate::store::{Op, ReadTxn, Store};
+use crate::refname::RefName;
+use crate::store::{Declared, Op, ReadTxn, Store, TableDef};
 use crate::sws::{self, Applied, SwsId};
+use heed::types::{Bytes, Str};
+
+/// Checkout directory → its state ([`CheckoutState`]).
+const STATES: TableDef<Str, Bytes> = TableDef::new("checkouts", 4);
+/// The checkout states table, for the registry.
+pub(crate) const STATES_TABLE: Declared = STATES.declared();
+/// Checkout directory || 0 || path → tree index entry ([`IndexEntry`]).
+const INDEX: TableDef<Bytes, Bytes> = TableDef::new("checkout_index", 5);
+/// The checkout index table, for the registry.
+pub(crate) const INDEX_TABLE: Declared = INDEX.declared();
+
+/// The trees every checkout holds, by the SWS its edits go to: what the store upgrade to
+/// counted staged nodes needs from this module ([`crate::sws::gc::count_legacy`]).
+pub(crate) fn pins_by_sws(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+) -> Result<crate::sws::gc::CheckoutPins> {
+    let mut pins = crate::sws::gc::CheckoutPins::new();
+    for entry in store.table(&STATES).iter(txn)? {
+        let (dir, raw) = entry?;
+        let state: CheckoutState = cbor::from_canonical_bytes(raw)?;
+        if let (Some(tree), Some(id)) = (state.tree, sws_of(store, txn, &state)?) {
+            pins.entry(id).or_default().push((dir.to_owned(), tree));
+        }
+    }
+    Ok(pins)
+}
 
 /// What the kernel remembers about one checkout directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +167,7 @@ fn index_prefix(dir: &str) -> Vec<u8> {
 
 /// The state of the checkout at `dir`, if there is one.
 pub fn get(store: &Store, txn: &ReadTxn<'_>, dir: &str) -> Result<Option<CheckoutState>> {
-    match store.checkouts.get(txn, dir)? {
+    match store.table(&STATES).get(txn, dir)? {
         Some(raw) => Ok(Some(cbor::from_canonical_bytes(raw)?)),
         None => Ok(None),
     }
@@ -159,7 +186,7 @@ pub fn entry(
     dir: &str,
     path: &str,
 ) -> Result<Option<IndexEntry>> {
-    match store.checkout_index.get(txn, &index_key(dir, path))? {
+    match store.table(&INDEX).get(txn, &index_key(dir, path))? {
         Some(raw) => Ok(Some(cbor::from_canonical_bytes(raw)?)),
         None => Ok(None),
     }
@@ -176,7 +203,7 @@ pub fn entries_below(
     let start = index_key(dir, prefix);
     let skip = index_prefix(dir).len();
     let mut out = Vec::new();
-    for entry in store.checkout_index.prefix_iter(txn, &start)? {
+    for entry in store.table(&INDEX).prefix_iter(txn, &start)? {
         let (key, raw) = entry?;
         let path = String::from_utf8_lossy(&key[skip..]).into_owned();
         out.push((path, cbor::from_canonical_bytes(raw)?));
@@ -189,7 +216,7 @@ pub fn entries_below(
 pub fn sws_of(store: &Store, txn: &ReadTxn<'_>, state: &CheckoutState) -> Result<Option<SwsId>> {
     if let Some(text) = &state.sws {
         let id: SwsId = text.parse()?;
-        if store.sws.get(txn, &id.0)?.is_some() {
+        if sws::exists(store, txn, id)? {
             return Ok(Some(id));
         }
     }
@@ -255,19 +282,19 @@ pub fn record(store: &Store, record: &Record, owner: &str) -> Result<Recorded> {
         sws::pin_checkout(op, id, &record.dir, state.tree)?;
         let bytes = cbor::to_canonical_bytes(&state)?;
         let store = op.store();
-        store.checkouts.put(op.wtxn(), &record.dir, &bytes)?;
+        store.table(&STATES).put(op.wtxn(), &record.dir, &bytes)?;
         if record.reset_index {
             drop_index(op, &record.dir)?;
         }
         for path in &record.remove {
             store
-                .checkout_index
+                .table(&INDEX)
                 .delete(op.wtxn(), &index_key(&record.dir, path))?;
         }
         for (path, entry) in &record.set {
             let bytes = cbor::to_canonical_bytes(entry)?;
             store
-                .checkout_index
+                .table(&INDEX)
                 .put(op.wtxn(), &index_key(&record.dir, path), &bytes)?;
         }
         Ok(Recorded {
@@ -283,12 +310,12 @@ fn drop_index(op: &mut Op<'_>, dir: &str) -> Result<()> {
     let prefix = index_prefix(dir);
     let store = op.store();
     let keys: Vec<Vec<u8>> = store
-        .checkout_index
+        .table(&INDEX)
         .prefix_iter(op.txn(), &prefix)?
         .map(|entry| entry.map(|(key, _)| key.to_vec()))
         .collect::<Result<_, _>>()?;
     for key in keys {
-        store.checkout_index.delete(op.wtxn(), &key)?;
+        store.table(&INDEX).delete(op.wtxn(), &key)?;
     }
     Ok(())
 }
@@ -303,7 +330,7 @@ pub fn forget(store: &Store, dir: &str) -> Result<()> {
         }
         drop_index(op, dir)?;
         let store = op.store();
-        store.checkouts.delete(op.wtxn(), dir)?;
+        store.table(&STATES).delete(op.wtxn(), dir)?;
         Ok(())
     })
 }

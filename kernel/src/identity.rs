@@ -108,7 +108,7 @@ impl UniverseInfo {
             path: info_path.clone(),
             reason: e.to_string(),
         })?;
-        crate::repo::write_durably(&info_path, text.as_bytes())
+        crate::durable::write_durably(&info_path, text.as_bytes())
     }
 }
 

@@ -7,7 +7,8 @@
 
 mod header;
 mod health;
-mod upgrade;
+pub(crate) mod layout;
+pub(crate) mod table;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::node::{Node, NodeView};
 use crate::observe::{Observer, Observers};
 
 pub use header::NodeHeader;
+pub use table::{Declared, TableDef};
 pub use verify::{verified, verified_all};
 
 /// A read transaction: a consistent snapshot of the whole store.
@@ -58,7 +60,7 @@ fn truncate(mut text: String, max: usize) -> String {
 
 /// The open store of one universe.
 pub struct Store {
-    env: Env<WithoutTls>,
+    pub(crate) env: Env<WithoutTls>,
     /// The store's directory (to say which file system is full).
     dir: PathBuf,
     /// NodeId → canonical node bytes.
@@ -71,28 +73,28 @@ pub struct Store {
     pub(crate) log: Database<U64<BigEndian>, Bytes>,
     /// Small named values (format version).
     pub(crate) meta: Database<Str, Bytes>,
-    /// Everything of every SWS, under keys that start with its 16-byte id: the id alone → its
-    /// state; then, behind a record tag, its micro-history, applied patch ids and staged nodes
-    /// (layout in [`crate::sws`]).
-    pub(crate) sws: Database<Bytes, Bytes>,
-    /// Full branch name → id of the branch's working SWS.
-    pub(crate) working: Database<Str, Bytes>,
-    /// Agent name → registered identity and permissions.
-    pub(crate) agents: Database<Str, Bytes>,
-    /// Agent name || 0 || msg_id → digest, answer and place of one of the agent's last
-    /// delivered messages; agent name || 1 → its clock (last delivered ts, messages delivered).
-    pub(crate) agent_msgs: Database<Bytes, Bytes>,
+    /// The modules' tables, by registry slot ([`table`]): each module reads and writes its own
+    /// through its private [`TableDef`] ([`Store::table`]).
+    tables: Vec<table::Untyped>,
     /// Components told of every commit (the mount's caches).
     observers: Observers,
-    /// Checkout directory → its state ([`crate::checkout::CheckoutState`]).
-    pub(crate) checkouts: Database<Str, Bytes>,
-    /// Checkout directory || 0 || path → tree index entry ([`crate::checkout::IndexEntry`]).
-    pub(crate) checkout_index: Database<Bytes, Bytes>,
-    /// NodeId → verified bytes received by a sync that has not been appended yet; what makes an
-    /// interrupted transfer resumable ([`crate::sync::staging`]).
-    pub(crate) sync_staged: Database<Bytes, Bytes>,
     /// Trees decoded by edits of this store ([`crate::treecache`]).
     pub(crate) trees: crate::treecache::TreeCache,
+}
+
+/// A registry whose slots are not its positions (or names a table twice) is a bug in this
+/// build: refuse it before opening anything.
+fn table_slots_hold(tables: &[Declared]) -> Result<()> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, declared) in tables.iter().enumerate() {
+        if declared.slot != i || !names.insert(declared.name) {
+            return Err(Error::InvalidInput(format!(
+                "table registry: {:?} declares slot {} at position {i}",
+                declared.name, declared.slot
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The transaction that creates or opens the store's tables.
@@ -118,8 +120,11 @@ impl Tables<'_> {
 }
 
 impl Store {
-    /// Opens (creating if asked) the store in directory `dir`.
-    pub fn open(dir: &Path, create: bool) -> Result<Store> {
+    /// Opens (creating if asked) the store in directory `dir`, with the modules' `tables` (the
+    /// kernel's registry, `crate::tables`, lists them and then runs the upgrade steps:
+    /// `Store::open`).
+    pub(crate) fn open_tables(dir: &Path, create: bool, tables: &[Declared]) -> Result<Store> {
+        table_slots_hold(tables)?;
         if create {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         } else if !dir.join("data.mdb").exists() {
@@ -134,40 +139,40 @@ impl Store {
         let env = unsafe { options.open(dir) }?;
         // Before anything reads through the map: a truncated file would SIGBUS the reader.
         health::refuse_truncated(&env, dir)?;
-        upgrade::refuse_newer(&env, dir)?;
+        layout::refuse_newer(&env, dir)?;
         // Opening an up-to-date store uses a read transaction, so it never waits for a writer
         // (an import in progress). Creating — or upgrading an older store, once — needs a write
         // transaction.
         if create {
-            let store = Store::with_tables(&env, dir, Tables::Create(env.write_txn()?))?;
-            upgrade::run(&env, &store, dir)?; // records the layout
-            return Ok(store);
+            return Store::with_tables(&env, dir, tables, Tables::Create(env.write_txn()?));
         }
-        let store = match Store::with_tables(&env, dir, Tables::Open(env.read_txn()?)) {
+        let store = match Store::with_tables(&env, dir, tables, Tables::Open(env.read_txn()?)) {
             Err(Error::NotARepository(_)) => {
                 tracing::info!(store = %dir.display(), "adding the tables this version needs");
-                Store::with_tables(&env, dir, Tables::Create(env.write_txn()?))?
+                Store::with_tables(&env, dir, tables, Tables::Create(env.write_txn()?))?
             }
             other => other?,
         };
-        upgrade::run(&env, &store, dir)?;
         Ok(store)
     }
 
-    fn with_tables(env: &Env<WithoutTls>, dir: &Path, mut txn: Tables<'_>) -> Result<Store> {
+    fn with_tables(
+        env: &Env<WithoutTls>,
+        dir: &Path,
+        declared: &[Declared],
+        mut txn: Tables<'_>,
+    ) -> Result<Store> {
+        let tables = declared
+            .iter()
+            .map(|declared| txn.table(env, declared.name, dir))
+            .collect::<Result<Vec<_>>>()?;
         let store = Store {
             nodes: txn.table(env, "nodes", dir)?,
             headers: txn.table(env, "headers", dir)?,
             refs: txn.table(env, "refs", dir)?,
             log: txn.table(env, "log", dir)?,
             meta: txn.table(env, "meta", dir)?,
-            sws: txn.table(env, "sws", dir)?,
-            working: txn.table(env, "working", dir)?,
-            agents: txn.table(env, "agents", dir)?,
-            agent_msgs: txn.table(env, "agent_msgs", dir)?,
-            checkouts: txn.table(env, "checkouts", dir)?,
-            checkout_index: txn.table(env, "checkout_index", dir)?,
-            sync_staged: txn.table(env, "sync_staged", dir)?,
+            tables,
             env: env.clone(),
             dir: dir.to_path_buf(),
             observers: Observers::default(),
@@ -178,6 +183,12 @@ impl Store {
             Tables::Open(rtxn) => rtxn.commit()?,
         }
         Ok(store)
+    }
+
+    /// A module's table, typed by its definition (only the owning module holds the
+    /// definition); the slot was checked against the registry when the store opened.
+    pub(crate) fn table<K: 'static, V: 'static>(&self, def: &TableDef<K, V>) -> Database<K, V> {
+        self.tables[def.slot()].remap_types()
     }
 
     /// Registers a component to be told of every commit and asked to settle its buffered writes

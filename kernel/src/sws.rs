@@ -17,129 +17,30 @@
 //! version of it staged, not one per write-back; the micro-history keeps its records, but the
 //! trees of superseded records may be gone. The counting is in [`gc`].
 
-use std::fmt;
-use std::ops::Bound;
-use std::str::FromStr;
-
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 pub(crate) mod gc;
+mod state;
+
+pub use state::{exists, get, list, SwsId, SwsState};
+pub(crate) use state::{
+    put_state, HISTORY_TAG, RECORDS_TABLE, STAGED_TAG, TAG_RECORDS, WORKING_TABLE,
+};
+use state::{RECORDS, WORKING};
 
 use crate::cbor;
 use crate::content::EncodedNode;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::log::LogOp;
-use crate::merge::Conflict;
 use crate::node::Node;
 use crate::patch::{self, Patch, PatchOp};
-use crate::refs::{self, RefKind, RefName};
+use crate::refname::{RefKind, RefName};
 use crate::source::{Dag, Source};
 use crate::store::{NodeHeader, Op, ReadTxn, Store};
 use crate::tree::{self, Change};
 use crate::treeedit::TreeEditor;
 use gc::Ledger;
-
-/// An SWS id: 128 random bits, shown as 32 hex characters. Unguessable by construction.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SwsId(pub [u8; 16]);
-
-impl SwsId {
-    /// A fresh random id from the OS's CSPRNG.
-    pub fn random() -> SwsId {
-        let mut bytes = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        SwsId(bytes)
-    }
-
-    /// Key of one record of this SWS: its id, the record's tag, then the record's own key.
-    fn record_key(&self, tag: u8, suffix: &[u8]) -> Vec<u8> {
-        [&self.0[..], &[tag], suffix].concat()
-    }
-
-    /// Key of the micro-history record `seq`.
-    pub(crate) fn history_key(&self, seq: u64) -> Vec<u8> {
-        self.record_key(HISTORY_TAG, &seq.to_be_bytes())
-    }
-
-    /// Key of the record that patch `patch_id` was applied (its sequence number).
-    pub(crate) fn patch_key(&self, patch_id: &str) -> Vec<u8> {
-        self.record_key(PATCH_TAG, patch_id.as_bytes())
-    }
-
-    /// Key of a node staged for this SWS.
-    pub(crate) fn staged_key(&self, node: &NodeId) -> Vec<u8> {
-        self.record_key(STAGED_TAG, node.as_bytes())
-    }
-
-    /// The smallest id after this one, where the next SWS's keys may start; `None` after the
-    /// largest id.
-    fn successor(&self) -> Option<SwsId> {
-        let mut bytes = self.0;
-        for byte in bytes.iter_mut().rev() {
-            if *byte < u8::MAX {
-                *byte += 1;
-                return Some(SwsId(bytes));
-            }
-            *byte = 0;
-        }
-        None
-    }
-}
-
-/// Record tag of the micro-history (`id || 'h' || seq`, seq big-endian): records sort in
-/// order, and each new one goes right after the last.
-pub(crate) const HISTORY_TAG: u8 = b'h';
-/// Record tag of applied patch ids (`id || 'p' || patch id` → seq): what makes applying
-/// idempotent.
-pub(crate) const PATCH_TAG: u8 = b'p';
-/// Record tag of staged nodes (`id || 's' || node id` → node bytes).
-pub(crate) const STAGED_TAG: u8 = b's';
-
-impl fmt::Display for SwsId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for SwsId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SwsId({self})")
-    }
-}
-
-impl FromStr for SwsId {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<SwsId> {
-        let mut bytes = [0u8; 16];
-        hex::decode_to_slice(s, &mut bytes).map_err(|_| Error::SwsNotFound(s.to_owned()))?;
-        Ok(SwsId(bytes))
-    }
-}
-
-/// The persisted state of one SWS.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SwsState {
-    /// The agent or person that owns it; only they (or a delegate) write and commit it.
-    pub owner: String,
-    /// Optional human name.
-    pub name: Option<String>,
-    /// The branch its commit moves (full ref name).
-    pub branch: String,
-    /// The snapshot it is anchored on.
-    pub base: NodeId,
-    /// Its current working tree.
-    pub tree: NodeId,
-    /// How many patches it has applied (the micro-history's length).
-    pub patches: u64,
-    /// Conflicts left by the last commit attempt, shown in the tree as marked files.
-    pub conflicts: Vec<Conflict>,
-    /// Agents allowed to act on it besides its owner.
-    #[serde(default)]
-    pub delegates: Vec<String>,
-}
 
 /// One entry of an SWS's micro-history: one applied patch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,7 +103,7 @@ impl Source for SwsSource<'_, '_> {
         match self
             .dag
             .store
-            .sws
+            .table(&RECORDS)
             .get(self.dag.txn, &self.id.staged_key(id))?
         {
             Some(bytes) => Ok(Some(crate::store::verified(id, bytes)?)),
@@ -218,7 +119,7 @@ impl Source for SwsSource<'_, '_> {
             .filter(|(_, bytes)| bytes.is_none())
             .map(|(id, _)| {
                 let key = self.id.staged_key(id);
-                Ok((*id, self.dag.store.sws.get(self.dag.txn, &key)?))
+                Ok((*id, self.dag.store.table(&RECORDS).get(self.dag.txn, &key)?))
             })
             .collect::<Result<Vec<_>>>()?;
         if staged.is_empty() {
@@ -237,7 +138,7 @@ impl Source for SwsSource<'_, '_> {
             || self
                 .dag
                 .store
-                .sws
+                .table(&RECORDS)
                 .get(self.dag.txn, &self.id.staged_key(id))?
                 .is_some())
     }
@@ -255,50 +156,6 @@ impl Source for SwsSource<'_, '_> {
     fn tree_cache(&self) -> Option<&crate::treecache::TreeCache> {
         self.dag.tree_cache()
     }
-}
-
-/// Loads an SWS's state.
-pub fn get(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<SwsState> {
-    let raw = store
-        .sws
-        .get(txn, &id.0)?
-        .ok_or_else(|| Error::SwsNotFound(id.to_string()))?;
-    Ok(cbor::from_canonical_bytes(raw)?)
-}
-
-/// Every live SWS, by id. Seeks from one SWS's state to the next, past its records.
-pub fn list(store: &Store, txn: &ReadTxn<'_>) -> Result<Vec<(SwsId, SwsState)>> {
-    let mut out = Vec::new();
-    let mut start: Bound<Vec<u8>> = Bound::Unbounded;
-    loop {
-        let bounds = (start.as_ref().map(Vec::as_slice), Bound::Unbounded);
-        let Some(entry) = store.sws.range(txn, &bounds)?.next() else {
-            break;
-        };
-        let (key, raw) = entry?;
-        let Some(id) = key.get(..16).and_then(|id| <[u8; 16]>::try_from(id).ok()) else {
-            // Only a damaged store holds one; the SWS after it still list.
-            tracing::warn!(key = %hex::encode(key), "skipping an SWS key shorter than an id");
-            start = Bound::Excluded(key.to_vec());
-            continue;
-        };
-        let id = SwsId(id);
-        if key.len() == id.0.len() {
-            out.push((id, cbor::from_canonical_bytes(raw)?));
-        }
-        match id.successor() {
-            Some(next) => start = Bound::Included(next.0.to_vec()),
-            None => break,
-        }
-    }
-    Ok(out)
-}
-
-pub(crate) fn put_state(op: &mut Op<'_>, id: SwsId, state: &SwsState) -> Result<()> {
-    let bytes = cbor::to_canonical_bytes(state)?;
-    let store = op.store();
-    store.sws.put(op.wtxn(), &id.0, &bytes)?;
-    Ok(())
 }
 
 /// `shadow.create`: a new SWS on the tip of `branch` (or on `base`, if given, committing to
@@ -325,7 +182,9 @@ pub(crate) fn create_in(
     if branch.kind() != RefKind::Branch {
         return Err(Error::TagImmutable(branch.short().to_owned()));
     }
-    let tip = refs::get(op.store(), op.txn(), branch)?
+    let tip = op
+        .store()
+        .ref_target(op.txn(), branch.full())?
         .ok_or_else(|| Error::RefNotFound(branch.to_string()))?;
     let base = base.unwrap_or(tip);
     let tree = tree::tree_of(&Dag::new(op.store(), op.txn()), &base)?;
@@ -376,20 +235,24 @@ pub(crate) fn working_in(op: &mut Op<'_>, branch: &RefName, owner: &str) -> Resu
         Some(&format!("working:{}", branch.short())),
     )?;
     let store = op.store();
-    store.working.put(op.wtxn(), branch.full(), &id.0)?;
+    store.table(&WORKING).put(op.wtxn(), branch.full(), &id.0)?;
     Ok(id)
 }
 
 /// The working SWS of `branch` if it has one now (never creates it: safe where writing is not).
 pub fn working_id(store: &Store, txn: &ReadTxn<'_>, branch: &RefName) -> Result<Option<SwsId>> {
-    let Some(raw) = store.working.get(txn, branch.full())? else {
+    let Some(raw) = store.table(&WORKING).get(txn, branch.full())? else {
         return Ok(None);
     };
     let Ok(bytes) = <[u8; 16]>::try_from(raw) else {
         return Ok(None);
     };
     let id = SwsId(bytes);
-    Ok(store.sws.get(txn, &id.0)?.is_some().then_some(id))
+    Ok(store
+        .table(&RECORDS)
+        .get(txn, &id.0)?
+        .is_some()
+        .then_some(id))
 }
 
 /// Re-anchors the working SWS of `branch` on `tip`, the branch's new target, when it has no
@@ -512,7 +375,7 @@ pub(crate) fn apply_in(op: &mut Op<'_>, id: SwsId, patch: &Patch) -> Result<Appl
 fn apply_with(op: &mut Op<'_>, id: SwsId, patch: &Patch, nodes: &[EncodedNode]) -> Result<Applied> {
     let mut state = get(op.store(), op.txn(), id)?;
     let patch_key = id.patch_key(&patch.id);
-    if let Some(raw) = op.store().sws.get(op.txn(), &patch_key)? {
+    if let Some(raw) = op.store().table(&RECORDS).get(op.txn(), &patch_key)? {
         let seq = <[u8; 8]>::try_from(raw)
             .map(u64::from_be_bytes)
             .unwrap_or(0);
@@ -553,12 +416,14 @@ fn apply_with(op: &mut Op<'_>, id: SwsId, patch: &Patch, nodes: &[EncodedNode]) 
         tree,
     };
     let store = op.store();
-    store.sws.put(
+    store.table(&RECORDS).put(
         op.wtxn(),
         &id.history_key(seq),
         &cbor::to_canonical_bytes(&record)?,
     )?;
-    store.sws.put(op.wtxn(), &patch_key, &seq.to_be_bytes())?;
+    store
+        .table(&RECORDS)
+        .put(op.wtxn(), &patch_key, &seq.to_be_bytes())?;
     op.log(LogOp::SwsPatched {
         sws: id.to_string(),
         seq,
@@ -638,7 +503,7 @@ pub(crate) fn pin_checkout(
 pub fn staged_size(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<StagedSize> {
     let mut size = StagedSize::default();
     for entry in store
-        .sws
+        .table(&RECORDS)
         .prefix_iter(txn, &id.record_key(STAGED_TAG, &[]))?
     {
         let (_, bytes) = entry?;
@@ -655,7 +520,7 @@ pub fn history_record(
     id: SwsId,
     seq: u64,
 ) -> Result<Option<PatchRecord>> {
-    match store.sws.get(txn, &id.history_key(seq))? {
+    match store.table(&RECORDS).get(txn, &id.history_key(seq))? {
         Some(raw) => Ok(Some(cbor::from_canonical_bytes(raw)?)),
         None => Ok(None),
     }
@@ -665,7 +530,7 @@ pub fn history_record(
 pub fn history(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<Vec<PatchRecord>> {
     let mut out = Vec::new();
     for entry in store
-        .sws
+        .table(&RECORDS)
         .prefix_iter(txn, &id.record_key(HISTORY_TAG, &[]))?
     {
         let (_, raw) = entry?;
@@ -701,15 +566,15 @@ pub(crate) fn discard_in(op: &mut Op<'_>, id: SwsId) -> Result<()> {
 pub(crate) fn remove(op: &mut Op<'_>, id: SwsId) -> Result<()> {
     let store = op.store();
     let keys: Vec<Vec<u8>> = store
-        .sws
+        .table(&RECORDS)
         .prefix_iter(op.txn(), &id.0)?
         .map(|entry| entry.map(|(key, _)| key.to_vec()))
         .collect::<Result<_, _>>()?;
     for key in keys {
-        store.sws.delete(op.wtxn(), &key)?;
+        store.table(&RECORDS).delete(op.wtxn(), &key)?;
     }
     let working: Vec<String> = store
-        .working
+        .table(&WORKING)
         .iter(op.txn())?
         .filter_map(|entry| match entry {
             Ok((branch, raw)) if raw == id.0 => Some(Ok(branch.to_owned())),
@@ -718,7 +583,7 @@ pub(crate) fn remove(op: &mut Op<'_>, id: SwsId) -> Result<()> {
         })
         .collect::<Result<_, _>>()?;
     for branch in working {
-        store.working.delete(op.wtxn(), &branch)?;
+        store.table(&WORKING).delete(op.wtxn(), &branch)?;
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Step 2: who asks, and whether they may. A command needs a [`Permission`] (from its type, see
-//! [`super::Command::permission`]); a [`Caller`] has it or is refused with a code: `forbidden`
+//! [`super::typed::Command::permission`]); a [`Caller`] has it or is refused with a code: `forbidden`
 //! for a missing permission, `not_owner` for an SWS that is neither the agent's nor delegated to
 //! it. A refusal comes before any effect.
 //!

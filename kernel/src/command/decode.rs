@@ -9,11 +9,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::args::{ApplyArgs, CommitArgs, CreateArgs, StageArgs, SwsArgs};
-use super::{Command, Operation};
+use super::typed::Command;
 use crate::cbor;
 use crate::error::{Error, Result};
 use crate::sws::SwsId;
 use crate::sync::wire;
+use jit_proto::Operation;
 
 fn payload<T: DeserializeOwned>(value: Value) -> Result<T> {
     cbor::from_value(value).map_err(|e| Error::InvalidInput(format!("bad payload: {e}")))

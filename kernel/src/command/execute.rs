@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::args::{MoveArgs, ReadArgs, RefArgs};
 use super::caller::Caller;
 use super::reply::{self, CheckoutInfo};
-use super::Command;
+use super::typed::Command;
 use crate::cbor;
 use crate::checkout;
 use crate::collapse::{self, Outcome};

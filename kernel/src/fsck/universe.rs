@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::FsckReport;
+use super::store::{fsck, journal_problems, FsckReport};
 use crate::agents::JOURNAL_FILE;
 use crate::error::Result;
 use crate::identity::{self, UniverseInfo, INFO_FILE, KEY_FILE};
@@ -14,14 +14,14 @@ use crate::journal::Journal;
 use crate::refs::{RefKind, RefName};
 use crate::repo::Repository;
 
-/// Checks the store ([`super::fsck`]) and then the universe's files around it.
+/// Checks the store ([`fsck`]) and then the universe's files around it.
 pub fn fsck_universe(repo: &Repository) -> Result<FsckReport> {
-    let mut report = super::fsck(repo.store())?;
+    let mut report = fsck(repo.store())?;
     let jit_dir = repo.jit_dir();
     check_identity(repo, &mut report)?;
     check_head(jit_dir, &mut report);
     check_journal(jit_dir, &mut report);
-    report.problems.extend(super::journal_problems(jit_dir));
+    report.problems.extend(journal_problems(jit_dir));
     Ok(report)
 }
 

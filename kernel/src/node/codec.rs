@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 
 use ciborium::value::Value;
 
-use super::model::shape;
-use super::{
-    Blob, ChunkRef, DeclaredTime, Direction, EntryKind, FederationEdge, Node, NodeError, NodeType,
-    Payload, Provenance, Rewrite, RewriteKind, Snapshot, Tree, TreeEntry, Trust, FORMAT_VERSION,
+use super::model::{
+    shape, Blob, ChunkRef, DeclaredTime, Direction, EntryKind, FederationEdge, Node, NodeError,
+    NodeType, Payload, Provenance, Rewrite, RewriteKind, Snapshot, Tree, TreeEntry, Trust,
+    FORMAT_VERSION,
 };
 use crate::cbor::{self, fields};
 use crate::id::NodeId;

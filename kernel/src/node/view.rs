@@ -5,8 +5,7 @@
 //! payload. It reads the same canonical CBOR the codec writes, and trusts that the store already
 //! validated it; it never writes bytes, so it cannot change an encoding or an id.
 
-use super::model::shape;
-use super::{NodeError, NodeType};
+use super::model::{shape, NodeError, NodeType};
 use crate::cbor;
 use crate::id::NodeId;
 

@@ -34,12 +34,12 @@ use std::collections::{HashMap, HashSet};
 
 use heed::RwTxn;
 
+use super::state::{SwsId, SwsState, RECORDS, STAGED_TAG};
 use crate::content::EncodedNode;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::{Node, NodeType, NodeView};
 use crate::store::{ReadTxn, Store};
-use crate::sws::{SwsId, SwsState};
 
 /// Record tag of counts (`id || 'r' || node id` → references `u64` BE || holds `u64` BE),
 /// absent for a staged node with one reference and no hold.
@@ -193,10 +193,10 @@ impl Ledger {
             return Ok(());
         }
         let key = self.id.staged_key(&node);
-        if store.sws.get(txn, &key)?.is_some() {
+        if store.table(&RECORDS).get(txn, &key)?.is_some() {
             return Ok(());
         }
-        store.sws.put(txn, &key, bytes)?;
+        store.table(&RECORDS).put(txn, &key, bytes)?;
         let count = match self.counts.get(&node) {
             Some(count) => *count,
             None => self.record(store, txn, &node)?.unwrap_or(Count::none(None)),
@@ -331,13 +331,13 @@ impl Ledger {
                     continue; // never counted: left alone
                 }
                 let staged = self.id.staged_key(node);
-                if let Some(bytes) = store.sws.get(txn, &staged)? {
+                if let Some(bytes) = store.table(&RECORDS).get(txn, &staged)? {
                     settled.bytes += bytes.len() as u64;
                     settled.dropped += 1;
-                    store.sws.delete(txn, &staged)?;
+                    store.table(&RECORDS).delete(txn, &staged)?;
                 }
                 if matches!(count.stored, Stored::Record { .. }) {
-                    store.sws.delete(txn, &key)?;
+                    store.table(&RECORDS).delete(txn, &key)?;
                 }
                 continue;
             }
@@ -355,9 +355,9 @@ impl Ledger {
                 (stored, wanted) if stored == wanted => {}
                 (Stored::Nothing, Stored::Implicit) => {}
                 (Stored::Record { .. }, Stored::Implicit) => {
-                    store.sws.delete(txn, &key)?;
+                    store.table(&RECORDS).delete(txn, &key)?;
                 }
-                _ => store.sws.put(txn, &key, &count.encode())?,
+                _ => store.table(&RECORDS).put(txn, &key, &count.encode())?,
             }
         }
         Ok(settled)
@@ -373,14 +373,17 @@ impl Ledger {
     ) -> Result<bool> {
         match count.staged {
             Some(staged) => Ok(staged),
-            None => Ok(store.sws.get(txn, &self.id.staged_key(node))?.is_some()),
+            None => Ok(store
+                .table(&RECORDS)
+                .get(txn, &self.id.staged_key(node))?
+                .is_some()),
         }
     }
 
     /// The count record of `node`, if it has one.
     fn record(&self, store: &Store, txn: &ReadTxn<'_>, node: &NodeId) -> Result<Option<Count>> {
         let key = self.id.record_key(COUNT_TAG, node.as_bytes());
-        let Some(raw) = store.sws.get(txn, &key)? else {
+        let Some(raw) = store.table(&RECORDS).get(txn, &key)? else {
             return Ok(None);
         };
         let (refs, holds) = decode_record(node, raw)?;
@@ -401,7 +404,13 @@ impl Ledger {
         }
         let count = match self.record(store, txn, node)? {
             Some(count) => count,
-            None if store.sws.get(txn, &self.id.staged_key(node))?.is_none() => return Ok(None),
+            None if store
+                .table(&RECORDS)
+                .get(txn, &self.id.staged_key(node))?
+                .is_none() =>
+            {
+                return Ok(None)
+            }
             None if self.legacy => Count::none(Some(true)),
             None => Count {
                 refs: 1,
@@ -443,7 +452,7 @@ fn staged_children(
     id: SwsId,
     node: &NodeId,
 ) -> Result<Vec<NodeId>> {
-    let Some(bytes) = store.sws.get(txn, &id.staged_key(node))? else {
+    let Some(bytes) = store.table(&RECORDS).get(txn, &id.staged_key(node))? else {
         return Ok(Vec::new());
     };
     if NodeView::peek(bytes)?.node_type == NodeType::Chunk {
@@ -484,7 +493,7 @@ pub(crate) fn pin(
     tree: Option<NodeId>,
 ) -> Result<Settled> {
     let key = pin_key(id, dir);
-    let old = match store.sws.get(txn, &key)? {
+    let old = match store.table(&RECORDS).get(txn, &key)? {
         Some(raw) => Some(NodeId::from_slice(raw).ok_or_else(|| {
             Error::InvalidInput(format!("the pin of checkout {dir} in SWS {id} is damaged"))
         })?),
@@ -496,28 +505,31 @@ pub(crate) fn pin(
     let mut ledger = Ledger::new(id);
     ledger.retarget(old.as_slice(), tree.as_slice());
     match tree {
-        Some(tree) => store.sws.put(txn, &key, tree.as_bytes())?,
+        Some(tree) => store.table(&RECORDS).put(txn, &key, tree.as_bytes())?,
         None => {
-            store.sws.delete(txn, &key)?;
+            store.table(&RECORDS).delete(txn, &key)?;
         }
     }
     ledger.settle(store, txn)
 }
 
+/// The first layout whose staged nodes are counted.
+pub(crate) const COUNTED: u64 = 4;
+
+/// Trees on-disk checkouts hold, by the SWS they belong to: `(checkout directory, tree)`.
+pub(crate) type CheckoutPins = HashMap<SwsId, Vec<(String, NodeId)>>;
+
 /// Counts the staged nodes of every SWS of a store written before counts existed: references
-/// from each SWS's roots and from the trees its checkouts hold, and a hold on every staged node
-/// nothing reaches (it may be content staged ahead of its patch), so nothing staged then is
-/// dropped before something supersedes it. Part of the store upgrade to layout 4.
-pub(crate) fn count_legacy(store: &Store, txn: &mut RwTxn<'_>) -> Result<u64> {
-    let mut pins: HashMap<SwsId, Vec<(String, NodeId)>> = HashMap::new();
-    for entry in store.checkouts.iter(txn)? {
-        let (dir, raw) = entry?;
-        let state: crate::checkout::CheckoutState = crate::cbor::from_canonical_bytes(raw)?;
-        if let (Some(tree), Some(id)) = (state.tree, crate::checkout::sws_of(store, txn, &state)?) {
-            pins.entry(id).or_default().push((dir.to_owned(), tree));
-        }
-    }
-    let swss = crate::sws::list(store, txn)?;
+/// from each SWS's roots and from the trees its checkouts hold (`pins`, read by the checkout
+/// module, whose table they are in), and a hold on every staged node nothing reaches (it may be
+/// content staged ahead of its patch), so nothing staged then is dropped before something
+/// supersedes it. Part of the store upgrade to layout [`COUNTED`].
+pub(crate) fn count_legacy(
+    store: &Store,
+    txn: &mut RwTxn<'_>,
+    mut pins: CheckoutPins,
+) -> Result<u64> {
+    let swss = super::state::list(store, txn)?;
     let mut counted = 0;
     for (id, state) in &swss {
         let mut ledger = Ledger {
@@ -526,7 +538,9 @@ pub(crate) fn count_legacy(store: &Store, txn: &mut RwTxn<'_>) -> Result<u64> {
         };
         let mut roots = roots(state);
         for (dir, tree) in pins.remove(id).unwrap_or_default() {
-            store.sws.put(txn, &pin_key(*id, &dir), tree.as_bytes())?;
+            store
+                .table(&RECORDS)
+                .put(txn, &pin_key(*id, &dir), tree.as_bytes())?;
             roots.push(tree);
         }
         ledger.retarget(&[], &roots);
@@ -553,7 +567,12 @@ fn reachable(
     let mut reached = HashSet::new();
     let mut work = roots.to_vec();
     while let Some(node) = work.pop() {
-        if store.sws.get(txn, &id.staged_key(&node))?.is_none() || !reached.insert(node) {
+        if store
+            .table(&RECORDS)
+            .get(txn, &id.staged_key(&node))?
+            .is_none()
+            || !reached.insert(node)
+        {
             continue;
         }
         work.extend(staged_children(store, txn, id, &node)?);
@@ -563,9 +582,9 @@ fn reachable(
 
 /// The ids of every node staged for SWS `id`.
 pub(crate) fn staged_ids(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<Vec<NodeId>> {
-    let prefix = id.record_key(crate::sws::STAGED_TAG, &[]);
+    let prefix = id.record_key(STAGED_TAG, &[]);
     let mut out = Vec::new();
-    for entry in store.sws.prefix_iter(txn, &prefix)? {
+    for entry in store.table(&RECORDS).prefix_iter(txn, &prefix)? {
         let (key, _) = entry?;
         if let Some(node) = NodeId::from_slice(&key[prefix.len()..]) {
             out.push(node);
@@ -581,9 +600,12 @@ pub(crate) fn staged_ids(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<
 pub(crate) fn audit(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<Vec<String>> {
     use std::collections::HashSet;
 
-    let state = crate::sws::get(store, txn, id)?;
+    let state = super::state::get(store, txn, id)?;
     let mut roots = roots(&state);
-    for entry in store.sws.prefix_iter(txn, &id.record_key(PIN_TAG, &[]))? {
+    for entry in store
+        .table(&RECORDS)
+        .prefix_iter(txn, &id.record_key(PIN_TAG, &[]))?
+    {
         let (_, raw) = entry?;
         roots.extend(NodeId::from_slice(raw));
     }
@@ -591,7 +613,7 @@ pub(crate) fn audit(store: &Store, txn: &ReadTxn<'_>, id: SwsId) -> Result<Vec<S
     // (references, holds): a record, else one reference for a staged node.
     let mut stored: HashMap<NodeId, (u64, u64)> = staged.iter().map(|n| (*n, (1, 0))).collect();
     let count_prefix = id.record_key(COUNT_TAG, &[]);
-    for entry in store.sws.prefix_iter(txn, &count_prefix)? {
+    for entry in store.table(&RECORDS).prefix_iter(txn, &count_prefix)? {
         let (key, raw) = entry?;
         let node = NodeId::from_slice(&key[count_prefix.len()..])
             .ok_or_else(|| Error::InvalidInput("count key".into()))?;
@@ -813,7 +835,12 @@ mod tests {
             read_blob(&src, blob).unwrap();
         }
         let prefix = id.record_key(COUNT_TAG, &[]);
-        for entry in repo.store().sws.prefix_iter(&txn, &prefix).unwrap() {
+        for entry in repo
+            .store()
+            .table(&RECORDS)
+            .prefix_iter(&txn, &prefix)
+            .unwrap()
+        {
             let (key, raw) = entry.unwrap();
             let node = NodeId::from_slice(&key[prefix.len()..]).unwrap();
             let (_, holds) = decode_record(&node, raw).unwrap();
@@ -921,13 +948,13 @@ mod tests {
             .unlogged_write(|wtxn| {
                 let prefix = id.record_key(COUNT_TAG, &[]);
                 let keys: Vec<Vec<u8>> = store
-                    .sws
+                    .table(&RECORDS)
                     .prefix_iter(wtxn, &prefix)?
                     .map(|e| e.map(|(key, _)| key.to_vec()))
                     .collect::<std::result::Result<_, _>>()?;
                 assert!(!keys.is_empty());
                 for key in keys {
-                    store.sws.delete(wtxn, &key)?;
+                    store.table(&RECORDS).delete(wtxn, &key)?;
                 }
                 store.meta.put(wtxn, "layout", &3u64.to_be_bytes())?;
                 Ok(())

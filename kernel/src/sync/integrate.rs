@@ -131,7 +131,7 @@ pub fn integrate(
             nodes: new_nodes,
             refs: changes.iter().filter(|c| c.changed()).count() as u64,
         })?;
-        op.store().sync_staged.clear(op.wtxn())?;
+        super::staging::clear(op)?;
         Ok((new_nodes, changes))
     })
 }

@@ -4,7 +4,14 @@
 
 use crate::error::Result;
 use crate::id::NodeId;
-use crate::store::{ReadTxn, Store};
+use heed::types::Bytes;
+
+use crate::store::{Declared, Op, ReadTxn, Store, TableDef};
+
+/// NodeId → verified bytes received by a pull that has not been appended yet.
+const STAGED: TableDef<Bytes, Bytes> = TableDef::new("sync_staged", 6);
+/// The staging table, for the registry.
+pub(crate) const STAGED_TABLE: Declared = STAGED.declared();
 
 /// Keeps verified nodes (id, canonical bytes) durably, in one write transaction.
 pub fn keep(store: &Store, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
@@ -13,7 +20,7 @@ pub fn keep(store: &Store, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
     }
     store.unlogged_write(|txn| {
         for (id, bytes) in nodes {
-            store.sync_staged.put(txn, id.as_bytes(), bytes)?;
+            store.table(&STAGED).put(txn, id.as_bytes(), bytes)?;
         }
         Ok(())
     })
@@ -21,10 +28,16 @@ pub fn keep(store: &Store, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
 
 /// A staged node's bytes, if one was kept.
 pub fn get<'t>(store: &Store, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
-    Ok(store.sync_staged.get(txn, id.as_bytes())?)
+    Ok(store.table(&STAGED).get(txn, id.as_bytes())?)
 }
 
 /// How many nodes are staged.
 pub fn count(store: &Store, txn: &ReadTxn<'_>) -> Result<u64> {
-    Ok(store.sync_staged.len(txn)?)
+    Ok(store.table(&STAGED).len(txn)?)
+}
+
+/// Empties the staging table inside `op` (the append that ends a pull does).
+pub(crate) fn clear(op: &mut Op<'_>) -> Result<()> {
+    op.store().table(&STAGED).clear(op.wtxn())?;
+    Ok(())
 }

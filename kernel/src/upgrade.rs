@@ -1,225 +1,139 @@
 //! Moves the records of earlier layouts into today's, once, when a store is opened.
 //!
-//! - Earlier stores kept an SWS's micro-history, applied patch ids and staged nodes in three
-//!   tables of their own, and each agent's last `ts` in a fourth; a patch then dirtied seven
-//!   B-tree paths. Today the first three live in the `sws` table behind record tags (see
-//!   [`crate::sws`]).
-//! - An agent's clock (its last `ts`, and now also its count of delivered messages) lives in
-//!   `agent_msgs` at `name || 1`, right after the agent's window records (see
-//!   [`crate::agents`]). Layout 2 kept it at `name || 0`.
-//! - Staged nodes carry counts of what refers to them (layout 4, see [`crate::sws`]): a store
-//!   of an earlier layout gets them once, from each SWS's roots and its checkouts' trees.
-//!
-//! The move is one write transaction: a crash leaves either the old layout or the new one. The
-//! emptied tables stay as empty names (LMDB cannot drop a named table's entry without its
-//! handle's help) and are never written again. The same transaction records the layout
-//! ([`LAYOUT`]) in `meta`, and a store recording a later one is refused, never misread.
+//! The steps belong to the modules whose tables they change and come in through the registry
+//! (`crate::tables`): the SWS records that moved into the `sws` table behind record tags
+//! ([`crate::sws`]), the agents' clocks that moved within `agent_msgs` ([`crate::agents`]), the
+//! counts of staged nodes (layout 4, [`crate::sws`]). This file only orders them: it reads the
+//! recorded layout, refuses a newer one, runs every pending step in one write transaction and
+//! records this build's layout ([`LAYOUT`]) in the same transaction, so a crash leaves either
+//! the old layout or the new. Emptied tables stay as empty names (LMDB cannot drop a named
+//! table's entry without its handle's help) and are never written again.
 
 use std::path::Path;
 
-use heed::types::{Bytes, Str};
+use heed::types::Bytes;
 use heed::{Database, Env, RoTxn, RwTxn, WithoutTls};
 
-use super::Store;
-use crate::agents::{clock_key, Clock};
-use crate::error::{Error, Result};
-use crate::sws;
+use crate::error::Result;
+use crate::store::layout::{check_layout, recorded_layout, LAYOUT, LAYOUT_KEY};
+use crate::store::Store;
 
-/// This build's table layout: 1 kept an SWS's records in tables of their own, 2 moved them into
-/// `sws` behind record tags (an agent's clock at `name || 0`), 3 keeps the clock at
-/// `name || 1`, 4 counts the references to staged nodes (an older build would patch without
-/// counting, and a later drop would take what its trees use). Raise it with every change an
-/// older build would misread.
-pub(crate) const LAYOUT: u64 = 4;
+/// [`UpgradeStep::pending`]: the environment, the store, a read transaction, the recorded layout.
+pub type PendingFn =
+    fn(&Env<WithoutTls>, &Store, &RoTxn<'_, WithoutTls>, Option<u64>) -> Result<bool>;
 
-/// The first layout whose staged nodes are counted ([`sws::gc`]).
-const COUNTED: u64 = 4;
+/// [`UpgradeStep::run`]: the environment, the store, the upgrade's write transaction, the
+/// recorded layout.
+pub type RunFn = fn(&Env<WithoutTls>, &Store, &mut RwTxn<'_>, Option<u64>) -> Result<u64>;
 
-/// The `meta` key of the layout a store was last written in (8 bytes, big-endian). Stores from
-/// before it was recorded lack it, and are upgraded as layout 1 or 2.
-const LAYOUT_KEY: &str = "layout";
-
-/// The layout recorded in the `meta` table, if any.
-fn recorded_layout(meta: Database<Str, Bytes>, txn: &RoTxn<'_, WithoutTls>) -> Result<Option<u64>> {
-    match meta.get(txn, LAYOUT_KEY)? {
-        None => Ok(None),
-        Some(raw) => <[u8; 8]>::try_from(raw)
-            .map(|bytes| Some(u64::from_be_bytes(bytes)))
-            .map_err(|_| {
-                Error::InvalidInput(format!(
-                    "the store's layout record is damaged ({} bytes)",
-                    raw.len()
-                ))
-            }),
-    }
-}
-
-/// Refuses, before anything is written, a store in `dir` recording a layout newer than this
-/// build's. Finds `meta` by name: such a store may lack tables this build would create.
-pub(super) fn refuse_newer(env: &Env<WithoutTls>, dir: &Path) -> Result<()> {
-    let rtxn = env.read_txn()?;
-    match env.open_database::<Str, Bytes>(&rtxn, Some("meta"))? {
-        Some(meta) => check_layout(recorded_layout(meta, &rtxn)?, dir),
-        None => Ok(()),
-    }
-}
-
-/// Refuses a store recording a layout newer than this build's.
-fn check_layout(recorded: Option<u64>, dir: &Path) -> Result<()> {
-    match recorded {
-        Some(found) if found > LAYOUT => Err(Error::NewerLayout {
-            path: dir.to_path_buf(),
-            found,
-            supported: LAYOUT,
-        }),
-        _ => Ok(()),
-    }
+/// One module's part of bringing an older store up to this build's layout. Every step runs in
+/// the one write transaction of the upgrade, so a crash leaves the old layout or the new.
+pub struct UpgradeStep {
+    /// What it does, for the log.
+    pub name: &'static str,
+    /// Whether the store still needs it (a cheap read; `recorded` is the layout the store
+    /// recorded, none for a store from before layouts were recorded).
+    pub pending: PendingFn,
+    /// Does it; returns how many records it moved or counted.
+    pub run: RunFn,
 }
 
 /// One table of an earlier layout and where its records go now.
-struct Legacy {
+pub(crate) struct Legacy {
     /// The old table's name.
-    name: &'static str,
+    pub(crate) name: &'static str,
     /// The table its records move to.
-    target: fn(&Store) -> Database<Bytes, Bytes>,
+    pub(crate) target: fn(&Store) -> Database<Bytes, Bytes>,
     /// The record's key in the new table, from its old key; `None` for a malformed key.
-    key: fn(&[u8]) -> Option<Vec<u8>>,
+    pub(crate) key: fn(&[u8]) -> Option<Vec<u8>>,
     /// What to store when the new table already holds `present` and the old one `old`; `None`
     /// keeps `present`.
-    merge: fn(present: &[u8], old: &[u8]) -> Option<Vec<u8>>,
+    pub(crate) merge: fn(present: &[u8], old: &[u8]) -> Option<Vec<u8>>,
 }
 
 /// An old SWS record key (`id || rest`) with a record tag after the id; `None` when the key is
 /// too short to hold an id.
-fn tagged(tag: u8, old: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn tagged(tag: u8, old: &[u8]) -> Option<Vec<u8>> {
     (old.len() > 16).then(|| [&old[..16], &[tag], &old[16..]].concat())
 }
 
 /// A record the new layout already holds was written by this version meanwhile: it wins.
-fn keep_present(_present: &[u8], _old: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn keep_present(_present: &[u8], _old: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Two clocks of one agent: a clock never goes back, so the later `ts` stays, with the count of
-/// deliveries the current layout keeps.
-fn later_clock(present: &[u8], old: &[u8]) -> Option<Vec<u8>> {
-    let old = Clock::decode(old)?;
-    match Clock::decode(present) {
-        Some(present) if present.ts >= old.ts => None,
-        present => Some(
-            Clock {
-                ts: old.ts,
-                delivered: present.map_or(0, |p| p.delivered),
-                floor: old.ts.max(present.map_or(0, |p| p.floor)),
-            }
-            .encode()
-            .to_vec(),
-        ),
-    }
-}
-
-/// The key of an agent's clock from the bare agent name the `agent_clock` table used.
-fn clock_of_name(old: &[u8]) -> Option<Vec<u8>> {
-    let name = std::str::from_utf8(old).ok()?;
-    Some(clock_key(name))
-}
-
-const LEGACY: [Legacy; 4] = [
-    Legacy {
-        name: "staged",
-        target: |store| store.sws,
-        key: |old| tagged(sws::STAGED_TAG, old),
-        merge: keep_present,
-    },
-    Legacy {
-        name: "sws_history",
-        target: |store| store.sws,
-        key: |old| tagged(sws::HISTORY_TAG, old),
-        merge: keep_present,
-    },
-    Legacy {
-        name: "sws_patches",
-        target: |store| store.sws,
-        key: |old| tagged(sws::PATCH_TAG, old),
-        merge: keep_present,
-    },
-    Legacy {
-        name: "agent_clock",
-        target: |store| store.agent_msgs,
-        key: clock_of_name,
-        merge: later_clock,
-    },
-];
-
-/// Key of an agent's clock in the layout before this one: `name || 0`.
-fn previous_clock_key(name: &str) -> Vec<u8> {
-    [name.as_bytes(), &[0]].concat()
-}
-
-/// Registered agents whose clock is still at its previous key.
-fn clocks_to_move(store: &Store, txn: &RoTxn<'_, WithoutTls>) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in store.agents.iter(txn)? {
-        let (name, _) = entry?;
-        if store
-            .agent_msgs
-            .get(txn, &previous_clock_key(name))?
-            .is_some()
-        {
-            names.push(name.to_owned());
-        }
-    }
-    Ok(names)
-}
-
-/// Moves every record of an earlier layout into today's tables and records today's layout;
-/// returns how many records moved. Refuses a store (in `dir`) of a later layout. Cheap when the
-/// store is up to date: one read transaction, no writer lock.
-pub(super) fn run(env: &Env<WithoutTls>, store: &Store, dir: &Path) -> Result<u64> {
+/// Brings the store up to this build's layout with `steps` and records the layout; returns how
+/// many records moved. Refuses a store (in `dir`) of a later layout. Cheap when the store is up
+/// to date: one read transaction, no writer lock.
+pub(crate) fn run(store: &Store, dir: &Path, steps: &[UpgradeStep]) -> Result<u64> {
+    let env = &store.env;
     {
         let rtxn = env.read_txn()?;
         let recorded = recorded_layout(store.meta, &rtxn)?;
         check_layout(recorded, dir)?;
-        let mut pending = !clocks_to_move(store, &rtxn)?.is_empty();
-        for legacy in &LEGACY {
-            if let Some(table) = env.open_database::<Bytes, Bytes>(&rtxn, Some(legacy.name))? {
-                pending |= !table.is_empty(&rtxn)?;
-            }
+        let mut pending = false;
+        for step in steps {
+            pending |= (step.pending)(env, store, &rtxn, recorded)?;
         }
         if !pending && recorded == Some(LAYOUT) {
             return Ok(0);
         }
     }
-    // Another process may have moved them meanwhile; under the writer lock, look again.
+    // Another process may have upgraded it meanwhile; under the writer lock, look again.
     let mut wtxn = env.write_txn()?;
-    check_layout(recorded_layout(store.meta, &wtxn)?, dir)?;
+    let recorded = recorded_layout(store.meta, &wtxn)?;
+    check_layout(recorded, dir)?;
     let mut moved = 0;
-    for legacy in &LEGACY {
-        moved += move_table(env, &mut wtxn, store, legacy)?;
-    }
-    moved += move_clocks(&mut wtxn, store)?;
-    if recorded_layout(store.meta, &wtxn)?.is_none_or(|layout| layout < COUNTED) {
-        let counted = sws::gc::count_legacy(store, &mut wtxn)?;
-        if counted > 0 {
-            tracing::info!(sws = counted, "counted the staged nodes of every SWS");
+    for step in steps {
+        let done = (step.run)(env, store, &mut wtxn, recorded)?;
+        if done > 0 {
+            tracing::info!(
+                step = step.name,
+                records = done,
+                "upgraded the store's layout"
+            );
         }
+        moved += done;
     }
     store
         .meta
         .put(&mut wtxn, LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
     wtxn.commit()?;
-    if moved == 0 {
-        return Ok(0);
+    Ok(moved)
+}
+
+/// Whether any of the `legacy` tables still holds records.
+pub(crate) fn legacy_pending(
+    env: &Env<WithoutTls>,
+    rtxn: &RoTxn<'_, WithoutTls>,
+    legacy: &[Legacy],
+) -> Result<bool> {
+    for table in legacy {
+        if let Some(table) = env.open_database::<Bytes, Bytes>(rtxn, Some(table.name))? {
+            if !table.is_empty(rtxn)? {
+                return Ok(true);
+            }
+        }
     }
-    tracing::info!(
-        records = moved,
-        "moved records into this version's table layout"
-    );
+    Ok(false)
+}
+
+/// Moves every record of the `legacy` tables to where it goes now; returns how many moved.
+pub(crate) fn move_legacy(
+    env: &Env<WithoutTls>,
+    wtxn: &mut RwTxn<'_>,
+    store: &Store,
+    legacy: &[Legacy],
+) -> Result<u64> {
+    let mut moved = 0;
+    for table in legacy {
+        moved += move_table(env, wtxn, store, table)?;
+    }
     Ok(moved)
 }
 
 /// Puts `old` at `key` of `target`, merged with what is already there.
-fn put_merged(
+pub(crate) fn put_merged(
     wtxn: &mut RwTxn<'_>,
     target: Database<Bytes, Bytes>,
     key: &[u8],
@@ -234,19 +148,6 @@ fn put_merged(
         target.put(wtxn, key, &keep)?;
     }
     Ok(())
-}
-
-fn move_clocks(wtxn: &mut RwTxn<'_>, store: &Store) -> Result<u64> {
-    let names = clocks_to_move(store, wtxn)?;
-    for name in &names {
-        let previous = previous_clock_key(name);
-        let Some(old) = store.agent_msgs.get(wtxn, &previous)?.map(<[u8]>::to_vec) else {
-            continue;
-        };
-        put_merged(wtxn, store.agent_msgs, &clock_key(name), &old, later_clock)?;
-        store.agent_msgs.delete(wtxn, &previous)?;
-    }
-    Ok(names.len() as u64)
 }
 
 fn move_table(
@@ -282,9 +183,23 @@ fn move_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agents::{clock_key, previous_clock_key, Clock};
+    use crate::error::Error;
     use crate::id::NodeId;
     use crate::source::Source;
-    use crate::sws::{SwsId, SwsSource, SwsState};
+    use crate::sws::{self, SwsId, SwsSource, SwsState};
+
+    /// A module's table by name, untyped: the test writes and reads layouts by hand.
+    fn raw(store: &Store, name: &str) -> Database<Bytes, Bytes> {
+        let txn = store.env.read_txn().unwrap();
+        let table = store
+            .env
+            .open_database::<Bytes, Bytes>(&txn, Some(name))
+            .unwrap()
+            .unwrap();
+        txn.commit().unwrap();
+        table
+    }
 
     /// Writes records the way the previous version did, straight into its tables.
     fn write_legacy(store: &Store, id: SwsId, node: &NodeId) {
@@ -349,20 +264,22 @@ mod tests {
         {
             let mut wtxn = store.env.write_txn().unwrap();
             let bytes = crate::cbor::to_canonical_bytes(&state).unwrap();
-            store.sws.put(&mut wtxn, &id.0, &bytes).unwrap();
+            raw(&store, "sws").put(&mut wtxn, &id.0, &bytes).unwrap();
             // A damaged short key before the SWS: list() skips it and still finds the SWS.
-            store.sws.put(&mut wtxn, b"\x01bad", b"junk").unwrap();
+            raw(&store, "sws")
+                .put(&mut wtxn, b"\x01bad", b"junk")
+                .unwrap();
             // agent7 already has a later clock in the previous layout (at `name || 0`): it
             // must not go back. agent9 has one in each of the last two layouts.
             for name in ["agent7", "agent9"] {
-                store.agents.put(&mut wtxn, name, b"record").unwrap();
+                raw(&store, "agents")
+                    .put(&mut wtxn, name.as_bytes(), b"record")
+                    .unwrap();
             }
-            store
-                .agent_msgs
+            raw(&store, "agent_msgs")
                 .put(&mut wtxn, b"agent7\0", &50u64.to_be_bytes())
                 .unwrap();
-            store
-                .agent_msgs
+            raw(&store, "agent_msgs")
                 .put(&mut wtxn, b"agent9\0", &6u64.to_be_bytes())
                 .unwrap();
             let current = Clock {
@@ -370,8 +287,7 @@ mod tests {
                 delivered: 7,
                 floor: 5,
             };
-            store
-                .agent_msgs
+            raw(&store, "agent_msgs")
                 .put(&mut wtxn, b"agent9\x01", &current.encode())
                 .unwrap();
             wtxn.commit().unwrap();
@@ -382,19 +298,19 @@ mod tests {
         // Opening moves them; nothing is left to move afterwards.
         let store = Store::open(dir.path(), false).unwrap();
         assert_eq!(
-            run(&store.env, &store, dir.path()).unwrap(),
+            run(&store, dir.path(), &crate::tables::STEPS).unwrap(),
             0,
             "a second open moves nothing"
         );
         {
             let txn = store.read().unwrap();
-            for legacy in &LEGACY {
+            for legacy in ["staged", "sws_history", "sws_patches", "agent_clock"] {
                 let table = store
                     .env
-                    .open_database::<Bytes, Bytes>(&txn, Some(legacy.name))
+                    .open_database::<Bytes, Bytes>(&txn, Some(legacy))
                     .unwrap()
                     .unwrap();
-                assert!(table.is_empty(&txn).unwrap(), "{} was emptied", legacy.name);
+                assert!(table.is_empty(&txn).unwrap(), "{legacy} was emptied");
             }
         }
 
@@ -402,16 +318,17 @@ mod tests {
         let source = SwsSource::new(&store, &txn, id);
         assert_eq!(source.bytes(&node).unwrap(), Some(&b"node bytes"[..]));
         assert_eq!(
-            store.sws.get(&txn, &id.history_key(1)).unwrap(),
+            raw(&store, "sws").get(&txn, &id.history_key(1)).unwrap(),
             Some(&b"record"[..])
         );
         assert_eq!(
-            store.sws.get(&txn, &id.patch_key("patch-1")).unwrap(),
+            raw(&store, "sws")
+                .get(&txn, &id.patch_key("patch-1"))
+                .unwrap(),
             Some(&1u64.to_be_bytes()[..])
         );
         let clock = |name: &str| {
-            store
-                .agent_msgs
+            raw(&store, "agent_msgs")
                 .get(&txn, &clock_key(name))
                 .unwrap()
                 .and_then(Clock::decode)
@@ -444,8 +361,7 @@ mod tests {
         );
         for name in ["agent7", "agent9"] {
             assert_eq!(
-                store
-                    .agent_msgs
+                raw(&store, "agent_msgs")
                     .get(&txn, &previous_clock_key(name))
                     .unwrap(),
                 None,

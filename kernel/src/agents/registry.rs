@@ -1,0 +1,101 @@
+//! The agent registry: who may sign plane messages — a name, an ed25519 public key and
+//! permissions — kept in this module's `agents` table.
+
+use ed25519_dalek::VerifyingKey;
+use heed::types::{Bytes, Str};
+use serde::{Deserialize, Serialize};
+
+use crate::cbor;
+use crate::error::{Error, Result};
+use crate::log::LogOp;
+use crate::store::{Declared, Store, TableDef};
+
+/// Agent name → registered identity and permissions.
+pub(super) const AGENTS: TableDef<Str, Bytes> = TableDef::new("agents", 2);
+/// The agents' table, for the registry.
+pub(crate) const AGENTS_TABLE: Declared = AGENTS.declared();
+
+/// The permission to create SWS.
+pub const CREATE_SWS: &str = "sws.create";
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Its ed25519 public key.
+    #[serde(with = "serde_bytes")]
+    pub public_key: Vec<u8>,
+    /// What it may do: `sws.create`, `commit:<branch>` or `commit:*`.
+    pub permissions: Vec<String>,
+}
+
+impl AgentRecord {
+    /// Whether the agent holds `permission` (`commit:*` holds every `commit:<branch>`).
+    pub fn may(&self, permission: &str) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p == permission || (p == "commit:*" && permission.starts_with("commit:")))
+    }
+}
+
+/// Checks an agent name: 1–64 of `[A-Za-z0-9._-]`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "invalid agent name {:?}: 1-64 letters, digits, '.', '_' or '-'",
+            name.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// Registers (or re-keys) an agent.
+pub fn register(
+    store: &Store,
+    name: &str,
+    public_key: &VerifyingKey,
+    permissions: Vec<String>,
+) -> Result<()> {
+    validate_name(name)?;
+    let record = AgentRecord {
+        public_key: public_key.as_bytes().to_vec(),
+        permissions,
+    };
+    store.operation("agent.register", |op| {
+        let bytes = cbor::to_canonical_bytes(&record)?;
+        let store = op.store();
+        store.table(&AGENTS).put(op.wtxn(), name, &bytes)?;
+        op.log(LogOp::AgentRegistered {
+            name: name.to_owned(),
+            public_key: hex::encode(public_key.as_bytes()),
+        })?;
+        Ok(())
+    })
+}
+
+/// Looks an agent up.
+pub fn get(store: &Store, name: &str) -> Result<Option<AgentRecord>> {
+    let txn = store.read()?;
+    match store.table(&AGENTS).get(&txn, name)? {
+        Some(raw) => Ok(Some(cbor::from_canonical_bytes(raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// A message that passed every check that does not need the kernel's state of its target;
+/// its signer is the sender's registration.
+pub type Verified = jit_proto::verify::Checked<AgentRecord>;
+
+/// Every registered agent's name.
+pub(super) fn names(store: &Store, txn: &heed::RoTxn<'_, heed::WithoutTls>) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in store.table(&AGENTS).iter(txn)? {
+        names.push(entry?.0.to_owned());
+    }
+    Ok(names)
+}
