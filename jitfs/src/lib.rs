@@ -37,6 +37,7 @@ pub mod state;
 pub mod views;
 pub mod writeback;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -66,6 +67,8 @@ pub struct Shared {
     passthrough: AtomicBool,
     notices: Mutex<Option<mpsc::Sender<Notice>>>,
     wake: (Mutex<Wake>, Condvar),
+    /// One lock per view, held for the whole of a write-back of it ([`Shared::flush_lock`]).
+    flushes: Mutex<HashMap<ViewId, Arc<Mutex<()>>>>,
 }
 
 /// A batch of kernel cache invalidations, optionally acknowledged once sent.
@@ -94,6 +97,7 @@ impl Shared {
             passthrough: AtomicBool::new(false),
             notices: Mutex::new(None),
             wake: (Mutex::new(Wake::default()), Condvar::new()),
+            flushes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -187,6 +191,14 @@ impl Shared {
             wake.kicked = true;
             cvar.notify_one();
         }
+    }
+
+    /// The lock that makes write-backs of view `view` run one at a time
+    /// ([`writeback::flush_view`] holds it throughout). Taken before the state lock, never while
+    /// holding it; the map's own lock is a leaf, held only to look the view's lock up.
+    pub(crate) fn flush_lock(&self, view: ViewId) -> Arc<Mutex<()>> {
+        let mut flushes = self.flushes.lock().unwrap_or_else(|p| p.into_inner());
+        flushes.entry(view).or_default().clone()
     }
 
     /// Writes back one view now.

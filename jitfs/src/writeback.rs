@@ -28,7 +28,15 @@ use crate::Shared;
 
 /// Writes back view `view` if it has local changes; returns cache entries to invalidate (when
 /// changes from elsewhere landed meanwhile).
+///
+/// Write-backs of one view run one at a time: the write-back thread, `fsync`, a settle (RPC,
+/// plane) and the unmount may all ask at once, and each waits for the one before to end
+/// before it takes its snapshot. Patches replace whole files, so two in flight at once could
+/// commit out of order and put a file's older content back over the newer one. The caller
+/// must not hold the state lock (the flush lock comes first).
 pub fn flush_view(shared: &Shared, view: ViewId) -> Result<Vec<Inval>> {
+    let lock = shared.flush_lock(view);
+    let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
     let mut invals = Vec::new();
     for attempt in 0..2 {
         match flush_once(shared, view, &mut invals) {
@@ -152,24 +160,40 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
     Ok(())
 }
 
-/// Test hook: `JIT_TEST_WRITEBACK_PAUSE_MS` holds every write-back this long between taking
-/// its snapshot and applying it, so that a test can race an edit against a write-back in
-/// flight (the window is otherwise a few milliseconds wide). The pause announces itself by
-/// creating `.jit/writeback-paused` (removed when it ends), so the test acts once the snapshot
-/// is taken instead of guessing with a sleep. Unset, it costs one lookup.
+/// Test hooks between a write-back's snapshot and its apply, so that a test can race edits
+/// and other write-backs against a write-back in flight (the window is otherwise a few
+/// milliseconds wide). Unset, they cost one lookup each.
+///
+/// - `JIT_TEST_WRITEBACK_PAUSE_MS` holds every write-back this long. The pause announces
+///   itself by creating `.jit/writeback-paused` (removed when it ends), so the test acts once
+///   the snapshot is taken instead of guessing with a sleep.
+/// - `JIT_TEST_WRITEBACK_HOLD` (any value) holds one write-back chosen by the test: the first
+///   to find `.jit/writeback-hold` claims it by renaming it to `.jit/writeback-held`, and waits
+///   until the test removes that (at most a minute); the others go on.
 fn pause_for_tests(jit_dir: &std::path::Path) {
-    static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    use std::time::{Duration, Instant};
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    static HOLD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let pause = PAUSE.get_or_init(|| {
         std::env::var("JIT_TEST_WRITEBACK_PAUSE_MS")
             .ok()
             .and_then(|ms| ms.parse().ok())
-            .map(std::time::Duration::from_millis)
+            .map(Duration::from_millis)
     });
     if let Some(pause) = pause {
         let marker = jit_dir.join("writeback-paused");
         let _ = std::fs::write(&marker, b"");
         std::thread::sleep(*pause);
         let _ = std::fs::remove_file(&marker);
+    }
+    if *HOLD.get_or_init(|| std::env::var_os("JIT_TEST_WRITEBACK_HOLD").is_some()) {
+        let held = jit_dir.join("writeback-held");
+        if std::fs::rename(jit_dir.join("writeback-hold"), &held).is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while held.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 }
 

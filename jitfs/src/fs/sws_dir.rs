@@ -76,8 +76,14 @@ pub(super) fn discard_sws(shared: &Shared, name: &[u8]) -> Result<()> {
     else {
         return errno(Errno::ENOENT);
     };
-    sws::discard(shared.repo.store(), id)?;
-    // What the mount kept for it goes with it (its data files at the next start).
+    // The mount's own commit: the observer must not refresh from here, on the thread serving
+    // the `rmdir`, and wait for the kernel to drop `sws/NAME` — that needs the lock on `sws/`
+    // the `rmdir` holds, so the wait would last until it timed out.
+    crate::guard::as_mount(|| sws::discard(shared.repo.store(), id))?;
+    // Its view goes (and any other that showed the SWS); the kernel is told without waiting.
+    shared.refresh(false);
+    // What the mount kept for it goes with it (its data files at the next start), also when
+    // no view of it was open.
     let overlay = shared.lock().overlay.clone();
     overlay.batch(|batch| batch.remove_view(&ViewKind::Sws(id).key()).map(drop))?;
     Ok(())
