@@ -51,11 +51,15 @@ pub(super) fn refuse_truncated(env: &Env<WithoutTls>, dir: &Path) -> Result<()> 
     let file = dir.join(DATA_FILE);
     let page = u64::from(env.stat().page_size);
     let last_page = env.info().last_page_number as u64;
+    // The meta page first, the size after: another process (the daemon) may commit meanwhile,
+    // and LMDB writes a transaction's pages — growing the file — before the meta page that
+    // names them. Read the other way round, a commit in between made a healthy store look
+    // truncated (a `jit status` during a write-back said so).
+    let roots = newest_meta_roots(&file, page).unwrap_or_default();
     let size = std::fs::metadata(&file)
         .map_err(|e| Error::io(&file, e))?
         .len();
     let pages_in_file = size / page;
-    let roots = newest_meta_roots(&file, page).unwrap_or_default();
     let needed = roots
         .iter()
         .filter(|&&root| root != NO_ROOT)
@@ -64,7 +68,7 @@ pub(super) fn refuse_truncated(env: &Env<WithoutTls>, dir: &Path) -> Result<()> 
         .unwrap_or(0)
         .max((last_page + 1).saturating_sub(UNWRITTEN_TAIL_PAGES));
     if pages_in_file < needed {
-        let expected = (last_page + 1).saturating_mul(page);
+        let expected = needed.max(last_page + 1).saturating_mul(page);
         tracing::error!(store = %file.display(), size, expected, "the store is truncated");
         return Err(Error::StoreTruncated {
             path: file,
