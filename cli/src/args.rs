@@ -161,6 +161,14 @@ pub enum AgentCommand {
     },
 }
 
+/// Federation verbs: this universe as other universes see it.
+#[derive(Debug, Subcommand)]
+pub enum FederationCommand {
+    /// Show this universe's signed identity document: id, version, key, name, owner,
+    /// description, creation time, and its fingerprint (BLAKE3 of the signed document).
+    Whoami,
+}
+
 /// Sync verbs: bring a replica's branches and tags here.
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
@@ -249,6 +257,12 @@ pub enum Command {
         /// MiB that large RPC requests may hold at once (received bytes and decoded values).
         #[arg(long, default_value_t = 256, value_name = "MIB")]
         rpc_budget: usize,
+    },
+    /// Federation with other universes: identity (`whoami`).
+    Federation {
+        /// What to do.
+        #[command(subcommand)]
+        command: FederationCommand,
     },
     /// Agents: identities, and their patches and commits over the message plane.
     Agent {

@@ -18,6 +18,7 @@ use crate::progress::Bar;
 use crate::verbs::content::{cat, ls_tree};
 use crate::verbs::history::{log, show};
 use crate::verbs::refs::{branch, tag};
+use crate::verbs::universe::whoami;
 use crate::verbs::universe::{info, init, resolve_snapshot, run_fsck};
 use crate::work;
 
@@ -223,6 +224,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
             json,
         ),
+        Command::Federation { command } => match command {
+            crate::args::FederationCommand::Whoami => {
+                whoami(&out, &Repository::discover_for_reading(&universe)?)
+            }
+        },
         Command::Agent { command } => crate::agent::run(&place, command, json),
         Command::Clone { remote, dir, quiet } => {
             crate::sync::clone(&base, &remote, &dir, json, quiet || json)

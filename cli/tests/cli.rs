@@ -414,3 +414,60 @@ fn empty_directories_are_listed_committed_shown_and_checked_out() {
     assert!(co.join("full").is_dir() && !co.join("full/a.txt").exists());
     assert!(change_rows(&json(&co, &["status"])["changes"]).is_empty());
 }
+
+/// Issue #19 (identity, RFC-0021 §3): `jit federation whoami` shows this universe's signed
+/// identity document — version 1, signed by the universe key — whose fields are the universe's
+/// (as `jit info` shows them), which verifies with `jit-proto` alone, and which is the same bytes
+/// every time it is made.
+#[test]
+fn federation_whoami_shows_a_signed_identity_document_that_verifies() {
+    use jit_proto::identity::SignedIdentity;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(
+        dir.path(),
+        &["init", repo.to_str().unwrap(), "--name", "upstream"],
+    );
+    let who = json(&repo, &["federation", "whoami"]);
+    let info = json(&repo, &["info"]);
+    assert_eq!(who["universe"], info["universe"]);
+    assert_eq!(who["public_key"], info["public_key"]);
+    assert_eq!(who["name"], "upstream");
+    assert_eq!(who["version"], 1);
+    let bytes = hex::decode(who["document"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        who["fingerprint"].as_str().unwrap(),
+        blake3::hash(&bytes).to_hex().as_str()
+    );
+    let signed = SignedIdentity::decode(&bytes).unwrap();
+    let doc = signed.verify_after(None).expect("the document verifies");
+    assert_eq!(
+        hex::encode(doc.public_key),
+        info["public_key"].as_str().unwrap()
+    );
+    // Deterministic: made again, the same bytes.
+    assert_eq!(
+        json(&repo, &["federation", "whoami"])["document"],
+        who["document"]
+    );
+    // The text form names the universe and its fingerprint.
+    let text = ok(&repo, &["federation", "whoami"]);
+    assert!(
+        text.contains(who["fingerprint"].as_str().unwrap()),
+        "{text}"
+    );
+    // Another universe's document does not pass for this one's next version.
+    let other = dir.path().join("other");
+    ok(
+        dir.path(),
+        &["init", other.to_str().unwrap(), "--name", "upstream"],
+    );
+    let theirs = hex::decode(
+        json(&other, &["federation", "whoami"])["document"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let theirs = SignedIdentity::decode(&theirs).unwrap();
+    assert!(theirs.verify_after(Some(doc)).is_err());
+}

@@ -10,6 +10,8 @@ use std::path::Path;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use jit_proto::identity::{IdentityDoc, SignedIdentity};
+
 use crate::error::{Error, Result};
 
 /// The public description of a universe.
@@ -187,5 +189,27 @@ impl UniverseIdentity {
     pub fn sign(&self, message: &[u8]) -> ed25519_dalek::Signature {
         use ed25519_dalek::Signer;
         self.signing.sign(message)
+    }
+
+    /// This universe's signed identity document for federation (RFC-0021 §3): version 1,
+    /// signed with the universe key. ed25519 signing is deterministic, so the document is the
+    /// same bytes every time it is made.
+    pub fn document(&self) -> Result<SignedIdentity> {
+        let created = u64::try_from(self.info.created).map_err(|_| {
+            Error::InvalidInput(format!(
+                "the universe's creation time {} is before 1970",
+                self.info.created
+            ))
+        })?;
+        let doc = IdentityDoc {
+            universe: *self.info.id.as_bytes(),
+            version: 1,
+            public_key: [0; 32],
+            name: self.info.name.clone(),
+            owner: self.info.owner.clone(),
+            description: self.info.description.clone(),
+            created,
+        };
+        Ok(SignedIdentity::first(doc, &self.signing)?)
     }
 }

@@ -86,6 +86,8 @@ codes! {
     InsecureListen = "insecure_listen", "A plain listen off loopback was refused (use TLS, or force it).";
     OtherUniverse = "other_universe", "The peer is another universe.";
     SyncFailed = "sync_failed", "A sync with a peer failed (the message says why).";
+    IdentityGap = "identity_gap", "An identity document skips a version: the versions between are needed.";
+    Equivocation = "equivocation", "Two validly signed statements of one universe contradict each other.";
     // The kernel: the environment failed.
     StoreError = "store_error", "LMDB failed.";
     IoError = "io_error", "A file system call failed.";

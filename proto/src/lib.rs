@@ -4,6 +4,8 @@
 //! - [`cbor`]: canonical CBOR (RFC 8949 §4.2.1) — every hashed or signed byte goes through it.
 //! - [`envelope`]: the signed message an agent sends on the plane, and the domain-separated
 //!   bytes its signature covers.
+//! - [`identity`]: a universe's signed, versioned identity document (key rotation without
+//!   losing continuity).
 //! - [`keyexpr`]: the plane's key expressions and what each asks for.
 //! - [`message`]: the request and response envelopes of the RPC (answers on the plane too).
 //! - [`code`]: the stable error codes every refusal and failure carries, as one typed enum.
@@ -22,6 +24,7 @@
 pub mod cbor;
 pub mod code;
 pub mod envelope;
+pub mod identity;
 pub mod keyexpr;
 pub mod message;
 pub mod operation;

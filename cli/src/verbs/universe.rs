@@ -124,3 +124,31 @@ pub(crate) fn info(out: &Output, repo: &Repository) -> Result<ExitCode> {
         },
     )
 }
+
+/// `jit federation whoami`: this universe's signed identity document, checked before it is
+/// shown (a document that does not verify is a damaged key or identity file).
+pub(crate) fn whoami(out: &Output, repo: &Repository) -> Result<ExitCode> {
+    let identity = jit_kernel::identity::UniverseIdentity::load(repo.jit_dir())?;
+    let signed = identity.document()?;
+    let doc = signed
+        .verify_after(None)
+        .map_err(|e| anyhow::anyhow!("this universe's identity does not verify: {e}"))?;
+    let bytes = signed.encode().map_err(jit_kernel::Error::from)?;
+    let fingerprint = blake3::hash(&bytes).to_hex().to_string();
+    let universe = uuid::Uuid::from_bytes(doc.universe);
+    let public_key = hex::encode(doc.public_key);
+    out.emit(
+        json!({
+            "universe": universe.to_string(), "version": doc.version,
+            "public_key": public_key, "name": doc.name, "owner": doc.owner,
+            "description": doc.description, "created": doc.created,
+            "fingerprint": fingerprint, "document": hex::encode(&bytes),
+        }),
+        || {
+            format!(
+                "universe    {universe} ({})\nversion     {}\npublic key  {public_key}\nowner       {}\ndescription {}\ncreated     {}\nfingerprint {fingerprint}",
+                doc.name, doc.version, doc.owner, doc.description, doc.created
+            )
+        },
+    )
+}
