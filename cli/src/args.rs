@@ -258,6 +258,15 @@ pub enum Command {
         #[arg(long, default_value_t = 256, value_name = "MIB")]
         rpc_budget: usize,
     },
+    /// Publish a snapshot for other universes: append it to the publish log and sign the next
+    /// head (epoch, log size, Merkle root). Only published snapshots are ever shown to them.
+    Publish {
+        /// The snapshot: a ref (branch, tag) or a revision.
+        rev: String,
+        /// The name it is published as (default: REV).
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+    },
     /// Federation with other universes: identity (`whoami`).
     Federation {
         /// What to do.

@@ -18,8 +18,8 @@ use crate::progress::Bar;
 use crate::verbs::content::{cat, ls_tree};
 use crate::verbs::history::{log, show};
 use crate::verbs::refs::{branch, tag};
-use crate::verbs::universe::whoami;
 use crate::verbs::universe::{info, init, resolve_snapshot, run_fsck};
+use crate::verbs::universe::{publish, whoami};
 use crate::work;
 
 /// Runs one parsed command line.
@@ -223,6 +223,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 budget_mib: rpc_budget,
             },
             json,
+        ),
+        Command::Publish { rev, name } => publish(
+            &out,
+            &Repository::discover(&universe)?,
+            &rev,
+            name.as_deref(),
         ),
         Command::Federation { command } => match command {
             crate::args::FederationCommand::Whoami => {

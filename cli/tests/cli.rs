@@ -471,3 +471,54 @@ fn federation_whoami_shows_a_signed_identity_document_that_verifies() {
     let theirs = SignedIdentity::decode(&theirs).unwrap();
     assert!(theirs.verify_after(Some(doc)).is_err());
 }
+
+/// The universe key `jit federation whoami` shows.
+fn universe_key(repo: &std::path::Path) -> [u8; 32] {
+    let who = json(repo, &["federation", "whoami"]);
+    hex::decode(who["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// Issue #19 (published vs internal): `jit publish` appends to the publish log and answers the
+/// signed head, which verifies under the key `jit federation whoami` shows; a second publish
+/// raises the epoch; a tree cannot be published.
+#[test]
+fn publish_signs_a_head_that_verifies_under_the_universe_key() {
+    use jit_proto::head::SignedHead;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(dir.path(), &["init", repo.to_str().unwrap()]);
+    let tree = dir.path().join("tree");
+    sample_tree(&tree);
+    import(&repo, &tree, "first");
+    let key = universe_key(&repo);
+    let first = json(&repo, &["publish", "main", "--as", "release"]);
+    assert_eq!(
+        (first["epoch"].as_u64(), first["size"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let second = json(&repo, &["publish", "main"]);
+    assert_eq!(
+        (second["name"].as_str(), second["epoch"].as_u64()),
+        (Some("main"), Some(2))
+    );
+    let head = |v: &serde_json::Value| {
+        SignedHead::decode(&hex::decode(v["head"].as_str().unwrap()).unwrap()).unwrap()
+    };
+    let (h1, h2) = (head(&first), head(&second));
+    h1.verify_after(&key, None, &[])
+        .expect("signed by the universe key");
+    // Another universe's key does not verify it.
+    let other = dir.path().join("other");
+    ok(dir.path(), &["init", other.to_str().unwrap()]);
+    let other_key = universe_key(&other);
+    assert!(h2.verify(&other_key).is_err());
+    let tree_id = json(&repo, &["show", "HEAD"])["tree"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = fails(&repo, &["publish", &tree_id, "--as", "t"]);
+    assert!(refused.contains("is a tree, not a snapshot"), "{refused}");
+}

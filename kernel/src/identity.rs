@@ -191,6 +191,14 @@ impl UniverseIdentity {
         self.signing.sign(message)
     }
 
+    /// Signs a published head (`jit_proto::head`) with the universe key.
+    pub fn sign_head(
+        &self,
+        head: jit_proto::head::PublishedHead,
+    ) -> Result<jit_proto::head::SignedHead> {
+        Ok(jit_proto::head::SignedHead::sign(head, &self.signing)?)
+    }
+
     /// This universe's signed identity document for federation (RFC-0021 §3): version 1,
     /// signed with the universe key. ed25519 signing is deterministic, so the document is the
     /// same bytes every time it is made.

@@ -20,6 +20,7 @@ pub mod dag;
 pub mod draft;
 pub mod durable;
 pub mod error;
+pub mod federation;
 pub mod filelock;
 pub mod fsck;
 pub mod history;

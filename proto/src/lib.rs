@@ -4,8 +4,11 @@
 //! - [`cbor`]: canonical CBOR (RFC 8949 §4.2.1) — every hashed or signed byte goes through it.
 //! - [`envelope`]: the signed message an agent sends on the plane, and the domain-separated
 //!   bytes its signature covers.
+//! - [`head`]: a universe's signed published head (epoch, log size, Merkle root) and the
+//!   checks that it extends the last one verified.
 //! - [`identity`]: a universe's signed, versioned identity document (key rotation without
 //!   losing continuity).
+//! - [`merkle`]: the Merkle tree over a publish log, with inclusion and consistency proofs.
 //! - [`keyexpr`]: the plane's key expressions and what each asks for.
 //! - [`message`]: the request and response envelopes of the RPC (answers on the plane too).
 //! - [`code`]: the stable error codes every refusal and failure carries, as one typed enum.
@@ -24,8 +27,10 @@
 pub mod cbor;
 pub mod code;
 pub mod envelope;
+pub mod head;
 pub mod identity;
 pub mod keyexpr;
+pub mod merkle;
 pub mod message;
 pub mod operation;
 pub mod verify;

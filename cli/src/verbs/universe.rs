@@ -152,3 +152,33 @@ pub(crate) fn whoami(out: &Output, repo: &Repository) -> Result<ExitCode> {
         },
     )
 }
+
+/// `jit publish REV [--as NAME]`: appends the snapshot to the publish log and signs the next
+/// head.
+pub(crate) fn publish(
+    out: &Output,
+    repo: &Repository,
+    rev: &str,
+    name: Option<&str>,
+) -> Result<ExitCode> {
+    let (entry, head) = jit_kernel::federation::publish::publish(repo, rev, name.unwrap_or(rev))?;
+    let h = &head.head;
+    let root = hex::encode(h.root);
+    out.emit(
+        json!({
+            "name": entry.name, "seq": entry.seq, "snapshot": entry.snapshot.to_hex(),
+            "epoch": h.epoch, "size": h.size, "root": root,
+            "head": hex::encode(head.encode().map_err(jit_kernel::Error::from)?),
+        }),
+        || {
+            format!(
+                "published {} as {} (entry {}); head: epoch {}, {} entries, root {root}",
+                entry.snapshot.short(),
+                entry.name,
+                entry.seq,
+                h.epoch,
+                h.size
+            )
+        },
+    )
+}
