@@ -189,7 +189,9 @@ impl Shared {
         let (lock, cvar) = &self.wake;
         if let Ok(mut wake) = lock.lock() {
             wake.kicked = true;
-            cvar.notify_one();
+            // Both the write-back and the watch thread wait on it: wake both, or the write-back
+            // may sleep through the kick until its timeout.
+            cvar.notify_all();
         }
     }
 
