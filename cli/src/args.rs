@@ -167,6 +167,20 @@ pub enum FederationCommand {
     /// Show this universe's signed identity document: id, version, key, name, owner,
     /// description, creation time, and its fingerprint (BLAKE3 of the signed document).
     Whoami,
+    /// Set how far another universe is trusted (and lift a deny).
+    Trust {
+        /// The universe's id (a UUID).
+        universe: String,
+        /// `trusted`, `semi-trusted` or `untrusted`.
+        level: String,
+    },
+    /// Refuse another universe from now on, before anything of it is looked up.
+    Deny {
+        /// The universe's id (a UUID).
+        universe: String,
+    },
+    /// The universes this one has a policy for: trust level, denied.
+    Ls,
 }
 
 /// Sync verbs: bring a replica's branches and tags here.
@@ -267,7 +281,7 @@ pub enum Command {
         #[arg(long = "as", value_name = "NAME")]
         name: Option<String>,
     },
-    /// Federation with other universes: identity (`whoami`).
+    /// Federation with other universes: identity (`whoami`), policy (`trust`, `deny`, `ls`).
     Federation {
         /// What to do.
         #[command(subcommand)]

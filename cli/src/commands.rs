@@ -18,8 +18,8 @@ use crate::progress::Bar;
 use crate::verbs::content::{cat, ls_tree};
 use crate::verbs::history::{log, show};
 use crate::verbs::refs::{branch, tag};
+use crate::verbs::universe::{federation_policy, publish, whoami};
 use crate::verbs::universe::{info, init, resolve_snapshot, run_fsck};
-use crate::verbs::universe::{publish, whoami};
 use crate::work;
 
 /// Runs one parsed command line.
@@ -234,6 +234,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::args::FederationCommand::Whoami => {
                 whoami(&out, &Repository::discover_for_reading(&universe)?)
             }
+            other => federation_policy(&out, &Repository::discover(&universe)?, other),
         },
         Command::Agent { command } => crate::agent::run(&place, command, json),
         Command::Clone { remote, dir, quiet } => {

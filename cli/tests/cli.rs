@@ -522,3 +522,27 @@ fn publish_signs_a_head_that_verifies_under_the_universe_key() {
     let refused = fails(&repo, &["publish", &tree_id, "--as", "t"]);
     assert!(refused.contains("is a tree, not a snapshot"), "{refused}");
 }
+
+/// Issue #19 (trust policy): `jit federation trust`, `deny` and `ls`; a bad id or level is a
+/// one-line `invalid_input`.
+#[test]
+fn federation_trust_deny_and_ls_keep_the_policy_for_other_universes() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(dir.path(), &["init", repo.to_str().unwrap()]);
+    let them = "05050505-0505-0505-0505-050505050505";
+    assert_eq!(json(&repo, &["federation", "ls"]), serde_json::json!([]));
+    json(&repo, &["federation", "trust", them, "semi-trusted"]);
+    json(&repo, &["federation", "deny", them]);
+    assert_eq!(
+        json(&repo, &["federation", "ls"]),
+        serde_json::json!([{"universe": them, "trust": "semi-trusted", "denied": true}])
+    );
+    json(&repo, &["federation", "trust", them, "trusted"]);
+    assert_eq!(
+        json(&repo, &["federation", "ls"])[0]["denied"],
+        serde_json::json!(false)
+    );
+    assert!(fails(&repo, &["federation", "trust", "nope", "trusted"]).contains("not a universe id"));
+    assert!(fails(&repo, &["federation", "trust", them, "wobbly"]).contains("not a trust level"));
+}

@@ -1,6 +1,6 @@
 //! The registry of the store's module tables and upgrade steps: the one list [`Store::open`]
 //! opens a store with, and the steps it runs on an older one. Each table and each step is declared by the module that owns it (`sws`,
-//! `agents`, `checkout`, `sync::staging`, `federation::publish`); this module only lists them, so the store itself
+//! `agents`, `checkout`, `sync::staging`, `federation::publish`, `federation::peers`); this module only lists them, so the store itself
 //! names no module above it. A table's slot is its position here; the store refuses a registry
 //! where they differ.
 
@@ -12,7 +12,7 @@ use crate::upgrade::{self, UpgradeStep};
 use crate::{agents, checkout, federation, sws, sync};
 
 /// Every module table, in slot order.
-const TABLES: [Declared; 8] = [
+const TABLES: [Declared; 9] = [
     sws::RECORDS_TABLE,
     sws::WORKING_TABLE,
     agents::AGENTS_TABLE,
@@ -21,6 +21,7 @@ const TABLES: [Declared; 8] = [
     checkout::INDEX_TABLE,
     sync::staging::STAGED_TABLE,
     federation::publish::LOG_TABLE,
+    federation::peers::PEERS_TABLE,
 ];
 
 /// Counting the staged nodes of a store from before layout 4: the SWS records are `sws`'s, the

@@ -111,3 +111,59 @@ fn only_snapshots_under_valid_names_are_published_and_a_refusal_appends_nothing(
     assert!(publish::entries(repo.store(), &txn).unwrap().is_empty());
     assert_eq!(publish::head(repo.store(), &txn).unwrap(), None);
 }
+
+/// Issue #19 (trust policy): a universe's trust level is kept, a denied universe is refused
+/// before anything of it is looked up — an audit record and nothing else — and trusting it again
+/// lifts the deny.
+#[test]
+fn a_denied_universe_is_refused_with_only_an_audit_record_and_trust_lifts_it() {
+    use jit_kernel::federation::peers;
+    use jit_kernel::node::Trust;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = jit_testutils::fixture::init_universe(dir.path());
+    let store = repo.store();
+    let them = uuid::Uuid::from_bytes([5; 16]);
+    let stranger = uuid::Uuid::from_bytes([6; 16]);
+    // Unknown: untrusted, admitted.
+    let unknown = peers::admit(store, stranger).unwrap();
+    assert_eq!((unknown.trust, unknown.denied), (Trust::Untrusted, false));
+    peers::trust(store, them, Trust::SemiTrusted).unwrap();
+    assert_eq!(peers::admit(store, them).unwrap().trust, Trust::SemiTrusted);
+    let audits = |repo: &jit_kernel::Repository| {
+        let txn = repo.store().read().unwrap();
+        repo.store()
+            .log_entries(&txn)
+            .unwrap()
+            .filter(|e| {
+                let (seq, bytes) = e.as_ref().unwrap();
+                matches!(
+                    jit_kernel::log::verify_record(*seq, bytes).unwrap().0.op,
+                    jit_kernel::log::LogOp::Audit { .. }
+                )
+            })
+            .count()
+    };
+    let before = audits(&repo);
+    peers::deny(store, them).unwrap();
+    let refused = peers::admit(store, them).unwrap_err();
+    assert_eq!(refused.code(), Code::Forbidden, "{refused}");
+    assert_eq!(
+        audits(&repo),
+        before + 1,
+        "one audit record for the refusal"
+    );
+    let txn = store.read().unwrap();
+    let listed = peers::list(store, &txn).unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "only the universe with a policy: {listed:?}"
+    );
+    assert_eq!(
+        (listed[0].universe, listed[0].trust, listed[0].denied),
+        (them, Trust::SemiTrusted, true)
+    );
+    drop(txn);
+    peers::trust(store, them, Trust::Trusted).unwrap();
+    assert_eq!(peers::admit(store, them).unwrap().trust, Trust::Trusted);
+}

@@ -182,3 +182,50 @@ pub(crate) fn publish(
         },
     )
 }
+
+/// `jit federation trust|deny|ls`: this universe's policy for others.
+pub(crate) fn federation_policy(
+    out: &Output,
+    repo: &Repository,
+    command: crate::args::FederationCommand,
+) -> Result<ExitCode> {
+    use crate::args::FederationCommand;
+    use jit_kernel::federation::peers::{self, Peer};
+    let universe_id = |text: &str| {
+        uuid::Uuid::parse_str(text).map_err(|_| {
+            jit_kernel::Error::InvalidInput(format!("{text:?} is not a universe id (a UUID)"))
+        })
+    };
+    let row = |p: &Peer| json!({"universe": p.universe.to_string(), "trust": p.trust.as_str(), "denied": p.denied});
+    let line = |p: &Peer| {
+        format!(
+            "{} {}{}",
+            p.universe,
+            p.trust.as_str(),
+            if p.denied { " denied" } else { "" }
+        )
+    };
+    let store = repo.store();
+    match command {
+        FederationCommand::Trust { universe, level } => {
+            let trust = jit_kernel::node::Trust::parse(&level).ok_or_else(|| {
+                jit_kernel::Error::InvalidInput(format!(
+                    "{level:?} is not a trust level (trusted, semi-trusted, untrusted)"
+                ))
+            })?;
+            let peer = peers::trust(store, universe_id(&universe)?, trust)?;
+            out.emit(row(&peer), || line(&peer))
+        }
+        FederationCommand::Deny { universe } => {
+            let peer = peers::deny(store, universe_id(&universe)?)?;
+            out.emit(row(&peer), || line(&peer))
+        }
+        FederationCommand::Ls | FederationCommand::Whoami => {
+            let all = peers::list(store, &store.read()?)?;
+            out.emit(
+                serde_json::Value::Array(all.iter().map(row).collect()),
+                || all.iter().map(line).collect::<Vec<_>>().join("\n"),
+            )
+        }
+    }
+}

@@ -7,7 +7,11 @@
 //! 2. **Publish** ([`publish`]) — the append-only publish log of snapshots this universe shows
 //!    others, and the signed head over it (`jit_proto::head`, `jit_proto::merkle`).
 //!
-//! Still to come (issue #19): the handshake, trust and deny, import with federation edges,
+//! 3. **Peers** ([`peers`]) — the other universes this one knows: a trust level each, and a
+//!    deny list checked before anything of a denied universe is looked up.
+//!
+//! Still to come (issue #19): the handshake, import with federation edges,
 //! epochs and quarantine, the mount's `federation/` directory.
 
+pub mod peers;
 pub mod publish;

@@ -241,14 +241,7 @@ fn payload_value(payload: &Payload) -> Value {
                 }),
             ),
             (text("purpose"), text(&e.purpose)),
-            (
-                text("trust"),
-                text(match e.trust {
-                    Trust::Trusted => "trusted",
-                    Trust::SemiTrusted => "semi-trusted",
-                    Trust::Untrusted => "untrusted",
-                }),
-            ),
+            (text("trust"), text(e.trust.as_str())),
         ]),
     }
 }
@@ -384,12 +377,9 @@ fn payload_from(node_type: NodeType, v: &Value) -> Result<Payload, NodeError> {
                 "export" => Direction::Export,
                 other => return Err(shape(format!("unknown direction {other:?}"))),
             };
-            let trust = match fields::as_text(fields::require(map, "trust")?, "trust")? {
-                "trusted" => Trust::Trusted,
-                "semi-trusted" => Trust::SemiTrusted,
-                "untrusted" => Trust::Untrusted,
-                other => return Err(shape(format!("unknown trust level {other:?}"))),
-            };
+            let trust = fields::as_text(fields::require(map, "trust")?, "trust")?;
+            let trust = Trust::parse(trust)
+                .ok_or_else(|| shape(format!("unknown trust level {trust:?}")))?;
             Payload::FederationEdge(FederationEdge {
                 local: id_from(fields::require(map, "local")?, "local")?,
                 universe,

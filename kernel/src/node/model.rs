@@ -329,6 +329,25 @@ pub enum Trust {
     Untrusted,
 }
 
+impl Trust {
+    /// Every level, most trusted first.
+    pub const ALL: [Trust; 3] = [Trust::Trusted, Trust::SemiTrusted, Trust::Untrusted];
+
+    /// The level's wire name (in `federation-edge` nodes and on the command line).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trust::Trusted => "trusted",
+            Trust::SemiTrusted => "semi-trusted",
+            Trust::Untrusted => "untrusted",
+        }
+    }
+
+    /// The level a wire name names.
+    pub fn parse(name: &str) -> Option<Trust> {
+        Trust::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
 /// A link from a local node to a node of another universe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FederationEdge {
