@@ -11,7 +11,9 @@ use crate::args::Cli;
 /// Prints the completion script for `shell` on stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
     let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "jit", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "jit", &mut script);
+    crate::output::stdout_bytes(&script);
     Ok(ExitCode::SUCCESS)
 }
 

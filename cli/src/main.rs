@@ -1,6 +1,22 @@
 //! `jit`: the command-line front end. It composes the kernel's operations; errors become one line
 //! on stderr (and a JSON object on stdout with `--json`) and a non-zero exit.
 
+/// `println!` for every verb: a reader that closed the pipe (`jit log | head -3`) ends the
+/// command quietly ([`output::stdout_line`]) instead of std's panic. Defined before the modules,
+/// so it is the `println!` they see.
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::output::stdout_line(format_args!($($arg)*))
+    };
+}
+
+/// `print!` likewise ([`output::stdout_text`]).
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::output::stdout_text(format_args!($($arg)*))
+    };
+}
+
 mod agent;
 mod args;
 mod commands;

@@ -1,6 +1,8 @@
 //! How verbs print: one JSON value for machines, or text for people, and the small formatting
 //! helpers every verb shares.
 
+use std::fmt;
+use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -24,6 +26,39 @@ impl Output {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Writes `text` and a newline to stdout (what `println!` does in this crate).
+pub(crate) fn stdout_line(text: fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(text).and_then(|()| out.write_all(b"\n"));
+    settle_write(written);
+}
+
+/// Writes `text` to stdout (what `print!` does in this crate).
+pub(crate) fn stdout_text(text: fmt::Arguments<'_>) {
+    let written = std::io::stdout().lock().write_fmt(text);
+    settle_write(written);
+}
+
+/// Writes `bytes` to stdout as they are.
+pub(crate) fn stdout_bytes(bytes: &[u8]) {
+    let written = std::io::stdout().lock().write_all(bytes);
+    settle_write(written);
+}
+
+/// A write to stdout that failed: a closed pipe means the reader has what it wanted, so the
+/// command ends quietly with success (as ripgrep does; git dies of SIGPIPE); any other failure
+/// (a full disk behind a redirect) is one error line and a failure.
+fn settle_write(written: std::io::Result<()>) {
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("jit: error: cannot write to stdout: {e}");
+            std::process::exit(1)
+        }
     }
 }
 

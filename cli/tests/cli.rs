@@ -546,3 +546,43 @@ fn federation_trust_deny_and_ls_keep_the_policy_for_other_universes() {
     assert!(fails(&repo, &["federation", "trust", "nope", "trusted"]).contains("not a universe id"));
     assert!(fails(&repo, &["federation", "trust", them, "wobbly"]).contains("not a trust level"));
 }
+
+/// Issue #22: a reader that closes the pipe early (`jit ls-tree -r HEAD | head -1`) ends the
+/// command quietly, with success, instead of a panic ("failed printing to stdout"). The listing
+/// is far larger than a pipe's buffer, so the write after the close must meet EPIPE.
+#[test]
+fn a_closed_pipe_ends_a_long_listing_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(dir.path(), &["init", repo.to_str().unwrap()]);
+    let tree = dir.path().join("tree");
+    for d in 0..50 {
+        let sub = tree.join(format!("directory-with-a-long-name-{d:03}"));
+        fs::create_dir_all(&sub).unwrap();
+        for f in 0..100 {
+            fs::write(
+                sub.join(format!("file-with-a-long-name-{f:03}.txt")),
+                format!("{d} {f}\n"),
+            )
+            .unwrap();
+        }
+    }
+    import(&repo, &tree, "many files");
+    let mut child = jit_command(&repo)
+        .args(["ls-tree", "-r", "HEAD"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone (dropped above): the rest of the 5,000 lines meet a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(first.contains("directory-with-a-long-name-000"), "{first}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+}
