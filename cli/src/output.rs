@@ -48,6 +48,16 @@ pub(crate) fn stdout_bytes(bytes: &[u8]) {
     settle_write(written);
 }
 
+/// Ends the command quietly, with success, if `error` is a write to stdout whose reader closed
+/// the pipe (a streamed `jit cat FILE | head`); returns otherwise.
+pub(crate) fn end_if_reader_left(error: &jit_kernel::Error) {
+    if let jit_kernel::Error::Io { source, .. } = error {
+        if source.kind() == ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
 /// A write to stdout that failed: a closed pipe means the reader has what it wanted, so the
 /// command ends quietly with success (as ripgrep does; git dies of SIGPIPE); any other failure
 /// (a full disk behind a redirect) is one error line and a failure.

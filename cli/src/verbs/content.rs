@@ -83,8 +83,16 @@ pub(crate) fn cat(out: &Output, repo: &Repository, object: &str) -> Result<ExitC
     if !out.json {
         // Streamed: a large file is never held whole in memory.
         let mut stdout = std::io::stdout().lock();
-        content::write_blob(&Dag::new(store, &txn), &blob, &mut stdout)?;
-        stdout.flush()?;
+        let streamed =
+            content::write_blob(&Dag::new(store, &txn), &blob, &mut stdout).and_then(|_| {
+                stdout
+                    .flush()
+                    .map_err(|e| jit_kernel::Error::io("<output>", e))
+            });
+        if let Err(error) = streamed {
+            crate::output::end_if_reader_left(&error);
+            return Err(error.into());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let data = content::read_blob(&Dag::new(store, &txn), &blob)?;
