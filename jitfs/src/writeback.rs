@@ -36,7 +36,14 @@ use crate::Shared;
 /// must not hold the state lock (the flush lock comes first).
 pub fn flush_view(shared: &Shared, view: ViewId) -> Result<Vec<Inval>> {
     let lock = shared.flush_lock(view);
-    let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = match lock.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            announce_queued_for_tests(shared.repo.jit_dir());
+            lock.lock().unwrap_or_else(|p| p.into_inner())
+        }
+    };
     let mut invals = Vec::new();
     for attempt in 0..2 {
         match flush_once(shared, view, &mut invals) {
@@ -160,6 +167,20 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
     Ok(())
 }
 
+/// Whether the `JIT_TEST_WRITEBACK_HOLD` test hook is on (see [`pause_for_tests`]).
+fn hold_for_tests() -> bool {
+    static HOLD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HOLD.get_or_init(|| std::env::var_os("JIT_TEST_WRITEBACK_HOLD").is_some())
+}
+
+/// With the hold hook on, a write-back that must wait for another of its view announces it
+/// (`.jit/writeback-queued`), so a test knows it is queued without sleeping.
+fn announce_queued_for_tests(jit_dir: &std::path::Path) {
+    if hold_for_tests() {
+        let _ = std::fs::write(jit_dir.join("writeback-queued"), b"");
+    }
+}
+
 /// Test hooks between a write-back's snapshot and its apply, so that a test can race edits
 /// and other write-backs against a write-back in flight (the window is otherwise a few
 /// milliseconds wide). Unset, they cost one lookup each.
@@ -169,11 +190,11 @@ fn flush_once(shared: &Shared, view: ViewId, invals: &mut Vec<Inval>) -> Result<
 ///   the snapshot is taken instead of guessing with a sleep.
 /// - `JIT_TEST_WRITEBACK_HOLD` (any value) holds one write-back chosen by the test: the first
 ///   to find `.jit/writeback-hold` claims it by renaming it to `.jit/writeback-held`, and waits
-///   until the test removes that (at most a minute); the others go on.
+///   until the test removes that (at most a minute); the others go on. A write-back that must
+///   wait for a held one announces it with `.jit/writeback-queued`.
 fn pause_for_tests(jit_dir: &std::path::Path) {
     use std::time::{Duration, Instant};
     static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
-    static HOLD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let pause = PAUSE.get_or_init(|| {
         std::env::var("JIT_TEST_WRITEBACK_PAUSE_MS")
             .ok()
@@ -186,7 +207,7 @@ fn pause_for_tests(jit_dir: &std::path::Path) {
         std::thread::sleep(*pause);
         let _ = std::fs::remove_file(&marker);
     }
-    if *HOLD.get_or_init(|| std::env::var_os("JIT_TEST_WRITEBACK_HOLD").is_some()) {
+    if hold_for_tests() {
         let held = jit_dir.join("writeback-held");
         if std::fs::rename(jit_dir.join("writeback-hold"), &held).is_ok() {
             let deadline = Instant::now() + Duration::from_secs(60);

@@ -54,6 +54,7 @@ fn a_write_back_overtaken_by_a_newer_one_never_puts_the_older_content_back() {
     let jit_dir = universe.repo.join(".jit");
     let hold = jit_dir.join("writeback-hold");
     let held = jit_dir.join("writeback-held");
+    let queued = jit_dir.join("writeback-queued");
     // A failing round must not leave a write-back held while the daemon stops.
     let _release = Release(vec![hold.clone(), held.clone()]);
     let file = daemon.path("head/f.txt");
@@ -67,12 +68,17 @@ fn a_write_back_overtaken_by_a_newer_one_never_puts_the_older_content_back() {
         wait_for(&held, "the write-back thread never took the hold");
         // The newer content, written back by another thread meanwhile.
         std::fs::write(&file, &newer).expect("write the newer content");
+        let _ = std::fs::remove_file(&queued);
         let settling = settle_in_background(settle, &file, &universe.repo);
-        // Serialized, the second write-back waits for the held one; unserialized (the
-        // defect), it commits at once. Give it a second either way, then let the held one go.
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while !settling.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        // Serialized, the second write-back queues behind the held one (and says so);
+        // unserialized (the defect), it commits and the settle ends. Wait for either.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !settling.is_finished() && !queued.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the settle neither queued nor ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
         let overtaken = settling.is_finished();
         std::fs::remove_file(&held).expect("release the held write-back");

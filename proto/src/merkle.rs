@@ -31,6 +31,15 @@ fn node_hash(left: &Hash, right: &Hash) -> Hash {
     *hasher.finalize().as_bytes()
 }
 
+/// RFC 9162's step for a node that is a right child or the last of its level: shift both
+/// indices right until `fnode` is a right child again (or 0).
+fn climb_past_left_children(fnode: &mut u64, snode: &mut u64) {
+    while *fnode & 1 == 0 && *fnode != 0 {
+        *fnode >>= 1;
+        *snode >>= 1;
+    }
+}
+
 /// The largest power of two below `n` (n ≥ 2).
 fn split(n: usize) -> usize {
     let mut k = 1;
@@ -85,12 +94,7 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root
         }
         if fnode & 1 == 1 || fnode == snode {
             r = node_hash(p, &r);
-            if fnode & 1 == 0 {
-                while fnode & 1 == 0 && fnode != 0 {
-                    fnode >>= 1;
-                    snode >>= 1;
-                }
-            }
+            climb_past_left_children(&mut fnode, &mut snode);
         } else {
             r = node_hash(&r, p);
         }
@@ -172,12 +176,7 @@ pub fn verify_consistency(
         if fnode & 1 == 1 || fnode == snode {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if fnode & 1 == 0 {
-                while fnode & 1 == 0 && fnode != 0 {
-                    fnode >>= 1;
-                    snode >>= 1;
-                }
-            }
+            climb_past_left_children(&mut fnode, &mut snode);
         } else {
             sr = node_hash(&sr, c);
         }

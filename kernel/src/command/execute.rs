@@ -152,19 +152,12 @@ pub fn execute(
         }
         Command::SwsStatus(id) => status(repo, &at, *id),
         Command::SwsDiff(id) => answer(&at.read(repo, |txn| reply::changes(store, txn, *id))?),
-        Command::ListSws => {
-            let ids: Vec<SwsId> = at.read(repo, |txn| {
-                Ok(sws::list(store, txn)?
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect())
-            })?;
-            let all = ids
+        Command::ListSws => answer(&at.read(repo, |txn| {
+            sws::list(store, txn)?
                 .into_iter()
-                .map(|id| at.read(repo, |txn| reply::status(store, txn, id)))
-                .collect::<Result<Vec<_>>>()?;
-            answer(&all)
-        }
+                .map(|(id, _)| reply::status(store, txn, id))
+                .collect::<Result<Vec<_>>>()
+        })?),
         Command::SwsHistory(id) => answer(&at.read(repo, |txn| sws::history(store, txn, *id))?),
         Command::Discard(id) => {
             at.write(repo, &command, |op| sws::discard_in(op, *id))?;
