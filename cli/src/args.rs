@@ -179,8 +179,50 @@ pub enum FederationCommand {
         /// The universe's id (a UUID).
         universe: String,
     },
-    /// The universes this one has a policy for: trust level, denied.
+    /// The universes this one knows: trust level, denied, the epoch last verified, what was
+    /// imported from each, and any quarantine.
     Ls,
+    /// Say hello to the universe at ENDPOINT (tcp/HOST:PORT, or the directory of a universe
+    /// whose daemon runs): exchange a signed hello and accept, verify its identity, remember it.
+    Hello {
+        /// Where the universe's daemon listens.
+        endpoint: String,
+    },
+    /// Import the snapshot UNIVERSE published as NAME, read-only: every byte and signature is
+    /// verified, the nodes are kept apart from this universe's, and a federation edge records
+    /// the link. It appears in the mount under federation/UNIVERSE/LOCAL/.
+    Import {
+        /// The universe's id, or its name.
+        universe: String,
+        /// The name it published the snapshot under.
+        name: String,
+        /// The name to keep the import under here (default: NAME).
+        #[arg(long = "as")]
+        local: Option<String>,
+        /// Where to reach the universe (default: where the last hello reached it).
+        #[arg(long)]
+        from: Option<String>,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Re-import what was imported: from every trusted universe, or from UNIVERSE whatever
+    /// its trust. Only nodes not already held cross the wire.
+    Refresh {
+        /// One universe's id or name.
+        universe: Option<String>,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Lift a universe's quarantine (after reading why in `jit federation ls`).
+    Release {
+        /// The universe's id or name.
+        universe: String,
+        /// Also forget its head and log held, and trust its current history afresh.
+        #[arg(long)]
+        forget: bool,
+    },
 }
 
 /// Sync verbs: bring a replica's branches and tags here.

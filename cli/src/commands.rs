@@ -234,7 +234,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::args::FederationCommand::Whoami => {
                 whoami(&out, &Repository::discover_for_reading(&universe)?)
             }
-            other => federation_policy(&out, &Repository::discover(&universe)?, other),
+            command @ (crate::args::FederationCommand::Trust { .. }
+            | crate::args::FederationCommand::Deny { .. }) => {
+                federation_policy(&out, &Repository::discover(&universe)?, command)
+            }
+            other => crate::federation::run(&out, &base, &Repository::discover(&universe)?, other),
         },
         Command::Agent { command } => crate::agent::run(&place, command, json),
         Command::Clone { remote, dir, quiet } => {

@@ -21,6 +21,7 @@ mod agent;
 mod args;
 mod commands;
 mod declared;
+mod federation;
 mod generate;
 mod ondisk;
 mod output;

@@ -27,7 +27,7 @@ const CLONING: &str = "cloning";
 
 /// Turns what the user typed into a Zenoh endpoint: a universe directory means its daemon's
 /// Unix socket; anything else is taken as an endpoint (`tcp/HOST:PORT`, `unixsock-stream/…`).
-fn endpoint_of(base: &Path, text: &str) -> Result<String> {
+pub(crate) fn endpoint_of(base: &Path, text: &str) -> Result<String> {
     let dir = base.join(text);
     if dir.join(".jit").is_dir() {
         let socket = dir
@@ -46,7 +46,7 @@ fn endpoint_of(base: &Path, text: &str) -> Result<String> {
     Ok(text.to_owned())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -55,13 +55,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// A progress bar over received bytes, and the test hook that stalls a pull mid-transfer.
-struct Bar {
-    bar: ProgressBar,
+pub(crate) struct Bar {
+    pub(crate) bar: ProgressBar,
     stall: Option<std::ffi::OsString>,
 }
 
 impl Bar {
-    fn new(visible: bool) -> Bar {
+    pub(crate) fn new(visible: bool) -> Bar {
         let bar = crate::progress::spinner(visible, "{spinner} {msg} {bytes} ({bytes_per_sec})");
         bar.set_message("negotiating");
         Bar {

@@ -280,6 +280,15 @@ pub enum Error {
         /// Structured details (conflicts).
         details: Option<ciborium::value::Value>,
     },
+    /// A federation exchange refused: another universe's statement failed a check, or this
+    /// universe's policy forbids the exchange. The code says which.
+    #[error("{message}")]
+    Federation {
+        /// The stable code (`bad_signature`, `equivocation`, `stale`, `quarantined`, …).
+        code: Code,
+        /// What happened, and the next command where there is one.
+        message: String,
+    },
     /// No SWS has this id.
     #[error("no such shadow working set: {0}")]
     SwsNotFound(String),
@@ -370,6 +379,7 @@ impl Error {
             Error::SwsNotFound(_) => Code::SwsNotFound,
             Error::MergeConflict(_) => Code::MergeConflict,
             Error::Remote { code, .. } => Code::parse(code).unwrap_or(Code::Error),
+            Error::Federation { code, .. } => *code,
         }
     }
 

@@ -191,6 +191,23 @@ impl UniverseIdentity {
         self.signing.sign(message)
     }
 
+    /// Seals a federation statement (`jit_proto::federation`: hello, accept, manifest).
+    pub fn seal<S: jit_proto::federation::Statement>(&self, statement: &S) -> Result<Vec<u8>> {
+        Ok(statement.seal(&self.signing)?)
+    }
+
+    /// The key that authenticates this universe's federation session tokens: derived from the
+    /// universe key under its own context, so it is never the signing key itself.
+    pub fn session_key(&self) -> [u8; 32] {
+        blake3::derive_key("jit federation session token v1", &self.signing.to_bytes())
+    }
+
+    /// Every version of this universe's identity document, version 1 first (what another
+    /// universe verifies continuity with).
+    pub fn chain(&self) -> Result<Vec<SignedIdentity>> {
+        Ok(vec![self.document()?])
+    }
+
     /// Signs a published head (`jit_proto::head`) with the universe key.
     pub fn sign_head(
         &self,

@@ -12,7 +12,7 @@ use crate::upgrade::{self, UpgradeStep};
 use crate::{agents, checkout, federation, sws, sync};
 
 /// Every module table, in slot order.
-const TABLES: [Declared; 9] = [
+const TABLES: [Declared; 13] = [
     sws::RECORDS_TABLE,
     sws::WORKING_TABLE,
     agents::AGENTS_TABLE,
@@ -22,6 +22,10 @@ const TABLES: [Declared; 9] = [
     sync::staging::STAGED_TABLE,
     federation::publish::LOG_TABLE,
     federation::peers::PEERS_TABLE,
+    federation::visible::VISIBLE_TABLE,
+    federation::foreign::NODES_TABLE,
+    federation::foreign::STAGED_TABLE,
+    federation::known::KNOWN_TABLE,
 ];
 
 /// Counting the staged nodes of a store from before layout 4: the SWS records are `sws`'s, the
@@ -39,7 +43,12 @@ const COUNT_STAGED: UpgradeStep = UpgradeStep {
 };
 
 /// Every upgrade step, in the order they run.
-pub(crate) const STEPS: [UpgradeStep; 3] = [sws::TAG_RECORDS, agents::MOVE_CLOCKS, COUNT_STAGED];
+pub(crate) const STEPS: [UpgradeStep; 4] = [
+    sws::TAG_RECORDS,
+    agents::MOVE_CLOCKS,
+    COUNT_STAGED,
+    federation::publish::SHOW_PUBLISHED,
+];
 
 impl Store {
     /// Opens (creating if asked) the store in directory `dir`, bringing an older layout up to

@@ -1,7 +1,9 @@
-//! Sync over the message plane: the daemon answers a replica's `jit/sync/<op>` queries
-//! (`frontier`, `negotiate`, `fetch`), and [`ZenohRemote`] is the pulling side's transport.
-//! Serving only reads the store; whoever can reach the plane can read the universe, which is
-//! why the plane listens on a Unix socket and loopback unless told otherwise.
+//! Sync and federation over the message plane: the daemon answers a replica's `jit/sync/<op>`
+//! queries (`frontier`, `negotiate`, `fetch`) and another universe's `jit/federation/<op>`
+//! queries (`hello`, `head`, `depend`, `fetch`); [`ZenohRemote`] is the asking side's transport
+//! for both. Serving only reads the store. Whoever can reach the plane can read the universe as
+//! a replica, which is why the plane listens on a Unix socket and loopback unless told
+//! otherwise; another universe reaches published state only, within a signed session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,47 @@ use crate::{base_config, keyexpr, PlaneError, Result};
 
 /// The key expression every sync query falls under.
 pub const SYNC_KEYS: &str = "jit/sync/*";
+/// The key expression every federation query falls under.
+pub const FEDERATION_KEYS: &str = "jit/federation/*";
+
+/// Which service a queryable answers: who asks, and which operations its keys name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Replicas of this universe (`jit/sync/<op>`).
+    Sync,
+    /// Other universes (`jit/federation/<op>`).
+    Federation,
+}
+
+impl Service {
+    fn prefix(self) -> &'static str {
+        match self {
+            Service::Sync => "jit/sync",
+            Service::Federation => "jit/federation",
+        }
+    }
+
+    fn operation(self, segment: &str) -> Option<Operation> {
+        match self {
+            Service::Sync => Operation::from_sync_key_segment(segment),
+            Service::Federation => Operation::from_federation_key_segment(segment),
+        }
+    }
+
+    fn segment(self, op: Operation) -> Option<&'static str> {
+        match self {
+            Service::Sync => op.sync_key_segment(),
+            Service::Federation => op.federation_key_segment(),
+        }
+    }
+
+    fn caller(self) -> Caller<'static> {
+        match self {
+            Service::Sync => Caller::Replica,
+            Service::Federation => Caller::Universe,
+        }
+    }
+}
 
 /// Largest sync request accepted (fetch requests name at most 8,192 ids).
 const MAX_REQUEST: usize = 1 << 20;
@@ -25,16 +68,17 @@ const MAX_REQUEST: usize = 1 << 20;
 /// How long one sync query may take before the puller gives up on it.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Answers sync queries until the queryable closes. Each query runs on a blocking thread: it
-/// reads LMDB and may copy megabytes of node bytes.
+/// Answers `service`'s queries until the queryable closes. Each query runs on a blocking
+/// thread: it reads LMDB and may copy megabytes of node bytes.
 pub(crate) async fn serve(
     repo: Arc<Repository>,
     queryable: zenoh::query::Queryable<zenoh::handlers::FifoChannelHandler<Query>>,
+    service: Service,
 ) {
     while let Ok(query) = queryable.recv_async().await {
         let repo = repo.clone();
         tokio::task::spawn_blocking(move || {
-            let response = match answer(&repo, &query) {
+            let response = match answer(&repo, &query, service) {
                 Ok(value) => Response::Ok(value),
                 Err(error) => jit_kernel::rpc::protocol::error_response(&error),
             };
@@ -50,16 +94,17 @@ pub(crate) async fn serve(
     }
 }
 
-fn answer(repo: &Repository, query: &Query) -> jit_kernel::Result<Value> {
-    // `jit/sync/<op>` is the RPC's `sync.<op>`; nothing else is served to a replica.
+fn answer(repo: &Repository, query: &Query, service: Service) -> jit_kernel::Result<Value> {
+    // `jit/sync/<op>` is the RPC's `sync.<op>`, `jit/federation/<op>` its `federation.<op>`;
+    // nothing else is served on these keys.
     let segment = query
         .key_expr()
         .as_str()
         .rsplit('/')
         .next()
         .unwrap_or_default();
-    let op = Operation::from_sync_key_segment(segment).ok_or_else(|| {
-        jit_kernel::Error::InvalidInput(format!("unknown sync operation {segment:?}"))
+    let op = service.operation(segment).ok_or_else(|| {
+        jit_kernel::Error::InvalidInput(format!("unknown {service:?} operation {segment:?}"))
     })?;
     let payload = match query.payload() {
         Some(bytes) if bytes.len() > MAX_REQUEST => {
@@ -70,13 +115,15 @@ fn answer(repo: &Repository, query: &Query) -> jit_kernel::Result<Value> {
         Some(bytes) if !bytes.is_empty() => cbor::decode(&bytes.to_bytes())?,
         _ => Value::Map(Vec::new()),
     };
-    command::run(repo, &Caller::Replica, op, payload)
+    command::run(repo, &service.caller(), op, payload)
 }
 
-/// A replica reached over Zenoh: a client session connected to its endpoint.
+/// A replica (or, with [`ZenohRemote::federation`], another universe) reached over Zenoh: a
+/// client session connected to its endpoint.
 pub struct ZenohRemote {
     name: String,
     namespace: String,
+    service: Service,
     session: zenoh::Session,
     runtime: tokio::runtime::Handle,
 }
@@ -102,9 +149,16 @@ impl ZenohRemote {
         Ok(ZenohRemote {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
+            service: Service::Sync,
             session,
             runtime,
         })
+    }
+
+    /// Asks federation's operations (`jit/federation/<op>`) instead of sync's.
+    pub fn federation(mut self) -> ZenohRemote {
+        self.service = Service::Federation;
+        self
     }
 
     /// Closes the session.
@@ -133,10 +187,11 @@ impl Remote for ZenohRemote {
     fn call(&mut self, requests: Vec<(Operation, Value)>) -> jit_kernel::Result<Vec<Value>> {
         let mut pending = Vec::with_capacity(requests.len());
         for (op, payload) in requests {
-            let segment = op.sync_key_segment().ok_or_else(|| {
-                jit_kernel::Error::InvalidInput(format!("{op} is not served to replicas"))
+            let segment = self.service.segment(op).ok_or_else(|| {
+                jit_kernel::Error::InvalidInput(format!("{op} is not served on the plane"))
             })?;
-            let key = keyexpr(&self.namespace, &format!("jit/sync/{segment}"));
+            let prefix = self.service.prefix();
+            let key = keyexpr(&self.namespace, &format!("{prefix}/{segment}"));
             let body = cbor::encode(&payload)?;
             let session = self.session.clone();
             pending.push(self.runtime.spawn(async move {
@@ -168,7 +223,15 @@ impl Remote for ZenohRemote {
                 Response::Err(body) => {
                     return Err(jit_kernel::Error::Remote {
                         code: body.code,
-                        message: format!("the replica {} refused: {}", self.name, body.message),
+                        message: format!(
+                            "{} {} refused: {}",
+                            match self.service {
+                                Service::Sync => "the replica",
+                                Service::Federation => "the universe at",
+                            },
+                            self.name,
+                            body.message
+                        ),
                         details: body.details,
                     })
                 }

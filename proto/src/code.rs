@@ -108,6 +108,8 @@ codes! {
     RateLimited = "rate_limited", "The sender is over its rate.";
     NotOwner = "not_owner", "The sender neither owns nor is a delegate of the SWS.";
     Forbidden = "forbidden", "The sender lacks the permission.";
+    Quarantined = "quarantined", "Another universe misbehaved (a forged signature, two histories, a closure that fails verification); nothing more is imported from it until `jit federation release`.";
+    Unsupported = "unsupported", "The two universes do not share the capability or protocol version this needs.";
     JournalDamaged = "journal_damaged", "Records of the plane's journal could not be read (audit and fsck).";
     Internal = "internal", "The server failed in a way it did not expect (a bug): nothing was applied.";
     // The plane's client side.

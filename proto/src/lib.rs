@@ -4,6 +4,8 @@
 //! - [`cbor`]: canonical CBOR (RFC 8949 §4.2.1) — every hashed or signed byte goes through it.
 //! - [`envelope`]: the signed message an agent sends on the plane, and the domain-separated
 //!   bytes its signature covers.
+//! - [`federation`]: the signed handshake (hello, accept) and import manifest between
+//!   universes, each sealed under its own signature domain.
 //! - [`head`]: a universe's signed published head (epoch, log size, Merkle root) and the
 //!   checks that it extends the last one verified.
 //! - [`identity`]: a universe's signed, versioned identity document (key rotation without
@@ -27,6 +29,7 @@
 pub mod cbor;
 pub mod code;
 pub mod envelope;
+pub mod federation;
 pub mod head;
 pub mod identity;
 pub mod keyexpr;

@@ -78,10 +78,16 @@ operations! {
     SyncFrontier = "sync.frontier", "Where this universe's branches and tags point.";
     SyncNegotiate = "sync.negotiate", "Which history nodes a replica lacks.";
     SyncFetch = "sync.fetch", "Node bytes by id.";
+    FederationHello = "federation.hello", "Another universe's signed hello, answered with a signed accept.";
+    FederationHead = "federation.head", "The signed published head and the publish log entries after a size.";
+    FederationDepend = "federation.depend", "A signed manifest of the closure of published snapshots.";
+    FederationFetch = "federation.fetch", "Node bytes of published closures by id.";
 }
 
 /// The prefix of the sync operations' names.
 const SYNC_PREFIX: &str = "sync.";
+/// The prefix of the federation operations' names.
+const FEDERATION_PREFIX: &str = "federation.";
 
 impl Operation {
     /// The operation a wire name names, if this build serves it.
@@ -101,6 +107,24 @@ impl Operation {
     /// others, which the plane does not serve by name.
     pub fn sync_key_segment(self) -> Option<&'static str> {
         self.as_str().strip_prefix(SYNC_PREFIX)
+    }
+
+    /// Whether the operation is one of federation's (served to other universes, read-only).
+    pub fn is_federation(self) -> bool {
+        self.as_str().starts_with(FEDERATION_PREFIX)
+    }
+
+    /// A federation operation's last key segment on the plane (`jit/federation/<segment>`).
+    pub fn federation_key_segment(self) -> Option<&'static str> {
+        self.as_str().strip_prefix(FEDERATION_PREFIX)
+    }
+
+    /// The federation operation a plane key's last segment names.
+    pub fn from_federation_key_segment(segment: &str) -> Option<Operation> {
+        Operation::ALL
+            .iter()
+            .copied()
+            .find(|op| op.federation_key_segment() == Some(segment))
     }
 
     /// The sync operation a plane key's last segment names.

@@ -220,12 +220,6 @@ pub(crate) fn federation_policy(
             let peer = peers::deny(store, universe_id(&universe)?)?;
             out.emit(row(&peer), || line(&peer))
         }
-        FederationCommand::Ls | FederationCommand::Whoami => {
-            let all = peers::list(store, &store.read()?)?;
-            out.emit(
-                serde_json::Value::Array(all.iter().map(row).collect()),
-                || all.iter().map(line).collect::<Vec<_>>().join("\n"),
-            )
-        }
+        other => anyhow::bail!("{other:?} is not a policy verb"),
     }
 }

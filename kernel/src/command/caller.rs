@@ -24,6 +24,8 @@ pub enum Permission<'c> {
     Local,
     /// Reading history and refs for a replica (the sync operations).
     Replicate,
+    /// Asking for published state as another universe (the federation operations).
+    Federate,
     /// Creating an SWS owned by `owner`.
     CreateSws {
         /// Who will own it.
@@ -42,6 +44,9 @@ pub enum Caller<'a> {
     Local,
     /// A replica pulling over the plane.
     Replica,
+    /// Another universe, over the plane: it reaches published state only, within a session
+    /// its signed hello opened.
+    Universe,
     /// A registered agent whose signed message verified.
     Agent {
         /// Its name (the envelope's sender).
@@ -68,12 +73,21 @@ impl Caller<'_> {
         txn: &ReadTxn<'_>,
     ) -> Result<()> {
         match (self, permission) {
-            (Caller::Local, _) | (Caller::Replica, Permission::Replicate) => Ok(()),
+            (Caller::Local, _)
+            | (Caller::Replica, Permission::Replicate)
+            | (Caller::Universe, Permission::Federate) => Ok(()),
             (Caller::Replica, _) => Err(refuse(
                 Code::Forbidden,
                 "a replica may only read history and refs".into(),
             )),
-            (Caller::Agent { name, .. }, Permission::Local | Permission::Replicate) => Err(refuse(
+            (Caller::Universe, _) => Err(refuse(
+                Code::Forbidden,
+                "another universe may only ask for published state".into(),
+            )),
+            (
+                Caller::Agent { name, .. },
+                Permission::Local | Permission::Replicate | Permission::Federate,
+            ) => Err(refuse(
                 Code::Forbidden,
                 format!("{name} may not do this over the plane"),
             )),

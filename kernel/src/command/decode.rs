@@ -92,6 +92,18 @@ impl Command {
                 Command::SyncNegotiate(wire::from_value(value, "negotiation")?)
             }
             Operation::SyncFetch => Command::SyncFetch(wire::from_value(value, "fetch request")?),
+            Operation::FederationHello => {
+                Command::FederationHello(wire::from_value(value, "federation hello")?)
+            }
+            Operation::FederationHead => {
+                Command::FederationHead(wire::from_value(value, "federation head request")?)
+            }
+            Operation::FederationDepend => {
+                Command::FederationDepend(wire::from_value(value, "federation dependency")?)
+            }
+            Operation::FederationFetch => {
+                Command::FederationFetch(wire::from_value(value, "federation fetch")?)
+            }
             other => {
                 return Err(Error::InvalidInput(format!(
                     "this build does not serve {other}"

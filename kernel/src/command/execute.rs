@@ -23,6 +23,7 @@ use crate::collapse::{self, Outcome};
 use crate::content;
 use crate::dag;
 use crate::error::{Error, Result};
+use crate::federation;
 use crate::history::{self, Committed};
 use crate::id::NodeId;
 use crate::node::EntryKind;
@@ -282,6 +283,18 @@ pub fn execute(
         }
         Command::SyncFetch(request) => {
             wire::to_value(&serve::fetch(store, &store.read()?, request)?)
+        }
+        Command::FederationHello(request) => {
+            wire::to_value(&federation::serve::hello(repo, request)?)
+        }
+        Command::FederationHead(request) => {
+            wire::to_value(&federation::serve::head(repo, request)?)
+        }
+        Command::FederationDepend(request) => {
+            wire::to_value(&federation::serve::depend(repo, request)?)
+        }
+        Command::FederationFetch(request) => {
+            wire::to_value(&federation::serve::fetch(repo, request)?)
         }
     }
 }

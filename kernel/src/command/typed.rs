@@ -7,6 +7,7 @@ use jit_proto::Operation;
 use super::args::{CheckoutArgs, CreateArgs, DirArgs, MoveArgs, ReadArgs, RefArgs, RevArgs};
 use super::caller::Permission;
 use crate::checkout;
+use crate::federation::wire as federation;
 use crate::history::Declared;
 use crate::patch::Patch;
 use crate::sws::SwsId;
@@ -94,6 +95,14 @@ pub enum Command {
     SyncNegotiate(NegotiateRequest),
     /// `sync.fetch`.
     SyncFetch(FetchRequest),
+    /// `federation.hello` (on the plane: `jit/federation/hello`).
+    FederationHello(federation::HelloRequest),
+    /// `federation.head`.
+    FederationHead(federation::HeadRequest),
+    /// `federation.depend`.
+    FederationDepend(federation::DependRequest),
+    /// `federation.fetch`.
+    FederationFetch(federation::FetchRequest),
 }
 
 impl Command {
@@ -132,6 +141,10 @@ impl Command {
             Command::SyncFrontier => Operation::SyncFrontier,
             Command::SyncNegotiate(_) => Operation::SyncNegotiate,
             Command::SyncFetch(_) => Operation::SyncFetch,
+            Command::FederationHello(_) => Operation::FederationHello,
+            Command::FederationHead(_) => Operation::FederationHead,
+            Command::FederationDepend(_) => Operation::FederationDepend,
+            Command::FederationFetch(_) => Operation::FederationFetch,
         }
     }
 
@@ -171,7 +184,11 @@ impl Command {
             | Command::ForgetCheckout(_)
             | Command::SyncFrontier
             | Command::SyncNegotiate(_)
-            | Command::SyncFetch(_) => false,
+            | Command::SyncFetch(_)
+            | Command::FederationHello(_)
+            | Command::FederationHead(_)
+            | Command::FederationDepend(_)
+            | Command::FederationFetch(_) => false,
         }
     }
 
@@ -181,6 +198,10 @@ impl Command {
             Command::SyncFrontier | Command::SyncNegotiate(_) | Command::SyncFetch(_) => {
                 Permission::Replicate
             }
+            Command::FederationHello(_)
+            | Command::FederationHead(_)
+            | Command::FederationDepend(_)
+            | Command::FederationFetch(_) => Permission::Federate,
             Command::CreateSws(args) => Permission::CreateSws { owner: &args.owner },
             Command::ApplyPatch { sws, .. }
             | Command::SwsStatus(sws)

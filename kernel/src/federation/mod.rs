@@ -1,17 +1,61 @@
 //! Federation between universes (RFC-0021, the ASL federation RFC, the federated-readiness RFC;
-//! issue #19): separate universes link through signed, verified, read-only imports of
-//! published snapshots. The stages, one file each as they are built:
+//! issue #19): separate universes — each its own DAG, refs and keys — link through signed,
+//! verified, read-only imports of published snapshots. No universe ever writes another, and no
+//! foreign node ever becomes local.
 //!
-//! 1. **Identity** — who this universe is, as a signed, versioned document
+//! The publishing side:
+//! 1. **Identity** — who a universe is, as a signed, versioned document
 //!    (`jit_proto::identity`; made by `crate::identity::UniverseIdentity::document`).
-//! 2. **Publish** ([`publish`]) — the append-only publish log of snapshots this universe shows
-//!    others, and the signed head over it (`jit_proto::head`, `jit_proto::merkle`).
+//! 2. **Publish** ([`publish`]) — the append-only publish log of the snapshots a universe shows
+//!    others and the signed head over it (`jit_proto::head`, `jit_proto::merkle`); each publish
+//!    indexes the snapshot's closure ([`closure`]) as visible ([`visible`]).
+//! 3. **Serve** ([`serve`]) — answers a hello with a signed accept and a session token
+//!    ([`session`]), then the head, manifests and nodes of published closures only; anything
+//!    else is answered as a node that does not exist.
 //!
-//! 3. **Peers** ([`peers`]) — the other universes this one knows: a trust level each, and a
-//!    deny list checked before anything of a denied universe is looked up.
+//! The importing side, one file per RFC-0021 stage group:
+//! 1. **Policy** ([`peers`]) — a trust level per universe and a deny list, checked before
+//!    anything of a universe is looked up.
+//! 2. **Handshake** ([`handshake`], stages 1–2) — signed hello and accept, identity continuity
+//!    (key rotation, no replay), capabilities intersected.
+//! 3. **Import** ([`import`], stages 3–7) — the verified head and log, the dependency
+//!    declaration, the signed manifest, sync's verified resumable transfer into the universe's
+//!    own store ([`foreign`]), the closure checked against the manifest, and one atomic commit
+//!    of the nodes, the head, the import record ([`known`]) and a `federation-edge` node.
+//! 4. **Faults** ([`quarantine`]) — a universe that equivocates, signs with the wrong key or
+//!    sends a closure that fails verification is quarantined until released.
 //!
-//! Still to come (issue #19): the handshake, import with federation edges,
-//! epochs and quarantine, the mount's `federation/` directory.
+//! Transport: the peer is sync's transport-agnostic [`crate::sync::Remote`]; the plane's
+//! Zenoh implementation serves and asks `jit/federation/<op>`, and tests use an in-process one.
+//! `docs/federation.md` specifies the wire protocol.
 
+pub mod closure;
+pub mod foreign;
+pub mod handshake;
+pub mod import;
+pub mod known;
 pub mod peers;
 pub mod publish;
+pub mod quarantine;
+pub mod serve;
+pub mod session;
+pub mod visible;
+pub mod wire;
+
+use crate::error::{Code, Coded, Error};
+
+/// A refusal of another universe's statement, with the statement error's code.
+pub(crate) fn refused(error: impl Coded + std::fmt::Display) -> Error {
+    Error::Federation {
+        code: error.code(),
+        message: error.to_string(),
+    }
+}
+
+/// A federation refusal with `code`.
+pub(crate) fn refusal(code: Code, message: impl Into<String>) -> Error {
+    Error::Federation {
+        code,
+        message: message.into(),
+    }
+}

@@ -22,6 +22,7 @@ use crate::refname::validate_short_name;
 use crate::repo::Repository;
 use crate::revparse;
 use crate::store::{Declared, ReadTxn, Store, TableDef};
+use crate::upgrade::UpgradeStep;
 
 /// Seq → canonical entry bytes.
 const LOG: TableDef<U64<BigEndian>, Bytes> = TableDef::new("publish_log", 7);
@@ -56,7 +57,7 @@ impl Entry {
         ]))?)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Entry> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Entry> {
         let value = cbor::decode(bytes)?;
         let map = fields::as_map(&value, "publish entry")?;
         fields::only(map, &["name", "seq", "snapshot"])?;
@@ -95,6 +96,24 @@ pub fn entries(store: &Store, txn: &ReadTxn<'_>) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// Layout 5 indexes what other universes may see ([`super::visible`]); a store of an earlier
+/// layout that published shows its published closures once, on upgrade.
+const SHOWN: u64 = 5;
+
+/// Indexing the closures a store from before layout 5 published.
+pub(crate) const SHOW_PUBLISHED: UpgradeStep = UpgradeStep {
+    name: "indexed published closures",
+    pending: |_, _, _, recorded| Ok(recorded.is_none_or(|layout| layout < SHOWN)),
+    run: |_, store, wtxn, _| {
+        let log = entries(store, wtxn)?;
+        let mut shown = 0;
+        for entry in log {
+            shown += super::visible::show(store, wtxn, entry.snapshot)?;
+        }
+        Ok(shown)
+    },
+};
+
 /// The current signed head; none before the first publish.
 pub fn head(store: &Store, txn: &ReadTxn<'_>) -> Result<Option<SignedHead>> {
     match store.meta.get(txn, HEAD_KEY)? {
@@ -125,6 +144,8 @@ pub fn publish(repo: &Repository, rev: &str, name: &str) -> Result<(Entry, Signe
         let bytes = entry.encode()?;
         let table = op.store().table(&LOG);
         table.put(op.wtxn(), &entry.seq, &bytes)?;
+        let store = op.store();
+        super::visible::show(store, op.wtxn(), snapshot)?;
         log.push(entry.clone());
         let leaves = log.iter().map(Entry::leaf).collect::<Result<Vec<_>>>()?;
         let next = PublishedHead {

@@ -12,9 +12,10 @@ use crate::error::{Error, Result};
 /// This build's table layout: 1 kept an SWS's records in tables of their own, 2 moved them into
 /// `sws` behind record tags (an agent's clock at `name || 0`), 3 keeps the clock at
 /// `name || 1`, 4 counts the references to staged nodes (an older build would patch without
-/// counting, and a later drop would take what its trees use). Raise it with every change an
+/// counting, and a later drop would take what its trees use), 5 indexes what other universes
+/// may see (an older build would publish without showing). Raise it with every change an
 /// older build would misread.
-pub(crate) const LAYOUT: u64 = 4;
+pub(crate) const LAYOUT: u64 = 5;
 
 /// The `meta` key of the layout a store was last written in (8 bytes, big-endian). Stores from
 /// before it was recorded lack it, and are upgraded as layout 1 or 2.

@@ -6,7 +6,7 @@
 //! 2. **Negotiation** ([`serve::negotiate`]): we name the tips we lack (wants) and tips we hold
 //!    (haves); the peer walks history back from the wants, newest first, and stops where it
 //!    meets the haves' ancestry. Only history node ids travel, never whole DAGs.
-//! 3. **Transfer** ([`pull`]): we fetch what we lack level by level, asking only for ids that
+//! 3. **Transfer** ([`pull`], [`transfer`], shared with federation): we fetch what we lack level by level, asking only for ids that
 //!    are neither stored nor staged, several requests in flight, each reply bounded in bytes.
 //!    Every node is checked (hash, canonical encoding, shape) as it arrives and kept in a
 //!    staging table ([`staging`]), so an interrupted transfer resumes where it stopped.
@@ -22,6 +22,7 @@ pub mod integrate;
 pub mod pull;
 pub mod serve;
 pub mod staging;
+pub(crate) mod transfer;
 pub mod wire;
 
 pub use integrate::{RefAction, RefChange};

@@ -1,28 +1,22 @@
 //! The pulling side of sync: frontier, negotiation, a resumable verified transfer, and the
 //! atomic integration ([`super::integrate`]).
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::BTreeSet;
 
 use ciborium::value::Value;
 use serde::Serialize;
 
 use super::integrate::{self, RefChange};
 use super::staging;
-use super::wire::{self, FetchReply, FetchRequest, Frontier, NegotiateReply, NegotiateRequest};
+use super::transfer::{self, Holding, Transfer};
+use super::wire::{self, FetchRequest, Frontier, NegotiateReply, NegotiateRequest};
 use crate::command::Operation;
 use crate::dag;
-use crate::error::{Error, Result, Violation};
+use crate::error::{Error, Result};
 use crate::id::NodeId;
-use crate::node::Node;
 use crate::repo::Repository;
 use crate::store::{ReadTxn, Store};
 
-/// Ids named in one fetch request.
-const IDS_PER_FETCH: usize = 2048;
-/// Byte budget asked of each fetch reply.
-const REPLY_BYTES: u64 = 8 << 20;
-/// Fetch requests kept in flight at once.
-const IN_FLIGHT: usize = 4;
 /// How far back along each local branch haves are sampled (at distances 1, 2, 4, …).
 const HAVE_DEPTH: usize = 1 << 12;
 
@@ -128,16 +122,8 @@ fn pull_inner(
         }
         (wants, sample_haves(store, &txn, &frontier)?)
     };
-    let mut transfer = Transfer {
-        store,
-        remote,
-        progress,
-        seen: HashSet::new(),
-        received: Vec::new(),
-        fetched_nodes: 0,
-        fetched_bytes: 0,
-        resumed_nodes: 0,
-    };
+    let holding = Replica { store };
+    let mut transfer = Transfer::new(store, &holding, remote, progress);
     let mut history = 0;
     if !wants.is_empty() {
         let request = NegotiateRequest {
@@ -196,142 +182,32 @@ fn sample_haves(store: &Store, txn: &ReadTxn<'_>, frontier: &Frontier) -> Result
     Ok(haves.into_iter().take(wire::MAX_NEGOTIATE_IDS).collect())
 }
 
-/// Checks a node as it arrives: its bytes hash to the id it was offered under, they are a
-/// canonical, well-formed node, and a tree names nothing reserved (`.git`, `.jit`,
-/// `.jit-checkout`: see [`crate::reserved`]).
-fn verify(id: NodeId, bytes: &[u8]) -> Result<Node> {
-    let node = decode_verified(id, bytes)?;
-    crate::reserved::check_tree(&id, &node)?;
-    Ok(node)
-}
-
-fn decode_verified(id: NodeId, bytes: &[u8]) -> Result<Node> {
-    let actual = NodeId::of_bytes(bytes);
-    if actual != id {
-        return Err(Violation::HashMismatch {
-            claimed: id,
-            actual,
-        }
-        .into());
-    }
-    Node::decode(bytes).map_err(|e| {
-        Violation::Malformed {
-            node: id,
-            reason: e.to_string(),
-        }
-        .into()
-    })
-}
-
-/// The transfer: walks down from the negotiated history, level by level, fetching what is
-/// neither stored nor staged.
-struct Transfer<'a> {
+/// A replica's holding: its DAG, sync's staging table, every dependency (parents included).
+struct Replica<'a> {
     store: &'a Store,
-    remote: &'a mut dyn Remote,
-    progress: &'a dyn SyncProgress,
-    seen: HashSet<NodeId>,
-    /// Every node this pull will append, with its dependencies.
-    received: Vec<(NodeId, Vec<NodeId>)>,
-    fetched_nodes: u64,
-    fetched_bytes: u64,
-    resumed_nodes: u64,
 }
 
-impl Transfer<'_> {
-    fn run(&mut self, start: Vec<NodeId>) -> Result<()> {
-        let mut level = start;
-        while !level.is_empty() {
-            let mut next = Vec::new();
-            let mut wanted = Vec::new();
-            {
-                let txn = self.store.read()?;
-                for id in level {
-                    if !self.seen.insert(id) || self.store.has_node(&txn, &id)? {
-                        continue;
-                    }
-                    match staging::get(self.store, &txn, &id)? {
-                        Some(bytes) => {
-                            let deps = dag::dependencies(&verify(id, bytes)?);
-                            next.extend_from_slice(&deps);
-                            self.received.push((id, deps));
-                            self.resumed_nodes += 1;
-                        }
-                        None => wanted.push(id),
-                    }
-                }
-            }
-            self.fetch(wanted, &mut next)?;
-            level = next;
-        }
-        Ok(())
+impl Holding for Replica<'_> {
+    fn held(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool> {
+        self.store.has_node(txn, id)
     }
 
-    fn broken(&self, reason: String) -> Error {
-        Error::Sync {
-            remote: self.remote.name().to_owned(),
-            reason,
-        }
+    fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
+        staging::get(self.store, txn, id)
     }
 
-    /// Fetches `wanted`, several requests in flight; what a reply's budget left out is asked
-    /// again. Each round's nodes are verified and staged before the next round.
-    fn fetch(&mut self, wanted: Vec<NodeId>, next: &mut Vec<NodeId>) -> Result<()> {
-        let mut queue: VecDeque<NodeId> = wanted.into();
-        while !queue.is_empty() {
-            let mut batches: Vec<Vec<NodeId>> = Vec::new();
-            while batches.len() < IN_FLIGHT && !queue.is_empty() {
-                let take = queue.len().min(IDS_PER_FETCH);
-                batches.push(queue.drain(..take).collect());
-            }
-            let mut requests = Vec::with_capacity(batches.len());
-            for ids in &batches {
-                let request = FetchRequest {
-                    ids: ids.clone(),
-                    max_bytes: REPLY_BYTES,
-                };
-                requests.push((Operation::SyncFetch, wire::to_value(&request)?));
-            }
-            let answers = self.remote.call(requests)?;
-            if answers.len() != batches.len() {
-                return Err(self.broken(format!(
-                    "{} answers to {} fetch requests",
-                    answers.len(),
-                    batches.len()
-                )));
-            }
-            let mut kept = Vec::new();
-            let mut kept_bytes = 0u64;
-            for (ids, answer) in batches.into_iter().zip(answers) {
-                let reply: FetchReply = wire::from_value(answer, "fetch reply")?;
-                if let Some(id) = reply.missing.first() {
-                    return Err(self.broken(format!(
-                        "the peer does not hold node {id}, which its history needs"
-                    )));
-                }
-                let asked: HashSet<NodeId> = ids.iter().copied().collect();
-                let mut got = HashSet::new();
-                for fetched in reply.nodes {
-                    if !asked.contains(&fetched.id) || !got.insert(fetched.id) {
-                        return Err(
-                            self.broken(format!("the peer sent node {} unasked", fetched.id))
-                        );
-                    }
-                    let deps = dag::dependencies(&verify(fetched.id, &fetched.bytes)?);
-                    next.extend_from_slice(&deps);
-                    self.received.push((fetched.id, deps));
-                    kept_bytes += fetched.bytes.len() as u64;
-                    kept.push((fetched.id, fetched.bytes));
-                }
-                if got.is_empty() {
-                    return Err(self.broken("the peer answered a fetch with no nodes".into()));
-                }
-                queue.extend(ids.into_iter().filter(|id| !got.contains(id)));
-            }
-            staging::keep(self.store, &kept)?;
-            self.fetched_nodes += kept.len() as u64;
-            self.fetched_bytes += kept_bytes;
-            self.progress.received(kept.len() as u64, kept_bytes);
-        }
-        Ok(())
+    fn keep(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
+        staging::keep(self.store, nodes)
+    }
+
+    fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>> {
+        Ok(dag::dependencies(&transfer::verify(id, bytes)?))
+    }
+
+    fn request(&self, ids: Vec<NodeId>, max_bytes: u64) -> Result<(Operation, Value)> {
+        Ok((
+            Operation::SyncFetch,
+            wire::to_value(&FetchRequest { ids, max_bytes })?,
+        ))
     }
 }

@@ -108,21 +108,38 @@ pub fn negotiate(
 /// The requested nodes' bytes, in request order, until the byte budget is spent (at least
 /// one node is always sent).
 pub fn fetch(store: &Store, txn: &ReadTxn<'_>, request: &FetchRequest) -> Result<FetchReply> {
-    if request.ids.len() > wire::MAX_FETCH_IDS {
+    fetch_where(store, txn, &request.ids, request.max_bytes, |_| Ok(true))
+}
+
+/// [`fetch`] of only the nodes `shown` admits: any other is answered as missing, through the
+/// same path as a node this store does not hold (federation serves published closures so).
+pub(crate) fn fetch_where(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    ids: &[NodeId],
+    max_bytes: u64,
+    shown: impl Fn(&NodeId) -> Result<bool>,
+) -> Result<FetchReply> {
+    if ids.len() > wire::MAX_FETCH_IDS {
         return Err(Error::InvalidInput(format!(
             "a fetch names at most {} ids, not {}",
             wire::MAX_FETCH_IDS,
-            request.ids.len()
+            ids.len()
         )));
     }
-    let budget = request.max_bytes.min(wire::MAX_REPLY_BYTES);
+    let budget = max_bytes.min(wire::MAX_REPLY_BYTES);
     let mut reply = FetchReply {
         nodes: Vec::new(),
         missing: Vec::new(),
     };
     let mut spent = 0u64;
-    for id in &request.ids {
-        match store.node_bytes(txn, id)? {
+    for id in ids {
+        let bytes = if shown(id)? {
+            store.node_bytes(txn, id)?
+        } else {
+            None
+        };
+        match bytes {
             Some(bytes) => {
                 let len = bytes.len() as u64;
                 if !reply.nodes.is_empty() && spent + len > budget {

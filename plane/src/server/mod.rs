@@ -107,6 +107,10 @@ impl Plane {
             .declare_queryable(keyexpr(&options.namespace, crate::sync::SYNC_KEYS))
             .await
             .map_err(PlaneError::zenoh)?;
+        let federation_queries = session
+            .declare_queryable(keyexpr(&options.namespace, crate::sync::FEDERATION_KEYS))
+            .await
+            .map_err(PlaneError::zenoh)?;
 
         let notify = Arc::new(Notify::new());
         let (arrived_tx, arrived_rx) = mpsc::channel::<Vec<Arrived>>();
@@ -165,7 +169,16 @@ impl Plane {
             }));
         }
         drop(arrived_tx);
-        tasks.push(tokio::spawn(crate::sync::serve(repo.clone(), sync_queries)));
+        tasks.push(tokio::spawn(crate::sync::serve(
+            repo.clone(),
+            sync_queries,
+            crate::sync::Service::Sync,
+        )));
+        tasks.push(tokio::spawn(crate::sync::serve(
+            repo.clone(),
+            federation_queries,
+            crate::sync::Service::Federation,
+        )));
         tasks.push(tokio::spawn(publish_events(
             session.clone(),
             repo.clone(),

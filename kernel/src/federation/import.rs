@@ -1,0 +1,549 @@
+//! Stages 3–7, the importing side: from a verified session to a pinned, read-only import.
+//!
+//! 1. **Head** — the publisher's signed head, verified against the one held: signed by its
+//!    key, the same or a later epoch, its log an append-only extension (consistency proof); the
+//!    log entries it adds must hash to its root with the ones held.
+//! 2. **Dependency** (stage 3) — the snapshot the published name names is declared as what this
+//!    universe depends on.
+//! 3. **Manifest** (stage 4) — the publisher signs the closure's size and digest under that
+//!    head; an oversized closure is refused before anything is allocated for it.
+//! 4. **Transfer** (stage 4) — sync's verified, resumable transfer ([`crate::sync::transfer`])
+//!    into this universe's own store for the publisher ([`super::foreign`]), asking only for
+//!    nodes not already imported from it, and never for more than the manifest declared.
+//! 5. **Verification** (stage 6) — the closure walked over what arrived: complete, every
+//!    reference of the right type, exactly the manifest's set (count and digest).
+//! 6. **Link and finalize** (stages 5, 7) — one operation commits the staged nodes, the head
+//!    and log, the import record, and a `federation-edge` node whose only parent is this
+//!    universe's HEAD tip; the edge names the remote universe and snapshot, the direction, the
+//!    purpose and the trust level, and its metadata both universe ids (provenance).
+//!
+//! A fault that proves the publisher lied quarantines it ([`super::quarantine`]); any refusal
+//! leaves nothing imported.
+
+use ciborium::value::Value;
+use jit_proto::federation::{Manifest, Statement, CAP_FETCH, CAP_HEAD, CAP_MANIFEST, MAX_CLOSURE};
+use jit_proto::head::{HeadError, SignedHead, MAX_HEAD};
+use jit_proto::merkle;
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+use super::closure;
+use super::foreign::{self, Foreign};
+use super::handshake::{self, Session};
+use super::known::{self, Import};
+use super::publish::Entry;
+use super::wire::{
+    DependReply, DependRequest, FetchRequest, HeadReply, HeadRequest, MAX_ENTRIES, MAX_ENTRY,
+};
+use super::{peers, quarantine, refusal, refused};
+use crate::command::Operation;
+use crate::dag;
+use crate::error::{Code, Error, Result};
+use crate::id::NodeId;
+use crate::node::{Direction, FederationEdge, Node, Payload, Trust};
+use crate::refname::validate_short_name;
+use crate::repo::Repository;
+use crate::store::{ReadTxn, Store};
+use crate::sync::transfer::{self, Holding, Transfer};
+use crate::sync::{wire as sync_wire, Remote, SyncProgress};
+
+/// The purpose an import's edge records.
+pub const PURPOSE: &str = "import";
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// The publishing universe.
+    pub universe: Uuid,
+    /// The name it published the snapshot under.
+    pub published: String,
+    /// The name it is imported under here.
+    pub local: String,
+    /// The snapshot, by its id there (and here: ids are the same bytes everywhere).
+    pub snapshot: NodeId,
+    /// The epoch of the head it was imported under.
+    pub epoch: u64,
+    /// The edge recording the link.
+    pub edge: NodeId,
+    /// How many nodes its closure holds.
+    pub closure: u64,
+    /// Nodes that crossed the wire in this run, and their bytes.
+    pub fetched_nodes: u64,
+    /// Bytes of those nodes.
+    pub fetched_bytes: u64,
+    /// Nodes an interrupted earlier import had staged.
+    pub resumed_nodes: u64,
+    /// Nodes new to this universe's store for the publisher.
+    pub new_nodes: u64,
+    /// The trust level the edge records.
+    pub trust: &'static str,
+}
+
+/// Imports the snapshot `published` names in the universe behind `remote` as `local`. With
+/// `expected`, the universe must be that one (and is checked against the deny list and the
+/// quarantine before the network is touched).
+pub fn import(
+    repo: &Repository,
+    remote: &mut dyn Remote,
+    endpoint: Option<&str>,
+    expected: Option<Uuid>,
+    published: &str,
+    local: &str,
+    progress: &dyn SyncProgress,
+) -> Result<ImportReport> {
+    validate_short_name(local)?;
+    let store = repo.store();
+    if let Some(universe) = expected {
+        peers::admit(store, universe)?;
+        quarantine::check(store, universe)?;
+    }
+    let session = handshake::hello(repo, remote, endpoint)?;
+    if let Some(universe) = expected {
+        if session.universe != universe {
+            return Err(refusal(
+                Code::OtherUniverse,
+                format!(
+                    "the endpoint serves universe {}, not {universe}",
+                    session.universe
+                ),
+            ));
+        }
+    }
+    let peer = peers::admit(store, session.universe)?;
+    let result = Importer {
+        repo,
+        store,
+        session: &session,
+        trust: peer.trust,
+    }
+    .run(remote, published, local, progress);
+    if let Err(error) = &result {
+        if let Err(audit_error) = store.audit("federation.import", error) {
+            tracing::warn!(%audit_error, "could not write audit record");
+        }
+    }
+    result
+}
+
+/// A fault found while importing: whether it proves the publisher lied.
+enum Fault {
+    /// Refused; nothing to hold against the publisher (a rollback, a size limit, the network).
+    Refuse(Box<Error>),
+    /// Quarantine, with the statement offered.
+    Quarantine(Box<Error>, Option<Vec<u8>>),
+}
+
+impl Fault {
+    fn refuse(error: Error) -> Fault {
+        Fault::Refuse(Box::new(error))
+    }
+
+    fn quarantine(error: Error, offered: Option<Vec<u8>>) -> Fault {
+        Fault::Quarantine(Box::new(error), offered)
+    }
+}
+
+impl From<Error> for Fault {
+    fn from(error: Error) -> Self {
+        Fault::refuse(error)
+    }
+}
+
+struct Importer<'a> {
+    repo: &'a Repository,
+    store: &'a Store,
+    session: &'a Session,
+    trust: Trust,
+}
+
+/// The verified head and the whole log it covers.
+struct VerifiedLog {
+    head: SignedHead,
+    head_bytes: Vec<u8>,
+    entries: Vec<Vec<u8>>,
+    log: Vec<Entry>,
+}
+
+impl Importer<'_> {
+    fn run(
+        &self,
+        remote: &mut dyn Remote,
+        published: &str,
+        local: &str,
+        progress: &dyn SyncProgress,
+    ) -> Result<ImportReport> {
+        let universe = self.session.universe;
+        match self.stages(remote, published, local, progress) {
+            Ok(report) => Ok(report),
+            Err(Fault::Refuse(error)) => {
+                self.store.operation("federation.refused", |op| {
+                    foreign::clear_staged(op, universe)
+                })?;
+                Err(*error)
+            }
+            Err(Fault::Quarantine(error, offered)) => {
+                Err(quarantine::impose(self.store, universe, &error, offered)?)
+            }
+        }
+    }
+
+    fn stages(
+        &self,
+        remote: &mut dyn Remote,
+        published: &str,
+        local: &str,
+        progress: &dyn SyncProgress,
+    ) -> Result<ImportReport, Fault> {
+        let universe = self.session.universe;
+        let verified = self.head(remote)?;
+        let snapshot = verified
+            .log
+            .iter()
+            .rev()
+            .find(|entry| entry.name == published)
+            .map(|entry| entry.snapshot)
+            .ok_or_else(|| {
+                refusal(
+                    Code::RefNotFound,
+                    format!("universe {universe} has not published {published:?}"),
+                )
+            })?;
+        let manifest = self.manifest(remote, &verified, snapshot)?;
+
+        // Stage 4: the closure, into this universe's store for the publisher.
+        let holding = ForeignHolding {
+            store: self.store,
+            universe,
+            token: &self.session.token,
+        };
+        let mut transfer = Transfer::new(self.store, &holding, remote, progress);
+        transfer.limit = Some(manifest.count);
+        if let Err(error) = transfer.run(vec![snapshot]) {
+            return Err(match error {
+                Error::Invariant(_) | Error::Sync { .. } | Error::Node(_) | Error::Cbor(_) => {
+                    Fault::quarantine(error, None)
+                }
+                other => Fault::refuse(other),
+            });
+        }
+        let (fetched_nodes, fetched_bytes, resumed_nodes) = (
+            transfer.fetched_nodes,
+            transfer.fetched_bytes,
+            transfer.resumed_nodes,
+        );
+        progress.appending(transfer.received.len() as u64);
+
+        // Stage 6: the closure is complete, well typed, and the set the manifest signed.
+        {
+            let txn = self.store.read()?;
+            let source = Foreign::with_staged(self.store, &txn, universe);
+            let ids = closure::walk(&source, &[snapshot], |_| Ok(false))
+                .map_err(|error| Fault::quarantine(error, None))?;
+            let digest = jit_proto::federation::closure_digest(ids.iter().map(|id| &id.0));
+            if ids.len() as u64 != manifest.count || digest != manifest.digest.into_array() {
+                return Err(Fault::quarantine(
+                    refusal(
+                        Code::InvariantViolation,
+                        format!(
+                            "the closure of {snapshot} holds {} nodes with digest {}, the signed manifest says {} with digest {}",
+                            ids.len(),
+                            hex::encode(digest),
+                            manifest.count,
+                            hex::encode(manifest.digest.into_array())
+                        ),
+                    ),
+                    None,
+                ));
+            }
+        }
+
+        // Stages 5 and 7: one operation links and finalizes.
+        let ours = self.repo.universe()?.id;
+        let branch = self.repo.head()?;
+        let trust = self.trust;
+        let epoch = verified.head.head.epoch;
+        let (edge, new_nodes) = self.store.operation("federation.import", |op| {
+            let new_nodes = foreign::commit_staged(op, universe)?;
+            let tip = op
+                .store()
+                .ref_target(op.txn(), branch.full())?
+                .ok_or_else(|| Error::RefNotFound(branch.full().to_owned()))?;
+            let clock = dag::clock_of(op.store(), op.txn(), &tip)?.saturating_add(1);
+            let mut edge = Node::with_parents(
+                vec![tip],
+                clock,
+                Payload::FederationEdge(FederationEdge {
+                    local: tip,
+                    universe: *universe.as_bytes(),
+                    remote: snapshot,
+                    direction: Direction::Import,
+                    purpose: PURPOSE.into(),
+                    trust,
+                }),
+            );
+            edge.metadata.extend([
+                ("epoch".to_owned(), epoch.to_string()),
+                ("local_universe".to_owned(), ours.to_string()),
+                ("published".to_owned(), published.to_owned()),
+                ("remote_universe".to_owned(), universe.to_string()),
+            ]);
+            let edge = dag::append(op, &edge)?;
+            let mut record = known::get(op.store(), op.txn(), universe)?
+                .ok_or_else(|| Error::InvalidInput(format!("universe {universe} was never met")))?;
+            record.head = Some(ByteBuf::from(verified.head_bytes.clone()));
+            record.entries = verified
+                .entries
+                .iter()
+                .map(|e| ByteBuf::from(e.clone()))
+                .collect();
+            record.imports.insert(
+                local.to_owned(),
+                Import {
+                    published: published.to_owned(),
+                    snapshot,
+                    edge,
+                    epoch,
+                },
+            );
+            known::put(op, universe, &record)?;
+            Ok((edge, new_nodes))
+        })?;
+        Ok(ImportReport {
+            universe,
+            published: published.to_owned(),
+            local: local.to_owned(),
+            snapshot,
+            epoch,
+            edge,
+            closure: manifest.count,
+            fetched_nodes,
+            fetched_bytes,
+            resumed_nodes,
+            new_nodes,
+            trust: trust.as_str(),
+        })
+    }
+
+    /// Stage "head": the signed head, verified against the one held, and the log under it.
+    fn head(&self, remote: &mut dyn Remote) -> Result<VerifiedLog, Fault> {
+        self.session.require(CAP_HEAD)?;
+        let universe = self.session.universe;
+        let record = known::get(self.store, &self.store.read()?, universe)?
+            .ok_or_else(|| Error::InvalidInput(format!("universe {universe} was never met")))?;
+        let held = match &record.head {
+            Some(bytes) => Some(SignedHead::decode(bytes).map_err(refused)?),
+            None => None,
+        };
+        let mut entries: Vec<Vec<u8>> = record.entries.iter().map(|e| e.to_vec()).collect();
+        let held_size = entries.len() as u64;
+        let mut offered: Option<(SignedHead, Vec<u8>)> = None;
+        let mut consistency = Vec::new();
+        loop {
+            let request = HeadRequest {
+                session: ByteBuf::from(self.session.token.clone()),
+                from: entries.len() as u64,
+            };
+            let reply: HeadReply = call(remote, Operation::FederationHead, &request, "head")?;
+            let Some(bytes) = reply.head else {
+                return Err(refusal(
+                    Code::RefNotFound,
+                    format!("universe {universe} has published nothing"),
+                )
+                .into());
+            };
+            if bytes.len() > MAX_HEAD {
+                return Err(refusal(
+                    Code::TooLarge,
+                    format!("a signed head of {} bytes exceeds {MAX_HEAD}", bytes.len()),
+                )
+                .into());
+            }
+            let head = SignedHead::decode(&bytes).map_err(refused)?;
+            match &offered {
+                // Pages of one log must all be under one head; a publish in between restarts.
+                Some((first, _)) if first != &head => {
+                    return Err(refusal(
+                        Code::SyncFailed,
+                        "the publisher published while its log was read; try again",
+                    )
+                    .into())
+                }
+                Some(_) => {}
+                None => {
+                    consistency = reply.consistency.iter().map(|h| h.into_array()).collect();
+                    offered = Some((head, bytes.to_vec()));
+                }
+            }
+            if reply.entries.len() > MAX_ENTRIES {
+                return Err(refusal(Code::TooLarge, "too many log entries in one reply").into());
+            }
+            for entry in reply.entries {
+                if entry.len() > MAX_ENTRY {
+                    return Err(refusal(Code::TooLarge, "an oversized publish log entry").into());
+                }
+                entries.push(entry.into_vec());
+            }
+            if !reply.more || entries.len() as u64 >= offered.as_ref().map_or(0, |o| o.0.head.size)
+            {
+                break;
+            }
+        }
+        let Some((head, head_bytes)) = offered else {
+            return Err(refusal(Code::SyncFailed, "no head").into());
+        };
+        let key = self.session.identity.public_key;
+        if let Err(error) = head.verify_after(&key, held.as_ref().map(|h| &h.head), &consistency) {
+            let fault = refused(error.clone());
+            return Err(match error {
+                HeadError::Rollback { .. } | HeadError::Malformed(_) => Fault::refuse(fault),
+                _ => Fault::quarantine(fault, Some(head_bytes)),
+            });
+        }
+        if head.head.universe != *universe.as_bytes() {
+            return Err(Fault::quarantine(
+                refusal(Code::OtherUniverse, "the head is of another universe"),
+                Some(head_bytes),
+            ));
+        }
+        // The log: every entry decodes in order, and held + new entries hash to the signed root.
+        let mut log = Vec::with_capacity(entries.len());
+        let mut leaves = Vec::with_capacity(entries.len());
+        for (seq, bytes) in entries.iter().enumerate() {
+            let entry = Entry::decode(bytes).map_err(|e| Fault::quarantine(e, None))?;
+            if entry.seq != seq as u64 || entry.encode()? != *bytes {
+                return Err(Fault::quarantine(
+                    refusal(
+                        Code::Malformed,
+                        format!("publish log entry {seq} is not entry {seq} in canonical form"),
+                    ),
+                    Some(head_bytes),
+                ));
+            }
+            leaves.push(merkle::leaf_hash(bytes));
+            log.push(entry);
+        }
+        if leaves.len() as u64 != head.head.size || merkle::root(&leaves) != head.head.root {
+            return Err(Fault::quarantine(
+                refusal(
+                    Code::Equivocation,
+                    format!(
+                        "the publish log ({} entries held, {} received) does not hash to the root epoch {} signs",
+                        held_size,
+                        leaves.len() as u64 - held_size,
+                        head.head.epoch
+                    ),
+                ),
+                Some(head_bytes),
+            ));
+        }
+        Ok(VerifiedLog {
+            head,
+            head_bytes,
+            entries,
+            log,
+        })
+    }
+
+    /// Stages 3–4: declares the dependency and verifies the signed manifest.
+    fn manifest(
+        &self,
+        remote: &mut dyn Remote,
+        verified: &VerifiedLog,
+        snapshot: NodeId,
+    ) -> Result<Manifest, Fault> {
+        self.session.require(CAP_MANIFEST)?;
+        self.session.require(CAP_FETCH)?;
+        let request = DependRequest {
+            session: ByteBuf::from(self.session.token.clone()),
+            roots: vec![snapshot],
+        };
+        let reply: DependReply = call(remote, Operation::FederationDepend, &request, "manifest")?;
+        let bytes = reply.manifest.into_vec();
+        let manifest =
+            Manifest::open(&bytes, &self.session.identity.public_key).map_err(|e| match e {
+                jit_proto::federation::SealError::Malformed { .. } => Fault::refuse(refused(e)),
+                _ => Fault::quarantine(refused(e), Some(bytes.clone())),
+            })?;
+        if manifest.count > MAX_CLOSURE {
+            return Err(refusal(
+                Code::TooLarge,
+                format!(
+                    "a closure of {} nodes exceeds the {MAX_CLOSURE} one import may hold",
+                    manifest.count
+                ),
+            )
+            .into());
+        }
+        let head = &verified.head.head;
+        let wrong = if manifest.universe.into_array() != head.universe {
+            Some("another universe")
+        } else if manifest.epoch != head.epoch || manifest.head_root.into_array() != head.root {
+            Some("another head")
+        } else if manifest.roots.len() != 1 || manifest.roots[0].into_array() != snapshot.0 {
+            Some("other roots")
+        } else {
+            None
+        };
+        if let Some(what) = wrong {
+            return Err(Fault::quarantine(
+                refusal(
+                    Code::Equivocation,
+                    format!("the signed manifest for {snapshot} is for {what}"),
+                ),
+                Some(bytes),
+            ));
+        }
+        Ok(manifest)
+    }
+}
+
+/// One request and its decoded answer.
+fn call<T: Serialize, R: serde::de::DeserializeOwned>(
+    remote: &mut dyn Remote,
+    op: Operation,
+    request: &T,
+    what: &str,
+) -> Result<R> {
+    let mut answers = remote.call(vec![(op, sync_wire::to_value(request)?)])?;
+    let answer = answers
+        .pop()
+        .ok_or_else(|| refusal(Code::SyncFailed, format!("no answer to the {what} request")))?;
+    sync_wire::from_value(answer, what)
+}
+
+/// An import's holding: the universe's own store here; a node's needs are its closure's
+/// references, never its parents.
+struct ForeignHolding<'a> {
+    store: &'a Store,
+    universe: Uuid,
+    token: &'a [u8],
+}
+
+impl Holding for ForeignHolding<'_> {
+    fn held(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool> {
+        foreign::holds(self.store, txn, self.universe, id)
+    }
+
+    fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
+        foreign::staged(self.store, txn, self.universe, id)
+    }
+
+    fn keep(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
+        foreign::stage(self.store, self.universe, nodes)
+    }
+
+    fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>> {
+        let node = transfer::verify(id, bytes)?;
+        Ok(node.references().into_iter().map(|(id, _)| id).collect())
+    }
+
+    fn request(&self, ids: Vec<NodeId>, max_bytes: u64) -> Result<(Operation, Value)> {
+        let request = FetchRequest {
+            session: ByteBuf::from(self.token.to_vec()),
+            ids,
+            max_bytes,
+        };
+        Ok((Operation::FederationFetch, sync_wire::to_value(&request)?))
+    }
+}
