@@ -133,8 +133,8 @@ impl<'a> Rules<'a> {
                 .flatten();
         }
         let blob = (*blob)?;
-        let sws = self.state.views[node.view?].sws;
-        views::with_source(self.repo.store(), sws, |src| {
+        let reads = self.state.views[node.view?].reads();
+        views::with_source(self.repo.store(), reads, |src| {
             if content::blob_size(src, &blob)? > MAX_IGNORE_FILE {
                 return Ok(None);
             }

@@ -19,7 +19,7 @@ pub type ViewId = usize;
 /// The directories that exist only in the mount, not in any tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Synth {
-    /// The mount root: `head`, `sws`, `refs`, `nodes`.
+    /// The mount root: `head`, `sws`, `refs`, `nodes`, `federation`.
     Root,
     /// `refs/`: `heads`, `tags`.
     Refs,
@@ -30,6 +30,10 @@ pub enum Synth {
     SwsList,
     /// `nodes/`: any snapshot by id, looked up, never listed.
     Nodes,
+    /// `federation/`: one directory per universe something was imported from.
+    Federation,
+    /// `federation/<universe>/`: one directory per import from it.
+    FederationUniverse(uuid::Uuid),
 }
 
 /// A regular file's content: a blob in the store, or a backing file once written.

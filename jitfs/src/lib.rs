@@ -121,7 +121,7 @@ impl Shared {
     /// `for_read` counts the copy against the read-copy budget.
     pub fn prepare_backing(&self, ino: inode::Ino, for_read: bool) -> Result<()> {
         for _ in 0..4 {
-            let (layout, sws, blob) = {
+            let (layout, reads, blob) = {
                 let mut state = self.lock();
                 match &state.get(ino)?.kind {
                     inode::Kind::File(body) if body.backing.is_some() => return Ok(()),
@@ -129,16 +129,16 @@ impl Shared {
                     _ => return error::errno(fuser::Errno::EISDIR),
                 }
                 let view = state.view_of(ino)?;
-                let sws = state.views[view].sws;
+                let reads = state.views[view].reads();
                 let layout = state.layout(&self.repo, ino)?;
                 let blob = match &state.get(ino)?.kind {
                     inode::Kind::File(body) => body.blob,
                     _ => None,
                 };
-                (layout, sws, blob)
+                (layout, reads, blob)
             };
             let mut backing = match layout {
-                Some(layout) => views_mod::with_source(self.repo.store(), sws, |src| {
+                Some(layout) => views_mod::with_source(self.repo.store(), reads, |src| {
                     backing::Backing::with_content(&self.backing_dir, src, &layout)
                 })?,
                 None => backing::Backing::create(&self.backing_dir)?,

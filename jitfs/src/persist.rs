@@ -396,7 +396,7 @@ impl State {
         view: ViewId,
         entry: &Entry,
     ) -> Result<Option<Kind>> {
-        let sws = self.views[view].sws;
+        let reads = self.views[view].reads();
         Ok(Some(match entry {
             Entry::File { data, blob, .. } => {
                 let backing = match data {
@@ -407,7 +407,7 @@ impl State {
                 let size = match (&backing, blob) {
                     (Some(backing), _) => backing.size()?,
                     (None, Some(blob)) => {
-                        match views::with_source(repo.store(), sws, |src| {
+                        match views::with_source(repo.store(), reads, |src| {
                             Ok(content::blob_size(src, &blob)?)
                         }) {
                             Ok(size) => size,

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use jit_kernel::content;
+use jit_kernel::federation::foreign::Foreign;
 use jit_kernel::node::{EntryKind, TreeEntry};
 use jit_kernel::source::{Dag, Source};
 use jit_kernel::sws::{SwsId, SwsSource};
@@ -37,6 +38,10 @@ pub fn reconcile(
     out: &mut Vec<Inval>,
 ) -> Result<()> {
     let old_sws = state.views[view].sws;
+    let foreign = match state.views[view].reads() {
+        crate::views::Reads::Foreign(universe) => Some(universe),
+        _ => None,
+    };
     let old = state.views[view].known;
     state.views[view].sws = target.sws;
     if old == target.tree {
@@ -45,11 +50,14 @@ pub fn reconcile(
     let store = repo.store();
     let txn = store.read()?;
     let dag = Dag::new(store, &txn);
-    let sources: Vec<Box<dyn Source + '_>> = [target.sws, old_sws]
+    let mut sources: Vec<Box<dyn Source + '_>> = [target.sws, old_sws]
         .into_iter()
         .flatten()
         .map(|id: SwsId| Box::new(SwsSource::new(store, &txn, id)) as Box<dyn Source>)
         .collect();
+    if let Some(universe) = foreign {
+        sources.push(Box::new(Foreign::new(store, &txn, universe)));
+    }
     let extra = HashMap::new();
     let mut bases: Vec<&dyn Source> = sources.iter().map(|s| s.as_ref()).collect();
     bases.push(&dag);

@@ -308,9 +308,9 @@ impl State {
             ) => (*tree, view),
             _ => return Ok(()),
         };
-        let sws = self.views[view].sws;
+        let reads = self.views[view].reads();
         let entries = match tree {
-            Some(tree) => views::with_source(repo.store(), sws, |src| {
+            Some(tree) => views::with_source(repo.store(), reads, |src| {
                 let mut out = Vec::new();
                 for entry in tree::load(src, &tree)?.entries {
                     let loaded = match entry.kind {
@@ -602,7 +602,7 @@ impl State {
     /// The blob layout of a clean file, decoded once and cached on the inode.
     pub fn layout(&mut self, repo: &Repository, ino: Ino) -> Result<Option<Arc<BlobLayout>>> {
         let view = self.view_of(ino)?;
-        let sws = self.views[view].sws;
+        let reads = self.views[view].reads();
         let Kind::File(body) = &self.get(ino)?.kind else {
             return errno(Errno::EISDIR);
         };
@@ -612,7 +612,7 @@ impl State {
         let Some(blob) = body.blob else {
             return Ok(None);
         };
-        let layout = Arc::new(views::with_source(repo.store(), sws, |src| {
+        let layout = Arc::new(views::with_source(repo.store(), reads, |src| {
             Ok(BlobLayout::load(src, &blob)?)
         })?);
         if let Kind::File(body) = &mut self.get_mut(ino)?.kind {
@@ -640,14 +640,14 @@ impl State {
             return Ok(backing.clone());
         }
         let view = self.view_of(ino)?;
-        let sws = self.views[view].sws;
+        let reads = self.views[view].reads();
         let layout = if truncate {
             None
         } else {
             self.layout(repo, ino)?
         };
         let backing = Arc::new(match layout {
-            Some(layout) => views::with_source(repo.store(), sws, |src| {
+            Some(layout) => views::with_source(repo.store(), reads, |src| {
                 Backing::with_content(backing_dir, src, &layout)
             })?,
             None => Backing::create(backing_dir)?,

@@ -1,15 +1,19 @@
 //! Views: the trees the mount shows. `head/` and `sws/<id>/` are writable views of an SWS;
-//! `refs/…/<name>/` and `nodes/<id>/` are read-only views of a snapshot. A view remembers which
+//! `refs/…/<name>/` and `nodes/<id>/` are read-only views of a snapshot, and
+//! `federation/<universe>/<name>/` a read-only view of a snapshot imported from another
+//! universe, read from that universe's own store here. A view remembers which
 //! tree its inodes mirror, so a change elsewhere is applied to it as a diff — unchanged files
 //! keep their inodes and mtimes.
 
 use std::time::SystemTime;
 
+use jit_kernel::federation::{foreign::Foreign, known};
 use jit_kernel::refs::{self, RefName};
 use jit_kernel::source::{Dag, Source};
 use jit_kernel::store::{ReadTxn, Store};
 use jit_kernel::sws::{self, SwsId, SwsSource};
 use jit_kernel::{tree, NodeId, Repository};
+use uuid::Uuid;
 
 use crate::error::Result;
 use crate::inode::Ino;
@@ -25,6 +29,13 @@ pub enum ViewKind {
     Ref(String),
     /// A snapshot by id.
     Snapshot(NodeId),
+    /// An import from another universe, by its local name.
+    Federated {
+        /// The universe it was imported from.
+        universe: Uuid,
+        /// The name it was imported under here.
+        name: String,
+    },
 }
 
 impl ViewKind {
@@ -40,6 +51,7 @@ impl ViewKind {
             ViewKind::Sws(id) => format!("sws/{id}"),
             ViewKind::Ref(name) => name.clone(),
             ViewKind::Snapshot(id) => format!("nodes/{id}"),
+            ViewKind::Federated { universe, name } => format!("federation/{universe}/{name}"),
         }
     }
 }
@@ -121,18 +133,51 @@ pub fn resolve(repo: &Repository, txn: &ReadTxn<'_>, kind: &ViewKind) -> Result<
             Err(jit_kernel::Error::NodeNotFound(_)) | Err(jit_kernel::Error::NotA { .. }) => None,
             Err(e) => return Err(e.into()),
         },
+        ViewKind::Federated { universe, name } => {
+            match known::get(store, txn, *universe)?.and_then(|k| k.imports.get(name).cloned()) {
+                Some(import) => Some(Target {
+                    sws: None,
+                    tree: tree::tree_of(&Foreign::new(store, txn, *universe), &import.snapshot)?,
+                }),
+                None => None,
+            }
+        }
     })
 }
 
-/// Runs `body` with the node source a view reads: its SWS (DAG plus staged nodes) or the DAG.
+/// Where a view's nodes are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// The DAG.
+    Dag,
+    /// An SWS: the DAG plus its staged nodes.
+    Sws(SwsId),
+    /// Another universe's imported nodes.
+    Foreign(Uuid),
+}
+
+impl View {
+    /// Where this view's nodes are read from.
+    pub fn reads(&self) -> Reads {
+        match (&self.kind, self.sws) {
+            (ViewKind::Federated { universe, .. }, _) => Reads::Foreign(*universe),
+            (_, Some(id)) => Reads::Sws(id),
+            (_, None) => Reads::Dag,
+        }
+    }
+}
+
+/// Runs `body` with the node source a view reads: its SWS (DAG plus staged nodes), the DAG,
+/// or an imported universe's nodes.
 pub fn with_source<T>(
     store: &Store,
-    sws: Option<SwsId>,
+    reads: Reads,
     body: impl FnOnce(&dyn Source) -> Result<T>,
 ) -> Result<T> {
     let txn = store.read()?;
-    match sws {
-        Some(id) => body(&SwsSource::new(store, &txn, id)),
-        None => body(&Dag::new(store, &txn)),
+    match reads {
+        Reads::Sws(id) => body(&SwsSource::new(store, &txn, id)),
+        Reads::Dag => body(&Dag::new(store, &txn)),
+        Reads::Foreign(universe) => body(&Foreign::new(store, &txn, universe)),
     }
 }

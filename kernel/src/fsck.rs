@@ -1,7 +1,8 @@
 //! `jit fsck`: replays the log against the stores and checks every invariant, naming exactly
 //! which log record, node or ref is wrong ([`store`]), then the universe's files around the
-//! store ([`universe`]).
+//! store ([`universe`]), and federation's published and imported state ([`federation`]).
 
+mod federation;
 mod store;
 mod universe;
 

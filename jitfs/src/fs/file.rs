@@ -162,10 +162,10 @@ fn read_passthrough_wanted(shared: &Shared, ino: Ino) -> Result<bool> {
 
 /// `read`: up to `size` bytes at `offset`, from the backing file or the store's chunks.
 pub(super) fn read(shared: &Shared, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>> {
-    let (backing, layout, sws) = {
+    let (backing, layout, reads) = {
         let mut state = shared.lock();
         let view = state.view_of(ino)?;
-        let sws = state.views[view].sws;
+        let reads = state.views[view].reads();
         let backing = match &state.get(ino)?.kind {
             Kind::File(body) => body.backing.clone(),
             _ => return errno(Errno::EISDIR),
@@ -174,7 +174,7 @@ pub(super) fn read(shared: &Shared, ino: Ino, offset: u64, size: usize) -> Resul
             Some(_) => None,
             None => state.layout(&shared.repo, ino)?,
         };
-        (backing, layout, sws)
+        (backing, layout, reads)
     };
     if let Some(backing) = backing {
         return backing.read(offset, size);
@@ -182,7 +182,7 @@ pub(super) fn read(shared: &Shared, ino: Ino, offset: u64, size: usize) -> Resul
     let Some(layout) = layout else {
         return Ok(Vec::new());
     };
-    views::with_source(shared.repo.store(), sws, |src| {
+    views::with_source(shared.repo.store(), reads, |src| {
         Ok(layout.read(src, offset, size)?)
     })
 }

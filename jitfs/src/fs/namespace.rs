@@ -1,5 +1,5 @@
 //! Names: finding, listing, making and removing entries. Below the root the mount shows
-//! mount-only directories (`refs/`, `sws/`, `nodes/`) that are computed from the store on
+//! mount-only directories (`refs/`, `sws/`, `nodes/`, `federation/`) that are computed from the store on
 //! each lookup and never written; inside a view, entries are the inode tree's, and a change
 //! is made in the tree and recorded in the overlay before the request is answered, so
 //! `kill -9` loses nothing the kernel was told succeeded. A directory's listing is taken once
@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{Errno, FileAttr, FileType, FopenFlags, Request};
+use jit_kernel::federation::known;
 use jit_kernel::NodeId;
+use uuid::Uuid;
 
 use super::entry::{entry, name_bytes, new_name};
 use super::sws_dir::{create_sws, discard_sws, sws_names};
@@ -70,6 +72,23 @@ fn lookup_in(shared: &Shared, state: &mut State, parent: Ino, name: &[u8]) -> Re
         (Synth::Root, "refs") => synth_child(Synth::Refs),
         (Synth::Root, "sws") => synth_child(Synth::SwsList),
         (Synth::Root, "nodes") => synth_child(Synth::Nodes),
+        (Synth::Root, "federation") => synth_child(Synth::Federation),
+        (Synth::Federation, _) => match text.parse::<Uuid>() {
+            Ok(universe) if imports_of(repo, universe)?.is_some() => {
+                synth_child(Synth::FederationUniverse(universe))
+            }
+            _ => None,
+        },
+        (Synth::FederationUniverse(universe), _) => {
+            let kind = ViewKind::Federated {
+                universe: *universe,
+                name: text.to_owned(),
+            };
+            if imports_of(repo, *universe)?.is_some_and(|names| names.iter().any(|n| n == text)) {
+                return state.view_root(repo, kind, parent, name);
+            }
+            None
+        }
         (Synth::Refs, "heads") => synth_child(Synth::RefLevel("heads/".into())),
         (Synth::Refs, "tags") => synth_child(Synth::RefLevel("tags/".into())),
         (Synth::RefLevel(prefix), _) if !text.is_empty() => {
@@ -104,6 +123,14 @@ fn lookup_in(shared: &Shared, state: &mut State, parent: Ino, name: &[u8]) -> Re
     Ok(found.map(|s| state.synthetic(parent, name, s)))
 }
 
+/// The names of the imports from `universe`; None if nothing was imported from it.
+fn imports_of(repo: &jit_kernel::Repository, universe: Uuid) -> Result<Option<Vec<String>>> {
+    let txn = repo.store().read()?;
+    Ok(known::get(repo.store(), &txn, universe)?
+        .filter(|record| !record.imports.is_empty())
+        .map(|record| record.imports.into_keys().collect()))
+}
+
 fn list(shared: &Shared, state: &mut State, dir: Ino) -> Result<Vec<(Vec<u8>, Ino, FileType)>> {
     let repo = &shared.repo;
     let synth = match &state.get(dir)?.kind {
@@ -122,7 +149,18 @@ fn list(shared: &Shared, state: &mut State, dir: Ino) -> Result<Vec<(Vec<u8>, In
         _ => return errno(Errno::ENOTDIR),
     };
     let names: Vec<String> = match &synth {
-        Synth::Root => ["head", "nodes", "refs", "sws"].map(String::from).to_vec(),
+        Synth::Root => ["federation", "head", "nodes", "refs", "sws"]
+            .map(String::from)
+            .to_vec(),
+        Synth::Federation => {
+            let txn = repo.store().read()?;
+            known::list(repo.store(), &txn)?
+                .into_iter()
+                .filter(|(_, record)| !record.imports.is_empty())
+                .map(|(universe, _)| universe.to_string())
+                .collect()
+        }
+        Synth::FederationUniverse(universe) => imports_of(repo, *universe)?.unwrap_or_default(),
         Synth::Refs => ["heads", "tags"].map(String::from).to_vec(),
         Synth::RefLevel(prefix) => {
             let txn = repo.store().read()?;

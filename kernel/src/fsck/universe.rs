@@ -21,6 +21,7 @@ pub fn fsck_universe(repo: &Repository) -> Result<FsckReport> {
     check_identity(repo, &mut report)?;
     check_head(jit_dir, &mut report);
     check_journal(jit_dir, &mut report);
+    super::federation::check(repo, &mut report)?;
     report.problems.extend(journal_problems(jit_dir));
     Ok(report)
 }
