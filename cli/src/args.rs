@@ -202,6 +202,17 @@ pub enum FederationCommand {
         /// Where to reach the universe (default: where the last hello reached it).
         #[arg(long)]
         from: Option<String>,
+        /// Also commit the import into this universe's history as BRANCH:PATH — a snapshot on
+        /// BRANCH whose tree holds the imported tree at PATH (vendoring). Refused for an
+        /// untrusted universe unless --override-trust.
+        #[arg(long, value_name = "BRANCH:PATH")]
+        into: Option<String>,
+        /// Let an untrusted universe's snapshot into a branch.
+        #[arg(long)]
+        override_trust: bool,
+        /// The declared inputs of the --into commit.
+        #[command(flatten)]
+        declared: MoveArgs,
         /// No progress bar.
         #[arg(short, long)]
         quiet: bool,

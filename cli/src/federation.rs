@@ -76,24 +76,27 @@ fn endpoint_for(
         })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn import_one(
     repo: &Repository,
     endpoint: &str,
     universe: Option<Uuid>,
     name: &str,
     local: &str,
+    into: Option<&import::Into>,
     quiet: bool,
 ) -> Result<import::ImportReport> {
     let mut connection = Connection::open(endpoint)?;
     let bar = Bar::new(!quiet);
     let progress: &dyn SyncProgress = &bar;
-    let result = import::import(
+    let result = import::import_into(
         repo,
         &mut connection.remote,
         Some(endpoint),
         universe,
         name,
         local,
+        into,
         progress,
     );
     bar.bar.finish_and_clear();
@@ -167,12 +170,46 @@ pub(crate) fn run(
             name,
             local,
             from,
+            into,
+            override_trust,
+            declared,
             quiet,
         } => {
             let id = universe_named(repo, &universe)?;
             let endpoint = endpoint_for(base, repo, id, from.as_deref())?;
             let local = local.unwrap_or_else(|| name.clone());
-            let report = import_one(repo, &endpoint, Some(id), &name, &local, quiet || out.json)?;
+            let into = match into {
+                Some(text) => {
+                    let (branch, path) = text
+                        .split_once(':')
+                        .with_context(|| format!("--into takes BRANCH:PATH, not {text:?}"))?;
+                    let message = declared
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("Import {name} from universe {id} at {path}"));
+                    Some(import::Into {
+                        branch: jit_kernel::refs::RefName::branch(branch)?,
+                        path: jit_kernel::path::RepoPath::parse(path)?,
+                        info: crate::declared::declared(
+                            &message,
+                            declared.author.as_deref(),
+                            declared.date.as_deref(),
+                            repo.config().author(),
+                        )?,
+                        override_trust,
+                    })
+                }
+                None => None,
+            };
+            let report = import_one(
+                repo,
+                &endpoint,
+                Some(id),
+                &name,
+                &local,
+                into.as_ref(),
+                quiet || out.json,
+            )?;
             out.emit(serde_json::to_value(&report)?, || report_line(&report))
         }
         FederationCommand::Refresh { universe, quiet } => {
@@ -193,6 +230,7 @@ pub(crate) fn run(
                         Some(id),
                         &import.published,
                         local,
+                        None,
                         quiet || out.json,
                     )?);
                 }

@@ -1,6 +1,7 @@
 //! Federation through the real binary (issue #19): two daemons on loopback TCP — A publishes,
 //! B says hello, imports, and reads the import read-only in its mount under
-//! `federation/<universe>/<name>/`; a refresh after A publishes again shows the new epoch; `jit
+//! `federation/<universe>/<name>/`; once A is trusted, a refresh after A publishes again shows
+//! the new epoch; `jit
 //! federation ls` says what was verified; `jit fsck` re-verifies the imported nodes offline, and a
 //! damaged one is refused through the mount (EIO) and named by fsck.
 
@@ -95,7 +96,13 @@ fn an_import_reads_read_only_under_federation_refreshes_and_is_checked_by_fsck()
     .expect("write");
     a.ok(&["import", next.to_str().expect("utf-8"), "-m", "two"]);
     assert_eq!(a.json(&["publish", "main", "--as", "release"])["epoch"], 2);
-    let refreshed = b.json(&["federation", "refresh", &id, "-q"]);
+    // Only a trusted universe is refreshed without being named.
+    assert_eq!(
+        b.json(&["federation", "refresh", "-q"]),
+        serde_json::json!([])
+    );
+    b.ok(&["federation", "trust", &id, "trusted"]);
+    let refreshed = b.json(&["federation", "refresh", "-q"]);
     let refreshed = &refreshed.as_array().expect("reports")[0];
     assert_eq!(refreshed["epoch"], 2);
     // The snapshot, its root tree and README's blob are new; src/ is held already.
@@ -108,7 +115,7 @@ fn an_import_reads_read_only_under_federation_refreshes_and_is_checked_by_fsck()
     let row = &ls.as_array().expect("rows")[0];
     assert_eq!(row["universe"], id);
     assert_eq!(row["epoch"], 2);
-    assert_eq!(row["trust"], "untrusted");
+    assert_eq!(row["trust"], "trusted");
     assert_eq!(row["imports"][0]["local"], "upstream");
     assert!(row["quarantine"].is_null());
     drop(a_daemon);

@@ -23,6 +23,8 @@ use jit_kernel::history::CommitInfo;
 use jit_kernel::identity::UniverseIdentity;
 use jit_kernel::node::{Direction, Node, Payload, Trust};
 use jit_kernel::patch::{Patch, PatchOp};
+use jit_kernel::path::RepoPath;
+use jit_kernel::refs::RefName;
 use jit_kernel::repo::InitOptions;
 use jit_kernel::source::{Dag, Source};
 use jit_kernel::sync::pull::Quiet;
@@ -453,6 +455,75 @@ fn rfc0021_stages_3_to_7_declare_import_link_verify_and_finalize() {
     // A second import of the same moves nothing.
     let again = b.import(&rt, &a, "release", "alpha-release").unwrap();
     assert_eq!((again.fetched_nodes, again.new_nodes), (0, 0));
+}
+
+#[test]
+fn trust_policy_an_untrusted_universe_is_linked_but_enters_a_branch_only_with_an_override() {
+    let rt = runtime();
+    let (a, b, snapshot) = pair(&rt);
+    let into = |override_trust| import::Into {
+        branch: RefName::branch("main").unwrap(),
+        path: RepoPath::parse("vendor/alpha").unwrap(),
+        info: CommitInfo {
+            author: "Me <me@x>".into(),
+            message: "vendor alpha".into(),
+            time: DeclaredTime {
+                seconds: 1_700_000_200,
+                tz_minutes: 0,
+            },
+        },
+        override_trust,
+    };
+    let tip = b.tip();
+    let import_into = |into: &import::Into, local: &str| {
+        let mut remote = a.remote(&rt).unwrap();
+        let result = import::import_into(
+            &b.repo,
+            &mut remote,
+            None,
+            Some(a.id),
+            "release",
+            local,
+            Some(into),
+            &Quiet,
+        );
+        remote.close();
+        result
+    };
+    // Untrusted: refused into a branch, and nothing of it imported; linking is allowed.
+    let refused = import_into(&into(false), "vendored");
+    assert_eq!(code(&refused), Code::Forbidden);
+    assert_eq!(b.tip(), tip);
+    nothing_imported(&b, &a);
+    b.import(&rt, &a, "release", "linked").unwrap();
+    assert_eq!(b.tip(), tip, "a link moves no branch");
+    // With the override it is committed: a snapshot on main holds the imported tree.
+    let report = import_into(&into(true), "vendored").unwrap();
+    let committed = b.tip();
+    assert_ne!(committed, tip);
+    assert_eq!(b.node(&committed).parents, vec![tip]);
+    let Payload::FederationEdge(link) = b.node(&report.edge).payload else {
+        panic!()
+    };
+    assert_eq!(
+        link.local, committed,
+        "the edge's local end is the vendoring snapshot"
+    );
+    let files = b.own_files(&committed);
+    assert_eq!(files["vendor/alpha/README"], b"alpha\n");
+    assert_eq!(files["vendor/alpha/data/big.bin"], large(1, 300_000));
+    let txn = b.repo.store().read().unwrap();
+    assert!(
+        !b.repo.store().has_node(&txn, &snapshot).unwrap(),
+        "the publisher's snapshot node never enters the DAG"
+    );
+    drop(txn);
+    // Semi-trusted needs no override.
+    peers::trust(b.repo.store(), a.id, Trust::SemiTrusted).unwrap();
+    let mut into_other = into(false);
+    into_other.path = RepoPath::parse("vendor/again").unwrap();
+    import_into(&into_other, "again").unwrap();
+    assert!(b.own_files(&b.tip()).contains_key("vendor/again/README"));
 }
 
 // ---- RFC-0021: invariants ----

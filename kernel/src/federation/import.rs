@@ -40,13 +40,20 @@ use super::{peers, quarantine, refusal, refused};
 use crate::command::Operation;
 use crate::dag;
 use crate::error::{Code, Error, Result};
+use crate::history::{self, CommitInfo};
 use crate::id::NodeId;
+use crate::node::EntryKind;
 use crate::node::{Direction, FederationEdge, Node, Payload, Trust};
+use crate::path::RepoPath;
 use crate::refname::validate_short_name;
+use crate::refs::{self, RefName};
 use crate::repo::Repository;
-use crate::store::{ReadTxn, Store};
+use crate::source::{Dag, Source};
+use crate::store::{Op, ReadTxn, Store};
 use crate::sync::transfer::{self, Holding, Transfer};
 use crate::sync::{wire as sync_wire, Remote, SyncProgress};
+use crate::tree;
+use crate::treeedit::TreeEditor;
 
 /// The purpose an import's edge records.
 pub const PURPOSE: &str = "import";
@@ -80,6 +87,22 @@ pub struct ImportReport {
     pub trust: &'static str,
 }
 
+/// Where an import is also committed into this universe's history: a snapshot on `branch`
+/// whose tree holds the imported tree at `path` (vendoring). The imported trees, blobs and
+/// chunks are then copied into the DAG (content has no history; the publisher's snapshot node
+/// stays apart), and the edge's local end is that snapshot.
+#[derive(Debug, Clone)]
+pub struct Into {
+    /// The branch to commit on.
+    pub branch: RefName,
+    /// Where in its tree the import goes.
+    pub path: RepoPath,
+    /// The commit's declared inputs.
+    pub info: CommitInfo,
+    /// Allows an untrusted universe's snapshot into a branch.
+    pub override_trust: bool,
+}
+
 /// Imports the snapshot `published` names in the universe behind `remote` as `local`. With
 /// `expected`, the universe must be that one (and is checked against the deny list and the
 /// quarantine before the network is touched).
@@ -92,11 +115,31 @@ pub fn import(
     local: &str,
     progress: &dyn SyncProgress,
 ) -> Result<ImportReport> {
+    import_into(
+        repo, remote, endpoint, expected, published, local, None, progress,
+    )
+}
+
+/// [`import`], also committing the import into a branch ([`Into`]). An untrusted universe can be
+/// linked but never committed into a branch unless `override_trust` says so (`forbidden`,
+/// refused before the network is touched when the universe is named).
+#[allow(clippy::too_many_arguments)]
+pub fn import_into(
+    repo: &Repository,
+    remote: &mut dyn Remote,
+    endpoint: Option<&str>,
+    expected: Option<Uuid>,
+    published: &str,
+    local: &str,
+    into: Option<&Into>,
+    progress: &dyn SyncProgress,
+) -> Result<ImportReport> {
     validate_short_name(local)?;
     let store = repo.store();
     if let Some(universe) = expected {
-        peers::admit(store, universe)?;
+        let peer = peers::admit(store, universe)?;
         quarantine::check(store, universe)?;
+        check_trust(universe, peer.trust, into)?;
     }
     let session = handshake::hello(repo, remote, endpoint)?;
     if let Some(universe) = expected {
@@ -111,11 +154,13 @@ pub fn import(
         }
     }
     let peer = peers::admit(store, session.universe)?;
+    check_trust(session.universe, peer.trust, into)?;
     let result = Importer {
         repo,
         store,
         session: &session,
         trust: peer.trust,
+        into,
     }
     .run(remote, published, local, progress);
     if let Err(error) = &result {
@@ -124,6 +169,21 @@ pub fn import(
         }
     }
     result
+}
+
+/// The trust policy: an untrusted universe is linked, never committed into a branch unless the
+/// user overrides it.
+fn check_trust(universe: Uuid, trust: Trust, into: Option<&Into>) -> Result<()> {
+    match into {
+        Some(into) if trust == Trust::Untrusted && !into.override_trust => Err(refusal(
+            Code::Forbidden,
+            format!(
+                "universe {universe} is untrusted: its snapshots can be imported (linked) but not committed into {} without --override-trust (or jit federation trust {universe} semi-trusted)",
+                into.branch.short()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A fault found while importing: whether it proves the publisher lied.
@@ -155,6 +215,7 @@ struct Importer<'a> {
     store: &'a Store,
     session: &'a Session,
     trust: Trust,
+    into: Option<&'a Into>,
 }
 
 /// The verified head and the whole log it covers.
@@ -235,7 +296,7 @@ impl Importer<'_> {
         progress.appending(transfer.received.len() as u64);
 
         // Stage 6: the closure is complete, well typed, and the set the manifest signed.
-        {
+        let closure_ids = {
             let txn = self.store.read()?;
             let source = Foreign::with_staged(self.store, &txn, universe);
             let ids = closure::walk(&source, &[snapshot], |_| Ok(false))
@@ -256,19 +317,24 @@ impl Importer<'_> {
                     None,
                 ));
             }
-        }
+            ids
+        };
 
         // Stages 5 and 7: one operation links and finalizes.
         let ours = self.repo.universe()?.id;
         let branch = self.repo.head()?;
         let trust = self.trust;
         let epoch = verified.head.head.epoch;
+        let into = self.into;
         let (edge, new_nodes) = self.store.operation("federation.import", |op| {
             let new_nodes = foreign::commit_staged(op, universe)?;
-            let tip = op
-                .store()
-                .ref_target(op.txn(), branch.full())?
-                .ok_or_else(|| Error::RefNotFound(branch.full().to_owned()))?;
+            let tip = match into {
+                Some(into) => vendor(op, universe, snapshot, &closure_ids, into)?,
+                None => op
+                    .store()
+                    .ref_target(op.txn(), branch.full())?
+                    .ok_or_else(|| Error::RefNotFound(branch.full().to_owned()))?,
+            };
             let clock = dag::clock_of(op.store(), op.txn(), &tip)?.saturating_add(1);
             let mut edge = Node::with_parents(
                 vec![tip],
@@ -496,6 +562,52 @@ impl Importer<'_> {
         }
         Ok(manifest)
     }
+}
+
+/// Commits the import into `into.branch` inside `op`: copies the closure's content (never the
+/// publisher's snapshot node) into the DAG, puts the imported tree at `into.path`, and appends
+/// the snapshot. Returns it: the local end of the import's edge.
+fn vendor(
+    op: &mut Op<'_>,
+    universe: Uuid,
+    snapshot: NodeId,
+    closure_ids: &[NodeId],
+    into: &Into,
+) -> Result<NodeId> {
+    let store = op.store();
+    let content: Vec<(NodeId, Vec<u8>)> = {
+        let txn = op.txn();
+        let source = Foreign::new(store, txn, universe);
+        let mut content = Vec::new();
+        for id in closure_ids.iter().filter(|id| **id != snapshot) {
+            if !store.has_node(txn, id)? {
+                let bytes = source.bytes(id)?.ok_or(Error::NodeNotFound(*id))?;
+                content.push((*id, bytes.to_vec()));
+            }
+        }
+        content
+    };
+    dag::append_batch(op, &content)?;
+    let tip = refs::get(op.store(), op.txn(), &into.branch)?
+        .ok_or_else(|| Error::RefNotFound(into.branch.to_string()))?;
+    let (root, edited) = {
+        let txn = op.txn();
+        let foreign_source = Foreign::new(store, txn, universe);
+        let imported = tree::tree_of(&foreign_source, &snapshot)?;
+        let dag_source = Dag::new(store, txn);
+        let mut editor = TreeEditor::new(&dag_source);
+        let base = tree::tree_of(&dag_source, &tip)?;
+        let root =
+            editor.set_creating_parents(&base, &into.path, (EntryKind::Directory, imported))?;
+        (root, editor.finish(&root)?)
+    };
+    for node in edited {
+        dag::append_encoded(op, node.id, &node.bytes)?;
+    }
+    let clock = dag::clock_of(op.store(), op.txn(), &tip)?.saturating_add(1);
+    let committed = dag::append(op, &history::snapshot_node(tip, clock, root, &into.info))?;
+    refs::set(op, &into.branch, &committed, Some(&tip))?;
+    Ok(committed)
 }
 
 /// One request and its decoded answer.
