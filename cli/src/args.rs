@@ -169,14 +169,14 @@ pub enum FederationCommand {
     Whoami,
     /// Set how far another universe is trusted (and lift a deny).
     Trust {
-        /// The universe's id (a UUID).
+        /// The universe's id (a UUID), or the name of one met by a hello.
         universe: String,
         /// `trusted`, `semi-trusted` or `untrusted`.
         level: String,
     },
     /// Refuse another universe from now on, before anything of it is looked up.
     Deny {
-        /// The universe's id (a UUID).
+        /// The universe's id (a UUID), or the name of one met by a hello.
         universe: String,
     },
     /// The universes this one knows: trust level, denied, the epoch last verified, what was

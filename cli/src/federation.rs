@@ -38,7 +38,7 @@ impl Connection {
 }
 
 /// A universe named by id, or by the name in its identity document (unique among those known).
-fn universe_named(repo: &Repository, text: &str) -> Result<Uuid> {
+pub(crate) fn universe_named(repo: &Repository, text: &str) -> Result<Uuid> {
     if let Ok(id) = Uuid::parse_str(text) {
         return Ok(id);
     }

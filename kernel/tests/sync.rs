@@ -190,7 +190,7 @@ fn action(report: &sync::PullReport, name: &str) -> RefAction {
 }
 
 fn pull(into: &Repository, from: &Repository) -> sync::PullReport {
-    sync::pull(into, &mut Peer::new(from), &sync::pull::Quiet).unwrap()
+    sync::pull(into, &mut Peer::new(from), &sync::Quiet).unwrap()
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn a_node_corrupted_in_transit_is_refused_and_nothing_is_appended() {
         }
         Ok(())
     });
-    let error = sync::pull(&b, &mut peer, &sync::pull::Quiet).unwrap_err();
+    let error = sync::pull(&b, &mut peer, &sync::Quiet).unwrap_err();
     assert!(
         matches!(error, Error::Invariant(Violation::HashMismatch { .. })),
         "{error}"
@@ -363,7 +363,7 @@ fn hostile_sync_replies_are_refused_with_codes_and_nothing_is_half_written() {
         let mut peer = Peer::new(&a);
         peer.tamper_bytes = tamper_bytes;
         peer.tamper = tamper;
-        let error = sync::pull(&b, &mut peer, &sync::pull::Quiet).unwrap_err();
+        let error = sync::pull(&b, &mut peer, &sync::Quiet).unwrap_err();
         assert_eq!(refs(&b), refs_before, "{error}");
         assert_eq!(node_count(&b), nodes_before, "{error}");
         error.code().as_str().to_owned()
@@ -516,7 +516,7 @@ fn an_interrupted_transfer_resumes_without_fetching_again() {
         }
         Ok(())
     });
-    assert!(sync::pull(&b, &mut peer, &sync::pull::Quiet).is_err());
+    assert!(sync::pull(&b, &mut peer, &sync::Quiet).is_err());
     drop(peer);
     let root = jit_kernel::node::Node::root().encode_with_id().unwrap().0;
     assert_eq!(
@@ -550,7 +550,7 @@ fn another_universe_is_refused() {
     let a = init(&dir.path().join("a"), None);
     let stranger = init(&dir.path().join("s"), None);
     commit(&a, "main", &[("x", "y")], "c");
-    let error = sync::pull(&stranger, &mut Peer::new(&a), &sync::pull::Quiet).unwrap_err();
+    let error = sync::pull(&stranger, &mut Peer::new(&a), &sync::Quiet).unwrap_err();
     assert!(matches!(error, Error::OtherUniverse { .. }), "{error}");
     let root = jit_kernel::node::Node::root().encode_with_id().unwrap().0;
     assert_eq!(
@@ -664,7 +664,7 @@ impl Remote for LyingPeer<'_> {
 fn origin_and_replica() -> (tempfile::TempDir, Repository, Repository) {
     let (dir, a, b) = pair();
     commit(&a, "main", &[("README", "hello\n")], "first");
-    sync::pull(&b, &mut LyingPeer::honest(&a), &sync::pull::Quiet).unwrap();
+    sync::pull(&b, &mut LyingPeer::honest(&a), &sync::Quiet).unwrap();
     assert_eq!(main_tip(&b), main_tip(&a));
     (dir, a, b)
 }
@@ -705,7 +705,7 @@ fn a_sync_peer_cannot_wedge_a_branch_with_clock_2_pow_62() {
         forged: HashMap::from([(tip, bytes)]),
     };
 
-    let refused = sync::pull(&b, &mut peer, &sync::pull::Quiet);
+    let refused = sync::pull(&b, &mut peer, &sync::Quiet);
     match refused {
         Err(e @ Error::Invariant(_)) => {
             let message = e.to_string();
@@ -789,7 +789,7 @@ fn patches_can_plant_git_and_jit_checkout_not_through_a_sync_peer() {
                 (blob, blob_bytes),
             ]),
         };
-        let refused = sync::pull(&b, &mut peer, &sync::pull::Quiet);
+        let refused = sync::pull(&b, &mut peer, &sync::Quiet);
         match &refused {
             Err(e) if e.code() == "bad_path" => {
                 assert!(e.to_string().contains(&format!("{planted:?}")), "{e}");

@@ -27,7 +27,7 @@ use jit_kernel::path::RepoPath;
 use jit_kernel::refs::RefName;
 use jit_kernel::repo::InitOptions;
 use jit_kernel::source::{Dag, Source};
-use jit_kernel::sync::pull::Quiet;
+use jit_kernel::sync::Quiet;
 use jit_kernel::sync::{wire, Remote};
 use jit_kernel::{collapse, content, dag, sws, tree, DeclaredTime, Error, NodeId, Repository};
 use jit_plane::server::{Plane, PlaneOptions};
@@ -340,30 +340,61 @@ fn nothing_imported(b: &Universe, a: &Universe) {
 // ---- RFC-0021: stages ----
 
 #[test]
-fn rfc0021_stage1_hello_and_stage2_capability_intersect() {
+fn rfc0021_stage1_hello_universe() {
     let rt = runtime();
     let (a, b, _) = pair(&rt);
     let mut remote = a.remote(&rt).unwrap();
     let session = handshake::hello(&b.repo, &mut remote, Some(&a.endpoint())).unwrap();
+    // The universe's id, key, metadata and version, verified.
     assert_eq!(session.universe, a.id);
     assert_eq!(session.identity.name, "alpha");
     assert_eq!(session.identity.owner, "alpha-owner");
+    assert_eq!(
+        session.identity.public_key,
+        a.identity().verifying_key().to_bytes()
+    );
+    assert_eq!(session.identity.version, 1);
     assert!(session.first_contact);
     assert_eq!(session.accept.epoch, 1);
-    let mut expected: Vec<String> = jit_proto::federation::CAPABILITIES
-        .iter()
-        .map(|c| (*c).to_owned())
-        .collect();
-    expected.sort();
-    assert_eq!(session.accept.capabilities, expected);
     assert_eq!(session.accept.policy, serve::policy());
-    // B now knows A's verified identity and where it was reached.
+    assert_eq!(
+        session.accept.policy_hash.into_array(),
+        jit_proto::federation::policy_hash(&serve::policy()).unwrap()
+    );
+    // B now knows A's verified identity and where it was reached; nothing else yet.
     let record = b.known(&a).unwrap();
     assert_eq!(record.endpoint.as_deref(), Some(a.endpoint().as_str()));
     assert!(record.head.is_none(), "a hello verifies no head");
+    // Nothing is listed before a completed handshake: without a session, no head.
+    let head = HeadRequest {
+        session: ByteBuf::from(vec![0u8; 57]),
+        from: 0,
+    };
+    let refused = remote
+        .call(vec![(
+            Operation::FederationHead,
+            wire::to_value(&head).unwrap(),
+        )])
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Forbidden);
+    remote.close();
+}
 
-    // Capabilities are intersected: a hello offering only the head gets a session that is
-    // refused the manifest and nodes (`unsupported`).
+#[test]
+fn rfc0021_stage2_capability_intersect() {
+    let rt = runtime();
+    let (a, b, _) = pair(&rt);
+    let mut remote = a.remote(&rt).unwrap();
+    // A full hello shares every capability this build has.
+    let session = handshake::hello(&b.repo, &mut remote, None).unwrap();
+    let mut all: Vec<String> = jit_proto::federation::CAPABILITIES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+    all.sort();
+    assert_eq!(session.accept.capabilities, all);
+    // A hello offering only the head (and one A does not know) shares only the head; the
+    // session is refused the manifest (`unsupported`).
     let me = b.identity();
     let hello = jit_proto::federation::Hello {
         universe: ByteArray::new(*b.id.as_bytes()),
@@ -401,48 +432,130 @@ fn rfc0021_stage1_hello_and_stage2_capability_intersect() {
         )])
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unsupported);
-
-    // Nothing is listed before a completed handshake: without a session, no head.
-    let head = HeadRequest {
-        session: ByteBuf::from(vec![0u8; 57]),
-        from: 0,
+    // Another protocol version shares nothing.
+    let mut future = hello.clone();
+    future.protocol = 99;
+    let request = HelloRequest {
+        hello: ByteBuf::from(me.seal(&future).unwrap()),
+        identity: request.identity.clone(),
     };
     let refused = remote
         .call(vec![(
-            Operation::FederationHead,
-            wire::to_value(&head).unwrap(),
+            Operation::FederationHello,
+            wire::to_value(&request).unwrap(),
         )])
         .unwrap_err();
-    assert_eq!(refused.code(), Code::Forbidden);
+    assert_eq!(refused.code(), Code::Unsupported);
     remote.close();
 }
 
+/// The closure of `snapshot` in `u`'s own DAG.
+fn closure_of(u: &Universe, snapshot: NodeId) -> Vec<NodeId> {
+    let txn = u.repo.store().read().unwrap();
+    jit_kernel::federation::closure::walk(&Dag::new(u.repo.store(), &txn), &[snapshot], |_| {
+        Ok(false)
+    })
+    .unwrap()
+}
+
 #[test]
-fn rfc0021_stages_3_to_7_declare_import_link_verify_and_finalize() {
+fn rfc0021_stage3_dependency_exchange() {
+    let rt = runtime();
+    let (a, b, snapshot) = pair(&rt);
+    let (mut remote, token) = session(&rt, &a, &b);
+    // B declares what it depends on; A answers with the manifest of exactly that.
+    let reply = depend(&mut remote, &token, snapshot).unwrap();
+    remote.close();
+    let manifest =
+        Manifest::open(&reply.manifest, &a.identity().verifying_key().to_bytes()).unwrap();
+    let closure = closure_of(&a, snapshot);
+    assert_eq!(manifest.roots, vec![ByteArray::new(snapshot.0)]);
+    assert_eq!(manifest.count, closure.len() as u64);
+    assert_eq!(
+        manifest.digest.into_array(),
+        jit_proto::federation::closure_digest(closure.iter().map(|id| &id.0))
+    );
+    assert_eq!(manifest.epoch, 1);
+    // The import declares the snapshot the published name names.
+    let report = b.import(&rt, &a, "release", "r").unwrap();
+    assert_eq!(report.snapshot, snapshot);
+}
+
+#[test]
+fn rfc0021_stage4_partial_subgraph_import_is_the_minimal_closure() {
+    let rt = runtime();
+    let (a, b, snapshot) = pair(&rt);
+    let report = b.import(&rt, &a, "release", "r").unwrap();
+    let closure = closure_of(&a, snapshot);
+    // Exactly the closure crossed — snapshot, trees, blobs, chunks — and is held.
+    assert_eq!(report.fetched_nodes, closure.len() as u64);
+    assert!(report.closure > 6, "the large file came as several chunks");
+    let txn = b.repo.store().read().unwrap();
+    let held: Vec<NodeId> = foreign::entries(b.repo.store(), &txn, a.id)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut expected = closure.clone();
+    expected.sort();
+    assert_eq!(held, expected);
+    // Not the publisher's history: the snapshot's parent never crossed.
+    let parent = a.node(&snapshot).parents[0];
+    assert!(!foreign::holds(b.repo.store(), &txn, a.id, &parent).unwrap());
+    assert_eq!(b.foreign(&a).1, 0, "nothing is left staged");
+}
+
+#[test]
+fn rfc0021_stage5_reference_linking() {
     let rt = runtime();
     let (a, b, snapshot) = pair(&rt);
     let before = b.node_count();
-    let report = b.import(&rt, &a, "release", "alpha-release").unwrap();
-    assert_eq!(report.universe, a.id);
-    assert_eq!(
-        report.snapshot, snapshot,
-        "stage 3 declared the published snapshot"
-    );
-    assert_eq!(report.epoch, 1);
-    // Stage 4: the minimal closure — snapshot, trees, blobs, chunks — and nothing else.
-    let (held, staged) = b.foreign(&a);
-    assert_eq!((held, staged), (report.closure, 0));
-    assert_eq!(report.fetched_nodes, report.closure);
-    assert!(report.closure > 6, "the large file came as several chunks");
-    // Stage 5: one federation edge, the only node added to B's DAG.
+    let tip = b.tip();
+    let report = b.import(&rt, &a, "release", "r").unwrap();
+    // One federation edge, the only node added to B's DAG: local → remote.
     assert_eq!(b.node_count(), before + 1);
     let edge = b.node(&report.edge);
     let Payload::FederationEdge(link) = &edge.payload else {
         panic!("{edge:?}")
     };
-    assert_eq!((link.remote, link.universe), (snapshot, *a.id.as_bytes()));
-    // Stage 6 and 7: verified and finalized — the import is recorded with the head it was
-    // verified under, and reads back as A wrote it.
+    assert_eq!(
+        (link.local, link.remote, link.universe),
+        (tip, snapshot, *a.id.as_bytes())
+    );
+    assert_eq!(edge.parents, vec![tip]);
+}
+
+#[test]
+fn rfc0021_stage6_causal_verification() {
+    let rt = runtime();
+    let (a, b, _) = pair(&rt);
+    // A manifest, properly signed, whose count is not the closure's: the check after the
+    // transfer refuses it, and the publisher is quarantined with nothing imported.
+    let key = a.key();
+    let mut lying = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationDepend {
+            edit::<DependReply>(value, |reply| {
+                let mut manifest = Manifest::claimed(&reply.manifest).unwrap();
+                manifest.count += 1;
+                reply.manifest = ByteBuf::from(manifest.seal(&key).unwrap());
+            });
+        }
+    });
+    let refused = b.import_via(&mut lying, &a, "release", "r").unwrap_err();
+    assert_eq!(refused.code(), Code::Quarantined);
+    assert!(
+        refused.to_string().contains("signed manifest says"),
+        "{refused}"
+    );
+    nothing_imported(&b, &a);
+}
+
+#[test]
+fn rfc0021_stage7_finalization() {
+    let rt = runtime();
+    let (a, b, snapshot) = pair(&rt);
+    let report = b.import(&rt, &a, "release", "alpha-release").unwrap();
+    // The import record, the head it was verified under and the edge are one record.
     let record = b.known(&a).unwrap();
     let import = &record.imports["alpha-release"];
     assert_eq!(
@@ -451,10 +564,12 @@ fn rfc0021_stages_3_to_7_declare_import_link_verify_and_finalize() {
     );
     let head = SignedHead::decode(record.head.as_ref().unwrap()).unwrap();
     assert_eq!(head.head.epoch, 1);
+    assert_eq!(record.entries.len(), 1);
     assert_eq!(b.imported_files(&a, &snapshot), a.own_files(&snapshot));
-    // A second import of the same moves nothing.
+    // The link is established: importing it again moves nothing.
     let again = b.import(&rt, &a, "release", "alpha-release").unwrap();
     assert_eq!((again.fetched_nodes, again.new_nodes), (0, 0));
+    assert_eq!(again.edge, report.edge);
 }
 
 #[test]

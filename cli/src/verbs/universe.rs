@@ -191,11 +191,7 @@ pub(crate) fn federation_policy(
 ) -> Result<ExitCode> {
     use crate::args::FederationCommand;
     use jit_kernel::federation::peers::{self, Peer};
-    let universe_id = |text: &str| {
-        uuid::Uuid::parse_str(text).map_err(|_| {
-            jit_kernel::Error::InvalidInput(format!("{text:?} is not a universe id (a UUID)"))
-        })
-    };
+    let universe_id = |text: &str| crate::federation::universe_named(repo, text);
     let row = |p: &Peer| json!({"universe": p.universe.to_string(), "trust": p.trust.as_str(), "denied": p.denied});
     let line = |p: &Peer| {
         format!(

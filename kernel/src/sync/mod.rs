@@ -19,6 +19,7 @@
 //! (`sync.frontier`, `sync.negotiate`, `sync.fetch`).
 
 pub mod integrate;
+pub mod peer;
 pub mod pull;
 pub mod serve;
 pub mod staging;
@@ -26,4 +27,5 @@ pub(crate) mod transfer;
 pub mod wire;
 
 pub use integrate::{RefAction, RefChange};
-pub use pull::{clone_info, pull, PullReport, Remote, SyncProgress};
+pub use peer::{Quiet, Remote, SyncProgress};
+pub use pull::{clone_info, pull, PullReport};

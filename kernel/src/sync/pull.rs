@@ -7,6 +7,7 @@ use ciborium::value::Value;
 use serde::Serialize;
 
 use super::integrate::{self, RefChange};
+use super::peer::{Remote, SyncProgress};
 use super::staging;
 use super::transfer::{self, Holding, Transfer};
 use super::wire::{self, FetchRequest, Frontier, NegotiateReply, NegotiateRequest};
@@ -19,30 +20,6 @@ use crate::store::{ReadTxn, Store};
 
 /// How far back along each local branch haves are sampled (at distances 1, 2, 4, …).
 const HAVE_DEPTH: usize = 1 << 12;
-
-/// A peer that answers sync requests: over the message plane, the RPC, or in process.
-pub trait Remote {
-    /// How the user named the peer: recorded in the log and in `remotes/<name>/…`.
-    fn name(&self) -> &str;
-
-    /// Sends the requests (op, payload) at once and returns the answers in the same order; an
-    /// error answer fails the call.
-    fn call(&mut self, requests: Vec<(Operation, Value)>) -> Result<Vec<Value>>;
-}
-
-/// Progress of a pull, for a progress bar.
-pub trait SyncProgress {
-    /// Negotiation found this many history nodes to bring over.
-    fn negotiated(&self, _history: u64) {}
-    /// This many more nodes (and bytes) arrived, were verified and were staged.
-    fn received(&self, _nodes: u64, _bytes: u64) {}
-    /// The atomic append of this many nodes begins.
-    fn appending(&self, _nodes: u64) {}
-}
-
-/// No progress reporting.
-pub struct Quiet;
-impl SyncProgress for Quiet {}
 
 /// What a pull did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

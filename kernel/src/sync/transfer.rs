@@ -11,7 +11,7 @@ use std::collections::{HashSet, VecDeque};
 
 use ciborium::value::Value;
 
-use super::pull::{Remote, SyncProgress};
+use super::peer::{Remote, SyncProgress};
 use super::wire::FetchReply;
 use crate::command::Operation;
 use crate::error::{Error, Result, Violation};

@@ -1,0 +1,33 @@
+//! The peer a transfer talks to, whatever carries the bytes: the message plane
+//! (`jit_plane::sync::ZenohRemote`), the RPC, or an in-process test peer. Sync and federation
+//! both ask through it, and report progress through [`SyncProgress`].
+
+use ciborium::value::Value;
+
+use crate::command::Operation;
+use crate::error::Result;
+
+/// A peer that answers sync (or federation) requests: over the message plane, the RPC, or in
+/// process.
+pub trait Remote {
+    /// How the user named the peer: recorded in the log and in `remotes/<name>/…`.
+    fn name(&self) -> &str;
+
+    /// Sends the requests (op, payload) at once and returns the answers in the same order; an
+    /// error answer fails the call.
+    fn call(&mut self, requests: Vec<(Operation, Value)>) -> Result<Vec<Value>>;
+}
+
+/// Progress of a pull, for a progress bar.
+pub trait SyncProgress {
+    /// Negotiation found this many history nodes to bring over.
+    fn negotiated(&self, _history: u64) {}
+    /// This many more nodes (and bytes) arrived, were verified and were staged.
+    fn received(&self, _nodes: u64, _bytes: u64) {}
+    /// The atomic append of this many nodes begins.
+    fn appending(&self, _nodes: u64) {}
+}
+
+/// No progress reporting.
+pub struct Quiet;
+impl SyncProgress for Quiet {}
