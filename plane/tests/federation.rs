@@ -424,6 +424,7 @@ fn rfc0021_stage2_capability_intersect() {
     let depend = jit_kernel::federation::wire::DependRequest {
         session: accept.session.clone(),
         roots: vec![a.tip()],
+        haves: vec![],
     };
     let refused = remote
         .call(vec![(
@@ -890,6 +891,7 @@ fn depend(remote: &mut ZenohRemote, token: &ByteBuf, id: NodeId) -> Result<Depen
     let request = jit_kernel::federation::wire::DependRequest {
         session: token.clone(),
         roots: vec![id],
+        haves: vec![],
     };
     let answer = remote.call(vec![(
         Operation::FederationDepend,

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use crate::error::{Error, Result, Violation};
 use crate::id::NodeId;
-use crate::node::{Blob, Node, NodeType, Payload};
+use crate::node::{Blob, Node, NodeType, NodeView, Payload};
 use crate::source::Source;
 
 /// The closure of `roots` in `source`, roots first, each id once. A node the walk reaches but
@@ -32,54 +32,68 @@ pub fn walk(
             if !seen.insert(id) || prune(&id)? {
                 continue;
             }
-            let node = match source.bytes(&id)? {
-                Some(bytes) => Node::decode(bytes)?,
-                None => {
-                    return Err(match referrer {
-                        Some(Referrer { from, .. }) => Violation::MissingReference {
-                            node: from,
-                            target: id,
-                        }
-                        .into(),
-                        None => Error::NodeNotFound(id),
-                    })
-                }
-            };
-            if let Some(Referrer {
-                from,
-                expected,
-                len,
-            }) = referrer
-            {
-                if node.node_type() != expected {
-                    return Err(Violation::WrongType {
+            let Some(bytes) = source.bytes(&id)? else {
+                return Err(match referrer {
+                    Some(Referrer { from, .. }) => Violation::MissingReference {
                         node: from,
                         target: id,
-                        found: node.node_type().as_str(),
-                        expected: expected.as_str(),
                     }
-                    .into());
-                }
-                if let (Some(len), Payload::Chunk(data)) = (len, &node.payload) {
-                    if data.len() as u64 != u64::from(len) {
-                        return Err(Violation::Malformed {
+                    .into(),
+                    None => Error::NodeNotFound(id),
+                });
+            };
+            // A zero-copy look: a file's or chunk's content is never copied, only its header
+            // read; trees and chunk lists, which name other nodes, are decoded.
+            let view = NodeView::peek(bytes)?;
+            let found = view.node_type;
+            match referrer {
+                Some(Referrer {
+                    from,
+                    expected,
+                    len,
+                }) => {
+                    if found != expected {
+                        return Err(Violation::WrongType {
                             node: from,
-                            reason: format!(
-                                "chunk {id} is {} bytes, the blob says {len}",
-                                data.len()
-                            ),
+                            target: id,
+                            found: found.as_str(),
+                            expected: expected.as_str(),
                         }
                         .into());
                     }
+                    if let Some(len) = len {
+                        let data = view.chunk_data()?;
+                        if data.len() as u64 != u64::from(len) {
+                            return Err(Violation::Malformed {
+                                node: from,
+                                reason: format!(
+                                    "chunk {id} is {} bytes, the blob says {len}",
+                                    data.len()
+                                ),
+                            }
+                            .into());
+                        }
+                    }
                 }
-            } else if node.node_type() != NodeType::Snapshot {
-                return Err(Error::NotA {
-                    id,
-                    found: node.node_type().as_str(),
-                    expected: "snapshot",
-                });
+                None if found != NodeType::Snapshot => {
+                    return Err(Error::NotA {
+                        id,
+                        found: found.as_str(),
+                        expected: "snapshot",
+                    })
+                }
+                None => {}
             }
             out.push(id);
+            let names_others = match found {
+                NodeType::Tree | NodeType::Snapshot => true,
+                NodeType::Blob => is_chunked(view.payload)?,
+                _ => false,
+            };
+            if !names_others {
+                continue;
+            }
+            let node = Node::decode(bytes)?;
             if let Payload::Blob(Blob::Chunked { chunks, .. }) = &node.payload {
                 for chunk in chunks {
                     next.push((
@@ -109,6 +123,19 @@ pub fn walk(
     Ok(out)
 }
 
+/// Whether a blob's encoded payload is a chunk list (`{chunks, size}`) rather than inline
+/// data (`{data, size}`), read from its keys without touching the data.
+fn is_chunked(payload: &[u8]) -> Result<bool> {
+    let mut reader = crate::cbor::Reader::new(payload);
+    for _ in 0..reader.expect(5)? {
+        if reader.text()? == "chunks" {
+            return Ok(true);
+        }
+        reader.skip()?;
+    }
+    Ok(false)
+}
+
 /// Who reached a node in the walk, and what it says the node is.
 #[derive(Clone, Copy)]
 struct Referrer {
@@ -116,4 +143,74 @@ struct Referrer {
     expected: NodeType,
     /// A chunk's length, as its blob gives it.
     len: Option<u32>,
+}
+
+/// The nodes of `root`'s closure that the closures of `held` (snapshots an importer already
+/// holds) lack, found by walking the trees side by side and descending only where ids differ:
+/// O(changed paths), not O(tree). A file that changed contributes its blob and the chunks the
+/// older versions at that path lack. The result may still name nodes held elsewhere in `held`
+/// (a moved directory): it is a hint of what to send, and the importer skips what it holds.
+pub fn missing(source: &dyn Source, root: NodeId, held: &[NodeId]) -> Result<Vec<NodeId>> {
+    let mut out = vec![root];
+    let new_tree = crate::tree::tree_of(source, &root)?;
+    let mut old_trees = Vec::new();
+    for snapshot in held {
+        old_trees.push(crate::tree::tree_of(source, snapshot)?);
+    }
+    missing_below(source, new_tree, &old_trees, &mut out)?;
+    Ok(out)
+}
+
+fn missing_below(
+    source: &dyn Source,
+    tree: NodeId,
+    old: &[NodeId],
+    out: &mut Vec<NodeId>,
+) -> Result<()> {
+    if old.contains(&tree) {
+        return Ok(());
+    }
+    out.push(tree);
+    let olds = old
+        .iter()
+        .map(|id| crate::tree::load(source, id))
+        .collect::<Result<Vec<_>>>()?;
+    for entry in crate::tree::load(source, &tree)?.entries {
+        let before: Vec<&crate::node::TreeEntry> =
+            olds.iter().filter_map(|t| t.get(&entry.name)).collect();
+        if before.iter().any(|b| b.id == entry.id) {
+            continue;
+        }
+        if entry.kind == crate::node::EntryKind::Directory {
+            let old_dirs: Vec<NodeId> = before
+                .iter()
+                .filter(|b| b.kind == crate::node::EntryKind::Directory)
+                .map(|b| b.id)
+                .collect();
+            missing_below(source, entry.id, &old_dirs, out)?;
+            continue;
+        }
+        out.push(entry.id);
+        let chunks_of = |blob: &NodeId| -> Result<Vec<NodeId>> {
+            Ok(match crate::content::BlobLayout::load(source, blob)? {
+                crate::content::BlobLayout::Chunked(chunks) => {
+                    chunks.into_iter().map(|(_, c)| c.id).collect()
+                }
+                crate::content::BlobLayout::Inline(_) => Vec::new(),
+            })
+        };
+        let new_chunks = chunks_of(&entry.id)?;
+        if new_chunks.is_empty() {
+            continue;
+        }
+        let mut old_chunks = HashSet::new();
+        for b in before
+            .iter()
+            .filter(|b| b.kind != crate::node::EntryKind::Directory)
+        {
+            old_chunks.extend(chunks_of(&b.id)?);
+        }
+        out.extend(new_chunks.into_iter().filter(|c| !old_chunks.contains(c)));
+    }
+    Ok(())
 }

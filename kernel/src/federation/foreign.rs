@@ -83,9 +83,14 @@ fn keys_of(
     Ok(keys)
 }
 
-/// Moves `universe`'s staged nodes into the committed table inside `op`; returns how many
-/// were new.
-pub(crate) fn commit_staged(op: &mut Op<'_>, universe: Uuid) -> Result<u64> {
+/// Moves `universe`'s staged nodes that belong to `closure` into the committed table inside
+/// `op` (any other staged node is dropped: only a verified closure is ever kept); returns how
+/// many were new.
+pub(crate) fn commit_staged(
+    op: &mut Op<'_>,
+    universe: Uuid,
+    closure: &std::collections::HashSet<NodeId>,
+) -> Result<u64> {
     let store = op.store();
     let keys = keys_of(store, op.txn(), &STAGED, universe)?;
     let mut moved = 0;
@@ -94,7 +99,10 @@ pub(crate) fn commit_staged(op: &mut Op<'_>, universe: Uuid) -> Result<u64> {
             Some(bytes) => bytes.to_vec(),
             None => continue,
         };
-        if store.table(&NODES).get(op.txn(), &key)?.is_none() {
+        let in_closure = <[u8; 32]>::try_from(&key[16..])
+            .map(|id| closure.contains(&NodeId(id)))
+            .unwrap_or(false);
+        if in_closure && store.table(&NODES).get(op.txn(), &key)?.is_none() {
             store.table(&NODES).put(op.wtxn(), &key, &bytes)?;
             moved += 1;
         }
@@ -156,6 +164,8 @@ pub struct Foreign<'a, 't> {
     txn: &'a ReadTxn<'t>,
     universe: Uuid,
     staged: bool,
+    /// Committed nodes are handed out without hashing them again (see [`Foreign::checking`]).
+    trust_committed: bool,
 }
 
 impl<'a, 't> Foreign<'a, 't> {
@@ -166,16 +176,22 @@ impl<'a, 't> Foreign<'a, 't> {
             txn,
             universe,
             staged: false,
+            trust_committed: false,
         }
     }
 
-    /// Its committed and staged nodes.
-    pub(crate) fn with_staged(store: &'a Store, txn: &'a ReadTxn<'t>, universe: Uuid) -> Self {
+    /// What an import checks its closure over: the staged nodes (hashed again) and the
+    /// committed ones, which are not hashed again — each was verified, with its whole closure,
+    /// by the import that committed it, and every read that serves content verifies it anew.
+    /// A re-import that changed one file then reads the few pages of the paths it walks, not
+    /// every byte of a tree it already holds.
+    pub(crate) fn checking(store: &'a Store, txn: &'a ReadTxn<'t>, universe: Uuid) -> Self {
         Foreign {
             store,
             txn,
             universe,
             staged: true,
+            trust_committed: true,
         }
     }
 }
@@ -184,6 +200,9 @@ impl Source for Foreign<'_, '_> {
     fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
         let key = key(self.universe, id);
         if let Some(bytes) = self.store.table(&NODES).get(self.txn, &key)? {
+            if self.trust_committed {
+                return Ok(Some(bytes));
+            }
             return Ok(Some(verified(id, bytes)?));
         }
         if self.staged {

@@ -35,6 +35,7 @@ use super::known::{self, Import};
 use super::publish::Entry;
 use super::wire::{
     DependReply, DependRequest, FetchRequest, HeadReply, HeadRequest, MAX_ENTRIES, MAX_ENTRY,
+    MAX_HAVES,
 };
 use super::{peers, quarantine, refusal, refused};
 use crate::command::Operation;
@@ -270,7 +271,7 @@ impl Importer<'_> {
                     format!("universe {universe} has not published {published:?}"),
                 )
             })?;
-        let manifest = self.manifest(remote, &verified, snapshot)?;
+        let (manifest, hint) = self.manifest(remote, &verified, snapshot)?;
 
         // Stage 4: the closure, into this universe's store for the publisher.
         let holding = ForeignHolding {
@@ -280,7 +281,11 @@ impl Importer<'_> {
         };
         let mut transfer = Transfer::new(self.store, &holding, remote, progress);
         transfer.limit = Some(manifest.count);
-        if let Err(error) = transfer.run(vec![snapshot]) {
+        // The hint's nodes are asked for in the first round; whatever they need that is not
+        // held follows level by level, and the closure check below decides what is kept.
+        let mut start = vec![snapshot];
+        start.extend(hint);
+        if let Err(error) = transfer.run(start) {
             return Err(match error {
                 Error::Invariant(_) | Error::Sync { .. } | Error::Node(_) | Error::Cbor(_) => {
                     Fault::quarantine(error, None)
@@ -298,7 +303,7 @@ impl Importer<'_> {
         // Stage 6: the closure is complete, well typed, and the set the manifest signed.
         let closure_ids = {
             let txn = self.store.read()?;
-            let source = Foreign::with_staged(self.store, &txn, universe);
+            let source = Foreign::checking(self.store, &txn, universe);
             let ids = closure::walk(&source, &[snapshot], |_| Ok(false))
                 .map_err(|error| Fault::quarantine(error, None))?;
             let digest = jit_proto::federation::closure_digest(ids.iter().map(|id| &id.0));
@@ -321,13 +326,14 @@ impl Importer<'_> {
         };
 
         // Stages 5 and 7: one operation links and finalizes.
+        let closure_set: std::collections::HashSet<NodeId> = closure_ids.iter().copied().collect();
         let ours = self.repo.universe()?.id;
         let branch = self.repo.head()?;
         let trust = self.trust;
         let epoch = verified.head.head.epoch;
         let into = self.into;
         let (edge, new_nodes) = self.store.operation("federation.import", |op| {
-            let new_nodes = foreign::commit_staged(op, universe)?;
+            let new_nodes = foreign::commit_staged(op, universe, &closure_set)?;
             let tip = match into {
                 Some(into) => vendor(op, universe, snapshot, &closure_ids, into)?,
                 None => op
@@ -517,14 +523,34 @@ impl Importer<'_> {
         remote: &mut dyn Remote,
         verified: &VerifiedLog,
         snapshot: NodeId,
-    ) -> Result<Manifest, Fault> {
+    ) -> Result<(Manifest, Vec<NodeId>), Fault> {
         self.session.require(CAP_MANIFEST)?;
         self.session.require(CAP_FETCH)?;
+        // The snapshots already imported from this universe (and so held whole).
+        let haves: Vec<NodeId> = {
+            let txn = self.store.read()?;
+            let record = known::get(self.store, &txn, self.session.universe)?;
+            let mut haves: Vec<NodeId> = record
+                .map(|r| r.imports.values().map(|i| i.snapshot).collect())
+                .unwrap_or_default();
+            haves.sort();
+            haves.dedup();
+            let mut held = Vec::new();
+            for have in haves {
+                if foreign::holds(self.store, &txn, self.session.universe, &have)? {
+                    held.push(have);
+                }
+            }
+            held.truncate(MAX_HAVES);
+            held
+        };
         let request = DependRequest {
             session: ByteBuf::from(self.session.token.clone()),
             roots: vec![snapshot],
+            haves,
         };
         let reply: DependReply = call(remote, Operation::FederationDepend, &request, "manifest")?;
+        let hint = reply.missing;
         let bytes = reply.manifest.into_vec();
         let manifest =
             Manifest::open(&bytes, &self.session.identity.public_key).map_err(|e| match e {
@@ -560,7 +586,18 @@ impl Importer<'_> {
                 Some(bytes),
             ));
         }
-        Ok(manifest)
+        if hint.len() as u64 > manifest.count {
+            return Err(refusal(
+                Code::TooLarge,
+                format!(
+                    "a hint of {} nodes for a closure of {}",
+                    hint.len(),
+                    manifest.count
+                ),
+            )
+            .into());
+        }
+        Ok((manifest, hint))
     }
 }
 

@@ -109,6 +109,7 @@ pub(crate) const SHOW_PUBLISHED: UpgradeStep = UpgradeStep {
         let mut shown = 0;
         for entry in log {
             shown += super::visible::show(store, wtxn, entry.snapshot)?;
+            super::visible::summarize(store, wtxn, entry.snapshot)?;
         }
         Ok(shown)
     },
@@ -146,6 +147,7 @@ pub fn publish(repo: &Repository, rev: &str, name: &str) -> Result<(Entry, Signe
         table.put(op.wtxn(), &entry.seq, &bytes)?;
         let store = op.store();
         super::visible::show(store, op.wtxn(), snapshot)?;
+        super::visible::summarize(store, op.wtxn(), snapshot)?;
         log.push(entry.clone());
         let leaves = log.iter().map(Entry::leaf).collect::<Result<Vec<_>>>()?;
         let next = PublishedHead {

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::wire::{
     DependReply, DependRequest, FetchReply, FetchRequest, HeadReply, HeadRequest, HelloReply,
-    HelloRequest, MAX_CHAIN, MAX_ENTRIES,
+    HelloRequest, MAX_CHAIN, MAX_ENTRIES, MAX_HAVES,
 };
 use super::{closure, peers, publish, refused, session, visible};
 use crate::error::{Code, Error, Result};
@@ -217,17 +217,45 @@ pub fn depend(repo: &Repository, request: &DependRequest) -> Result<DependReply>
         }
     }
     let head = publish::head(store, &txn)?.ok_or(Error::NodeNotFound(request.roots[0]))?;
-    let ids = closure::walk(&Dag::new(store, &txn), &request.roots, |_| Ok(false))?;
+    // One root's summary was recorded when it was published; several are walked together.
+    let summary = match request.roots.as_slice() {
+        [root] => visible::summary(store, &txn, root)?,
+        _ => None,
+    };
+    let summary = match summary {
+        Some(summary) => summary,
+        None => {
+            let ids = closure::walk(&Dag::new(store, &txn), &request.roots, |_| Ok(false))?;
+            visible::Summary {
+                count: ids.len() as u64,
+                digest: proto::closure_digest(ids.iter().map(|id| &id.0)),
+            }
+        }
+    };
     let manifest = Manifest {
         universe: ByteArray::new(*identity.info.id.as_bytes()),
         epoch: head.head.epoch,
         head_root: ByteArray::new(head.head.root),
         roots: request.roots.iter().map(|r| ByteArray::new(r.0)).collect(),
-        count: ids.len() as u64,
-        digest: ByteArray::new(proto::closure_digest(ids.iter().map(|id| &id.0))),
+        count: summary.count,
+        digest: ByteArray::new(summary.digest),
+    };
+    // What the importer lacks, given what it holds: only published snapshots count as held
+    // (anything else is ignored, exactly as an id that does not exist).
+    let haves: Vec<NodeId> = request
+        .haves
+        .iter()
+        .take(MAX_HAVES)
+        .filter(|have| log.iter().any(|entry| entry.snapshot == **have))
+        .copied()
+        .collect();
+    let missing = match request.roots.as_slice() {
+        [root] if !haves.is_empty() => closure::missing(&Dag::new(store, &txn), *root, &haves)?,
+        _ => Vec::new(),
     };
     Ok(DependReply {
         manifest: ByteBuf::from(identity.seal(&manifest)?),
+        missing,
     })
 }
 

@@ -23,6 +23,20 @@ use crate::store::{Declared, ReadTxn, Store, TableDef};
 const VISIBLE: TableDef<Bytes, Bytes> = TableDef::new("federation_visible", 9);
 /// The visible-index table, for the registry.
 pub(crate) const VISIBLE_TABLE: Declared = VISIBLE.declared();
+/// Published snapshot id → its closure's size (8 bytes, big-endian) and digest (32 bytes):
+/// what a manifest states, computed once at publish instead of at every import.
+const SUMMARIES: TableDef<Bytes, Bytes> = TableDef::new("federation_summaries", 13);
+/// The summaries table, for the registry.
+pub(crate) const SUMMARIES_TABLE: Declared = SUMMARIES.declared();
+
+/// What a manifest says of one published snapshot's closure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// How many nodes the closure holds.
+    pub count: u64,
+    /// `jit_proto::federation::closure_digest` of their ids.
+    pub digest: [u8; 32],
+}
 
 /// Whether another universe may see node `id`.
 pub fn contains(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool> {
@@ -43,6 +57,41 @@ pub(crate) fn show(store: &Store, wtxn: &mut RwTxn<'_>, snapshot: NodeId) -> Res
         table.put(wtxn, id.as_bytes(), &[])?;
     }
     Ok(new.len() as u64)
+}
+
+/// Records the summary of `snapshot`'s closure, inside the publish's write transaction.
+pub(crate) fn summarize(store: &Store, wtxn: &mut RwTxn<'_>, snapshot: NodeId) -> Result<Summary> {
+    let ids = {
+        let txn: &ReadTxn<'_> = wtxn;
+        closure::walk(&Dag::new(store, txn), &[snapshot], |_| Ok(false))?
+    };
+    let summary = Summary {
+        count: ids.len() as u64,
+        digest: jit_proto::federation::closure_digest(ids.iter().map(|id| &id.0)),
+    };
+    let mut value = summary.count.to_be_bytes().to_vec();
+    value.extend_from_slice(&summary.digest);
+    store
+        .table(&SUMMARIES)
+        .put(wtxn, snapshot.as_bytes(), &value)?;
+    Ok(summary)
+}
+
+/// The summary of a published snapshot's closure, if one was recorded.
+pub fn summary(store: &Store, txn: &ReadTxn<'_>, snapshot: &NodeId) -> Result<Option<Summary>> {
+    let Some(value) = store.table(&SUMMARIES).get(txn, snapshot.as_bytes())? else {
+        return Ok(None);
+    };
+    let (count, digest) = value.split_at(8.min(value.len()));
+    match (<[u8; 8]>::try_from(count), <[u8; 32]>::try_from(digest)) {
+        (Ok(count), Ok(digest)) => Ok(Some(Summary {
+            count: u64::from_be_bytes(count),
+            digest,
+        })),
+        _ => Err(crate::error::Error::InvalidInput(format!(
+            "the closure summary of {snapshot} is damaged"
+        ))),
+    }
 }
 
 /// How many nodes are visible.

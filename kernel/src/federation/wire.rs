@@ -69,7 +69,14 @@ pub struct DependRequest {
     pub session: ByteBuf,
     /// Published snapshots, by id.
     pub roots: Vec<NodeId>,
+    /// Published snapshots of this universe the importer already holds (at most
+    /// [`MAX_HAVES`]): the reply then names what the importer likely lacks.
+    #[serde(default)]
+    pub haves: Vec<NodeId>,
 }
+
+/// Most snapshots one dependency declaration may say it holds.
+pub const MAX_HAVES: usize = 64;
 
 /// Stage 4: the signed manifest of their closure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +84,10 @@ pub struct DependRequest {
 pub struct DependReply {
     /// A sealed [`jit_proto::federation::Manifest`].
     pub manifest: ByteBuf,
+    /// A hint, not part of what is signed: the closure's nodes the `haves` lack, so the
+    /// importer can ask for them in one round. Everything is verified as always.
+    #[serde(default)]
+    pub missing: Vec<NodeId>,
 }
 
 /// Nodes of published closures, by id (sync's fetch, within a session).
