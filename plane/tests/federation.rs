@@ -16,7 +16,8 @@ use ed25519_dalek::SigningKey;
 use jit_kernel::command::Operation;
 use jit_kernel::federation::import::ImportReport;
 use jit_kernel::federation::wire::{
-    DependReply, FetchReply, HeadReply, HeadRequest, HelloReply, HelloRequest,
+    DependReply, FetchAnswer, FetchReply, HeadReply, HeadRequest, HelloReply, HelloRequest,
+    PackedFetchReply,
 };
 use jit_kernel::federation::{foreign, handshake, import, known, peers, publish, serve};
 use jit_kernel::history::CommitInfo;
@@ -873,6 +874,7 @@ fn fetch(remote: &mut ZenohRemote, token: &ByteBuf, id: NodeId) -> FetchReply {
         session: token.clone(),
         ids: vec![id],
         max_bytes: 1 << 20,
+        zstd: false,
     };
     wire::from_value(
         remote
@@ -1314,11 +1316,13 @@ fn hostile_node_whose_bytes_do_not_match_its_id_is_quarantined() {
     let (a, b, _) = pair(&rt);
     let mut lying = hostile(&rt, &a, |op, value| {
         if op == Operation::FederationFetch {
-            edit::<FetchReply>(value, |reply| {
+            edit::<FetchAnswer>(value, |answer| {
+                let mut reply = answer.clone().open().unwrap();
                 if let Some(node) = reply.nodes.last_mut() {
                     let last = node.bytes.len() - 1;
                     node.bytes[last] ^= 1;
                 }
+                *answer = FetchAnswer::new(reply, true).unwrap();
             });
         }
     });
@@ -1481,6 +1485,37 @@ fn hostile_oversized_head_manifest_and_closure_are_refused_before_allocating() {
     });
     assert_eq!(
         code(&b.import_via(&mut big_closure, &a, "release", "r")),
+        Code::TooLarge
+    );
+    // A compressed reply that claims more than a reply may hold, or that inflates beyond what
+    // it claims (a zstd bomb), is refused before that much is allocated.
+    let mut claims_too_much = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationFetch {
+            edit::<FetchAnswer>(value, |answer| {
+                *answer = FetchAnswer::Packed(PackedFetchReply {
+                    zstd: ByteBuf::from(vec![0u8; 16]),
+                    size: 1 << 40,
+                });
+            });
+        }
+    });
+    assert_eq!(
+        code(&b.import_via(&mut claims_too_much, &a, "release", "r")),
+        Code::TooLarge
+    );
+    let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+    let mut inflates = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationFetch {
+            edit::<FetchAnswer>(value, |answer| {
+                *answer = FetchAnswer::Packed(PackedFetchReply {
+                    zstd: ByteBuf::from(bomb.clone()),
+                    size: 1024,
+                });
+            });
+        }
+    });
+    assert_eq!(
+        code(&b.import_via(&mut inflates, &a, "release", "r")),
         Code::TooLarge
     );
     // A closure bigger than the one declared is cut off where it exceeds it.

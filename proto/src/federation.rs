@@ -48,13 +48,15 @@ pub const MAX_CLOSURE: u64 = 1 << 24;
 
 /// What this build can do as a publisher or an importer. A capability the two sides do not
 /// share is refused when it is used.
-pub const CAPABILITIES: &[&str] = &[CAP_HEAD, CAP_MANIFEST, CAP_FETCH];
+pub const CAPABILITIES: &[&str] = &[CAP_HEAD, CAP_MANIFEST, CAP_FETCH, CAP_ZSTD];
 /// Asking for the signed head and the publish log.
 pub const CAP_HEAD: &str = "head/v1";
 /// Declaring dependencies and receiving a signed manifest.
 pub const CAP_MANIFEST: &str = "manifest/v1";
 /// Fetching the nodes of a published closure.
 pub const CAP_FETCH: &str = "fetch/v1";
+/// Fetch replies compressed with zstd (RFC-0021 stage 2's compression modes).
+pub const CAP_ZSTD: &str = "zstd/v1";
 
 /// A statement sealed with a universe's signature.
 #[derive(Debug, Clone, PartialEq)]

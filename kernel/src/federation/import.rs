@@ -21,7 +21,9 @@
 //! leaves nothing imported.
 
 use ciborium::value::Value;
-use jit_proto::federation::{Manifest, Statement, CAP_FETCH, CAP_HEAD, CAP_MANIFEST, MAX_CLOSURE};
+use jit_proto::federation::{
+    Manifest, Statement, CAP_FETCH, CAP_HEAD, CAP_MANIFEST, CAP_ZSTD, MAX_CLOSURE,
+};
 use jit_proto::head::{HeadError, SignedHead, MAX_HEAD};
 use jit_proto::merkle;
 use serde::Serialize;
@@ -34,8 +36,8 @@ use super::handshake::{self, Session};
 use super::known::{self, Import};
 use super::publish::Entry;
 use super::wire::{
-    DependReply, DependRequest, FetchRequest, HeadReply, HeadRequest, MAX_ENTRIES, MAX_ENTRY,
-    MAX_HAVES,
+    DependReply, DependRequest, FetchAnswer, FetchReply, FetchRequest, HeadReply, HeadRequest,
+    MAX_ENTRIES, MAX_ENTRY, MAX_HAVES,
 };
 use super::{peers, quarantine, refusal, refused};
 use crate::command::Operation;
@@ -278,6 +280,7 @@ impl Importer<'_> {
             store: self.store,
             universe,
             token: &self.session.token,
+            zstd: self.session.require(CAP_ZSTD).is_ok(),
         };
         let mut transfer = Transfer::new(self.store, &holding, remote, progress);
         transfer.limit = Some(manifest.count);
@@ -667,6 +670,8 @@ struct ForeignHolding<'a> {
     store: &'a Store,
     universe: Uuid,
     token: &'a [u8],
+    /// Whether replies come compressed (both sides share `zstd/v1`).
+    zstd: bool,
 }
 
 impl Holding for ForeignHolding<'_> {
@@ -692,7 +697,13 @@ impl Holding for ForeignHolding<'_> {
             session: ByteBuf::from(self.token.to_vec()),
             ids,
             max_bytes,
+            zstd: self.zstd,
         };
         Ok((Operation::FederationFetch, sync_wire::to_value(&request)?))
+    }
+
+    fn reply(&self, answer: Value) -> Result<FetchReply> {
+        let answer: FetchAnswer = sync_wire::from_value(answer, "fetch reply")?;
+        answer.open()
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use jit_proto::federation::{
     self as proto, Accept, Hello, Manifest, Statement, CAPABILITIES, CAP_FETCH, CAP_HEAD,
-    CAP_MANIFEST, MAX_ROOTS, PROTOCOL,
+    CAP_MANIFEST, CAP_ZSTD, MAX_ROOTS, PROTOCOL,
 };
 use jit_proto::identity::SignedIdentity;
 use jit_proto::merkle;
@@ -21,7 +21,7 @@ use serde_bytes::{ByteArray, ByteBuf};
 use uuid::Uuid;
 
 use super::wire::{
-    DependReply, DependRequest, FetchReply, FetchRequest, HeadReply, HeadRequest, HelloReply,
+    DependReply, DependRequest, FetchAnswer, FetchRequest, HeadReply, HeadRequest, HelloReply,
     HelloRequest, MAX_CHAIN, MAX_ENTRIES, MAX_HAVES,
 };
 use super::{closure, peers, publish, refused, session, visible};
@@ -261,14 +261,16 @@ pub fn depend(repo: &Repository, request: &DependRequest) -> Result<DependReply>
 
 /// Stage 4: node bytes of published closures; anything else is reported missing, exactly as a
 /// node this universe does not hold.
-pub fn fetch(repo: &Repository, request: &FetchRequest) -> Result<FetchReply> {
+pub fn fetch(repo: &Repository, request: &FetchRequest) -> Result<FetchAnswer> {
     let identity = publisher(repo)?;
-    open_session(repo, &identity, &request.session, CAP_FETCH)?;
+    let session = open_session(repo, &identity, &request.session, CAP_FETCH)?;
     let store = repo.store();
     let txn = store.read()?;
-    crate::sync::serve::fetch_where(store, &txn, &request.ids, request.max_bytes, |id| {
-        visible::contains(store, &txn, id)
-    })
+    let reply =
+        crate::sync::serve::fetch_where(store, &txn, &request.ids, request.max_bytes, |id| {
+            visible::contains(store, &txn, id)
+        })?;
+    FetchAnswer::new(reply, request.zstd && session.shares(CAP_ZSTD))
 }
 
 /// Whether `id` is one this universe shows others (for tests and `jit federation ls`).

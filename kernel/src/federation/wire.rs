@@ -100,4 +100,84 @@ pub struct FetchRequest {
     pub ids: Vec<NodeId>,
     /// The reply's byte budget.
     pub max_bytes: u64,
+    /// Asks for the reply compressed ([`PackedFetchReply`]); honoured when the session shares
+    /// `zstd/v1`.
+    #[serde(default)]
+    pub zstd: bool,
+}
+
+/// A fetch reply compressed with zstd: `zstd` decompresses to the canonical CBOR of a
+/// [`FetchReply`] of exactly `size` bytes (at most [`crate::sync::wire::MAX_REPLY_FRAME`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackedFetchReply {
+    /// The compressed reply.
+    pub zstd: ByteBuf,
+    /// Its size once decompressed.
+    pub size: u64,
+}
+
+/// What a federation fetch answers: plain, or compressed when asked and shared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FetchAnswer {
+    /// Compressed.
+    Packed(PackedFetchReply),
+    /// Plain.
+    Plain(FetchReply),
+}
+
+/// zstd level of compressed replies: fast, most of the ratio on source text.
+const ZSTD_LEVEL: i32 = 1;
+
+impl FetchAnswer {
+    /// `reply`, compressed when `zstd`.
+    pub fn new(reply: FetchReply, zstd: bool) -> crate::error::Result<FetchAnswer> {
+        if !zstd {
+            return Ok(FetchAnswer::Plain(reply));
+        }
+        let plain = crate::cbor::to_canonical_bytes(&reply)?;
+        let packed = zstd::bulk::compress(&plain, ZSTD_LEVEL).map_err(|e| {
+            crate::error::Error::InvalidInput(format!("cannot compress a fetch reply: {e}"))
+        })?;
+        Ok(FetchAnswer::Packed(PackedFetchReply {
+            zstd: ByteBuf::from(packed),
+            size: plain.len() as u64,
+        }))
+    }
+
+    /// The reply, decompressed within the bound a reply may have (refused beyond it, before
+    /// anything that large is allocated).
+    pub fn open(self) -> crate::error::Result<FetchReply> {
+        let packed = match self {
+            FetchAnswer::Plain(reply) => return Ok(reply),
+            FetchAnswer::Packed(packed) => packed,
+        };
+        let bound = crate::sync::wire::MAX_REPLY_FRAME as u64;
+        let refuse = |reason: String| crate::error::Error::Federation {
+            code: crate::error::Code::TooLarge,
+            message: reason,
+        };
+        if packed.size > bound {
+            return Err(refuse(format!(
+                "a compressed reply of {} bytes exceeds {bound}",
+                packed.size
+            )));
+        }
+        let plain = zstd::bulk::decompress(&packed.zstd, packed.size as usize).map_err(|e| {
+            refuse(format!(
+                "a compressed reply does not decompress within its size: {e}"
+            ))
+        })?;
+        if plain.len() as u64 != packed.size {
+            return Err(refuse(format!(
+                "a compressed reply decompressed to {} bytes, not {}",
+                plain.len(),
+                packed.size
+            )));
+        }
+        crate::cbor::from_canonical_bytes(&plain).map_err(|e| {
+            crate::error::Error::InvalidInput(format!("malformed compressed fetch reply: {e}"))
+        })
+    }
 }

@@ -38,6 +38,10 @@ pub(crate) trait Holding {
     fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>>;
     /// The request for `ids`, within a reply budget of `max_bytes`.
     fn request(&self, ids: Vec<NodeId>, max_bytes: u64) -> Result<(Operation, Value)>;
+    /// The reply to such a request (a holding whose replies are compressed opens them here).
+    fn reply(&self, answer: Value) -> Result<FetchReply> {
+        super::wire::from_value(answer, "fetch reply")
+    }
 }
 
 /// Checks a node's bytes against the id it was offered under, and that they are a canonical,
@@ -172,7 +176,7 @@ impl<'a> Transfer<'a> {
             let mut kept = Vec::new();
             let mut kept_bytes = 0u64;
             for (ids, answer) in batches.into_iter().zip(answers) {
-                let reply: FetchReply = super::wire::from_value(answer, "fetch reply")?;
+                let reply = self.holding.reply(answer)?;
                 if let Some(id) = reply.missing.first() {
                     return Err(self.broken(format!(
                         "the peer does not hold node {id}, which its history needs"
