@@ -3,8 +3,8 @@
 # the release binary, runs every comparison in one run and rewrites BENCHMARKS.md with the
 # machine, the medians, the spread and the ratios. Not part of the test suite.
 #
-#   bench/run.sh [IMPORT_RUNS] [SWS_RUNS] [WATCHER_RUNS] [MOUNT_RUNS] [SYNC_RUNS]
-#                                                          (defaults 3, 30, 20, 5 and 3)
+#   bench/run.sh [IMPORT_RUNS] [SWS_RUNS] [WATCHER_RUNS] [MOUNT_RUNS] [SYNC_RUNS] [FEDERATION_RUNS]
+#                                                          (defaults 3, 30, 20, 5, 3 and 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p jit-cli >&2
@@ -45,6 +45,11 @@ out=$(mktemp)
   bench/sync.sh "${5:-3}"
   echo
   cat bench/notes/sync.md
+  echo
+  quiet
+  bench/federation.sh "${6:-3}"
+  echo
+  cat bench/notes/federation.md
 } > "$out"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2

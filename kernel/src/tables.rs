@@ -24,7 +24,7 @@ const TABLES: [Declared; 14] = [
     federation::peers::PEERS_TABLE,
     federation::visible::VISIBLE_TABLE,
     federation::foreign::NODES_TABLE,
-    federation::foreign::STAGED_TABLE,
+    federation::foreign::PENDING_TABLE,
     federation::known::KNOWN_TABLE,
     federation::visible::SUMMARIES_TABLE,
 ];

@@ -1256,6 +1256,70 @@ fn readiness_partition_recovery() {
     assert_eq!(b.imported_files(&a, &a.tip())["README"], b"three\n");
 }
 
+#[test]
+fn readiness_a_transfer_cut_midway_resumes_with_what_was_verified() {
+    let rt = runtime();
+    let (a, b, _) = pair(&rt);
+    // The connection drops at the third fetch: a network failure, not a lie.
+    let mut fetches = 0;
+    let mut cut = Hostile {
+        inner: a.remote(&rt).unwrap(),
+        tamper: Box::new(|_, _| {}),
+    };
+    let refused = {
+        let mut dropping = Dropping {
+            inner: &mut cut,
+            fetches: &mut fetches,
+            after: 2,
+        };
+        b.import_via(&mut dropping, &a, "release", "r").unwrap_err()
+    };
+    assert_eq!(refused.code(), Code::SyncFailed, "{refused}");
+    let record = b.known(&a).unwrap();
+    assert!(
+        record.quarantine.is_none(),
+        "a dropped connection is no fault"
+    );
+    assert!(record.imports.is_empty());
+    let (held, pending) = b.foreign(&a);
+    assert_eq!(held, 0, "nothing is held before an import commits");
+    assert!(pending > 0, "what was verified stays pending");
+    // The next import resumes: it fetches only what did not arrive.
+    let report = b.import(&rt, &a, "release", "r").unwrap();
+    assert_eq!(report.resumed_nodes, pending);
+    assert_eq!(report.fetched_nodes + report.resumed_nodes, report.closure);
+    assert_eq!(b.foreign(&a), (report.closure, 0));
+}
+
+/// A transport whose connection drops after `after` fetch requests.
+struct Dropping<'r> {
+    inner: &'r mut dyn Remote,
+    fetches: &'r mut usize,
+    after: usize,
+}
+
+impl Remote for Dropping<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn call(&mut self, requests: Vec<(Operation, Value)>) -> Result<Vec<Value>, Error> {
+        if requests
+            .iter()
+            .any(|(op, _)| *op == Operation::FederationFetch)
+        {
+            *self.fetches += 1;
+            if *self.fetches > self.after {
+                return Err(Error::Sync {
+                    remote: "peer".into(),
+                    reason: "the connection dropped".into(),
+                });
+            }
+        }
+        self.inner.call(requests)
+    }
+}
+
 // ---- A hostile universe ----
 
 #[test]

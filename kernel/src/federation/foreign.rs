@@ -3,14 +3,18 @@
 //!
 //! A foreign node is never in the node table, so it is never counted as local, never found by a
 //! local lookup, and a local node naming one as parent is refused by the DAG's ordinary rule
-//! (its parents must exist). Two tables, keyed by universe (16 bytes) then node id (32):
-//! `federation_nodes` holds what imports committed; `federation_staged` holds what an import in
-//! progress has received and verified, so an interrupted transfer resumes where it stopped.
-//! The commit of an import moves its staged nodes in the same transaction as its head and edge;
-//! a refused import empties its universe's staging, leaving nothing imported.
+//! (its parents must exist). `federation_nodes` holds the bytes, keyed by universe (16 bytes)
+//! then node id (32). A node an import in progress has received and verified is written there
+//! once, with a marker in `federation_pending` (same key, no value): pending nodes are not held —
+//! an interrupted transfer resumes with them, and nothing reaches them until the import's
+//! commit, which drops the markers of its verified closure (and the nodes outside it) in the
+//! same transaction as its head and edge. A refused import deletes its pending nodes, leaving
+//! nothing imported. Each byte is written once, not staged and copied.
 //!
 //! Reads are verified like the DAG's ([`crate::store::verified`]): bytes that no longer hash to
 //! their id are refused as corrupt, never served.
+
+use std::collections::HashSet;
 
 use heed::types::Bytes;
 use uuid::Uuid;
@@ -20,14 +24,14 @@ use crate::id::NodeId;
 use crate::source::Source;
 use crate::store::{verified, Declared, Op, ReadTxn, Store, TableDef};
 
-/// (universe, id) → bytes of nodes imported and committed.
+/// (universe, id) → node bytes, committed or pending.
 const NODES: TableDef<Bytes, Bytes> = TableDef::new("federation_nodes", 10);
-/// (universe, id) → bytes received and verified by an import not yet committed.
-const STAGED: TableDef<Bytes, Bytes> = TableDef::new("federation_staged", 11);
-/// The committed foreign nodes table, for the registry.
+/// (universe, id) → nothing: the nodes of `NODES` an import has not committed yet.
+const PENDING: TableDef<Bytes, Bytes> = TableDef::new("federation_pending", 11);
+/// The foreign nodes table, for the registry.
 pub(crate) const NODES_TABLE: Declared = NODES.declared();
-/// The staging table, for the registry.
-pub(crate) const STAGED_TABLE: Declared = STAGED.declared();
+/// The pending markers table, for the registry.
+pub(crate) const PENDING_TABLE: Declared = PENDING.declared();
 
 fn key(universe: Uuid, id: &NodeId) -> [u8; 48] {
     let mut key = [0u8; 48];
@@ -36,46 +40,55 @@ fn key(universe: Uuid, id: &NodeId) -> [u8; 48] {
     key
 }
 
-/// Whether `universe`'s node `id` is imported here.
-pub fn holds(store: &Store, txn: &ReadTxn<'_>, universe: Uuid, id: &NodeId) -> Result<bool> {
-    Ok(store.table(&NODES).get(txn, &key(universe, id))?.is_some())
+fn pending(store: &Store, txn: &ReadTxn<'_>, key: &[u8; 48]) -> Result<bool> {
+    Ok(store.table(&PENDING).get(txn, key)?.is_some())
 }
 
-/// A staged node's bytes (verified when they were staged; verified again here).
+/// Whether `universe`'s node `id` is imported (committed) here.
+pub fn holds(store: &Store, txn: &ReadTxn<'_>, universe: Uuid, id: &NodeId) -> Result<bool> {
+    let key = key(universe, id);
+    Ok(store.table(&NODES).get(txn, &key)?.is_some() && !pending(store, txn, &key)?)
+}
+
+/// A pending node's bytes (verified when they arrived; verified again here).
 pub fn staged<'t>(
     store: &Store,
     txn: &'t ReadTxn<'_>,
     universe: Uuid,
     id: &NodeId,
 ) -> Result<Option<&'t [u8]>> {
-    match store.table(&STAGED).get(txn, &key(universe, id))? {
+    let key = key(universe, id);
+    if !pending(store, txn, &key)? {
+        return Ok(None);
+    }
+    match store.table(&NODES).get(txn, &key)? {
         Some(bytes) => Ok(Some(verified(id, bytes)?)),
         None => Ok(None),
     }
 }
 
-/// Keeps verified nodes of `universe` staged, durably, in one write transaction.
+/// Keeps verified nodes of `universe`, pending, durably, in one write transaction.
 pub fn stage(store: &Store, universe: Uuid, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
     if nodes.is_empty() {
         return Ok(());
     }
     store.unlogged_write(|txn| {
         for (id, bytes) in nodes {
-            store.table(&STAGED).put(txn, &key(universe, id), bytes)?;
+            let key = key(universe, id);
+            if store.table(&NODES).get(txn, &key)?.is_some() {
+                continue; // committed already (or pending from an earlier attempt)
+            }
+            store.table(&NODES).put(txn, &key, bytes)?;
+            store.table(&PENDING).put(txn, &key, &[])?;
         }
         Ok(())
     })
 }
 
-fn keys_of(
-    store: &Store,
-    txn: &ReadTxn<'_>,
-    table: &TableDef<Bytes, Bytes>,
-    universe: Uuid,
-) -> Result<Vec<Vec<u8>>> {
+fn pending_keys(store: &Store, txn: &ReadTxn<'_>, universe: Uuid) -> Result<Vec<Vec<u8>>> {
     let mut keys = Vec::new();
     for entry in store
-        .table(table)
+        .table(&PENDING)
         .prefix_iter(txn, &universe.as_bytes()[..])?
     {
         keys.push(entry?.0.to_vec());
@@ -83,44 +96,40 @@ fn keys_of(
     Ok(keys)
 }
 
-/// Moves `universe`'s staged nodes that belong to `closure` into the committed table inside
-/// `op` (any other staged node is dropped: only a verified closure is ever kept); returns how
-/// many were new.
+/// Commits `universe`'s pending nodes that belong to `closure` inside `op` (any other pending
+/// node is deleted: only a verified closure is ever kept); returns how many were committed.
 pub(crate) fn commit_staged(
     op: &mut Op<'_>,
     universe: Uuid,
-    closure: &std::collections::HashSet<NodeId>,
+    closure: &HashSet<NodeId>,
 ) -> Result<u64> {
     let store = op.store();
-    let keys = keys_of(store, op.txn(), &STAGED, universe)?;
-    let mut moved = 0;
-    for key in keys {
-        let bytes = match store.table(&STAGED).get(op.txn(), &key)? {
-            Some(bytes) => bytes.to_vec(),
-            None => continue,
-        };
+    let mut committed = 0;
+    for key in pending_keys(store, op.txn(), universe)? {
         let in_closure = <[u8; 32]>::try_from(&key[16..])
             .map(|id| closure.contains(&NodeId(id)))
             .unwrap_or(false);
-        if in_closure && store.table(&NODES).get(op.txn(), &key)?.is_none() {
-            store.table(&NODES).put(op.wtxn(), &key, &bytes)?;
-            moved += 1;
+        if in_closure {
+            committed += 1;
+        } else {
+            store.table(&NODES).delete(op.wtxn(), &key)?;
         }
-        store.table(&STAGED).delete(op.wtxn(), &key)?;
+        store.table(&PENDING).delete(op.wtxn(), &key)?;
     }
-    Ok(moved)
+    Ok(committed)
 }
 
-/// Empties `universe`'s staging inside `op` (a refused import leaves nothing behind).
+/// Deletes `universe`'s pending nodes inside `op` (a refused import leaves nothing behind).
 pub(crate) fn clear_staged(op: &mut Op<'_>, universe: Uuid) -> Result<()> {
     let store = op.store();
-    for key in keys_of(store, op.txn(), &STAGED, universe)? {
-        store.table(&STAGED).delete(op.wtxn(), &key)?;
+    for key in pending_keys(store, op.txn(), universe)? {
+        store.table(&NODES).delete(op.wtxn(), &key)?;
+        store.table(&PENDING).delete(op.wtxn(), &key)?;
     }
     Ok(())
 }
 
-/// How many of `universe`'s nodes are committed and staged here.
+/// How many of `universe`'s nodes are committed and pending here.
 pub fn counts(store: &Store, txn: &ReadTxn<'_>, universe: Uuid) -> Result<(u64, u64)> {
     let count = |table| -> Result<u64> {
         let mut n = 0;
@@ -133,7 +142,8 @@ pub fn counts(store: &Store, txn: &ReadTxn<'_>, universe: Uuid) -> Result<(u64, 
         }
         Ok(n)
     };
-    Ok((count(&NODES)?, count(&STAGED)?))
+    let (all, pending) = (count(&NODES)?, count(&PENDING)?);
+    Ok((all - pending.min(all), pending))
 }
 
 /// Every committed node of `universe`, for `jit fsck`: (id, stored bytes), unverified.
@@ -151,7 +161,12 @@ pub fn entries<'t>(
         let id: [u8; 32] = key[16..].try_into().map_err(|_| {
             crate::error::Error::InvalidInput("a foreign node key is not 48 bytes".into())
         })?;
-        out.push((NodeId(id), bytes));
+        let key: [u8; 48] = key.try_into().map_err(|_| {
+            crate::error::Error::InvalidInput("a foreign node key is not 48 bytes".into())
+        })?;
+        if !pending(store, txn, &key)? {
+            out.push((NodeId(id), bytes));
+        }
     }
     Ok(out)
 }
@@ -180,11 +195,11 @@ impl<'a, 't> Foreign<'a, 't> {
         }
     }
 
-    /// What an import checks its closure over: the staged nodes (hashed again) and the
-    /// committed ones, which are not hashed again — each was verified, with its whole closure,
-    /// by the import that committed it, and every read that serves content verifies it anew.
-    /// A re-import that changed one file then reads the few pages of the paths it walks, not
-    /// every byte of a tree it already holds.
+    /// What an import checks its closure over: its pending nodes and the committed ones,
+    /// neither hashed again — a pending node was verified (hash, canonical encoding, shape) as
+    /// it arrived, and a committed one, with its whole closure, by the import that committed
+    /// it; every read that serves content verifies it anew. The check then reads only the
+    /// pages of trees and chunk lists, not every byte of the content.
     pub(crate) fn checking(store: &'a Store, txn: &'a ReadTxn<'t>, universe: Uuid) -> Self {
         Foreign {
             store,
@@ -199,15 +214,15 @@ impl<'a, 't> Foreign<'a, 't> {
 impl Source for Foreign<'_, '_> {
     fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
         let key = key(self.universe, id);
-        if let Some(bytes) = self.store.table(&NODES).get(self.txn, &key)? {
-            if self.trust_committed {
-                return Ok(Some(bytes));
-            }
-            return Ok(Some(verified(id, bytes)?));
+        let Some(bytes) = self.store.table(&NODES).get(self.txn, &key)? else {
+            return Ok(None);
+        };
+        if !self.staged && pending(self.store, self.txn, &key)? {
+            return Ok(None);
         }
-        if self.staged {
-            return staged(self.store, self.txn, self.universe, id);
+        if self.trust_committed {
+            return Ok(Some(bytes));
         }
-        Ok(None)
+        Ok(Some(verified(id, bytes)?))
     }
 }

@@ -240,12 +240,9 @@ impl Importer<'_> {
         let universe = self.session.universe;
         match self.stages(remote, published, local, progress) {
             Ok(report) => Ok(report),
-            Err(Fault::Refuse(error)) => {
-                self.store.operation("federation.refused", |op| {
-                    foreign::clear_staged(op, universe)
-                })?;
-                Err(*error)
-            }
+            // A refusal keeps what was verified pending (an interrupted transfer resumes);
+            // nothing of it is held until an import commits it.
+            Err(Fault::Refuse(error)) => Err(*error),
             Err(Fault::Quarantine(error, offered)) => {
                 Err(quarantine::impose(self.store, universe, &error, offered)?)
             }
@@ -289,11 +286,15 @@ impl Importer<'_> {
         let mut start = vec![snapshot];
         start.extend(hint);
         if let Err(error) = transfer.run(start) {
-            return Err(match error {
-                Error::Invariant(_) | Error::Sync { .. } | Error::Node(_) | Error::Cbor(_) => {
-                    Fault::quarantine(error, None)
-                }
-                other => Fault::refuse(other),
+            // A node that fails its checks, or a peer that breaks the protocol, proves the
+            // publisher misbehaved; a transport that failed does not (what was verified stays
+            // pending, and the next import resumes with it).
+            let proven = transfer.peer_broke_protocol
+                || matches!(error, Error::Invariant(_) | Error::Node(_) | Error::Cbor(_));
+            return Err(if proven {
+                Fault::quarantine(error, None)
+            } else {
+                Fault::refuse(error)
             });
         }
         let (fetched_nodes, fetched_bytes, resumed_nodes) = (

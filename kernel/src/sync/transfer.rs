@@ -81,6 +81,10 @@ pub(crate) struct Transfer<'a> {
     pub(crate) fetched_nodes: u64,
     pub(crate) fetched_bytes: u64,
     pub(crate) resumed_nodes: u64,
+    /// Set when the transfer failed because the peer broke the protocol (sent what was not
+    /// asked, left out what it must hold, exceeded the declared size) rather than because the
+    /// transport failed.
+    pub(crate) peer_broke_protocol: bool,
 }
 
 impl<'a> Transfer<'a> {
@@ -102,6 +106,7 @@ impl<'a> Transfer<'a> {
             fetched_nodes: 0,
             fetched_bytes: 0,
             resumed_nodes: 0,
+            peer_broke_protocol: false,
         }
     }
 
@@ -135,14 +140,15 @@ impl<'a> Transfer<'a> {
         Ok(())
     }
 
-    fn broken(&self, reason: String) -> Error {
+    fn broken(&mut self, reason: String) -> Error {
+        self.peer_broke_protocol = true;
         Error::Sync {
             remote: self.remote.name().to_owned(),
             reason,
         }
     }
 
-    fn within_limit(&self, more: usize) -> Result<()> {
+    fn within_limit(&mut self, more: usize) -> Result<()> {
         match self.limit {
             Some(limit) if (self.received.len() + more) as u64 > limit => Err(self.broken(
                 format!("the peer's closure holds more than the {limit} nodes it declared"),
