@@ -534,16 +534,27 @@ fn federation_trust_deny_and_ls_keep_the_policy_for_other_universes() {
     assert_eq!(json(&repo, &["federation", "ls"]), serde_json::json!([]));
     json(&repo, &["federation", "trust", them, "semi-trusted"]);
     json(&repo, &["federation", "deny", them]);
+    let listed = json(&repo, &["federation", "ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let row = &listed[0];
     assert_eq!(
-        json(&repo, &["federation", "ls"]),
-        serde_json::json!([{"universe": them, "trust": "semi-trusted", "denied": true}])
+        (&row["universe"], &row["trust"], &row["denied"]),
+        (
+            &serde_json::json!(them),
+            &serde_json::json!("semi-trusted"),
+            &serde_json::json!(true)
+        )
     );
+    // Never met: no identity, head or imports are held of it.
+    assert_eq!(row["epoch"], serde_json::Value::Null);
+    assert_eq!(row["imports"], serde_json::json!([]));
     json(&repo, &["federation", "trust", them, "trusted"]);
     assert_eq!(
         json(&repo, &["federation", "ls"])[0]["denied"],
         serde_json::json!(false)
     );
-    assert!(fails(&repo, &["federation", "trust", "nope", "trusted"]).contains("not a universe id"));
+    assert!(fails(&repo, &["federation", "trust", "nope", "trusted"])
+        .contains("no known universe is named \"nope\""));
     assert!(fails(&repo, &["federation", "trust", them, "wobbly"]).contains("not a trust level"));
 }
 
