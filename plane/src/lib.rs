@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod gossip;
 pub mod listen;
 pub mod ratelimit;
 pub mod server;

@@ -85,10 +85,15 @@ impl Universe {
     }
 
     fn start(&mut self, rt: &tokio::runtime::Runtime) {
-        let options = PlaneOptions {
+        self.start_with(rt, |_| {});
+    }
+
+    fn start_with(&mut self, rt: &tokio::runtime::Runtime, tweak: impl FnOnce(&mut PlaneOptions)) {
+        let mut options = PlaneOptions {
             unix_socket: Some(self.socket.clone()),
             ..Default::default()
         };
+        tweak(&mut options);
         let repo = self.repo.clone();
         let plane = rt
             .block_on(async move { tokio::time::timeout(T, Plane::start(repo, options)).await })
@@ -201,8 +206,12 @@ impl Universe {
     }
 
     fn known(&self, other: &Universe) -> Option<known::Known> {
+        self.known_id(other.id)
+    }
+
+    fn known_id(&self, other: Uuid) -> Option<known::Known> {
         let txn = self.repo.store().read().unwrap();
-        known::get(self.repo.store(), &txn, other.id).unwrap()
+        known::get(self.repo.store(), &txn, other).unwrap()
     }
 
     fn node_count(&self) -> u64 {
@@ -1218,8 +1227,13 @@ fn readiness_quarantine_on_divergence_and_release() {
         message.contains("jit federation release"),
         "and the next command"
     );
-    let quarantine = b.known(&a).unwrap().quarantine.unwrap();
-    assert_eq!(quarantine.code, "equivocation");
+    let record = b.known(&a).unwrap();
+    assert_eq!(record.quarantine.unwrap().code, "equivocation");
+    // The two heads make a proof that is kept (and gossiped), checkable with A's key alone.
+    let proof = jit_proto::equivocation::EquivocationProof::decode(&record.proof.unwrap()).unwrap();
+    proof
+        .verify(&a.identity().verifying_key().to_bytes())
+        .unwrap();
     // Nothing more is imported, even from the honest daemon, until released.
     let blocked = b.import(&rt, &a, "release", "other");
     assert_eq!(code(&blocked), Code::Quarantined);
@@ -1665,4 +1679,137 @@ fn three_universes_b_refreshes_only_new_nodes_and_c_catches_up_after_a_partition
         c3.fetched_nodes
     );
     assert_eq!(c.imported_files(&a, &a.tip()), a.own_files(&a.tip()));
+}
+
+// ---- Issue #20: equivocation caught by gossip ----
+
+fn free_tcp() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("tcp/127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+/// Waits (bounded) until `done` holds.
+fn until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+#[test]
+fn split_view_is_caught_by_one_gossip_round_and_the_proof_stands_alone() {
+    let rt = runtime();
+    let a = Universe::new(&rt, "alpha");
+    let first = a.commit(&[("README", b"one\n".to_vec())]);
+    a.publish("main", "release");
+    let second = a.commit(&[("README", b"two\n".to_vec())]);
+    let real = a.publish("main", "other");
+    assert_eq!(real.head.epoch, 2);
+    let (mut b, mut c, mut d) = (
+        Universe::new(&rt, "beta"),
+        Universe::new(&rt, "gamma"),
+        Universe::new(&rt, "delta"),
+    );
+    // B sees A's real epoch 2: release names the first snapshot.
+    assert_eq!(b.import(&rt, &a, "release", "r").unwrap().snapshot, first);
+    // C is shown another epoch 2, signed with A's key, in which release names the second.
+    let key = a.key();
+    let (log, forged_head) = {
+        let txn = a.repo.store().read().unwrap();
+        let mut log = publish::entries(a.repo.store(), &txn).unwrap();
+        log[1].name = "release".into();
+        let entries: Vec<Vec<u8>> = log.iter().map(|e| e.encode().unwrap()).collect();
+        let leaves: Vec<_> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let head = SignedHead::sign(
+            PublishedHead {
+                root: merkle::root(&leaves),
+                ..real.head
+            },
+            &key,
+        )
+        .unwrap();
+        (entries, head)
+    };
+    let mut split = hostile(&rt, &a, |op, value| match op {
+        Operation::FederationHead => edit::<HeadReply>(value, |reply| {
+            reply.head = Some(ByteBuf::from(forged_head.encode().unwrap()));
+            reply.entries = log.iter().cloned().map(ByteBuf::from).collect();
+        }),
+        Operation::FederationDepend => edit::<DependReply>(value, |reply| {
+            let mut manifest = Manifest::claimed(&reply.manifest).unwrap();
+            manifest.head_root = ByteArray::new(forged_head.head.root);
+            reply.manifest = ByteBuf::from(manifest.seal(&key).unwrap());
+        }),
+        _ => {}
+    });
+    assert_eq!(
+        c.import_via(&mut split, &a, "release", "r")
+            .unwrap()
+            .snapshot,
+        second,
+        "each importer alone sees a consistent history"
+    );
+    drop(split);
+    assert!(b.known(&a).unwrap().quarantine.is_none());
+    assert!(c.known(&a).unwrap().quarantine.is_none());
+
+    // B, C and D (which imports nothing) join one network and gossip.
+    let (eb, ec, ed) = (free_tcp(), free_tcp(), free_tcp());
+    let gossip = Some(Duration::from_millis(200));
+    for (u, listen, connect) in [
+        (&mut b, eb.clone(), vec![]),
+        (&mut c, ec.clone(), vec![eb.clone()]),
+        (&mut d, ed.clone(), vec![eb.clone(), ec.clone()]),
+    ] {
+        u.stop(&rt);
+        u.start_with(&rt, |o| {
+            o.listen = vec![listen];
+            o.connect = connect;
+            o.gossip_every = gossip;
+        });
+    }
+    let caught = until(Duration::from_secs(20), || {
+        [&b, &c, &d].iter().all(|u| {
+            u.known(&a)
+                .is_some_and(|k| k.proof.is_some() && k.quarantine.is_some())
+        })
+    });
+    assert!(caught, "every daemon holds the proof and has quarantined A");
+    let record = d.known(&a).unwrap();
+    assert_eq!(record.quarantine.unwrap().code, "equivocation");
+    assert!(record.imports.is_empty(), "D never imported from A");
+    assert_eq!(
+        code(&b.import(&rt, &a, "release", "again")),
+        Code::Quarantined
+    );
+
+    // The proof stands alone: copied with A's public key to a place that knows nothing else.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::write(fresh.path().join("proof.cbor"), record.proof.unwrap()).unwrap();
+    std::fs::write(
+        fresh.path().join("key"),
+        hex::encode(a.identity().verifying_key().to_bytes()),
+    )
+    .unwrap();
+    let alpha = a.id;
+    drop(a);
+    let bytes = std::fs::read(fresh.path().join("proof.cbor")).unwrap();
+    let mut public = [0u8; 32];
+    hex::decode_to_slice(
+        std::fs::read_to_string(fresh.path().join("key")).unwrap(),
+        &mut public,
+    )
+    .unwrap();
+    let proof = jit_proto::equivocation::EquivocationProof::decode(&bytes).unwrap();
+    proof.verify(&public).expect("verifies with the key alone");
+    assert_eq!(proof.evidence_kind(), "same-epoch");
+
+    // A release sticks: the same proof heard again does not quarantine B again.
+    jit_kernel::federation::quarantine::release(b.repo.store(), alpha, false).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(b.known_id(alpha).unwrap().quarantine.is_none());
 }

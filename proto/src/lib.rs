@@ -4,6 +4,8 @@
 //! - [`cbor`]: canonical CBOR (RFC 8949 §4.2.1) — every hashed or signed byte goes through it.
 //! - [`envelope`]: the signed message an agent sends on the plane, and the domain-separated
 //!   bytes its signature covers.
+//! - [`equivocation`]: two signed heads of one universe that cannot both be true, with the
+//!   evidence — verifiable offline with the universe's public key alone.
 //! - [`federation`]: the signed handshake (hello, accept) and import manifest between
 //!   universes, each sealed under its own signature domain.
 //! - [`head`]: a universe's signed published head (epoch, log size, Merkle root) and the
@@ -29,6 +31,7 @@
 pub mod cbor;
 pub mod code;
 pub mod envelope;
+pub mod equivocation;
 pub mod federation;
 pub mod head;
 pub mod identity;

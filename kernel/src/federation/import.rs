@@ -21,6 +21,7 @@
 //! leaves nothing imported.
 
 use ciborium::value::Value;
+use jit_proto::equivocation::EquivocationProof;
 use jit_proto::federation::{
     Manifest, Statement, CAP_FETCH, CAP_HEAD, CAP_MANIFEST, CAP_ZSTD, MAX_CLOSURE,
 };
@@ -164,6 +165,7 @@ pub fn import_into(
         session: &session,
         trust: peer.trust,
         into,
+        proof: std::cell::RefCell::new(None),
     }
     .run(remote, published, local, progress);
     if let Err(error) = &result {
@@ -219,6 +221,8 @@ struct Importer<'a> {
     session: &'a Session,
     trust: Trust,
     into: Option<&'a Into>,
+    /// An equivocation proof a refused head made, kept with the quarantine.
+    proof: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
 /// The verified head and the whole log it covers.
@@ -243,9 +247,13 @@ impl Importer<'_> {
             // A refusal keeps what was verified pending (an interrupted transfer resumes);
             // nothing of it is held until an import commits it.
             Err(Fault::Refuse(error)) => Err(*error),
-            Err(Fault::Quarantine(error, offered)) => {
-                Err(quarantine::impose(self.store, universe, &error, offered)?)
-            }
+            Err(Fault::Quarantine(error, offered)) => Err(quarantine::impose_with(
+                self.store,
+                universe,
+                &error,
+                offered,
+                self.proof.take(),
+            )?),
         }
     }
 
@@ -471,6 +479,22 @@ impl Importer<'_> {
         let key = self.session.identity.public_key;
         if let Err(error) = head.verify_after(&key, held.as_ref().map(|h| &h.head), &consistency) {
             let fault = refused(error.clone());
+            // Two heads the key signed that cannot both be true: keep the proof, to gossip.
+            if let (HeadError::Equivocation(_), Some(held)) = (&error, &held) {
+                let held_leaves: Vec<_> = record
+                    .entries
+                    .iter()
+                    .map(|e| merkle::leaf_hash(e))
+                    .collect();
+                let offered_leaves: Vec<_> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+                if let Some(proof) =
+                    EquivocationProof::between(held, &held_leaves, &head, &offered_leaves)
+                {
+                    if proof.verify(&key).is_ok() {
+                        *self.proof.borrow_mut() = proof.encode().ok();
+                    }
+                }
+            }
             return Err(match error {
                 HeadError::Rollback { .. } | HeadError::Malformed(_) => Fault::refuse(fault),
                 _ => Fault::quarantine(fault, Some(head_bytes)),

@@ -41,6 +41,11 @@ pub struct Known {
     pub imports: BTreeMap<String, Import>,
     /// Set when it misbehaved; nothing is imported from it while set.
     pub quarantine: Option<Quarantine>,
+    /// An equivocation proof against it (`jit_proto::equivocation`), found here or heard
+    /// through gossip; kept after a release as evidence (and so the same proof does not
+    /// quarantine it again).
+    #[serde(default)]
+    pub proof: Option<ByteBuf>,
 }
 
 /// One import: a published snapshot of the universe, pinned here under a local name.
@@ -83,6 +88,7 @@ impl Known {
             entries: Vec::new(),
             imports: BTreeMap::new(),
             quarantine: None,
+            proof: None,
         }
     }
 }

@@ -24,6 +24,9 @@
 //!    of the nodes, the head, the import record ([`known`]) and a `federation-edge` node.
 //! 4. **Faults** ([`quarantine`]) — a universe that equivocates, signs with the wrong key or
 //!    sends a closure that fails verification is quarantined until released.
+//! 5. **Gossip** ([`gossip`]) — daemons compare the heads they verified; two that cannot both
+//!    be true make an equivocation proof (`jit_proto::equivocation`) that quarantines the
+//!    universe wherever it is heard.
 //!
 //! Transport: the peer is sync's transport-agnostic [`crate::sync::Remote`]; the plane's
 //! Zenoh implementation serves and asks `jit/federation/<op>`, and tests use an in-process one.
@@ -31,6 +34,7 @@
 
 pub mod closure;
 pub mod foreign;
+pub mod gossip;
 pub mod handshake;
 pub mod import;
 pub mod known;

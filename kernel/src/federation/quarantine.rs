@@ -65,6 +65,17 @@ pub fn impose(
     fault: &Error,
     offered: Option<Vec<u8>>,
 ) -> Result<Error> {
+    impose_with(store, universe, fault, offered, None)
+}
+
+/// [`impose`], keeping `proof` (an equivocation proof the fault made, to gossip) as well.
+pub(crate) fn impose_with(
+    store: &Store,
+    universe: Uuid,
+    fault: &Error,
+    offered: Option<Vec<u8>>,
+    proof: Option<Vec<u8>>,
+) -> Result<Error> {
     let quarantine = store.operation(QUARANTINED, |op| {
         let mut known = known::get(op.store(), op.txn(), universe)?
             .ok_or_else(|| Error::InvalidInput(format!("universe {universe} was never met")))?;
@@ -76,6 +87,9 @@ pub fn impose(
             at: chrono_now(),
         };
         known.quarantine = Some(quarantine.clone());
+        if let Some(proof) = &proof {
+            known.proof = Some(serde_bytes::ByteBuf::from(proof.clone()));
+        }
         known::put(op, universe, &known)?;
         foreign::clear_staged(op, universe)?;
         Ok(quarantine)
@@ -89,16 +103,29 @@ pub fn impose(
 /// held are dropped too, so the next import trusts the universe's current history afresh
 /// (what was imported stays).
 pub fn release(store: &Store, universe: Uuid, forget: bool) -> Result<()> {
-    store.operation("federation.release", |op| {
+    let lifted = store.operation("federation.release", |op| {
         let mut known = known::get(op.store(), op.txn(), universe)?
             .ok_or_else(|| Error::InvalidInput(format!("universe {universe} was never met")))?;
-        known.quarantine = None;
+        let lifted = known.quarantine.take();
         if forget {
             known.head = None;
             known.entries.clear();
         }
-        known::put(op, universe, &known)
-    })
+        known::put(op, universe, &known)?;
+        Ok(lifted)
+    })?;
+    // The audit trail says who was let back in, and what for.
+    if let Some(lifted) = lifted {
+        let record = Error::Federation {
+            code: Code::Quarantined,
+            message: format!(
+                "the quarantine of universe {universe} was released ({}: {})",
+                lifted.code, lifted.reason
+            ),
+        };
+        store.audit("federation.release", &record)?;
+    }
+    Ok(())
 }
 
 fn chrono_now() -> i64 {

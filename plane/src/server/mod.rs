@@ -179,6 +179,14 @@ impl Plane {
             federation_queries,
             crate::sync::Service::Federation,
         )));
+        if let Some(every) = options.gossip_every {
+            tasks.push(tokio::spawn(crate::gossip::run(
+                session.clone(),
+                repo.clone(),
+                options.namespace.clone(),
+                every,
+            )));
+        }
         tasks.push(tokio::spawn(publish_events(
             session.clone(),
             repo.clone(),

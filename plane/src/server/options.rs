@@ -47,6 +47,9 @@ pub struct PlaneOptions {
     pub drop_requests: Arc<AtomicU32>,
     /// See [`PlaneOptions::drop_requests`]; 0 loses none.
     pub drop_request_every: u32,
+    /// How often the daemon gossips the heads it verified of other universes and the
+    /// equivocation proofs it holds (`jit/fed/…`); None: never, and it hears none either.
+    pub gossip_every: Option<Duration>,
 }
 
 impl Default for PlaneOptions {
@@ -66,6 +69,7 @@ impl Default for PlaneOptions {
             final_commit_gate: None,
             drop_requests: Arc::new(AtomicU32::new(0)),
             drop_request_every: 0,
+            gossip_every: Some(Duration::from_secs(30)),
         }
     }
 }
