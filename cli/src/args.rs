@@ -192,10 +192,11 @@ pub enum FederationCommand {
     /// verified, the nodes are kept apart from this universe's, and a federation edge records
     /// the link. It appears in the mount under federation/UNIVERSE/LOCAL/.
     Import {
-        /// The universe's id, or its name.
+        /// The universe's id, or its name — or a bundle file (`jit federation export`), then
+        /// imported with no network.
         universe: String,
-        /// The name it published the snapshot under.
-        name: String,
+        /// The name it published the snapshot under (none for a bundle).
+        name: Option<String>,
         /// The name to keep the import under here (default: NAME).
         #[arg(long = "as")]
         local: Option<String>,
@@ -225,6 +226,21 @@ pub enum FederationCommand {
         /// No progress bar.
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Write what this universe published as NAME, with everything needed to verify it (identity,
+    /// signed head and log, inclusion proof, signed manifest, the nodes), to one file.
+    Export {
+        /// The bundle file to write.
+        #[arg(long)]
+        bundle: std::path::PathBuf,
+        /// The published name.
+        name: String,
+    },
+    /// Check a bundle offline: signatures, the log, the inclusion proof, the manifest, and every
+    /// node in order.
+    Verify {
+        /// The bundle file.
+        bundle: std::path::PathBuf,
     },
     /// Lift a universe's quarantine (after reading why in `jit federation ls`).
     Release {

@@ -234,6 +234,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::args::FederationCommand::Whoami => {
                 whoami(&out, &Repository::discover_for_reading(&universe)?)
             }
+            // Offline and outside any universe: the file is all it needs.
+            crate::args::FederationCommand::Verify { bundle } => {
+                crate::federation::verify_bundle(&out, &base, &bundle)
+            }
             command @ (crate::args::FederationCommand::Trust { .. }
             | crate::args::FederationCommand::Deny { .. }) => {
                 federation_policy(&out, &Repository::discover(&universe)?, command)

@@ -175,6 +175,23 @@ pub(crate) fn run(
             declared,
             quiet,
         } => {
+            let bundle = base.join(&universe);
+            if name.is_none() && bundle.is_file() {
+                let mut file = std::io::BufReader::new(
+                    std::fs::File::open(&bundle)
+                        .with_context(|| format!("cannot open {}", bundle.display()))?,
+                );
+                let report = jit_kernel::federation::bundle::import(
+                    repo,
+                    &mut file,
+                    local.as_deref(),
+                    None,
+                )?;
+                return out.emit(serde_json::to_value(&report)?, || report_line(&report));
+            }
+            let name = name.with_context(|| {
+                format!("name what {universe} published (or give a bundle file that exists)")
+            })?;
             let id = universe_named(repo, &universe)?;
             let endpoint = endpoint_for(base, repo, id, from.as_deref())?;
             let local = local.unwrap_or_else(|| name.clone());
@@ -265,8 +282,52 @@ pub(crate) fn run(
             )
         }
         FederationCommand::Ls => ls(out, repo),
+        FederationCommand::Export { bundle, name } => {
+            let path = base.join(bundle);
+            let file = std::fs::File::create(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            let summary = jit_kernel::federation::bundle::export(repo, &name, &mut writer)?;
+            writer
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            out.emit(serde_json::to_value(&summary)?, || {
+                format!(
+                    "wrote {}: {} as published (epoch {}), snapshot {}, {} nodes, {} bytes",
+                    path.display(),
+                    summary.published,
+                    summary.epoch,
+                    summary.snapshot.short(),
+                    summary.nodes,
+                    summary.bytes
+                )
+            })
+        }
         other => bail!("{other:?} is not handled here"),
     }
+}
+
+/// `jit federation verify FILE`: checks a bundle offline, in no universe.
+pub(crate) fn verify_bundle(out: &Output, base: &Path, bundle: &Path) -> Result<ExitCode> {
+    let path = base.join(bundle);
+    let mut file = std::io::BufReader::new(
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let summary = jit_kernel::federation::bundle::verify(&mut file)?;
+    out.emit(serde_json::to_value(&summary)?, || {
+        format!(
+            "verified: universe {} ({}) published {} as {} (epoch {}): {} nodes, {} bytes",
+            summary.universe,
+            summary.name,
+            summary.snapshot.short(),
+            summary.published,
+            summary.epoch,
+            summary.nodes,
+            summary.bytes
+        )
+    })
 }
 
 /// `jit federation ls`: every universe with a policy or a record.

@@ -606,3 +606,63 @@ fn a_closed_pipe_ends_a_long_listing_quietly() {
     let first = first_line_then_close(&["ls-tree", "-r", "HEAD"]);
     assert!(first.ends_with("big.txt\n"), "{first}");
 }
+
+/// Issue #20 (bundles): `jit federation export --bundle` writes what a universe published to
+/// one file; `jit federation verify` checks it outside any universe, with no network; `jit
+/// federation import FILE` imports it; a truncated copy is refused by both.
+#[test]
+fn federation_bundles_export_verify_anywhere_and_import_with_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(dir.path(), &["init", a.to_str().unwrap()]);
+    ok(dir.path(), &["init", b.to_str().unwrap()]);
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("src")).unwrap();
+    std::fs::write(tree.join("README"), "from a\n").unwrap();
+    std::fs::write(tree.join("src/lib.rs"), "pub fn f() {}\n").unwrap();
+    import(&a, &tree, "first");
+    ok(&a, &["publish", "main", "--as", "release"]);
+    let bundle = dir.path().join("release.jitbundle");
+    let exported = json(
+        &a,
+        &[
+            "federation",
+            "export",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "release",
+        ],
+    );
+    let verified = json(
+        dir.path(),
+        &["federation", "verify", bundle.to_str().unwrap()],
+    );
+    assert_eq!(verified["universe"], json(&a, &["info"])["universe"]);
+    assert_eq!(verified["nodes"], exported["nodes"]);
+    assert_eq!(verified["published"], "release");
+    let imported = json(
+        &b,
+        &[
+            "federation",
+            "import",
+            bundle.to_str().unwrap(),
+            "--as",
+            "up",
+        ],
+    );
+    assert_eq!(imported["epoch"], 1);
+    assert_eq!(imported["snapshot"], exported["snapshot"]);
+    let listed = json(&b, &["federation", "ls"]);
+    assert_eq!(listed[0]["imports"][0]["local"], "up");
+    let truncated = dir.path().join("truncated.jitbundle");
+    let bytes = std::fs::read(&bundle).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 10]).unwrap();
+    assert!(fails(
+        dir.path(),
+        &["federation", "verify", truncated.to_str().unwrap()]
+    )
+    .contains("truncated"));
+    assert!(
+        fails(&b, &["federation", "import", truncated.to_str().unwrap()]).contains("truncated")
+    );
+}

@@ -1813,3 +1813,148 @@ fn split_view_is_caught_by_one_gossip_round_and_the_proof_stands_alone() {
     std::thread::sleep(Duration::from_millis(800));
     assert!(b.known_id(alpha).unwrap().quarantine.is_none());
 }
+
+// ---- Issue #20: bundles ----
+
+fn bundle_of(a: &Universe, name: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    jit_kernel::federation::bundle::export(&a.repo, name, &mut bytes).unwrap();
+    bytes
+}
+
+/// A bundle's items (length-prefixed), header first.
+fn items(bundle: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bundle.len() {
+        let len = u64::from_be_bytes(bundle[at..at + 8].try_into().unwrap()) as usize;
+        out.push(bundle[at + 8..at + 8 + len].to_vec());
+        at += 8 + len;
+    }
+    out
+}
+
+fn joined(items: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for item in items {
+        out.extend_from_slice(&(item.len() as u64).to_be_bytes());
+        out.extend_from_slice(item);
+    }
+    out
+}
+
+#[test]
+fn bundle_import_offline_equals_network_import_byte_for_byte() {
+    let rt = runtime();
+    let (a, b, snapshot) = pair(&rt);
+    let c = Universe::new(&rt, "gamma");
+    let bundle = bundle_of(&a, "release");
+    // Anyone can verify it with the file alone.
+    let summary = jit_kernel::federation::bundle::verify(&mut &bundle[..]).unwrap();
+    assert_eq!((summary.universe, summary.snapshot), (a.id, snapshot));
+    assert_eq!(summary.nodes, closure_of(&a, snapshot).len() as u64);
+    // B imports over the network, C from the bundle with no network.
+    let by_network = b.import(&rt, &a, "release", "r").unwrap();
+    let by_bundle =
+        jit_kernel::federation::bundle::import(&c.repo, &mut &bundle[..], Some("r"), None).unwrap();
+    assert_eq!(
+        (by_bundle.snapshot, by_bundle.epoch, by_bundle.closure),
+        (by_network.snapshot, by_network.epoch, by_network.closure)
+    );
+    let (b_txn, c_txn) = (
+        b.repo.store().read().unwrap(),
+        c.repo.store().read().unwrap(),
+    );
+    assert_eq!(
+        foreign::entries(b.repo.store(), &b_txn, a.id).unwrap(),
+        foreign::entries(c.repo.store(), &c_txn, a.id).unwrap(),
+        "the same nodes, byte for byte"
+    );
+    let (in_b, in_c) = (b.known(&a).unwrap(), c.known(&a).unwrap());
+    assert_eq!(
+        (&in_b.identity, &in_b.head, &in_b.entries),
+        (&in_c.identity, &in_c.head, &in_c.entries)
+    );
+    let (ib, ic) = (&in_b.imports["r"], &in_c.imports["r"]);
+    assert_eq!(
+        (ib.snapshot, ib.epoch, &ib.published),
+        (ic.snapshot, ic.epoch, &ic.published)
+    );
+    assert_eq!(c.imported_files(&a, &snapshot), a.own_files(&snapshot));
+    // A bundle of a later epoch moves only what C lacks.
+    a.commit(&[("README", b"alpha, again\n".to_vec())]);
+    a.publish("main", "release");
+    let later = jit_kernel::federation::bundle::import(
+        &c.repo,
+        &mut &bundle_of(&a, "release")[..],
+        Some("r"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(later.epoch, 2);
+    assert_eq!(later.fetched_nodes, 3, "snapshot, root tree, README's blob");
+}
+
+#[test]
+fn bundle_damage_each_case_has_its_own_error_and_stores_nothing() {
+    let rt = runtime();
+    let (a, _b, _) = pair(&rt);
+    let c = Universe::new(&rt, "gamma");
+    let bundle = bundle_of(&a, "release");
+    let parts = items(&bundle);
+    assert!(parts.len() > 6);
+    let mut reordered = parts.clone();
+    reordered.swap(3, 4); // two children of the root tree
+    let mut flipped = parts.clone();
+    let last = flipped[4].len() - 1;
+    flipped[4][last] ^= 1;
+    let mut extra = parts.clone();
+    extra.push(
+        Node::content(Payload::Blob(jit_kernel::node::Blob::Inline(
+            b"stowaway".to_vec(),
+        )))
+        .encode()
+        .unwrap(),
+    );
+    let mut padded = bundle.clone();
+    padded.extend_from_slice(&[0, 0, 0]);
+    let mut forged_header = parts.clone();
+    let mut header: jit_kernel::federation::bundle::Header =
+        jit_kernel::cbor::from_canonical_bytes(&parts[0]).unwrap();
+    let mut head = SignedHead::decode(&header.head).unwrap();
+    head.sig[0] ^= 1;
+    header.head = ByteBuf::from(head.encode().unwrap());
+    forged_header[0] = jit_kernel::cbor::to_canonical_bytes(&header).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated",
+            bundle[..bundle.len() - 100].to_vec(),
+            "truncated",
+        ),
+        ("reordered", joined(&reordered), "out of order"),
+        ("damaged node", joined(&flipped), "damaged or foreign"),
+        (
+            "extra node",
+            joined(&extra),
+            "an extra node after the closure",
+        ),
+        ("padded", padded, "trailing bytes"),
+        (
+            "forged head",
+            joined(&forged_header),
+            "not signed by the universe's key",
+        ),
+    ];
+    for (case, bytes, expected) in cases {
+        let verified = jit_kernel::federation::bundle::verify(&mut &bytes[..]);
+        let imported = jit_kernel::federation::bundle::import(&c.repo, &mut &bytes[..], None, None);
+        for error in [verified.unwrap_err(), imported.unwrap_err()] {
+            assert!(error.to_string().contains(expected), "{case}: {error}");
+        }
+        assert_eq!(c.foreign(&a), (0, 0), "{case}: nothing stored");
+        assert!(
+            c.known(&a).is_none_or(|k| k.imports.is_empty()),
+            "{case}: nothing imported"
+        );
+    }
+}

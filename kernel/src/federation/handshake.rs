@@ -55,7 +55,7 @@ pub fn policy() -> BTreeMap<String, String> {
 
 /// The identity a universe presents, checked against the one held: returns the verified
 /// latest document and whether it is new (first contact or a rotation).
-fn continue_chain(
+pub(crate) fn continue_chain(
     held: Option<&SignedIdentity>,
     chain: &[SignedIdentity],
 ) -> Result<(SignedIdentity, bool)> {

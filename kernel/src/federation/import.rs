@@ -178,7 +178,7 @@ pub fn import_into(
 
 /// The trust policy: an untrusted universe is linked, never committed into a branch unless the
 /// user overrides it.
-fn check_trust(universe: Uuid, trust: Trust, into: Option<&Into>) -> Result<()> {
+pub(crate) fn check_trust(universe: Uuid, trust: Trust, into: Option<&Into>) -> Result<()> {
     match into {
         Some(into) if trust == Trust::Untrusted && !into.override_trust => Err(refusal(
             Code::Forbidden,
@@ -338,61 +338,19 @@ impl Importer<'_> {
         };
 
         // Stages 5 and 7: one operation links and finalizes.
-        let closure_set: std::collections::HashSet<NodeId> = closure_ids.iter().copied().collect();
-        let ours = self.repo.universe()?.id;
-        let branch = self.repo.head()?;
-        let trust = self.trust;
-        let epoch = verified.head.head.epoch;
-        let into = self.into;
-        let (edge, new_nodes) = self.store.operation("federation.import", |op| {
-            let new_nodes = foreign::commit_staged(op, universe, &closure_set)?;
-            let tip = match into {
-                Some(into) => vendor(op, universe, snapshot, &closure_ids, into)?,
-                None => op
-                    .store()
-                    .ref_target(op.txn(), branch.full())?
-                    .ok_or_else(|| Error::RefNotFound(branch.full().to_owned()))?,
-            };
-            let clock = dag::clock_of(op.store(), op.txn(), &tip)?.saturating_add(1);
-            let mut edge = Node::with_parents(
-                vec![tip],
-                clock,
-                Payload::FederationEdge(FederationEdge {
-                    local: tip,
-                    universe: *universe.as_bytes(),
-                    remote: snapshot,
-                    direction: Direction::Import,
-                    purpose: PURPOSE.into(),
-                    trust,
-                }),
-            );
-            edge.metadata.extend([
-                ("epoch".to_owned(), epoch.to_string()),
-                ("local_universe".to_owned(), ours.to_string()),
-                ("published".to_owned(), published.to_owned()),
-                ("remote_universe".to_owned(), universe.to_string()),
-            ]);
-            let edge = dag::append(op, &edge)?;
-            let mut record = known::get(op.store(), op.txn(), universe)?
-                .ok_or_else(|| Error::InvalidInput(format!("universe {universe} was never met")))?;
-            record.head = Some(ByteBuf::from(verified.head_bytes.clone()));
-            record.entries = verified
-                .entries
-                .iter()
-                .map(|e| ByteBuf::from(e.clone()))
-                .collect();
-            record.imports.insert(
-                local.to_owned(),
-                Import {
-                    published: published.to_owned(),
-                    snapshot,
-                    edge,
-                    epoch,
-                },
-            );
-            known::put(op, universe, &record)?;
-            Ok((edge, new_nodes))
+        let (edge, new_nodes) = finalize(&Finalize {
+            repo: self.repo,
+            universe,
+            snapshot,
+            published,
+            local,
+            trust: self.trust,
+            into: self.into,
+            closure: &closure_ids,
+            head: &verified.head_bytes,
+            entries: &verified.entries,
         })?;
+        let (trust, epoch) = (self.trust, verified.head.head.epoch);
         Ok(ImportReport {
             universe,
             published: published.to_owned(),
@@ -627,6 +585,78 @@ impl Importer<'_> {
         }
         Ok((manifest, hint))
     }
+}
+
+/// What the last step of an import commits.
+pub(crate) struct Finalize<'a> {
+    pub(crate) repo: &'a Repository,
+    pub(crate) universe: Uuid,
+    pub(crate) snapshot: NodeId,
+    pub(crate) published: &'a str,
+    pub(crate) local: &'a str,
+    pub(crate) trust: Trust,
+    pub(crate) into: Option<&'a Into>,
+    /// The verified closure: its pending nodes are committed, any other dropped.
+    pub(crate) closure: &'a [NodeId],
+    /// The verified signed head, and the log under it.
+    pub(crate) head: &'a [u8],
+    pub(crate) entries: &'a [Vec<u8>],
+}
+
+/// Stages 5 and 7, in one operation: commits the closure's pending nodes, links it with a
+/// `federation-edge` node (on HEAD's tip, or on the snapshot `into` commits), and records the
+/// head, the log and the import. Returns the edge and how many nodes were committed.
+pub(crate) fn finalize(f: &Finalize<'_>) -> Result<(NodeId, u64)> {
+    let universe = f.universe;
+    let closure_set: std::collections::HashSet<NodeId> = f.closure.iter().copied().collect();
+    let ours = f.repo.universe()?.id;
+    let branch = f.repo.head()?;
+    let epoch = SignedHead::decode(f.head).map_err(refused)?.head.epoch;
+    f.repo.store().operation("federation.import", |op| {
+        let new_nodes = foreign::commit_staged(op, universe, &closure_set)?;
+        let tip = match f.into {
+            Some(into) => vendor(op, universe, f.snapshot, f.closure, into)?,
+            None => op
+                .store()
+                .ref_target(op.txn(), branch.full())?
+                .ok_or_else(|| Error::RefNotFound(branch.full().to_owned()))?,
+        };
+        let clock = dag::clock_of(op.store(), op.txn(), &tip)?.saturating_add(1);
+        let mut edge = Node::with_parents(
+            vec![tip],
+            clock,
+            Payload::FederationEdge(FederationEdge {
+                local: tip,
+                universe: *universe.as_bytes(),
+                remote: f.snapshot,
+                direction: Direction::Import,
+                purpose: PURPOSE.into(),
+                trust: f.trust,
+            }),
+        );
+        edge.metadata.extend([
+            ("epoch".to_owned(), epoch.to_string()),
+            ("local_universe".to_owned(), ours.to_string()),
+            ("published".to_owned(), f.published.to_owned()),
+            ("remote_universe".to_owned(), universe.to_string()),
+        ]);
+        let edge = dag::append(op, &edge)?;
+        let mut record = known::get(op.store(), op.txn(), universe)?
+            .ok_or_else(|| Error::InvalidInput(format!("universe {universe} was never met")))?;
+        record.head = Some(ByteBuf::from(f.head.to_vec()));
+        record.entries = f.entries.iter().map(|e| ByteBuf::from(e.clone())).collect();
+        record.imports.insert(
+            f.local.to_owned(),
+            Import {
+                published: f.published.to_owned(),
+                snapshot: f.snapshot,
+                edge,
+                epoch,
+            },
+        );
+        known::put(op, universe, &record)?;
+        Ok((edge, new_nodes))
+    })
 }
 
 /// Commits the import into `into.branch` inside `op`: copies the closure's content (never the

@@ -24,7 +24,9 @@
 //!    of the nodes, the head, the import record ([`known`]) and a `federation-edge` node.
 //! 4. **Faults** ([`quarantine`]) — a universe that equivocates, signs with the wrong key or
 //!    sends a closure that fails verification is quarantined until released.
-//! 5. **Gossip** ([`gossip`]) — daemons compare the heads they verified; two that cannot both
+//! 5. **Bundles** ([`bundle`]) — the same import from one self-contained file, verifiable
+//!    offline.
+//! 6. **Gossip** ([`gossip`]) — daemons compare the heads they verified; two that cannot both
 //!    be true make an equivocation proof (`jit_proto::equivocation`) that quarantines the
 //!    universe wherever it is heard.
 //!
@@ -32,6 +34,7 @@
 //! Zenoh implementation serves and asks `jit/federation/<op>`, and tests use an in-process one.
 //! `docs/federation.md` specifies the wire protocol.
 
+pub mod bundle;
 pub mod closure;
 pub mod foreign;
 pub mod gossip;
