@@ -242,6 +242,17 @@ pub enum FederationCommand {
         /// The bundle file.
         bundle: std::path::PathBuf,
     },
+    /// Move pins: re-import what was imported from UNIVERSE (or LOCAL of it alone) to the
+    /// universe's newest consistent head, and show what changed, path by path.
+    Update {
+        /// The universe's id or name.
+        universe: String,
+        /// One import's local name.
+        local: Option<String>,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Lift a universe's quarantine (after reading why in `jit federation ls`).
     Release {
         /// The universe's id or name.

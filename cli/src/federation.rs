@@ -282,6 +282,59 @@ pub(crate) fn run(
             )
         }
         FederationCommand::Ls => ls(out, repo),
+        FederationCommand::Update {
+            universe,
+            local,
+            quiet,
+        } => {
+            let id = universe_named(repo, &universe)?;
+            let endpoint = endpoint_for(base, repo, id, None)?;
+            let record = known::get(store, &store.read()?, id)?
+                .with_context(|| format!("nothing was imported from universe {id}"))?;
+            let mut rows = Vec::new();
+            let mut lines = Vec::new();
+            for (name, pin) in &record.imports {
+                if local.as_ref().is_some_and(|l| l != name) {
+                    continue;
+                }
+                let report = import_one(
+                    repo,
+                    &endpoint,
+                    Some(id),
+                    &pin.published,
+                    name,
+                    None,
+                    quiet || out.json,
+                )?;
+                let changes = import::changes(store, id, &pin.snapshot, &report.snapshot)?;
+                let listed: Vec<(&str, String)> = changes
+                    .iter()
+                    .map(|c| {
+                        let kind = match c.kind {
+                            jit_kernel::tree::ChangeKind::Added => "A",
+                            jit_kernel::tree::ChangeKind::Deleted => "D",
+                            jit_kernel::tree::ChangeKind::Modified => "M",
+                        };
+                        (kind, String::from_utf8_lossy(&c.path).into_owned())
+                    })
+                    .collect();
+                rows.push(json!({
+                    "universe": id.to_string(), "local": name,
+                    "from": {"snapshot": pin.snapshot.to_hex(), "epoch": pin.epoch},
+                    "to": {"snapshot": report.snapshot.to_hex(), "epoch": report.epoch},
+                    "changes": listed.iter().map(|(k, p)| json!({"change": k, "path": p})).collect::<Vec<_>>(),
+                }));
+                lines.push(format!(
+                    "federation/{id}/{name}: epoch {} -> {}, {} -> {}",
+                    pin.epoch,
+                    report.epoch,
+                    pin.snapshot.short(),
+                    report.snapshot.short()
+                ));
+                lines.extend(listed.iter().map(|(k, p)| format!("{k}\t{p}")));
+            }
+            out.emit(serde_json::Value::Array(rows), || lines.join("\n"))
+        }
         FederationCommand::Export { bundle, name } => {
             let path = base.join(bundle);
             let file = std::fs::File::create(&path)

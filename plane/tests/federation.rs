@@ -1958,3 +1958,122 @@ fn bundle_damage_each_case_has_its_own_error_and_stores_nothing() {
         );
     }
 }
+
+// ---- Issue #20: pins ----
+
+#[test]
+fn pins_move_only_to_a_consistent_newer_head_across_three_epochs() {
+    let rt = runtime();
+    let (a, b, first) = pair(&rt);
+    let pinned = b.import(&rt, &a, "release", "r").unwrap();
+    let edge = b.node(&pinned.edge);
+    // The pin: universe, snapshot, epoch and the head's root.
+    let held = SignedHead::decode(b.known(&a).unwrap().head.as_ref().unwrap()).unwrap();
+    assert_eq!(edge.metadata["head_root"], hex::encode(held.head.root));
+    assert_eq!(edge.metadata["epoch"], "1");
+    // Three epochs later: a file changed, one added, one removed.
+    a.commit(&[("README", b"alpha two\n".to_vec())]);
+    a.publish("main", "release");
+    a.commit(&[("src/new.rs", b"// new\n".to_vec())]);
+    a.publish("main", "release");
+    let branch = a.repo.head().unwrap();
+    let sws_id = sws::working(a.repo.store(), &branch, "me").unwrap();
+    sws::apply_patch(
+        a.repo.store(),
+        sws_id,
+        &Patch {
+            id: "rm".into(),
+            author: "me".into(),
+            ts: 0,
+            ops: vec![PatchOp::Delete {
+                path: "src/lib.rs".into(),
+            }],
+        },
+    )
+    .unwrap();
+    let info = CommitInfo {
+        author: "Me <me@x>".into(),
+        message: "rm".into(),
+        time: DeclaredTime {
+            seconds: 1_700_000_300,
+            tz_minutes: 0,
+        },
+    };
+    collapse::commit(a.repo.store(), sws_id, &info).unwrap();
+    let newest = a.publish("main", "release");
+    assert_eq!(newest.head.epoch, 4);
+    let moved = b.import(&rt, &a, "release", "r").unwrap();
+    assert_eq!((moved.epoch, moved.snapshot), (4, a.tip()));
+    let changes: Vec<(String, jit_kernel::tree::ChangeKind)> =
+        jit_kernel::federation::import::changes(b.repo.store(), a.id, &first, &moved.snapshot)
+            .unwrap()
+            .into_iter()
+            .map(|c| (String::from_utf8(c.path).unwrap(), c.kind))
+            .collect();
+    use jit_kernel::tree::ChangeKind::{Added, Deleted, Modified};
+    assert_eq!(
+        changes,
+        vec![
+            ("README".to_owned(), Modified),
+            ("src/lib.rs".to_owned(), Deleted),
+            ("src/new.rs".to_owned(), Added),
+        ]
+    );
+    let record = b.known(&a).unwrap();
+    assert_eq!(record.imports["r"].epoch, 4);
+    assert_eq!(record.head_from.as_deref(), Some(a.endpoint().as_str()));
+}
+
+#[test]
+fn pins_a_name_moved_inside_an_epoch_is_named_with_both_ids_and_where_each_was_shown() {
+    let rt = runtime();
+    let (a, b, first) = pair(&rt);
+    let second = a.commit(&[("README", b"two\n".to_vec())]);
+    a.publish("main", "other");
+    b.import(&rt, &a, "release", "r").unwrap();
+    // The same epoch (2), another log: `release` now names the second snapshot.
+    let key = a.key();
+    let (entries, forged) = {
+        let txn = a.repo.store().read().unwrap();
+        let mut log = publish::entries(a.repo.store(), &txn).unwrap();
+        let head = publish::head(a.repo.store(), &txn).unwrap().unwrap();
+        log[1].name = "release".into();
+        let entries: Vec<Vec<u8>> = log.iter().map(|e| e.encode().unwrap()).collect();
+        let leaves: Vec<_> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let forged = SignedHead::sign(
+            PublishedHead {
+                root: merkle::root(&leaves),
+                ..head.head
+            },
+            &key,
+        )
+        .unwrap();
+        (entries, forged)
+    };
+    let mut retag = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationHead {
+            edit::<HeadReply>(value, |reply| {
+                let sent = reply.entries.len();
+                reply.head = Some(ByteBuf::from(forged.encode().unwrap()));
+                // What the importer asked for: all of it from 0, or the tail it lacks.
+                let skip = if sent == entries.len() {
+                    0
+                } else {
+                    entries.len()
+                };
+                reply.entries = entries[skip..].iter().cloned().map(ByteBuf::from).collect();
+            });
+        }
+    });
+    let refused = b.import_via(&mut retag, &a, "release", "r").unwrap_err();
+    assert_eq!(refused.code(), Code::Quarantined);
+    let message = refused.to_string();
+    for needed in [
+        format!("moved \"release\" from {first} to {second} inside epoch 2"),
+        format!("was shown by {}", a.endpoint()),
+        "jit federation ls --json".to_owned(),
+        format!("jit federation release {}", a.id),
+    ] {
+        assert!(message.contains(&needed), "{needed:?} not in {message}");
+    }
+}

@@ -20,7 +20,10 @@ fn key() -> SigningKey {
 }
 
 fn head(epoch: u64, names: &[&str]) -> (SignedHead, Vec<merkle::Hash>) {
-    let leaves: Vec<_> = names.iter().map(|n| merkle::leaf_hash(n.as_bytes())).collect();
+    let leaves: Vec<_> = names
+        .iter()
+        .map(|n| merkle::leaf_hash(n.as_bytes()))
+        .collect();
     let head = SignedHead::sign(
         PublishedHead {
             universe: [7; 16],
@@ -101,7 +104,11 @@ fn decode(what: &str, bytes: &[u8]) {
         "head" => {
             if let Ok(head) = SignedHead::decode(bytes) {
                 assert!(bytes.len() <= MAX_HEAD);
-                assert_eq!(head.encode().unwrap(), bytes, "a head decoded from non-canonical bytes");
+                assert_eq!(
+                    head.encode().unwrap(),
+                    bytes,
+                    "a head decoded from non-canonical bytes"
+                );
                 let _ = head.verify(&public);
             }
         }

@@ -500,6 +500,7 @@ pub fn import(
     };
     let (edge, new_nodes) = import::finalize(&Finalize {
         repo,
+        from: Some("a bundle"),
         universe,
         snapshot: verified.entry.snapshot,
         published: &verified.entry.name,

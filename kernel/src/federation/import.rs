@@ -165,6 +165,7 @@ pub fn import_into(
         session: &session,
         trust: peer.trust,
         into,
+        endpoint,
         proof: std::cell::RefCell::new(None),
     }
     .run(remote, published, local, progress);
@@ -221,6 +222,8 @@ struct Importer<'a> {
     session: &'a Session,
     trust: Trust,
     into: Option<&'a Into>,
+    /// Where the universe was reached.
+    endpoint: Option<&'a str>,
     /// An equivocation proof a refused head made, kept with the quarantine.
     proof: std::cell::RefCell<Option<Vec<u8>>>,
 }
@@ -340,6 +343,7 @@ impl Importer<'_> {
         // Stages 5 and 7: one operation links and finalizes.
         let (edge, new_nodes) = finalize(&Finalize {
             repo: self.repo,
+            from: self.endpoint,
             universe,
             snapshot,
             published,
@@ -453,6 +457,14 @@ impl Importer<'_> {
                     }
                 }
             }
+            // A published name that moved inside an epoch: say which, where each was shown.
+            let fault = match (&error, &held) {
+                (HeadError::Equivocation(_), Some(held)) if held.head.epoch == head.head.epoch => {
+                    self.moved_inside_epoch(remote, &record, held, &head)
+                        .unwrap_or(fault)
+                }
+                _ => fault,
+            };
             return Err(match error {
                 HeadError::Rollback { .. } | HeadError::Malformed(_) => Fault::refuse(fault),
                 _ => Fault::quarantine(fault, Some(head_bytes)),
@@ -501,6 +513,58 @@ impl Importer<'_> {
             entries,
             log,
         })
+    }
+
+    /// The error for a head that shows another log under an epoch already verified: reads the
+    /// whole log offered, and names each published name that moved (old and new ids), where the
+    /// held and the offered heads were shown, and the next command. None when the offered log
+    /// cannot be read or names nothing differently.
+    fn moved_inside_epoch(
+        &self,
+        remote: &mut dyn Remote,
+        record: &known::Known,
+        held: &SignedHead,
+        offered: &SignedHead,
+    ) -> Option<Error> {
+        let request = HeadRequest {
+            session: ByteBuf::from(self.session.token.clone()),
+            from: 0,
+        };
+        let reply: HeadReply = call(remote, Operation::FederationHead, &request, "head").ok()?;
+        let names = |entries: &mut dyn Iterator<Item = &[u8]>| {
+            let mut names = std::collections::BTreeMap::new();
+            for bytes in entries {
+                if let Ok(entry) = Entry::decode(bytes) {
+                    names.insert(entry.name, entry.snapshot);
+                }
+            }
+            names
+        };
+        let before = names(&mut record.entries.iter().map(|e| e.as_slice()));
+        let after = names(&mut reply.entries.iter().map(|e| e.as_slice()));
+        let moved: Vec<String> = before
+            .iter()
+            .filter_map(|(name, old)| {
+                let new = after.get(name)?;
+                (new != old).then(|| format!("{name:?} from {old} to {new}"))
+            })
+            .collect();
+        if moved.is_empty() {
+            return None;
+        }
+        let universe = self.session.universe;
+        Some(refusal(
+            Code::Equivocation,
+            format!(
+                "universe {universe} moved {} inside epoch {}: the head held (root {}) was shown by {}, the head offered (root {}) by {}; run `jit federation ls --json` for both signed heads, and `jit federation release {universe}` only once the publisher explains",
+                moved.join(", "),
+                held.head.epoch,
+                hex::encode(held.head.root),
+                record.head_from.as_deref().unwrap_or("an earlier import"),
+                hex::encode(offered.head.root),
+                self.endpoint.unwrap_or("this connection"),
+            ),
+        ))
     }
 
     /// Stages 3–4: declares the dependency and verifies the signed manifest.
@@ -587,9 +651,25 @@ impl Importer<'_> {
     }
 }
 
+/// What changed between two imported snapshots of `universe` (what a pin moved across), path
+/// by path, read from that universe's store.
+pub fn changes(
+    store: &Store,
+    universe: Uuid,
+    old: &NodeId,
+    new: &NodeId,
+) -> Result<Vec<tree::Change>> {
+    let txn = store.read()?;
+    let source = Foreign::new(store, &txn, universe);
+    let (old, new) = (tree::tree_of(&source, old)?, tree::tree_of(&source, new)?);
+    tree::diff(&source, &old, &new)
+}
+
 /// What the last step of an import commits.
 pub(crate) struct Finalize<'a> {
     pub(crate) repo: &'a Repository,
+    /// Where the head was shown (an endpoint, or a bundle).
+    pub(crate) from: Option<&'a str>,
     pub(crate) universe: Uuid,
     pub(crate) snapshot: NodeId,
     pub(crate) published: &'a str,
@@ -611,7 +691,8 @@ pub(crate) fn finalize(f: &Finalize<'_>) -> Result<(NodeId, u64)> {
     let closure_set: std::collections::HashSet<NodeId> = f.closure.iter().copied().collect();
     let ours = f.repo.universe()?.id;
     let branch = f.repo.head()?;
-    let epoch = SignedHead::decode(f.head).map_err(refused)?.head.epoch;
+    let head = SignedHead::decode(f.head).map_err(refused)?.head;
+    let epoch = head.epoch;
     f.repo.store().operation("federation.import", |op| {
         let new_nodes = foreign::commit_staged(op, universe, &closure_set)?;
         let tip = match f.into {
@@ -636,6 +717,7 @@ pub(crate) fn finalize(f: &Finalize<'_>) -> Result<(NodeId, u64)> {
         );
         edge.metadata.extend([
             ("epoch".to_owned(), epoch.to_string()),
+            ("head_root".to_owned(), hex::encode(head.root)),
             ("local_universe".to_owned(), ours.to_string()),
             ("published".to_owned(), f.published.to_owned()),
             ("remote_universe".to_owned(), universe.to_string()),
@@ -644,6 +726,7 @@ pub(crate) fn finalize(f: &Finalize<'_>) -> Result<(NodeId, u64)> {
         let mut record = known::get(op.store(), op.txn(), universe)?
             .ok_or_else(|| Error::InvalidInput(format!("universe {universe} was never met")))?;
         record.head = Some(ByteBuf::from(f.head.to_vec()));
+        record.head_from = f.from.map(str::to_owned);
         record.entries = f.entries.iter().map(|e| ByteBuf::from(e.clone())).collect();
         record.imports.insert(
             f.local.to_owned(),

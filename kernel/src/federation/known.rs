@@ -35,6 +35,9 @@ pub struct Known {
     pub endpoint: Option<String>,
     /// The last published head verified (`jit_proto::head`), none before the first import.
     pub head: Option<ByteBuf>,
+    /// Where that head was shown (the endpoint of the import that verified it).
+    #[serde(default)]
+    pub head_from: Option<String>,
     /// The publish log entries the head covers, in order (their canonical bytes).
     pub entries: Vec<ByteBuf>,
     /// Local name → what was imported under it.
@@ -85,6 +88,7 @@ impl Known {
             identity: ByteBuf::from(identity),
             endpoint,
             head: None,
+            head_from: None,
             entries: Vec::new(),
             imports: BTreeMap::new(),
             quarantine: None,
