@@ -253,6 +253,16 @@ pub enum FederationCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Require witnesses: heads of universes at LEVEL are accepted only with K cosignatures
+    /// from the WITNESSES named (universes met by a hello), each asked at import. K 0 lifts it.
+    Witnesses {
+        /// `trusted`, `semi-trusted` or `untrusted`.
+        level: String,
+        /// How many cosignatures a head needs.
+        k: u32,
+        /// The witnesses (ids or names).
+        witnesses: Vec<String>,
+    },
     /// Lift a universe's quarantine (after reading why in `jit federation ls`).
     Release {
         /// The universe's id or name.

@@ -89,7 +89,8 @@ fn import_one(
     let mut connection = Connection::open(endpoint)?;
     let bar = Bar::new(!quiet);
     let progress: &dyn SyncProgress = &bar;
-    let result = import::import_into(
+    let reach = jit_plane::sync::ZenohReach::new(connection.runtime.handle().clone());
+    let result = import::import_with(
         repo,
         &mut connection.remote,
         Some(endpoint),
@@ -97,6 +98,7 @@ fn import_one(
         name,
         local,
         into,
+        Some(&reach),
         progress,
     );
     bar.bar.finish_and_clear();
@@ -282,6 +284,35 @@ pub(crate) fn run(
             )
         }
         FederationCommand::Ls => ls(out, repo),
+        FederationCommand::Witnesses {
+            level,
+            k,
+            witnesses,
+        } => {
+            let trust = jit_kernel::node::Trust::parse(&level).with_context(|| {
+                format!("{level:?} is not a trust level (trusted, semi-trusted, untrusted)")
+            })?;
+            let ids = witnesses
+                .iter()
+                .map(|w| universe_named(repo, w))
+                .collect::<Result<Vec<_>>>()?;
+            jit_kernel::federation::witness::set_policy(store, trust, k, &ids)?;
+            let names: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+            out.emit(
+                json!({"level": trust.as_str(), "k": k, "witnesses": names}),
+                || {
+                    format!(
+                        "heads of {} universes need {k} cosignatures of {}",
+                        trust.as_str(),
+                        if names.is_empty() {
+                            "no one".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    )
+                },
+            )
+        }
         FederationCommand::Update {
             universe,
             local,

@@ -240,3 +240,24 @@ impl Remote for ZenohRemote {
         Ok(answers)
     }
 }
+
+/// Reaches witnesses (`jit_kernel::federation::witness`) over Zenoh: each endpoint gets its
+/// own client session on `runtime`.
+pub struct ZenohReach {
+    runtime: tokio::runtime::Handle,
+}
+
+impl ZenohReach {
+    /// Witnesses reached on `runtime`.
+    pub fn new(runtime: tokio::runtime::Handle) -> ZenohReach {
+        ZenohReach { runtime }
+    }
+}
+
+impl jit_kernel::federation::witness::Reach for ZenohReach {
+    fn reach(&self, endpoint: &str) -> jit_kernel::Result<Box<dyn Remote>> {
+        let remote = ZenohRemote::connect(endpoint, endpoint, "", self.runtime.clone())
+            .map_err(|e| failed(endpoint, e))?;
+        Ok(Box::new(remote.federation()))
+    }
+}

@@ -2077,3 +2077,178 @@ fn pins_a_name_moved_inside_an_epoch_is_named_with_both_ids_and_where_each_was_s
         assert!(message.contains(&needed), "{needed:?} not in {message}");
     }
 }
+
+// ---- Issue #20: witnesses ----
+
+fn import_witnessed(
+    rt: &tokio::runtime::Runtime,
+    importer: &Universe,
+    remote: &mut dyn Remote,
+    from: &Universe,
+    local: &str,
+) -> Result<ImportReport, Error> {
+    let reach = jit_plane::sync::ZenohReach::new(rt.handle().clone());
+    import::import_with(
+        &importer.repo,
+        remote,
+        Some(&from.endpoint()),
+        Some(from.id),
+        "release",
+        local,
+        None,
+        Some(&reach),
+        &Quiet,
+    )
+}
+
+/// `u` says hello to each of `others` (so it knows their identities and endpoints).
+fn meet(rt: &tokio::runtime::Runtime, u: &Universe, others: &[&Universe]) {
+    for other in others {
+        let mut remote = other.remote(rt).unwrap();
+        handshake::hello(&u.repo, &mut remote, Some(&other.endpoint())).unwrap();
+        remote.close();
+    }
+}
+
+#[test]
+fn witnesses_k_of_n_are_required_a_fork_is_refused_and_a_frozen_head_is_refused() {
+    let rt = runtime();
+    let (a, b, _) = pair(&rt);
+    let (w1, mut w2) = (
+        Universe::new(&rt, "witness-1"),
+        Universe::new(&rt, "witness-2"),
+    );
+    let (c, d) = (Universe::new(&rt, "gamma"), Universe::new(&rt, "delta"));
+    // The witnesses know A; the importers know the witnesses; untrusted heads need 2 of 2.
+    meet(&rt, &w1, &[&a]);
+    meet(&rt, &w2, &[&a]);
+    for importer in [&b, &c, &d] {
+        meet(&rt, importer, &[&w1, &w2]);
+    }
+    for importer in [&b, &c] {
+        jit_kernel::federation::witness::set_policy(
+            importer.repo.store(),
+            Trust::Untrusted,
+            2,
+            &[w1.id, w2.id],
+        )
+        .unwrap();
+    }
+    let mut remote = a.remote(&rt).unwrap();
+    import_witnessed(&rt, &b, &mut remote, &a, "r").unwrap();
+    assert!(
+        w1.known(&a).unwrap().witnessed.is_some(),
+        "W1 cosigned epoch 1"
+    );
+
+    // k-1 cosignatures: W2 is down, so B refuses A's next head.
+    a.commit(&[("README", b"two\n".to_vec())]);
+    let epoch2 = a.publish("main", "release");
+    w2.stop(&rt);
+    let refused = import_witnessed(&rt, &b, &mut remote, &a, "r").unwrap_err();
+    assert_eq!(refused.code(), Code::Forbidden, "{refused}");
+    assert!(
+        refused.to_string().contains("has 1 of the 2 cosignatures"),
+        "{refused}"
+    );
+    assert_eq!(
+        b.known(&a).unwrap().imports["r"].epoch,
+        1,
+        "the pin did not move"
+    );
+    w2.start(&rt);
+    // C, with both up, gets epoch 2 cosigned by both.
+    import_witnessed(&rt, &c, &mut remote, &a, "r").unwrap();
+    remote.close();
+
+    // A fork: B is shown another epoch 2; W1 has cosigned the real one and refuses it.
+    let key = a.key();
+    let (entries, forged) = {
+        let txn = a.repo.store().read().unwrap();
+        let mut log = publish::entries(a.repo.store(), &txn).unwrap();
+        log[1].snapshot = NodeId([5; 32]);
+        let entries: Vec<Vec<u8>> = log.iter().map(|e| e.encode().unwrap()).collect();
+        let leaves: Vec<_> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let forged = SignedHead::sign(
+            PublishedHead {
+                root: merkle::root(&leaves),
+                ..epoch2.head
+            },
+            &key,
+        )
+        .unwrap();
+        (entries, forged)
+    };
+    let mut fork = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationHead {
+            edit::<HeadReply>(value, |reply| {
+                reply.head = Some(ByteBuf::from(forged.encode().unwrap()));
+                reply.entries = entries[1..].iter().cloned().map(ByteBuf::from).collect();
+                reply.consistency = jit_proto::merkle::consistency_proof(
+                    &entries
+                        .iter()
+                        .map(|e| merkle::leaf_hash(e))
+                        .collect::<Vec<_>>(),
+                    1,
+                )
+                .unwrap()
+                .into_iter()
+                .map(ByteArray::new)
+                .collect();
+            });
+        }
+    });
+    let refused = import_witnessed(&rt, &b, &mut fork, &a, "r").unwrap_err();
+    assert_eq!(refused.code(), Code::Quarantined, "{refused}");
+    assert!(
+        refused.to_string().contains("refuses to cosign a fork"),
+        "{refused}"
+    );
+    assert!(
+        w1.known(&a).unwrap().proof.is_some(),
+        "the witness keeps the proof"
+    );
+    drop(fork);
+
+    // A frozen head: D is shown epoch 1 again; W2 has cosigned epoch 2 and refuses it.
+    jit_kernel::federation::witness::set_policy(d.repo.store(), Trust::Untrusted, 1, &[w2.id])
+        .unwrap();
+    let old = {
+        let mut replies = Vec::new();
+        let txn = a.repo.store().read().unwrap();
+        let log = publish::entries(a.repo.store(), &txn).unwrap();
+        replies.push(log[0].encode().unwrap());
+        replies
+    };
+    let first_head = SignedHead::sign(
+        PublishedHead {
+            epoch: 1,
+            size: 1,
+            root: merkle::root(&[merkle::leaf_hash(&old[0])]),
+            universe: *a.id.as_bytes(),
+        },
+        &key,
+    )
+    .unwrap();
+    let mut frozen = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationHead {
+            edit::<HeadReply>(value, |reply| {
+                reply.head = Some(ByteBuf::from(first_head.encode().unwrap()));
+                reply.entries = old.iter().cloned().map(ByteBuf::from).collect();
+                reply.consistency = Vec::new();
+            });
+        }
+        if op == Operation::FederationDepend {
+            edit::<DependReply>(value, |reply| {
+                let mut manifest = Manifest::claimed(&reply.manifest).unwrap();
+                manifest.epoch = 1;
+                manifest.head_root = ByteArray::new(first_head.head.root);
+                reply.manifest = ByteBuf::from(manifest.seal(&key).unwrap());
+            });
+        }
+    });
+    let refused = import_witnessed(&rt, &d, &mut frozen, &a, "r").unwrap_err();
+    assert_eq!(refused.code(), Code::Stale, "{refused}");
+    assert!(refused.to_string().starts_with("frozen"), "{refused}");
+    assert!(d.known(&a).unwrap().imports.is_empty());
+}

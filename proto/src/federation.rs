@@ -32,6 +32,8 @@ pub const HELLO_DOMAIN: &str = "jit/federation/hello/v1";
 pub const ACCEPT_DOMAIN: &str = "jit/federation/accept/v1";
 /// The domain of a manifest's signature.
 pub const MANIFEST_DOMAIN: &str = "jit/federation/manifest/v1";
+/// The domain of a witness's cosignature.
+pub const COSIGN_DOMAIN: &str = "jit/federation/cosign/v1";
 
 /// The federation protocol version this build speaks.
 pub const PROTOCOL: u64 = 1;
@@ -48,7 +50,7 @@ pub const MAX_CLOSURE: u64 = 1 << 24;
 
 /// What this build can do as a publisher or an importer. A capability the two sides do not
 /// share is refused when it is used.
-pub const CAPABILITIES: &[&str] = &[CAP_HEAD, CAP_MANIFEST, CAP_FETCH, CAP_ZSTD];
+pub const CAPABILITIES: &[&str] = &[CAP_HEAD, CAP_MANIFEST, CAP_FETCH, CAP_ZSTD, CAP_COSIGN];
 /// Asking for the signed head and the publish log.
 pub const CAP_HEAD: &str = "head/v1";
 /// Declaring dependencies and receiving a signed manifest.
@@ -57,6 +59,8 @@ pub const CAP_MANIFEST: &str = "manifest/v1";
 pub const CAP_FETCH: &str = "fetch/v1";
 /// Fetch replies compressed with zstd (RFC-0021 stage 2's compression modes).
 pub const CAP_ZSTD: &str = "zstd/v1";
+/// Asking this universe to witness another's head.
+pub const CAP_COSIGN: &str = "cosign/v1";
 
 /// A statement sealed with a universe's signature.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +252,30 @@ pub struct Manifest {
 impl Statement for Manifest {
     const DOMAIN: &'static str = MANIFEST_DOMAIN;
     const WHAT: &'static str = "federation manifest";
+}
+
+/// A witness's statement that it saw a universe's head as a consistent extension of every head
+/// of that universe it cosigned before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cosignature {
+    /// The witness's universe.
+    pub witness: ByteArray<16>,
+    /// The universe witnessed.
+    pub universe: ByteArray<16>,
+    /// The head's epoch.
+    pub epoch: u64,
+    /// The head's log size.
+    pub size: u64,
+    /// The head's Merkle root.
+    pub root: ByteArray<32>,
+    /// The witness's logical time: one more for every head it cosigns, never a wall clock.
+    pub time: u64,
+}
+
+impl Statement for Cosignature {
+    const DOMAIN: &'static str = COSIGN_DOMAIN;
+    const WHAT: &'static str = "cosignature";
 }
 
 /// The digest of a node set: BLAKE3 over its ids, sorted and concatenated.

@@ -82,6 +82,7 @@ operations! {
     FederationHead = "federation.head", "The signed published head and the publish log entries after a size.";
     FederationDepend = "federation.depend", "A signed manifest of the closure of published snapshots.";
     FederationFetch = "federation.fetch", "Node bytes of published closures by id.";
+    FederationCosign = "federation.cosign", "A witness's cosignature of another universe's head.";
 }
 
 /// The prefix of the sync operations' names.

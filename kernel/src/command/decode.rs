@@ -104,6 +104,9 @@ impl Command {
             Operation::FederationFetch => {
                 Command::FederationFetch(wire::from_value(value, "federation fetch")?)
             }
+            Operation::FederationCosign => {
+                Command::FederationCosign(wire::from_value(value, "cosign request")?)
+            }
             other => {
                 return Err(Error::InvalidInput(format!(
                     "this build does not serve {other}"

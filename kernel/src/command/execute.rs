@@ -296,6 +296,9 @@ pub fn execute(
         Command::FederationFetch(request) => {
             wire::to_value(&federation::serve::fetch(repo, request)?)
         }
+        Command::FederationCosign(request) => {
+            wire::to_value(&federation::witness::cosign(repo, request)?)
+        }
     }
 }
 

@@ -103,6 +103,8 @@ pub enum Command {
     FederationDepend(federation::DependRequest),
     /// `federation.fetch`.
     FederationFetch(federation::FetchRequest),
+    /// `federation.cosign`.
+    FederationCosign(federation::CosignRequest),
 }
 
 impl Command {
@@ -145,6 +147,7 @@ impl Command {
             Command::FederationHead(_) => Operation::FederationHead,
             Command::FederationDepend(_) => Operation::FederationDepend,
             Command::FederationFetch(_) => Operation::FederationFetch,
+            Command::FederationCosign(_) => Operation::FederationCosign,
         }
     }
 
@@ -188,7 +191,8 @@ impl Command {
             | Command::FederationHello(_)
             | Command::FederationHead(_)
             | Command::FederationDepend(_)
-            | Command::FederationFetch(_) => false,
+            | Command::FederationFetch(_)
+            | Command::FederationCosign(_) => false,
         }
     }
 
@@ -201,7 +205,8 @@ impl Command {
             Command::FederationHello(_)
             | Command::FederationHead(_)
             | Command::FederationDepend(_)
-            | Command::FederationFetch(_) => Permission::Federate,
+            | Command::FederationFetch(_)
+            | Command::FederationCosign(_) => Permission::Federate,
             Command::CreateSws(args) => Permission::CreateSws { owner: &args.owner },
             Command::ApplyPatch { sws, .. }
             | Command::SwsStatus(sws)

@@ -205,7 +205,7 @@ pub fn hear_proof(store: &Store, note: &ProofNote) -> Result<Option<ProofNote>> 
 
 /// Quarantines `universe` with `proof` (recording its identity if it was never met), with an
 /// audit record.
-fn record_proof(
+pub(crate) fn record_proof(
     store: &Store,
     universe: Uuid,
     note: &ProofNote,

@@ -119,8 +119,8 @@ pub fn import(
     local: &str,
     progress: &dyn SyncProgress,
 ) -> Result<ImportReport> {
-    import_into(
-        repo, remote, endpoint, expected, published, local, None, progress,
+    import_with(
+        repo, remote, endpoint, expected, published, local, None, None, progress,
     )
 }
 
@@ -136,6 +136,25 @@ pub fn import_into(
     published: &str,
     local: &str,
     into: Option<&Into>,
+    progress: &dyn SyncProgress,
+) -> Result<ImportReport> {
+    import_with(
+        repo, remote, endpoint, expected, published, local, into, None, progress,
+    )
+}
+
+/// [`import_into`], reaching the witnesses the policy for the universe's trust level requires
+/// through `reach` ([`super::witness`]).
+#[allow(clippy::too_many_arguments)]
+pub fn import_with(
+    repo: &Repository,
+    remote: &mut dyn Remote,
+    endpoint: Option<&str>,
+    expected: Option<Uuid>,
+    published: &str,
+    local: &str,
+    into: Option<&Into>,
+    reach: Option<&dyn super::witness::Reach>,
     progress: &dyn SyncProgress,
 ) -> Result<ImportReport> {
     validate_short_name(local)?;
@@ -166,6 +185,7 @@ pub fn import_into(
         trust: peer.trust,
         into,
         endpoint,
+        reach,
         proof: std::cell::RefCell::new(None),
     }
     .run(remote, published, local, progress);
@@ -224,6 +244,8 @@ struct Importer<'a> {
     into: Option<&'a Into>,
     /// Where the universe was reached.
     endpoint: Option<&'a str>,
+    /// How witnesses are reached.
+    reach: Option<&'a dyn super::witness::Reach>,
     /// An equivocation proof a refused head made, kept with the quarantine.
     proof: std::cell::RefCell<Option<Vec<u8>>>,
 }
@@ -269,6 +291,21 @@ impl Importer<'_> {
     ) -> Result<ImportReport, Fault> {
         let universe = self.session.universe;
         let verified = self.head(remote)?;
+        // The cosignatures the policy requires; a witness that saw a fork proves it.
+        if let Err(error) = super::witness::require(
+            self.repo,
+            self.reach,
+            universe,
+            self.trust,
+            &verified.head_bytes,
+            &verified.entries,
+        ) {
+            return Err(if error.code() == Code::Equivocation {
+                Fault::quarantine(error, Some(verified.head_bytes.clone()))
+            } else {
+                Fault::refuse(error)
+            });
+        }
         let snapshot = verified
             .log
             .iter()

@@ -49,6 +49,16 @@ pub struct Known {
     /// quarantine it again).
     #[serde(default)]
     pub proof: Option<ByteBuf>,
+    /// As a witness of it: the last head of it this universe cosigned, and the log under it.
+    #[serde(default)]
+    pub witnessed: Option<ByteBuf>,
+    /// The log under `witnessed`.
+    #[serde(default)]
+    pub witnessed_entries: Vec<ByteBuf>,
+    /// As a witness for this universe: the latest logical time of its cosignatures seen here
+    /// (a cosignature from an earlier time is refused as frozen).
+    #[serde(default)]
+    pub witness_time: Option<u64>,
 }
 
 /// One import: a published snapshot of the universe, pinned here under a local name.
@@ -93,6 +103,9 @@ impl Known {
             imports: BTreeMap::new(),
             quarantine: None,
             proof: None,
+            witnessed: None,
+            witnessed_entries: Vec::new(),
+            witness_time: None,
         }
     }
 }

@@ -26,7 +26,9 @@
 //!    sends a closure that fails verification is quarantined until released.
 //! 5. **Bundles** ([`bundle`]) — the same import from one self-contained file, verifiable
 //!    offline.
-//! 6. **Gossip** ([`gossip`]) — daemons compare the heads they verified; two that cannot both
+//! 6. **Witnesses** ([`witness`]) — other universes cosign a publisher's heads, each only a
+//!    consistent extension of the last it cosigned; importers may require k of n.
+//! 7. **Gossip** ([`gossip`]) — daemons compare the heads they verified; two that cannot both
 //!    be true make an equivocation proof (`jit_proto::equivocation`) that quarantines the
 //!    universe wherever it is heard.
 //!
@@ -48,6 +50,7 @@ pub mod serve;
 pub mod session;
 pub mod visible;
 pub mod wire;
+pub mod witness;
 
 use crate::error::{Code, Coded, Error};
 

@@ -59,7 +59,7 @@ pub(crate) fn decode_chain(chain: &[ByteBuf]) -> Result<Vec<SignedIdentity>> {
 }
 
 /// The universe key's owner, or a clear refusal on a replica without it.
-fn publisher(repo: &Repository) -> Result<UniverseIdentity> {
+pub(crate) fn publisher(repo: &Repository) -> Result<UniverseIdentity> {
     UniverseIdentity::load(repo.jit_dir())
 }
 
@@ -130,7 +130,7 @@ pub fn hello(repo: &Repository, request: &HelloRequest) -> Result<HelloReply> {
 
 /// Checks a request's token: denied universes first, then the MAC and expiry, then the
 /// capability the request needs.
-fn open_session(
+pub(crate) fn open_session(
     repo: &Repository,
     identity: &UniverseIdentity,
     token: &[u8],

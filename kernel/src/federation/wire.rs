@@ -181,3 +181,25 @@ impl FetchAnswer {
         })
     }
 }
+
+/// Asks a witness to cosign another universe's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignRequest {
+    /// The session token (with the witness).
+    pub session: ByteBuf,
+    /// The universe whose head it is.
+    pub universe: ByteArray<16>,
+    /// Its signed head.
+    pub head: ByteBuf,
+    /// The publish log under it.
+    pub entries: Vec<ByteBuf>,
+}
+
+/// A witness's answer: its sealed [`jit_proto::federation::Cosignature`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignReply {
+    /// The sealed cosignature.
+    pub cosignature: ByteBuf,
+}
