@@ -263,6 +263,17 @@ pub enum FederationCommand {
         /// The witnesses (ids or names).
         witnesses: Vec<String>,
     },
+    /// Require agreement: the import kept as LOCAL moves only when K of the SOURCES (the
+    /// publisher and its mirrors, met by a hello) resolve its published name to the same
+    /// snapshot. K 0 lifts it.
+    Agree {
+        /// The import's local name.
+        local: String,
+        /// How many sources must agree.
+        k: u32,
+        /// The sources (ids or names).
+        sources: Vec<String>,
+    },
     /// Lift a universe's quarantine (after reading why in `jit federation ls`).
     Release {
         /// The universe's id or name.

@@ -284,6 +284,17 @@ pub(crate) fn run(
             )
         }
         FederationCommand::Ls => ls(out, repo),
+        FederationCommand::Agree { local, k, sources } => {
+            let ids = sources
+                .iter()
+                .map(|s| universe_named(repo, s))
+                .collect::<Result<Vec<_>>>()?;
+            jit_kernel::federation::agree::set_policy(store, &local, k, &ids)?;
+            let names: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+            out.emit(json!({"local": local, "k": k, "sources": names}), || {
+                format!("{local} moves when {k} of {} agree", names.join(", "))
+            })
+        }
         FederationCommand::Witnesses {
             level,
             k,

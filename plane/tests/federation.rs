@@ -2252,3 +2252,67 @@ fn witnesses_k_of_n_are_required_a_fork_is_refused_and_a_frozen_head_is_refused(
     assert!(refused.to_string().starts_with("frozen"), "{refused}");
     assert!(d.known(&a).unwrap().imports.is_empty());
 }
+
+// ---- Issue #20: several sources must agree ----
+
+#[test]
+fn sources_must_agree_a_split_moves_nothing_and_says_who_said_what() {
+    let rt = runtime();
+    let [a, m1, m2, b] = ["alpha", "mirror-1", "mirror-2", "beta"].map(|n| Universe::new(&rt, n));
+    // The same commit in the publisher and both mirrors is the same snapshot everywhere.
+    let one = [("README", b"one\n".to_vec())];
+    let s1 = a.commit(&one);
+    assert_eq!((m1.commit(&one), m2.commit(&one)), (s1, s1));
+    for u in [&a, &m1, &m2] {
+        u.publish("main", "release");
+    }
+    meet(&rt, &b, &[&m1, &m2]);
+    jit_kernel::federation::agree::set_policy(b.repo.store(), "r", 2, &[a.id, m1.id, m2.id])
+        .unwrap();
+    let mut remote = a.remote(&rt).unwrap();
+    assert_eq!(
+        import_witnessed(&rt, &b, &mut remote, &a, "r")
+            .unwrap()
+            .snapshot,
+        s1
+    );
+    // A and mirror 1 move on together; mirror 2 lags: 2 of 3 still agree.
+    let two = [("README", b"two\n".to_vec())];
+    let s2 = a.commit(&two);
+    assert_eq!(m1.commit(&two), s2);
+    a.publish("main", "release");
+    m1.publish("main", "release");
+    assert_eq!(
+        import_witnessed(&rt, &b, &mut remote, &a, "r")
+            .unwrap()
+            .snapshot,
+        s2
+    );
+    // A split: A says one thing, both mirrors another. Nothing moves.
+    let s3 = a.commit(&[("README", b"three\n".to_vec())]);
+    a.publish("main", "release");
+    let elsewhere = [("README", b"three, elsewhere\n".to_vec())];
+    let s4 = m1.commit(&elsewhere);
+    assert_eq!(m2.commit(&[("README", b"two\n".to_vec())]), s2);
+    assert_eq!(m2.commit(&elsewhere), s4);
+    m1.publish("main", "release");
+    m2.publish("main", "release");
+    let refused = import_witnessed(&rt, &b, &mut remote, &a, "r").unwrap_err();
+    remote.close();
+    assert_eq!(refused.code(), Code::Forbidden, "{refused}");
+    let message = refused.to_string();
+    for said in [
+        format!("{}: {s3}", a.id),
+        format!("{}: {s4}", m1.id),
+        format!("{}: {s4}", m2.id),
+        "1 of the 2 required".to_owned(),
+    ] {
+        assert!(message.contains(&said), "{said:?} not in {message}");
+    }
+    let record = b.known(&a).unwrap();
+    assert_eq!(record.imports["r"].snapshot, s2, "nothing moved");
+    assert!(
+        record.quarantine.is_none(),
+        "disagreement is no proof of a lie"
+    );
+}

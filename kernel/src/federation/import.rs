@@ -318,6 +318,8 @@ impl Importer<'_> {
                     format!("universe {universe} has not published {published:?}"),
                 )
             })?;
+        // Optionally, the name must resolve to this snapshot in k sources.
+        super::agree::require(self.repo, self.reach, local, universe, published, snapshot)?;
         let (manifest, hint) = self.manifest(remote, &verified, snapshot)?;
 
         // Stage 4: the closure, into this universe's store for the publisher.

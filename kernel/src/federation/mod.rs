@@ -28,7 +28,9 @@
 //!    offline.
 //! 6. **Witnesses** ([`witness`]) — other universes cosign a publisher's heads, each only a
 //!    consistent extension of the last it cosigned; importers may require k of n.
-//! 7. **Gossip** ([`gossip`]) — daemons compare the heads they verified; two that cannot both
+//! 7. **Agreement** ([`agree`]) — optionally, k of a set of sources (publisher and mirrors)
+//!    must resolve a published name to the same snapshot before an import moves.
+//! 8. **Gossip** ([`gossip`]) — daemons compare the heads they verified; two that cannot both
 //!    be true make an equivocation proof (`jit_proto::equivocation`) that quarantines the
 //!    universe wherever it is heard.
 //!
@@ -36,6 +38,7 @@
 //! Zenoh implementation serves and asks `jit/federation/<op>`, and tests use an in-process one.
 //! `docs/federation.md` specifies the wire protocol.
 
+pub mod agree;
 pub mod bundle;
 pub mod closure;
 pub mod foreign;
