@@ -50,6 +50,13 @@ out=$(mktemp)
   bench/federation.sh "${6:-3}"
   echo
   cat bench/notes/federation.md
+  echo
+  quiet
+  bench/bundle.sh "${6:-3}"
+  echo
+  cargo run --release -q -p jit-proto --example merkle_bench
+  echo
+  cargo run --release -q -p jit-plane --example gossip_bench 5 2>/dev/null
 } > "$out"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2
