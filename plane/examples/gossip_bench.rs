@@ -92,8 +92,11 @@ fn commit(n: &Node, content: &str) {
 /// The publisher's answers, changed on their way.
 struct Lying {
     inner: ZenohRemote,
-    tamper: Box<dyn FnMut(Operation, &mut Value)>,
+    tamper: Tamper,
 }
+
+/// How the publisher's answer is changed.
+type Tamper = Box<dyn FnMut(Operation, &mut Value)>;
 
 impl Remote for Lying {
     fn name(&self) -> &str {
