@@ -227,3 +227,64 @@ fn a_name_moved_inside_an_epoch_gives_the_documented_error() {
         "the documented error changed"
     );
 }
+
+/// `jit federation update` moves a pin across three epochs to the newest consistent head and
+/// lists what changed between the snapshot it held and the new one, path by path.
+#[test]
+fn update_moves_a_pin_across_three_epochs_and_lists_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, work) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("w"),
+    );
+    ok(tmp.path(), &["init", a.to_str().unwrap()]);
+    ok(tmp.path(), &["init", b.to_str().unwrap()]);
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    std::fs::write(work.join("README"), "one\n").unwrap();
+    std::fs::write(work.join("src/lib.rs"), "pub fn f() {}\n").unwrap();
+    let first = import(&a, &work, "one")["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&a, &["publish", "main", "--as", "release"]);
+    let endpoint = free_endpoint();
+    let _daemon = Daemon::start_with(&a, &["--listen", &endpoint]);
+    ok(&b, &["federation", "hello", &endpoint]);
+    let id = json(&a, &["info"])["universe"].as_str().unwrap().to_owned();
+    ok(
+        &b,
+        &["federation", "import", &id, "release", "--as", "up", "-q"],
+    );
+    // Three epochs: README changes, a file is added, one is removed.
+    std::fs::write(work.join("README"), "two\n").unwrap();
+    import(&a, &work, "two");
+    ok(&a, &["publish", "main", "--as", "release"]);
+    std::fs::write(work.join("src/new.rs"), "// new\n").unwrap();
+    import(&a, &work, "three");
+    ok(&a, &["publish", "main", "--as", "release"]);
+    std::fs::remove_file(work.join("src/lib.rs")).unwrap();
+    let last = import(&a, &work, "four")["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&a, &["publish", "main", "--as", "release"]);
+    let updated = json(&b, &["federation", "update", &id, "-q"]);
+    let row = &updated[0];
+    assert_eq!(row["local"], "up");
+    assert_eq!(
+        row["from"],
+        serde_json::json!({"snapshot": first, "epoch": 1})
+    );
+    assert_eq!(row["to"], serde_json::json!({"snapshot": last, "epoch": 4}));
+    assert_eq!(
+        row["changes"],
+        serde_json::json!([
+            {"change": "M", "path": "README"},
+            {"change": "D", "path": "src/lib.rs"},
+            {"change": "A", "path": "src/new.rs"},
+        ])
+    );
+    let text = ok(&b, &["federation", "update", &id, "-q"]);
+    assert!(text.contains("epoch 4 -> 4"), "{text}");
+}

@@ -61,12 +61,16 @@ struct Universe {
 
 impl Universe {
     fn new(rt: &tokio::runtime::Runtime, name: &str) -> Universe {
+        Universe::owned_by(rt, name, &format!("{name}-owner"))
+    }
+
+    fn owned_by(rt: &tokio::runtime::Runtime, name: &str, owner: &str) -> Universe {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(
             dir.path(),
             &InitOptions {
                 name: name.into(),
-                owner: format!("{name}-owner"),
+                owner: owner.into(),
                 ..Default::default()
             },
         )
@@ -2315,4 +2319,44 @@ fn sources_must_agree_a_split_moves_nothing_and_says_who_said_what() {
         record.quarantine.is_none(),
         "disagreement is no proof of a lie"
     );
+}
+
+#[test]
+fn witnesses_count_once_per_owner() {
+    let rt = runtime();
+    let (a, b, _) = pair(&rt);
+    // Two witnesses run by one owner are one voice: 2 of them do not make 2 cosignatures.
+    let (w1, w2) = (
+        Universe::owned_by(&rt, "witness-1", "acme"),
+        Universe::owned_by(&rt, "witness-2", "acme"),
+    );
+    meet(&rt, &w1, &[&a]);
+    meet(&rt, &w2, &[&a]);
+    meet(&rt, &b, &[&w1, &w2]);
+    jit_kernel::federation::witness::set_policy(
+        b.repo.store(),
+        Trust::Untrusted,
+        2,
+        &[w1.id, w2.id],
+    )
+    .unwrap();
+    let mut remote = a.remote(&rt).unwrap();
+    let refused = import_witnessed(&rt, &b, &mut remote, &a, "r").unwrap_err();
+    assert_eq!(refused.code(), Code::Forbidden, "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("has 1 of the 2 cosignatures (from different owners)"),
+        "{refused}"
+    );
+    // One of them is enough when one is required.
+    jit_kernel::federation::witness::set_policy(
+        b.repo.store(),
+        Trust::Untrusted,
+        1,
+        &[w1.id, w2.id],
+    )
+    .unwrap();
+    import_witnessed(&rt, &b, &mut remote, &a, "r").unwrap();
+    remote.close();
 }

@@ -10,7 +10,7 @@
 //! for each head it cosigns, never a wall clock.
 //!
 //! **Requiring witnesses** ([`Policy`], [`require`]): per trust level, an importer may require
-//! `k` cosignatures from `n` named witnesses before it accepts a head. It asks each witness
+//! `k` cosignatures from `n` named witnesses, counted once per owner, before it accepts a head. It asks each witness
 //! itself, over the transport a [`Reach`] provides, and refuses the head with fewer than `k`
 //! valid cosignatures — saying which witness said what — or when a witness's time went back
 //! (a replayed, frozen cosignature).
@@ -209,15 +209,16 @@ pub fn require(
         return Ok(0);
     }
     let signed = SignedHead::decode(head).map_err(refused)?;
-    let mut got = 0u32;
+    // Cosignatures count once per owner: witnesses run by one party are one voice.
+    let mut owners = std::collections::BTreeSet::new();
     let mut said = Vec::new();
     let mut fork = None;
     for witness in &policy.witnesses {
         let witness = Uuid::from_bytes(witness.into_array());
         match ask(repo, reach, witness, universe, &signed, head, entries) {
-            Ok(()) => {
-                got += 1;
-                said.push(format!("{witness}: cosigned"));
+            Ok(owner) => {
+                said.push(format!("{witness}: cosigned (owner {owner:?})"));
+                owners.insert(owner);
             }
             Err(error) => {
                 if error.code() == Code::Equivocation {
@@ -230,12 +231,13 @@ pub fn require(
     if let Some(fork) = fork {
         return Err(refusal(Code::Equivocation, fork));
     }
+    let got = owners.len() as u32;
     if got < policy.k {
         let frozen = said.iter().any(|s| s.contains("frozen"));
         return Err(refusal(
             if frozen { Code::Stale } else { Code::Forbidden },
             format!(
-                "{}the head of epoch {} of universe {universe} has {got} of the {} cosignatures the {} policy requires ({})",
+                "{}the head of epoch {} of universe {universe} has {got} of the {} cosignatures (from different owners) the {} policy requires ({})",
                 if frozen { "frozen: " } else { "" },
                 signed.head.epoch,
                 policy.k,
@@ -247,7 +249,7 @@ pub fn require(
     Ok(got)
 }
 
-/// Asks one witness to cosign, and checks its cosignature.
+/// Asks one witness to cosign, and checks its cosignature; returns the witness's owner.
 fn ask(
     repo: &Repository,
     reach: Option<&dyn Reach>,
@@ -256,7 +258,7 @@ fn ask(
     signed: &SignedHead,
     head: &[u8],
     entries: &[Vec<u8>],
-) -> Result<()> {
+) -> Result<String> {
     let store = repo.store();
     let record = known::get(store, &store.read()?, witness)?
         .ok_or_else(|| refusal(Code::Forbidden, "never met (jit federation hello it)"))?;
@@ -322,5 +324,6 @@ fn ask(
         }
         record.witness_time = Some(cosignature.time);
         known::put(op, witness, &record)
-    })
+    })?;
+    Ok(session.identity.owner)
 }
