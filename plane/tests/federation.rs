@@ -1569,6 +1569,32 @@ fn hostile_oversized_head_manifest_and_closure_are_refused_before_allocating() {
         code(&b.import_via(&mut big_closure, &a, "release", "r")),
         Code::TooLarge
     );
+    // A closure that declares more bytes than one import may hold; a consistency proof of more
+    // hashes than any log needs.
+    let mut big_bytes = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationDepend {
+            edit::<DependReply>(value, |reply| {
+                let mut manifest = Manifest::claimed(&reply.manifest).unwrap();
+                manifest.bytes = jit_proto::federation::MAX_CLOSURE_BYTES + 1;
+                reply.manifest = ByteBuf::from(manifest.seal(&key).unwrap());
+            });
+        }
+    });
+    assert_eq!(
+        code(&b.import_via(&mut big_bytes, &a, "release", "r")),
+        Code::TooLarge
+    );
+    let mut long_proof = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationHead {
+            edit::<HeadReply>(value, |reply| {
+                reply.consistency = vec![ByteArray::new([0; 32]); 65];
+            });
+        }
+    });
+    assert_eq!(
+        code(&b.import_via(&mut long_proof, &a, "release", "r")),
+        Code::TooLarge
+    );
     // A compressed reply that claims more than a reply may hold, or that inflates beyond what
     // it claims (a zstd bomb), is refused before that much is allocated.
     let mut claims_too_much = hostile(&rt, &a, |op, value| {
@@ -1600,7 +1626,27 @@ fn hostile_oversized_head_manifest_and_closure_are_refused_before_allocating() {
         code(&b.import_via(&mut inflates, &a, "release", "r")),
         Code::TooLarge
     );
-    // A closure bigger than the one declared is cut off where it exceeds it.
+    // A closure bigger than the one declared — in nodes, or in bytes — is cut off where it
+    // exceeds it.
+    let mut understated = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationDepend {
+            edit::<DependReply>(value, |reply| {
+                let mut manifest = Manifest::claimed(&reply.manifest).unwrap();
+                manifest.bytes = 100;
+                reply.manifest = ByteBuf::from(manifest.seal(&key).unwrap());
+            });
+        }
+    });
+    let refused = b
+        .import_via(&mut understated, &a, "release", "r")
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Quarantined);
+    assert!(
+        refused.to_string().contains("more than the 100 bytes"),
+        "{refused}"
+    );
+    nothing_imported(&b, &a);
+    jit_kernel::federation::quarantine::release(b.repo.store(), a.id, false).unwrap();
     let mut understated = hostile(&rt, &a, |op, value| {
         if op == Operation::FederationDepend {
             edit::<DependReply>(value, |reply| {

@@ -48,6 +48,13 @@ pub const MAX_ROOTS: usize = 256;
 /// before it allocates anything for it.
 pub const MAX_CLOSURE: u64 = 1 << 24;
 
+/// Largest closure one manifest may describe, in bytes: an importer refuses a bigger one
+/// before it asks for anything, and never receives more than the manifest declared.
+pub const MAX_CLOSURE_BYTES: u64 = 1 << 40;
+
+/// Most hashes in a consistency or inclusion proof (a log of 2^64 entries needs 64).
+pub const MAX_PROOF_HASHES: usize = 64;
+
 /// What this build can do as a publisher or an importer. A capability the two sides do not
 /// share is refused when it is used.
 pub const CAPABILITIES: &[&str] = &[CAP_HEAD, CAP_MANIFEST, CAP_FETCH, CAP_ZSTD, CAP_COSIGN];
@@ -245,6 +252,8 @@ pub struct Manifest {
     pub roots: Vec<ByteArray<32>>,
     /// How many nodes their closure holds (the roots included).
     pub count: u64,
+    /// How many bytes those nodes' encodings add up to (at most [`MAX_CLOSURE_BYTES`]).
+    pub bytes: u64,
     /// [`closure_digest`] of the closure's ids.
     pub digest: ByteArray<32>,
 }
@@ -349,6 +358,7 @@ mod tests {
             head_root: ByteArray::new([0; 32]),
             roots: vec![],
             count: 0,
+            bytes: 0,
             digest: ByteArray::new(closure_digest([])),
         };
         let body = cbor::to_value(&manifest).unwrap();

@@ -79,6 +79,7 @@ fn valid() -> Vec<(&'static str, Vec<u8>)> {
         head_root: ByteArray::new([6; 32]),
         roots: vec![ByteArray::new([8; 32])],
         count: 12,
+        bytes: 3456,
         digest: ByteArray::new([9; 32]),
     };
     vec![

@@ -20,7 +20,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
 
-use jit_proto::federation::{closure_digest, Manifest, Statement, MAX_CLOSURE};
+use jit_proto::federation::{closure_digest, Manifest, Statement, MAX_CLOSURE, MAX_CLOSURE_BYTES};
 use jit_proto::head::SignedHead;
 use jit_proto::identity::SignedIdentity;
 use jit_proto::merkle;
@@ -155,13 +155,12 @@ pub fn export(repo: &Repository, name: &str, out: &mut dyn Write) -> Result<Summ
     })?;
     let leaves = log.iter().map(Entry::leaf).collect::<Result<Vec<_>>>()?;
     let inclusion = merkle::inclusion_proof(&leaves, entry.seq as usize).unwrap_or_default();
-    let ids = closure::walk(&Dag::new(store, &txn), &[entry.snapshot], |_| Ok(false))?;
-    let summary = match visible::summary(store, &txn, &entry.snapshot)? {
-        Some(summary) => summary,
-        None => visible::Summary {
-            count: ids.len() as u64,
-            digest: closure_digest(ids.iter().map(|id| &id.0)),
-        },
+    let (ids, total) =
+        closure::walk_with_bytes(&Dag::new(store, &txn), &[entry.snapshot], |_| Ok(false))?;
+    let summary = visible::Summary {
+        count: ids.len() as u64,
+        digest: closure_digest(ids.iter().map(|id| &id.0)),
+        bytes: total,
     };
     let manifest = Manifest {
         universe: ByteArray::new(*identity.info.id.as_bytes()),
@@ -169,6 +168,7 @@ pub fn export(repo: &Repository, name: &str, out: &mut dyn Write) -> Result<Summ
         head_root: ByteArray::new(head.head.root),
         roots: vec![ByteArray::new(entry.snapshot.0)],
         count: summary.count,
+        bytes: summary.bytes,
         digest: ByteArray::new(summary.digest),
     };
     let header = Header {
@@ -302,12 +302,12 @@ fn verify_header(bytes: &[u8]) -> Result<Verified> {
             "the signed manifest is not for this head and entry",
         ));
     }
-    if manifest.count > MAX_CLOSURE {
+    if manifest.count > MAX_CLOSURE || manifest.bytes > MAX_CLOSURE_BYTES {
         return Err(refusal(
             Code::TooLarge,
             format!(
-                "a closure of {} nodes exceeds {MAX_CLOSURE}",
-                manifest.count
+                "a closure of {} nodes and {} bytes exceeds {MAX_CLOSURE} nodes or {MAX_CLOSURE_BYTES} bytes",
+                manifest.count, manifest.bytes
             ),
         ));
     }
@@ -370,17 +370,18 @@ fn read_nodes(
         queue.extend(named(&node));
         ids.push(id);
         total += bytes.len() as u64;
-        if ids.len() as u64 > count {
+        if ids.len() as u64 > count || total > verified.manifest.bytes {
             return Err(damaged(format!(
                 "the closure holds more than the {count} nodes signed"
             )));
         }
         keep(id, bytes)?;
     }
-    if ids.len() as u64 != count {
+    if ids.len() as u64 != count || total != verified.manifest.bytes {
         return Err(damaged(format!(
-            "the closure holds {} nodes, the signed manifest says {count}",
-            ids.len()
+            "the closure holds {} nodes of {total} bytes, the signed manifest says {count} of {}",
+            ids.len(),
+            verified.manifest.bytes
         )));
     }
     if closure_digest(ids.iter().map(|id| &id.0)) != verified.manifest.digest.into_array() {

@@ -21,10 +21,20 @@ use crate::source::Source;
 pub fn walk(
     source: &dyn Source,
     roots: &[NodeId],
-    mut prune: impl FnMut(&NodeId) -> Result<bool>,
+    prune: impl FnMut(&NodeId) -> Result<bool>,
 ) -> Result<Vec<NodeId>> {
+    Ok(walk_with_bytes(source, roots, prune)?.0)
+}
+
+/// [`walk`], also adding up the walked nodes' encoded bytes.
+pub fn walk_with_bytes(
+    source: &dyn Source,
+    roots: &[NodeId],
+    mut prune: impl FnMut(&NodeId) -> Result<bool>,
+) -> Result<(Vec<NodeId>, u64)> {
     let mut seen: HashSet<NodeId> = HashSet::new();
     let mut out = Vec::new();
+    let mut total = 0u64;
     let mut level: Vec<(NodeId, Option<Referrer>)> = roots.iter().map(|id| (*id, None)).collect();
     while !level.is_empty() {
         let mut next = Vec::new();
@@ -85,6 +95,7 @@ pub fn walk(
                 None => {}
             }
             out.push(id);
+            total += bytes.len() as u64;
             let names_others = match found {
                 NodeType::Tree | NodeType::Snapshot => true,
                 NodeType::Blob => is_chunked(view.payload)?,
@@ -120,7 +131,7 @@ pub fn walk(
         }
         level = next;
     }
-    Ok(out)
+    Ok((out, total))
 }
 
 /// Whether a blob's encoded payload is a chunk list (`{chunks, size}`) rather than inline

@@ -24,6 +24,7 @@ use ciborium::value::Value;
 use jit_proto::equivocation::EquivocationProof;
 use jit_proto::federation::{
     Manifest, Statement, CAP_FETCH, CAP_HEAD, CAP_MANIFEST, CAP_ZSTD, MAX_CLOSURE,
+    MAX_CLOSURE_BYTES, MAX_PROOF_HASHES,
 };
 use jit_proto::head::{HeadError, SignedHead, MAX_HEAD};
 use jit_proto::merkle;
@@ -58,6 +59,9 @@ use crate::sync::transfer::{self, Holding, Transfer};
 use crate::sync::{wire as sync_wire, Remote, SyncProgress};
 use crate::tree;
 use crate::treeedit::TreeEditor;
+
+/// Most levels an imported closure may have (a snapshot, its trees' depth, blobs, chunks).
+const MAX_ROUNDS: usize = 4096;
 
 /// The purpose an import's edge records.
 pub const PURPOSE: &str = "import";
@@ -331,6 +335,8 @@ impl Importer<'_> {
         };
         let mut transfer = Transfer::new(self.store, &holding, remote, progress);
         transfer.limit = Some(manifest.count);
+        transfer.byte_limit = Some(manifest.bytes);
+        transfer.round_limit = Some(MAX_ROUNDS);
         // The hint's nodes are asked for in the first round; whatever they need that is not
         // held follows level by level, and the closure check below decides what is kept.
         let mut start = vec![snapshot];
@@ -358,18 +364,22 @@ impl Importer<'_> {
         let closure_ids = {
             let txn = self.store.read()?;
             let source = Foreign::checking(self.store, &txn, universe);
-            let ids = closure::walk(&source, &[snapshot], |_| Ok(false))
+            let (ids, bytes) = closure::walk_with_bytes(&source, &[snapshot], |_| Ok(false))
                 .map_err(|error| Fault::quarantine(error, None))?;
             let digest = jit_proto::federation::closure_digest(ids.iter().map(|id| &id.0));
-            if ids.len() as u64 != manifest.count || digest != manifest.digest.into_array() {
+            if ids.len() as u64 != manifest.count
+                || bytes != manifest.bytes
+                || digest != manifest.digest.into_array()
+            {
                 return Err(Fault::quarantine(
                     refusal(
                         Code::InvariantViolation,
                         format!(
-                            "the closure of {snapshot} holds {} nodes with digest {}, the signed manifest says {} with digest {}",
+                            "the closure of {snapshot} holds {} nodes of {bytes} bytes with digest {}, the signed manifest says {} of {} bytes with digest {}",
                             ids.len(),
                             hex::encode(digest),
                             manifest.count,
+                            manifest.bytes,
                             hex::encode(manifest.digest.into_array())
                         ),
                     ),
@@ -456,6 +466,13 @@ impl Importer<'_> {
                 }
                 Some(_) => {}
                 None => {
+                    if reply.consistency.len() > MAX_PROOF_HASHES {
+                        return Err(refusal(
+                            Code::TooLarge,
+                            format!("a consistency proof of more than {MAX_PROOF_HASHES} hashes"),
+                        )
+                        .into());
+                    }
                     consistency = reply.consistency.iter().map(|h| h.into_array()).collect();
                     offered = Some((head, bytes.to_vec()));
                 }
@@ -646,12 +663,12 @@ impl Importer<'_> {
                 jit_proto::federation::SealError::Malformed { .. } => Fault::refuse(refused(e)),
                 _ => Fault::quarantine(refused(e), Some(bytes.clone())),
             })?;
-        if manifest.count > MAX_CLOSURE {
+        if manifest.count > MAX_CLOSURE || manifest.bytes > MAX_CLOSURE_BYTES {
             return Err(refusal(
                 Code::TooLarge,
                 format!(
-                    "a closure of {} nodes exceeds the {MAX_CLOSURE} one import may hold",
-                    manifest.count
+                    "a closure of {} nodes and {} bytes exceeds the {MAX_CLOSURE} nodes or {MAX_CLOSURE_BYTES} bytes one import may hold",
+                    manifest.count, manifest.bytes
                 ),
             )
             .into());

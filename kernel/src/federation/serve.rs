@@ -225,10 +225,12 @@ pub fn depend(repo: &Repository, request: &DependRequest) -> Result<DependReply>
     let summary = match summary {
         Some(summary) => summary,
         None => {
-            let ids = closure::walk(&Dag::new(store, &txn), &request.roots, |_| Ok(false))?;
+            let (ids, bytes) =
+                closure::walk_with_bytes(&Dag::new(store, &txn), &request.roots, |_| Ok(false))?;
             visible::Summary {
                 count: ids.len() as u64,
                 digest: proto::closure_digest(ids.iter().map(|id| &id.0)),
+                bytes,
             }
         }
     };
@@ -238,6 +240,7 @@ pub fn depend(repo: &Repository, request: &DependRequest) -> Result<DependReply>
         head_root: ByteArray::new(head.head.root),
         roots: request.roots.iter().map(|r| ByteArray::new(r.0)).collect(),
         count: summary.count,
+        bytes: summary.bytes,
         digest: ByteArray::new(summary.digest),
     };
     // What the importer lacks, given what it holds: only published snapshots count as held

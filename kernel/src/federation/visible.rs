@@ -23,8 +23,9 @@ use crate::store::{Declared, ReadTxn, Store, TableDef};
 const VISIBLE: TableDef<Bytes, Bytes> = TableDef::new("federation_visible", 9);
 /// The visible-index table, for the registry.
 pub(crate) const VISIBLE_TABLE: Declared = VISIBLE.declared();
-/// Published snapshot id → its closure's size (8 bytes, big-endian) and digest (32 bytes):
-/// what a manifest states, computed once at publish instead of at every import.
+/// Published snapshot id → its closure's node count (8 bytes, big-endian), digest (32 bytes)
+/// and encoded bytes (8, big-endian): what a manifest states, computed once at publish instead
+/// of at every import.
 const SUMMARIES: TableDef<Bytes, Bytes> = TableDef::new("federation_summaries", 13);
 /// The summaries table, for the registry.
 pub(crate) const SUMMARIES_TABLE: Declared = SUMMARIES.declared();
@@ -36,6 +37,8 @@ pub struct Summary {
     pub count: u64,
     /// `jit_proto::federation::closure_digest` of their ids.
     pub digest: [u8; 32],
+    /// Their encoded bytes.
+    pub bytes: u64,
 }
 
 /// Whether another universe may see node `id`.
@@ -61,16 +64,18 @@ pub(crate) fn show(store: &Store, wtxn: &mut RwTxn<'_>, snapshot: NodeId) -> Res
 
 /// Records the summary of `snapshot`'s closure, inside the publish's write transaction.
 pub(crate) fn summarize(store: &Store, wtxn: &mut RwTxn<'_>, snapshot: NodeId) -> Result<Summary> {
-    let ids = {
+    let (ids, bytes) = {
         let txn: &ReadTxn<'_> = wtxn;
-        closure::walk(&Dag::new(store, txn), &[snapshot], |_| Ok(false))?
+        closure::walk_with_bytes(&Dag::new(store, txn), &[snapshot], |_| Ok(false))?
     };
     let summary = Summary {
         count: ids.len() as u64,
         digest: jit_proto::federation::closure_digest(ids.iter().map(|id| &id.0)),
+        bytes,
     };
     let mut value = summary.count.to_be_bytes().to_vec();
     value.extend_from_slice(&summary.digest);
+    value.extend_from_slice(&summary.bytes.to_be_bytes());
     store
         .table(&SUMMARIES)
         .put(wtxn, snapshot.as_bytes(), &value)?;
@@ -82,11 +87,21 @@ pub fn summary(store: &Store, txn: &ReadTxn<'_>, snapshot: &NodeId) -> Result<Op
     let Some(value) = store.table(&SUMMARIES).get(txn, snapshot.as_bytes())? else {
         return Ok(None);
     };
-    let (count, digest) = value.split_at(8.min(value.len()));
-    match (<[u8; 8]>::try_from(count), <[u8; 32]>::try_from(digest)) {
-        (Ok(count), Ok(digest)) => Ok(Some(Summary {
+    // A summary recorded before it held the bytes (40 bytes) is walked again instead.
+    if value.len() != 48 {
+        return Ok(None);
+    }
+    let (count, rest) = value.split_at(8);
+    let (digest, bytes) = rest.split_at(32);
+    match (
+        <[u8; 8]>::try_from(count),
+        <[u8; 32]>::try_from(digest),
+        <[u8; 8]>::try_from(bytes),
+    ) {
+        (Ok(count), Ok(digest), Ok(bytes)) => Ok(Some(Summary {
             count: u64::from_be_bytes(count),
             digest,
+            bytes: u64::from_be_bytes(bytes),
         })),
         _ => Err(crate::error::Error::InvalidInput(format!(
             "the closure summary of {snapshot} is damaged"

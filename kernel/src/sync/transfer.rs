@@ -75,6 +75,10 @@ pub(crate) struct Transfer<'a> {
     pub(crate) progress: &'a dyn SyncProgress,
     /// Most nodes this transfer may bring (a closure's declared size); refused beyond.
     pub(crate) limit: Option<u64>,
+    /// Most bytes it may fetch (a closure's declared bytes); refused beyond.
+    pub(crate) byte_limit: Option<u64>,
+    /// Most rounds (levels of the walk) it may take; refused beyond.
+    pub(crate) round_limit: Option<usize>,
     pub(crate) seen: HashSet<NodeId>,
     /// Every node this transfer brought or found staged, with what it needs.
     pub(crate) received: Vec<(NodeId, Vec<NodeId>)>,
@@ -101,6 +105,8 @@ impl<'a> Transfer<'a> {
             remote,
             progress,
             limit: None,
+            byte_limit: None,
+            round_limit: None,
             seen: HashSet::new(),
             received: Vec::new(),
             fetched_nodes: 0,
@@ -113,7 +119,12 @@ impl<'a> Transfer<'a> {
     /// Fetches everything `start` needs that is not held.
     pub(crate) fn run(&mut self, start: Vec<NodeId>) -> Result<()> {
         let mut level = start;
+        let mut rounds = 0usize;
         while !level.is_empty() {
+            rounds += 1;
+            if let Some(most) = self.round_limit.filter(|most| rounds > *most) {
+                return Err(self.broken(format!("the peer's closure is deeper than {most} levels")));
+            }
             let mut next = Vec::new();
             let mut wanted = Vec::new();
             {
@@ -206,6 +217,14 @@ impl<'a> Transfer<'a> {
                     return Err(self.broken("the peer answered a fetch with no nodes".into()));
                 }
                 queue.extend(ids.into_iter().filter(|id| !got.contains(id)));
+            }
+            if let Some(most) = self
+                .byte_limit
+                .filter(|most| self.fetched_bytes + kept_bytes > *most)
+            {
+                return Err(self.broken(format!(
+                    "the peer sent more than the {most} bytes its closure declared"
+                )));
             }
             self.holding.keep(&kept)?;
             self.fetched_nodes += kept.len() as u64;
