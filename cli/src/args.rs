@@ -235,6 +235,10 @@ pub enum FederationCommand {
         bundle: std::path::PathBuf,
         /// The published name.
         name: String,
+        /// Ask this witness (a universe met by a hello) to cosign the head, and carry its
+        /// cosignature; repeatable.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
     },
     /// Check a bundle offline: signatures, the log, the inclusion proof, the manifest, and every
     /// node in order.

@@ -377,12 +377,28 @@ pub(crate) fn run(
             }
             out.emit(serde_json::Value::Array(rows), || lines.join("\n"))
         }
-        FederationCommand::Export { bundle, name } => {
+        FederationCommand::Export {
+            bundle,
+            name,
+            witnesses,
+        } => {
+            let ids = witnesses
+                .iter()
+                .map(|w| universe_named(repo, w))
+                .collect::<Result<Vec<_>>>()?;
             let path = base.join(bundle);
             let file = std::fs::File::create(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             let mut writer = std::io::BufWriter::new(file);
-            let summary = jit_kernel::federation::bundle::export(repo, &name, &mut writer)?;
+            let runtime = runtime()?;
+            let reach = jit_plane::sync::ZenohReach::new(runtime.handle().clone());
+            let summary = jit_kernel::federation::bundle::export_cosigned(
+                repo,
+                &name,
+                &ids,
+                Some(&reach),
+                &mut writer,
+            )?;
             writer
                 .into_inner()
                 .map_err(|e| e.into_error())

@@ -2406,3 +2406,61 @@ fn witnesses_count_once_per_owner() {
     import_witnessed(&rt, &b, &mut remote, &a, "r").unwrap();
     remote.close();
 }
+
+#[test]
+fn a_bundle_carries_cosignatures_for_an_importer_that_requires_witnesses() {
+    let rt = runtime();
+    let (a, _b, snapshot) = pair(&rt);
+    let (w1, w2) = (
+        Universe::new(&rt, "witness-1"),
+        Universe::new(&rt, "witness-2"),
+    );
+    let c = Universe::new(&rt, "gamma");
+    meet(&rt, &w1, &[&a]);
+    meet(&rt, &w2, &[&a]);
+    meet(&rt, &a, &[&w1, &w2]);
+    meet(&rt, &c, &[&w1, &w2]);
+    jit_kernel::federation::witness::set_policy(
+        c.repo.store(),
+        Trust::Untrusted,
+        2,
+        &[w1.id, w2.id],
+    )
+    .unwrap();
+    // Without cosignatures, C (which requires 2) refuses the bundle and stores nothing.
+    let bare = bundle_of(&a, "release");
+    let refused =
+        jit_kernel::federation::bundle::import(&c.repo, &mut &bare[..], None, None).unwrap_err();
+    assert!(
+        refused.to_string().contains("carries 0 of the 2"),
+        "{refused}"
+    );
+    assert_eq!(c.foreign(&a), (0, 0));
+    // The publisher asks both witnesses before exporting; the bundle then imports offline.
+    let reach = jit_plane::sync::ZenohReach::new(rt.handle().clone());
+    let mut cosigned = Vec::new();
+    jit_kernel::federation::bundle::export_cosigned(
+        &a.repo,
+        "release",
+        &[w1.id, w2.id],
+        Some(&reach),
+        &mut cosigned,
+    )
+    .unwrap();
+    // A cosignature passed off as another witness's does not count.
+    let mut parts = items(&cosigned);
+    let mut header: jit_kernel::federation::bundle::Header =
+        jit_kernel::cbor::from_canonical_bytes(&parts[0]).unwrap();
+    header.cosignatures[1].1 = header.cosignatures[0].1.clone();
+    parts[0] = jit_kernel::cbor::to_canonical_bytes(&header).unwrap();
+    let forged = joined(&parts);
+    let refused =
+        jit_kernel::federation::bundle::import(&c.repo, &mut &forged[..], None, None).unwrap_err();
+    assert!(
+        refused.to_string().contains("carries 1 of the 2"),
+        "{refused}"
+    );
+    let report =
+        jit_kernel::federation::bundle::import(&c.repo, &mut &cosigned[..], None, None).unwrap();
+    assert_eq!(report.snapshot, snapshot);
+}

@@ -70,6 +70,10 @@ pub struct Header {
     pub inclusion: Vec<ByteArray<32>>,
     /// The signed manifest of the entry's snapshot's closure.
     pub manifest: ByteBuf,
+    /// Witnesses' cosignatures of the head: (witness universe, sealed cosignature), checked by
+    /// an importer whose policy requires witnesses.
+    #[serde(default)]
+    pub cosignatures: Vec<(ByteArray<16>, ByteBuf)>,
 }
 
 /// What a verified bundle carries.
@@ -141,6 +145,17 @@ fn read_item(input: &mut dyn Read, limit: u64, what: &str) -> Result<Option<Vec<
 /// `jit federation export --bundle FILE NAME`: writes the snapshot this universe published
 /// last as `name`, with everything needed to verify it, to `out`.
 pub fn export(repo: &Repository, name: &str, out: &mut dyn Write) -> Result<Summary> {
+    export_cosigned(repo, name, &[], None, out)
+}
+
+/// [`export`], carrying the cosignatures of the head by `witnesses` (asked over `reach`).
+pub fn export_cosigned(
+    repo: &Repository,
+    name: &str,
+    witnesses: &[Uuid],
+    reach: Option<&dyn super::witness::Reach>,
+    out: &mut dyn Write,
+) -> Result<Summary> {
     let identity = UniverseIdentity::load(repo.jit_dir())?;
     let store = repo.store();
     let txn = store.read()?;
@@ -187,7 +202,25 @@ pub fn export(repo: &Repository, name: &str, out: &mut dyn Write) -> Result<Summ
         index: entry.seq,
         inclusion: inclusion.into_iter().map(ByteArray::new).collect(),
         manifest: ByteBuf::from(identity.seal(&manifest)?),
+        cosignatures: Vec::new(),
     };
+    let mut header = header;
+    if !witnesses.is_empty() {
+        let entries: Vec<Vec<u8>> = header.entries.iter().map(|e| e.to_vec()).collect();
+        for witness in witnesses {
+            let sealed = super::witness::collect(
+                repo,
+                reach,
+                *witness,
+                identity.info.id,
+                &header.head,
+                &entries,
+            )?;
+            header
+                .cosignatures
+                .push((ByteArray::new(*witness.as_bytes()), ByteBuf::from(sealed)));
+        }
+    }
     write_item(out, &crate::cbor::to_canonical_bytes(&header)?)?;
     let mut bytes = 0u64;
     for id in &ids {
@@ -212,6 +245,7 @@ pub fn export(repo: &Repository, name: &str, out: &mut dyn Write) -> Result<Summ
 /// The header's statements, verified.
 struct Verified {
     universe: Uuid,
+    cosignatures: Vec<(ByteArray<16>, ByteBuf)>,
     chain: Vec<SignedIdentity>,
     head: SignedHead,
     head_bytes: Vec<u8>,
@@ -311,8 +345,12 @@ fn verify_header(bytes: &[u8]) -> Result<Verified> {
             ),
         ));
     }
+    if header.cosignatures.len() > MAX_CHAIN {
+        return Err(damaged("the bundle carries too many cosignatures"));
+    }
     Ok(Verified {
         universe,
+        cosignatures: header.cosignatures.clone(),
         chain,
         head,
         head_bytes: header.head.into_vec(),
@@ -440,6 +478,12 @@ pub fn import(
     let peer = peers::admit(store, universe)?;
     quarantine::check(store, universe)?;
     import::check_trust(universe, peer.trust, into)?;
+    let carried: Vec<(Uuid, Vec<u8>)> = verified
+        .cosignatures
+        .iter()
+        .map(|(w, c)| (Uuid::from_bytes(w.into_array()), c.to_vec()))
+        .collect();
+    super::witness::require_carried(store, universe, peer.trust, &verified.head_bytes, &carried)?;
     let local = local.unwrap_or(&verified.entry.name).to_owned();
     crate::refname::validate_short_name(&local)?;
     // Identity continuity and the head against what is held, as a network import checks them.

@@ -259,6 +259,19 @@ fn ask(
     head: &[u8],
     entries: &[Vec<u8>],
 ) -> Result<String> {
+    let cosignature = collect(repo, reach, witness, universe, head, entries)?;
+    check(repo.store(), witness, universe, signed, &cosignature)
+}
+
+/// Asks `witness` (over `reach`) to cosign `universe`'s head; returns the sealed cosignature.
+pub fn collect(
+    repo: &Repository,
+    reach: Option<&dyn Reach>,
+    witness: Uuid,
+    universe: Uuid,
+    head: &[u8],
+    entries: &[Vec<u8>],
+) -> Result<Vec<u8>> {
     let store = repo.store();
     let record = known::get(store, &store.read()?, witness)?
         .ok_or_else(|| refusal(Code::Forbidden, "never met (jit federation hello it)"))?;
@@ -290,8 +303,23 @@ fn ask(
         .pop()
         .ok_or_else(|| refusal(Code::SyncFailed, "no answer"))?;
     let reply: CosignReply = sync_wire::from_value(answer, "cosignature")?;
-    let cosignature =
-        Cosignature::open(&reply.cosignature, &session.identity.public_key).map_err(refused)?;
+    Ok(reply.cosignature.into_vec())
+}
+
+/// Checks a sealed cosignature offline: signed by `witness`'s key (as held here), for exactly
+/// `signed`, and not from an earlier time than one already seen from it (then recorded).
+/// Returns the witness's owner.
+pub fn check(
+    store: &Store,
+    witness: Uuid,
+    universe: Uuid,
+    signed: &SignedHead,
+    sealed: &[u8],
+) -> Result<String> {
+    let record = known::get(store, &store.read()?, witness)?
+        .ok_or_else(|| refusal(Code::Forbidden, "never met (jit federation hello it)"))?;
+    let identity = SignedIdentity::decode(&record.identity).map_err(refused)?;
+    let cosignature = Cosignature::open(sealed, &identity.doc.public_key).map_err(refused)?;
     if cosignature.witness.into_array() != *witness.as_bytes()
         || cosignature.universe.into_array() != *universe.as_bytes()
         || (
@@ -325,5 +353,54 @@ fn ask(
         record.witness_time = Some(cosignature.time);
         known::put(op, witness, &record)
     })?;
-    Ok(session.identity.owner)
+    Ok(identity.doc.owner)
+}
+
+/// The offline form of [`require`]: the cosignatures a bundle carries must satisfy the policy
+/// for `trust` (each checked with [`check`]).
+pub fn require_carried(
+    store: &Store,
+    universe: Uuid,
+    trust: Trust,
+    head: &[u8],
+    carried: &[(Uuid, Vec<u8>)],
+) -> Result<u32> {
+    let policy = policy(store, &store.read()?, trust)?;
+    if policy.k == 0 {
+        return Ok(0);
+    }
+    let signed = SignedHead::decode(head).map_err(refused)?;
+    let mut owners = std::collections::BTreeSet::new();
+    let mut said = Vec::new();
+    for (witness, sealed) in carried {
+        if !policy
+            .witnesses
+            .iter()
+            .any(|w| w.into_array() == *witness.as_bytes())
+        {
+            said.push(format!("{witness}: not a witness the policy names"));
+            continue;
+        }
+        match check(store, *witness, universe, &signed, sealed) {
+            Ok(owner) => {
+                said.push(format!("{witness}: cosigned (owner {owner:?})"));
+                owners.insert(owner);
+            }
+            Err(error) => said.push(format!("{witness}: {error}")),
+        }
+    }
+    let got = owners.len() as u32;
+    if got < policy.k {
+        return Err(refusal(
+            Code::Forbidden,
+            format!(
+                "the head of epoch {} of universe {universe} carries {got} of the {} cosignatures (from different owners) the {} policy requires ({})",
+                signed.head.epoch,
+                policy.k,
+                trust.as_str(),
+                if said.is_empty() { "none carried".to_owned() } else { said.join("; ") }
+            ),
+        ));
+    }
+    Ok(got)
 }
