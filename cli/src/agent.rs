@@ -113,6 +113,70 @@ pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode>
             }
             Ok(ExitCode::SUCCESS)
         }
+        AgentCommand::Add {
+            name,
+            public_key,
+            allow,
+        } => {
+            agents::validate_name(&name)?;
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(public_key.trim(), &mut bytes)
+                .ok()
+                .and_then(|()| ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok())
+                .with_context(|| {
+                    format!("{public_key:?} is not an ed25519 public key (64 hex characters)")
+                })?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)?;
+            let permissions = if allow.is_empty() {
+                vec![agents::CREATE_SWS.to_owned(), "commit:*".to_owned()]
+            } else {
+                allow
+            };
+            agents::register(repo.store(), &name, &key, permissions.clone())?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "agent": name, "public_key": hex::encode(bytes), "permissions": permissions })
+                );
+            } else {
+                println!(
+                    "agent {name} registered (key {}), may {}",
+                    hex::encode(bytes),
+                    permissions.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Revoke { name } => {
+            agents::revoke(repo.store(), &name)?;
+            if json {
+                println!("{}", json!({ "revoked": name }));
+            } else {
+                println!("agent {name} revoked: its messages are refused from now on");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Ls => {
+            let all = agents::list(repo.store())?;
+            if json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|(name, record)| {
+                        json!({ "agent": name, "public_key": hex::encode(&record.public_key), "permissions": record.permissions })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for (name, record) in &all {
+                    println!(
+                        "{name}\t{}\t{}",
+                        hex::encode(&record.public_key),
+                        record.permissions.join(",")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AgentCommand::Create { branch, agent } => {
             let name = acting(&jit_dir, agent)?;
             drop(repo);

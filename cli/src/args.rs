@@ -110,6 +110,13 @@ pub enum SwsCommand {
         /// The SWS.
         sws: String,
     },
+    /// Let a registered agent write and commit an SWS over the plane, as its owner may.
+    Delegate {
+        /// The SWS.
+        sws: String,
+        /// The agent's name.
+        agent: String,
+    },
 }
 
 /// Agent verbs. The acting agent is `--as NAME`, else $JIT_AGENT, else the only key in
@@ -124,6 +131,23 @@ pub enum AgentCommand {
         #[arg(long = "allow")]
         allow: Vec<String>,
     },
+    /// Register a key made anywhere (its ed25519 public key, 64 hex characters) as agent NAME.
+    Add {
+        /// The agent's name.
+        name: String,
+        /// Its public key, hex.
+        public_key: String,
+        /// Permissions (default: sws.create and commit:*); repeat for several.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+    },
+    /// Revoke an agent: its messages are refused (unknown_agent) from now on.
+    Revoke {
+        /// The agent's name.
+        name: String,
+    },
+    /// The registered agents, their keys and permissions.
+    Ls,
     /// Create an SWS owned by the agent (through the plane); prints its id.
     Create {
         /// The branch it commits to (default: the checked-out branch).

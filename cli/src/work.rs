@@ -593,6 +593,31 @@ pub fn sws_verb(
                 Ok(ExitCode::FAILURE)
             }
         }
+        SwsCommand::Delegate { sws, agent } => {
+            let id = resolve_sws(&mut kernel, &sws)?;
+            let answer = kernel.call(
+                Operation::DelegateSws,
+                jit_kernel::cbor::to_value(&jit_kernel::command::args::DelegateArgs {
+                    sws: id.clone(),
+                    agent: agent.clone(),
+                })?,
+            )?;
+            let delegates: Vec<String> = jit_kernel::cbor::from_value(
+                jit_kernel::cbor::fields::require(
+                    jit_kernel::cbor::fields::as_map(&answer, "answer")?,
+                    "delegates",
+                )?
+                .clone(),
+            )?;
+            if json {
+                return print_json(&json!({ "sws": id, "delegates": delegates }));
+            }
+            println!(
+                "{agent} may now write and commit {id} (delegates: {})",
+                delegates.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         SwsCommand::Discard { sws } => {
             let id = resolve_sws(&mut kernel, &sws)?;
             kernel.call(

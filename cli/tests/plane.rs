@@ -20,7 +20,7 @@ use jit_kernel::log::{verify_record, LogOp};
 use jit_kernel::patch::{Patch, PatchOp};
 use jit_kernel::rpc::protocol::Response;
 use jit_kernel::store::Store;
-use jit_kernel::Repository;
+use jit_kernel::{Coded, Repository};
 use jit_plane::agent::{Agent, AgentOptions};
 
 const T: Duration = Duration::from_secs(30);
@@ -602,4 +602,83 @@ fn plane_hostile_envelopes_are_refused_and_memory_stays_bounded() {
         expected,
         "only the good patches were applied"
     );
+}
+
+/// Issue #23 (enrolment): a key made elsewhere is registered with `jit agent add` and works over
+/// the daemon's plane; another agent may not write the first's SWS until `jit sws delegate`
+/// lets it; `jit agent revoke` makes the plane refuse the revoked agent (`unknown_agent`).
+#[test]
+fn plane_agents_made_elsewhere_are_added_delegated_and_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, first_key) = universe(tmp.path(), "first");
+    // A key made on another machine: only its public half reaches this one.
+    let elsewhere = SigningKey::from_bytes(&[44; 32]);
+    let public = hex::encode(elsewhere.verifying_key().to_bytes());
+    let added = json(&repo, &["agent", "add", "remote-bot", &public]);
+    assert_eq!(added["public_key"], public.as_str());
+    let listed = json(&repo, &["agent", "ls"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["first", "remote-bot"]);
+    assert!(
+        fails(&repo, &["agent", "add", "bad", "not-a-key"]).contains("not an ed25519 public key")
+    );
+
+    let mut daemon = Daemon::start(&repo);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut first = connect(&repo, "first", first_key).await;
+        let mut bot = connect(&repo, "remote-bot", elsewhere.clone()).await;
+        let sws = first.create_sws(None).await.unwrap().id;
+        first
+            .push(&sws, &put("a.txt", b"first\n".to_vec(), "p1"))
+            .await
+            .unwrap();
+        // Not the owner and not a delegate: refused.
+        let refused = bot
+            .push(&sws, &put("b.txt", b"bot\n".to_vec(), "p2"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code().as_str(), "not_owner", "{refused}");
+        let delegated = json(&repo, &["sws", "delegate", &sws, "remote-bot"]);
+        assert_eq!(delegated["delegates"], serde_json::json!(["remote-bot"]));
+        bot.push(&sws, &put("b.txt", b"bot\n".to_vec(), "p3"))
+            .await
+            .unwrap();
+        // Revoked: the plane no longer knows it.
+        ok(&repo, &["agent", "revoke", "remote-bot"]);
+        let refused = bot
+            .push(&sws, &put("c.txt", b"bot\n".to_vec(), "p4"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code().as_str(), "unknown_agent", "{refused}");
+        first.close().await;
+        bot.close().await;
+    });
+    daemon.kill();
+    let repo = Repository::open(&repo).unwrap();
+    let status = jit_kernel::sws::history(
+        repo.store(),
+        &repo.store().read().unwrap(),
+        applied_sws(&repo),
+    )
+    .unwrap();
+    let ids: Vec<String> = status.into_iter().map(|r| r.patch_id).collect();
+    assert_eq!(
+        ids,
+        vec!["p1".to_owned(), "p3".to_owned()],
+        "nothing refused was applied"
+    );
+}
+
+/// The one SWS of this universe.
+fn applied_sws(repo: &Repository) -> jit_kernel::sws::SwsId {
+    let txn = repo.store().read().unwrap();
+    let all = jit_kernel::sws::list(repo.store(), &txn).unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    all[0].0
 }

@@ -105,6 +105,18 @@ pub enum LogOp {
         /// Its ed25519 public key (hex).
         public_key: String,
     },
+    /// An agent's registration was revoked: its messages are refused from now on.
+    AgentRevoked {
+        /// The agent's name.
+        name: String,
+    },
+    /// An agent was made a delegate of an SWS (it may write and commit it).
+    SwsDelegated {
+        /// The SWS.
+        sws: String,
+        /// The agent.
+        agent: String,
+    },
     /// Nodes and refs arrived from a replica in one atomic append.
     Synced {
         /// The peer's name (or its endpoint when it has none).

@@ -552,6 +552,29 @@ pub fn discard(store: &Store, id: SwsId) -> Result<()> {
     store.operation("shadow.discard", |op| discard_in(op, id))
 }
 
+/// Makes the registered agent `agent` a delegate of SWS `id`: it may then write and commit it
+/// as its owner may. Returns the SWS's state.
+pub fn delegate(store: &Store, id: SwsId, agent: &str) -> Result<SwsState> {
+    if crate::agents::get(store, agent)?.is_none() {
+        return Err(Error::InvalidInput(format!(
+            "no agent is registered as {agent:?} (jit agent add or jit agent new)"
+        )));
+    }
+    store.operation("shadow.delegate", |op| {
+        let mut state = get(op.store(), op.txn(), id)?;
+        if !state.delegates.iter().any(|d| d == agent) {
+            state.delegates.push(agent.to_owned());
+            state.delegates.sort();
+            put_state(op, id, &state)?;
+            op.log(LogOp::SwsDelegated {
+                sws: id.to_string(),
+                agent: agent.to_owned(),
+            })?;
+        }
+        Ok(state)
+    })
+}
+
 /// [`discard`] within an operation.
 pub(crate) fn discard_in(op: &mut Op<'_>, id: SwsId) -> Result<()> {
     get(op.store(), op.txn(), id)?;

@@ -56,6 +56,7 @@ operations! {
     ListSws = "shadow.list", "Every SWS's status.";
     SwsHistory = "shadow.history", "An SWS's micro-history (the patches it took).";
     Discard = "shadow.discard", "Drop an SWS.";
+    DelegateSws = "shadow.delegate", "Let a registered agent write and commit an SWS.";
     Commit = "collapse.commit", "Collapse an SWS into a snapshot on its branch.";
     Validate = "collapse.validate", "Whether an SWS would merge cleanly (its conflicts).";
     Reset = "history.reset", "Move a branch to a revision, recording a rewrite.";

@@ -35,7 +35,7 @@ pub use recover::{
     JOURNAL_DAMAGED, JOURNAL_FILE,
 };
 pub(crate) use registry::AGENTS_TABLE;
-pub use registry::{get, register, validate_name, AgentRecord, Verified, CREATE_SWS};
+pub use registry::{get, list, register, revoke, validate_name, AgentRecord, Verified, CREATE_SWS};
 pub use window::WINDOW;
 #[cfg(test)]
 pub(crate) use window::{clock_key, previous_clock_key, Clock};

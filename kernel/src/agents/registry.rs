@@ -78,6 +78,35 @@ pub fn register(
     })
 }
 
+/// Revokes an agent: its registration is removed, so its messages are refused
+/// (`unknown_agent`) from now on. What it did stays.
+pub fn revoke(store: &Store, name: &str) -> Result<()> {
+    store.operation("agent.revoke", |op| {
+        let store = op.store();
+        if store.table(&AGENTS).get(op.txn(), name)?.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "no agent is registered as {name:?}"
+            )));
+        }
+        store.table(&AGENTS).delete(op.wtxn(), name)?;
+        op.log(LogOp::AgentRevoked {
+            name: name.to_owned(),
+        })?;
+        Ok(())
+    })
+}
+
+/// Every registered agent, by name.
+pub fn list(store: &Store) -> Result<Vec<(String, AgentRecord)>> {
+    let txn = store.read()?;
+    let mut out = Vec::new();
+    for entry in store.table(&AGENTS).iter(&txn)? {
+        let (name, raw) = entry?;
+        out.push((name.to_owned(), cbor::from_canonical_bytes(raw)?));
+    }
+    Ok(out)
+}
+
 /// Looks an agent up.
 pub fn get(store: &Store, name: &str) -> Result<Option<AgentRecord>> {
     let txn = store.read()?;

@@ -26,6 +26,16 @@ pub struct SwsArgs {
     pub sws: String,
 }
 
+/// `shadow.delegate` arguments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateArgs {
+    /// The SWS id (hex).
+    pub sws: String,
+    /// The registered agent.
+    pub agent: String,
+}
+
 /// `shadow.apply_patch` arguments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApplyArgs {

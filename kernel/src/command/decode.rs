@@ -8,7 +8,7 @@ use jit_proto::keyexpr::{SwsVerb, Target};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::args::{ApplyArgs, CommitArgs, CreateArgs, StageArgs, SwsArgs};
+use super::args::{ApplyArgs, CommitArgs, CreateArgs, DelegateArgs, StageArgs, SwsArgs};
 use super::typed::Command;
 use crate::cbor;
 use crate::error::{Error, Result};
@@ -62,6 +62,13 @@ impl Command {
             Operation::ListSws => Command::ListSws,
             Operation::SwsHistory => Command::SwsHistory(sws(payload(value)?)?),
             Operation::Discard => Command::Discard(sws(payload(value)?)?),
+            Operation::DelegateSws => {
+                let args: DelegateArgs = payload(value)?;
+                Command::DelegateSws {
+                    sws: args.sws.parse()?,
+                    agent: args.agent,
+                }
+            }
             Operation::Commit => {
                 let args: CommitArgs = payload(value)?;
                 Command::Commit {

@@ -164,6 +164,19 @@ pub fn execute(
             at.write(repo, &command, |op| sws::discard_in(op, *id))?;
             empty()
         }
+        Command::DelegateSws { sws: id, agent } => {
+            /// `shadow.delegate`'s answer.
+            #[derive(Serialize)]
+            struct Delegated {
+                sws: String,
+                delegates: Vec<String>,
+            }
+            let state = sws::delegate(store, *id, agent)?;
+            answer(&Delegated {
+                sws: id.to_string(),
+                delegates: state.delegates,
+            })
+        }
         Command::Commit { sws, declared } => {
             match at.write(repo, &command, |op| {
                 collapse::commit_in(op, *sws, &declared.info())

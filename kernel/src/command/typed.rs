@@ -46,6 +46,13 @@ pub enum Command {
     SwsHistory(SwsId),
     /// `shadow.discard` (on the plane: `jit/sws/<id>/discard`).
     Discard(SwsId),
+    /// `shadow.delegate`.
+    DelegateSws {
+        /// The SWS.
+        sws: SwsId,
+        /// The agent.
+        agent: String,
+    },
     /// `collapse.commit` (on the plane: `jit/sws/<id>/commit`).
     Commit {
         /// The SWS.
@@ -121,6 +128,7 @@ impl Command {
             Command::ListSws => Operation::ListSws,
             Command::SwsHistory(_) => Operation::SwsHistory,
             Command::Discard(_) => Operation::Discard,
+            Command::DelegateSws { .. } => Operation::DelegateSws,
             Command::Commit { .. } => Operation::Commit,
             Command::Validate(_) => Operation::Validate,
             Command::Reset(_) => Operation::Reset,
@@ -173,6 +181,7 @@ impl Command {
             | Command::CheckoutBranch(_)
             | Command::ReadFile(_) => true,
             Command::Info
+            | Command::DelegateSws { .. }
             | Command::GetNode(_)
             | Command::GetParents(_)
             | Command::Lineage(_)

@@ -360,6 +360,8 @@ fn replay(
         | LogOp::SwsCommitted { .. }
         | LogOp::SwsDiscarded { .. }
         | LogOp::AgentRegistered { .. }
+        | LogOp::AgentRevoked { .. }
+        | LogOp::SwsDelegated { .. }
         | LogOp::Synced { .. } => {}
     }
 }
