@@ -147,6 +147,37 @@ impl Agent {
         (previous + 1).max(now)
     }
 
+    /// The kernel's events from log position `from` on (at most
+    /// [`crate::server::publish::MAX_SINCE`] per call; ask again from the returned `next`):
+    /// the same bytes `jit/kernel/events` carries, so a late subscriber misses nothing.
+    pub async fn events_since(&self, from: u64) -> Result<crate::server::publish::SinceReply> {
+        let request = crate::server::publish::SinceRequest { from };
+        let body = jit_kernel::cbor::to_canonical_bytes(&request)?;
+        let key = keyexpr(&self.options.namespace, crate::server::publish::SINCE);
+        let replies = self
+            .session
+            .get(key)
+            .payload(body)
+            .timeout(self.options.attempt_timeout)
+            .await
+            .map_err(PlaneError::zenoh)?;
+        let reply = replies
+            .recv_async()
+            .await
+            .map_err(|_| PlaneError::Zenoh("no answer to jit/log/since".into()))?;
+        let sample = reply
+            .result()
+            .map_err(|e| PlaneError::Zenoh(format!("error reply: {:?}", e.payload().to_bytes())))?;
+        match Response::decode(&sample.payload().to_bytes())? {
+            Response::Ok(value) => Ok(jit_kernel::cbor::from_value(value)?),
+            Response::Err(body) => Err(PlaneError::Kernel(jit_kernel::Error::Remote {
+                code: body.code,
+                message: body.message,
+                details: body.details,
+            })),
+        }
+    }
+
     /// Builds a signed envelope for `key` (without namespace).
     pub fn envelope(&self, key: &str, payload: Value) -> Result<Envelope> {
         let ts = self.next_ts();

@@ -895,3 +895,82 @@ async fn plane_status_and_analyze_answer_what_the_rpc_answers() {
     kate.close().await;
     plane.close().await;
 }
+
+/// The `seq` of an event's bytes (None for a readiness probe).
+fn event_seq(body: &[u8]) -> Option<u64> {
+    let value = cbor::decode(body).ok()?;
+    let map = cbor::fields::as_map(&value, "event").ok()?;
+    cbor::fields::as_u64(cbor::fields::require(map, "seq").ok()?, "seq").ok()
+}
+
+/// Issue #23 (events from a log position): a subscriber that connects after 100 events asks
+/// `jit/log/since` for what it missed and receives all 100, then the live ones, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plane_a_late_subscriber_reads_every_event_since_a_position_then_live_ones() {
+    let (dir, repo) = setup(&["watcher"]);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let start = repo
+        .store()
+        .log_tail(&repo.store().read().unwrap())
+        .unwrap();
+    for i in 0..100 {
+        agents::register(
+            repo.store(),
+            &format!("early{i}"),
+            &key(100).verifying_key(),
+            vec![],
+        )
+        .unwrap();
+    }
+    // Late: subscribe first, then ask from the position wanted.
+    let watcher = agent(dir.path(), "watcher", 1).await;
+    let live = watcher
+        .session()
+        .declare_subscriber("jit/kernel/events")
+        .await
+        .unwrap();
+    await_route(&plane, &live).await;
+    let mut seen: Vec<u64> = Vec::new();
+    let mut from = start + 1;
+    loop {
+        let reply = tokio::time::timeout(T, watcher.events_since(from))
+            .await
+            .unwrap()
+            .unwrap();
+        seen.extend(reply.events.iter().filter_map(|e| event_seq(e)));
+        if reply.next > reply.tail {
+            break;
+        }
+        from = reply.next;
+    }
+    let expected: Vec<u64> = (start + 1..=start + 100).collect();
+    assert_eq!(seen, expected, "all 100 events it missed, in order");
+    // Then live ones, from the position after the last one read; nothing twice.
+    for i in 0..5 {
+        agents::register(
+            repo.store(),
+            &format!("late{i}"),
+            &key(101).verifying_key(),
+            vec![],
+        )
+        .unwrap();
+    }
+    let mut fresh = Vec::new();
+    while fresh.len() < 5 {
+        let sample = tokio::time::timeout(T, live.recv_async())
+            .await
+            .expect("a live event is missing")
+            .unwrap();
+        if let Some(seq) = event_seq(&sample.payload().to_bytes()) {
+            if seq > *seen.last().unwrap() {
+                fresh.push(seq);
+            }
+        }
+    }
+    assert_eq!(fresh, (start + 101..=start + 105).collect::<Vec<_>>());
+    // Asking from beyond the log's end gives nothing, and says where the end is.
+    let beyond = watcher.events_since(u64::MAX).await.unwrap();
+    assert!(beyond.events.is_empty());
+    assert_eq!(beyond.tail, start + 105);
+    plane.close().await;
+}

@@ -14,7 +14,7 @@
 
 mod deliver;
 mod options;
-mod publish;
+pub mod publish;
 mod settle;
 mod verify;
 mod work;
@@ -107,6 +107,10 @@ impl Plane {
             .declare_queryable(keyexpr(&options.namespace, crate::sync::SYNC_KEYS))
             .await
             .map_err(PlaneError::zenoh)?;
+        let since_queries = session
+            .declare_queryable(keyexpr(&options.namespace, publish::SINCE))
+            .await
+            .map_err(PlaneError::zenoh)?;
         let federation_queries = session
             .declare_queryable(keyexpr(&options.namespace, crate::sync::FEDERATION_KEYS))
             .await
@@ -187,6 +191,10 @@ impl Plane {
                 every,
             )));
         }
+        tasks.push(tokio::spawn(publish::serve_since(
+            repo.clone(),
+            since_queries,
+        )));
         tasks.push(tokio::spawn(publish_events(
             session.clone(),
             repo.clone(),

@@ -71,3 +71,77 @@ fn read_from(repo: &Repository, from: u64) -> jit_kernel::Result<Vec<(u64, Vec<u
     }
     Ok(out)
 }
+
+/// The key of the query that reads events from a log position (`jit/log/since`).
+pub const SINCE: &str = "jit/log/since";
+/// Most events one `jit/log/since` answer carries (ask again from `next` for more).
+pub const MAX_SINCE: usize = 1024;
+
+/// `jit/log/since`'s request: events from log position `from` on.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinceRequest {
+    /// The first log position wanted (the first record is 1).
+    pub from: u64,
+}
+
+/// `jit/log/since`'s answer.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinceReply {
+    /// The events from `from`, in log order: the same bytes `jit/kernel/events` carries.
+    pub events: Vec<serde_bytes::ByteBuf>,
+    /// The position to ask from next.
+    pub next: u64,
+    /// The log's last position when this was read.
+    pub tail: u64,
+}
+
+fn since(repo: &Repository, payload: &[u8]) -> jit_kernel::Result<SinceReply> {
+    let request: SinceRequest = jit_kernel::cbor::from_canonical_bytes(payload)
+        .map_err(|e| jit_kernel::Error::InvalidInput(format!("bad jit/log/since request: {e}")))?;
+    let from = request.from.max(1);
+    let tail = tail(repo)?;
+    let mut events = Vec::new();
+    let mut next = from;
+    for (seq, body, _) in read_from(repo, from)?.into_iter().take(MAX_SINCE) {
+        events.push(serde_bytes::ByteBuf::from(body));
+        next = seq + 1;
+    }
+    Ok(SinceReply { events, next, tail })
+}
+
+/// Answers `jit/log/since` queries until the queryable closes: the log is the source of truth,
+/// so a subscriber that connects late asks for what it missed (subscribe first, then ask from
+/// the position it needs, and drop live events it already has by their position).
+pub(super) async fn serve_since(
+    repo: Arc<Repository>,
+    queryable: zenoh::query::Queryable<zenoh::handlers::FifoChannelHandler<zenoh::query::Query>>,
+) {
+    use zenoh::Wait;
+    while let Ok(query) = queryable.recv_async().await {
+        let repo = repo.clone();
+        tokio::task::spawn_blocking(move || {
+            let payload = query
+                .payload()
+                .map(|p| p.to_bytes().to_vec())
+                .unwrap_or_default();
+            let response = match since(&repo, &payload).and_then(|reply| {
+                Ok(jit_kernel::rpc::protocol::Response::Ok(
+                    jit_kernel::cbor::to_value(&reply)?,
+                ))
+            }) {
+                Ok(response) => response,
+                Err(error) => jit_kernel::rpc::protocol::error_response(&error),
+            };
+            match response.encode() {
+                Ok(body) => {
+                    if let Err(e) = query.reply(query.key_expr().clone(), body).wait() {
+                        tracing::warn!(%e, "jit/log/since reply failed");
+                    }
+                }
+                Err(e) => tracing::warn!(%e, "cannot encode a jit/log/since reply"),
+            }
+        });
+    }
+}
