@@ -974,3 +974,106 @@ async fn plane_a_late_subscriber_reads_every_event_since_a_position_then_live_on
     assert_eq!(beyond.tail, start + 105);
     plane.close().await;
 }
+
+/// Issue #23 (reads over the plane): an agent reads a file of its SWS (its blob id and size, a
+/// range of a large one), the SWS's diff and micro-history; another agent may not read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plane_an_agent_reads_its_sws_files_diff_and_history() {
+    let (dir, repo) = setup(&["reader", "stranger"]);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let mut reader = agent(dir.path(), "reader", 1).await;
+    let mut stranger = agent(dir.path(), "stranger", 2).await;
+    let sws = create_sws(&mut reader).await.id;
+    let large: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let patch = Patch {
+        id: "p1".into(),
+        author: "reader".into(),
+        ts: 0,
+        ops: vec![
+            PatchOp::Put {
+                path: "small.txt".into(),
+                content: b"hello\n".to_vec(),
+                executable: false,
+            },
+            PatchOp::Put {
+                path: "big.bin".into(),
+                content: large.clone(),
+                executable: false,
+            },
+        ],
+    };
+    tokio::time::timeout(T, reader.push(&sws, &patch))
+        .await
+        .unwrap()
+        .unwrap();
+    let read = |path: &str, range: Option<(u64, u64)>| {
+        let mut args = vec![(Value::Text("path".into()), Value::Text(path.into()))];
+        if let Some((offset, len)) = range {
+            args.push((Value::Text("offset".into()), Value::Integer(offset.into())));
+            args.push((Value::Text("len".into()), Value::Integer(len.into())));
+        }
+        Value::Map(args)
+    };
+    let key = format!("jit/sws/{sws}/read");
+    let small = reader.request(&key, read("small.txt", None)).await.unwrap();
+    let field = |v: &Value, k: &str| {
+        cbor::fields::require(cbor::fields::as_map(v, "r").unwrap(), k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(field(&small, "content"), Value::Bytes(b"hello\n".to_vec()));
+    // The plane acknowledges from its journal; the id follows from the content alone.
+    let blob = content::split_bytes(b"hello\n").unwrap().0;
+    assert_eq!(
+        field(&small, "blob"),
+        Value::Text(blob.to_hex()),
+        "the id an edit's base needs"
+    );
+    let range = reader
+        .request(&key, read("big.bin", Some((100_000, 50))))
+        .await
+        .unwrap();
+    assert_eq!(
+        field(&range, "content"),
+        Value::Bytes(large[100_000..100_050].to_vec())
+    );
+    assert_eq!(field(&range, "size"), Value::Integer(300_000u64.into()));
+    let diff = reader
+        .request(&format!("jit/sws/{sws}/diff"), Value::Map(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        cbor::fields::as_array(&diff, "diff").unwrap().len(),
+        2,
+        "{diff:?}"
+    );
+    let history = reader
+        .request(&format!("jit/sws/{sws}/history"), Value::Map(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        cbor::fields::as_array(&history, "history").unwrap().len(),
+        1
+    );
+    let missing = reader
+        .request(&key, read("nope.txt", None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        jit_kernel::Coded::code(&missing).as_str(),
+        "path_not_found",
+        "{missing}"
+    );
+    let refused = stranger
+        .request(&key, read("small.txt", None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        jit_kernel::Coded::code(&refused).as_str(),
+        "not_owner",
+        "{refused}"
+    );
+    reader.close().await;
+    stranger.close().await;
+    plane.close().await;
+}

@@ -30,16 +30,25 @@ pub enum SwsVerb {
     Status,
     /// Whether it would merge cleanly.
     Analyze,
+    /// Read a file of its working tree (`{path, offset?, len?}`).
+    Read,
+    /// Its changed paths.
+    Diff,
+    /// Its micro-history (the patches it took).
+    History,
 }
 
 impl SwsVerb {
     /// Every verb.
-    pub const ALL: [SwsVerb; 5] = [
+    pub const ALL: [SwsVerb; 8] = [
         SwsVerb::Patch,
         SwsVerb::Commit,
         SwsVerb::Discard,
         SwsVerb::Status,
         SwsVerb::Analyze,
+        SwsVerb::Read,
+        SwsVerb::Diff,
+        SwsVerb::History,
     ];
 
     /// The verb's last key segment.
@@ -50,6 +59,9 @@ impl SwsVerb {
             SwsVerb::Discard => "discard",
             SwsVerb::Status => "status",
             SwsVerb::Analyze => "analyze",
+            SwsVerb::Read => "read",
+            SwsVerb::Diff => "diff",
+            SwsVerb::History => "history",
         }
     }
 

@@ -26,6 +26,27 @@ pub struct SwsArgs {
     pub sws: String,
 }
 
+/// `shadow.read` arguments (on the plane, `jit/sws/<id>/read`): a file of an SWS's working
+/// tree, whole or a range of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwsReadArgs {
+    /// The SWS id (hex); taken from the key on the plane.
+    #[serde(default)]
+    pub sws: Option<String>,
+    /// The path.
+    pub path: String,
+    /// Where the range starts (default 0).
+    #[serde(default)]
+    pub offset: u64,
+    /// How many bytes (default and most: [`MAX_READ`]).
+    #[serde(default)]
+    pub len: Option<u64>,
+}
+
+/// Most content bytes one read answers (ask again from the next offset for more).
+pub const MAX_READ: u64 = 4 << 20;
+
 /// `shadow.delegate` arguments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

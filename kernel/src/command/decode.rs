@@ -62,6 +62,15 @@ impl Command {
             Operation::ListSws => Command::ListSws,
             Operation::SwsHistory => Command::SwsHistory(sws(payload(value)?)?),
             Operation::Discard => Command::Discard(sws(payload(value)?)?),
+            Operation::ReadSws => {
+                let args: super::args::SwsReadArgs = payload(value)?;
+                let id = args
+                    .sws
+                    .as_deref()
+                    .ok_or_else(|| Error::InvalidInput("shadow.read needs sws".into()))?
+                    .parse()?;
+                Command::ReadSws { sws: id, args }
+            }
             Operation::DelegateSws => {
                 let args: DelegateArgs = payload(value)?;
                 Command::DelegateSws {
@@ -148,6 +157,12 @@ impl Command {
             SwsVerb::Discard => Command::Discard(sws),
             SwsVerb::Status => Command::SwsStatus(sws),
             SwsVerb::Analyze => Command::Validate(sws),
+            SwsVerb::Diff => Command::SwsDiff(sws),
+            SwsVerb::History => Command::SwsHistory(sws),
+            SwsVerb::Read => Command::ReadSws {
+                sws,
+                args: payload(value.clone())?,
+            },
         })
     }
 }

@@ -160,6 +160,7 @@ pub fn execute(
                 .collect::<Result<Vec<_>>>()
         })?),
         Command::SwsHistory(id) => answer(&at.read(repo, |txn| sws::history(store, txn, *id))?),
+        Command::ReadSws { sws: id, args } => at.read(repo, |txn| read_sws(store, txn, *id, args)),
         Command::Discard(id) => {
             at.write(repo, &command, |op| sws::discard_in(op, *id))?;
             empty()
@@ -369,6 +370,46 @@ fn read_file(repo: &Repository, args: &ReadArgs) -> Result<Value> {
             Value::Text(entry.as_str().into()),
         ),
         (Value::Text("content".into()), Value::Bytes(data)),
+    ]))
+}
+
+/// `shadow.read`: a file of an SWS's working tree — its kind, blob id and size, and the bytes
+/// of the range asked (at most [`super::args::MAX_READ`]).
+fn read_sws(
+    store: &crate::store::Store,
+    txn: &ReadTxn<'_>,
+    id: SwsId,
+    args: &super::args::SwsReadArgs,
+) -> Result<Value> {
+    let state = sws::get(store, txn, id)?;
+    let src = SwsSource::new(store, txn, id);
+    let entry = tree::lookup(&src, &state.tree, args.path.as_bytes())?.ok_or_else(|| {
+        Error::PathNotFound {
+            path: args.path.clone(),
+            rev: format!("SWS {id}"),
+        }
+    })?;
+    if entry.kind == EntryKind::Directory {
+        return Err(Error::InvalidInput(format!("{} is a directory", args.path)));
+    }
+    let size = content::blob_size(&src, &entry.id)?;
+    let len = args
+        .len
+        .unwrap_or(super::args::MAX_READ)
+        .min(super::args::MAX_READ)
+        .min(size.saturating_sub(args.offset));
+    let data = if len == 0 {
+        Vec::new()
+    } else {
+        content::read_range(&src, &entry.id, args.offset, len as usize)?
+    };
+    let text = |s: &str| Value::Text(s.into());
+    Ok(Value::Map(vec![
+        (text("blob"), Value::Text(entry.id.to_hex())),
+        (text("content"), Value::Bytes(data)),
+        (text("kind"), Value::Text(entry.kind.as_str().into())),
+        (text("offset"), Value::Integer(args.offset.into())),
+        (text("size"), Value::Integer(size.into())),
     ]))
 }
 

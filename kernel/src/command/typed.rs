@@ -46,6 +46,13 @@ pub enum Command {
     SwsHistory(SwsId),
     /// `shadow.discard` (on the plane: `jit/sws/<id>/discard`).
     Discard(SwsId),
+    /// `shadow.read` (on the plane: `jit/sws/<id>/read`).
+    ReadSws {
+        /// The SWS.
+        sws: SwsId,
+        /// The path, offset and length.
+        args: super::args::SwsReadArgs,
+    },
     /// `shadow.delegate`.
     DelegateSws {
         /// The SWS.
@@ -129,6 +136,7 @@ impl Command {
             Command::SwsHistory(_) => Operation::SwsHistory,
             Command::Discard(_) => Operation::Discard,
             Command::DelegateSws { .. } => Operation::DelegateSws,
+            Command::ReadSws { .. } => Operation::ReadSws,
             Command::Commit { .. } => Operation::Commit,
             Command::Validate(_) => Operation::Validate,
             Command::Reset(_) => Operation::Reset,
@@ -170,6 +178,7 @@ impl Command {
             | Command::Stage { .. }
             | Command::SwsStatus(_)
             | Command::SwsDiff(_)
+            | Command::ReadSws { .. }
             | Command::ListSws
             | Command::SwsHistory(_)
             | Command::Discard(_)
@@ -219,6 +228,9 @@ impl Command {
             Command::CreateSws(args) => Permission::CreateSws { owner: &args.owner },
             Command::ApplyPatch { sws, .. }
             | Command::SwsStatus(sws)
+            | Command::SwsDiff(sws)
+            | Command::SwsHistory(sws)
+            | Command::ReadSws { sws, .. }
             | Command::Discard(sws)
             | Command::Validate(sws) => Permission::UseSws(*sws),
             Command::Commit { sws, .. } => Permission::CommitSws(*sws),
@@ -234,6 +246,9 @@ impl Command {
             Command::CreateSws(_)
                 | Command::ApplyPatch { .. }
                 | Command::SwsStatus(_)
+                | Command::SwsDiff(_)
+                | Command::SwsHistory(_)
+                | Command::ReadSws { .. }
                 | Command::Discard(_)
                 | Command::Commit { .. }
                 | Command::Validate(_)
