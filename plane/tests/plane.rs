@@ -976,9 +976,10 @@ async fn plane_a_late_subscriber_reads_every_event_since_a_position_then_live_on
 }
 
 /// Issue #23 (reads over the plane): an agent reads a file of its SWS (its blob id and size, a
-/// range of a large one), the SWS's diff and micro-history; another agent may not read it.
+/// range of a large one), lists a directory, reads the SWS's diff and micro-history; another
+/// agent may not read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plane_an_agent_reads_its_sws_files_diff_and_history() {
+async fn plane_an_agent_reads_its_sws_files_directories_diff_and_history() {
     let (dir, repo) = setup(&["reader", "stranger"]);
     let plane = plane(&repo, dir.path(), |_| {}).await;
     let mut reader = agent(dir.path(), "reader", 1).await;
@@ -1054,6 +1055,25 @@ async fn plane_an_agent_reads_its_sws_files_diff_and_history() {
     assert_eq!(
         cbor::fields::as_array(&history, "history").unwrap().len(),
         1
+    );
+    let listed = reader
+        .request(&format!("jit/sws/{sws}/list"), Value::Map(vec![]))
+        .await
+        .unwrap();
+    let entries = cbor::fields::as_array(&field(&listed, "entries"), "entries")
+        .unwrap()
+        .iter()
+        .map(|e| (field(e, "name"), field(e, "size")))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        entries,
+        vec![
+            (
+                Value::Text("big.bin".into()),
+                Value::Integer(300_000u64.into())
+            ),
+            (Value::Text("small.txt".into()), Value::Integer(6u64.into())),
+        ]
     );
     let missing = reader
         .request(&key, read("nope.txt", None))

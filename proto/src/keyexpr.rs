@@ -36,11 +36,13 @@ pub enum SwsVerb {
     Diff,
     /// Its micro-history (the patches it took).
     History,
+    /// List a directory of its working tree (`{path?}`).
+    List,
 }
 
 impl SwsVerb {
     /// Every verb.
-    pub const ALL: [SwsVerb; 8] = [
+    pub const ALL: [SwsVerb; 9] = [
         SwsVerb::Patch,
         SwsVerb::Commit,
         SwsVerb::Discard,
@@ -49,6 +51,7 @@ impl SwsVerb {
         SwsVerb::Read,
         SwsVerb::Diff,
         SwsVerb::History,
+        SwsVerb::List,
     ];
 
     /// The verb's last key segment.
@@ -62,6 +65,7 @@ impl SwsVerb {
             SwsVerb::Read => "read",
             SwsVerb::Diff => "diff",
             SwsVerb::History => "history",
+            SwsVerb::List => "list",
         }
     }
 

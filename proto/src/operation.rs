@@ -57,6 +57,7 @@ operations! {
     SwsHistory = "shadow.history", "An SWS's micro-history (the patches it took).";
     Discard = "shadow.discard", "Drop an SWS.";
     DelegateSws = "shadow.delegate", "Let a registered agent write and commit an SWS.";
+    ListSwsDir = "shadow.ls", "A directory of an SWS's working tree: each entry's name, kind, blob id and size.";
     ReadSws = "shadow.read", "A file of an SWS's working tree (a range of it), with its blob id and size.";
     Commit = "collapse.commit", "Collapse an SWS into a snapshot on its branch.";
     Validate = "collapse.validate", "Whether an SWS would merge cleanly (its conflicts).";

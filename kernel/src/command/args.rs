@@ -44,6 +44,19 @@ pub struct SwsReadArgs {
     pub len: Option<u64>,
 }
 
+/// `shadow.ls` arguments (on the plane, `jit/sws/<id>/list`): a directory of an SWS's working
+/// tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwsListArgs {
+    /// The SWS id (hex); taken from the key on the plane.
+    #[serde(default)]
+    pub sws: Option<String>,
+    /// The directory (default: the root).
+    #[serde(default)]
+    pub path: String,
+}
+
 /// Most content bytes one read answers (ask again from the next offset for more).
 pub const MAX_READ: u64 = 4 << 20;
 

@@ -62,6 +62,15 @@ impl Command {
             Operation::ListSws => Command::ListSws,
             Operation::SwsHistory => Command::SwsHistory(sws(payload(value)?)?),
             Operation::Discard => Command::Discard(sws(payload(value)?)?),
+            Operation::ListSwsDir => {
+                let args: super::args::SwsListArgs = payload(value)?;
+                let id = args
+                    .sws
+                    .as_deref()
+                    .ok_or_else(|| Error::InvalidInput("shadow.ls needs sws".into()))?
+                    .parse()?;
+                Command::ListSwsDir { sws: id, args }
+            }
             Operation::ReadSws => {
                 let args: super::args::SwsReadArgs = payload(value)?;
                 let id = args
@@ -159,6 +168,10 @@ impl Command {
             SwsVerb::Analyze => Command::Validate(sws),
             SwsVerb::Diff => Command::SwsDiff(sws),
             SwsVerb::History => Command::SwsHistory(sws),
+            SwsVerb::List => Command::ListSwsDir {
+                sws,
+                args: payload(value.clone())?,
+            },
             SwsVerb::Read => Command::ReadSws {
                 sws,
                 args: payload(value.clone())?,

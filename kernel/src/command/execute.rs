@@ -161,6 +161,9 @@ pub fn execute(
         })?),
         Command::SwsHistory(id) => answer(&at.read(repo, |txn| sws::history(store, txn, *id))?),
         Command::ReadSws { sws: id, args } => at.read(repo, |txn| read_sws(store, txn, *id, args)),
+        Command::ListSwsDir { sws: id, args } => {
+            at.read(repo, |txn| list_sws_dir(store, txn, *id, &args.path))
+        }
         Command::Discard(id) => {
             at.write(repo, &command, |op| sws::discard_in(op, *id))?;
             empty()
@@ -411,6 +414,52 @@ fn read_sws(
         (text("offset"), Value::Integer(args.offset.into())),
         (text("size"), Value::Integer(size.into())),
     ]))
+}
+
+/// `shadow.ls`: a directory of an SWS's working tree — each entry's name, kind, blob (or tree)
+/// id and, for files, size.
+fn list_sws_dir(
+    store: &crate::store::Store,
+    txn: &ReadTxn<'_>,
+    id: SwsId,
+    path: &str,
+) -> Result<Value> {
+    let state = sws::get(store, txn, id)?;
+    let src = SwsSource::new(store, txn, id);
+    let dir = if path.is_empty() {
+        state.tree
+    } else {
+        let entry = tree::lookup(&src, &state.tree, path.as_bytes())?.ok_or_else(|| {
+            Error::PathNotFound {
+                path: path.to_owned(),
+                rev: format!("SWS {id}"),
+            }
+        })?;
+        if entry.kind != EntryKind::Directory {
+            return Err(Error::InvalidInput(format!("{path} is not a directory")));
+        }
+        entry.id
+    };
+    let text = |s: &str| Value::Text(s.into());
+    let mut entries = Vec::new();
+    for entry in tree::load(&src, &dir)?.entries {
+        let mut fields = vec![
+            (text("id"), Value::Text(entry.id.to_hex())),
+            (text("kind"), Value::Text(entry.kind.as_str().into())),
+            (
+                text("name"),
+                Value::Text(String::from_utf8_lossy(&entry.name).into_owned()),
+            ),
+        ];
+        if entry.kind != EntryKind::Directory {
+            fields.push((
+                text("size"),
+                Value::Integer(content::blob_size(&src, &entry.id)?.into()),
+            ));
+        }
+        entries.push(Value::Map(fields));
+    }
+    Ok(Value::Map(vec![(text("entries"), Value::Array(entries))]))
 }
 
 fn read_path(src: &dyn Source, root: &NodeId, path: &str) -> Result<(EntryKind, Vec<u8>)> {

@@ -46,6 +46,13 @@ pub enum Command {
     SwsHistory(SwsId),
     /// `shadow.discard` (on the plane: `jit/sws/<id>/discard`).
     Discard(SwsId),
+    /// `shadow.ls` (on the plane: `jit/sws/<id>/list`).
+    ListSwsDir {
+        /// The SWS.
+        sws: SwsId,
+        /// The directory.
+        args: super::args::SwsListArgs,
+    },
     /// `shadow.read` (on the plane: `jit/sws/<id>/read`).
     ReadSws {
         /// The SWS.
@@ -137,6 +144,7 @@ impl Command {
             Command::Discard(_) => Operation::Discard,
             Command::DelegateSws { .. } => Operation::DelegateSws,
             Command::ReadSws { .. } => Operation::ReadSws,
+            Command::ListSwsDir { .. } => Operation::ListSwsDir,
             Command::Commit { .. } => Operation::Commit,
             Command::Validate(_) => Operation::Validate,
             Command::Reset(_) => Operation::Reset,
@@ -179,6 +187,7 @@ impl Command {
             | Command::SwsStatus(_)
             | Command::SwsDiff(_)
             | Command::ReadSws { .. }
+            | Command::ListSwsDir { .. }
             | Command::ListSws
             | Command::SwsHistory(_)
             | Command::Discard(_)
@@ -231,6 +240,7 @@ impl Command {
             | Command::SwsDiff(sws)
             | Command::SwsHistory(sws)
             | Command::ReadSws { sws, .. }
+            | Command::ListSwsDir { sws, .. }
             | Command::Discard(sws)
             | Command::Validate(sws) => Permission::UseSws(*sws),
             Command::Commit { sws, .. } => Permission::CommitSws(*sws),
@@ -249,6 +259,7 @@ impl Command {
                 | Command::SwsDiff(_)
                 | Command::SwsHistory(_)
                 | Command::ReadSws { .. }
+                | Command::ListSwsDir { .. }
                 | Command::Discard(_)
                 | Command::Commit { .. }
                 | Command::Validate(_)
