@@ -607,7 +607,7 @@ fn trust_policy_an_untrusted_universe_is_linked_but_enters_a_branch_only_with_an
     let tip = b.tip();
     let import_into = |into: &import::Into, local: &str| {
         let mut remote = a.remote(&rt).unwrap();
-        let result = import::import_into(
+        let result = import::import_with(
             &b.repo,
             &mut remote,
             None,
@@ -615,6 +615,7 @@ fn trust_policy_an_untrusted_universe_is_linked_but_enters_a_branch_only_with_an
             "release",
             local,
             Some(into),
+            None,
             &Quiet,
         );
         remote.close();
@@ -1858,9 +1859,16 @@ fn split_view_is_caught_by_one_gossip_round_and_the_proof_stands_alone() {
     proof.verify(&public).expect("verifies with the key alone");
     assert_eq!(proof.evidence_kind(), "same-epoch");
 
-    // A release sticks: the same proof heard again does not quarantine B again.
+    // A release sticks: the same proof heard again (as the next round would bring it) does not
+    // quarantine B again, and is not passed on.
     jit_kernel::federation::quarantine::release(b.repo.store(), alpha, false).unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let note = jit_kernel::federation::gossip::proof_notes(d.repo.store())
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        jit_kernel::federation::gossip::hear_proof(b.repo.store(), &note).unwrap(),
+        None
+    );
     assert!(b.known_id(alpha).unwrap().quarantine.is_none());
 }
 

@@ -172,25 +172,24 @@ pub fn entries<'t>(
 }
 
 /// One universe's imported nodes as a [`Source`]: what the mount and `jit cat` read an imported
-/// snapshot through. With `staged`, nodes an import has staged are read too (its own checks
-/// before it commits).
+/// snapshot through. Reads look in one table, with no pending check: a pending node is reached
+/// only from the closure of the import that stages it (which commits or drops it), never from a
+/// committed import, so the mount's reads pay one lookup per node.
 pub struct Foreign<'a, 't> {
     store: &'a Store,
     txn: &'a ReadTxn<'t>,
     universe: Uuid,
-    staged: bool,
-    /// Committed nodes are handed out without hashing them again (see [`Foreign::checking`]).
+    /// Nodes are handed out without hashing them again (see [`Foreign::checking`]).
     trust_committed: bool,
 }
 
 impl<'a, 't> Foreign<'a, 't> {
-    /// `universe`'s committed nodes as `txn` sees them.
+    /// `universe`'s nodes as `txn` sees them, each verified against its id as it is read.
     pub fn new(store: &'a Store, txn: &'a ReadTxn<'t>, universe: Uuid) -> Self {
         Foreign {
             store,
             txn,
             universe,
-            staged: false,
             trust_committed: false,
         }
     }
@@ -205,7 +204,6 @@ impl<'a, 't> Foreign<'a, 't> {
             store,
             txn,
             universe,
-            staged: true,
             trust_committed: true,
         }
     }
@@ -217,9 +215,6 @@ impl Source for Foreign<'_, '_> {
         let Some(bytes) = self.store.table(&NODES).get(self.txn, &key)? else {
             return Ok(None);
         };
-        if !self.staged && pending(self.store, self.txn, &key)? {
-            return Ok(None);
-        }
         if self.trust_committed {
             return Ok(Some(bytes));
         }

@@ -223,7 +223,7 @@ pub(crate) fn record_proof(
         ),
         held: Some(ByteBuf::from(proof.first.encode()?)),
         offered: Some(ByteBuf::from(proof.second.encode()?)),
-        at: i64::try_from(super::session::now()).unwrap_or(i64::MAX),
+        at: super::session::now_signed(),
     };
     let error = quarantine::refusal_for(universe, &quarantine);
     store.operation("federation.equivocation", |op| {

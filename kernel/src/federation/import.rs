@@ -128,27 +128,10 @@ pub fn import(
     )
 }
 
-/// [`import`], also committing the import into a branch ([`Into`]). An untrusted universe can be
-/// linked but never committed into a branch unless `override_trust` says so (`forbidden`,
-/// refused before the network is touched when the universe is named).
-#[allow(clippy::too_many_arguments)]
-pub fn import_into(
-    repo: &Repository,
-    remote: &mut dyn Remote,
-    endpoint: Option<&str>,
-    expected: Option<Uuid>,
-    published: &str,
-    local: &str,
-    into: Option<&Into>,
-    progress: &dyn SyncProgress,
-) -> Result<ImportReport> {
-    import_with(
-        repo, remote, endpoint, expected, published, local, into, None, progress,
-    )
-}
-
-/// [`import_into`], reaching the witnesses the policy for the universe's trust level requires
-/// through `reach` ([`super::witness`]).
+/// [`import`], also committing the import into a branch ([`Into`]) and reaching the witnesses
+/// the policy for the universe's trust level requires through `reach` ([`super::witness`]). An
+/// untrusted universe can be linked but never committed into a branch unless `override_trust`
+/// says so (`forbidden`, refused before the network is touched when the universe is named).
 #[allow(clippy::too_many_arguments)]
 pub fn import_with(
     repo: &Repository,

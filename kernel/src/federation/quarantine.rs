@@ -84,7 +84,7 @@ pub(crate) fn impose_with(
             reason: fault.to_string(),
             held: known.head.clone(),
             offered: offered.map(serde_bytes::ByteBuf::from),
-            at: chrono_now(),
+            at: super::session::now_signed(),
         };
         known.quarantine = Some(quarantine.clone());
         if let Some(proof) = &proof {
@@ -126,8 +126,4 @@ pub fn release(store: &Store, universe: Uuid, forget: bool) -> Result<()> {
         store.audit("federation.release", &record)?;
     }
     Ok(())
-}
-
-fn chrono_now() -> i64 {
-    i64::try_from(super::session::now()).unwrap_or(i64::MAX)
 }

@@ -99,6 +99,11 @@ pub fn check(key: &[u8; 32], token: &[u8], now: u64) -> Result<Session> {
     })
 }
 
+/// Seconds since the epoch, as the signed time records keep.
+pub(crate) fn now_signed() -> i64 {
+    i64::try_from(now()).unwrap_or(i64::MAX)
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

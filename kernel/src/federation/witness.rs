@@ -209,27 +209,43 @@ pub fn require(
         return Ok(0);
     }
     let signed = SignedHead::decode(head).map_err(refused)?;
-    // Cosignatures count once per owner: witnesses run by one party are one voice.
+    let answers = policy
+        .witnesses
+        .iter()
+        .map(|w| {
+            let witness = Uuid::from_bytes(w.into_array());
+            let owner = ask(repo, reach, witness, universe, &signed, head, entries);
+            (witness, owner)
+        })
+        .collect();
+    tally(&policy, trust, universe, &signed, answers, "has")
+}
+
+/// Counts the cosignatures `answers` gave (each witness's owner, or why it gave none) once per
+/// owner against `policy`. A witness that saw a fork proves the publisher equivocated; fewer
+/// cosignatures than required are refused, as frozen when a witness said so.
+fn tally(
+    policy: &Policy,
+    trust: Trust,
+    universe: Uuid,
+    signed: &SignedHead,
+    answers: Vec<(Uuid, Result<String>)>,
+    verb: &str,
+) -> Result<u32> {
+    // Witnesses run by one party are one voice.
     let mut owners = std::collections::BTreeSet::new();
     let mut said = Vec::new();
-    let mut fork = None;
-    for witness in &policy.witnesses {
-        let witness = Uuid::from_bytes(witness.into_array());
-        match ask(repo, reach, witness, universe, &signed, head, entries) {
+    for (witness, answer) in answers {
+        match answer {
             Ok(owner) => {
                 said.push(format!("{witness}: cosigned (owner {owner:?})"));
                 owners.insert(owner);
             }
-            Err(error) => {
-                if error.code() == Code::Equivocation {
-                    fork = Some(error.to_string());
-                }
-                said.push(format!("{witness}: {error}"));
+            Err(error) if error.code() == Code::Equivocation => {
+                return Err(refusal(Code::Equivocation, error.to_string()))
             }
+            Err(error) => said.push(format!("{witness}: {error}")),
         }
-    }
-    if let Some(fork) = fork {
-        return Err(refusal(Code::Equivocation, fork));
     }
     let got = owners.len() as u32;
     if got < policy.k {
@@ -237,12 +253,12 @@ pub fn require(
         return Err(refusal(
             if frozen { Code::Stale } else { Code::Forbidden },
             format!(
-                "{}the head of epoch {} of universe {universe} has {got} of the {} cosignatures (from different owners) the {} policy requires ({})",
+                "{}the head of epoch {} of universe {universe} {verb} {got} of the {} cosignatures (from different owners) the {} policy requires ({})",
                 if frozen { "frozen: " } else { "" },
                 signed.head.epoch,
                 policy.k,
                 trust.as_str(),
-                said.join("; ")
+                if said.is_empty() { "none".to_owned() } else { said.join("; ") }
             ),
         ));
     }
@@ -370,37 +386,20 @@ pub fn require_carried(
         return Ok(0);
     }
     let signed = SignedHead::decode(head).map_err(refused)?;
-    let mut owners = std::collections::BTreeSet::new();
-    let mut said = Vec::new();
-    for (witness, sealed) in carried {
-        if !policy
-            .witnesses
-            .iter()
-            .any(|w| w.into_array() == *witness.as_bytes())
-        {
-            said.push(format!("{witness}: not a witness the policy names"));
-            continue;
-        }
-        match check(store, *witness, universe, &signed, sealed) {
-            Ok(owner) => {
-                said.push(format!("{witness}: cosigned (owner {owner:?})"));
-                owners.insert(owner);
-            }
-            Err(error) => said.push(format!("{witness}: {error}")),
-        }
-    }
-    let got = owners.len() as u32;
-    if got < policy.k {
-        return Err(refusal(
-            Code::Forbidden,
-            format!(
-                "the head of epoch {} of universe {universe} carries {got} of the {} cosignatures (from different owners) the {} policy requires ({})",
-                signed.head.epoch,
-                policy.k,
-                trust.as_str(),
-                if said.is_empty() { "none carried".to_owned() } else { said.join("; ") }
-            ),
-        ));
-    }
-    Ok(got)
+    let answers = carried
+        .iter()
+        .map(|(witness, sealed)| {
+            let named = policy
+                .witnesses
+                .iter()
+                .any(|w| w.into_array() == *witness.as_bytes());
+            let owner = if named {
+                check(store, *witness, universe, &signed, sealed)
+            } else {
+                Err(refusal(Code::Forbidden, "not a witness the policy names"))
+            };
+            (*witness, owner)
+        })
+        .collect();
+    tally(&policy, trust, universe, &signed, answers, "carries")
 }

@@ -69,7 +69,8 @@ pub fn check(repo: &Repository, report: &mut FsckReport) -> Result<()> {
                 report.problem(format!("{at} node {id}"), format!("does not decode: {e}"));
             }
         }
-        let source = Foreign::new(store, &txn, universe);
+        // Every node was just hashed above; the closure walk only needs their references.
+        let source = Foreign::checking(store, &txn, universe);
         for (name, import) in &record.imports {
             let at = format!("federation/{universe}/{name}");
             if let Err(e) = closure::walk(&source, &[import.snapshot], |_| Ok(false)) {
