@@ -88,7 +88,7 @@ pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode>
             file.write_all(hex::encode(key.to_bytes()).as_bytes())?;
             file.sync_all()?;
             let permissions = if allow.is_empty() {
-                vec![agents::CREATE_SWS.to_owned(), "commit:*".to_owned()]
+                agents::enrol::default_permissions()
             } else {
                 allow
             };
@@ -128,7 +128,7 @@ pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode>
                 })?;
             let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)?;
             let permissions = if allow.is_empty() {
-                vec![agents::CREATE_SWS.to_owned(), "commit:*".to_owned()]
+                agents::enrol::default_permissions()
             } else {
                 allow
             };
@@ -174,6 +174,56 @@ pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode>
                         record.permissions.join(",")
                     );
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Pending => {
+            let all = agents::enrol::pending(repo.store())?;
+            if json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|(name, request)| {
+                        json!({ "agent": name, "public_key": hex::encode(&request.public_key), "permissions": request.permissions, "note": request.note, "requested_at_ms": request.at_ms })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else if all.is_empty() {
+                println!("no enrolment requests are waiting");
+            } else {
+                for (name, request) in &all {
+                    println!(
+                        "{name}\t{}\t{}\t{}",
+                        hex::encode(&request.public_key),
+                        request.permissions.join(","),
+                        request.note.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Approve { name, allow } => {
+            let permissions = (!allow.is_empty()).then_some(allow);
+            let request = agents::enrol::approve(repo.store(), &name, permissions)?;
+            let public = hex::encode(&request.public_key);
+            if json {
+                println!(
+                    "{}",
+                    json!({ "agent": name, "public_key": public, "permissions": request.permissions })
+                );
+            } else {
+                println!(
+                    "agent {name} registered (key {public}), may {}",
+                    request.permissions.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Deny { name } => {
+            agents::enrol::deny(repo.store(), &name)?;
+            if json {
+                println!("{}", json!({ "denied": name }));
+            } else {
+                println!("enrolment request from {name} denied");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -148,6 +148,23 @@ pub enum AgentCommand {
     },
     /// The registered agents, their keys and permissions.
     Ls,
+    /// Enrolment requests waiting for approval: keys made elsewhere that asked over the plane
+    /// to join (jit/agent/enrol).
+    Pending,
+    /// Approve NAME's enrolment request: its key is registered with the permissions it asked
+    /// for, or those given with --allow.
+    Approve {
+        /// The name the request asked for.
+        name: String,
+        /// Permissions instead of those asked for; repeat for several.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+    },
+    /// Deny NAME's enrolment request: it is dropped and the name is free again.
+    Deny {
+        /// The name the request asked for.
+        name: String,
+    },
     /// Create an SWS owned by the agent (through the plane); prints its id.
     Create {
         /// The branch it commits to (default: the checked-out branch).
@@ -376,10 +393,15 @@ pub enum Command {
         /// Connect the plane to these routers or peers.
         #[arg(long)]
         connect: Vec<String>,
-        /// Allow --listen on a non-loopback address without TLS (anyone who can reach it can
-        /// read and write the universe).
+        /// Allow --listen on a non-loopback address without mutual TLS (anyone who can reach it
+        /// can read and write the universe).
         #[arg(long)]
         insecure_listen: bool,
+        /// Start the plane from this Zenoh configuration file (JSON5): TLS certificates with
+        /// client authentication, access control (docs/deploy.md). Default: the file
+        /// $JIT_ZENOH_CONFIG names, which every jit command that opens a Zenoh session reads.
+        #[arg(long, value_name = "FILE")]
+        zenoh_config: Option<PathBuf>,
         /// Let other users read the mount (FUSE allow_other; needs user_allow_other in
         /// /etc/fuse.conf unless run as root). Default: only this user.
         #[arg(long)]

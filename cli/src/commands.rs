@@ -195,6 +195,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             connect,
             insecure_listen,
+            zenoh_config,
             allow_other,
             allow_group,
             rpc_idle_timeout,
@@ -208,6 +209,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 listen,
                 connect,
                 insecure_listen,
+                zenoh_config: zenoh_config.map(|file| base.join(file)),
             },
             crate::up::MountSettings {
                 enabled: !no_mount,

@@ -23,6 +23,8 @@ pub struct PlaneSettings {
     pub connect: Vec<String>,
     /// Allow a non-loopback listen without TLS.
     pub insecure_listen: bool,
+    /// The Zenoh configuration file to start from (TLS, access control).
+    pub zenoh_config: Option<std::path::PathBuf>,
 }
 
 /// How `jit up` serves the RPC socket.
@@ -89,7 +91,11 @@ pub fn up(
 ) -> Result<ExitCode> {
     let serve_options = rpc.options()?;
     if settings.enabled {
-        jit_plane::listen::check(&settings.listen, settings.insecure_listen)?;
+        jit_plane::listen::preflight(
+            &settings.listen,
+            settings.zenoh_config.as_deref(),
+            settings.insecure_listen,
+        )?;
     }
     let repo = Repository::discover(base)?;
     let lock = DaemonLock::acquire(repo.jit_dir())?;
@@ -111,6 +117,7 @@ pub fn up(
                 listen: settings.listen.clone(),
                 connect: settings.connect.clone(),
                 insecure_listen: settings.insecure_listen,
+                zenoh_config: settings.zenoh_config.clone(),
                 ..Default::default()
             };
             plane_commit_cadence(&mut options);

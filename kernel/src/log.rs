@@ -105,6 +105,19 @@ pub enum LogOp {
         /// Its ed25519 public key (hex).
         public_key: String,
     },
+    /// A key made elsewhere asked to enrol as an agent; the owner approves or denies it
+    /// ([`crate::agents::enrol`]).
+    AgentRequested {
+        /// The name it asked for.
+        name: String,
+        /// Its ed25519 public key (hex).
+        public_key: String,
+    },
+    /// An enrolment request was denied and dropped.
+    AgentDenied {
+        /// The name it asked for.
+        name: String,
+    },
     /// An agent's registration was revoked: its messages are refused from now on.
     AgentRevoked {
         /// The agent's name.
@@ -147,6 +160,10 @@ pub struct LogRecord {
     /// Local wall-clock time of the write in milliseconds, for audit only (never hashed into
     /// the DAG).
     pub at_ms: u64,
+    /// Who the operation was for, when it came from someone the kernel can name: the agent
+    /// whose plane message it ran (or, for a refused message, the sender it claimed). Absent
+    /// for the local user's operations and in records written before it existed.
+    pub by: Option<String>,
     /// The operation.
     pub op: LogOp,
 }
@@ -154,12 +171,16 @@ pub struct LogRecord {
 impl LogRecord {
     /// Encodes the record as stored: checksum followed by the canonical body.
     pub fn to_stored(&self) -> Result<(Checksum, Vec<u8>)> {
-        let body = cbor::encode(&Value::Map(vec![
+        let mut fields = vec![
             (Value::Text("seq".into()), Value::Integer(self.seq.into())),
             (Value::Text("prev".into()), Value::Bytes(self.prev.to_vec())),
             (Value::Text("at".into()), Value::Integer(self.at_ms.into())),
             (Value::Text("op".into()), cbor::to_value(&self.op)?),
-        ]))?;
+        ];
+        if let Some(by) = &self.by {
+            fields.push((Value::Text("by".into()), Value::Text(by.clone())));
+        }
+        let body = cbor::encode(&Value::Map(fields))?;
         let checksum = *blake3::hash(&body).as_bytes();
         let mut stored = Vec::with_capacity(32 + body.len());
         stored.extend_from_slice(&checksum);
@@ -192,6 +213,11 @@ pub fn verify_record(seq: u64, stored: &[u8]) -> Result<(LogRecord, Checksum)> {
     .map_err(|_| corrupt("prev checksum must be 32 bytes".into()))?;
     let at_ms = cbor::fields::as_u64(field("at")?, "at").map_err(|e| corrupt(e.to_string()))?;
     let op = cbor::from_value(field("op")?.clone()).map_err(|e| corrupt(e.to_string()))?;
+    let by = match cbor::fields::get(map, "by") {
+        Some(Value::Text(by)) => Some(by.clone()),
+        Some(_) => return Err(corrupt("by must be text".into())),
+        None => None,
+    };
     let mut sum = [0u8; 32];
     sum.copy_from_slice(checksum);
     Ok((
@@ -199,6 +225,7 @@ pub fn verify_record(seq: u64, stored: &[u8]) -> Result<(LogRecord, Checksum)> {
             seq,
             prev,
             at_ms,
+            by,
             op,
         },
         sum,
@@ -214,6 +241,7 @@ mod tests {
             seq: 7,
             prev: [1; 32],
             at_ms: 42,
+            by: Some("agent-7".into()),
             op: LogOp::RefUpdated {
                 name: "heads/main".into(),
                 from: NodeId([2; 32]),

@@ -271,6 +271,7 @@ impl Store {
             poisoned: false,
             writes: 0,
             freed: 0,
+            by: None,
         })
     }
 
@@ -467,7 +468,13 @@ impl Store {
     /// Writes a refusal to the log in its own transaction: a rejected operation leaves no trace
     /// but this audit record.
     pub fn audit(&self, action: &str, error: &Error) -> Result<()> {
+        self.audit_by(action, None, error)
+    }
+
+    /// [`Store::audit`], naming who asked (the record's `by`), when known.
+    pub fn audit_by(&self, action: &str, by: Option<&str>, error: &Error) -> Result<()> {
         let mut op = self.begin()?;
+        op.by = by.map(str::to_owned);
         op.audit(action, error)?;
         op.commit()
     }
@@ -479,7 +486,19 @@ impl Store {
         action: &str,
         body: impl FnOnce(&mut Op<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.operation_by(action, None, body)
+    }
+
+    /// [`Store::operation`] on behalf of `by`: every record it appends, and the audit record of
+    /// its refusal, name `by` ([`Op::acting_as`]).
+    pub fn operation_by<T>(
+        &self,
+        action: &str,
+        by: Option<&str>,
+        body: impl FnOnce(&mut Op<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut op = self.begin()?;
+        op.by = by.map(str::to_owned);
         match body(&mut op) {
             Ok(value) => {
                 op.commit()?;
@@ -489,7 +508,7 @@ impl Store {
                 drop(op);
                 let error = self.no_space(error);
                 if error.is_refusal() {
-                    if let Err(audit_error) = self.audit(action, &error) {
+                    if let Err(audit_error) = self.audit_by(action, by, &error) {
                         tracing::warn!(%audit_error, "could not write audit record");
                     }
                 }
@@ -511,6 +530,8 @@ pub struct Op<'s> {
     writes: u64,
     /// Bytes of stored values this operation deleted (see [`Op::note_freed`]).
     freed: u64,
+    /// Who the records this operation appends are for ([`Op::acting_as`]).
+    by: Option<String>,
 }
 
 impl<'s> Op<'s> {
@@ -546,7 +567,16 @@ impl<'s> Op<'s> {
         self.freed = self.freed.saturating_add(bytes);
     }
 
-    /// Appends a log record.
+    /// Runs `body` with every record it appends naming `by` as its sender (the log record's
+    /// `by` field): the plane runs each agent's message this way, so events name the agent.
+    pub fn acting_as<T>(&mut self, by: &str, body: impl FnOnce(&mut Op<'s>) -> T) -> T {
+        let outer = self.by.replace(by.to_owned());
+        let result = body(self);
+        self.by = outer;
+        result
+    }
+
+    /// Appends a log record (naming the sender [`Op::acting_as`] set, if any).
     pub fn log(&mut self, op: LogOp) -> Result<u64> {
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -556,6 +586,7 @@ impl<'s> Op<'s> {
             seq: self.next_seq,
             prev: self.prev,
             at_ms,
+            by: self.by.clone(),
             op,
         };
         let (checksum, stored) = record.to_stored()?;
@@ -634,6 +665,7 @@ impl<'s> Op<'s> {
             poisoned: false,
             writes: 0,
             freed: 0,
+            by: self.by.clone(),
         };
         let result = body(&mut child);
         match result {

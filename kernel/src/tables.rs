@@ -12,7 +12,7 @@ use crate::upgrade::{self, UpgradeStep};
 use crate::{agents, checkout, federation, sws, sync};
 
 /// Every module table, in slot order.
-const TABLES: [Declared; 14] = [
+const TABLES: [Declared; 15] = [
     sws::RECORDS_TABLE,
     sws::WORKING_TABLE,
     agents::AGENTS_TABLE,
@@ -27,6 +27,7 @@ const TABLES: [Declared; 14] = [
     federation::foreign::PENDING_TABLE,
     federation::known::KNOWN_TABLE,
     federation::visible::SUMMARIES_TABLE,
+    agents::REQUESTS_TABLE,
 ];
 
 /// Counting the staged nodes of a store from before layout 4: the SWS records are `sws`'s, the

@@ -34,6 +34,9 @@ pub struct AgentOptions {
     pub attempt_timeout: Duration,
     /// How many times to send a write before giving up.
     pub attempts: u32,
+    /// A Zenoh configuration file (JSON5) to start from: TLS certificates for a daemon across
+    /// machines (default: the file `JIT_ZENOH_CONFIG` names, if any).
+    pub zenoh_config: Option<std::path::PathBuf>,
 }
 
 impl AgentOptions {
@@ -47,6 +50,7 @@ impl AgentOptions {
             namespace: String::new(),
             attempt_timeout: Duration::from_secs(2),
             attempts: 30,
+            zenoh_config: None,
         }
     }
 }
@@ -107,7 +111,7 @@ fn now_micros() -> u64 {
 impl Agent {
     /// Opens a client session as agent `name` with its signing key.
     pub async fn connect(name: &str, key: SigningKey, options: AgentOptions) -> Result<Agent> {
-        let mut config = base_config("client")?;
+        let mut config = base_config("client", options.zenoh_config.as_deref())?;
         let list = format!(
             "[{}]",
             options
@@ -379,6 +383,66 @@ impl Agent {
         self.request(&format!("jit/sws/{sws}/discard"), Value::Map(Vec::new()))
             .await?;
         Ok(())
+    }
+
+    /// Asks the universe's owner to enrol this agent's key (made anywhere) under its name,
+    /// with `permissions` (default: create SWS and commit to any branch) and a `note` for the
+    /// owner. Idempotent: ask again to learn whether `jit agent approve` let it in
+    /// ([`agents::enrol::State::Approved`]).
+    pub async fn enrol(
+        &self,
+        permissions: Option<Vec<String>>,
+        note: Option<&str>,
+    ) -> Result<agents::enrol::Answer> {
+        let text = |s: &str| Value::Text(s.to_owned());
+        let mut payload = vec![(
+            text("public_key"),
+            Value::Bytes(self.key.verifying_key().as_bytes().to_vec()),
+        )];
+        if let Some(permissions) = permissions {
+            let list = permissions.iter().map(|p| text(p)).collect();
+            payload.push((text("permissions"), Value::Array(list)));
+        }
+        if let Some(note) = note {
+            payload.push((text("note"), text(note)));
+        }
+        let key = agents::enrol::ENROL_KEY;
+        let envelope = self.envelope(key, Value::Map(payload))?;
+        let value = into_result(self.send(key, &envelope).await?)?;
+        Ok(cbor::from_value(value).map_err(jit_kernel::Error::from)?)
+    }
+
+    /// A directory of a revision's tree (`rev`: a ref, id or expression; `None`: HEAD; `path`
+    /// `""`: the root): `{snapshot, entries: [{name, kind, id, size?}]}`.
+    pub async fn tree(&mut self, rev: Option<&str>, path: &str) -> Result<Value> {
+        let mut args = vec![(Value::Text("path".into()), Value::Text(path.to_owned()))];
+        if let Some(rev) = rev {
+            args.push((Value::Text("rev".into()), Value::Text(rev.to_owned())));
+        }
+        self.request("jit/kernel/tree", Value::Map(args)).await
+    }
+
+    /// A file of a revision's tree, `len` bytes (at most 4 MiB; `None`: as many as fit) from
+    /// `offset`: `{snapshot, kind, blob, size, offset, content}`.
+    pub async fn read_at(
+        &mut self,
+        rev: Option<&str>,
+        path: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Value> {
+        let text = |s: &str| Value::Text(s.to_owned());
+        let mut args = vec![
+            (text("path"), text(path)),
+            (text("offset"), Value::Integer(offset.into())),
+        ];
+        if let Some(rev) = rev {
+            args.push((text("rev"), text(rev)));
+        }
+        if let Some(len) = len {
+            args.push((text("len"), Value::Integer(len.into())));
+        }
+        self.request("jit/kernel/read", Value::Map(args)).await
     }
 
     /// Closes the session.

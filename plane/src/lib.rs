@@ -80,9 +80,25 @@ pub fn keyexpr(namespace: &str, key: &str) -> String {
     jit_proto::keyexpr::with_namespace(namespace, key)
 }
 
-/// A Zenoh configuration with multicast scouting off.
-pub(crate) fn base_config(mode: &str) -> Result<zenoh::Config> {
-    let mut config = zenoh::Config::default();
+/// The environment variable naming a Zenoh configuration file (JSON5) that every Zenoh
+/// session JIT opens starts from — the daemon's plane, agents, `jit clone`/`pull`, federation:
+/// TLS certificates, access control, routers. JIT then sets the mode and turns multicast
+/// scouting off; endpoints given on the command line are added.
+pub const ZENOH_CONFIG_ENV: &str = "JIT_ZENOH_CONFIG";
+
+/// A Zenoh configuration in `mode`, from `file` (else the file [`ZENOH_CONFIG_ENV`] names,
+/// else the defaults), with multicast scouting off.
+pub(crate) fn base_config(mode: &str, file: Option<&std::path::Path>) -> Result<zenoh::Config> {
+    let from_env = std::env::var_os(ZENOH_CONFIG_ENV).map(std::path::PathBuf::from);
+    let mut config = match file.map(std::path::Path::to_path_buf).or(from_env) {
+        Some(path) => zenoh::Config::from_file(&path).map_err(|e| {
+            PlaneError::Zenoh(format!(
+                "cannot read the Zenoh configuration {}: {e}",
+                path.display()
+            ))
+        })?,
+        None => zenoh::Config::default(),
+    };
     config
         .insert_json5("mode", &format!("{mode:?}"))
         .map_err(PlaneError::zenoh)?;

@@ -138,7 +138,7 @@ impl ZenohRemote {
         runtime: tokio::runtime::Handle,
     ) -> Result<ZenohRemote> {
         let session = runtime.block_on(async {
-            let mut config = base_config("client")?;
+            let mut config = base_config("client", None)?;
             config
                 .insert_json5("connect/endpoints", &format!("[{endpoint:?}]"))
                 .map_err(PlaneError::zenoh)?;

@@ -69,7 +69,7 @@ fn verdict(repo: &Repository, bytes: &[u8]) -> Result<[u8; 32], String> {
         .pop()
         .unwrap()
         .map(|verified| verified.digest)
-        .map_err(|response| match response {
+        .map_err(|refused| match refused.response {
             Response::Err(body) => body.code,
             Response::Ok(_) => "ok".into(),
         })

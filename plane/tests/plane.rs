@@ -1097,3 +1097,265 @@ async fn plane_an_agent_reads_its_sws_files_directories_diff_and_history() {
     stranger.close().await;
     plane.close().await;
 }
+
+fn field(value: &Value, name: &str) -> Value {
+    cbor::fields::require(cbor::fields::as_map(value, "answer").unwrap(), name)
+        .unwrap()
+        .clone()
+}
+
+fn code_of(error: &jit_plane::PlaneError) -> String {
+    jit_kernel::Coded::code(error).as_str().to_owned()
+}
+
+/// Issue #23 (reads over the plane): any registered agent reads a revision's tree and files —
+/// HEAD by default, a branch, an expression, a tag — with the snapshot each resolved to; a
+/// missing path and a missing revision get their codes, and a revoked agent is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plane_an_agent_reads_a_revision_tree_and_files_at_any_revision() {
+    let (dir, repo) = setup(&["writer", "reader"]);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let mut writer = agent(dir.path(), "writer", 1).await;
+    let mut reader = agent(dir.path(), "reader", 2).await;
+    for (n, text) in ["one\n", "two\n"].iter().enumerate() {
+        let sws = create_sws(&mut writer).await.id;
+        let mut patch = put("docs/notes.txt", text, &format!("p{n}"));
+        patch.ops.push(PatchOp::Put {
+            path: "top.txt".into(),
+            content: b"top\n".to_vec(),
+            executable: false,
+        });
+        writer.push(&sws, &patch).await.unwrap();
+        writer.commit(&sws, &info(&format!("c{n}"))).await.unwrap();
+    }
+    repo.create_tag("v1", repo.resolve("main~1").unwrap())
+        .unwrap();
+    let tip = repo.resolve("main").unwrap().to_hex();
+    let first = repo.resolve("main~1").unwrap().to_hex();
+
+    let root = reader.tree(None, "").await.unwrap();
+    assert_eq!(field(&root, "snapshot"), Value::Text(tip.clone()));
+    let names: Vec<Value> = cbor::fields::as_array(&field(&root, "entries"), "entries")
+        .unwrap()
+        .iter()
+        .map(|e| field(e, "name"))
+        .collect();
+    assert_eq!(
+        names,
+        vec![Value::Text("docs".into()), Value::Text("top.txt".into())]
+    );
+    let docs = reader.tree(Some("main"), "docs").await.unwrap();
+    let entries = field(&docs, "entries");
+    let entry = &cbor::fields::as_array(&entries, "entries").unwrap()[0];
+    assert_eq!(field(entry, "size"), Value::Integer(4u64.into()));
+
+    for (rev, snapshot, text) in [
+        (None, &tip, "two\n"),
+        (Some("main~1"), &first, "one\n"),
+        (Some("v1"), &first, "one\n"),
+        (Some(first.as_str()), &first, "one\n"),
+    ] {
+        let read = reader
+            .read_at(rev, "docs/notes.txt", 0, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            field(&read, "snapshot"),
+            Value::Text(snapshot.clone()),
+            "{rev:?}"
+        );
+        assert_eq!(
+            field(&read, "content"),
+            Value::Bytes(text.as_bytes().to_vec())
+        );
+        let blob = content::split_bytes(text.as_bytes()).unwrap().0;
+        assert_eq!(field(&read, "blob"), Value::Text(blob.to_hex()));
+    }
+    let ranged = reader
+        .read_at(None, "docs/notes.txt", 1, Some(2))
+        .await
+        .unwrap();
+    assert_eq!(field(&ranged, "content"), Value::Bytes(b"wo".to_vec()));
+
+    let missing = reader.read_at(None, "nope", 0, None).await.unwrap_err();
+    assert_eq!(code_of(&missing), "path_not_found", "{missing}");
+    let no_rev = reader.tree(Some("no-such-branch"), "").await.unwrap_err();
+    assert_eq!(code_of(&no_rev), "unknown_revision", "{no_rev}");
+    let not_dir = reader.tree(None, "top.txt").await.unwrap_err();
+    assert_eq!(code_of(&not_dir), "invalid_input", "{not_dir}");
+    // A field the operation does not take is refused, not ignored.
+    let odd = reader
+        .request(
+            "jit/kernel/tree",
+            Value::Map(vec![(Value::Text("sws".into()), Value::Text("x".into()))]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&odd), "invalid_input", "{odd}");
+
+    agents::revoke(repo.store(), "reader").unwrap();
+    let revoked = reader.tree(None, "").await.unwrap_err();
+    assert_eq!(code_of(&revoked), "unknown_agent", "{revoked}");
+    writer.close().await;
+    reader.close().await;
+    plane.close().await;
+}
+
+/// The log records from `from` on, decoded: `(by, op name, op map)`.
+fn records_since(repo: &Repository, from: u64) -> Vec<(Option<String>, String, Value)> {
+    let txn = repo.store().read().unwrap();
+    let mut out = Vec::new();
+    for entry in repo.store().log_entries_from(&txn, from).unwrap() {
+        let (_, stored) = entry.unwrap();
+        let value = cbor::decode(&stored[32..]).unwrap();
+        let map = cbor::fields::as_map(&value, "record").unwrap();
+        let by = cbor::fields::get(map, "by").map(|v| match v {
+            Value::Text(t) => t.clone(),
+            other => panic!("by is {other:?}"),
+        });
+        let op = cbor::fields::require(map, "op").unwrap().clone();
+        let name = match field(&op, "op") {
+            Value::Text(t) => t,
+            other => panic!("op is {other:?}"),
+        };
+        out.push((by, name, op));
+    }
+    out
+}
+
+/// Issue #23 (enrolment, and events that name their sender): a key made elsewhere asks to
+/// join over the plane; the request waits (asking again changes nothing) until the owner
+/// approves it, after which the agent works — and its events name it. Another key asking for
+/// the same name, a request not signed by the key it names, and more requests than may wait
+/// each get their code; a denied request frees the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plane_a_key_made_elsewhere_enrols_waits_for_approval_then_works_and_events_name_it() {
+    let (dir, repo) = setup(&[]);
+    let plane = plane(&repo, dir.path(), |_| {}).await;
+    let start = repo
+        .store()
+        .log_tail(&repo.store().read().unwrap())
+        .unwrap();
+    let mut remote = agent(dir.path(), "remote-bot", 42).await;
+    let asked = remote
+        .enrol(
+            Some(vec!["sws.create".into(), "commit:main".into()]),
+            Some("CI host 7"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(asked.state, agents::enrol::State::Pending);
+    assert_eq!(
+        asked.public_key,
+        hex::encode(key(42).verifying_key().as_bytes())
+    );
+    // Not registered yet: its messages are refused as an unknown agent's.
+    let early = remote.create_sws(None).await.unwrap_err();
+    assert_eq!(code_of(&early), "unknown_agent");
+    // Idempotent while it waits.
+    let again = remote.enrol(None, None).await.unwrap();
+    assert_eq!(again.state, agents::enrol::State::Pending);
+    let pending = agents::enrol::pending(repo.store()).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0, "remote-bot");
+    assert_eq!(pending[0].1.note.as_deref(), Some("CI host 7"));
+
+    // Another key may not take the name, waiting or registered.
+    let squatter = agent(dir.path(), "remote-bot", 43).await;
+    let taken = squatter.enrol(None, None).await.unwrap_err();
+    assert_eq!(code_of(&taken), "name_taken", "{taken}");
+    // A request must be signed by the key it asks to register.
+    let forged = {
+        let payload = Value::Map(vec![(
+            Value::Text("public_key".into()),
+            Value::Bytes(key(44).verifying_key().as_bytes().to_vec()),
+        )]);
+        let envelope = squatter
+            .envelope(agents::enrol::ENROL_KEY, payload)
+            .unwrap();
+        raw(
+            &squatter,
+            agents::enrol::ENROL_KEY,
+            envelope.encode().unwrap(),
+        )
+        .await
+    };
+    assert_eq!(code(&forged), "bad_signature");
+    assert_eq!(agents::enrol::pending(repo.store()).unwrap().len(), 1);
+
+    let approved = agents::enrol::approve(repo.store(), "remote-bot", None).unwrap();
+    assert_eq!(approved.permissions, vec!["sws.create", "commit:main"]);
+    assert!(agents::enrol::pending(repo.store()).unwrap().is_empty());
+    let now = remote.enrol(None, None).await.unwrap();
+    assert_eq!(now.state, agents::enrol::State::Approved);
+    let sws = create_sws(&mut remote).await.id;
+    remote.push(&sws, &put("a.txt", "a\n", "p1")).await.unwrap();
+    remote.commit(&sws, &info("from elsewhere")).await.unwrap();
+    assert_eq!(tip_file(&repo, "a.txt").as_deref(), Some("a\n"));
+    // A refused message's audit names the sender it claimed.
+    let mut stranger = agent(dir.path(), "nobody", 45).await;
+    let unknown = stranger.create_sws(None).await.unwrap_err();
+    assert_eq!(code_of(&unknown), "unknown_agent");
+
+    // Denied: dropped, and the name is free for another key.
+    let other = agent(dir.path(), "second", 46).await;
+    other.enrol(None, None).await.unwrap();
+    agents::enrol::deny(repo.store(), "second").unwrap();
+    let denied_again = agents::enrol::deny(repo.store(), "second").unwrap_err();
+    assert_eq!(denied_again.code().as_str(), "invalid_input");
+    let retaker = agent(dir.path(), "second", 47).await;
+    assert_eq!(
+        retaker.enrol(None, None).await.unwrap().state,
+        agents::enrol::State::Pending
+    );
+
+    // Bounded: no more than MAX_PENDING wait at once.
+    for i in 0..agents::enrol::MAX_PENDING {
+        let asker = agent(dir.path(), &format!("flood{i}"), 50).await;
+        let answer = asker.enrol(None, None).await;
+        asker.close().await;
+        if i + 1 < agents::enrol::MAX_PENDING {
+            answer.unwrap();
+        } else {
+            assert_eq!(code_of(&answer.unwrap_err()), "rate_limited");
+        }
+    }
+
+    let records = records_since(&repo, start + 1);
+    let by_of = |op: &str| -> Vec<Option<String>> {
+        records
+            .iter()
+            .filter(|(_, name, _)| name == op)
+            .map(|(by, _, _)| by.clone())
+            .collect()
+    };
+    assert_eq!(by_of("agent-requested")[0].as_deref(), Some("remote-bot"));
+    assert_eq!(by_of("agent-registered"), vec![None], "the owner approved");
+    assert_eq!(by_of("sws-created"), vec![Some("remote-bot".to_owned())]);
+    assert_eq!(by_of("sws-patched"), vec![Some("remote-bot".to_owned())]);
+    assert_eq!(by_of("sws-committed"), vec![Some("remote-bot".to_owned())]);
+    assert_eq!(by_of("agent-denied"), vec![None]);
+    let audits: Vec<(Option<String>, String)> = records
+        .iter()
+        .filter(|(_, name, _)| name == "audit")
+        .map(|(by, _, op)| {
+            let Value::Text(code) = field(op, "code") else {
+                panic!()
+            };
+            (by.clone(), code)
+        })
+        .collect();
+    for expected in [
+        (Some("remote-bot".to_owned()), "unknown_agent".to_owned()),
+        (Some("remote-bot".to_owned()), "name_taken".to_owned()),
+        (Some("nobody".to_owned()), "unknown_agent".to_owned()),
+    ] {
+        assert!(audits.contains(&expected), "{expected:?} in {audits:?}");
+    }
+    remote.close().await;
+    squatter.close().await;
+    stranger.close().await;
+    other.close().await;
+    retaker.close().await;
+    plane.close().await;
+}

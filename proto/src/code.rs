@@ -108,6 +108,7 @@ codes! {
     RateLimited = "rate_limited", "The sender is over its rate.";
     NotOwner = "not_owner", "The sender neither owns nor is a delegate of the SWS.";
     Forbidden = "forbidden", "The sender lacks the permission.";
+    NameTaken = "name_taken", "An enrolment request names an agent another key holds or asked for.";
     Quarantined = "quarantined", "Another universe misbehaved (a forged signature, two histories, a closure that fails verification); nothing more is imported from it until `jit federation release`.";
     Unsupported = "unsupported", "The two universes do not share the capability or protocol version this needs.";
     JournalDamaged = "journal_damaged", "Records of the plane's journal could not be read (audit and fsck).";

@@ -8,6 +8,10 @@ use std::fmt;
 pub enum Target {
     /// `jit/kernel/create`: a new SWS owned by the sender.
     Create,
+    /// `jit/kernel/tree`: a directory of a revision's tree (`{rev?, path?}`).
+    Tree,
+    /// `jit/kernel/read`: a file of a revision's tree (`{rev?, path, offset?, len?}`).
+    Read,
     /// `jit/sws/<id>/<verb>`: an operation on one SWS (`id`: its 16 bytes, 32 hex on the wire).
     Sws {
         /// The SWS's id.
@@ -86,6 +90,8 @@ impl Target {
         let parts: Vec<&str> = key.split('/').collect();
         match parts.as_slice() {
             ["jit", "kernel", "create"] => Some(Target::Create),
+            ["jit", "kernel", "tree"] => Some(Target::Tree),
+            ["jit", "kernel", "read"] => Some(Target::Read),
             ["jit", "sws", id, verb] => {
                 let verb = SwsVerb::parse(verb)?;
                 let mut bytes = [0u8; 16];
@@ -102,6 +108,8 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Create => f.write_str("jit/kernel/create"),
+            Target::Tree => f.write_str("jit/kernel/tree"),
+            Target::Read => f.write_str("jit/kernel/read"),
             Target::Sws { id, verb } => write!(f, "jit/sws/{}/{}", hex::encode(id), verb.as_str()),
         }
     }
@@ -128,7 +136,9 @@ mod tests {
             let target = Target::parse(&key).expect("parses");
             assert_eq!(target.to_string(), key);
         }
-        assert_eq!(Target::parse("jit/kernel/create"), Some(Target::Create));
+        for target in [Target::Create, Target::Tree, Target::Read] {
+            assert_eq!(Target::parse(&target.to_string()), Some(target));
+        }
         for bad in [
             "jit/kernel/frobnicate",
             "jit/sws/zz/patch",

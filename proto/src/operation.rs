@@ -75,6 +75,8 @@ operations! {
     HeadStatus = "mh.status", "The status of HEAD's working SWS.";
     CheckoutBranch = "mh.checkout", "Point HEAD at a branch.";
     ReadFile = "mh.read_file", "A file's content from a revision or an SWS.";
+    ListTree = "mh.ls", "A directory of a revision's tree: each entry's name, kind, id and size.";
+    ReadAt = "mh.read", "A file of a revision's tree (a range of it), with its blob id and size.";
     RecordCheckout = "checkout.record", "Record an on-disk checkout's state.";
     GetCheckout = "checkout.get", "An on-disk checkout's state and SWS.";
     ForgetCheckout = "checkout.forget", "Forget an on-disk checkout.";

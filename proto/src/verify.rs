@@ -35,12 +35,16 @@ pub struct Refusal {
     pub code: Code,
     /// One line for a human.
     pub message: String,
+    /// The sender the envelope names, when it could be decoded (for a message that did not
+    /// verify, only who it *claims* to be): audit records name it.
+    pub sender: Option<String>,
 }
 
 fn refuse(code: Code, message: impl Into<String>) -> Refusal {
     Refusal {
         code,
         message: message.into(),
+        sender: None,
     }
 }
 
@@ -63,10 +67,13 @@ pub fn check_batch<R>(
             if let Ok(prepared) = verdict {
                 if !signatures_hold(&[prepared]) {
                     let sender = prepared.checked.envelope.sender.clone();
-                    *verdict = Err(refuse(
-                        Code::BadSignature,
-                        format!("the signature does not verify for {sender:?}"),
-                    ));
+                    *verdict = Err(Refusal {
+                        sender: Some(sender.clone()),
+                        ..refuse(
+                            Code::BadSignature,
+                            format!("the signature does not verify for {sender:?}"),
+                        )
+                    });
                 }
             }
         }
@@ -113,6 +120,20 @@ fn prepare<R>(
     };
     let envelope = Envelope::decode(bytes)
         .map_err(|e| refuse(Code::Malformed, format!("not a canonical envelope: {e}")))?;
+    let sender = envelope.sender.clone();
+    prepare_envelope(key, target, envelope, lookup).map_err(|refusal| Refusal {
+        sender: Some(sender),
+        ..refusal
+    })
+}
+
+/// [`prepare`] once the envelope is decoded.
+fn prepare_envelope<R>(
+    key: &str,
+    target: Target,
+    envelope: Envelope,
+    lookup: &mut impl FnMut(&str) -> Lookup<R>,
+) -> Result<Prepared<R>, Refusal> {
     if envelope.msg_id.is_empty() || envelope.msg_id.len() > MAX_MSG_ID {
         return Err(refuse(Code::Malformed, "msg_id must be 1-128 bytes"));
     }

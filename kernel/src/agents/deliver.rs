@@ -17,6 +17,16 @@ fn refuse(code: Code, message: impl Into<String>) -> Response {
     Response::Err(ErrorBody::new(code, message))
 }
 
+/// A message refused before it ran: the answer, and the sender its envelope named (who it
+/// claims to be, when it did not verify), for its audit record.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// The error answer.
+    pub response: Response,
+    /// The envelope's sender, when it could be decoded.
+    pub sender: Option<String>,
+}
+
 /// Size, shape, signature, sender. Refusals are audited.
 pub fn verify(store: &Store, key: &str, bytes: &[u8]) -> std::result::Result<Verified, Response> {
     verify_all(store, &[(key, bytes)])
@@ -30,13 +40,16 @@ pub fn verify_all(
     store: &Store,
     messages: &[(&str, &[u8])],
 ) -> Vec<std::result::Result<Verified, Response>> {
-    let verdicts = check_all(store, messages);
-    for (verdict, (key, _)) in verdicts.iter().zip(messages) {
-        if let Err(response) = verdict {
-            audit(store, key, response);
-        }
-    }
-    verdicts
+    check_all(store, messages)
+        .into_iter()
+        .zip(messages)
+        .map(|(verdict, (key, _))| {
+            verdict.map_err(|refused| {
+                audit(store, key, refused.sender.as_deref(), &refused.response);
+                refused.response
+            })
+        })
+        .collect()
 }
 
 /// [`verify_all`] without the audit records: for a caller that writes them itself, inside an
@@ -45,7 +58,7 @@ pub fn verify_all(
 pub fn check_all(
     store: &Store,
     messages: &[(&str, &[u8])],
-) -> Vec<std::result::Result<Verified, Response>> {
+) -> Vec<std::result::Result<Verified, Refused>> {
     jit_proto::verify::check_batch(messages, |sender| {
         let found = get(store, sender).map_err(|e| e.to_string())?;
         Ok(found.map(|agent| {
@@ -54,31 +67,38 @@ pub fn check_all(
         }))
     })
     .into_iter()
-    .map(|verdict| verdict.map_err(|refusal| refuse(refusal.code, refusal.message)))
+    .map(|verdict| {
+        verdict.map_err(|refusal| Refused {
+            response: refuse(refusal.code, refusal.message),
+            sender: refusal.sender,
+        })
+    })
     .collect()
 }
 
-/// Writes an audit record for a refused message (best effort: the answer goes out regardless).
-pub fn audit(store: &Store, key: &str, response: &Response) {
-    if let Some(error) = refusal(key, response) {
-        if let Err(e) = store.audit(AUDIT_ACTION, &error) {
-            tracing::warn!(%e, "could not audit a refused message");
-        }
+/// Writes an audit record for a refused message, naming the sender it claimed (best effort:
+/// the answer goes out regardless).
+pub fn audit(store: &Store, key: &str, sender: Option<&str>, response: &Response) {
+    let written = store.begin().and_then(|mut op| {
+        try_audit_into(&mut op, key, sender, response).and_then(|()| op.commit())
+    });
+    if let Err(e) = written {
+        tracing::warn!(%e, "could not audit a refused message");
     }
 }
 
-/// Appends to `op` the audit records of refusal answers, given with their messages' keys
-/// (nothing for an answer that is not one); the batch form of [`audit`]. The records go in one
+/// Appends to `op` the audit records of refusal answers, given with their messages' keys and
+/// claimed senders (nothing for an answer that is not one); the batch form of [`audit`]. The records go in one
 /// savepoint of their own: audits that do not fit (a full store) are logged and dropped, and
 /// `op` goes on (unless LMDB fails to fold the savepoint back, which poisons `op`).
 pub fn audit_into<'a>(
     op: &mut Op<'_>,
-    refusals: impl IntoIterator<Item = (&'a str, &'a Response)>,
+    refusals: impl IntoIterator<Item = (&'a str, Option<&'a str>, &'a Response)>,
 ) {
     let written = op.savepoint(|child| {
         refusals
             .into_iter()
-            .try_for_each(|(key, response)| try_audit_into(child, key, response))
+            .try_for_each(|(key, sender, response)| try_audit_into(child, key, sender, response))
     });
     if let Err(e) = written {
         tracing::warn!(%e, "could not audit refused messages");
@@ -87,9 +107,17 @@ pub fn audit_into<'a>(
 
 /// [`audit_into`] without the savepoint, failing when the record cannot be written (after which
 /// `op` must be dropped: LMDB refuses every further use of a transaction whose write failed).
-fn try_audit_into(op: &mut Op<'_>, key: &str, response: &Response) -> Result<()> {
+fn try_audit_into(
+    op: &mut Op<'_>,
+    key: &str,
+    sender: Option<&str>,
+    response: &Response,
+) -> Result<()> {
     if let Some(error) = refusal(key, response) {
-        op.audit(AUDIT_ACTION, &error)?;
+        match sender {
+            Some(sender) => op.acting_as(sender, |op| op.audit(AUDIT_ACTION, &error))?,
+            None => op.audit(AUDIT_ACTION, &error)?,
+        };
     }
     Ok(())
 }
@@ -161,7 +189,8 @@ fn deliver_unless_one_fails_after_writing(
             Err(error) => return Err(error),
         };
         if matches!(response, Response::Err(_)) {
-            try_audit_into(op, &key_of(&verified.target), &response)?;
+            let sender = Some(verified.envelope.sender.as_str());
+            try_audit_into(op, &key_of(&verified.target), sender, &response)?;
         }
         responses.push(response);
     }
@@ -182,7 +211,8 @@ fn deliver_each_in_a_savepoint(
                 .savepoint(|child| deliver_in(child, verified, |op| run(repo, op, verified)))
                 .unwrap_or_else(error_response);
             if matches!(response, Response::Err(_)) {
-                audit_into(op, [(key_of(&verified.target).as_str(), &response)]);
+                let sender = Some(verified.envelope.sender.as_str());
+                audit_into(op, [(key_of(&verified.target).as_str(), sender, &response)]);
             }
             response
         })
@@ -197,8 +227,10 @@ fn run(repo: &Repository, op: &mut Op<'_>, verified: &Verified) -> Result<Respon
         name: sender,
         record: &verified.signer,
     };
-    let executed = Command::from_plane(verified.target, &verified.envelope.payload, sender)
-        .and_then(|command| command::execute(repo, At::Within(op), &caller, command));
+    let executed = op.acting_as(sender, |op| {
+        Command::from_plane(verified.target, &verified.envelope.payload, sender)
+            .and_then(|command| command::execute(repo, At::Within(op), &caller, command))
+    });
     match executed {
         Ok(value) => Ok(Response::Ok(value)),
         Err(conflict @ Error::MergeConflict(_)) => Ok(error_response(conflict)),

@@ -16,18 +16,21 @@
 //!   request lost on the way and resent), and refused as `stale` otherwise.
 //!   Every refusal is an error answer plus an audit record, with no partial effect.
 //!
-//! One file per part: [`registry`] (who may sign), [`window`] (the ledger of answered messages
+//! One file per part: [`registry`] (who may sign), [`enrol`] (keys made elsewhere asking to
+//! join), [`window`] (the ledger of answered messages
 //! and each sender's clock), [`deliver`] (checks, audits, and running a message's command),
 //! [`recover`] (the journal a dead daemon left).
 
 mod deliver;
+pub mod enrol;
 mod recover;
 mod registry;
 #[cfg(test)]
 mod tests;
 mod window;
 
-pub use deliver::{audit, audit_into, check_all, deliver_into, verify, verify_all};
+pub use deliver::{audit, audit_into, check_all, deliver_into, verify, verify_all, Refused};
+pub(crate) use enrol::REQUESTS_TABLE;
 pub use jit_proto::envelope::{Envelope, MAX_MESSAGE, MAX_MSG_ID};
 pub use jit_proto::keyexpr::{SwsVerb, Target};
 pub use recover::{

@@ -24,7 +24,8 @@ pub fn replay_into(repo: &Repository, op: &mut Op<'_>, messages: &[(String, Vec<
     for (verdict, (key, _)) in check_all(repo.store(), &refs).into_iter().zip(&refs) {
         match verdict {
             Ok(message) => verified.push(message),
-            Err(response) => {
+            Err(refused) => {
+                let response = refused.response;
                 tracing::warn!(key, ?response, "a journaled message no longer verifies")
             }
         }

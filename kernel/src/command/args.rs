@@ -57,6 +57,36 @@ pub struct SwsListArgs {
     pub path: String,
 }
 
+/// `mh.ls` arguments (on the plane, `jit/kernel/tree`): a directory of a revision's tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeArgs {
+    /// A revision: a ref (`main`, `tags/v1`), an id or an expression (`main~2`); default HEAD.
+    #[serde(default)]
+    pub rev: Option<String>,
+    /// The directory (default: the root).
+    #[serde(default)]
+    pub path: String,
+}
+
+/// `mh.read` arguments (on the plane, `jit/kernel/read`): a file of a revision's tree, whole or
+/// a range of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevReadArgs {
+    /// A revision (default HEAD), as for [`TreeArgs`].
+    #[serde(default)]
+    pub rev: Option<String>,
+    /// The path.
+    pub path: String,
+    /// Where the range starts (default 0).
+    #[serde(default)]
+    pub offset: u64,
+    /// How many bytes (default and most: [`MAX_READ`]).
+    #[serde(default)]
+    pub len: Option<u64>,
+}
+
 /// Most content bytes one read answers (ask again from the next offset for more).
 pub const MAX_READ: u64 = 4 << 20;
 

@@ -8,7 +8,8 @@
 //! - A **replica** asks over the plane's sync keys: it may read history and refs (sync), nothing
 //!   else.
 //! - An **agent** signed a plane message that verified against its registered key: it may
-//!   create SWS (`sws.create`) owned by itself, use SWS it owns or is a delegate of, and commit
+//!   read committed history (a revision's tree and files), create SWS (`sws.create`) owned by
+//!   itself, use SWS it owns or is a delegate of, and commit
 //!   them to branches it has `commit:<branch>` (or `commit:*`) for.
 
 use crate::agents::{AgentRecord, CREATE_SWS};
@@ -26,6 +27,8 @@ pub enum Permission<'c> {
     Replicate,
     /// Asking for published state as another universe (the federation operations).
     Federate,
+    /// Reading committed history (a revision's tree or files): any registered agent may.
+    ReadHistory,
     /// Creating an SWS owned by `owner`.
     CreateSws {
         /// Who will own it.
@@ -75,7 +78,8 @@ impl Caller<'_> {
         match (self, permission) {
             (Caller::Local, _)
             | (Caller::Replica, Permission::Replicate)
-            | (Caller::Universe, Permission::Federate) => Ok(()),
+            | (Caller::Universe, Permission::Federate)
+            | (Caller::Agent { .. }, Permission::ReadHistory) => Ok(()),
             (Caller::Replica, _) => Err(refuse(
                 Code::Forbidden,
                 "a replica may only read history and refs".into(),

@@ -109,6 +109,8 @@ impl Command {
             Operation::HeadStatus => Command::HeadStatus,
             Operation::CheckoutBranch => Command::CheckoutBranch(payload(value)?),
             Operation::ReadFile => Command::ReadFile(payload(value)?),
+            Operation::ListTree => Command::ListTree(payload(value)?),
+            Operation::ReadAt => Command::ReadAt(payload(value)?),
             Operation::RecordCheckout => Command::RecordCheckout(payload(value)?),
             Operation::GetCheckout => Command::GetCheckout(payload(value)?),
             Operation::ForgetCheckout => Command::ForgetCheckout(payload(value)?),
@@ -144,14 +146,19 @@ impl Command {
     /// by `sender`. The payloads of `status`, `analyze` and `discard` carry nothing and are not
     /// read.
     pub fn from_plane(target: Target, value: &Value, sender: &str) -> Result<Command> {
-        let Target::Sws { id, verb } = target else {
-            let args: PlaneCreate = payload(value.clone())?;
-            return Ok(Command::CreateSws(CreateArgs {
-                branch: args.branch,
-                from: args.from,
-                owner: args.owner.unwrap_or_else(|| sender.to_owned()),
-                name: args.name,
-            }));
+        let (id, verb) = match target {
+            Target::Sws { id, verb } => (id, verb),
+            Target::Create => {
+                let args: PlaneCreate = payload(value.clone())?;
+                return Ok(Command::CreateSws(CreateArgs {
+                    branch: args.branch,
+                    from: args.from,
+                    owner: args.owner.unwrap_or_else(|| sender.to_owned()),
+                    name: args.name,
+                }));
+            }
+            Target::Tree => return Ok(Command::ListTree(payload(value.clone())?)),
+            Target::Read => return Ok(Command::ReadAt(payload(value.clone())?)),
         };
         let sws = SwsId(id);
         Ok(match verb {

@@ -278,6 +278,8 @@ pub fn execute(
             answer(&BTreeMap::from([("head", branch.short().to_owned())]))
         }
         Command::ReadFile(args) => read_file(repo, args),
+        Command::ListTree(args) => at.read(repo, |txn| list_tree(repo, txn, args)),
+        Command::ReadAt(args) => at.read(repo, |txn| read_at(repo, txn, args)),
         Command::RecordCheckout(record) => answer(&checkout::record(store, record, &local_user())?),
         Command::GetCheckout(args) => {
             let txn = store.read()?;
@@ -376,8 +378,7 @@ fn read_file(repo: &Repository, args: &ReadArgs) -> Result<Value> {
     ]))
 }
 
-/// `shadow.read`: a file of an SWS's working tree — its kind, blob id and size, and the bytes
-/// of the range asked (at most [`super::args::MAX_READ`]).
+/// `shadow.read`: a file of an SWS's working tree ([`read_range`]).
 fn read_sws(
     store: &crate::store::Store,
     txn: &ReadTxn<'_>,
@@ -386,38 +387,82 @@ fn read_sws(
 ) -> Result<Value> {
     let state = sws::get(store, txn, id)?;
     let src = SwsSource::new(store, txn, id);
-    let entry = tree::lookup(&src, &state.tree, args.path.as_bytes())?.ok_or_else(|| {
-        Error::PathNotFound {
-            path: args.path.clone(),
-            rev: format!("SWS {id}"),
-        }
+    let range = (args.offset, args.len);
+    read_range(&src, &state.tree, &args.path, range, &format!("SWS {id}"))
+}
+
+/// `mh.read`: a file of a revision's tree ([`read_range`]), with the snapshot it resolved to.
+fn read_at(repo: &Repository, txn: &ReadTxn<'_>, args: &super::args::RevReadArgs) -> Result<Value> {
+    let (snapshot, rev) = resolve_in(repo, txn, args.rev.as_deref())?;
+    let src = Dag::new(repo.store(), txn);
+    let root = tree::tree_of(&src, &snapshot)?;
+    let range = (args.offset, args.len);
+    with_snapshot(read_range(&src, &root, &args.path, range, &rev)?, snapshot)
+}
+
+/// `mh.ls`: a directory of a revision's tree ([`list_dir`]), with the snapshot it resolved to.
+fn list_tree(repo: &Repository, txn: &ReadTxn<'_>, args: &super::args::TreeArgs) -> Result<Value> {
+    let (snapshot, rev) = resolve_in(repo, txn, args.rev.as_deref())?;
+    let src = Dag::new(repo.store(), txn);
+    let root = tree::tree_of(&src, &snapshot)?;
+    with_snapshot(list_dir(&src, &root, &args.path, &rev)?, snapshot)
+}
+
+/// The snapshot a revision (default HEAD) names, read in `txn`, and the revision's text.
+fn resolve_in(repo: &Repository, txn: &ReadTxn<'_>, rev: Option<&str>) -> Result<(NodeId, String)> {
+    let rev = rev.unwrap_or("HEAD");
+    let snapshot = revparse::resolve_snapshot(repo.store(), txn, &repo.head()?, rev)?;
+    Ok((snapshot, rev.to_owned()))
+}
+
+/// Adds `snapshot` (hex) to an answer map (the encoder puts keys in canonical order).
+fn with_snapshot(mut answer: Value, snapshot: NodeId) -> Result<Value> {
+    if let Value::Map(fields) = &mut answer {
+        fields.push((
+            Value::Text("snapshot".into()),
+            Value::Text(snapshot.to_hex()),
+        ));
+    }
+    Ok(answer)
+}
+
+/// A file under `root` — its kind, blob id and size, and the bytes of the range asked
+/// (`(offset, len)`, at most [`super::args::MAX_READ`]); `place` names the tree in errors.
+fn read_range(
+    src: &dyn Source,
+    root: &NodeId,
+    path: &str,
+    (offset, len): (u64, Option<u64>),
+    place: &str,
+) -> Result<Value> {
+    let entry = tree::lookup(src, root, path.as_bytes())?.ok_or_else(|| Error::PathNotFound {
+        path: path.to_owned(),
+        rev: place.to_owned(),
     })?;
     if entry.kind == EntryKind::Directory {
-        return Err(Error::InvalidInput(format!("{} is a directory", args.path)));
+        return Err(Error::InvalidInput(format!("{path} is a directory")));
     }
-    let size = content::blob_size(&src, &entry.id)?;
-    let len = args
-        .len
+    let size = content::blob_size(src, &entry.id)?;
+    let len = len
         .unwrap_or(super::args::MAX_READ)
         .min(super::args::MAX_READ)
-        .min(size.saturating_sub(args.offset));
+        .min(size.saturating_sub(offset));
     let data = if len == 0 {
         Vec::new()
     } else {
-        content::read_range(&src, &entry.id, args.offset, len as usize)?
+        content::read_range(src, &entry.id, offset, len as usize)?
     };
     let text = |s: &str| Value::Text(s.into());
     Ok(Value::Map(vec![
         (text("blob"), Value::Text(entry.id.to_hex())),
-        (text("content"), Value::Bytes(data)),
         (text("kind"), Value::Text(entry.kind.as_str().into())),
-        (text("offset"), Value::Integer(args.offset.into())),
         (text("size"), Value::Integer(size.into())),
+        (text("offset"), Value::Integer(offset.into())),
+        (text("content"), Value::Bytes(data)),
     ]))
 }
 
-/// `shadow.ls`: a directory of an SWS's working tree — each entry's name, kind, blob (or tree)
-/// id and, for files, size.
+/// `shadow.ls`: a directory of an SWS's working tree ([`list_dir`]).
 fn list_sws_dir(
     store: &crate::store::Store,
     txn: &ReadTxn<'_>,
@@ -426,15 +471,20 @@ fn list_sws_dir(
 ) -> Result<Value> {
     let state = sws::get(store, txn, id)?;
     let src = SwsSource::new(store, txn, id);
+    list_dir(&src, &state.tree, path, &format!("SWS {id}"))
+}
+
+/// A directory under `root` (`""`: the root itself) — each entry's name, kind, blob (or tree)
+/// id and, for files, size; `place` names the tree in errors.
+fn list_dir(src: &dyn Source, root: &NodeId, path: &str, place: &str) -> Result<Value> {
     let dir = if path.is_empty() {
-        state.tree
+        *root
     } else {
-        let entry = tree::lookup(&src, &state.tree, path.as_bytes())?.ok_or_else(|| {
-            Error::PathNotFound {
+        let entry =
+            tree::lookup(src, root, path.as_bytes())?.ok_or_else(|| Error::PathNotFound {
                 path: path.to_owned(),
-                rev: format!("SWS {id}"),
-            }
-        })?;
+                rev: place.to_owned(),
+            })?;
         if entry.kind != EntryKind::Directory {
             return Err(Error::InvalidInput(format!("{path} is not a directory")));
         }
@@ -442,7 +492,7 @@ fn list_sws_dir(
     };
     let text = |s: &str| Value::Text(s.into());
     let mut entries = Vec::new();
-    for entry in tree::load(&src, &dir)?.entries {
+    for entry in tree::load(src, &dir)?.entries {
         let mut fields = vec![
             (text("id"), Value::Text(entry.id.to_hex())),
             (text("kind"), Value::Text(entry.kind.as_str().into())),
@@ -454,7 +504,7 @@ fn list_sws_dir(
         if entry.kind != EntryKind::Directory {
             fields.push((
                 text("size"),
-                Value::Integer(content::blob_size(&src, &entry.id)?.into()),
+                Value::Integer(content::blob_size(src, &entry.id)?.into()),
             ));
         }
         entries.push(Value::Map(fields));

@@ -104,6 +104,10 @@ pub enum Command {
     CheckoutBranch(CheckoutArgs),
     /// `mh.read_file`.
     ReadFile(ReadArgs),
+    /// `mh.ls` (on the plane: `jit/kernel/tree`).
+    ListTree(super::args::TreeArgs),
+    /// `mh.read` (on the plane: `jit/kernel/read`).
+    ReadAt(super::args::RevReadArgs),
     /// `checkout.record`.
     RecordCheckout(Box<checkout::Record>),
     /// `checkout.get`.
@@ -161,6 +165,8 @@ impl Command {
             Command::HeadStatus => Operation::HeadStatus,
             Command::CheckoutBranch(_) => Operation::CheckoutBranch,
             Command::ReadFile(_) => Operation::ReadFile,
+            Command::ListTree(_) => Operation::ListTree,
+            Command::ReadAt(_) => Operation::ReadAt,
             Command::RecordCheckout(_) => Operation::RecordCheckout,
             Command::GetCheckout(_) => Operation::GetCheckout,
             Command::ForgetCheckout(_) => Operation::ForgetCheckout,
@@ -205,6 +211,8 @@ impl Command {
             | Command::Lineage(_)
             | Command::GetRef(_)
             | Command::ListRefs
+            | Command::ListTree(_)
+            | Command::ReadAt(_)
             | Command::SetRef(_)
             | Command::CreateBranch(_)
             | Command::CreateTag(_)
@@ -244,6 +252,7 @@ impl Command {
             | Command::Discard(sws)
             | Command::Validate(sws) => Permission::UseSws(*sws),
             Command::Commit { sws, .. } => Permission::CommitSws(*sws),
+            Command::ListTree(_) | Command::ReadAt(_) => Permission::ReadHistory,
             _ => Permission::Local,
         }
     }
@@ -260,6 +269,8 @@ impl Command {
                 | Command::SwsHistory(_)
                 | Command::ReadSws { .. }
                 | Command::ListSwsDir { .. }
+                | Command::ListTree(_)
+                | Command::ReadAt(_)
                 | Command::Discard(_)
                 | Command::Commit { .. }
                 | Command::Validate(_)

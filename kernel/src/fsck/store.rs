@@ -361,6 +361,8 @@ fn replay(
         | LogOp::SwsDiscarded { .. }
         | LogOp::AgentRegistered { .. }
         | LogOp::AgentRevoked { .. }
+        | LogOp::AgentRequested { .. }
+        | LogOp::AgentDenied { .. }
         | LogOp::SwsDelegated { .. }
         | LogOp::Synced { .. } => {}
     }

@@ -22,6 +22,7 @@ use super::work::{answer, Accepted, Work};
 fn commits_at_once(verified: &Verified) -> bool {
     match &verified.target {
         Target::Create => true,
+        Target::Tree | Target::Read => false,
         Target::Sws { verb, .. } => verb.ends_the_sws(),
     }
 }
@@ -43,7 +44,7 @@ struct Gathered {
     /// Settle requests, answered once this batch is committed.
     settles: Vec<mpsc::SyncSender<jit_kernel::Result<()>>>,
     /// Refusals to audit (already answered, so writing them after the batch reorders nothing).
-    refused: Vec<(String, Response)>,
+    refused: Vec<(String, Option<String>, Response)>,
 }
 
 /// Everything already queued behind `first`, up to [`MAX_BATCH`] writes.
@@ -149,7 +150,7 @@ impl<'r> Deliverer<'r> {
     fn audit(
         &mut self,
         open: Option<Open<'r>>,
-        refused: &[(String, Response)],
+        refused: &[(String, Option<String>, Response)],
     ) -> Option<Open<'r>> {
         let mut open = match self.open_or_begin(open) {
             Ok(open) => open,
@@ -162,7 +163,7 @@ impl<'r> Deliverer<'r> {
             &mut open.op,
             refused
                 .iter()
-                .map(|(key, response)| (key.as_str(), response)),
+                .map(|(key, sender, response)| (key.as_str(), sender.as_deref(), response)),
         );
         Some(open)
     }

@@ -9,12 +9,14 @@
 //!    answers, and commits when there is a reason to;
 //! 4. [`publish`]: a task puts every new log record on the event topics.
 //!
-//! [`work`] is what the stages hand each other; [`settle`] lets readers elsewhere in the process wait for the deliverer's commit;
+//! [`queries`] answers what is asked outside that pipeline (events since a position, enrolment
+//! requests). [`work`] is what the stages hand each other; [`settle`] lets readers elsewhere in the process wait for the deliverer's commit;
 //! [`options`] holds the knobs and the fault injection tests use.
 
 mod deliver;
 mod options;
 pub mod publish;
+mod queries;
 mod settle;
 mod verify;
 mod work;
@@ -74,9 +76,13 @@ impl Plane {
     /// acknowledged writes are not committed yet, the process aborts, so that the next start
     /// recovers them before anything else writes.
     pub async fn start(repo: Arc<Repository>, options: PlaneOptions) -> Result<Plane> {
-        crate::listen::check(&options.listen, options.insecure_listen)?;
+        let mut config = base_config("peer", options.zenoh_config.as_deref())?;
+        crate::listen::check(
+            &options.listen,
+            crate::listen::MutualTls::of(&config),
+            options.insecure_listen,
+        )?;
         let (journal, _) = agents::open_journal(&repo)?;
-        let mut config = base_config("peer")?;
         let mut listen = options.listen.clone();
         if let Some(socket) = &options.unix_socket {
             let _ = std::fs::remove_file(socket);
@@ -109,6 +115,13 @@ impl Plane {
             .map_err(PlaneError::zenoh)?;
         let since_queries = session
             .declare_queryable(keyexpr(&options.namespace, publish::SINCE))
+            .await
+            .map_err(PlaneError::zenoh)?;
+        let enrol_queries = session
+            .declare_queryable(keyexpr(
+                &options.namespace,
+                jit_kernel::agents::enrol::ENROL_KEY,
+            ))
             .await
             .map_err(PlaneError::zenoh)?;
         let federation_queries = session
@@ -191,9 +204,15 @@ impl Plane {
                 every,
             )));
         }
-        tasks.push(tokio::spawn(publish::serve_since(
+        tasks.push(tokio::spawn(queries::serve(
             repo.clone(),
             since_queries,
+            queries::Asked::Since,
+        )));
+        tasks.push(tokio::spawn(queries::serve(
+            repo.clone(),
+            enrol_queries,
+            queries::Asked::Enrol,
         )));
         tasks.push(tokio::spawn(publish_events(
             session.clone(),

@@ -17,8 +17,12 @@ pub struct PlaneOptions {
     pub listen: Vec<String>,
     /// Routers or peers to connect to.
     pub connect: Vec<String>,
-    /// Allow `listen` endpoints reachable from other machines without TLS (warned about).
+    /// Allow `listen` endpoints reachable from other machines without mutual TLS (warned
+    /// about).
     pub insecure_listen: bool,
+    /// A Zenoh configuration file (JSON5) to start from: TLS certificates, access control
+    /// (default: the file `JIT_ZENOH_CONFIG` names, if any).
+    pub zenoh_config: Option<PathBuf>,
     /// Namespace prefix of every key expression ("" for none).
     pub namespace: String,
     /// Messages per second per agent.
@@ -59,6 +63,7 @@ impl Default for PlaneOptions {
             listen: Vec::new(),
             connect: Vec::new(),
             insecure_listen: false,
+            zenoh_config: None,
             namespace: String::new(),
             rate: 20_000.0,
             burst: 2_000.0,

@@ -111,37 +111,12 @@ fn since(repo: &Repository, payload: &[u8]) -> jit_kernel::Result<SinceReply> {
     Ok(SinceReply { events, next, tail })
 }
 
-/// Answers `jit/log/since` queries until the queryable closes: the log is the source of truth,
-/// so a subscriber that connects late asks for what it missed (subscribe first, then ask from
-/// the position it needs, and drop live events it already has by their position).
-pub(super) async fn serve_since(
-    repo: Arc<Repository>,
-    queryable: zenoh::query::Queryable<zenoh::handlers::FifoChannelHandler<zenoh::query::Query>>,
-) {
-    use zenoh::Wait;
-    while let Ok(query) = queryable.recv_async().await {
-        let repo = repo.clone();
-        tokio::task::spawn_blocking(move || {
-            let payload = query
-                .payload()
-                .map(|p| p.to_bytes().to_vec())
-                .unwrap_or_default();
-            let response = match since(&repo, &payload).and_then(|reply| {
-                Ok(jit_kernel::rpc::protocol::Response::Ok(
-                    jit_kernel::cbor::to_value(&reply)?,
-                ))
-            }) {
-                Ok(response) => response,
-                Err(error) => jit_kernel::rpc::protocol::error_response(&error),
-            };
-            match response.encode() {
-                Ok(body) => {
-                    if let Err(e) = query.reply(query.key_expr().clone(), body).wait() {
-                        tracing::warn!(%e, "jit/log/since reply failed");
-                    }
-                }
-                Err(e) => tracing::warn!(%e, "cannot encode a jit/log/since reply"),
-            }
-        });
-    }
+/// Answers a `jit/log/since` query: the log is the source of truth, so a subscriber that
+/// connects late asks for what it missed (subscribe first, then ask from the position it
+/// needs, and drop live events it already has by their position).
+pub(super) fn answer_since(
+    repo: &Repository,
+    payload: &[u8],
+) -> jit_kernel::Result<ciborium::value::Value> {
+    Ok(jit_kernel::cbor::to_value(&since(repo, payload)?)?)
 }

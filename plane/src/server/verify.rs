@@ -80,7 +80,7 @@ pub(super) fn verify_stage(
                     details: None,
                 });
                 answers.push((arrived.query, refusal.clone()));
-                refused.push((arrived.key, refusal));
+                refused.push((arrived.key, None, refusal));
                 None
             })
             .collect();
@@ -98,9 +98,9 @@ pub(super) fn verify_stage(
         ) in batch.into_iter().zip(verdicts)
         {
             match verdict {
-                Err(refusal) => {
-                    answers.push((query, refusal.clone()));
-                    refused.push((key, refusal));
+                Err(agents::Refused { response, sender }) => {
+                    answers.push((query, response.clone()));
+                    refused.push((key, sender, response));
                 }
                 Ok(verified) if !limiter.allow(&verified.envelope.sender) => {
                     let refusal = Response::Err(ErrorBody {
@@ -109,7 +109,7 @@ pub(super) fn verify_stage(
                         details: None,
                     });
                     answers.push((query, refusal.clone()));
-                    refused.push((key, refusal));
+                    refused.push((key, Some(verified.envelope.sender), refusal));
                 }
                 Ok(verified) => passed.push(Accepted {
                     query,

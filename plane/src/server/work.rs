@@ -20,10 +20,10 @@ pub(super) struct Accepted {
 pub(super) enum Work {
     /// Writes to deliver, in arrival order.
     Deliver(Vec<Accepted>),
-    /// Refusals the verifier answered, `(key, answer)`: their audit records go into the open
+    /// Refusals the verifier answered, `(key, claimed sender, answer)`: their audit records go into the open
     /// transaction, so a flood of bad messages costs no commit each and the verifier never
     /// waits for one. Like any unacknowledged write, they are lost if the process dies first.
-    Audit(Vec<(String, Response)>),
+    Audit(Vec<(String, Option<String>, Response)>),
     /// Someone in this process wants to read what was acknowledged: commit, then answer.
     Settle(mpsc::SyncSender<jit_kernel::Result<()>>),
 }

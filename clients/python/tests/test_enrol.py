@@ -1,0 +1,157 @@
+"""Enrolment: a key made anywhere asks to join (``jit/agent/enrol``), the owner approves or
+denies it with the CLI, and the client's poll learns the outcome. Needs a ``jit`` with
+``jit agent pending`` (skipped with an older binary)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from jit_agent import (
+    Agent,
+    BadSignature,
+    Envelope,
+    EnrolmentDenied,
+    JitError,
+    Malformed,
+    NameTaken,
+    NotApproved,
+    RateLimited,
+    UnknownAgent,
+    generate_key,
+    patch,
+    public_key_bytes,
+    public_key_hex,
+    put,
+)
+from conftest import has_subcommand, wait_for
+
+pytestmark = pytest.mark.daemon
+
+
+@pytest.fixture
+def enrolling(up, jit_bin):
+    if not has_subcommand(jit_bin, "agent", "pending"):
+        pytest.skip("this jit has no enrolment (jit agent pending)")
+    return up
+
+
+def pending(u):
+    """``jit agent pending --json``: name → its row."""
+    return {row["agent"]: row for row in u.run("agent", "pending", json_out=True)}
+
+
+def pending_names(u):
+    return list(pending(u))
+
+
+def test_a_request_is_pending_until_approved_then_the_agent_works(enrolling):
+    u = enrolling
+    key = generate_key()
+    bot = Agent.enrol("bot", key, u.endpoint, permissions=["sws.create", "commit:*"], note="a test bot")
+    u.agents.append(bot)
+    assert bot.enrolment["state"] == "pending"
+    assert bot.enrolment["name"] == "bot"
+    assert bot.enrolment["public_key"] == public_key_hex(key)
+    assert not bot.approved
+    row = pending(u)["bot"]
+    assert row["public_key"] == public_key_hex(key)
+    assert row["permissions"] == ["sws.create", "commit:*"] and row["note"] == "a test bot"
+    text = u.run("agent", "pending").stdout
+    assert "bot" in text and public_key_hex(key) in text
+    # Asking again is idempotent.
+    assert bot.request_enrolment()["state"] == "pending"
+    assert pending_names(u).count("bot") == 1
+    # Not registered yet.
+    with pytest.raises(UnknownAgent):
+        bot.create()
+    # The owner approves while the client polls.
+    outcome = {}
+
+    def wait():
+        try:
+            outcome["answer"] = bot.wait_until_approved(timeout=30)
+        except BaseException as error:
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    u.run("agent", "approve", "bot")
+    waiter.join(timeout=60)
+    assert not waiter.is_alive()
+    assert outcome.get("answer", {}).get("state") == "approved", outcome
+    assert bot.approved
+    assert "bot" not in pending_names(u)
+    registered = {a["agent"]: a for a in u.run("agent", "ls", json_out=True)}
+    assert registered["bot"]["public_key"] == public_key_hex(key)
+    # It can create an SWS, push and commit.
+    sws = bot.create()["id"]
+    bot.push(sws, patch([put("from-bot.txt", "hello\n")]))
+    bot.commit(sws, "Bot <bot@example.org>", "enrolled")
+    assert u.run("cat", "main:from-bot.txt").stdout == "hello\n"
+    # Asking again after approval says approved.
+    assert bot.request_enrolment()["state"] == "approved"
+
+
+def test_a_denied_request_never_registers(enrolling):
+    u = enrolling
+    intruder = Agent.enrol("intruder", generate_key(), u.endpoint, note="let me in")
+    u.agents.append(intruder)
+    assert "intruder" in pending_names(u)
+    u.run("agent", "deny", "intruder")
+    assert "intruder" not in pending_names(u)
+    with pytest.raises(UnknownAgent):
+        intruder.create()
+    assert "intruder" not in {a["agent"] for a in u.run("agent", "ls", json_out=True)}
+    # A denied request is forgotten (the name is free again): polling asks anew and waits.
+    with pytest.raises((EnrolmentDenied, NotApproved)):
+        intruder.wait_until_approved(timeout=1.0)
+    assert "intruder" in pending_names(u)
+
+
+def test_a_name_held_or_asked_for_by_another_key_is_taken(enrolling):
+    u = enrolling
+    u.agent_new("alice")
+    with pytest.raises(NameTaken):
+        Agent.enrol("alice", generate_key(), u.endpoint)
+    first = Agent.enrol("carol", generate_key(), u.endpoint)
+    u.agents.append(first)
+    with pytest.raises(NameTaken):
+        Agent.enrol("carol", generate_key(), u.endpoint)
+    assert pending_names(u).count("carol") == 1
+
+
+def test_proof_of_possession_and_a_malformed_request(enrolling):
+    u = enrolling
+    probe = u.connect("probe", generate_key())
+    owner_key, other_key = generate_key(), generate_key()
+    # Signed by a key other than the one asked for.
+    forged = Envelope.signed(
+        "jit/agent/enrol", "dave", probe.next_ts(), "e1", {"public_key": public_key_bytes(owner_key)}, other_key
+    )
+    answer = probe.send_raw("jit/agent/enrol", forged.encode())
+    assert answer["status"] == "error" and answer["error"]["code"] == "bad_signature", answer
+    bad = Envelope.signed("jit/agent/enrol", "dave", probe.next_ts(), "e2", {"public_key": b"short"}, owner_key)
+    answer = probe.send_raw("jit/agent/enrol", bad.encode())
+    assert answer["status"] == "error" and answer["error"]["code"] == "malformed", answer
+    assert "dave" not in pending_names(u)
+
+
+def test_too_many_pending_requests_are_rate_limited(enrolling):
+    u = enrolling
+    probe = u.connect("probe", generate_key())
+    refused = None
+    for i in range(2000):
+        key = generate_key()
+        envelope = Envelope.signed(
+            "jit/agent/enrol", f"flood{i}", probe.next_ts(), f"flood{i}",
+            {"public_key": public_key_bytes(key)}, key,
+        )
+        answer = probe.send_raw("jit/agent/enrol", envelope.encode())
+        assert answer is not None
+        if answer["status"] == "error":
+            refused = answer["error"]["code"]
+            break
+    assert refused == "rate_limited", f"no rate limit after {i + 1} pending requests ({refused})"
+    assert len(pending_names(u)) == i
