@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         try:
             current = agent.read(sws, args.path)
         except PathNotFound:
-            agent.push(sws, patch([put(args.path, f"# Notes\n")], author=args.name))
+            agent.push(sws, patch([put(args.path, "# Notes\n")], author=args.name))
             current = agent.read(sws, args.path)
         lines = current["content"].decode("utf-8", errors="replace").splitlines(keepends=True)
         print(f"read {args.path}: {current['size']} bytes, {len(lines)} lines, blob {current['blob'][:12]}")

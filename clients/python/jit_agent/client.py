@@ -424,7 +424,9 @@ class Agent:
         return self.request(f"jit/sws/{self._sws(sws)}/history", {})
 
     def tree(self, rev: Optional[str] = None, path: Optional[str] = None) -> Dict[str, Any]:
-        """A directory of a revision's tree (``jit/kernel/tree``; default HEAD, the root)."""
+        """A directory of a revision's tree (``jit/kernel/tree``; default HEAD, the root):
+        ``{entries: [{name, kind, id, size?}], snapshot}`` (``snapshot`` the revision's
+        snapshot, hex)."""
         payload: Dict[str, Any] = {}
         if rev is not None:
             payload["rev"] = rev
@@ -439,7 +441,9 @@ class Agent:
         offset: Optional[int] = None,
         len: Optional[int] = None,  # noqa: A002
     ) -> Dict[str, Any]:
-        """A file of a revision's tree (``jit/kernel/read``; ``rev`` ``None`` for HEAD)."""
+        """A file of a revision's tree (``jit/kernel/read``; ``rev`` ``None`` for HEAD):
+        ``{kind, blob, size, offset, content, snapshot}``, ``content`` the range asked (at
+        most 4 MiB)."""
         payload: Dict[str, Any] = {"path": path}
         if rev is not None:
             payload["rev"] = rev

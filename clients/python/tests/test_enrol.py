@@ -1,6 +1,5 @@
 """Enrolment: a key made anywhere asks to join (``jit/agent/enrol``), the owner approves or
-denies it with the CLI, and the client's poll learns the outcome. Needs a ``jit`` with
-``jit agent pending`` (skipped with an older binary)."""
+denies it with the CLI, and the client's poll learns the outcome."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from jit_agent import (
     BadSignature,
     Envelope,
     EnrolmentDenied,
+    Forbidden,
     JitError,
     Malformed,
     NameTaken,
@@ -32,8 +32,7 @@ pytestmark = pytest.mark.daemon
 
 @pytest.fixture
 def enrolling(up, jit_bin):
-    if not has_subcommand(jit_bin, "agent", "pending"):
-        pytest.skip("this jit has no enrolment (jit agent pending)")
+    assert has_subcommand(jit_bin, "agent", "pending"), f"{jit_bin} has no enrolment (jit agent pending)"
     return up
 
 
@@ -155,3 +154,25 @@ def test_too_many_pending_requests_are_rate_limited(enrolling):
             break
     assert refused == "rate_limited", f"no rate limit after {i + 1} pending requests ({refused})"
     assert len(pending_names(u)) == i
+
+
+def test_the_owner_grants_what_was_asked_or_what_they_allow(enrolling):
+    u = enrolling
+    narrow = Agent.enrol("narrow", generate_key(), u.endpoint, permissions=["sws.create"])
+    u.agents.append(narrow)
+    u.run("agent", "approve", "narrow")
+    assert narrow.wait_until_approved(timeout=10)["state"] == "approved"
+    sws = narrow.create()["id"]
+    narrow.push(sws, patch([put("n.txt", "n\n")]))
+    with pytest.raises(Forbidden):
+        narrow.commit(sws, "N <n@x>", "asked for no commit permission")
+    wide = Agent.enrol("wide", generate_key(), u.endpoint, permissions=["sws.create"])
+    u.agents.append(wide)
+    u.run("agent", "approve", "wide", "--allow", "sws.create", "--allow", "commit:main")
+    wide.wait_until_approved(timeout=10)
+    sws = wide.create()["id"]
+    wide.push(sws, patch([put("w.txt", "w\n")]))
+    assert len(wide.commit(sws, "W <w@x>", "allowed by the owner")["snapshot"]) == 32
+    registered = {a["agent"]: a for a in u.run("agent", "ls", json_out=True)}
+    assert registered["narrow"]["permissions"] == ["sws.create"]
+    assert registered["wide"]["permissions"] == ["sws.create", "commit:main"]

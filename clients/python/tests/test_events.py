@@ -36,7 +36,10 @@ def test_events_since_pages_through_more_than_one_answer(up):
         assert set(e) == {"seq", "prev", "at", "op", "by"}
         assert isinstance(e["prev"], bytes) and len(e["prev"]) == 32
         assert isinstance(e["at"], int)
-        assert e["by"] in (None, "historian"), "by names the sender when the daemon says it"
+        # `by` names the agent whose plane message the record is for.
+        assert e["by"] == "historian", e
+    # Records of the owner's own operations carry no `by`.
+    assert a.events_since(1)[0]["by"] is None
     page = a.events_page(start)
     assert len(page["events"]) == 1024 and page["next"] == start + 1024
     assert page["tail"] == events[-1]["seq"]
