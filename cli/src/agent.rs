@@ -275,38 +275,84 @@ pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode>
                 Ok(ExitCode::SUCCESS)
             })
         }
-        AgentCommand::Events { count } => {
-            drop(repo);
+        AgentCommand::Events { count, since, last } => {
+            let tail = repo.store().log_tail(&repo.store().read()?)?;
+            let from = match (since, last) {
+                (Some(since), _) => Some(since.max(1)),
+                (None, Some(last)) => Some(tail.saturating_sub(last) + 1),
+                (None, None) => None,
+            };
             runtime()?.block_on(async {
-                let config_dir = jit_dir.clone();
                 let session = {
-                    let mut config = zenoh_client_config(&config_dir)?;
+                    let mut config = zenoh_client_config(&jit_dir)?;
                     config
                         .insert_json5("mode", "\"client\"")
                         .map_err(anyhow::Error::msg)?;
                     zenoh::open(config).await.map_err(anyhow::Error::msg)?
                 };
                 let subscriber = session
-                    .declare_subscriber("jit/kernel/**")
+                    .declare_subscriber(jit_plane::server::publish::EVENTS)
                     .await
                     .map_err(anyhow::Error::msg)?;
-                let mut seen = 0;
-                while count.is_none_or(|max| seen < max) {
+                let mut printer = EventPrinter {
+                    count,
+                    seen: 0,
+                    last_seq: 0,
+                };
+                // Subscribed first, then the log from the position asked: nothing between the
+                // two is missed, and live events already read from the log are dropped.
+                if let Some(from) = from {
+                    let txn = repo.store().read()?;
+                    for entry in repo.store().log_entries_from(&txn, from)? {
+                        let (_, stored) = entry?;
+                        if !printer.print(stored.get(32..).unwrap_or_default())? {
+                            break;
+                        }
+                    }
+                }
+                while !printer.done() {
                     let sample = subscriber.recv_async().await.map_err(anyhow::Error::msg)?;
-                    let value = jit_kernel::cbor::decode(&sample.payload().to_bytes())?;
-                    let record = event_json(&value);
-                    println!(
-                        "{}",
-                        json!({ "topic": sample.key_expr().as_str(), "record": record })
-                    );
-                    std::io::stdout().flush()?;
-                    seen += 1;
+                    printer.print(&sample.payload().to_bytes())?;
                 }
                 let _ =
                     tokio::time::timeout(std::time::Duration::from_secs(5), session.close()).await;
                 Ok(ExitCode::SUCCESS)
             })
         }
+    }
+}
+
+/// Prints events as JSON lines, each log position once, up to a count.
+struct EventPrinter {
+    count: Option<usize>,
+    seen: usize,
+    last_seq: u64,
+}
+
+impl EventPrinter {
+    fn done(&self) -> bool {
+        self.count.is_some_and(|max| self.seen >= max)
+    }
+
+    /// Prints one record body unless its position was printed already; false once done.
+    fn print(&mut self, body: &[u8]) -> Result<bool> {
+        let value = jit_kernel::cbor::decode(body)?;
+        let seq = jit_kernel::cbor::fields::as_map(&value, "event")
+            .ok()
+            .and_then(|map| jit_kernel::cbor::fields::get(map, "seq"))
+            .and_then(|seq| jit_kernel::cbor::fields::as_u64(seq, "seq").ok())
+            .unwrap_or(0);
+        if seq <= self.last_seq {
+            return Ok(!self.done());
+        }
+        self.last_seq = seq;
+        println!(
+            "{}",
+            json!({ "topic": jit_plane::server::publish::EVENTS, "record": event_json(&value) })
+        );
+        std::io::stdout().flush()?;
+        self.seen += 1;
+        Ok(!self.done())
     }
 }
 

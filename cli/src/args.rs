@@ -194,11 +194,20 @@ pub enum AgentCommand {
         #[arg(long = "as")]
         agent: Option<String>,
     },
-    /// Follow the kernel's topics (events, ref_updates, sws_lifecycle) as JSON lines.
+    /// Follow the kernel's events (jit/kernel/events, each log record once) as JSON lines;
+    /// with --since or --last, first those already in the log, then live ones, none missed
+    /// and none twice.
     Events {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<usize>,
+        /// Start at this log position (1 is the first record; a record's `seq` + 1 follows on
+        /// from it).
+        #[arg(long, conflicts_with = "last")]
+        since: Option<u64>,
+        /// Start with the last N records of the log.
+        #[arg(long)]
+        last: Option<u64>,
     },
 }
 

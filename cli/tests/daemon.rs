@@ -593,6 +593,48 @@ fn agents_work_through_the_daemons_message_plane() {
             .any(|l| l["record"]["op"]["op"] == "sws-created"),
         "{lines:?}"
     );
+    // From the log: the last events, then live ones, each position once and in order — no
+    // subscriber race, so no sleep. The agent's own records name it.
+    let read_back = |args: &[&str]| -> Vec<serde_json::Value> {
+        ok(&repo, args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let last = read_back(&["agent", "events", "--last", "4", "--count", "4"]);
+    let seqs: Vec<u64> = last
+        .iter()
+        .map(|l| l["record"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 4);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let since = read_back(&[
+        "agent",
+        "events",
+        "--since",
+        &seqs[0].to_string(),
+        "--count",
+        "2",
+    ]);
+    assert_eq!(since, last[..2].to_vec());
+    let tail = seqs[3].to_string();
+    let everything = read_back(&["agent", "events", "--since", "1", "--count", &tail]);
+    assert_eq!(
+        everything.len() as u64,
+        seqs[3],
+        "every record from the first"
+    );
+    let bot: Vec<&str> = everything
+        .iter()
+        .filter(|l| l["record"]["by"] == "bot")
+        .map(|l| l["record"]["op"]["op"].as_str().unwrap())
+        .collect();
+    assert!(
+        bot.contains(&"sws-created")
+            && bot.contains(&"sws-patched")
+            && bot.contains(&"sws-committed"),
+        "the bot's events name it: {bot:?}"
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ pub(super) async fn publish_events(
         };
         for (seq, body, op) in records {
             next = seq + 1;
-            let mut topics = vec!["jit/kernel/events"];
+            let mut topics = vec![EVENTS];
             match op {
                 LogOp::RefCreated { .. } | LogOp::RefUpdated { .. } | LogOp::RefDeleted { .. } => {
                     topics.push("jit/kernel/ref_updates")
@@ -71,6 +71,9 @@ fn read_from(repo: &Repository, from: u64) -> jit_kernel::Result<Vec<(u64, Vec<u
     }
     Ok(out)
 }
+
+/// The topic every log record is published on.
+pub const EVENTS: &str = "jit/kernel/events";
 
 /// The key of the query that reads events from a log position (`jit/log/since`).
 pub const SINCE: &str = "jit/log/since";
