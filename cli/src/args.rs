@@ -25,10 +25,11 @@ pub struct Cli {
 /// Declared commit inputs shared by every verb that writes a snapshot.
 #[derive(Debug, Args)]
 pub struct CommitArgs {
-    /// The commit message.
+    /// The commit message (default: write it in $GIT_EDITOR, $VISUAL or $EDITOR, as git does).
     #[arg(short, long)]
-    pub message: String,
-    /// Author as "Name <email>" (default: $JIT_AUTHOR, then [user] in .jit/config.toml, then $USER).
+    pub message: Option<String>,
+    /// Author as "Name <email>" (default: $JIT_AUTHOR, then [user] in .jit/config.toml, then
+    /// git's user.name and user.email, then $USER).
     #[arg(long, env = "JIT_AUTHOR")]
     pub author: Option<String>,
     /// Declared time: RFC 3339 ("2024-05-01T12:00:00+02:00") or "@SECONDS [+HHMM]" (default: now).
@@ -567,15 +568,20 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Write a revision and its history into a git repository (created if missing) as commits.
+    /// Write a revision and its history into a git repository (created if missing) as commits,
+    /// and point a git branch at it: only forward (to a descendant of where it is) unless
+    /// --force.
     ExportGit {
         /// The git repository.
         path: PathBuf,
-        /// What to export (default: HEAD).
+        /// What to export: a branch, or any revision with --branch (default: HEAD).
         rev: Option<String>,
-        /// The git branch to point at it (default: the checked-out jit branch's name).
+        /// The git branch to point at it (default: the exported branch's name).
         #[arg(long)]
         branch: Option<String>,
+        /// Move an existing git branch even backwards or sideways.
+        #[arg(long)]
+        force: bool,
         /// No progress bar.
         #[arg(short, long)]
         quiet: bool,

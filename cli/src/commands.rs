@@ -12,14 +12,14 @@ use serde_json::json;
 
 use crate::args::{Cli, Command};
 use crate::declared;
-use crate::output::{first_line, Output};
+use crate::output::{count, first_line, Output};
 use crate::place::Place;
 use crate::progress::Bar;
 use crate::verbs::content::{cat, ls_tree};
 use crate::verbs::history::{log, show};
 use crate::verbs::refs::{branch, tag};
+use crate::verbs::universe::{exported_branch, info, init, resolve_snapshot, run_fsck};
 use crate::verbs::universe::{federation_policy, publish, whoami};
-use crate::verbs::universe::{info, init, resolve_snapshot, run_fsck};
 use crate::work;
 
 /// Runs one parsed command line.
@@ -70,15 +70,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }),
                 || {
                     format!(
-                        "[{} {}] {}\n {} files, {} directories, {} symlinks, {} bytes; {} new nodes",
+                        "[{} {}] {}\n {}, {}, {}, {}; {}",
                         branch.short(),
                         snapshot.short(),
                         first_line(&info.message),
-                        stats.files,
-                        stats.dirs,
-                        stats.symlinks,
-                        stats.bytes,
-                        stats.new_nodes
+                        count(stats.files, "file"),
+                        count(stats.dirs, "directory"),
+                        count(stats.symlinks, "symlink"),
+                        count(stats.bytes, "byte"),
+                        count(stats.new_nodes, "new node")
                     )
                 },
             )
@@ -123,20 +123,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         "merges": report.merges, "new_nodes": report.new_nodes,
                         "skipped_submodules": report.skipped_submodules,
                         "skipped_reserved": report.skipped_reserved, "dropped_parents": report.dropped_parents }),
-                || format!("imported {} commits ({} merges) onto {} at {}", report.commits, report.merges, target.short(), report.tip.short()),
+                || format!("imported {} ({}) onto {} at {}", count(report.commits, "commit"), count(report.merges, "merge"), target.short(), report.tip.short()),
             )
         }
         Command::ExportGit {
             path,
             rev,
             branch,
+            force,
             quiet,
         } => {
             let repo = Repository::discover_for_reading(&universe)?;
             let snapshot = resolve_snapshot(&repo, rev.as_deref().unwrap_or("HEAD"))?;
-            let git_branch = match branch {
-                Some(name) => name,
-                None => repo.head()?.short().to_owned(),
+            let git_branch = match (branch, rev.as_deref()) {
+                (Some(name), _) => name,
+                (None, None | Some("HEAD")) => repo.head()?.short().to_owned(),
+                (None, Some(rev)) => exported_branch(&repo, rev)?,
             };
             let bar = crate::progress::commits(!quiet && !json, "exporting");
             let report = jit_git::export::export_git(
@@ -144,6 +146,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 snapshot,
                 &base.join(&path),
                 &git_branch,
+                force,
                 &|done, total| {
                     bar.set_length(total);
                     bar.set_position(done);
@@ -152,7 +155,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             bar.finish_and_clear();
             out.emit(
                 json!({ "commit": report.commit.to_string(), "reference": report.reference, "commits": report.commits }),
-                || format!("exported {} commits; {} is {}", report.commits, report.reference, report.commit),
+                || format!("exported {}; {} is {}", count(report.commits, "commit"), report.reference, report.commit),
             )
         }
         Command::Log { rev, max_count } => log(

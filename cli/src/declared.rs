@@ -70,13 +70,91 @@ pub fn format_date(time: DeclaredTime) -> String {
 }
 
 /// Builds the commit's declared inputs; `configured` is the author from `.jit/config.toml`.
+/// Without `-m`, the message is written in the user's editor.
 pub fn commit_info(args: &CommitArgs, configured: Option<String>) -> Result<CommitInfo> {
+    let message = match &args.message {
+        Some(message) => message.clone(),
+        None => edit_message()?,
+    };
     declared(
-        &args.message,
+        &message,
         args.author.as_deref(),
         args.date.as_deref(),
         configured,
     )
+}
+
+/// The editor git would run: `$GIT_EDITOR`, `$VISUAL`, `$EDITOR`, else `vi`.
+fn editor() -> String {
+    ["JIT_EDITOR", "GIT_EDITOR", "VISUAL", "EDITOR"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_owned())
+}
+
+/// What the editor starts with, as git's commit template: every `#` line is dropped.
+const TEMPLATE: &str = "\n# Please enter the commit message for your changes. Lines starting\n# with '#' will be ignored, and an empty message aborts the commit.\n";
+
+/// Opens the editor on a message template (the editor string is run by the shell, so it may
+/// carry arguments, as git allows) and returns the message without comment lines and
+/// surrounding blank lines; an empty message aborts.
+fn edit_message() -> Result<String> {
+    let path = std::env::temp_dir().join(format!("jit-COMMIT_EDITMSG-{}", std::process::id()));
+    std::fs::write(&path, TEMPLATE).with_context(|| format!("cannot write {}", path.display()))?;
+    let editor = editor();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$@\""))
+        .arg(&editor)
+        .arg(&path)
+        .status()
+        .with_context(|| format!("cannot run the editor {editor:?}"));
+    let text = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    let status = status?;
+    if !status.success() {
+        bail!("the editor {editor:?} failed ({status}); nothing was committed");
+    }
+    let message = strip_comments(&text.context("cannot read the message back")?);
+    if message.is_empty() {
+        return Err(jit_kernel::Error::InvalidInput(
+            "aborting the commit: the message is empty".into(),
+        )
+        .into());
+    }
+    Ok(message)
+}
+
+/// A message without `#` lines, trailing spaces and surrounding blank lines, ending in no
+/// newline.
+fn strip_comments(text: &str) -> String {
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(str::trim_end)
+        .collect();
+    kept.join("\n").trim_matches('\n').to_owned()
+}
+
+/// git's `user.name` and `user.email`, when git is installed and they are set.
+fn git_author() -> Option<String> {
+    let get = |key: &str| {
+        std::process::Command::new("git")
+            .args(["config", "--get", key])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let name = get("user.name")?;
+    Some(match get("user.email") {
+        Some(email) => format!("{name} <{email}>"),
+        None => name,
+    })
 }
 
 /// Builds declared inputs from their parts.
@@ -89,6 +167,7 @@ pub fn declared(
     let author = author
         .map(str::to_owned)
         .or(configured)
+        .or_else(git_author)
         .or_else(|| {
             std::env::var("USER")
                 .ok()
@@ -115,6 +194,15 @@ pub fn declared(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comment_lines_and_surrounding_blank_lines_are_dropped() {
+        assert_eq!(
+            strip_comments("\n\nfix: the thing  \n\nbody\n# a comment\n\n"),
+            "fix: the thing\n\nbody"
+        );
+        assert_eq!(strip_comments(TEMPLATE), "");
+    }
 
     #[test]
     fn dates_parse_in_both_forms() {

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("JIT_LOG").unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new(
-                    "warn,fuser=error,zenoh=error,zenoh_link_unixsock_stream=error,zenoh_transport=error",
+                    "warn,fuser=error,zenoh=error,zenoh_link_unixsock_stream=error,zenoh_transport=error,notify::inotify=error",
                 )
             }),
         )

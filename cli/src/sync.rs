@@ -119,16 +119,18 @@ impl Connection {
     }
 }
 
-fn print_report(report: &PullReport, json: bool) -> Result<ExitCode> {
+/// Prints what a pull did. In a clone every branch is new to the user, even the one the replica
+/// was made with (at its root): `cloning` shows those as created.
+fn print_report(report: &PullReport, json: bool, cloning: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string(report)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "Pulled from {}: {} nodes fetched ({} bytes), {} resumed, {} new",
+        "Pulled from {}: {} fetched ({}), {} resumed, {} new",
         report.remote,
-        report.fetched_nodes,
-        report.fetched_bytes,
+        crate::output::count(report.fetched_nodes, "node"),
+        crate::output::count(report.fetched_bytes, "byte"),
         report.resumed_nodes,
         report.new_nodes
     );
@@ -137,6 +139,7 @@ fn print_report(report: &PullReport, json: bool) -> Result<ExitCode> {
         let what = match change.action {
             RefAction::UpToDate => continue,
             RefAction::Created => format!("created at {}", short(&change.to)),
+            RefAction::FastForwarded if cloning => format!("created at {}", short(&change.to)),
             RefAction::FastForwarded => {
                 format!(
                     "fast-forwarded {}..{}",
@@ -219,7 +222,7 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
             dir.display()
         );
     }
-    print_report(&report, json)
+    print_report(&report, json, true)
 }
 
 /// The replica an earlier clone of `source` into `dir` left unfinished (it was killed), to
@@ -261,7 +264,7 @@ pub fn run(place: &Place, command: SyncCommand, json: bool) -> Result<ExitCode> 
                 None => (name, endpoint_of(base, &remote)?),
             };
             let report = Connection::open(&name, &endpoint)?.pull_into(&repo, quiet || json)?;
-            print_report(&report, json)
+            print_report(&report, json, false)
         }
         SyncCommand::Add { name, endpoint } => {
             let endpoint = endpoint_of(base, &endpoint)?;

@@ -81,6 +81,26 @@ pub struct MountSettings {
     pub allow_other: bool,
 }
 
+/// The universe `base` is in; outside any, a new one is made in `base` (created if missing),
+/// as `jit init` would, and said so — `jit up` alone brings a universe up on a fresh machine.
+fn discover_or_create(base: &Path, json: bool) -> Result<Repository> {
+    let found = if base.exists() {
+        Repository::discover(base)
+    } else {
+        Err(jit_kernel::Error::NotARepository(base.to_path_buf()))
+    };
+    match found {
+        Err(jit_kernel::Error::NotARepository(_)) => {
+            std::fs::create_dir_all(base)
+                .with_context(|| format!("cannot create {}", base.display()))?;
+            let out = crate::output::Output { json };
+            crate::verbs::universe::init(&out, base, None, "main", None)?;
+            Ok(Repository::discover(base)?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// `jit up`: the daemon in the foreground until Ctrl-C or SIGTERM.
 pub fn up(
     base: &Path,
@@ -97,7 +117,7 @@ pub fn up(
             settings.insecure_listen,
         )?;
     }
-    let repo = Repository::discover(base)?;
+    let repo = discover_or_create(base, json)?;
     let lock = DaemonLock::acquire(repo.jit_dir())?;
     let universe = repo.universe()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

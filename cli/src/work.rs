@@ -438,19 +438,53 @@ pub fn commit_verb(place: &Place, info: &CommitInfo, json: bool) -> Result<ExitC
 /// `jit checkout BRANCH`.
 pub fn checkout_verb(base: &Path, branch: &str, json: bool) -> Result<ExitCode> {
     let mut kernel = Kernel::connect(base)?;
-    let _: serde_json::Value = kernel
+    let switched: Result<std::collections::BTreeMap<String, String>, jit_kernel::Error> = kernel
         .invoke(
             Operation::CheckoutBranch,
             &CheckoutArgs {
                 branch: branch.to_owned(),
             },
-        )
-        .map(|v: std::collections::BTreeMap<String, String>| json!(v))?;
+        );
+    if let Err(error) = switched {
+        // The in-process kernel holds the store open; it must close before it is read again.
+        drop(kernel);
+        return Err(not_a_branch(base, branch, error));
+    }
     if json {
         return print_json(&json!({ "head": branch }));
     }
     println!("Switched to branch {branch}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `jit checkout NAME` could not switch, said for people: HEAD names a branch, so a tag or
+/// another revision gets the commands that do what was meant; a mistyped branch gets the
+/// nearest name.
+fn not_a_branch(base: &Path, name: &str, error: jit_kernel::Error) -> anyhow::Error {
+    let Ok(repo) = jit_kernel::Repository::discover_for_reading(base) else {
+        return error.into();
+    };
+    let resolves = crate::verbs::universe::resolve_snapshot(&repo, name).is_ok();
+    let branches: Vec<String> = repo
+        .store()
+        .read()
+        .and_then(|txn| repo.store().refs_with_prefix(&txn, "heads/"))
+        .map(|refs| {
+            refs.into_iter()
+                .map(|(n, _)| n.trim_start_matches("heads/").to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = if resolves {
+        format!(
+            "{name} is not a branch, and HEAD always names a branch: to look at it, `jit checkout --into DIR {name}` writes it as plain files (or read it in the mount under nodes/); to work from it, `jit branch NEW {name}` then `jit checkout NEW`"
+        )
+    } else if let Some(near) = crate::output::nearest(name, branches.iter().map(String::as_str)) {
+        format!("no branch named {name}; did you mean {near}?")
+    } else {
+        return error.into();
+    };
+    jit_kernel::Error::InvalidInput(message).into()
 }
 
 /// `jit reset REV` and `jit rebase ONTO`.

@@ -666,3 +666,132 @@ fn federation_bundles_export_verify_anywhere_and_import_with_no_network() {
         fails(&b, &["federation", "import", truncated.to_str().unwrap()]).contains("truncated")
     );
 }
+
+/// Issue #22: `jit commit` without `-m` opens the editor git would ($GIT_EDITOR, $VISUAL,
+/// $EDITOR; comment lines dropped; an empty message aborts and commits nothing), the author
+/// falls back to git's user.name and user.email when JIT has none, and counts agree with their
+/// nouns ("1 file").
+#[test]
+fn commit_without_a_message_opens_the_editor_and_the_author_comes_from_git() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let tree = work.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("one.txt"), "1\n").unwrap();
+    ok(work.path(), &["init", "repo"]);
+    let imported = ok(
+        &repo,
+        &[
+            "import",
+            tree.to_str().unwrap(),
+            "-m",
+            "first",
+            "--author",
+            AUTHOR,
+            "--date",
+            DATE,
+        ],
+    );
+    assert!(
+        imported.contains(" 1 file, 1 directory, 0 symlinks, 2 bytes"),
+        "{imported}"
+    );
+
+    let gitconfig = work.path().join("gitconfig");
+    fs::write(
+        &gitconfig,
+        "[user]\n\tname = Git Person\n\temail = git@example.org\n",
+    )
+    .unwrap();
+    let editor = work.path().join("editor.sh");
+    fs::write(
+        &editor,
+        "#!/bin/sh\n# the template is there, with its comment lines\ngrep -q '^# Please enter' \"$1\" || exit 3\nprintf 'Written in the editor\\n\\nWith a body.\\n# dropped\\n' > \"$1\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&editor, fs::Permissions::from_mode(0o755)).unwrap();
+    let empty_editor = work.path().join("empty.sh");
+    fs::write(&empty_editor, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&empty_editor, fs::Permissions::from_mode(0o755)).unwrap();
+    apply_to_working(
+        &repo,
+        "p1",
+        serde_json::json!([{"op": "put", "path": "two.txt", "content": "2\n"}]),
+    );
+    let commit = |editor: &std::path::Path| {
+        jit_testutils::bin::jit_command(&repo)
+            .args(["commit", "--date", DATE, "--json"])
+            .env("GIT_EDITOR", editor)
+            .env("GIT_CONFIG_GLOBAL", &gitconfig)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap()
+    };
+    // An empty message aborts, and nothing is committed.
+    let before = json(&repo, &["log"]).as_array().unwrap().len();
+    let aborted = commit(&empty_editor);
+    assert!(!aborted.status.success());
+    let error: serde_json::Value = serde_json::from_slice(&aborted.stderr).unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&aborted.stderr);
+    assert!(
+        stderr.contains("message is empty") || error["error"]["code"] == "invalid_input",
+        "{stderr}"
+    );
+    assert_eq!(
+        json(&repo, &["log"]).as_array().unwrap().len(),
+        before,
+        "nothing committed"
+    );
+
+    let committed = commit(&editor);
+    assert!(
+        committed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&committed.stderr)
+    );
+    let log = json(&repo, &["log", "-n", "1"]);
+    let head = &log.as_array().unwrap()[0];
+    assert_eq!(head["message"], "Written in the editor\n\nWith a body.");
+    assert_eq!(head["author"], "Git Person <git@example.org>");
+}
+
+/// Issue #22: checking out a tag or an expression says why HEAD cannot name it and what does
+/// what was meant; a mistyped branch gets the nearest name.
+#[test]
+fn checkout_of_a_tag_an_expression_or_a_typo_says_what_to_do() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    ok(work.path(), &["init", "repo"]);
+    import(&repo, &tree, "first");
+    fs::write(tree.join("README"), "again\n").unwrap();
+    import(&repo, &tree, "second");
+    ok(&repo, &["tag", "v1", "HEAD~1"]);
+    for rev in ["v1", "HEAD~1"] {
+        let said = fails(&repo, &["checkout", rev]);
+        assert!(said.contains("is not a branch"), "{said}");
+        assert!(
+            said.contains(&format!("jit checkout --into DIR {rev}")),
+            "{said}"
+        );
+        assert!(said.contains(&format!("jit branch NEW {rev}")), "{said}");
+    }
+    let typo = fails(&repo, &["checkout", "mian"]);
+    assert!(typo.contains("did you mean main?"), "{typo}");
+    let code = json_error(&repo, &["checkout", "v1"]);
+    assert_eq!(code, "invalid_input");
+    // A real branch still switches.
+    ok(&repo, &["branch", "topic"]);
+    assert!(ok(&repo, &["checkout", "topic"]).contains("Switched to branch topic"));
+}
+
+/// The error code a failing `jit … --json` prints.
+fn json_error(repo: &std::path::Path, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = jit_testutils::bin::jit(repo, &all);
+    assert!(!out.status.success());
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    value["error"]["code"].as_str().unwrap().to_owned()
+}

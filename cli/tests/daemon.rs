@@ -717,3 +717,29 @@ fn a_client_idle_past_the_daemons_idle_timeout_is_served_on_a_new_connection() {
         info(&mut kernel).unwrap_or_else(|e| panic!("call {round} after the idle close: {e}"));
     }
 }
+
+/// Issue #22: `jit up` outside any universe makes one (as `jit init` would, creating the
+/// directory) and serves it — one command brings a universe up on a fresh machine.
+#[test]
+fn up_outside_a_universe_creates_one_and_serves_it() {
+    let work = tempfile::tempdir().unwrap();
+    let fresh = work.path().join("not/yet/there");
+    let mut command = jit_command(work.path());
+    command
+        .arg("-C")
+        .arg(&fresh)
+        .args(["up", "--no-mount", "--no-plane"]);
+    let daemon = Daemon::start_command(&fresh, command);
+    let info = json(&fresh, &["info"]);
+    assert_eq!(info["head"], "main", "{info}");
+    assert!(fresh.join(".jit/universe.toml").exists());
+    drop(daemon);
+    // Inside one, it serves that one and makes nothing new.
+    let again = Daemon::start_command(&fresh, {
+        let mut command = jit_command(&fresh);
+        command.args(["up", "--no-mount", "--no-plane"]);
+        command
+    });
+    assert_eq!(json(&fresh, &["info"])["universe"], info["universe"]);
+    drop(again);
+}

@@ -311,3 +311,87 @@ fn patches_can_plant_git_and_jit_checkout_not_through_git_import() {
     assert_eq!(paths, ["keep.txt", "sub/ok.txt"], "{listing}");
     assert_eq!(report["skipped_reserved"], 2, "{report}");
 }
+
+/// Issue #22: `export-git DEST REV` names the git branch after REV (not the checked-out jit
+/// branch), a new repository's HEAD names it, a revision that is no branch needs `--branch`, and
+/// an existing git branch is only ever moved forward — backwards or sideways needs `--force`.
+#[test]
+fn export_git_names_the_branch_it_exports_and_never_moves_a_ref_back_without_force() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("u");
+    ok(work.path(), &["init", "u"]);
+    let tree = work.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("a.txt"), "one\n").unwrap();
+    jit_testutils::bin::import(&repo, &tree, "main 1");
+    fs::write(tree.join("a.txt"), "two\n").unwrap();
+    jit_testutils::bin::import(&repo, &tree, "main 2");
+    ok(&repo, &["branch", "jitsrc", "main~1"]);
+    ok(&repo, &["checkout", "jitsrc"]);
+    fs::write(tree.join("a.txt"), "side\n").unwrap();
+    jit_testutils::bin::import(&repo, &tree, "jitsrc 1");
+
+    // With jitsrc checked out, exporting main writes refs/heads/main, and HEAD names it.
+    let out = work.path().join("out.git");
+    let dest = out.to_str().unwrap();
+    let exported = json(&repo, &["export-git", dest, "main", "-q"]);
+    assert_eq!(exported["reference"], "refs/heads/main");
+    assert_eq!(
+        git(&out, &["symbolic-ref", "HEAD"], 0).trim(),
+        "refs/heads/main"
+    );
+    let main_commit = git(&out, &["rev-parse", "refs/heads/main"], 0);
+    assert!(git(&out, &["branch", "--list"], 0).trim().ends_with("main"));
+
+    // An older revision onto the same branch: backwards, refused, and the ref stays.
+    let refused = fails(
+        &repo,
+        &["export-git", dest, "main~1", "--branch", "main", "-q"],
+    );
+    assert!(refused.contains("backwards or sideways"), "{refused}");
+    assert_eq!(git(&out, &["rev-parse", "refs/heads/main"], 0), main_commit);
+    // An unrelated history onto it: sideways, refused too.
+    let sideways = fails(
+        &repo,
+        &["export-git", dest, "jitsrc", "--branch", "main", "-q"],
+    );
+    assert!(sideways.contains("--force"), "{sideways}");
+    assert_eq!(git(&out, &["rev-parse", "refs/heads/main"], 0), main_commit);
+    // A revision that is no branch needs a name.
+    let unnamed = fails(&repo, &["export-git", dest, "main~1", "-q"]);
+    assert!(unnamed.contains("--branch"), "{unnamed}");
+    // The checked-out branch exports under its own name and leaves main alone.
+    let side = json(&repo, &["export-git", dest, "-q"]);
+    assert_eq!(side["reference"], "refs/heads/jitsrc");
+    assert_eq!(git(&out, &["rev-parse", "refs/heads/main"], 0), main_commit);
+    // Forward is fine; --force moves it anyway.
+    json(
+        &repo,
+        &["export-git", dest, "main~1", "--branch", "old", "-q"],
+    );
+    let forward = json(
+        &repo,
+        &["export-git", dest, "main", "--branch", "old", "-q"],
+    );
+    assert_eq!(
+        format!("{}\n", forward["commit"].as_str().unwrap()),
+        main_commit
+    );
+    let forced = json(
+        &repo,
+        &[
+            "export-git",
+            dest,
+            "jitsrc",
+            "--branch",
+            "main",
+            "--force",
+            "-q",
+        ],
+    );
+    assert_eq!(
+        git(&out, &["rev-parse", "refs/heads/main"], 0).trim(),
+        forced["commit"].as_str().unwrap()
+    );
+    git(&out, &["fsck", "--strict", "--no-progress"], 0);
+}

@@ -86,6 +86,13 @@ fn two_daemons_on_loopback_clone_diverge_and_converge() {
     );
     assert_eq!(log_ids(&b), log_ids(&a));
     assert_eq!(ok(&b, &["cat", "v1:src/lib.rs"]), "pub fn f() {}\n");
+    // Said for people: a clone creates its branches (issue #22: not "fast-forwarded").
+    let said = ok(tmp.path(), &["clone", &endpoint_a, "b-text", "--quiet"]);
+    let main_line = said
+        .lines()
+        .find(|l| l.contains("heads/main"))
+        .unwrap_or_default();
+    assert!(main_line.contains("created at"), "{said}");
     assert_eq!(
         ok(&b, &["sync", "list"]).trim(),
         format!("origin\t{endpoint_a}")

@@ -25,11 +25,22 @@ struct Watcher {
 
 impl Watcher {
     fn start(co: &Path, stall: Option<&Path>) -> Watcher {
+        Watcher::spawn(co, stall, Some("warn"))
+    }
+
+    /// With the logging a user gets (no `JIT_LOG`).
+    fn start_as_a_user_would(co: &Path) -> Watcher {
+        Watcher::spawn(co, None, None)
+    }
+
+    fn spawn(co: &Path, stall: Option<&Path>, log: Option<&str>) -> Watcher {
         let stderr = co.with_extension("watch.log");
         let mut command = jit_command(co);
+        if let Some(log) = log {
+            command.env("JIT_LOG", log);
+        }
         command
             .args(["watch", "."])
-            .env("JIT_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).expect("log file"));
         if let Some(stall) = stall {
@@ -460,6 +471,24 @@ fn hitting_the_inotify_watch_limit_is_a_clear_error() {
         1,
         "one line, no backtrace: {stderr}"
     );
+}
+
+/// Issue #22: a directory that goes away under the watcher (its watch already gone with it)
+/// is no warning on the user's terminal.
+#[test]
+fn a_removed_directory_tree_warns_nobody() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    let watcher = Watcher::start_as_a_user_would(&co);
+    for round in 0..5 {
+        std::fs::create_dir_all(co.join(format!("gone/a{round}/b/c"))).unwrap();
+        std::fs::write(co.join(format!("gone/a{round}/b/c/f")), "x\n").unwrap();
+        assert_converged(&repo, &co);
+        std::fs::remove_dir_all(co.join("gone")).unwrap();
+        assert_converged(&repo, &co);
+    }
+    let log = watcher.log();
+    assert!(!log.contains("WARN"), "the terminal got: {log}");
 }
 
 #[test]

@@ -24,18 +24,24 @@ pub struct ExportReport {
     pub reference: String,
 }
 
-/// Writes `snapshot` and its history into the git repository at `path` (created if missing) and
-/// points `refs/heads/<branch>` at it.
+/// Writes `snapshot` and its history into the git repository at `path` (created if missing,
+/// with HEAD naming `branch`) and points `refs/heads/<branch>` at it. An existing branch is
+/// only moved forward — to a commit that descends from where it is — unless `force`; the move
+/// is a compare-and-set, so a branch that moved meanwhile is not overwritten either.
 pub fn export_git(
     store: &Store,
     snapshot: NodeId,
     path: &Path,
     branch: &str,
+    force: bool,
     progress: Progress<'_>,
 ) -> Result<ExportReport> {
-    let repo = match gix::open(path) {
-        Ok(repo) => repo,
-        Err(_) => gix::init(path).map_err(GitError::git)?,
+    let reference = format!("refs/heads/{branch}");
+    gix::refs::FullName::try_from(reference.as_str())
+        .map_err(|e| GitError::Git(format!("{branch:?} is not a git branch name: {e}")))?;
+    let (repo, created) = match gix::open(path) {
+        Ok(repo) => (repo, false),
+        Err(_) => (gix::init(path).map_err(GitError::git)?, true),
     };
     let txn = store.read()?;
     let dag = Dag::new(store, &txn);
@@ -56,19 +62,72 @@ pub fn export_git(
         .commits
         .get(&snapshot)
         .ok_or_else(|| GitError::Git("nothing to export: the revision is the empty root".into()))?;
-    let reference = format!("refs/heads/{branch}");
-    repo.reference(
-        reference.as_str(),
-        commit,
-        gix::refs::transaction::PreviousValue::Any,
-        "jit export-git",
-    )
-    .map_err(GitError::git)?;
+    point_branch(&repo, &reference, commit, force)?;
+    if created {
+        name_head(&repo, &reference)?;
+    }
     Ok(ExportReport {
         commits: total,
         commit,
         reference,
     })
+}
+
+/// Points `reference` at `commit`: creates it, or moves it forward (anywhere with `force`),
+/// compare-and-set against where it was read.
+fn point_branch(
+    repo: &gix::Repository,
+    reference: &str,
+    commit: ObjectId,
+    force: bool,
+) -> Result<()> {
+    use gix::refs::transaction::PreviousValue;
+    let existing = repo
+        .try_find_reference(reference)
+        .map_err(GitError::git)?
+        .and_then(|r| r.target().try_id().map(|id| id.to_owned()));
+    let expected = match existing {
+        None => PreviousValue::MustNotExist,
+        Some(old) if old == commit => return Ok(()),
+        Some(old) => {
+            let forward = repo
+                .merge_base(old, commit)
+                .map_err(GitError::git)?
+                .is_some_and(|base| base.detach() == old);
+            if !forward && !force {
+                return Err(GitError::NotForward {
+                    reference: reference.to_owned(),
+                    old: old.to_string(),
+                    new: commit.to_string(),
+                });
+            }
+            PreviousValue::MustExistAndMatch(gix::refs::Target::Object(old))
+        }
+    };
+    repo.reference(reference, commit, expected, "jit export-git")
+        .map_err(GitError::git)?;
+    Ok(())
+}
+
+/// Makes a new repository's HEAD name the exported branch (git's own default may differ).
+fn name_head(repo: &gix::Repository, reference: &str) -> Result<()> {
+    use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+    let target = gix::refs::FullName::try_from(reference).map_err(GitError::git)?;
+    repo.edit_reference(RefEdit {
+        change: Change::Update {
+            log: LogChange {
+                mode: RefLog::AndReference,
+                force_create_reflog: false,
+                message: "jit export-git".into(),
+            },
+            expected: PreviousValue::Any,
+            new: gix::refs::Target::Symbolic(target),
+        },
+        name: "HEAD".try_into().map_err(GitError::git)?,
+        deref: false,
+    })
+    .map_err(GitError::git)?;
+    Ok(())
 }
 
 /// The git parents of a snapshot, as jit snapshots: its parent snapshot; for a snapshot on a

@@ -28,6 +28,16 @@ pub enum GitError {
     /// The kernel refused or failed.
     #[error(transparent)]
     Kernel(#[from] jit_kernel::Error),
+    /// An export would move an existing git branch backwards or sideways.
+    #[error("{reference} is at {old}, which {new} does not descend from: exporting would move it backwards or sideways (export another branch with --branch, or move it anyway with --force)")]
+    NotForward {
+        /// The git reference.
+        reference: String,
+        /// Where it is.
+        old: String,
+        /// Where the export would put it.
+        new: String,
+    },
 }
 
 impl jit_kernel::Coded for GitError {
@@ -35,6 +45,7 @@ impl jit_kernel::Coded for GitError {
         match self {
             GitError::Git(_) => jit_kernel::Code::GitError,
             GitError::Kernel(e) => e.code(),
+            GitError::NotForward { .. } => jit_kernel::Code::NotFastForward,
         }
     }
 }

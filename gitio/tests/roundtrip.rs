@@ -49,8 +49,15 @@ fn a_git_history_imported_and_exported_keeps_its_commit_ids() {
     assert_eq!(report.skipped_reserved, 0);
 
     let exported = work.path().join("exported.git");
-    let written =
-        export_git(repo.store(), report.tip, &exported, "main", &|_, _| {}).expect("export");
+    let written = export_git(
+        repo.store(),
+        report.tip,
+        &exported,
+        "main",
+        false,
+        &|_, _| {},
+    )
+    .expect("export");
     assert_eq!(written.commit.to_string(), head, "the merge commit's id");
     assert_eq!(git(&exported, &["rev-parse", "refs/heads/main"]), head);
     assert_eq!(

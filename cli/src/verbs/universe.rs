@@ -77,10 +77,10 @@ pub(crate) fn run_fsck(out: &Output, repo: &Repository) -> Result<ExitCode> {
             .map(|p| format!("{}: {}", p.location, p.message))
             .collect();
         text.push(format!(
-            "checked {} log records, {} nodes, {} refs: {}",
-            report.log_records,
-            report.nodes,
-            report.refs,
+            "checked {}, {}, {}: {}",
+            crate::output::count(report.log_records, "log record"),
+            crate::output::count(report.nodes, "node"),
+            crate::output::count(report.refs, "ref"),
             if report.is_clean() {
                 "clean".to_owned()
             } else {
@@ -218,4 +218,24 @@ pub(crate) fn federation_policy(
         }
         other => anyhow::bail!("{other:?} is not a policy verb"),
     }
+}
+
+/// The git branch `jit export-git REV` writes when none is given: REV's own name when it names
+/// a branch (`main`, `heads/main`); any other revision needs `--branch`, so that an export never
+/// writes under a name the user did not choose.
+pub(crate) fn exported_branch(repo: &Repository, rev: &str) -> Result<String> {
+    let txn = repo.store().read()?;
+    let named = jit_kernel::refs::RefName::parse_full(rev)
+        .or_else(|_| jit_kernel::refs::RefName::branch(rev))
+        .ok()
+        .filter(|name| name.kind() == jit_kernel::refs::RefKind::Branch);
+    if let Some(name) = named {
+        if jit_kernel::refs::get(repo.store(), &txn, &name)?.is_some() {
+            return Ok(name.short().to_owned());
+        }
+    }
+    Err(jit_kernel::Error::InvalidInput(format!(
+        "{rev} is not a branch: say which git branch to write with --branch NAME"
+    ))
+    .into())
 }
