@@ -37,6 +37,34 @@ pub struct CommitArgs {
     pub date: Option<String>,
 }
 
+/// How `log`, `show` and `diff` print changes.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ChangesArgs {
+    /// A unified diff of each snapshot's changes.
+    #[arg(short = 'p', long = "patch")]
+    pub patch: bool,
+    /// A diffstat: lines added and removed per file.
+    #[arg(long)]
+    pub stat: bool,
+    /// Only the changed paths.
+    #[arg(long)]
+    pub name_only: bool,
+    /// The changed paths with A, M or D.
+    #[arg(long)]
+    pub name_status: bool,
+}
+
+/// How text reaches a person.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ViewArgs {
+    /// Color: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, value_enum, default_value_t = crate::pager::ColorChoice::Auto)]
+    pub color: crate::pager::ColorChoice,
+    /// Print straight to stdout, not through $JIT_PAGER / $PAGER / less.
+    #[arg(long)]
+    pub no_pager: bool,
+}
+
 /// Declared inputs of a history move (reset, rebase): the message has a default.
 #[derive(Debug, Args)]
 pub struct MoveArgs {
@@ -479,8 +507,21 @@ pub enum Command {
         #[arg(long)]
         ignored: bool,
     },
-    /// Show the working SWS's changes as a unified diff (an empty directory as a header line).
-    Diff,
+    /// Show changes as a unified diff: the working SWS's (no REV), from REV to the working SWS,
+    /// or between two revisions; `-- PATH…` limits it to those files and directories.
+    Diff {
+        /// No revision: the working SWS against its base; one: REV against the working SWS;
+        /// two: the first against the second.
+        #[arg(num_args = 0..=2)]
+        revs: Vec<String>,
+        /// Only these paths (files, or directories and what they hold).
+        #[arg(last = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        changes: ChangesArgs,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
     /// Commit the working SWS of the checked-out branch (inside a checkout: its SWS; inside a
     /// mount's sws/NAME/: that SWS).
     Commit {
@@ -586,18 +627,39 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show the history of a revision along its mainline.
+    /// Show history, newest first: every snapshot reachable from REV (default HEAD), merged side
+    /// history included, with branch and tag labels; through a pager on a terminal.
     Log {
         /// Where to start (default: HEAD).
         rev: Option<String>,
         /// Show at most N snapshots.
         #[arg(short = 'n', long = "max-count")]
         max_count: Option<usize>,
+        /// Start from every branch and tag (and HEAD).
+        #[arg(long)]
+        all: bool,
+        /// Draw the history's lanes.
+        #[arg(long)]
+        graph: bool,
+        /// One line per snapshot: abbreviated id, labels, first line of the message.
+        #[arg(long)]
+        oneline: bool,
+        /// Follow only the mainline (a merge's first side).
+        #[arg(long)]
+        first_parent: bool,
+        #[command(flatten)]
+        changes: ChangesArgs,
+        #[command(flatten)]
+        view: ViewArgs,
     },
-    /// Show a node: for a snapshot, its header and the paths it changed.
+    /// Show a node: for a snapshot (default HEAD), its header, message and diff.
     Show {
-        /// The revision or node id.
-        rev: String,
+        /// The revision or node id (default: HEAD).
+        rev: Option<String>,
+        #[command(flatten)]
+        changes: ChangesArgs,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// List a tree: a revision's root, or PATH inside it.
     LsTree {

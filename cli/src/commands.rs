@@ -158,13 +158,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 || format!("exported {}; {} is {}", count(report.commits, "commit"), report.reference, report.commit),
             )
         }
-        Command::Log { rev, max_count } => log(
-            &out,
-            &Repository::discover_for_reading(&universe)?,
+        Command::Log {
             rev,
             max_count,
+            all,
+            graph,
+            oneline,
+            first_parent,
+            changes,
+            view,
+        } => log(
+            &out,
+            &Repository::discover_for_reading(&universe)?,
+            crate::verbs::history::LogRequest {
+                rev,
+                max_count,
+                all,
+                graph,
+                oneline,
+                first_parent,
+                changes,
+                view,
+            },
         ),
-        Command::Show { rev } => show(&out, &Repository::discover_for_reading(&universe)?, &rev),
+        Command::Show { rev, changes, view } => show(
+            &out,
+            &Repository::discover_for_reading(&universe)?,
+            rev.as_deref().unwrap_or("HEAD"),
+            changes,
+            view,
+        ),
         Command::LsTree {
             rev,
             path,
@@ -255,7 +278,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Sync { command } => crate::sync::run(&place, command, json),
         Command::Status { ignored } => work::status_verb(&place, json, ignored),
-        Command::Diff => work::diff_verb(&place, json),
+        Command::Diff {
+            revs,
+            paths,
+            changes,
+            view,
+        } => crate::verbs::history::diff(&out, &place, &revs, &paths, changes, view),
         Command::Commit { commit } => {
             let universe = match crate::ondisk::here(&place)? {
                 Some(located) => located.marker.repo,

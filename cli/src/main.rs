@@ -25,6 +25,7 @@ mod federation;
 mod generate;
 mod ondisk;
 mod output;
+mod pager;
 mod place;
 mod progress;
 mod sync;

@@ -413,6 +413,28 @@ pub fn diff_verb(place: &Place, json: bool) -> Result<ExitCode> {
     diff(session.kernel(), Some(&id), json)
 }
 
+/// The status of the working SWS `jit diff` compares with here (a checkout's, a mount view's, or
+/// HEAD's branch's), settled: what the mount or the watcher has buffered is in it.
+pub fn working_status(place: &Place) -> Result<StatusInfo> {
+    place.writable("diff")?;
+    let status = match crate::ondisk::here(place)? {
+        Some(located) => {
+            let (mut session, id, _) = crate::ondisk::synchronized(located)?;
+            session
+                .kernel()
+                .invoke(Operation::SwsStatus, &SwsArgs { sws: id })?
+        }
+        None => {
+            let (mut kernel, sws) = connect_at(place)?;
+            match sws {
+                Some(id) => kernel.invoke(Operation::SwsStatus, &SwsArgs { sws: id })?,
+                None => kernel.invoke(Operation::HeadStatus, &json!({}))?,
+            }
+        }
+    };
+    Ok(status)
+}
+
 /// `jit commit` (inside a checkout: its SWS, then the files follow the new tip; inside
 /// `sws/NAME/`: that SWS).
 pub fn commit_verb(place: &Place, info: &CommitInfo, json: bool) -> Result<ExitCode> {

@@ -145,8 +145,11 @@ fn import_then_export_reproduces_git_trees_and_commits() {
     assert_eq!(report["merges"], merges);
     assert_eq!(report["branch"], "main");
 
-    // jit log shows the mainline (git's first-parent history), with authors, times and messages.
-    let log = json(&repo, &["log"]);
+    // jit log shows the whole history, merged side history included, as git log does.
+    let everything = json(&repo, &["log"]);
+    assert_eq!(everything.as_array().unwrap().len() as u64, total);
+    // --first-parent: the mainline, with authors, times and messages.
+    let log = json(&repo, &["log", "--first-parent"]);
     let entries = log.as_array().unwrap();
     assert_eq!(entries.len(), first_parent);
     assert_eq!(entries[0]["message"], "Merge side299\n");
@@ -394,4 +397,132 @@ fn export_git_names_the_branch_it_exports_and_never_moves_a_ref_back_without_for
         forced["commit"].as_str().unwrap()
     );
     git(&out, &["fsck", "--strict", "--no-progress"], 0);
+}
+
+/// Issue #22: history read the way git users read it — `log` with merged side history,
+/// `--graph`, `--oneline`, `--all`, labels, `-p`, `--stat`, `--name-only`; `show` with its
+/// diff; `diff REV REV -- PATH`; no pager and no color when stdout is not a terminal, color on
+/// request unless NO_COLOR.
+#[test]
+fn history_reads_as_git_users_read_it() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = work.path().join("origin");
+    fs::create_dir_all(&origin).unwrap();
+    let g = |args: &[&str], date: u64| git(&origin, args, date);
+    g(&["init", "-q", "-b", "main"], 0);
+    fs::write(origin.join("README"), "one\ntwo\nthree\n").unwrap();
+    fs::write(origin.join("other.txt"), "other\n").unwrap();
+    g(&["add", "."], 0);
+    g(&["commit", "-q", "-m", "base"], 1_700_000_000);
+    g(&["checkout", "-q", "-b", "side"], 0);
+    fs::write(origin.join("side.txt"), "from the side\n").unwrap();
+    g(&["add", "."], 0);
+    g(&["commit", "-q", "-m", "side work"], 1_700_000_100);
+    g(&["checkout", "-q", "main"], 0);
+    fs::write(origin.join("README"), "one\nTWO\nthree\n").unwrap();
+    g(&["commit", "-q", "-am", "main work"], 1_700_000_200);
+    g(
+        &["merge", "-q", "--no-ff", "-m", "merge side", "side"],
+        1_700_000_300,
+    );
+
+    ok(work.path(), &["init", "u"]);
+    let repo = work.path().join("u");
+    json(&repo, &["import-git", origin.to_str().unwrap(), "-q"]);
+    ok(&repo, &["tag", "v1", "HEAD"]);
+
+    // The whole history, side work included, with the graph git would draw.
+    let graph = ok(&repo, &["log", "--graph", "--oneline"]);
+    let lines: Vec<&str> = graph.lines().collect();
+    assert!(
+        lines[0].starts_with("* ") && lines[0].contains("(HEAD -> main, tag: v1) merge side"),
+        "{graph}"
+    );
+    assert!(lines.contains(&"|\\"), "a merge opens a lane: {graph}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("| * ") && l.ends_with("side work")),
+        "{graph}"
+    );
+    assert!(lines.contains(&"|/"), "the lanes join at the fork: {graph}");
+    assert!(lines.last().unwrap().ends_with("base"), "{graph}");
+    assert_eq!(json(&repo, &["log"]).as_array().unwrap().len(), 4);
+    assert_eq!(
+        json(&repo, &["log", "--first-parent"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // --all reaches a branch HEAD does not.
+    ok(&repo, &["branch", "elsewhere", "HEAD~1"]);
+    let all = ok(&repo, &["log", "--all", "--oneline"]);
+    assert!(all.contains("(elsewhere) main work"), "{all}");
+
+    // -p, --stat and --name-only on the log; show defaults to HEAD with its diff.
+    let patch = ok(&repo, &["log", "-p", "-n", "2", "--first-parent"]);
+    assert!(patch.contains("-two\n+TWO\n"), "{patch}");
+    let stat = ok(&repo, &["log", "--stat", "-n", "1", "HEAD~1"]);
+    assert!(stat.contains(" README | "), "{stat}");
+    assert!(
+        stat.contains("1 file changed, 1 insertion(+), 1 deletion(-)"),
+        "{stat}"
+    );
+    let names = ok(
+        &repo,
+        &["log", "--name-only", "--oneline", "-n", "1", "HEAD~1"],
+    );
+    assert!(names.lines().any(|l| l == "README"), "{names}");
+    let shown = ok(&repo, &["show"]);
+    assert!(
+        shown.contains("merge side") && shown.contains("+from the side"),
+        "{shown}"
+    );
+
+    // diff between revisions, limited to a path.
+    let both = ok(&repo, &["diff", "HEAD~1", "HEAD"]);
+    assert!(both.contains("+++ b/side.txt"), "{both}");
+    let limited = ok(&repo, &["diff", "v1~2", "v1", "--", "README"]);
+    assert!(
+        limited.contains("--- a/README") && limited.contains("+TWO"),
+        "{limited}"
+    );
+    assert!(
+        !limited.contains("side.txt"),
+        "only the path asked: {limited}"
+    );
+    let stat = ok(&repo, &["diff", "--stat", "v1~2", "v1"]);
+    assert!(
+        stat.contains("2 files changed, 2 insertions(+), 1 deletion(-)"),
+        "{stat}"
+    );
+    let rows = json(&repo, &["diff", "--name-status", "v1~2", "v1"]);
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+
+    // Not a terminal: no pager runs and nothing is colored; color on request, not over NO_COLOR.
+    let marker = work.path().join("pager-ran");
+    let pager = format!("touch {}; cat", marker.display());
+    let plain = jit_testutils::bin::jit_command(&repo)
+        .args(["log", "--oneline"])
+        .env("PAGER", &pager)
+        .env("JIT_PAGER", &pager)
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    assert!(!marker.exists(), "the pager ran with stdout not a terminal");
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains('\x1b'));
+    let colored = jit_testutils::bin::jit_command(&repo)
+        .args(["log", "--oneline", "--color", "always"])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&colored.stdout).contains("\x1b[33m"));
+    let refused = jit_testutils::bin::jit_command(&repo)
+        .args(["log", "--oneline", "--color", "always"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains('\x1b'));
 }

@@ -1,6 +1,8 @@
 //! The verbs, one file per group; `crate::commands::run` dispatches to them.
 
 pub(crate) mod content;
+pub(crate) mod diffs;
+pub(crate) mod graph;
 pub(crate) mod history;
 pub(crate) mod refs;
 pub(crate) mod universe;
