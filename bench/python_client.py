@@ -67,7 +67,13 @@ def throughput(agent: Agent, count: int, window: int, size: int):
     started = time.perf_counter()
     answers = agent.push_many(sws, patches, window=window)
     elapsed = time.perf_counter() - started
-    assert len(answers) == count and answers[-1]["seq"] == count, "every patch acknowledged in order"
+    # Every patch acknowledged once. (Not necessarily at seq i + 1: a request Zenoh dropped on
+    # the way lands when it is resent, after those that overtook it.)
+    seqs = sorted(answer["seq"] for answer in answers)
+    assert seqs == list(range(1, count + 1)), "every patch acknowledged, each once"
+    overtaken = sum(1 for i, answer in enumerate(answers) if answer["seq"] != i + 1)
+    if overtaken:
+        print(f"({overtaken} of {count} patches landed out of their order: resent after a loss)", file=sys.stderr)
     agent.discard(sws)
     return count / elapsed, elapsed
 

@@ -699,6 +699,18 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Read or set this universe's configuration (.jit/config.toml) by dotted key, as git
+    /// config does: `jit config user.name` prints it, `jit config user.name "Ada"` sets it,
+    /// `--unset` removes it, no key lists every setting.
+    Config {
+        /// The key: user.name, user.email, remotes.NAME.endpoint.
+        key: Option<String>,
+        /// The value to set.
+        value: Option<String>,
+        /// Remove the key.
+        #[arg(long, conflicts_with = "value")]
+        unset: bool,
+    },
     /// Check the store: replay the log and verify every node, ref and invariant.
     Fsck,
     /// Wait until this universe's daemon serves: its mount and message plane are up and its

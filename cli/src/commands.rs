@@ -209,6 +209,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             delete,
             force,
         } => tag(&out, &universe, name, rev, delete, force),
+        Command::Config { key, value, unset } => {
+            let repo = Repository::discover_for_reading(&universe)?;
+            crate::verbs::config::config(
+                &out,
+                repo.jit_dir(),
+                key.as_deref(),
+                value.as_deref(),
+                unset,
+            )
+        }
         Command::Fsck => run_fsck(&out, &Repository::discover_for_reading(&universe)?),
         Command::Wait { timeout } => crate::wait::until_served(&out, &universe, timeout),
         Command::Completions { shell } => crate::generate::completions(shell),

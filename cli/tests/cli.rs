@@ -795,3 +795,61 @@ fn json_error(repo: &std::path::Path, args: &[&str]) -> String {
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     value["error"]["code"].as_str().unwrap().to_owned()
 }
+
+/// Issue #22: `jit config` reads and sets the configuration by dotted key, refuses keys the
+/// configuration does not have (leaving the file as it was), and what it sets is used: the
+/// configured author wins over git's.
+#[test]
+fn config_reads_sets_refuses_unknown_keys_and_is_used() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    ok(work.path(), &["init", "repo"]);
+    let unset = jit_testutils::bin::jit(&repo, &["config", "user.name"]);
+    assert!(
+        !unset.status.success() && unset.stdout.is_empty(),
+        "an unset key prints nothing and fails"
+    );
+    ok(&repo, &["config", "user.name", "Ada Lovelace"]);
+    ok(&repo, &["config", "user.email", "ada@example.org"]);
+    assert_eq!(ok(&repo, &["config", "user.name"]).trim(), "Ada Lovelace");
+    let listed = json(&repo, &["config"]);
+    assert_eq!(listed["user.email"], "ada@example.org", "{listed}");
+    let before = fs::read_to_string(repo.join(".jit/config.toml")).unwrap();
+    let refused = fails(&repo, &["config", "user.nickname", "ada"]);
+    assert!(refused.contains("user.nickname cannot be set"), "{refused}");
+    assert_eq!(
+        json_error(&repo, &["config", "colour.ui", "x"]),
+        "invalid_input"
+    );
+    assert_eq!(
+        fs::read_to_string(repo.join(".jit/config.toml")).unwrap(),
+        before
+    );
+    // Used: the configured author, over git's user.name.
+    let gitconfig = work.path().join("gitconfig");
+    fs::write(&gitconfig, "[user]\n\tname = Git Person\n").unwrap();
+    let imported = jit_testutils::bin::jit_command(&repo)
+        .args([
+            "import",
+            tree.to_str().unwrap(),
+            "-m",
+            "first",
+            "--date",
+            DATE,
+            "--json",
+        ])
+        .env("GIT_CONFIG_GLOBAL", &gitconfig)
+        .output()
+        .unwrap();
+    assert!(imported.status.success());
+    assert_eq!(
+        json(&repo, &["show"])["author"],
+        "Ada Lovelace <ada@example.org>"
+    );
+    ok(&repo, &["config", "--unset", "user.email"]);
+    assert!(!jit_testutils::bin::jit(&repo, &["config", "user.email"])
+        .status
+        .success());
+}

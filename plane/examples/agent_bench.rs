@@ -21,7 +21,8 @@ fn patch(tag: &str, n: usize) -> Patch {
         ts: n as u64,
         ops: vec![PatchOp::Put {
             path: format!("{tag}/f{}.txt", n % 64),
-            content: format!("edit {n}\n").into_bytes(),
+            // 16 bytes, as bench/python_client.py writes.
+            content: format!("{:<15}\n", format!("edit {n}")).into_bytes(),
             executable: false,
         }],
     }

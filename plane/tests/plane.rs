@@ -1301,6 +1301,12 @@ async fn plane_a_key_made_elsewhere_enrols_waits_for_approval_then_works_and_eve
     let other = agent(dir.path(), "second", 46).await;
     other.enrol(None, None).await.unwrap();
     agents::enrol::deny(repo.store(), "second").unwrap();
+    // The denied key asking again learns it, and is not queued again.
+    assert_eq!(
+        other.enrol(None, None).await.unwrap().state,
+        agents::enrol::State::Denied
+    );
+    assert!(agents::enrol::pending(repo.store()).unwrap().is_empty());
     let denied_again = agents::enrol::deny(repo.store(), "second").unwrap_err();
     assert_eq!(denied_again.code().as_str(), "invalid_input");
     let retaker = agent(dir.path(), "second", 47).await;

@@ -62,7 +62,7 @@ codes! {
     BadCbor = "bad_cbor", "Bytes are not canonical CBOR.";
     BadNode = "bad_node", "A node does not decode as its type.";
     BadPath = "bad_path", "A path is malformed or reserved (`.git`, `.jit` and their aliases).";
-    BadEdit = "bad_edit", "An `edit` operation's hunks do not apply.";
+    BadEdit = "bad_edit", "A patch names a path whose parent directory is missing or is a file.";
     BadRefName = "bad_ref_name", "A ref name is malformed.";
     BadConfig = "bad_config", "A configuration file does not parse or holds a bad value.";
     InvariantViolation = "invariant_violation", "A node would break a DAG invariant.";

@@ -1,5 +1,6 @@
 //! The verbs, one file per group; `crate::commands::run` dispatches to them.
 
+pub(crate) mod config;
 pub(crate) mod content;
 pub(crate) mod diffs;
 pub(crate) mod graph;

@@ -16,7 +16,6 @@ and print the snapshot.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path

@@ -13,7 +13,7 @@ protocol in ``docs/plane.md``.
         print(agent.commit(sws["id"], "Alice <a@example.org>", "hello"))
 """
 
-from .client import MAX_IN_FLIGHT, Agent, EnrolmentDenied, NotApproved
+from .client import MAX_IN_FLIGHT, Agent
 from .envelope import (
     Envelope,
     generate_key,
@@ -51,8 +51,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "MAX_IN_FLIGHT",
-    "EnrolmentDenied",
-    "NotApproved",
     "Envelope",
     "generate_key",
     "load_key",

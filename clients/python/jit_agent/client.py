@@ -26,12 +26,12 @@ import zenoh
 
 from . import cbor
 from .envelope import Envelope, KeyLike, generate_key, load_key, public_key_bytes, public_key_hex
-from .errors import ClientError, JitError, NoAck, PlaneUnavailable, error_for
+from .errors import ClientError, EnrolmentDenied, JitError, NoAck, NotApproved, PlaneUnavailable, error_for
 from .events import Event, EventStream, Subscription, decode_event
 from .patches import Patch
 from .transport import TlsOptions, endpoints_of, local_endpoint, make_config, open_session
 
-__all__ = ["Agent", "MAX_IN_FLIGHT", "EnrolmentDenied", "NotApproved"]
+__all__ = ["Agent", "MAX_IN_FLIGHT"]
 
 #: The kernel remembers answers for each sender's last 4,096 messages; like the Rust library,
 #: keep at most a quarter of that unanswered so every retry is answered from its record.
@@ -41,18 +41,6 @@ MAX_IN_FLIGHT = 1024
 MAX_SINCE = 1024
 
 Result = Union[Any, JitError]
-
-
-class NotApproved(ClientError):
-    """Enrolment: the request was not approved in the time given."""
-
-    code = "not_approved"
-
-
-class EnrolmentDenied(ClientError):
-    """Enrolment: the owner denied the request."""
-
-    code = "enrolment_denied"
 
 
 def _now_micros() -> int:
@@ -615,7 +603,8 @@ class Agent:
     def wait_until_approved(self, timeout: float = 60.0, interval: float = 0.25) -> Dict[str, Any]:
         """Polls the enrolment every ``interval`` seconds until it is approved; returns the
         answer. Raises :class:`NotApproved` after ``timeout`` seconds, and
-        :class:`EnrolmentDenied` if the daemon reports the request denied."""
+        :class:`EnrolmentDenied` as soon as the daemon answers ``denied`` (``jit agent deny``
+        keeps the denial, so this key is not queued again)."""
         deadline = time.monotonic() + timeout
         while True:
             answer = self.request_enrolment()

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -121,7 +121,8 @@ def public_key_hex(key: KeyLike) -> str:
 
 def signing_bytes(key: str, sender: str, ts: int, msg_id: str, payload: Any) -> bytes:
     """The bytes the signature covers: canonical CBOR of ``{key, msg_id, payload, sender, ts}``
-    with ``key`` the key expression without namespace."""
+    with ``key`` the key expression without namespace. ``payload`` may be a
+    :class:`jit_agent.cbor.Raw` (already encoded)."""
     return cbor.encode(
         {"key": key, "msg_id": msg_id, "payload": payload, "sender": sender, "ts": ts}
     )
@@ -137,6 +138,8 @@ class Envelope:
     msg_id: str
     payload: Any
     sig: bytes
+    #: The payload's canonical CBOR, when already encoded (set by :meth:`signed`).
+    encoded_payload: Optional[bytes] = field(default=None, repr=False, compare=False)
 
     @classmethod
     def signed(
@@ -147,17 +150,20 @@ class Envelope:
             raise ValueError("msg_id must be 1 to 128 bytes")
         if ts < 0:
             raise ValueError("ts is an unsigned integer")
-        sig = load_key(signer).sign(signing_bytes(key, sender, ts, msg_id, payload))
-        return cls(key, sender, ts, msg_id, payload, sig)
+        # The payload is encoded once, for both the signing bytes and the envelope.
+        encoded = payload if isinstance(payload, cbor.Raw) else cbor.Raw(cbor.encode(payload))
+        sig = load_key(signer).sign(signing_bytes(key, sender, ts, msg_id, encoded))
+        return cls(key, sender, ts, msg_id, payload, sig, encoded)
 
     def encode(self) -> bytes:
         """The envelope's canonical CBOR: the exact bytes sent (and resent on every retry)."""
+        payload = self.encoded_payload if self.encoded_payload is not None else self.payload
         return cbor.encode(
             {
                 "sender": self.sender,
                 "ts": self.ts,
                 "msg_id": self.msg_id,
-                "payload": self.payload,
+                "payload": payload,
                 "sig": self.sig,
             }
         )

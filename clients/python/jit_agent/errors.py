@@ -98,6 +98,8 @@ __all__ = [
     # client
     "PlaneUnavailable",
     "NoAck",
+    "NotApproved",
+    "EnrolmentDenied",
 ]
 
 
@@ -242,7 +244,7 @@ class BadPath(KernelError):
 
 
 class BadEdit(KernelError):
-    """An ``edit`` operation's hunks do not apply."""
+    """A patch names a path whose parent directory is missing or is a file."""
     code = "bad_edit"
 
 
@@ -462,6 +464,17 @@ class NoAck(ClientError):
     been applied; sending the same envelope again (which the client does on every retry) is
     always safe."""
     code = "no_ack"
+
+
+class NotApproved(ClientError):
+    """Enrolment: the request was not approved in the time given."""
+    code = "not_approved"
+
+
+class EnrolmentDenied(ClientError):
+    """Enrolment: the daemon reports the request denied. (The daemon of this writing forgets a
+    denied request instead, so a poll files it again as pending: see ``wait_until_approved``.)"""
+    code = "enrolment_denied"
 
 
 def _registry() -> Dict[str, Type[JitError]]:

@@ -60,13 +60,16 @@ def free_port() -> int:
 class Daemon:
     """One ``jit up --no-mount`` process."""
 
-    def __init__(self, universe: "Universe", listen: List[str], env: Dict[str, str]):
+    def __init__(
+        self, universe: "Universe", listen: List[str], env: Dict[str, str], extra_args: List[str]
+    ):
         self.universe = universe
         self.log_path = universe.dir / f"daemon-{len(universe.daemons)}.log"
         self._log = open(self.log_path, "wb")
         args = [universe.bin, "-C", str(universe.dir), "up", "--no-mount"]
         for endpoint in listen:
             args += ["--listen", endpoint]
+        args += extra_args
         self.process = subprocess.Popen(
             args,
             stdout=self._log,
@@ -82,20 +85,36 @@ class Daemon:
             raise
 
     def _wait_ready(self) -> None:
+        # First the plane's socket accepting connections (a socket file a killed daemon left
+        # refuses them), then `jit wait`. Not `jit wait` at once: a `jit` verb opening the
+        # universe while a crashed daemon's journal is unrecovered recovers it itself, and a
+        # `jit up` starting at that moment finds the journal locked and exits ("in use by
+        # another process"). The plane locks the journal before it listens.
         deadline = time.monotonic() + 60
-        while True:
+        while not self._socket_accepts():
             if self.process.poll() is not None:
                 raise RuntimeError(f"jit up exited ({self.process.returncode}):\n{self.log()}")
-            done = subprocess.run(
-                [self.universe.bin, "-C", str(self.universe.dir), "wait", "--timeout", "5"],
-                capture_output=True,
-                timeout=CLI_TIMEOUT,
-            )
-            if done.returncode == 0 and self.universe.socket.exists():
-                return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"jit up did not get ready:\n{self.log()}")
-            time.sleep(0.1)
+                raise RuntimeError(f"jit up did not listen:\n{self.log()}")
+            time.sleep(0.02)
+        done = subprocess.run(
+            [self.universe.bin, "-C", str(self.universe.dir), "wait", "--timeout", "30"],
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+        )
+        if done.returncode != 0 or self.process.poll() is not None:
+            raise RuntimeError(f"jit wait failed: {done.stderr}\n{self.log()}")
+
+    def _socket_accepts(self) -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.universe.socket))
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
 
     def log(self) -> str:
         try:
@@ -176,9 +195,14 @@ class Universe:
     def agent_add(self, name: str, public_hex: str) -> None:
         self.run("agent", "add", name, public_hex)
 
-    def up(self, listen: Optional[List[str]] = None, env: Optional[Dict[str, str]] = None) -> Daemon:
-        """Starts ``jit up --no-mount`` and waits until it serves."""
-        daemon = Daemon(self, listen or [], env or {})
+    def up(
+        self,
+        listen: Optional[List[str]] = None,
+        env: Optional[Dict[str, str]] = None,
+        extra_args: Optional[List[str]] = None,
+    ) -> Daemon:
+        """Starts ``jit up --no-mount [--listen E]… [EXTRA_ARGS]`` and waits until it serves."""
+        daemon = Daemon(self, listen or [], env or {}, extra_args or [])
         self.daemons.append(daemon)
         return daemon
 

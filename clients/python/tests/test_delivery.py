@@ -21,10 +21,13 @@ def test_push_many_pipelines_hundreds_of_patches_in_order(up):
     patches = [patch([put(f"w/{i:03}.txt", f"{i}\n")], id=f"w{i}") for i in range(n)]
     seen = []
     answers = a.push_many(sws, patches, window=256, progress=seen.append)
-    assert [r["seq"] for r in answers] == list(range(1, n + 1)), "answered in order"
+    assert seen == list(range(1, n + 1)), "one answer per patch"
+    assert sorted(r["seq"] for r in answers) == list(range(1, n + 1)), "each applied once"
     assert not any(r["duplicate"] for r in answers)
-    assert seen == list(range(1, n + 1))
-    assert [h["patch_id"] for h in a.history(sws)] == [f"w{i}" for i in range(n)]
+    # Answer i is patch i's: the history entry at its seq is that patch. (In the order sent,
+    # unless Zenoh dropped a request on the way: then it lands when resent, after the others.)
+    by_seq = {h["seq"]: h["patch_id"] for h in a.history(sws)}
+    assert [by_seq[r["seq"]] for r in answers] == [f"w{i}" for i in range(n)]
     assert len(a.list(sws, "w")["entries"]) == n
 
 
@@ -46,11 +49,23 @@ def test_a_refused_patch_does_not_stop_those_behind_it(up):
 
 
 @pytest.mark.slow
-def test_kill_9_mid_stream_applies_every_patch_exactly_once(up):
+@pytest.mark.parametrize(
+    "cadence",
+    [
+        {},
+        # The daemon keeps its transaction open longer: acknowledged patches sit only in the
+        # journal when it dies, and the next `jit up` delivers them again.
+        {"JIT_PLANE_IDLE_MS": "200", "JIT_PLANE_MAX_OPEN_MS": "3000"},
+    ],
+    ids=["default-commits", "journal-only"],
+)
+def test_kill_9_mid_stream_applies_every_patch_exactly_once(universe, cadence):
     """2,000 patches to one SWS from a thread, 256 in flight; the daemon is killed with
     SIGKILL once some are acknowledged and started again; the client's retries (the same
     envelope bytes, go-back-N) finish the stream. Every patch is applied exactly once and the
     tree holds each file's last content."""
+    up = universe
+    up.up(env=cadence)
     a = up.new_agent("survivor", attempt_timeout=2.0, retry_for=120.0)
     sws = a.create()["id"]
     n, files = 2000, 200
@@ -93,8 +108,9 @@ def test_kill_9_mid_stream_applies_every_patch_exactly_once(up):
         ((f"jit/sws/{sws}/read", {"path": f"k/{f:03}.txt"}) for f in range(files)), window=64
     )
     assert [r["content"] for r in reads] == [f"{last[f]}\n".encode() for f in range(files)]
-    # Sent in order and resent oldest first: in practice the applied order is the sent one.
-    assert ids == [f"k{i}" for i in range(n)], "applied in the order sent"
+    # Answer i is patch i's (whatever order they landed in).
+    by_seq = {h["seq"]: h["patch_id"] for h in history}
+    assert [by_seq[r["seq"]] for r in answers] == [f"k{i}" for i in range(n)]
     # The CLI (over the RPC, another reader of the store) sees the same micro-history.
     logged = up.run("sws", "log", sws, json_out=True)
     assert [h["patch_id"] for h in logged] == ids

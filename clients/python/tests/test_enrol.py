@@ -13,19 +13,19 @@ from jit_agent import (
     Envelope,
     EnrolmentDenied,
     Forbidden,
-    JitError,
     Malformed,
     NameTaken,
     NotApproved,
     RateLimited,
     UnknownAgent,
+    error_for,
     generate_key,
     patch,
     public_key_bytes,
     public_key_hex,
     put,
 )
-from conftest import has_subcommand, wait_for
+from conftest import has_subcommand
 
 pytestmark = pytest.mark.daemon
 
@@ -34,6 +34,12 @@ pytestmark = pytest.mark.daemon
 def enrolling(up, jit_bin):
     assert has_subcommand(jit_bin, "agent", "pending"), f"{jit_bin} has no enrolment (jit agent pending)"
     return up
+
+
+def refusal(answer):
+    """A raw refusal answer as its typed error."""
+    assert answer is not None and answer["status"] == "error", answer
+    return error_for(answer["error"]["code"], answer["error"]["message"])
 
 
 def pending(u):
@@ -103,9 +109,13 @@ def test_a_denied_request_never_registers(enrolling):
     with pytest.raises(UnknownAgent):
         intruder.create()
     assert "intruder" not in {a["agent"] for a in u.run("agent", "ls", json_out=True)}
-    # A denied request is forgotten (the name is free again): polling asks anew and waits.
-    with pytest.raises((EnrolmentDenied, NotApproved)):
-        intruder.wait_until_approved(timeout=1.0)
+    # The denied key asking again learns it was denied, and is not queued again.
+    with pytest.raises(EnrolmentDenied):
+        intruder.wait_until_approved(timeout=5.0)
+    assert "intruder" not in pending_names(u)
+    # Another key may ask for the name.
+    other = Agent.enrol("intruder", generate_key(), u.endpoint)
+    u.agents.append(other)
     assert "intruder" in pending_names(u)
 
 
@@ -129,11 +139,14 @@ def test_proof_of_possession_and_a_malformed_request(enrolling):
     forged = Envelope.signed(
         "jit/agent/enrol", "dave", probe.next_ts(), "e1", {"public_key": public_key_bytes(owner_key)}, other_key
     )
-    answer = probe.send_raw("jit/agent/enrol", forged.encode())
-    assert answer["status"] == "error" and answer["error"]["code"] == "bad_signature", answer
+    assert isinstance(refusal(probe.send_raw("jit/agent/enrol", forged.encode())), BadSignature)
     bad = Envelope.signed("jit/agent/enrol", "dave", probe.next_ts(), "e2", {"public_key": b"short"}, owner_key)
-    answer = probe.send_raw("jit/agent/enrol", bad.encode())
-    assert answer["status"] == "error" and answer["error"]["code"] == "malformed", answer
+    assert isinstance(refusal(probe.send_raw("jit/agent/enrol", bad.encode())), Malformed)
+    unknown = Envelope.signed(
+        "jit/agent/enrol", "dave", probe.next_ts(), "e3",
+        {"public_key": public_key_bytes(owner_key), "permissions": ["root"]}, owner_key,
+    )
+    assert isinstance(refusal(probe.send_raw("jit/agent/enrol", unknown.encode())), Malformed)
     assert "dave" not in pending_names(u)
 
 
@@ -150,9 +163,10 @@ def test_too_many_pending_requests_are_rate_limited(enrolling):
         answer = probe.send_raw("jit/agent/enrol", envelope.encode())
         assert answer is not None
         if answer["status"] == "error":
-            refused = answer["error"]["code"]
+            refused = refusal(answer)
             break
-    assert refused == "rate_limited", f"no rate limit after {i + 1} pending requests ({refused})"
+        assert answer["result"]["state"] == "pending"
+    assert isinstance(refused, RateLimited), f"no rate limit after {i + 1} pending requests ({refused})"
     assert len(pending_names(u)) == i
 
 

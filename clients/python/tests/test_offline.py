@@ -216,3 +216,28 @@ def test_unknown_codes_still_raise_jit_errors_and_conflicts_are_exposed():
     assert conflict.conflicts == [{"path": "a", "kind": "text"}]
     assert errors.error_for("merge_conflict", "m", {"conflicts": [1]}).conflicts == [1]
     assert isinstance(errors.error_for("name_taken"), errors.NameTaken)
+
+
+def test_tls_options_go_under_transport_link_tls(tmp_path):
+    import json
+
+    from jit_agent import TlsOptions, make_config
+
+    config = make_config(
+        ["tls/127.0.0.1:7448"],
+        TlsOptions(
+            root_ca_certificate=tmp_path / "ca.pem",
+            connect_certificate=tmp_path / "agent.pem",
+            connect_private_key=tmp_path / "agent.key",
+        ),
+    )
+    tls = json.loads(config.get_json("transport/link/tls"))
+    assert tls["root_ca_certificate"] == str(tmp_path / "ca.pem")
+    assert tls["connect_certificate"] == str(tmp_path / "agent.pem")
+    assert tls["connect_private_key"] == str(tmp_path / "agent.key")
+    assert tls["enable_mtls"] is True
+    assert json.loads(config.get_json("mode")) == "client"
+    assert json.loads(config.get_json("scouting/multicast/enabled")) is False
+    assert json.loads(config.get_json("connect/endpoints")) == ["tls/127.0.0.1:7448"]
+    only_ca = json.loads(make_config(["tls/h:1"], TlsOptions(root_ca_certificate="ca.pem")).get_json("transport/link/tls"))
+    assert only_ca["root_ca_certificate"] == "ca.pem" and only_ca["enable_mtls"] is None

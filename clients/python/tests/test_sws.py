@@ -148,8 +148,7 @@ def test_kernel_refusals_are_typed(up):
     # An edit against a base that is not the file's content.
     with pytest.raises(PatchRejected):
         a.push(sws, patch([edit("f.txt", blob_id(b"other\n"), [hunk(0, 1, "x")])]))
-    # Hunks past the end of the file: the patch is refused as a whole (patch_rejected, although
-    # docs/codes.md describes bad_edit as "an edit operation's hunks do not apply").
+    # Hunks past the end of the file: the patch is refused as a whole (patch_rejected).
     with pytest.raises(PatchRejected, match="bad hunk"):
         a.push(sws, patch([edit("f.txt", blob_id(b"one\ntwo\n"), [hunk(5, 1, "x")])]))
     with pytest.raises(PathNotFound):

@@ -9,7 +9,8 @@
 //!
 //! Because anyone who reaches the plane may ask, requests are bounded: at most
 //! [`MAX_PENDING`] wait at once (more are refused `rate_limited`), and a name another key holds
-//! or asked for is refused `name_taken` rather than replaced.
+//! or asked for is refused `name_taken` rather than replaced. A denied request is kept as such,
+//! so the agent asking again learns it was denied (state `denied`) instead of waiting forever.
 
 use ed25519_dalek::VerifyingKey;
 use heed::types::{Bytes, Str};
@@ -50,6 +51,10 @@ pub struct Request {
     pub note: Option<String>,
     /// When it first asked (milliseconds since the epoch, this machine's clock).
     pub at_ms: u64,
+    /// The owner denied it: the same key asking again is answered `denied` (and not queued
+    /// again); another key may ask for the name.
+    #[serde(default)]
+    pub denied: bool,
 }
 
 /// Where a request stands.
@@ -60,6 +65,8 @@ pub enum State {
     Pending,
     /// The name is registered with this key: the agent may send messages.
     Approved,
+    /// The owner denied this key's request.
+    Denied,
 }
 
 /// The payload of an enrolment request.
@@ -201,6 +208,7 @@ fn check(bytes: &[u8]) -> Result<(String, Request)> {
         permissions,
         note: ask.note,
         at_ms: now_ms(),
+        denied: false,
     };
     Ok((name, request))
 }
@@ -220,17 +228,21 @@ fn record_request(op: &mut Op<'_>, name: &str, request: Request) -> Result<State
         };
     }
     if let Some(raw) = store.table(&REQUESTS).get(op.txn(), name)? {
-        let waiting: Request = cbor::from_canonical_bytes(raw)?;
-        return if waiting.public_key == request.public_key {
-            Ok(State::Pending)
-        } else {
-            Err(refuse(
-                Code::NameTaken,
-                format!("another key already asked to enrol as {name:?}"),
-            ))
-        };
+        let earlier: Request = cbor::from_canonical_bytes(raw)?;
+        match (earlier.public_key == request.public_key, earlier.denied) {
+            (true, true) => return Ok(State::Denied),
+            (true, false) => return Ok(State::Pending),
+            (false, false) => {
+                return Err(refuse(
+                    Code::NameTaken,
+                    format!("another key already asked to enrol as {name:?}"),
+                ))
+            }
+            // Denied for another key: the name is free again.
+            (false, true) => {}
+        }
     }
-    if store.table(&REQUESTS).len(op.txn())? as usize >= MAX_PENDING {
+    if pending_in(store, op.txn())?.len() >= MAX_PENDING {
         return Err(refuse(
             Code::RateLimited,
             format!("{MAX_PENDING} enrolment requests are already waiting for the owner"),
@@ -252,13 +264,20 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Every waiting request, by name.
+/// Every waiting request, by name (denied ones are not waiting).
 pub fn pending(store: &Store) -> Result<Vec<(String, Request)>> {
-    let txn = store.read()?;
+    pending_in(store, &store.read()?)
+}
+
+/// [`pending`], read in `txn`.
+fn pending_in(store: &Store, txn: &crate::store::ReadTxn<'_>) -> Result<Vec<(String, Request)>> {
     let mut out = Vec::new();
-    for entry in store.table(&REQUESTS).iter(&txn)? {
+    for entry in store.table(&REQUESTS).iter(txn)? {
         let (name, raw) = entry?;
-        out.push((name.to_owned(), cbor::from_canonical_bytes(raw)?));
+        let request: Request = cbor::from_canonical_bytes(raw)?;
+        if !request.denied {
+            out.push((name.to_owned(), request));
+        }
     }
     Ok(out)
 }
@@ -282,6 +301,9 @@ pub fn approve(store: &Store, name: &str, permissions: Option<Vec<String>>) -> R
             .get(op.txn(), name)?
             .ok_or_else(|| no_request(name))?;
         let mut request: Request = cbor::from_canonical_bytes(raw)?;
+        if request.denied {
+            return Err(no_request(name));
+        }
         if let Some(permissions) = permissions {
             request.permissions = permissions;
         }
@@ -300,13 +322,22 @@ pub fn approve(store: &Store, name: &str, permissions: Option<Vec<String>>) -> R
     })
 }
 
-/// Denies `name`'s request: it is dropped (the name is free again).
+/// Denies `name`'s request: it waits no more, the same key asking again is answered `denied`,
+/// and another key may ask for the name.
 pub fn deny(store: &Store, name: &str) -> Result<()> {
     store.operation("agent.deny", |op| {
         let store = op.store();
-        if !store.table(&REQUESTS).delete(op.wtxn(), name)? {
+        let raw = store
+            .table(&REQUESTS)
+            .get(op.txn(), name)?
+            .ok_or_else(|| no_request(name))?;
+        let mut request: Request = cbor::from_canonical_bytes(raw)?;
+        if request.denied {
             return Err(no_request(name));
         }
+        request.denied = true;
+        let bytes = cbor::to_canonical_bytes(&request)?;
+        store.table(&REQUESTS).put(op.wtxn(), name, &bytes)?;
         op.log(LogOp::AgentDenied {
             name: name.to_owned(),
         })?;
