@@ -57,6 +57,11 @@ out=$(mktemp)
   cargo run --release -q -p jit-proto --example merkle_bench
   echo
   cargo run --release -q -p jit-plane --example gossip_bench 5 2>/dev/null
+  echo
+  quiet
+  bench/log.sh
+  echo
+  bench/agents.sh
 } > "$out"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2

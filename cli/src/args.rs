@@ -240,6 +240,17 @@ pub enum AgentCommand {
     },
 }
 
+/// `jit op …`.
+#[derive(Debug, Subcommand)]
+pub enum OpCommand {
+    /// The operations that moved refs, newest first, with their log positions.
+    Log {
+        /// Show at most N.
+        #[arg(short = 'n', long = "max-count", default_value_t = 20)]
+        max_count: usize,
+    },
+}
+
 /// Federation verbs: this universe as other universes see it.
 #[derive(Debug, Subcommand)]
 pub enum FederationCommand {
@@ -506,6 +517,9 @@ pub enum Command {
         /// and .git), as `! path`.
         #[arg(long)]
         ignored: bool,
+        /// Also show the working set's internals: its id, name, owner, base and patch count.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Show changes as a unified diff: the working SWS's (no REV), from REV to the working SWS,
     /// or between two revisions; `-- PATH…` limits it to those files and directories.
@@ -546,6 +560,32 @@ pub enum Command {
     Watch {
         /// The checkout (default: the current directory).
         dir: Option<PathBuf>,
+    },
+    /// The operation log: every operation that moved a branch or tag, newest first, read back
+    /// from the kernel's log (jj's model); `jit undo` undoes one.
+    Op {
+        /// What to do.
+        #[command(subcommand)]
+        command: OpCommand,
+    },
+    /// Undo a ref operation by doing its inverse as a new one (it is in the log too, and can be
+    /// undone): a moved branch is reset to its old content through an inversion rewrite, a
+    /// created ref deleted, a deleted one created again. Default: the latest.
+    Undo {
+        /// The operation's log position (from `jit op log`).
+        seq: Option<u64>,
+        #[command(flatten)]
+        declared: MoveArgs,
+    },
+    /// Put paths of the working set back as a revision has them: by default its base (dropping
+    /// its changes to them), or --source REV. Directories are restored whole.
+    Restore {
+        /// The files or directories.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Take them from this revision.
+        #[arg(short, long, value_name = "REV")]
+        source: Option<String>,
     },
     /// Shadow Working Sets: isolated overlays that collapse into snapshots.
     Sws {

@@ -287,7 +287,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::sync::clone(&base, &remote, &dir, json, quiet || json)
         }
         Command::Sync { command } => crate::sync::run(&place, command, json),
-        Command::Status { ignored } => work::status_verb(&place, json, ignored),
+        Command::Status { ignored, verbose } => work::status_verb(&place, json, ignored, verbose),
         Command::Diff {
             revs,
             paths,
@@ -316,6 +316,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 (None, Some(branch)) => work::checkout_verb(&universe, &branch, json),
                 (None, None) => bail!("name a branch to check out (or --into DIR)"),
             }
+        }
+        Command::Op {
+            command: crate::args::OpCommand::Log { max_count },
+        } => crate::verbs::oplog::op_log(
+            &out,
+            &Repository::discover_for_reading(&universe)?,
+            max_count,
+        ),
+        Command::Undo { seq, declared } => {
+            let configured = Repository::discover_for_reading(&universe)?
+                .config()
+                .author();
+            let info = declared::declared(
+                declared.message.as_deref().unwrap_or_default(),
+                declared.author.as_deref(),
+                declared.date.as_deref(),
+                configured,
+            )?;
+            crate::verbs::oplog::undo(
+                &out,
+                &universe,
+                seq,
+                jit_kernel::history::Declared::from(&info),
+            )
+        }
+        Command::Restore { paths, source } => {
+            crate::verbs::restore::restore(&out, &place, &paths, source.as_deref())
         }
         Command::Watch { dir } => crate::ondisk::watch(&base, dir),
         Command::Sws { command } => {

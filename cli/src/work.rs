@@ -97,28 +97,43 @@ fn find_sws(kernel: &mut Kernel, text: &str, prefixes: bool) -> Result<String> {
     }
 }
 
-fn print_status(status: &StatusInfo, title: &str) {
-    println!("{title} {} on branch {}", status.id, status.branch);
-    if let Some(name) = &status.name {
-        println!("name:    {name}");
-    }
-    println!("owner:   {}", status.owner);
-    println!("base:    {}", status.base.short());
-    match status.tip {
-        Some(tip) if tip != status.base => {
-            println!(
-                "branch:  moved to {} since (the commit will merge)",
-                tip.short()
-            )
+/// A status for people: the branch, the changes and what to do next; the SWS's internals (id,
+/// name, owner, base, patch count) only with `verbose`.
+fn print_status(status: &StatusInfo, title: &str, verbose: bool) {
+    let branch = status.branch.trim_start_matches("heads/");
+    if verbose {
+        println!("{title} {} on branch {}", status.id, status.branch);
+        if let Some(name) = &status.name {
+            println!("name:    {name}");
         }
+        println!("owner:   {}", status.owner);
+        println!("base:    {}", status.base.short());
+        println!("patches: {}", status.patches);
+    } else {
+        println!("On branch {branch}");
+    }
+    match status.tip {
+        Some(tip) if tip != status.base => println!(
+            "The branch moved to {} since these changes began: jit commit will merge them with it.",
+            tip.short()
+        ),
         _ => {}
     }
-    println!("patches: {}", status.patches);
-    if status.changes.is_empty() {
-        println!("no changes");
+    if status.changes.is_empty() && status.conflicts.is_empty() {
+        println!("nothing to commit, the working set is clean");
+        return;
+    }
+    if !status.changes.is_empty() {
+        println!(
+            "Changes ({}):\n  (jit commit -m MSG records them; jit diff shows them; jit restore PATH drops one)",
+            crate::output::count(status.changes.len() as u64, "path")
+        );
     }
     for change in &status.changes {
         println!("  {} {}", change.change, shown(change));
+    }
+    if !status.conflicts.is_empty() {
+        println!("Conflicts (fix the files, then jit commit):");
     }
     print_conflicts(&status.conflicts);
 }
@@ -134,6 +149,7 @@ fn status(
     sws: Option<&str>,
     json: bool,
     ignored: Option<&Path>,
+    verbose: bool,
 ) -> Result<ExitCode> {
     let status: StatusInfo = match sws {
         Some(id) => kernel.invoke(Operation::SwsStatus, &SwsArgs { sws: id.to_owned() })?,
@@ -157,7 +173,11 @@ fn status(
         }
         return print_json(&value);
     }
-    print_status(&status, if sws.is_some() { "sws" } else { "working sws" });
+    print_status(
+        &status,
+        if sws.is_some() { "sws" } else { "working sws" },
+        verbose,
+    );
     for path in ignored.iter().flatten() {
         println!("  ! {path}");
     }
@@ -377,12 +397,12 @@ fn named_sws(kernel: &mut Kernel, place: &Place, given: Option<&str>) -> Result<
 
 /// `jit status`: the working SWS, or inside a checkout its SWS once every edit on disk is in,
 /// or inside a mount's `sws/NAME/` that SWS.
-pub fn status_verb(place: &Place, json: bool, ignored: bool) -> Result<ExitCode> {
+pub fn status_verb(place: &Place, json: bool, ignored: bool, verbose: bool) -> Result<ExitCode> {
     place.writable("status")?;
     let Some(located) = crate::ondisk::here(place)? else {
         let (mut kernel, sws) = connect_at(place)?;
         let universe = ignored.then_some(place.universe.as_path());
-        return status(&mut kernel, sws.as_deref(), json, universe);
+        return status(&mut kernel, sws.as_deref(), json, universe, verbose);
     };
     let dir = located.dir.display().to_string();
     let (mut session, id, how) = crate::ondisk::synchronized(located)?;
@@ -398,7 +418,7 @@ pub fn status_verb(place: &Place, json: bool, ignored: bool) -> Result<ExitCode>
         return print_json(&value);
     }
     println!("checkout {dir}");
-    print_status(&info, "sws");
+    print_status(&info, "sws", verbose);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -433,6 +453,19 @@ pub fn working_status(place: &Place) -> Result<StatusInfo> {
         }
     };
     Ok(status)
+}
+
+/// Applies `patch` to SWS `sws` through the kernel that serves `place`.
+pub fn apply_patch(place: &Place, sws: &str, patch: &Patch) -> Result<()> {
+    let (mut kernel, _) = connect_at(place)?;
+    let _: ciborium::value::Value = kernel.invoke(
+        Operation::ApplyPatch,
+        &ApplyArgs {
+            sws: sws.to_owned(),
+            patch: patch.clone(),
+        },
+    )?;
+    Ok(())
 }
 
 /// `jit commit` (inside a checkout: its SWS, then the files follow the new tip; inside
@@ -596,7 +629,7 @@ pub fn sws_verb(
         }
         SwsCommand::Status { sws } => {
             let id = named_sws(&mut kernel, place, sws.as_deref())?;
-            status(&mut kernel, Some(&id), json, None)
+            status(&mut kernel, Some(&id), json, None, true)
         }
         SwsCommand::Diff { sws } => {
             let id = named_sws(&mut kernel, place, sws.as_deref())?;

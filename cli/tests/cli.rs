@@ -853,3 +853,160 @@ fn config_reads_sets_refuses_unknown_keys_and_is_used() {
         .status
         .success());
 }
+
+/// Issue #22: `jit restore` drops the working set's changes to a path (a file, a directory
+/// whole) or takes it from another revision, as one patch; `jit status` speaks to people and
+/// keeps the internals for `-v`.
+#[test]
+fn restore_drops_changes_or_takes_a_path_from_a_revision_and_status_reads_well() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let tree = work.path().join("tree");
+    fs::create_dir_all(tree.join("dir/sub")).unwrap();
+    fs::write(tree.join("a.txt"), "a1\n").unwrap();
+    fs::write(tree.join("dir/b.txt"), "b1\n").unwrap();
+    fs::write(tree.join("dir/sub/c.txt"), "c1\n").unwrap();
+    ok(work.path(), &["init", "repo"]);
+    import(&repo, &tree, "first");
+    fs::write(tree.join("a.txt"), "a2\n").unwrap();
+    import(&repo, &tree, "second");
+
+    let clean = ok(&repo, &["status"]);
+    assert!(clean.starts_with("On branch main\n"), "{clean}");
+    assert!(clean.contains("nothing to commit"), "{clean}");
+    assert!(
+        !clean.contains("patches:"),
+        "internals only with -v: {clean}"
+    );
+    assert!(ok(&repo, &["status", "-v"]).contains("patches: 0"));
+
+    apply_to_working(
+        &repo,
+        "p1",
+        serde_json::json!([
+            {"op": "put", "path": "a.txt", "content": "edited\n"},
+            {"op": "put", "path": "dir/new.txt", "content": "new\n"},
+            {"op": "delete", "path": "dir/sub/c.txt"},
+            {"op": "put", "path": "keep.txt", "content": "keep\n"},
+        ]),
+    );
+    let dirty = ok(&repo, &["status"]);
+    assert!(
+        dirty.contains("Changes (5 paths):") || dirty.contains("Changes ("),
+        "{dirty}"
+    );
+    assert!(
+        dirty.contains("jit restore PATH"),
+        "the next step is hinted: {dirty}"
+    );
+
+    // A file: back to the base.
+    ok(&repo, &["restore", "a.txt"]);
+    assert_eq!(ok(&repo, &["cat", &format!("{}:a.txt", "HEAD")]), "a2\n");
+    let rows = change_rows(&json(&repo, &["status"])["changes"]);
+    assert!(!rows.iter().any(|(_, p, _)| p == "a.txt"), "{rows:?}");
+    // A directory, whole: the added file goes, the deleted one comes back.
+    ok(&repo, &["restore", "dir"]);
+    let rows = change_rows(&json(&repo, &["status"])["changes"]);
+    assert_eq!(
+        rows,
+        [("A".into(), "keep.txt".into(), "file".into())],
+        "only the change outside the restored paths is left"
+    );
+    // From another revision: a.txt as the first snapshot had it.
+    ok(&repo, &["restore", "--source", "HEAD~1", "a.txt"]);
+    let rows = change_rows(&json(&repo, &["status"])["changes"]);
+    assert!(
+        rows.contains(&("M".into(), "a.txt".into(), "file".into())),
+        "{rows:?}"
+    );
+    let diff = ok(&repo, &["diff", "--", "a.txt"]);
+    assert!(diff.contains("-a2\n+a1\n"), "{diff}");
+    // Nothing there on either side: refused.
+    assert_eq!(
+        json_error(&repo, &["restore", "nowhere.txt"]),
+        "path_not_found"
+    );
+    // Restoring what is already so does nothing.
+    assert!(ok(&repo, &["restore", "dir"]).contains("nothing to restore"));
+}
+
+/// Issue #22: `jit op log` lists the operations that moved refs, from the kernel's log, and
+/// `jit undo` undoes the latest (or a given one) by its inverse — a commit through an inversion
+/// rewrite, a created branch deleted, a deleted one created again — and refuses one whose ref
+/// moved since.
+#[test]
+fn op_log_lists_ref_operations_and_undo_inverts_them() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let tree = work.path().join("tree");
+    sample_tree(&tree);
+    ok(work.path(), &["init", "repo"]);
+    import(&repo, &tree, "first");
+    fs::write(tree.join("README"), "second\n").unwrap();
+    import(&repo, &tree, "second");
+    let first_tree = json(&repo, &["show", "HEAD~1"])["tree"].clone();
+
+    let ops = json(&repo, &["op", "log"]);
+    assert_eq!(ops[0]["ref"], "heads/main", "{ops}");
+    assert!(ops[0]["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("move heads/main"));
+    let text = ok(&repo, &["op", "log", "-n", "1"]);
+    assert!(text.contains("move heads/main"), "{text}");
+
+    // Undo the second import: main gets the first's content back, through a rewrite.
+    let undone = json(&repo, &["undo", "--author", AUTHOR, "--date", DATE]);
+    assert!(undone["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("move heads/main"));
+    let head = json(&repo, &["show"]);
+    assert_eq!(
+        head["tree"], first_tree,
+        "the content before the undone operation"
+    );
+    assert!(
+        head["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("undo operation"),
+        "{head}"
+    );
+    assert_eq!(
+        json(&repo, &["log", "-n", "1"])[0]["rewrite"]["kind"],
+        "reset"
+    );
+    assert_eq!(ok(&repo, &["cat", "HEAD:README"]), "hello\n");
+    // Undoing the undo brings the second's content back (it is an operation too).
+    json(&repo, &["undo", "--author", AUTHOR, "--date", DATE]);
+    assert_eq!(ok(&repo, &["cat", "HEAD:README"]), "second\n");
+
+    // A created branch is deleted; a deleted one comes back where it was.
+    ok(&repo, &["branch", "topic", "HEAD~1"]);
+    ok(&repo, &["undo"]);
+    assert!(!ok(&repo, &["branch"]).contains("topic"));
+    ok(&repo, &["undo"]);
+    assert!(
+        ok(&repo, &["branch"]).contains("topic"),
+        "undoing the deletion"
+    );
+
+    // An operation whose ref moved since is refused, naming what to undo first.
+    let ops = json(&repo, &["op", "log"]);
+    let older = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["ref"] == "heads/main")
+        .unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    fs::write(tree.join("README"), "third\n").unwrap();
+    import(&repo, &tree, "third");
+    let seq = older.to_string();
+    assert_eq!(json_error(&repo, &["undo", &seq]), "ref_changed");
+    let said = fails(&repo, &["undo", &seq]);
+    assert!(said.contains("undo the later operation first"), "{said}");
+}

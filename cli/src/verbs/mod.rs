@@ -5,5 +5,7 @@ pub(crate) mod content;
 pub(crate) mod diffs;
 pub(crate) mod graph;
 pub(crate) mod history;
+pub(crate) mod oplog;
 pub(crate) mod refs;
+pub(crate) mod restore;
 pub(crate) mod universe;
