@@ -260,6 +260,11 @@ pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode>
             drop(repo);
             runtime()?.block_on(async {
                 let mut agent = connect(&jit_dir, &name).await?;
+                let branch = agent
+                    .status(&sws)
+                    .await
+                    .map(|status| status.branch.trim_start_matches("heads/").to_owned())
+                    .unwrap_or_default();
                 let done = agent.commit(&sws, &info).await;
                 agent.close().await;
                 let done = done?;
@@ -267,7 +272,7 @@ pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode>
                     println!("{}", serde_json::to_string(&done)?);
                 } else {
                     println!(
-                        "[{}] {}",
+                        "[{branch} {}] {}",
                         done.snapshot.short(),
                         info.message.lines().next().unwrap_or_default()
                     );

@@ -319,6 +319,16 @@ fn print_file_diff(change: &ChangeInfo, old: &[u8], new: &[u8]) {
 }
 
 fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Result<ExitCode> {
+    // The branch it commits to, for the one-line summary (the SWS is retired by the commit).
+    let branch = kernel
+        .invoke::<_, StatusInfo>(
+            Operation::SwsStatus,
+            &SwsArgs {
+                sws: sws.to_owned(),
+            },
+        )
+        .map(|status| status.branch.trim_start_matches("heads/").to_owned())
+        .unwrap_or_default();
     let args = RpcCommit {
         sws: sws.to_owned(),
         declared: Declared::from(info),
@@ -334,7 +344,7 @@ fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Resu
                 ""
             };
             println!(
-                "[{}] {}{merged}",
+                "[{branch} {}] {}{merged}",
                 done.snapshot.short(),
                 info.message.lines().next().unwrap_or_default()
             );

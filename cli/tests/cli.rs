@@ -753,6 +753,14 @@ fn commit_without_a_message_opens_the_editor_and_the_author_comes_from_git() {
     let head = &log.as_array().unwrap()[0];
     assert_eq!(head["message"], "Written in the editor\n\nWith a body.");
     assert_eq!(head["author"], "Git Person <git@example.org>");
+    // The man page says -m is optional, as it is.
+    let man = work.path().join("man");
+    ok(work.path(), &["man", man.to_str().unwrap()]);
+    let page = fs::read_to_string(man.join("jit-commit.1")).unwrap();
+    assert!(
+        page.contains("[\\fB\\-m\\fR|\\fB\\-\\-message\\fR]"),
+        "{page}"
+    );
 }
 
 /// Issue #22: checking out a tag or an expression says why HEAD cannot name it and what does

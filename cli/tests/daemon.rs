@@ -59,12 +59,14 @@ fn one_daemon_per_universe_and_verbs_go_through_it() {
         diff.contains("+++ b/src/x.rs") && diff.contains("+fn x() {}"),
         "{diff}"
     );
-    ok(
+    let said = ok(
         &repo,
         &[
             "sws", "commit", "w1", "-m", "x", "--author", AUTHOR, "--date", DATE,
         ],
     );
+    // As git says it: the branch and the new snapshot (issue #22).
+    assert!(said.starts_with("[main "), "{said}");
     assert_eq!(ok(&repo, &["cat", "HEAD:src/x.rs"]), "fn x() {}\n");
     assert_eq!(
         json(&repo, &["sws", "ls"]).as_array().unwrap().len(),
