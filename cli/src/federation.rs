@@ -87,7 +87,7 @@ fn import_one(
     quiet: bool,
 ) -> Result<import::ImportReport> {
     let mut connection = Connection::open(endpoint)?;
-    let bar = Bar::new(!quiet);
+    let bar = Bar::new(!quiet, false);
     let progress: &dyn SyncProgress = &bar;
     let reach = jit_plane::sync::ZenohReach::new(connection.runtime.handle().clone());
     let result = import::import_with(

@@ -48,6 +48,13 @@ pub fn spinner(visible: bool, template: &str) -> ProgressBar {
     styled(visible, template)
 }
 
+/// Draws `bar` with another template from now on.
+pub fn restyle(bar: &ProgressBar, template: &str) {
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+}
+
 /// A bar on stderr (hidden unless `visible`) drawn with `template`.
 fn styled(visible: bool, template: &str) -> ProgressBar {
     let target = if visible {

@@ -58,27 +58,46 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 pub(crate) struct Bar {
     pub(crate) bar: ProgressBar,
     stall: Option<std::ffi::OsString>,
+    /// A clone: the peer's node count is the total to show.
+    cloning: bool,
 }
 
 impl Bar {
-    pub(crate) fn new(visible: bool) -> Bar {
+    pub(crate) fn new(visible: bool, cloning: bool) -> Bar {
         let bar = crate::progress::spinner(visible, "{spinner} {msg} {bytes} ({bytes_per_sec})");
         bar.set_message("negotiating");
         Bar {
             bar,
             stall: std::env::var_os("JIT_SYNC_TEST_STALL"),
+            cloning,
         }
     }
 }
 
 impl SyncProgress for Bar {
+    fn peer_holds(&self, nodes: u64) {
+        if !self.cloning {
+            return;
+        }
+        // A clone: count nodes against the peer's total.
+        crate::progress::restyle(
+            &self.bar,
+            "{spinner} {msg} [{bar:30}] {pos}/{len} nodes ({per_sec}, {eta})",
+        );
+        self.bar.set_length(nodes);
+    }
+
     fn negotiated(&self, history: u64) {
         self.bar
             .set_message(format!("receiving ({history} history nodes)"));
     }
 
-    fn received(&self, _nodes: u64, bytes: u64) {
-        self.bar.inc(bytes);
+    fn received(&self, nodes: u64, bytes: u64) {
+        if self.bar.length().is_some() {
+            self.bar.inc(nodes);
+        } else {
+            self.bar.inc(bytes);
+        }
         // Test hook: with JIT_SYNC_TEST_STALL=FILE the pull stops after its first staged
         // batch, creates FILE and waits to be killed — an interrupted transfer.
         if let Some(file) = &self.stall {
@@ -108,9 +127,10 @@ impl Connection {
         Ok(Connection { runtime, remote })
     }
 
-    /// Pulls from the peer into `repo`, then closes the session.
-    fn pull_into(mut self, repo: &Repository, quiet: bool) -> Result<PullReport> {
-        let bar = Bar::new(!quiet);
+    /// Pulls from the peer into `repo` (`cloning`: a new replica, whose bar counts toward the
+    /// peer's node count), then closes the session.
+    fn pull_into(mut self, repo: &Repository, quiet: bool, cloning: bool) -> Result<PullReport> {
+        let bar = Bar::new(!quiet, cloning);
         let result = sync::pull(repo, &mut self.remote, &bar);
         bar.bar.finish_and_clear();
         self.remote.close();
@@ -202,7 +222,7 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
         (repo, false)
     };
     repo.add_remote(ORIGIN, &endpoint)?;
-    let report = connection.pull_into(&repo, quiet).with_context(|| {
+    let report = connection.pull_into(&repo, quiet, true).with_context(|| {
         format!(
             "the replica in {} is made but not filled; rerunning the clone (or `jit sync pull` there) resumes",
             dir.display()
@@ -263,7 +283,8 @@ pub fn run(place: &Place, command: SyncCommand, json: bool) -> Result<ExitCode> 
                 Some(configured) => (remote.clone(), configured.endpoint.clone()),
                 None => (name, endpoint_of(base, &remote)?),
             };
-            let report = Connection::open(&name, &endpoint)?.pull_into(&repo, quiet || json)?;
+            let report =
+                Connection::open(&name, &endpoint)?.pull_into(&repo, quiet || json, false)?;
             print_report(&report, json, false)
         }
         SyncCommand::Add { name, endpoint } => {

@@ -806,3 +806,50 @@ fn patches_can_plant_git_and_jit_checkout_not_through_a_sync_peer() {
         }
     }
 }
+
+/// What a pull reported through its progress.
+#[derive(Default)]
+struct Recorded {
+    expected: std::cell::Cell<Option<u64>>,
+    received: std::cell::Cell<u64>,
+}
+
+impl sync::SyncProgress for Recorded {
+    fn peer_holds(&self, nodes: u64) {
+        self.expected.set(Some(nodes));
+    }
+    fn received(&self, nodes: u64, _bytes: u64) {
+        self.received.set(self.received.get() + nodes);
+    }
+}
+
+/// Issue #22 (progress with totals on clone): a pull learns the peer's node count before the
+/// transfer — a clone's bar total — and a clone into a fresh replica receives no more than that.
+#[test]
+fn a_clone_learns_its_total_up_front() {
+    let (_dir, a, b) = pair();
+    let files: Vec<(String, String)> = (0..50)
+        .map(|i| (format!("d{}/f{i}.txt", i % 5), format!("file {i}\n")))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    commit(&a, "main", &files, "import");
+    let clone = Recorded::default();
+    sync::pull(&b, &mut Peer::new(&a), &clone).unwrap();
+    let total = clone
+        .expected
+        .get()
+        .expect("the peer said how many nodes it holds");
+    assert_eq!(total, node_count(&a));
+    assert!(
+        clone.received.get() > 50,
+        "the files, trees and snapshot arrived"
+    );
+    assert!(
+        clone.received.get() <= total,
+        "no more than the total: {} of {total}",
+        clone.received.get()
+    );
+}

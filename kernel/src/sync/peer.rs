@@ -20,6 +20,8 @@ pub trait Remote {
 
 /// Progress of a pull, for a progress bar.
 pub trait SyncProgress {
+    /// The peer holds this many nodes: a clone brings over at most that many (a bar's total).
+    fn peer_holds(&self, _nodes: u64) {}
     /// Negotiation found this many history nodes to bring over.
     fn negotiated(&self, _history: u64) {}
     /// This many more nodes (and bytes) arrived, were verified and were staged.

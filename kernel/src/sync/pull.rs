@@ -91,6 +91,9 @@ fn pull_inner(
     }
     let (wants, haves) = {
         let txn = store.read()?;
+        if let Some(nodes) = frontier.nodes {
+            progress.peer_holds(nodes);
+        }
         let mut wants = BTreeSet::new();
         for target in frontier.refs.values() {
             if !store.has_node(&txn, target)? {

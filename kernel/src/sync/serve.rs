@@ -26,6 +26,7 @@ pub fn frontier(repo: &Repository) -> Result<Frontier> {
         universe: repo.universe()?,
         head: repo.head().ok().map(|h| h.short().to_owned()),
         refs,
+        nodes: Some(repo.store().node_count(&txn)?),
     })
 }
 

@@ -57,6 +57,10 @@ pub struct Frontier {
     pub head: Option<String>,
     /// Full ref name (`heads/…`, `tags/…`) → target.
     pub refs: BTreeMap<String, NodeId>,
+    /// How many nodes the peer holds: at most what a clone brings over, so a clone can show a
+    /// bar with a total. Absent from peers that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u64>,
 }
 
 /// Tips we lack and tips we hold.
