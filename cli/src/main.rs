@@ -66,6 +66,37 @@ fn code_of(error: &anyhow::Error) -> Code {
     Code::Error
 }
 
+/// For a revision nobody knows, the nearest branch or tag name (a typo's likely intent).
+fn suggestion(error: &anyhow::Error, directory: Option<std::path::PathBuf>) -> Option<String> {
+    let unknown = error.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(jit_kernel::Error::UnknownRevision(rev)) => Some(rev.clone()),
+        _ => None,
+    })?;
+    // The name part of an expression (`mian~2` → `mian`).
+    let name = unknown
+        .split(['~', '^', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let base = directory.or_else(|| std::env::current_dir().ok())?;
+    let repo = jit_kernel::Repository::discover_for_reading(&base).ok()?;
+    let txn = repo.store().read().ok()?;
+    let names: Vec<String> = repo
+        .store()
+        .refs_with_prefix(&txn, "")
+        .ok()?
+        .into_iter()
+        .flat_map(|(full, _)| {
+            let short = full
+                .split_once('/')
+                .map_or(full.as_str(), |(_, short)| short)
+                .to_owned();
+            [full, short]
+        })
+        .collect();
+    output::nearest(&name, names.iter().map(String::as_str)).map(str::to_owned)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -79,11 +110,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let json = cli.json;
+    let directory = cli.directory.clone();
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
             let code = code_of(&error).as_str();
-            let message = format!("{error:#}");
+            let mut message = format!("{error:#}");
+            if let Some(near) = suggestion(&error, directory) {
+                message.push_str(&format!("; did you mean {near}?"));
+            }
             if json {
                 println!(
                     "{}",

@@ -787,6 +787,12 @@ fn checkout_of_a_tag_an_expression_or_a_typo_says_what_to_do() {
     }
     let typo = fails(&repo, &["checkout", "mian"]);
     assert!(typo.contains("did you mean main?"), "{typo}");
+    // Any verb that reads a revision suggests the nearest name, in an expression too.
+    let typo = fails(&repo, &["log", "mian~1"]);
+    assert!(typo.contains("did you mean main?"), "{typo}");
+    let typo = fails(&repo, &["cat", "v2:README"]);
+    assert!(typo.contains("did you mean v1?"), "{typo}");
+    assert!(!fails(&repo, &["show", "nonsense"]).contains("did you mean"));
     let code = json_error(&repo, &["checkout", "v1"]);
     assert_eq!(code, "invalid_input");
     // A real branch still switches.
