@@ -717,3 +717,52 @@ fn an_empty_directory_made_in_a_checkout_is_recorded_and_kept_across_a_switch() 
     std::fs::remove_dir(co.join("made")).unwrap();
     assert!(changed(&assert_converged(&repo, &co)).is_empty());
 }
+
+/// Issue #22: `jit restore` in an on-disk checkout writes the paths back on disk (relative to
+/// the current directory, as git takes them) — a file, a directory whole — and the checkout's
+/// working set records that; `--source` takes them from another revision.
+#[test]
+fn restore_in_a_checkout_writes_the_files_back_and_the_working_set_follows() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    std::fs::write(co.join("src/sed.txt"), "mangled\n").unwrap();
+    std::fs::write(co.join("src/deep/file.rs"), "broken\n").unwrap();
+    std::fs::write(co.join("src/deep/extra.rs"), "extra\n").unwrap();
+    std::fs::write(co.join("README"), "kept edit\n").unwrap();
+    let paths: Vec<String> = changed(&status(&co)).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+
+    ok(&co, &["restore", "src/sed.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(co.join("src/sed.txt")).unwrap(),
+        "base\nline two\n"
+    );
+    // From a subdirectory, a relative path, and a directory whole.
+    ok(&co.join("src"), &["restore", "deep"]);
+    assert_eq!(
+        std::fs::read_to_string(co.join("src/deep/file.rs")).unwrap(),
+        "fn main() {}\n"
+    );
+    assert!(
+        !co.join("src/deep/extra.rs").exists(),
+        "what the base lacks is removed"
+    );
+    let left = changed(&assert_converged(&repo, &co));
+    assert_eq!(
+        left,
+        vec![("README".to_owned(), "M".to_owned())],
+        "only the kept edit is left"
+    );
+    // From another revision: the file as it is nowhere else is refused, a path the base has
+    // comes back.
+    std::fs::remove_file(co.join("run.sh")).unwrap();
+    ok(&co, &["restore", "--source", "main", "run.sh"]);
+    assert!(co.join("run.sh").exists());
+    let mode = std::fs::metadata(co.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "executable as committed");
+    assert!(fails(&co, &["restore", "nowhere"]).contains("nowhere"));
+    assert_converged(&repo, &co);
+}

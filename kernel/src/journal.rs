@@ -264,19 +264,27 @@ impl Journal {
         lock_would_block(path, File::try_lock_shared)
     }
 
-    /// [`Journal::open`], trying again for a moment while the lock is taken: another process's
-    /// [`Journal::is_held`] probe holds it for microseconds. A holder that keeps it (a daemon)
-    /// still makes this fail, after about 100 ms. Never waits on the lock itself, so it cannot
+    /// [`Journal::open`], trying again while the lock is taken for a moment: another process's
+    /// [`Journal::is_held`] probe holds it for microseconds, and a `jit` verb that recovered a
+    /// dead daemon's journal ([`crate::agents::recover_unowned_journal`]) holds it until its
+    /// reset is flushed. A holder that keeps it (a daemon) still makes this fail, after about
+    /// two seconds. A holder that lets go between a failed open and the probe is no reason to
+    /// give up: the open is tried again at once. Never waits on the lock itself, so it cannot
     /// deadlock with the store's writer lock, which the plane takes while it holds the journal.
     pub fn open_patiently(path: &Path) -> Result<Journal> {
-        let mut attempts = 0;
+        const WAITS: u32 = 1000;
+        const RETRIES_WHEN_FREE: u32 = 3;
+        let (mut waits, mut retries) = (0, 0);
         loop {
             match Journal::open(path) {
-                Err(Error::InvalidInput(_))
-                    if attempts < 50 && lock_would_block(path, File::try_lock) =>
-                {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(2));
+                Err(Error::InvalidInput(_)) if waits < WAITS && retries < RETRIES_WHEN_FREE => {
+                    if lock_would_block(path, File::try_lock) {
+                        waits += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    } else {
+                        // Let go since the open failed (or the failure was not the lock).
+                        retries += 1;
+                    }
                 }
                 other => return other,
             }
@@ -903,6 +911,24 @@ mod tests {
             Journal::open_patiently(&path).is_err(),
             "a holder that keeps the lock still makes opening fail"
         );
+        drop(journal);
+    }
+
+    /// A `jit` verb that recovers a dead daemon's journal holds it while it flushes the reset;
+    /// a daemon starting meanwhile must wait that out, not fail to start ("in use by another
+    /// process", seen after a `kill -9` with `jit wait` polling). 300 ms was past the old
+    /// 100 ms of patience.
+    #[test]
+    fn opening_waits_out_a_holder_that_lets_go_after_300_ms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plane.journal");
+        let holder = Journal::open(&path).expect("create");
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(holder);
+        });
+        let journal = Journal::open_patiently(&path).expect("opened once the holder let go");
+        released.join().expect("holder thread");
         drop(journal);
     }
 

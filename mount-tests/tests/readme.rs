@@ -61,7 +61,9 @@ fn shell_blocks(readme: &str) -> Vec<String> {
     blocks
 }
 
-/// The script: the run command, then every runnable block, in order.
+/// The script: the run command, then every runnable block, in order, each in a bash of its own
+/// (as a reader pastes one block into a terminal: its own jobs, `%1` its own daemon), stopping
+/// at the first block that fails.
 fn script(blocks: &[String]) -> String {
     let mut out = String::from(
         "set -euo pipefail\n\
@@ -74,13 +76,15 @@ fn script(blocks: &[String]) -> String {
          kill %1; wait %1\n\
          cd \"$README_ROOT\"\n",
     );
-    for block in blocks {
+    for (n, block) in blocks.iter().enumerate() {
         let first = block.lines().next().unwrap_or_default();
         if NOT_RUN.iter().any(|(start, _)| first.starts_with(start)) {
             continue;
         }
-        out.push_str("\n# ---- README block ----\n");
-        out.push_str(block);
+        // The block's text is passed as it is, through a quoted here-document.
+        out.push_str(&format!(
+            "\necho \"---- README block {n} $(date +%s)\" >&2\nbash -euo pipefail <<'JIT_README_BLOCK_END'\n{block}JIT_README_BLOCK_END\n"
+        ));
     }
     out
 }
@@ -143,8 +147,8 @@ fn every_shell_block_of_the_readme_runs_in_order_as_written() {
         .env_remove("JIT_ZENOH_CONFIG")
         .current_dir(&root)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(stand_in.join("stdout")).expect("stdout file"))
+        .stderr(std::fs::File::create(stand_in.join("stderr")).expect("stderr file"))
         .process_group(0)
         .spawn()
         .expect("unshare");
@@ -161,27 +165,34 @@ fn every_shell_block_of_the_readme_runs_in_order_as_written() {
     let _guard = KillGroup(group);
     child
         .stdin
-        .take()
+        .as_mut()
         .expect("stdin")
         .write_all(script.as_bytes())
         .expect("write the script");
+    // The script's stdin must close for bash to see its end.
+    drop(child.stdin.take());
     let deadline = Instant::now() + Duration::from_secs(600);
-    while child.try_wait().expect("wait").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the README did not finish in 10 minutes"
-        );
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("output");
+    };
+    // Whatever a failed block left running goes now.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .status();
+    let read = |name: &str| std::fs::read_to_string(stand_in.join(name)).unwrap_or_default();
+    let (said, complained) = (read("stdout"), read("stderr"));
     assert!(
-        out.status.success(),
-        "a README command failed ({}):\n--- stdout\n{}\n--- stderr\n{}\n--- script\n{script}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        status.is_some_and(|s| s.success()),
+        "a README command failed ({status:?}):\n--- stdout\n{said}\n--- stderr\n{complained}\n--- script\n{script}"
     );
-    let said = String::from_utf8_lossy(&out.stdout);
+    // Which block took how long (the script marks each start on stderr), for the log.
+    eprintln!("{complained}");
     // Spot checks that the blocks did what they say.
     assert!(said.contains("hello"), "the tour's cat: {said}");
     assert!(

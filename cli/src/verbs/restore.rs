@@ -5,7 +5,9 @@
 //!
 //! The result is one patch on the working set (so the mount and `jit status` show it at once,
 //! and it is in the micro-history like any edit), built from the revision's blob ids with
-//! `put-blob` — no content is copied.
+//! `put-blob` — no content is copied. In an on-disk checkout the files are the truth, so there
+//! the paths are written back on disk (relative to the current directory, as git takes them)
+//! and the checkout is synchronized, which records them in its working set.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -114,11 +116,8 @@ pub(crate) fn restore(
     paths: &[String],
     source_rev: Option<&str>,
 ) -> Result<ExitCode> {
-    if crate::ondisk::here(place)?.is_some() {
-        return Err(jit_kernel::Error::InvalidInput(
-            "jit restore works on the mount and the universe's working sets; in an on-disk checkout, write the files back (jit cat REV:PATH > PATH)".into(),
-        )
-        .into());
+    if let Some(located) = crate::ondisk::here(place)? {
+        return restore_on_disk(out, place, located, paths, source_rev);
     }
     let status = crate::work::working_status(place)?;
     let ops = {
@@ -163,5 +162,111 @@ pub(crate) fn restore(
                 )
             }
         },
+    )
+}
+
+/// `jit restore` in an on-disk checkout: writes the paths as the revision has them and removes
+/// what it lacks under them, then synchronizes the checkout so its working set records that.
+fn restore_on_disk(
+    out: &Output,
+    place: &Place,
+    located: jit_watcher::marker::Located,
+    paths: &[String],
+    source_rev: Option<&str>,
+) -> Result<ExitCode> {
+    let top = located.dir.clone();
+    let below = place
+        .cwd
+        .canonicalize()
+        .ok()
+        .and_then(|cwd| cwd.strip_prefix(&top).ok().map(|p| p.to_path_buf()))
+        .unwrap_or_default();
+    let paths: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            below
+                .join(p.trim_end_matches('/'))
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_owned()
+        })
+        .collect();
+    let repo_dir = located.marker.repo.clone();
+    let base = {
+        let (mut session, id, _) = crate::ondisk::synchronized(located.clone())?;
+        let status: jit_kernel::command::reply::StatusInfo = session.kernel().invoke(
+            jit_kernel::command::Operation::SwsStatus,
+            &jit_kernel::command::args::SwsArgs { sws: id },
+        )?;
+        status.base
+    };
+    let mut written = 0usize;
+    {
+        let repo = Repository::discover_for_reading(&repo_dir)?;
+        let store = repo.store();
+        let txn = store.read()?;
+        let dag = Dag::new(store, &txn);
+        let snapshot = match source_rev {
+            Some(rev) => super::universe::resolve_snapshot(&repo, rev)?,
+            None => base,
+        };
+        let wanted = tree::tree_of(&dag, &snapshot)?;
+        for path in &paths {
+            let want = entries_under(&dag, &wanted, path)?;
+            let on_disk = top.join(path);
+            let present = std::fs::symlink_metadata(&on_disk).is_ok();
+            if want.is_empty() && !present {
+                return Err(jit_kernel::Error::PathNotFound {
+                    path: path.clone(),
+                    rev: "the checkout or the revision".into(),
+                }
+                .into());
+            }
+            // What is there now goes (the revision's version is written fresh), then the
+            // revision's entries, shallowest first.
+            if present {
+                let meta = std::fs::symlink_metadata(&on_disk)?;
+                if meta.is_dir() {
+                    std::fs::remove_dir_all(&on_disk)?;
+                } else {
+                    std::fs::remove_file(&on_disk)?;
+                }
+                written += 1;
+            }
+            for (p, (kind, id)) in &want {
+                let target = top.join(p);
+                match kind {
+                    EntryKind::Directory => std::fs::create_dir_all(&target)?,
+                    EntryKind::Symlink => {
+                        let link = content::read_blob(&dag, id)?;
+                        std::os::unix::fs::symlink(
+                            String::from_utf8_lossy(&link).as_ref(),
+                            &target,
+                        )?;
+                    }
+                    EntryKind::File | EntryKind::Executable => {
+                        use std::os::unix::fs::PermissionsExt;
+                        if let Some(parent) = target.parent() {
+                            std::fs::create_dir_all(parent)?;
+                        }
+                        std::fs::write(&target, content::read_blob(&dag, id)?)?;
+                        let mode = if *kind == EntryKind::Executable {
+                            0o755
+                        } else {
+                            0o644
+                        };
+                        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+                    }
+                }
+                written += 1;
+            }
+        }
+    }
+    // Record what was written in the checkout's working set.
+    let (_, id, _) = crate::ondisk::synchronized(located)?;
+    let from = source_rev.unwrap_or("the working set's base");
+    out.emit(
+        json!({ "sws": id, "paths": paths, "operations": written, "source": source_rev, "checkout": top.display().to_string() }),
+        || format!("restored {} from {from} in {}", paths.join(", "), top.display()),
     )
 }
