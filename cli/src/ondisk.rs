@@ -80,6 +80,7 @@ pub fn watch(base: &Path, dir: Option<PathBuf>) -> Result<ExitCode> {
         .unwrap_or_else(|| base.to_path_buf());
     let options = Options {
         stall_file: std::env::var_os("JIT_WATCH_TEST_STALL").map(PathBuf::from),
+        hold_before_watching: std::env::var_os("JIT_WATCH_TEST_HOLD").map(PathBuf::from),
         ..Options::default()
     };
     watch::run(&dir, &options, |top| {

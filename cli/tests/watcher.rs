@@ -766,3 +766,63 @@ fn restore_in_a_checkout_writes_the_files_back_and_the_working_set_follows() {
     assert!(fails(&co, &["restore", "nowhere"]).contains("nowhere"));
     assert_converged(&repo, &co);
 }
+
+/// A `jit status` that writes its cookie after the watcher took its lock but before it watched
+/// `.jit-checkout/` (the README's `jit watch DIR &` then `jit status` at once) is answered by
+/// the watcher's first scan — it used to wait out the five-minute cookie timeout.
+#[test]
+fn a_cookie_written_before_the_watcher_watches_is_answered() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, co) = setup(work.path());
+    let hold = work.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let mut watcher = jit_command(&co)
+        .args(["watch", "."])
+        .env("JIT_WATCH_TEST_HOLD", &hold)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'c>(&'c mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let watcher = Kill(&mut watcher);
+    // Wait until it holds its lock (status then trusts it to answer the cookie).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !jit_watcher::marker::watcher_running(&co).unwrap() {
+        assert!(Instant::now() < deadline, "the watcher never took its lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(co.join("README"), "edited while the watcher starts\n").unwrap();
+    let status = jit_command(&co)
+        .args(["status", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The cookie is on disk before the watcher watches anything.
+    let cookie_seen = Instant::now() + Duration::from_secs(30);
+    while jit_watcher::marker::cookies(&co).unwrap().is_empty() {
+        assert!(Instant::now() < cookie_seen, "status wrote no cookie");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::remove_file(&hold).unwrap();
+    let started = Instant::now();
+    let out = status.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "status waited {:?} for its cookie",
+        started.elapsed()
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["synchronized"], "watcher", "{answer}");
+    assert_eq!(
+        changed(&answer),
+        vec![("README".to_owned(), "M".to_owned())]
+    );
+    assert_converged(&repo, &co);
+    drop(watcher);
+}

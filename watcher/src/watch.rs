@@ -33,6 +33,9 @@ pub struct Options {
     pub stall_file: Option<PathBuf>,
     /// Set to stop the loop (checked at least every 100 ms).
     pub stop: Arc<AtomicBool>,
+    /// Test hook: while this file exists the watcher, holding its lock, waits before it
+    /// watches anything — the window in which a cookie raises no event.
+    pub hold_before_watching: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             max_delay: Duration::from_millis(50),
             stall_file: None,
             stop: Arc::new(AtomicBool::new(false)),
+            hold_before_watching: None,
         }
     }
 }
@@ -112,6 +116,11 @@ pub fn run(dir: &Path, options: &Options, ready: impl FnOnce(&Path)) -> Result<(
     if session.state().is_none() {
         return Err(WatchError::NotACheckout(top));
     }
+    if let Some(hold) = &options.hold_before_watching {
+        while hold.exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     let (tx, rx) = mpsc::channel::<notify::Result<Event>>();
     let stall = options.stall_file.clone();
     let handler = move |event: notify::Result<Event>| {
@@ -140,11 +149,22 @@ pub fn run(dir: &Path, options: &Options, ready: impl FnOnce(&Path)) -> Result<(
             path: meta.clone(),
             message: e.to_string(),
         })?;
+    // Cookies written since this watcher took its lock but before `.jit-checkout/` was watched
+    // raised no event: the initial scan, which starts after they were written, answers them.
+    // (One written after this listing raises an event and is answered by the loop.)
+    let early_cookies = marker::cookies(&top)?;
     {
         let _lock = marker::flush_lock(&top)?;
         session.refresh_if_stale()?;
         let synced = session.sync([""], true, &mut watches)?;
         tracing::info!(dir = %top.display(), ops = synced.ops, "initial scan recorded");
+    }
+    for cookie in early_cookies {
+        match std::fs::remove_file(&cookie) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(WatchError::io(&cookie, e)),
+        }
     }
     ready(&top);
     let mut gathered = Gathered::default();
