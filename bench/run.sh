@@ -62,6 +62,8 @@ out=$(mktemp)
   bench/log.sh
   echo
   bench/agents.sh
+  echo
+  bench/storage.sh
 } > "$out"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2
