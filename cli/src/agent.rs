@@ -289,10 +289,9 @@ pub fn run(place: &Place, command: AgentCommand, json: bool) -> Result<ExitCode>
             };
             runtime()?.block_on(async {
                 let session = {
-                    let mut config = zenoh_client_config(&jit_dir)?;
-                    config
-                        .insert_json5("mode", "\"client\"")
-                        .map_err(anyhow::Error::msg)?;
+                    let socket =
+                        format!("unixsock-stream/{}", jit_dir.join("zenoh.sock").display());
+                    let config = jit_plane::client_config(&[socket])?;
                     zenoh::open(config).await.map_err(anyhow::Error::msg)?
                 };
                 let subscriber = session
@@ -359,23 +358,6 @@ impl EventPrinter {
         self.seen += 1;
         Ok(!self.done())
     }
-}
-
-fn zenoh_client_config(jit_dir: &Path) -> Result<zenoh::Config> {
-    let mut config = zenoh::Config::default();
-    config
-        .insert_json5("scouting/multicast/enabled", "false")
-        .map_err(anyhow::Error::msg)?;
-    config
-        .insert_json5(
-            "connect/endpoints",
-            &format!(
-                "[\"unixsock-stream/{}\"]",
-                jit_dir.join("zenoh.sock").display()
-            ),
-        )
-        .map_err(anyhow::Error::msg)?;
-    Ok(config)
 }
 
 /// A log record as JSON (byte strings as hex).

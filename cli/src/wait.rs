@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use jit_kernel::command::Operation;
 use jit_kernel::rpc::client::Kernel;
 use jit_kernel::rpc::SOCKET;
-use jit_kernel::Repository;
 use serde_json::{json, Value};
 
 use crate::output::Output;
@@ -25,8 +24,15 @@ pub fn until_served(out: &Output, base: &Path, timeout: f64) -> Result<ExitCode>
         .ok()
         .filter(|limit| Instant::now().checked_add(*limit).is_some())
         .with_context(|| format!("--timeout {timeout} is not a usable number of seconds"))?;
-    let socket = Repository::discover(base)?.jit_dir().join(SOCKET);
     let started = Instant::now();
+    let socket = jit_dir_of(base, started + limit)
+        .with_context(|| {
+            format!(
+                "no universe appeared at {} within {timeout} s",
+                base.display()
+            )
+        })?
+        .join(SOCKET);
     let info = answered(socket.clone(), limit).with_context(|| {
         format!(
             "no daemon served {} within {timeout} s (is `jit up` running?)",
@@ -39,6 +45,27 @@ pub fn until_served(out: &Output, base: &Path, timeout: f64) -> Result<ExitCode>
         json!({ "ready": true, "waited_s": waited, "info": info }),
         String::new,
     )
+}
+
+/// The `.jit` directory of the universe containing `base`, found by its path alone — the store is
+/// not opened, so waiting never competes with the daemon that is starting (for the journal it
+/// recovers, say). A universe `jit up` is still making (in `base`, or `base` itself not yet
+/// there) is waited for until `deadline`; `jit init` renames a finished universe into place,
+/// so `universe.toml` appears with the rest.
+fn jit_dir_of(base: &Path, deadline: Instant) -> Result<PathBuf> {
+    loop {
+        let found = base
+            .ancestors()
+            .map(|dir| dir.join(jit_kernel::repo::JIT_DIR))
+            .find(|jit| jit.join("universe.toml").is_file());
+        if let Some(jit) = found {
+            return Ok(jit);
+        }
+        if Instant::now() >= deadline {
+            bail!(jit_kernel::Error::NotARepository(base.to_path_buf()));
+        }
+        std::thread::sleep(RETRY);
+    }
 }
 
 /// The daemon's `jit.info` answer, asked until one comes or `limit` passes: a socket nobody

@@ -726,12 +726,27 @@ fn a_client_idle_past_the_daemons_idle_timeout_is_served_on_a_new_connection() {
 fn up_outside_a_universe_creates_one_and_serves_it() {
     let work = tempfile::tempdir().unwrap();
     let fresh = work.path().join("not/yet/there");
+    // `jit wait` started first waits for the universe to appear, then for its daemon.
+    let waiting = jit_command(work.path())
+        .arg("-C")
+        .arg(&fresh)
+        .args(["wait", "--timeout", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut command = jit_command(work.path());
     command
         .arg("-C")
         .arg(&fresh)
         .args(["up", "--no-mount", "--no-plane"]);
     let daemon = Daemon::start_command(&fresh, command);
+    let waited = waiting.wait_with_output().unwrap();
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
     let info = json(&fresh, &["info"]);
     assert_eq!(info["head"], "main", "{info}");
     assert!(fresh.join(".jit/universe.toml").exists());

@@ -86,6 +86,25 @@ pub fn keyexpr(namespace: &str, key: &str) -> String {
 /// scouting off; endpoints given on the command line are added.
 pub const ZENOH_CONFIG_ENV: &str = "JIT_ZENOH_CONFIG";
 
+/// A client-mode Zenoh configuration connecting to `endpoints`, from the file `JIT_ZENOH_CONFIG`
+/// names (if any), with multicast scouting off: for a `jit` command that opens a session of
+/// its own (following events, say).
+pub fn client_config(endpoints: &[String]) -> Result<zenoh::Config> {
+    let mut config = base_config("client", None)?;
+    let list = format!(
+        "[{}]",
+        endpoints
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    config
+        .insert_json5("connect/endpoints", &list)
+        .map_err(PlaneError::zenoh)?;
+    Ok(config)
+}
+
 /// A Zenoh configuration in `mode`, from `file` (else the file [`ZENOH_CONFIG_ENV`] names,
 /// else the defaults), with multicast scouting off.
 pub(crate) fn base_config(mode: &str, file: Option<&std::path::Path>) -> Result<zenoh::Config> {
