@@ -83,7 +83,9 @@ pub struct MountSettings {
 
 /// The universe `base` is in; outside any, a new one is made in `base` (created if missing),
 /// as `jit init` would, and said so — `jit up` alone brings a universe up on a fresh machine.
-fn discover_or_create(base: &Path, json: bool) -> Result<Repository> {
+/// Returns it, and whether it was made now. With `json`, the one JSON line `jit up` prints
+/// says so (`created`) instead of `jit init`'s own line.
+fn discover_or_create(base: &Path, json: bool) -> Result<(Repository, bool)> {
     let found = if base.exists() {
         Repository::discover(base)
     } else {
@@ -93,11 +95,15 @@ fn discover_or_create(base: &Path, json: bool) -> Result<Repository> {
         Err(jit_kernel::Error::NotARepository(_)) => {
             std::fs::create_dir_all(base)
                 .with_context(|| format!("cannot create {}", base.display()))?;
-            let out = crate::output::Output { json };
-            crate::verbs::universe::init(&out, base, None, "main", None)?;
-            Ok(Repository::discover(base)?)
+            if json {
+                crate::verbs::universe::init_quietly(base)?;
+            } else {
+                let out = crate::output::Output { json };
+                crate::verbs::universe::init(&out, base, None, "main", None)?;
+            }
+            Ok((Repository::discover(base)?, true))
         }
-        other => Ok(other?),
+        other => Ok((other?, false)),
     }
 }
 
@@ -117,7 +123,7 @@ pub fn up(
             settings.insecure_listen,
         )?;
     }
-    let repo = discover_or_create(base, json)?;
+    let (repo, created) = discover_or_create(base, json)?;
     let lock = DaemonLock::acquire(repo.jit_dir())?;
     let universe = repo.universe()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -175,7 +181,7 @@ pub fn up(
             println!(
                 "{}",
                 json!({ "universe": universe.id.to_string(), "socket": lock.socket().display().to_string(),
-                        "plane": endpoints, "mount": mount_text })
+                        "plane": endpoints, "mount": mount_text, "created": created })
             );
         } else {
             println!(

@@ -759,4 +759,25 @@ fn up_outside_a_universe_creates_one_and_serves_it() {
     });
     assert_eq!(json(&fresh, &["info"])["universe"], info["universe"]);
     drop(again);
+    // With --json it prints one JSON value, saying whether it made the universe.
+    let other = work.path().join("json-one");
+    let mut up = jit_command(work.path())
+        .arg("-C")
+        .arg(&other)
+        .args(["up", "--no-mount", "--no-plane", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(up.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = up.kill();
+    let _ = up.wait();
+    let said: serde_json::Value = serde_json::from_str(&line).expect("one JSON value first");
+    assert_eq!(said["created"], true, "{said}");
+    assert!(said["socket"].as_str().is_some(), "{said}");
 }

@@ -11,6 +11,30 @@ use serde_json::json;
 
 use crate::output::Output;
 
+/// A new universe in `target` on branch `branch`, named `name` or after the directory, owned
+/// by `$USER`.
+fn make_universe(target: &Path, branch: &str, name: Option<String>) -> Result<Repository> {
+    let display_name = name.unwrap_or_else(|| {
+        std::fs::canonicalize(target)
+            .ok()
+            .or_else(|| Some(target.to_path_buf()))
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "universe".into())
+    });
+    let owner = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let created = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(Repository::init(
+        target,
+        &InitOptions {
+            branch: branch.to_owned(),
+            name: display_name,
+            owner,
+            created,
+            replica_of: None,
+        },
+    )?)
+}
+
 pub(crate) fn init(
     out: &Output,
     base: &Path,
@@ -22,25 +46,7 @@ pub(crate) fn init(
         Some(dir) => base.join(dir),
         None => base.to_path_buf(),
     };
-    let display_name = name.unwrap_or_else(|| {
-        std::fs::canonicalize(&target)
-            .ok()
-            .or_else(|| Some(target.clone()))
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "universe".into())
-    });
-    let owner = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let created = time::OffsetDateTime::now_utc().unix_timestamp();
-    let repo = Repository::init(
-        &target,
-        &InitOptions {
-            branch: branch.to_owned(),
-            name: display_name,
-            owner,
-            created,
-            replica_of: None,
-        },
-    )?;
+    let repo = make_universe(&target, branch, name)?;
     let identity = repo.identity()?;
     out.emit(
         json!({
@@ -55,6 +61,12 @@ pub(crate) fn init(
             )
         },
     )
+}
+
+/// Makes a universe in `dir` as `jit init` does (branch main, named after the directory),
+/// printing nothing.
+pub(crate) fn init_quietly(dir: &Path) -> Result<()> {
+    make_universe(dir, "main", None).map(drop)
 }
 
 pub(crate) fn resolve_snapshot(repo: &Repository, rev: &str) -> Result<NodeId> {
