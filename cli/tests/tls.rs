@@ -427,6 +427,7 @@ fn remote_agent_child() {
             namespace: String::new(),
             attempt_timeout: Duration::from_secs(2),
             attempts: 30,
+            retry_for: jit_plane::agent::RETRY_FOR,
             zenoh_config: Some(config.into()),
         };
         let key = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);

@@ -53,6 +53,7 @@ async fn main() {
         namespace: String::new(),
         attempt_timeout: Duration::from_secs(2),
         attempts: 30,
+        retry_for: jit_plane::agent::RETRY_FOR,
         zenoh_config: config.map(Into::into),
     };
     let mut agent = Agent::connect(name, SigningKey::from_bytes(&seed), options)

@@ -23,6 +23,9 @@ use crate::{base_config, keyexpr, PlaneError, Result};
 /// answers ([`agents::WINDOW`]), so every retry is answered with its original result.
 pub const MAX_IN_FLIGHT: usize = (agents::WINDOW / 4) as usize;
 
+/// How long an agent keeps resending an unanswered write by default.
+pub const RETRY_FOR: Duration = Duration::from_secs(60);
+
 /// How an agent reaches the plane.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -32,8 +35,12 @@ pub struct AgentOptions {
     pub namespace: String,
     /// How long to wait for one acknowledgement.
     pub attempt_timeout: Duration,
-    /// How many times to send a write before giving up.
+    /// How many times to send a write, at least, before giving up…
     pub attempts: u32,
+    /// …and for how long, at least, since the oldest unanswered write first went unanswered:
+    /// a daemon that is down refuses a connection at once, so a count alone runs out in a
+    /// second or two, while a restart takes longer.
+    pub retry_for: Duration,
     /// A Zenoh configuration file (JSON5) to start from: TLS certificates for a daemon across
     /// machines (default: the file `JIT_ZENOH_CONFIG` names, if any).
     pub zenoh_config: Option<std::path::PathBuf>,
@@ -50,6 +57,7 @@ impl AgentOptions {
             namespace: String::new(),
             attempt_timeout: Duration::from_secs(2),
             attempts: 30,
+            retry_for: RETRY_FOR,
             zenoh_config: None,
         }
     }
@@ -219,6 +227,7 @@ impl Agent {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut answers = Vec::new();
         let mut failures = 0u32;
+        let mut unanswered_since: Option<std::time::Instant> = None;
         loop {
             while in_flight.len() < window {
                 let Some(message) = messages.next() else {
@@ -243,16 +252,20 @@ impl Agent {
                 answers.push(Response::decode(&bytes)?);
                 in_flight.pop_front();
                 failures = 0;
+                unanswered_since = None;
                 continue;
             }
             failures += 1;
-            if failures >= self.options.attempts {
+            let since = *unanswered_since.get_or_insert_with(std::time::Instant::now);
+            if failures >= self.options.attempts && since.elapsed() >= self.options.retry_for {
                 return Err(PlaneError::NoAck {
                     key: oldest.key.clone(),
-                    attempts: self.options.attempts,
+                    attempts: failures,
                 });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Back off while nothing answers: 50 ms, doubling to a second.
+            let pause = 50u64.saturating_mul(1 << failures.min(5)).min(1000);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
             for message in in_flight.iter_mut() {
                 message.replies = self.dispatch(&message.key, &message.bytes).await;
             }

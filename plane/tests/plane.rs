@@ -1365,3 +1365,32 @@ async fn plane_a_key_made_elsewhere_enrols_waits_for_approval_then_works_and_eve
     retaker.close().await;
     plane.close().await;
 }
+
+/// A daemon down for longer than a few retries: the agent keeps resending the same bytes until
+/// it is back (its retries run on a time budget, not only a count — a refused connection fails
+/// at once, so thirty attempts used to be over in about a second and a half), and the patch is
+/// applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plane_an_agent_waits_out_a_daemon_that_is_down_for_seconds() {
+    let (dir, repo) = setup(&["patient"]);
+    let first = plane(&repo, dir.path(), |_| {}).await;
+    let mut patient = agent(dir.path(), "patient", 1).await;
+    let sws = create_sws(&mut patient).await.id;
+    first.close().await;
+    let pushing = tokio::spawn(async move {
+        let applied = patient.push(&sws, &put("late.txt", "late\n", "l1")).await;
+        (patient, sws, applied)
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let second = plane(&repo, dir.path(), |_| {}).await;
+    let (patient, sws, applied) = tokio::time::timeout(T, pushing).await.unwrap().unwrap();
+    let applied = applied.expect("acknowledged once the daemon is back");
+    assert_eq!(applied.seq, 1);
+    repo.store().settle().unwrap();
+    let txn = repo.store().read().unwrap();
+    let history = jit_kernel::sws::history(repo.store(), &txn, sws.parse().unwrap()).unwrap();
+    assert_eq!(history.len(), 1, "applied once");
+    drop(txn);
+    patient.close().await;
+    second.close().await;
+}
