@@ -294,28 +294,14 @@ fn shown(change: &ChangeInfo) -> String {
 
 /// Prints one file's unified diff (or that binary files differ).
 fn print_file_diff(change: &ChangeInfo, old: &[u8], new: &[u8]) {
-    match (std::str::from_utf8(old), std::str::from_utf8(new)) {
-        (Ok(old), Ok(new)) => {
-            let patch = diffy::create_patch(old, new).to_string();
-            let body = patch
-                .split_once('\n')
-                .and_then(|(_, rest)| rest.split_once('\n'))
-                .map(|(_, rest)| rest)
-                .unwrap_or("");
-            let from = if change.old.is_some() {
-                format!("a/{}", change.path)
-            } else {
-                "/dev/null".into()
-            };
-            let to = if change.new.is_some() {
-                format!("b/{}", change.path)
-            } else {
-                "/dev/null".into()
-            };
-            print!("--- {from}\n+++ {to}\n{body}");
-        }
-        _ => println!("Binary files differ"),
-    }
+    print!(
+        "{}",
+        crate::verbs::diffs::unified(
+            &change.path,
+            change.old.is_some().then_some(old),
+            change.new.is_some().then_some(new),
+        )
+    );
 }
 
 fn commit(kernel: &mut Kernel, sws: &str, info: &CommitInfo, json: bool) -> Result<ExitCode> {

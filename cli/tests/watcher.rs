@@ -810,13 +810,9 @@ fn a_cookie_written_before_the_watcher_watches_is_answered() {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::fs::remove_file(&hold).unwrap();
-    let started = Instant::now();
+    // Answered by the watcher: a cookie it never answers makes status give up and compare the
+    // tree itself ("stat-walk").
     let out = status.wait_with_output().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "status waited {:?} for its cookie",
-        started.elapsed()
-    );
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["synchronized"], "watcher", "{answer}");
     assert_eq!(

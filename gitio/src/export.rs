@@ -6,7 +6,7 @@ use std::path::Path;
 use gix::objs::tree::EntryKind as GitKind;
 use gix::ObjectId;
 use jit_kernel::content;
-use jit_kernel::node::{EntryKind, Payload, RewriteKind, Snapshot};
+use jit_kernel::node::{EntryKind, Payload, Snapshot};
 use jit_kernel::source::{Dag, Source};
 use jit_kernel::store::Store;
 use jit_kernel::NodeId;
@@ -130,31 +130,10 @@ fn name_head(repo: &gix::Repository, reference: &str) -> Result<()> {
     Ok(())
 }
 
-/// The git parents of a snapshot, as jit snapshots: its parent snapshot; for a snapshot on a
-/// merge rewrite, both sides; for other rewrites (reset, rebase), the mainline side.
+/// The git parents of a snapshot, as jit snapshots ([`jit_kernel::dag::history_parents`]).
 fn git_parents(dag: &Dag<'_, '_>, snapshot: &NodeId) -> Result<Vec<NodeId>> {
     let node = dag.node(snapshot)?;
-    let mut out = Vec::new();
-    for parent in node.parents {
-        let parent_node = dag.node(&parent)?;
-        match parent_node.payload {
-            Payload::Snapshot(_) => out.push(parent),
-            Payload::Rewrite(rewrite) => {
-                out.push(rewrite.from);
-                if rewrite.kind == RewriteKind::Merge {
-                    out.push(rewrite.to);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut snapshots = Vec::new();
-    for id in out {
-        if matches!(dag.node(&id)?.payload, Payload::Snapshot(_)) {
-            snapshots.push(id);
-        }
-    }
-    Ok(snapshots)
+    Ok(jit_kernel::dag::history_parents(dag.store, dag.txn, &node)?.0)
 }
 
 /// Every snapshot the export needs, parents first.

@@ -335,6 +335,42 @@ pub fn mainline_parent(store: &Store, txn: &ReadTxn<'_>, id: &NodeId) -> Result<
     }
 }
 
+/// The snapshots a snapshot follows, as git would give its commit parents: its parent snapshot;
+/// through a rewrite, the rewrite's mainline side (`from`), and for a merge its other side
+/// (`to`) too. Also the rewrite, if the snapshot records one. Types are read from headers, so
+/// no parent's content is loaded. `git log`-like walks and git export share it.
+pub fn history_parents(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    node: &Node,
+) -> Result<(Vec<NodeId>, Option<Rewrite>)> {
+    let mut sides = Vec::new();
+    let mut rewrite_seen = None;
+    for parent in &node.parents {
+        match store.require_header(txn, parent)?.node_type {
+            NodeType::Snapshot => sides.push(*parent),
+            NodeType::Rewrite => {
+                if let Payload::Rewrite(rewrite) = store.node(txn, parent)?.payload {
+                    sides.push(rewrite.from);
+                    if rewrite.kind == crate::node::RewriteKind::Merge {
+                        sides.push(rewrite.to);
+                    }
+                    rewrite_seen = Some(rewrite);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut parents = Vec::with_capacity(sides.len());
+    for id in sides {
+        if store.require_header(txn, &id)?.node_type == NodeType::Snapshot && !parents.contains(&id)
+        {
+            parents.push(id);
+        }
+    }
+    Ok((parents, rewrite_seen))
+}
+
 /// The best common ancestor of `a` and `b`: of the snapshots (or the root) reachable from both,
 /// the one with the highest clock (ties broken by the smaller id, so every replica picks the
 /// same one). `None` when the two share no history.

@@ -227,32 +227,37 @@ fn patch(src: &dyn Source, change: &Change, out: &mut String) -> anyhow::Result<
         side(src, change.old.as_ref())?,
         side(src, change.new.as_ref())?,
     );
-    match (std::str::from_utf8(&old), std::str::from_utf8(&new)) {
-        (Ok(old_text), Ok(new_text)) => {
-            if old_text == new_text {
-                return Ok(());
-            }
+    if old != new {
+        out.push_str(&unified(
+            &path,
+            change.old.is_some().then_some(old.as_slice()),
+            change.new.is_some().then_some(new.as_slice()),
+        ));
+    }
+    Ok(())
+}
+
+/// One file's unified diff body — `--- a/PATH`, `+++ b/PATH` (`/dev/null` for a side that does
+/// not exist) and the hunks — or that binary files differ.
+pub(crate) fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+    fn text(side: Option<&[u8]>) -> Option<&str> {
+        std::str::from_utf8(side.unwrap_or_default()).ok()
+    }
+    match (text(old), text(new)) {
+        (Some(old_text), Some(new_text)) => {
             let patch = diffy::create_patch(old_text, new_text).to_string();
+            // diffy's own two header lines name no path: ours replace them.
             let body = patch
                 .split_once('\n')
                 .and_then(|(_, rest)| rest.split_once('\n'))
                 .map(|(_, rest)| rest)
                 .unwrap_or("");
-            let from = if change.old.is_some() {
-                format!("a/{path}")
-            } else {
-                "/dev/null".into()
-            };
-            let to = if change.new.is_some() {
-                format!("b/{path}")
-            } else {
-                "/dev/null".into()
-            };
-            out.push_str(&format!("--- {from}\n+++ {to}\n{body}"));
+            let from = old.map_or("/dev/null".into(), |_| format!("a/{path}"));
+            let to = new.map_or("/dev/null".into(), |_| format!("b/{path}"));
+            format!("--- {from}\n+++ {to}\n{body}")
         }
-        _ => out.push_str("Binary files differ\n"),
+        _ => "Binary files differ\n".into(),
     }
-    Ok(())
 }
 
 /// A change's letter, as git prints it: A, D or M.

@@ -5,12 +5,12 @@
 //! Order: a node's Lamport clock is greater than each of its parents' (a DAG invariant), so
 //! taking the reachable snapshot with the highest clock next is a topological order that needs
 //! no walk of the whole history — `jit log -n 20` reads about twenty nodes and their parents.
-//! The parents of a snapshot are those git would give it: the previous snapshot, and for a
-//! snapshot recorded by a merge rewrite both sides (a reset or rebase keeps only its mainline).
+//! The parents of a snapshot are those git would give it (`jit_kernel::dag::history_parents`,
+//! which git export uses too).
 
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
-use jit_kernel::node::{Payload, RewriteKind, Snapshot};
+use jit_kernel::node::{Payload, Snapshot};
 use jit_kernel::store::{ReadTxn, Store};
 use jit_kernel::NodeId;
 
@@ -21,42 +21,6 @@ pub(crate) struct Visited {
     pub(crate) parents: Vec<NodeId>,
     /// The rewrite the snapshot records, if any.
     pub(crate) rewrite: Option<jit_kernel::node::Rewrite>,
-}
-
-/// The snapshots a snapshot follows: its parent snapshot; through a rewrite, the rewrite's
-/// mainline side, and for a merge its other side too. With `first_parent`, only the first.
-fn parents_of(
-    store: &Store,
-    txn: &ReadTxn<'_>,
-    node: &jit_kernel::Node,
-    first_parent: bool,
-) -> anyhow::Result<(Vec<NodeId>, Option<jit_kernel::node::Rewrite>)> {
-    let mut out = Vec::new();
-    let mut rewrite_seen = None;
-    for parent in &node.parents {
-        match store.node(txn, parent)?.payload {
-            Payload::Snapshot(_) => out.push(*parent),
-            Payload::Rewrite(rewrite) => {
-                out.push(rewrite.from);
-                if rewrite.kind == RewriteKind::Merge {
-                    out.push(rewrite.to);
-                }
-                rewrite_seen = Some(rewrite);
-            }
-            _ => {}
-        }
-    }
-    let mut snapshots = Vec::new();
-    for id in out {
-        if matches!(store.node(txn, &id)?.payload, Payload::Snapshot(_)) && !snapshots.contains(&id)
-        {
-            snapshots.push(id);
-        }
-    }
-    if first_parent {
-        snapshots.truncate(1);
-    }
-    Ok((snapshots, rewrite_seen))
 }
 
 /// Walks the snapshots reachable from `starts`, newest (highest clock) first, handing each to
@@ -80,7 +44,10 @@ pub(crate) fn walk(
         let Payload::Snapshot(snapshot) = node.payload.clone() else {
             continue;
         };
-        let (parents, rewrite) = parents_of(store, txn, &node, first_parent)?;
+        let (mut parents, rewrite) = jit_kernel::dag::history_parents(store, txn, &node)?;
+        if first_parent {
+            parents.truncate(1);
+        }
         for parent in &parents {
             if queued.insert(*parent) {
                 queue.push((store.node(txn, parent)?.clock, *parent));

@@ -16,7 +16,7 @@ use ed25519_dalek::VerifyingKey;
 use heed::types::{Bytes, Str};
 use serde::{Deserialize, Serialize};
 
-use super::registry::{validate_name, AgentRecord, AGENTS};
+use super::registry::{register_in, validate_name, AgentRecord, AGENTS};
 use super::CREATE_SWS;
 use crate::cbor;
 use crate::error::{Code, Error, Result};
@@ -295,15 +295,7 @@ pub fn approve(store: &Store, name: &str, permissions: Option<Vec<String>>) -> R
         check_permissions(permissions)?;
     }
     store.operation("agent.approve", |op| {
-        let store = op.store();
-        let raw = store
-            .table(&REQUESTS)
-            .get(op.txn(), name)?
-            .ok_or_else(|| no_request(name))?;
-        let mut request: Request = cbor::from_canonical_bytes(raw)?;
-        if request.denied {
-            return Err(no_request(name));
-        }
+        let mut request = waiting(op, name)?;
         if let Some(permissions) = permissions {
             request.permissions = permissions;
         }
@@ -311,33 +303,34 @@ pub fn approve(store: &Store, name: &str, permissions: Option<Vec<String>>) -> R
             public_key: request.public_key.clone(),
             permissions: request.permissions.clone(),
         };
-        let bytes = cbor::to_canonical_bytes(&record)?;
-        store.table(&REQUESTS).delete(op.wtxn(), name)?;
-        store.table(&AGENTS).put(op.wtxn(), name, &bytes)?;
-        op.log(LogOp::AgentRegistered {
-            name: name.to_owned(),
-            public_key: hex::encode(&request.public_key),
-        })?;
+        op.store().table(&REQUESTS).delete(op.wtxn(), name)?;
+        register_in(op, name, &record)?;
         Ok(request)
     })
+}
+
+/// `name`'s request, if it is waiting (not denied).
+fn waiting(op: &Op<'_>, name: &str) -> Result<Request> {
+    let raw = op
+        .store()
+        .table(&REQUESTS)
+        .get(op.txn(), name)?
+        .ok_or_else(|| no_request(name))?;
+    let request: Request = cbor::from_canonical_bytes(raw)?;
+    if request.denied {
+        return Err(no_request(name));
+    }
+    Ok(request)
 }
 
 /// Denies `name`'s request: it waits no more, the same key asking again is answered `denied`,
 /// and another key may ask for the name.
 pub fn deny(store: &Store, name: &str) -> Result<()> {
     store.operation("agent.deny", |op| {
-        let store = op.store();
-        let raw = store
-            .table(&REQUESTS)
-            .get(op.txn(), name)?
-            .ok_or_else(|| no_request(name))?;
-        let mut request: Request = cbor::from_canonical_bytes(raw)?;
-        if request.denied {
-            return Err(no_request(name));
-        }
+        let mut request = waiting(op, name)?;
         request.denied = true;
         let bytes = cbor::to_canonical_bytes(&request)?;
-        store.table(&REQUESTS).put(op.wtxn(), name, &bytes)?;
+        op.store().table(&REQUESTS).put(op.wtxn(), name, &bytes)?;
         op.log(LogOp::AgentDenied {
             name: name.to_owned(),
         })?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::cbor;
 use crate::error::{Error, Result};
 use crate::log::LogOp;
-use crate::store::{Declared, Store, TableDef};
+use crate::store::{Declared, Op, Store, TableDef};
 
 /// Agent name → registered identity and permissions.
 pub(super) const AGENTS: TableDef<Str, Bytes> = TableDef::new("agents", 2);
@@ -66,16 +66,19 @@ pub fn register(
         public_key: public_key.as_bytes().to_vec(),
         permissions,
     };
-    store.operation("agent.register", |op| {
-        let bytes = cbor::to_canonical_bytes(&record)?;
-        let store = op.store();
-        store.table(&AGENTS).put(op.wtxn(), name, &bytes)?;
-        op.log(LogOp::AgentRegistered {
-            name: name.to_owned(),
-            public_key: hex::encode(public_key.as_bytes()),
-        })?;
-        Ok(())
-    })
+    store.operation("agent.register", |op| register_in(op, name, &record))
+}
+
+/// Registers (or re-keys) `name` as `record` inside `op`, with its log record.
+pub(super) fn register_in(op: &mut Op<'_>, name: &str, record: &AgentRecord) -> Result<()> {
+    let bytes = cbor::to_canonical_bytes(record)?;
+    let store = op.store();
+    store.table(&AGENTS).put(op.wtxn(), name, &bytes)?;
+    op.log(LogOp::AgentRegistered {
+        name: name.to_owned(),
+        public_key: hex::encode(&record.public_key),
+    })?;
+    Ok(())
 }
 
 /// Revokes an agent: its registration is removed, so its messages are refused
