@@ -124,21 +124,26 @@ fn check_permissions(permissions: &[String]) -> Result<()> {
 /// where it stands; refusals carry `malformed`, `bad_signature`, `name_taken` or
 /// `rate_limited`, and are audited like other refused plane messages.
 pub fn request(store: &Store, bytes: &[u8]) -> Result<Answer> {
-    // Who it claims to be, for the records (checked below before anything is kept).
-    let claimed = (bytes.len() <= MAX_REQUEST)
-        .then(|| Envelope::decode(bytes).ok())
-        .flatten()
-        .map(|envelope| envelope.sender)
-        .filter(|name| validate_name(name).is_ok());
-    store.operation_by("agent.enrol", claimed.as_deref(), |op| {
-        let (name, record) = check(bytes)?;
-        let public_key = hex::encode(&record.public_key);
-        let state = record_request(op, &name, record)?;
-        Ok(Answer {
-            name,
-            state,
-            public_key,
-        })
+    // Decoding and the signature are checked before the writer lock is taken: a flood of bad
+    // requests must not hold up the writers. A refusal is audited naming who it claims to be.
+    let (name, record) = check(bytes).inspect_err(|error| {
+        let claimed = (bytes.len() <= MAX_REQUEST)
+            .then(|| Envelope::decode(bytes).ok())
+            .flatten()
+            .map(|envelope| envelope.sender)
+            .filter(|name| validate_name(name).is_ok());
+        if let Err(audit_error) = store.audit_by("agent.enrol", claimed.as_deref(), error) {
+            tracing::warn!(%audit_error, "could not audit a refused enrolment request");
+        }
+    })?;
+    let public_key = hex::encode(&record.public_key);
+    let state = store.operation_by("agent.enrol", Some(&name), |op| {
+        record_request(op, &name, record)
+    })?;
+    Ok(Answer {
+        name,
+        state,
+        public_key,
     })
 }
 
