@@ -753,6 +753,14 @@ pub enum Command {
     },
     /// Check the store: replay the log and verify every node, ref and invariant.
     Fsck,
+    /// Make the store smaller: store old versions of files and directories as deltas against
+    /// newer ones, then give free pages back to the file system (when no daemon has the store
+    /// open). Safe to interrupt at any point.
+    Gc {
+        /// Nodes rewritten per transaction.
+        #[arg(long, hide = true, default_value_t = jit_kernel::repack::BATCH_NODES)]
+        batch: usize,
+    },
     /// Wait until this universe's daemon serves: its mount and message plane are up and its
     /// socket answers (for scripts that start `jit up &`). Fails after --timeout.
     Wait {

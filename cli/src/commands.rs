@@ -220,6 +220,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             )
         }
         Command::Fsck => run_fsck(&out, &Repository::discover_for_reading(&universe)?),
+        Command::Gc { batch } => crate::verbs::gc::run(&out, &universe, batch),
         Command::Wait { timeout } => crate::wait::until_served(&out, &universe, timeout),
         Command::Completions { shell } => crate::generate::completions(shell),
         Command::Man { dir } => crate::generate::man_pages(&base.join(dir)),

@@ -14,9 +14,9 @@ pub struct Layered<'a> {
 }
 
 impl Source for Layered<'_> {
-    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+    fn bytes(&self, id: &NodeId) -> Result<Option<std::borrow::Cow<'_, [u8]>>> {
         if let Some(bytes) = self.extra.get(id) {
-            return Ok(Some(bytes));
+            return Ok(Some(bytes.as_slice().into()));
         }
         for base in &self.bases {
             if let Some(bytes) = base.bytes(id)? {

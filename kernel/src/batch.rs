@@ -3,10 +3,14 @@
 use crate::content::EncodedNode;
 use crate::dag;
 use crate::error::Result;
-use crate::store::Store;
+use crate::store::{repr, Store};
 
 /// An operation is committed after roughly this many bytes of nodes.
 const COMMIT_BYTES: usize = 32 << 20;
+/// Nodes are buffered (and compressed together) up to this many bytes…
+const PENDING_BYTES: usize = 4 << 20;
+/// …or this many nodes.
+const PENDING_NODES: usize = 4096;
 
 /// Appends many nodes in operations of bounded size: content is content-addressed, so batches
 /// committed before a crash are harmless; the operation that moves a ref comes separately.
@@ -15,6 +19,9 @@ pub struct NodeWriter<'s> {
     op: Option<crate::store::Op<'s>>,
     op_bytes: usize,
     created: u64,
+    /// Nodes not appended yet, in order, and their canonical bytes.
+    pending: Vec<EncodedNode>,
+    pending_bytes: usize,
 }
 
 impl<'s> NodeWriter<'s> {
@@ -25,13 +32,20 @@ impl<'s> NodeWriter<'s> {
             op: None,
             op_bytes: 0,
             created: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
         }
     }
 
     /// Appends nodes (parents and references first), committing whenever a batch is full.
+    /// Nodes wait in a buffer so that new ones are compressed on all cores at once.
     pub fn append(&mut self, nodes: Vec<EncodedNode>) -> Result<()> {
         for node in nodes {
-            self.append_one(&node)?;
+            self.pending_bytes += node.bytes.len();
+            self.pending.push(node);
+        }
+        if self.pending_bytes >= PENDING_BYTES || self.pending.len() >= PENDING_NODES {
+            self.flush()?;
         }
         if self.op_bytes >= COMMIT_BYTES {
             self.commit()?;
@@ -39,21 +53,54 @@ impl<'s> NodeWriter<'s> {
         Ok(())
     }
 
-    fn append_one(&mut self, node: &EncodedNode) -> Result<()> {
+    /// Appends the buffered nodes: those not stored yet are compressed in parallel, then all
+    /// are inserted in order (each after what it names).
+    fn flush(&mut self) -> Result<()> {
+        use rayon::prelude::*;
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        if pending.is_empty() {
+            return Ok(());
+        }
         let op = match &mut self.op {
             Some(op) => op,
             slot => slot.insert(self.store.begin()?),
         };
-        if dag::insert_validated(op, node.id, &node.node, &node.bytes)? {
-            self.created += 1;
+        let new = pending
+            .iter()
+            .map(|node| Ok(!op.store().has_node(op.txn(), &node.id)?))
+            .collect::<Result<Vec<bool>>>()?;
+        let stored = pending
+            .par_iter()
+            .zip(&new)
+            .map(|(node, new)| match new {
+                true => repr::for_writing(&node.bytes).map(Some),
+                false => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (node, stored) in pending.iter().zip(&stored) {
+            let inserted = match stored {
+                Some(stored) => dag::insert_validated_as(
+                    op,
+                    node.id,
+                    &node.node,
+                    dag::Representation::Stored(stored),
+                )?,
+                // Stored already, or earlier in this buffer (the same content twice).
+                None => false,
+            };
+            if inserted {
+                self.created += 1;
+            }
+            // Count existing nodes too, so even a re-import of unchanged content commits (and
+            // lets other writers in) every batch instead of holding the write lock for the run.
+            self.op_bytes += node.bytes.len();
         }
-        // Count existing nodes too, so even a re-import of unchanged content commits (and lets
-        // other writers in) every batch instead of holding the write lock for the whole run.
-        self.op_bytes += node.bytes.len();
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
+        self.flush()?;
         if let Some(op) = self.op.take() {
             op.commit()?;
         }

@@ -197,7 +197,8 @@ impl BlobLayout {
                     let ids: Vec<NodeId> = batch.iter().map(|(_, chunk)| chunk.id).collect();
                     for (id, bytes) in ids.iter().zip(src.bytes_many(&ids)?) {
                         let bytes = bytes.ok_or(Error::NodeNotFound(*id))?;
-                        let data = NodeView::peek(bytes)?.chunk_data()?;
+                        let view = NodeView::peek(&bytes)?;
+                        let data = view.chunk_data()?;
                         size += data.len() as u64;
                         sink(data)?;
                     }
@@ -225,7 +226,8 @@ impl BlobLayout {
                         break;
                     }
                     let bytes = src.bytes(&chunk.id)?.ok_or(Error::NodeNotFound(chunk.id))?;
-                    let data = NodeView::peek(bytes)?.chunk_data()?;
+                    let view = NodeView::peek(&bytes)?;
+                    let data = view.chunk_data()?;
                     let from = offset.saturating_sub(*at) as usize;
                     let to = ((end - at) as usize).min(data.len());
                     if from < to {
@@ -287,8 +289,8 @@ mod tests {
     fn ranges_match_the_whole_content() {
         struct Nodes(std::collections::HashMap<NodeId, Vec<u8>>);
         impl Source for Nodes {
-            fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
-                Ok(self.0.get(id).map(Vec::as_slice))
+            fn bytes(&self, id: &NodeId) -> Result<Option<std::borrow::Cow<'_, [u8]>>> {
+                Ok(self.0.get(id).map(|b| b.as_slice().into()))
             }
         }
         for data in [pseudo_random(3 << 20, 4), b"short inline content".to_vec()] {

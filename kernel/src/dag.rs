@@ -11,7 +11,6 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use crate::error::{Error, Result, Violation};
 use crate::id::NodeId;
-use crate::log::LogOp;
 use crate::node::{Node, NodeError, NodeType, Payload, Rewrite};
 use crate::store::{Op, ReadTxn, Store};
 
@@ -185,15 +184,32 @@ pub(crate) fn insert_validated(
     node: &Node,
     bytes: &[u8],
 ) -> Result<bool> {
+    insert_validated_as(op, id, node, Representation::Canonical(bytes))
+}
+
+/// What [`insert_validated_as`] stores: the canonical bytes (compressed on the way in), or a
+/// representation of them already made ([`crate::store::repr`]).
+pub(crate) enum Representation<'b> {
+    Canonical(&'b [u8]),
+    Stored(&'b [u8]),
+}
+
+/// [`insert_validated`], storing `bytes` as given.
+pub(crate) fn insert_validated_as(
+    op: &mut Op<'_>,
+    id: NodeId,
+    node: &Node,
+    bytes: Representation<'_>,
+) -> Result<bool> {
     if op.store().has_node(op.txn(), &id)? {
         return Ok(false);
     }
     validate_in_store(op.store(), op.txn(), &id, node)?;
-    op.put_node(&id, bytes, node.header())?;
-    op.log(LogOp::NodeCreated {
-        id,
-        node_type: node.node_type().as_str().to_owned(),
-    })?;
+    match bytes {
+        Representation::Canonical(bytes) => op.put_node(&id, bytes, node.header())?,
+        Representation::Stored(stored) => op.put_stored(&id, stored, node.header())?,
+    };
+    op.created(id, node.node_type())?;
     Ok(true)
 }
 

@@ -136,6 +136,16 @@ pub enum Error {
         /// What its stored bytes hash to.
         actual: NodeId,
     },
+    /// A stored node's representation cannot be resolved: a damaged frame, a missing or
+    /// damaged delta base, a chain longer than allowed ([`crate::store::repr`]). Reads refuse
+    /// it; `jit fsck` lists every such node.
+    #[error("node {id} is corrupt: {reason} (run jit fsck)")]
+    CorruptRepresentation {
+        /// The node, by the id it is stored under.
+        id: NodeId,
+        /// What is wrong, naming the base where a base is at fault.
+        reason: String,
+    },
     /// The file system holding the store (or another file the operation writes) is full.
     /// Nothing of the operation was kept.
     #[error("no space left on the device holding {path}: {detail}; free some space and retry")]
@@ -349,7 +359,7 @@ impl Error {
             Error::Io { source, .. } if is_no_space(source) => Code::NoSpace,
             Error::Io { .. } => Code::IoError,
             Error::NodeNotFound(_) => Code::NodeNotFound,
-            Error::Corrupt { .. } => Code::Corrupt,
+            Error::Corrupt { .. } | Error::CorruptRepresentation { .. } => Code::Corrupt,
             Error::NoSpace { .. } => Code::NoSpace,
             Error::StoreTruncated { .. } => Code::StoreTruncated,
             Error::NotA { .. } => Code::WrongNodeType,
@@ -392,6 +402,7 @@ impl Error {
                 | Error::CorruptLog { .. }
                 | Error::NewerLayout { .. }
                 | Error::Corrupt { .. }
+                | Error::CorruptRepresentation { .. }
                 | Error::NoSpace { .. }
                 | Error::StoreTruncated { .. }
         )

@@ -37,6 +37,7 @@ pub mod patch;
 pub mod path;
 pub mod refname;
 pub mod refs;
+pub mod repack;
 pub mod repo;
 pub mod reserved;
 pub mod revparse;

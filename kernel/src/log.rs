@@ -10,6 +10,9 @@ use crate::cbor;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 
+/// Most ids one [`LogOp::NodesCreated`] record names.
+pub const NODES_PER_RECORD: usize = 1024;
+
 /// A checksum: BLAKE3 of a record body.
 pub type Checksum = [u8; 32];
 
@@ -23,6 +26,13 @@ pub enum LogOp {
         id: NodeId,
         /// Its type name.
         node_type: String,
+    },
+    /// Nodes were appended to the DAG, in this order: the record of several creations in a row
+    /// within one operation (a commit, an import batch, a sync), where one [`LogOp::NodeCreated`]
+    /// each would cost the log more than the nodes themselves once they are stored as deltas.
+    NodesCreated {
+        /// Their ids, in the order they were appended (at most [`NODES_PER_RECORD`]).
+        ids: Vec<NodeId>,
     },
     /// A ref came into existence.
     RefCreated {

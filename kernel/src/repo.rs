@@ -134,6 +134,11 @@ impl Repository {
         &self.store
     }
 
+    /// The store, owned (for [`Store::compact`], which replaces its file).
+    pub fn into_store(self) -> Store {
+        self.store
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

@@ -2,6 +2,8 @@
 //! plus its own staged nodes (content and trees written by patches, not yet committed). Tree and
 //! content readers take a [`Source`], so the same code serves both.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::node::{Node, NodeView};
@@ -10,18 +12,19 @@ use crate::treecache::TreeCache;
 
 /// A place nodes can be read from.
 pub trait Source {
-    /// Canonical bytes of a node, if this source has it.
-    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>>;
+    /// Canonical bytes of a node, if this source has it: borrowed where the source keeps them
+    /// as they are, rebuilt where it keeps them compressed.
+    fn bytes(&self, id: &NodeId) -> Result<Option<Cow<'_, [u8]>>>;
 
     /// A decoded node, or [`Error::NodeNotFound`].
     fn node(&self, id: &NodeId) -> Result<Node> {
         let bytes = self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?;
-        Ok(Node::decode(bytes)?)
+        Ok(Node::decode(&bytes)?)
     }
 
     /// Canonical bytes of several nodes, in the order asked (`None` for one this source does
     /// not have). Stores verify the batch in parallel; the default asks one by one.
-    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<&[u8]>>> {
+    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<Cow<'_, [u8]>>>> {
         ids.iter().map(|id| self.bytes(id)).collect()
     }
 
@@ -35,7 +38,7 @@ pub trait Source {
     /// sources with an index answer without touching the payload.
     fn header(&self, id: &NodeId) -> Result<Option<NodeHeader>> {
         match self.bytes(id)? {
-            Some(bytes) => Ok(Some(Node::decode(bytes)?.header())),
+            Some(bytes) => Ok(Some(Node::decode(&bytes)?.header())),
             None => Ok(None),
         }
     }
@@ -48,8 +51,10 @@ pub trait Source {
 
     /// A zero-copy view of a node, or [`Error::NodeNotFound`].
     fn view(&self, id: &NodeId) -> Result<NodeView<'_>> {
-        let bytes = self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?;
-        Ok(NodeView::peek(bytes)?)
+        match self.bytes(id)?.ok_or(Error::NodeNotFound(*id))? {
+            Cow::Borrowed(bytes) => Ok(NodeView::peek(bytes)?),
+            Cow::Owned(bytes) => Ok(NodeView::peek(&bytes)?.into_owned()),
+        }
     }
 }
 
@@ -69,11 +74,11 @@ impl<'a, 't> Dag<'a, 't> {
 }
 
 impl Source for Dag<'_, '_> {
-    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+    fn bytes(&self, id: &NodeId) -> Result<Option<Cow<'_, [u8]>>> {
         self.store.node_bytes(self.txn, id)
     }
 
-    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<&[u8]>>> {
+    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<Cow<'_, [u8]>>>> {
         self.store.node_bytes_many(self.txn, ids)
     }
 

@@ -5,12 +5,15 @@
 //! Content lives in LMDB too: reads come straight from the memory map without a copy. The mount
 //! can materialize large files into real files for FUSE passthrough when it needs them.
 
+mod compact;
 mod header;
 mod health;
 pub(crate) mod layout;
+pub mod repr;
 pub(crate) mod table;
 mod verify;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,7 +28,9 @@ use crate::log::{self, Checksum, LogOp, LogRecord};
 use crate::node::{Node, NodeView};
 use crate::observe::{Observer, Observers};
 
+pub use compact::Compacted;
 pub use header::NodeHeader;
+pub use repr::Stored;
 pub use table::{Declared, TableDef};
 pub use verify::{verified, verified_all};
 
@@ -80,6 +85,8 @@ pub struct Store {
     observers: Observers,
     /// Trees decoded by edits of this store ([`crate::treecache`]).
     pub(crate) trees: crate::treecache::TreeCache,
+    /// The shared lock saying this process has the store open ([`compact`]).
+    open_lock: std::fs::File,
 }
 
 /// A registry whose slots are not its positions (or names a table twice) is a bug in this
@@ -132,6 +139,7 @@ impl Store {
         } else {
             health::refuse_too_short(dir)?;
         }
+        let open_lock = compact::hold_open(dir)?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(MAP_SIZE).max_dbs(32).max_readers(256);
         // SAFETY: the store directory belongs to this universe; only JIT processes open it, always
@@ -144,12 +152,16 @@ impl Store {
         // (an import in progress). Creating — or upgrading an older store, once — needs a write
         // transaction.
         if create {
-            return Store::with_tables(&env, dir, tables, Tables::Create(env.write_txn()?));
+            let txn = Tables::Create(env.write_txn()?);
+            return Store::with_tables(&env, dir, tables, txn, open_lock);
         }
-        let store = match Store::with_tables(&env, dir, tables, Tables::Open(env.read_txn()?)) {
+        let lock = open_lock.try_clone().map_err(|e| Error::io(dir, e))?;
+        let txn = Tables::Open(env.read_txn()?);
+        let store = match Store::with_tables(&env, dir, tables, txn, lock) {
             Err(Error::NotARepository(_)) => {
                 tracing::info!(store = %dir.display(), "adding the tables this version needs");
-                Store::with_tables(&env, dir, tables, Tables::Create(env.write_txn()?))?
+                let txn = Tables::Create(env.write_txn()?);
+                Store::with_tables(&env, dir, tables, txn, open_lock)?
             }
             other => other?,
         };
@@ -161,6 +173,7 @@ impl Store {
         dir: &Path,
         declared: &[Declared],
         mut txn: Tables<'_>,
+        open_lock: std::fs::File,
     ) -> Result<Store> {
         let tables = declared
             .iter()
@@ -177,6 +190,7 @@ impl Store {
             dir: dir.to_path_buf(),
             observers: Observers::default(),
             trees: Default::default(),
+            open_lock,
         };
         match txn {
             Tables::Create(wtxn) => wtxn.commit()?,
@@ -272,6 +286,7 @@ impl Store {
             writes: 0,
             freed: 0,
             by: None,
+            created: Vec::new(),
         })
     }
 
@@ -280,28 +295,95 @@ impl Store {
         health::classify(&self.dir, error)
     }
 
-    /// Stored bytes of a node, borrowed from the map, once they are verified to hash to `id`
-    /// ([`Error::Corrupt`] if they do not): every read of node content goes through here.
-    pub fn node_bytes<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
+    /// Canonical bytes of a node, once they are verified to hash to `id` ([`Error::Corrupt`]
+    /// if they do not): every read of node content goes through here. A node kept raw is
+    /// borrowed from the map; one kept compressed or as a delta is rebuilt ([`repr`]), its
+    /// bases checked the same way on the way.
+    pub fn node_bytes<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+        id: &NodeId,
+    ) -> Result<Option<Cow<'t, [u8]>>> {
         match self.nodes.get(txn, id.as_bytes())? {
-            Some(bytes) => Ok(Some(verified(id, bytes)?)),
+            Some(stored) => self.resolve(txn, id, stored, 0).map(Some),
             None => Ok(None),
         }
     }
 
-    /// [`Store::node_bytes`] for many nodes at once, verified in parallel
-    /// ([`verified_all`]); in the order asked, `None` for a node not stored.
+    /// The canonical bytes of node `id` from its stored value, `hops` deltas into a chain.
+    fn resolve<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+        id: &NodeId,
+        stored: &'t [u8],
+        hops: u8,
+    ) -> Result<Cow<'t, [u8]>> {
+        let bytes = match Stored::parse(id, stored)? {
+            Stored::Raw(raw) => return Ok(Cow::Borrowed(verified(id, raw)?)),
+            Stored::Zstd(frame) => repr::inflate(id, frame, None)?,
+            Stored::Delta { base, frame, .. } => {
+                if hops >= repr::MAX_CHAIN {
+                    return Err(repr::corrupt(
+                        id,
+                        format!("its delta chain is longer than {}", repr::MAX_CHAIN),
+                    ));
+                }
+                let Some(base_stored) = self.nodes.get(txn, base.as_bytes())? else {
+                    return Err(repr::corrupt(
+                        id,
+                        format!("its delta base {base} is not stored"),
+                    ));
+                };
+                let base_bytes = self.resolve(txn, &base, base_stored, hops + 1)?;
+                repr::inflate(id, frame, Some(&base_bytes))?
+            }
+        };
+        verified(id, &bytes)?;
+        Ok(Cow::Owned(bytes))
+    }
+
+    /// [`Store::node_bytes`] for many nodes at once, rebuilt and verified in parallel; in
+    /// the order asked, `None` for a node not stored.
     pub fn node_bytes_many<'t>(
         &self,
         txn: &'t ReadTxn<'_>,
         ids: &[NodeId],
-    ) -> Result<Vec<Option<&'t [u8]>>> {
+    ) -> Result<Vec<Option<Cow<'t, [u8]>>>> {
+        use rayon::prelude::*;
         let found = ids
             .iter()
             .map(|id| Ok((*id, self.nodes.get(txn, id.as_bytes())?)))
             .collect::<Result<Vec<_>>>()?;
-        verified_all(&found)?;
-        Ok(found.into_iter().map(|(_, bytes)| bytes).collect())
+        // Full representations are rebuilt and hashed on all cores (a cold batch of a large
+        // file's chunks then faults in and checks in parallel); a delta needs the transaction
+        // to find its base, which cannot cross threads, so deltas resolve here afterwards.
+        let mut out: Vec<Option<Cow<'t, [u8]>>> = found
+            .par_iter()
+            .map(|(id, stored)| match stored {
+                Some(stored) => match Stored::parse(id, stored)? {
+                    Stored::Delta { .. } => Ok(None),
+                    Stored::Raw(raw) => Ok(Some(Cow::Borrowed(verified(id, raw)?))),
+                    Stored::Zstd(frame) => {
+                        let bytes = repr::inflate(id, frame, None)?;
+                        verified(id, &bytes)?;
+                        Ok(Some(Cow::Owned(bytes)))
+                    }
+                },
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        for ((id, stored), slot) in found.iter().zip(out.iter_mut()) {
+            if let (Some(stored), None) = (stored, &slot) {
+                *slot = Some(self.resolve(txn, id, stored, 0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored value of node `id`, as kept (its representation, not decoded): what sync
+    /// sends and `jit gc` rewrites.
+    pub fn stored<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
+        Ok(self.nodes.get(txn, id.as_bytes())?)
     }
 
     /// Whether the store holds bytes under `id`, without reading or verifying them (fsck
@@ -341,13 +423,15 @@ impl Store {
     /// Loads and decodes a node.
     pub fn node(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Node> {
         let bytes = self.node_bytes(txn, id)?.ok_or(Error::NodeNotFound(*id))?;
-        Ok(Node::decode(bytes)?)
+        Ok(Node::decode(&bytes)?)
     }
 
     /// A zero-copy header view of a node.
     pub fn view<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<NodeView<'t>> {
-        let bytes = self.node_bytes(txn, id)?.ok_or(Error::NodeNotFound(*id))?;
-        Ok(NodeView::peek(bytes)?)
+        match self.node_bytes(txn, id)?.ok_or(Error::NodeNotFound(*id))? {
+            Cow::Borrowed(bytes) => Ok(NodeView::peek(bytes)?),
+            Cow::Owned(bytes) => Ok(NodeView::peek(&bytes)?.into_owned()),
+        }
     }
 
     /// The target of a ref, by full name.
@@ -532,6 +616,8 @@ pub struct Op<'s> {
     freed: u64,
     /// Who the records this operation appends are for ([`Op::acting_as`]).
     by: Option<String>,
+    /// Nodes created since the last record, logged together ([`Op::created`]).
+    created: Vec<(NodeId, crate::node::NodeType)>,
 }
 
 impl<'s> Op<'s> {
@@ -576,8 +662,39 @@ impl<'s> Op<'s> {
         result
     }
 
+    /// Notes that node `id` was appended: creations in a row become one log record
+    /// ([`LogOp::NodeCreated`] for one, [`LogOp::NodesCreated`] for several), written before
+    /// the next record and at the latest when the operation commits.
+    pub(crate) fn created(&mut self, id: NodeId, node_type: crate::node::NodeType) -> Result<()> {
+        self.created.push((id, node_type));
+        if self.created.len() >= log::NODES_PER_RECORD {
+            self.log_created()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the record of the creations noted since the last record.
+    fn log_created(&mut self) -> Result<()> {
+        let op = match std::mem::take(&mut self.created).as_slice() {
+            [] => return Ok(()),
+            [(id, node_type)] => LogOp::NodeCreated {
+                id: *id,
+                node_type: node_type.as_str().to_owned(),
+            },
+            many => LogOp::NodesCreated {
+                ids: many.iter().map(|(id, _)| *id).collect(),
+            },
+        };
+        self.append(op).map(drop)
+    }
+
     /// Appends a log record (naming the sender [`Op::acting_as`] set, if any).
     pub fn log(&mut self, op: LogOp) -> Result<u64> {
+        self.log_created()?;
+        self.append(op)
+    }
+
+    fn append(&mut self, op: LogOp) -> Result<u64> {
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -608,7 +725,7 @@ impl<'s> Op<'s> {
     }
 
     /// Inserts node bytes and header if absent; returns whether they were new. Callers
-    /// validate first.
+    /// validate first. The bytes are stored compressed where that pays ([`repr::for_writing`]).
     pub(crate) fn put_node(
         &mut self,
         id: &NodeId,
@@ -618,12 +735,30 @@ impl<'s> Op<'s> {
         if self.store.has_node(&self.txn, id)? {
             return Ok(false);
         }
+        self.put_stored(id, &repr::for_writing(bytes)?, header)
+    }
+
+    /// [`Op::put_node`] with the stored representation already made (bulk writers compress
+    /// many nodes in parallel first). `stored` must be a representation of the node's bytes.
+    pub(crate) fn put_stored(
+        &mut self,
+        id: &NodeId,
+        stored: &[u8],
+        header: NodeHeader,
+    ) -> Result<bool> {
+        if self.store.has_node(&self.txn, id)? {
+            return Ok(false);
+        }
         let store = self.store;
         let full = |e: heed::Error| store.no_space(e.into());
-        store
-            .nodes
-            .put(self.wtxn(), id.as_bytes(), bytes)
-            .map_err(full)?;
+        // A sync keeps what it received, verified, before it appends it: the bytes are then
+        // stored already and only the header is new (each byte written once).
+        if store.nodes.get(&self.txn, id.as_bytes())?.is_none() {
+            store
+                .nodes
+                .put(self.wtxn(), id.as_bytes(), stored)
+                .map_err(full)?;
+        }
         store
             .headers
             .put(self.wtxn(), id.as_bytes(), &header.to_bytes())
@@ -666,8 +801,12 @@ impl<'s> Op<'s> {
             writes: 0,
             freed: 0,
             by: self.by.clone(),
+            created: Vec::new(),
         };
-        let result = body(&mut child);
+        let result = body(&mut child).and_then(|value| {
+            child.log_created()?;
+            Ok(value)
+        });
         match result {
             Ok(value) if !child.poisoned => {
                 let (next_seq, prev, writes, freed) =
@@ -708,7 +847,11 @@ impl<'s> Op<'s> {
     /// Makes the operation durable (LMDB commit with fsync). Refused if a step was refused. An
     /// operation that freed much is followed by a small commit so its pages can be reused at
     /// once ([`Store::let_freed_pages_be_reused`]); that one failing costs only space.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
+        if !self.poisoned {
+            let logged = self.log_created();
+            self.poison_on(&logged);
+        }
         if self.poisoned {
             return Err(Error::InvalidInput(
                 "refusing to commit an operation in which a step was refused".into(),

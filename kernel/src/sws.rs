@@ -18,6 +18,7 @@
 //! trees of superseded records may be gone. The counting is in [`gc`].
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 pub(crate) mod gc;
 mod state;
@@ -96,7 +97,7 @@ impl<'a, 't> SwsSource<'a, 't> {
 }
 
 impl Source for SwsSource<'_, '_> {
-    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+    fn bytes(&self, id: &NodeId) -> Result<Option<Cow<'_, [u8]>>> {
         if let Some(bytes) = self.dag.bytes(id)? {
             return Ok(Some(bytes));
         }
@@ -106,12 +107,12 @@ impl Source for SwsSource<'_, '_> {
             .table(&RECORDS)
             .get(self.dag.txn, &self.id.staged_key(id))?
         {
-            Some(bytes) => Ok(Some(crate::store::verified(id, bytes)?)),
+            Some(bytes) => Ok(Some(Cow::Borrowed(crate::store::verified(id, bytes)?))),
             None => Ok(None),
         }
     }
 
-    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<&[u8]>>> {
+    fn bytes_many(&self, ids: &[NodeId]) -> Result<Vec<Option<Cow<'_, [u8]>>>> {
         let mut found = self.dag.bytes_many(ids)?;
         let staged = ids
             .iter()
@@ -128,7 +129,7 @@ impl Source for SwsSource<'_, '_> {
         crate::store::verified_all(&staged)?;
         let mut staged = staged.into_iter().map(|(_, bytes)| bytes);
         for slot in found.iter_mut().filter(|bytes| bytes.is_none()) {
-            *slot = staged.next().flatten();
+            *slot = staged.next().flatten().map(Cow::Borrowed);
         }
         Ok(found)
     }
@@ -148,7 +149,7 @@ impl Source for SwsSource<'_, '_> {
             return Ok(Some(header));
         }
         match self.bytes(id)? {
-            Some(bytes) => Ok(Some(crate::node::Node::decode(bytes)?.header())),
+            Some(bytes) => Ok(Some(crate::node::Node::decode(&bytes)?.header())),
             None => Ok(None),
         }
     }

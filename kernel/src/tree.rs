@@ -290,8 +290,8 @@ mod tests {
     struct Nodes(HashMap<NodeId, Vec<u8>>);
 
     impl Source for Nodes {
-        fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
-            Ok(self.0.get(id).map(Vec::as_slice))
+        fn bytes(&self, id: &NodeId) -> Result<Option<std::borrow::Cow<'_, [u8]>>> {
+            Ok(self.0.get(id).map(|b| b.as_slice().into()))
         }
     }
 

@@ -2,6 +2,7 @@
 //! it; everything else is shared with the original tree. New nodes are collected, and
 //! [`TreeEditor::finish`] returns just those still reachable from the final root.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,7 +76,7 @@ impl<'s> TreeEditor<'s> {
         let cache = self.src.tree_cache();
         let tree = match cache.and_then(|cache| cache.get(id)) {
             Some(tree) if self.created.contains_key(id) || self.src.has(id)? => tree,
-            _ => match Node::decode(self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?)?.payload {
+            _ => match Node::decode(&self.bytes(id)?.ok_or(Error::NodeNotFound(*id))?)?.payload {
                 Payload::Tree(tree) => {
                     let tree = Arc::new(tree);
                     if let Some(cache) = cache {
@@ -240,9 +241,9 @@ impl<'s> TreeEditor<'s> {
 }
 
 impl Source for TreeEditor<'_> {
-    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+    fn bytes(&self, id: &NodeId) -> Result<Option<Cow<'_, [u8]>>> {
         match self.created.get(id) {
-            Some(node) => Ok(Some(&node.bytes)),
+            Some(node) => Ok(Some(Cow::Borrowed(&node.bytes))),
             None => self.src.bytes(id),
         }
     }

@@ -316,7 +316,10 @@ mod tests {
 
         let txn = store.read().unwrap();
         let source = SwsSource::new(&store, &txn, id);
-        assert_eq!(source.bytes(&node).unwrap(), Some(&b"node bytes"[..]));
+        assert_eq!(
+            source.bytes(&node).unwrap().as_deref(),
+            Some(&b"node bytes"[..])
+        );
         assert_eq!(
             raw(&store, "sws").get(&txn, &id.history_key(1)).unwrap(),
             Some(&b"record"[..])

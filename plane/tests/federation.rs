@@ -771,7 +771,10 @@ fn rfc0021_invariant5_deterministic_byte_identical_import() {
     assert_eq!(in_b, in_c, "two importers hold the same ids and bytes");
     for (id, bytes) in &in_b {
         let origin = a.repo.store().node_bytes(&a_txn, id).unwrap().unwrap();
-        assert_eq!(*bytes, origin, "node {id} is byte-identical to its origin");
+        assert_eq!(
+            *bytes, &*origin,
+            "node {id} is byte-identical to its origin"
+        );
     }
     assert!(in_b.iter().any(|(id, _)| *id == snapshot));
 }

@@ -194,7 +194,7 @@ fn target(session: &mut Session, rev: &str) -> Result<(CheckoutState, SwsId)> {
 struct Both<'a, 't>(SwsSource<'a, 't>, Option<SwsSource<'a, 't>>);
 
 impl Source for Both<'_, '_> {
-    fn bytes(&self, id: &NodeId) -> jit_kernel::Result<Option<&[u8]>> {
+    fn bytes(&self, id: &NodeId) -> jit_kernel::Result<Option<std::borrow::Cow<'_, [u8]>>> {
         match self.0.bytes(id)? {
             Some(bytes) => Ok(Some(bytes)),
             None => match &self.1 {

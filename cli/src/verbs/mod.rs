@@ -3,6 +3,7 @@
 pub(crate) mod config;
 pub(crate) mod content;
 pub(crate) mod diffs;
+pub(crate) mod gc;
 pub(crate) mod graph;
 pub(crate) mod history;
 pub(crate) mod oplog;

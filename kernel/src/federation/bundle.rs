@@ -228,7 +228,7 @@ pub fn export_cosigned(
             .node_bytes(&txn, id)?
             .ok_or(Error::NodeNotFound(*id))?;
         bytes += node.len() as u64;
-        write_item(out, node)?;
+        write_item(out, &node)?;
     }
     out.flush().map_err(|e| Error::io("bundle", e))?;
     Ok(Summary {

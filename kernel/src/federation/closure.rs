@@ -54,7 +54,7 @@ pub fn walk_with_bytes(
             };
             // A zero-copy look: a file's or chunk's content is never copied, only its header
             // read; trees and chunk lists, which name other nodes, are decoded.
-            let view = NodeView::peek(bytes)?;
+            let view = NodeView::peek(&bytes)?;
             let found = view.node_type;
             match referrer {
                 Some(Referrer {
@@ -98,13 +98,13 @@ pub fn walk_with_bytes(
             total += bytes.len() as u64;
             let names_others = match found {
                 NodeType::Tree | NodeType::Snapshot => true,
-                NodeType::Blob => is_chunked(view.payload)?,
+                NodeType::Blob => is_chunked(&view.payload)?,
                 _ => false,
             };
             if !names_others {
                 continue;
             }
-            let node = Node::decode(bytes)?;
+            let node = Node::decode(&bytes)?;
             if let Payload::Blob(Blob::Chunked { chunks, .. }) = &node.payload {
                 for chunk in chunks {
                     next.push((

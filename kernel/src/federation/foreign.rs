@@ -14,6 +14,7 @@
 //! Reads are verified like the DAG's ([`crate::store::verified`]): bytes that no longer hash to
 //! their id are refused as corrupt, never served.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use heed::types::Bytes;
@@ -210,14 +211,14 @@ impl<'a, 't> Foreign<'a, 't> {
 }
 
 impl Source for Foreign<'_, '_> {
-    fn bytes(&self, id: &NodeId) -> Result<Option<&[u8]>> {
+    fn bytes(&self, id: &NodeId) -> Result<Option<Cow<'_, [u8]>>> {
         let key = key(self.universe, id);
         let Some(bytes) = self.store.table(&NODES).get(self.txn, &key)? else {
             return Ok(None);
         };
         if self.trust_committed {
-            return Ok(Some(bytes));
+            return Ok(Some(Cow::Borrowed(bytes)));
         }
-        Ok(Some(verified(id, bytes)?))
+        Ok(Some(Cow::Borrowed(verified(id, bytes)?)))
     }
 }

@@ -5,6 +5,8 @@
 //! payload. It reads the same canonical CBOR the codec writes, and trusts that the store already
 //! validated it; it never writes bytes, so it cannot change an encoding or an id.
 
+use std::borrow::Cow;
+
 use super::model::{shape, NodeError, NodeType};
 use crate::cbor;
 use crate::id::NodeId;
@@ -19,8 +21,9 @@ pub struct NodeView<'a> {
     pub clock: u64,
     /// The node's parents.
     pub parents: Vec<NodeId>,
-    /// The payload's encoded bytes.
-    pub payload: &'a [u8],
+    /// The payload's encoded bytes (borrowed from the store's map when it keeps the node as
+    /// it is; owned when the node was rebuilt from a compressed form).
+    pub payload: Cow<'a, [u8]>,
 }
 
 impl<'a> NodeView<'a> {
@@ -60,17 +63,27 @@ impl<'a> NodeView<'a> {
                 node_type,
                 clock,
                 parents,
-                payload,
+                payload: Cow::Borrowed(payload),
             }),
             _ => Err(shape("node lacks type, clock or payload")),
         }
     }
 
-    /// A chunk's bytes, borrowed from the store.
-    pub fn chunk_data(&self) -> Result<&'a [u8], NodeError> {
+    /// A chunk's bytes, borrowed from the view.
+    pub fn chunk_data(&self) -> Result<&[u8], NodeError> {
         if self.node_type != NodeType::Chunk {
             return Err(shape("not a chunk"));
         }
-        Ok(cbor::Reader::new(self.payload).bytes()?)
+        Ok(cbor::Reader::new(&self.payload).bytes()?)
+    }
+
+    /// The view with its payload copied, independent of the bytes it was read from.
+    pub fn into_owned(self) -> NodeView<'static> {
+        NodeView {
+            node_type: self.node_type,
+            clock: self.clock,
+            parents: self.parents,
+            payload: Cow::Owned(self.payload.into_owned()),
+        }
     }
 }

@@ -1,0 +1,408 @@
+//! Repacking cold history into deltas: the first half of `jit gc` (the second is
+//! [`Store::compact`]).
+//!
+//! Nodes arrive compressed one by one ([`crate::store::repr`]); what makes history small is
+//! storing each old version of a file or directory as a delta against a newer one. The steps:
+//!
+//! 1. **Order.** Every snapshot in the store, newest first (by clock, then id, so every replica
+//!    walks the same order).
+//! 2. **Pair.** Walking each snapshot's tree, a node at a path is paired with the node the
+//!    walk last saw at that path — the next newer version, as git's `pack-objects` pairs
+//!    objects by path and Mercurial's revlog keeps a file's versions together. Subtrees the
+//!    walk already saw at that path are skipped, so the walk costs what the history changed,
+//!    not its size. A chunked file's chunks pair by position.
+//! 3. **Keep hot content whole.** Nodes of a branch head or a live SWS are never made deltas:
+//!    they are what checkouts, the mount and agents read, and they stay one decompression away.
+//!    Older versions point at newer ones (reverse deltas, as git does), so chains grow into
+//!    the past and a chain never exceeds [`MAX_CHAIN`] steps.
+//! 4. **Rewrite in batches.** Each batch's deltas are computed in parallel, each checked by
+//!    rebuilding the node from it and hashing the result, and kept only if it saves at least a
+//!    quarter of what is stored. A batch is one write transaction that changes only stored
+//!    representations, never an id, a header or a ref, so `kill -9` at any point leaves a valid
+//!    store and a rerun goes on where it stopped.
+//!
+//! A base is never a node whose own chain leads back to the node (checked before each
+//! rewrite), so chains never loop even across runs that saw different histories. When the
+//! newer version's chain is already [`MAX_CHAIN`] long, the delta is taken against that
+//! chain's full end instead.
+//!
+//! 5. **Pack densely.** Nodes and headers are keyed by hash, so they were inserted in random
+//!    order and their B-tree pages are left part empty; the last step rewrites both tables in
+//!    key order ([`Store::rewrite_dense`]), one transaction, so every page is full.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::id::NodeId;
+use crate::node::{Blob, EntryKind, NodeType, Payload};
+use crate::source::{Dag, Source};
+use crate::store::repr::{self, Stored, MAX_CHAIN};
+use crate::store::{ReadTxn, Store};
+
+/// Default nodes per rewrite transaction.
+pub const BATCH_NODES: usize = 2048;
+/// Most canonical bytes (nodes and bases) one batch holds in memory.
+const BATCH_BYTES: usize = 64 << 20;
+
+/// Told how a repack goes (the CLI draws a bar).
+pub trait RepackProgress: Sync {
+    /// The number of candidate nodes, once pairing is done.
+    fn candidates(&self, _total: u64) {}
+    /// Candidates handled so far.
+    fn done(&self, _nodes: u64) {}
+}
+
+impl RepackProgress for () {}
+
+/// What a repack did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepackReport {
+    /// Nodes paired with a newer version (candidates for a delta).
+    pub candidates: u64,
+    /// Nodes rewritten as deltas.
+    pub rewritten: u64,
+    /// Stored bytes of the rewritten nodes before.
+    pub bytes_before: u64,
+    /// Their stored bytes after.
+    pub bytes_after: u64,
+}
+
+/// Repacks the store's cold history into deltas, `batch` nodes per transaction.
+pub fn repack(store: &Store, batch: usize, progress: &dyn RepackProgress) -> Result<RepackReport> {
+    let candidates = {
+        let txn = store.read()?;
+        let hot = hot_nodes(store, &txn)?;
+        pair_by_path(store, &txn, &hot)?
+    };
+    progress.candidates(candidates.len() as u64);
+    let mut report = RepackReport {
+        candidates: candidates.len() as u64,
+        ..Default::default()
+    };
+    // This run's rewrites, so a later batch sees the chains an earlier one made.
+    let mut rewritten: HashMap<NodeId, (NodeId, u8)> = HashMap::new();
+    let mut done = 0u64;
+    let mut rest = &candidates[..];
+    while !rest.is_empty() {
+        let (chosen, taken) = {
+            let txn = store.read()?;
+            let (loaded, taken) = load_batch(store, &txn, rest, batch.max(1), &rewritten)?;
+            (encode_batch(loaded)?, taken)
+        };
+        rest = &rest[taken..];
+        if !chosen.is_empty() {
+            store.unlogged_write(|txn| {
+                for choice in &chosen {
+                    store.nodes.put(txn, choice.id.as_bytes(), &choice.stored)?;
+                }
+                Ok(())
+            })?;
+        }
+        for choice in chosen {
+            report.rewritten += 1;
+            report.bytes_before += choice.before as u64;
+            report.bytes_after += choice.stored.len() as u64;
+            rewritten.insert(choice.id, (choice.base, choice.depth));
+        }
+        done += taken as u64;
+        progress.done(done);
+    }
+    store.rewrite_dense()?;
+    Ok(report)
+}
+
+/// Every node reachable from a branch head's tree or a live SWS's trees.
+fn hot_nodes(store: &Store, txn: &ReadTxn<'_>) -> Result<HashSet<NodeId>> {
+    let dag = Dag::new(store, txn);
+    let mut roots = Vec::new();
+    for (_, target) in store.refs_with_prefix(txn, "refs/heads/")? {
+        if store.require_header(txn, &target)?.node_type == NodeType::Snapshot {
+            roots.push(crate::tree::tree_of(&dag, &target)?);
+        }
+    }
+    for (id, state) in crate::sws::list(store, txn)? {
+        let src = crate::sws::SwsSource::new(store, txn, id);
+        roots.push(crate::tree::tree_of(&src, &state.base)?);
+        // The working tree's unchanged parts are DAG nodes; its staged parts are not ours.
+        let mut hot = HashSet::new();
+        reach(&src, state.tree, &mut hot)?;
+        roots.extend(hot);
+    }
+    let mut hot = HashSet::new();
+    for root in roots {
+        reach(&dag, root, &mut hot)?;
+    }
+    Ok(hot)
+}
+
+/// Adds `root` and everything below it to `seen` (trees, blobs, a chunked blob's chunks).
+fn reach(src: &dyn Source, root: NodeId, seen: &mut HashSet<NodeId>) -> Result<()> {
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Some(header) = src.header(&id)? else {
+            continue;
+        };
+        match header.node_type {
+            NodeType::Tree => {
+                stack.extend(crate::tree::load(src, &id)?.entries.iter().map(|e| e.id));
+            }
+            NodeType::Blob => {
+                if let Payload::Blob(Blob::Chunked { chunks, .. }) = src.node(&id)?.payload {
+                    stack.extend(chunks.iter().map(|c| c.id));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every snapshot, newest first, walked for `(node, newer version at the same path)` pairs.
+fn pair_by_path(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    hot: &HashSet<NodeId>,
+) -> Result<Vec<(NodeId, NodeId)>> {
+    let mut snapshots = Vec::new();
+    for entry in store.header_entries(txn)? {
+        let (key, raw) = entry?;
+        let (Some(id), Some(header)) = (
+            NodeId::from_slice(key),
+            crate::store::NodeHeader::from_bytes(raw),
+        ) else {
+            continue;
+        };
+        if header.node_type == NodeType::Snapshot {
+            snapshots.push((std::cmp::Reverse(header.clock), id));
+        }
+    }
+    snapshots.sort_unstable();
+    let dag = Dag::new(store, txn);
+    let mut pairing = Pairing {
+        src: &dag,
+        hot,
+        last: HashMap::new(),
+        paired: HashSet::new(),
+        out: Vec::new(),
+    };
+    for (_, snapshot) in snapshots {
+        let tree = crate::tree::tree_of(&dag, &snapshot)?;
+        pairing.visit(Vec::new(), tree, NodeType::Tree)?;
+    }
+    Ok(pairing.out)
+}
+
+struct Pairing<'a> {
+    src: &'a dyn Source,
+    hot: &'a HashSet<NodeId>,
+    /// The node the walk last saw at each path (the next newer version).
+    last: HashMap<Vec<u8>, NodeId>,
+    /// Nodes already given a base (the newest pairing wins).
+    paired: HashSet<NodeId>,
+    out: Vec<(NodeId, NodeId)>,
+}
+
+impl Pairing<'_> {
+    fn visit(&mut self, path: Vec<u8>, id: NodeId, kind: NodeType) -> Result<()> {
+        let newer = self.last.insert(path.clone(), id);
+        if newer == Some(id) {
+            return Ok(());
+        }
+        if let Some(newer) = newer {
+            let same_kind = self.src.header(&newer)?.map(|h| h.node_type) == Some(kind);
+            if same_kind {
+                self.pair(id, newer);
+                if kind == NodeType::Blob {
+                    self.pair_chunks(id, newer)?;
+                }
+            }
+        }
+        if kind == NodeType::Tree {
+            for entry in crate::tree::load(self.src, &id)?.entries {
+                let mut child = path.clone();
+                if !child.is_empty() {
+                    child.push(b'/');
+                }
+                child.extend_from_slice(&entry.name);
+                let kind = match entry.kind {
+                    EntryKind::Directory => NodeType::Tree,
+                    _ => NodeType::Blob,
+                };
+                self.visit(child, entry.id, kind)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn pair(&mut self, id: NodeId, newer: NodeId) {
+        if id != newer && !self.hot.contains(&id) && self.paired.insert(id) {
+            self.out.push((id, newer));
+        }
+    }
+
+    /// A chunked file's chunks, paired with the newer version's chunk at the same position.
+    fn pair_chunks(&mut self, id: NodeId, newer: NodeId) -> Result<()> {
+        let chunks = |id: &NodeId| -> Result<Vec<NodeId>> {
+            Ok(match self.src.node(id)?.payload {
+                Payload::Blob(Blob::Chunked { chunks, .. }) => {
+                    chunks.into_iter().map(|c| c.id).collect()
+                }
+                _ => Vec::new(),
+            })
+        };
+        let (old, new) = (chunks(&id)?, chunks(&newer)?);
+        for (old, new) in old.into_iter().zip(new) {
+            self.pair(old, new);
+        }
+        Ok(())
+    }
+}
+
+/// A candidate with what its delta needs, read from the store.
+struct Loaded {
+    id: NodeId,
+    base: NodeId,
+    base_depth: u8,
+    stored_len: usize,
+    bytes: Vec<u8>,
+    base_bytes: Vec<u8>,
+}
+
+/// A rewrite decided.
+struct Choice {
+    id: NodeId,
+    base: NodeId,
+    depth: u8,
+    before: usize,
+    stored: Vec<u8>,
+}
+
+/// Reads the next batch of candidates (at most `batch` nodes or [`BATCH_BYTES`]); returns
+/// them and how many candidates it took (some are skipped: already deltas, or chains that
+/// would loop or grow too long).
+fn load_batch(
+    store: &Store,
+    txn: &ReadTxn<'_>,
+    candidates: &[(NodeId, NodeId)],
+    batch: usize,
+    rewritten: &HashMap<NodeId, (NodeId, u8)>,
+) -> Result<(Vec<Loaded>, usize)> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut taken = 0usize;
+    // Bases chosen in this batch: a node made a base here keeps its stored form this batch.
+    let mut chosen: HashMap<NodeId, (NodeId, u8)> = HashMap::new();
+    for &(id, base) in candidates {
+        if out.len() >= batch || bytes >= BATCH_BYTES {
+            break;
+        }
+        taken += 1;
+        let Some(stored) = store.stored(txn, &id)? else {
+            continue;
+        };
+        let stored_len = stored.len();
+        if Stored::parse(&id, stored)?.base().is_some() {
+            continue; // already a delta (an earlier run): leave it
+        }
+        let lookup = |at: &NodeId| -> Result<Option<(NodeId, u8)>> {
+            if let Some(found) = chosen.get(at).or_else(|| rewritten.get(at)) {
+                return Ok(Some(*found));
+            }
+            match store.stored(txn, at)? {
+                Some(stored) => {
+                    let parsed = Stored::parse(at, stored)?;
+                    Ok(parsed.base().map(|b| (b, parsed.depth())))
+                }
+                None => Err(Error::NodeNotFound(*at)),
+            }
+        };
+        // The base's depth, its chain's full end, and that the chain never comes back to
+        // this node.
+        let mut base_depth = 0u8;
+        let mut at = base;
+        let mut root = None;
+        for step in 0..=MAX_CHAIN {
+            if at == id {
+                break;
+            }
+            match lookup(&at)? {
+                Some((next, depth)) => {
+                    if step == 0 {
+                        base_depth = depth;
+                    }
+                    at = next;
+                }
+                None => {
+                    root = Some(at);
+                    break;
+                }
+            }
+        }
+        let Some(root) = root else {
+            continue; // the chain loops back here (or is damaged): keep the node whole
+        };
+        // A full chain: take its full end as the base instead (one step, a larger delta), as
+        // git's window search prefers a shallower base.
+        let (base, base_depth) = match base_depth >= MAX_CHAIN {
+            true => (root, 0),
+            false => (base, base_depth),
+        };
+        let (Some(node_bytes), Some(base_bytes)) =
+            (store.node_bytes(txn, &id)?, store.node_bytes(txn, &base)?)
+        else {
+            continue;
+        };
+        bytes += node_bytes.len() + base_bytes.len();
+        chosen.insert(id, (base, base_depth + 1));
+        out.push(Loaded {
+            id,
+            base,
+            base_depth,
+            stored_len,
+            bytes: node_bytes.into_owned(),
+            base_bytes: base_bytes.into_owned(),
+        });
+    }
+    Ok((out, taken))
+}
+
+/// Computes each candidate's delta on all cores, checks it rebuilds the node, and keeps those
+/// that save at least a quarter of what is stored.
+fn encode_batch(loaded: Vec<Loaded>) -> Result<Vec<Choice>> {
+    let chosen: Vec<Option<Choice>> = loaded
+        .into_par_iter()
+        .map(|c| -> Result<Option<Choice>> {
+            let Some(stored) = repr::delta(
+                &c.base,
+                c.base_depth,
+                &c.base_bytes,
+                &c.bytes,
+                repr::PACK_LEVEL,
+            )?
+            else {
+                return Ok(None);
+            };
+            if stored.len() * 4 > c.stored_len * 3 {
+                return Ok(None);
+            }
+            let Stored::Delta { frame, .. } = Stored::parse(&c.id, &stored)? else {
+                return Ok(None);
+            };
+            let rebuilt = repr::inflate(&c.id, frame, Some(&c.base_bytes))?;
+            crate::store::verified(&c.id, &rebuilt)?;
+            Ok(Some(Choice {
+                id: c.id,
+                base: c.base,
+                depth: c.base_depth + 1,
+                before: c.stored_len,
+                stored,
+            }))
+        })
+        .collect::<Result<_>>()?;
+    Ok(chosen.into_iter().flatten().collect())
+}

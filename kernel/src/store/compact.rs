@@ -1,0 +1,129 @@
+//! Giving freed pages back to the file system: the second half of `jit gc`.
+//!
+//! LMDB never shrinks its file: pages a transaction frees (a node rewritten as a delta, a
+//! staged node dropped) go on its free list and later writes reuse them. To make the file
+//! itself smaller, the store is copied with LMDB's compacting copy (`MDB_CP_COMPACT`, which
+//! writes only live pages, tightly) and the copy replaces the file by an atomic rename.
+//!
+//! A rename replaces the file under every process that has it mapped, so it is done only when
+//! no other process has the store open. Every [`Store`] holds a shared `flock` on the store's
+//! `open.lock` for as long as it is open; compaction turns its own into an exclusive one
+//! without waiting, and skips (saying why) when another process holds the store. While it
+//! holds the lock, other processes opening the store wait for it.
+//!
+//! Crash safety: the copy is written to `data.mdb.compact`, synced, and only then renamed over
+//! `data.mdb` (and the directory synced). A `kill -9` before the rename leaves the old file
+//! untouched and a stale copy the next compaction removes; after it, the new file is whole.
+
+use std::fs::File;
+use std::path::Path;
+
+use heed::CompactionOption;
+
+use super::Store;
+use crate::error::{Error, Result};
+
+/// The lock file every open store holds shared.
+pub(super) const OPEN_LOCK: &str = "open.lock";
+const DATA: &str = "data.mdb";
+const COPY: &str = "data.mdb.compact";
+
+/// Takes the shared lock that says this process has the store in `dir` open, waiting while a
+/// compaction holds it exclusively.
+pub(super) fn hold_open(dir: &Path) -> Result<File> {
+    let path = dir.join(OPEN_LOCK);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    file.lock_shared().map_err(|e| Error::io(&path, e))?;
+    Ok(file)
+}
+
+/// What compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compacted {
+    /// The file was rewritten: its size before and after, in bytes.
+    Done {
+        /// Bytes the file took before.
+        before: u64,
+        /// Bytes it takes now.
+        after: u64,
+    },
+    /// Another process has the store open (a daemon, a watcher): the file was left as it is;
+    /// its free pages are reused by later writes.
+    InUse,
+}
+
+fn allocated(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    Ok(meta.blocks() * 512)
+}
+
+impl Store {
+    /// Rewrites the store's file without its free pages, if no other process has it open.
+    /// Consumes the store: the file it mapped is replaced.
+    pub fn compact(self) -> Result<Compacted> {
+        let dir = self.dir.clone();
+        match self.open_lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(Compacted::InUse),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(dir.join(OPEN_LOCK), e)),
+        }
+        let (data, copy) = (dir.join(DATA), dir.join(COPY));
+        let before = allocated(&data)?;
+        match std::fs::remove_file(&copy) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&copy, e)),
+        }
+        let file = self
+            .env
+            .copy_to_path(&copy, CompactionOption::Enabled)
+            .map_err(|e| self.no_space(e.into()))?;
+        file.sync_all().map_err(|e| Error::io(&copy, e))?;
+        drop(file);
+        // Unmap before the rename; the lock outlives the environment.
+        let Store { env, open_lock, .. } = self;
+        if !env
+            .prepare_for_closing()
+            .wait_timeout(std::time::Duration::from_secs(30))
+        {
+            return Err(Error::InvalidInput(
+                "the store is still in use in this process; it was not compacted".into(),
+            ));
+        }
+        std::fs::rename(&copy, &data).map_err(|e| Error::io(&data, e))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&dir, e))?;
+        let after = allocated(&data)?;
+        drop(open_lock);
+        Ok(Compacted::Done { before, after })
+    }
+}
+
+impl Store {
+    /// Rewrites the node and header tables in key order, in one transaction, so their B-tree
+    /// pages are full: both are keyed by hash, so inserts land at random and leave pages part
+    /// empty. The pages the old trees used become free (reused, or dropped by
+    /// [`Store::compact`]). Holds both tables' entries in memory meanwhile.
+    pub fn rewrite_dense(&self) -> Result<()> {
+        self.unlogged_write(|txn| {
+            for table in [self.nodes, self.headers] {
+                let entries = table
+                    .iter(txn)?
+                    .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                table.clear(txn)?;
+                for (key, value) in entries {
+                    table.put_with_flags(txn, heed::PutFlags::APPEND, &key, &value)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
