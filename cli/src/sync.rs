@@ -229,6 +229,10 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
         )
     })?;
     let marker = repo.jit_dir().join(CLONING);
+    // The new replica's tables were filled in hash order: write them densely and give the
+    // pages that freed back (nothing else has the new store open yet).
+    repo.store().rewrite_dense()?;
+    repo.into_store().compact()?;
     std::fs::remove_file(&marker).with_context(|| format!("cannot remove {}", marker.display()))?;
     if !json {
         println!(

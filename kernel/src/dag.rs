@@ -164,11 +164,24 @@ pub fn append_encoded(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<
     result
 }
 
+/// [`append_encoded`] of bytes already hashed to `id` (read through
+/// [`crate::store::Store::node_bytes`], which verifies them): decoded and validated, not hashed
+/// again.
+pub fn append_verified(op: &mut Op<'_>, id: NodeId, bytes: &[u8]) -> Result<bool> {
+    let result = decode_and_insert(op, id, bytes);
+    op.poison_on(&result);
+    result
+}
+
 fn append_encoded_unpoisoned(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<bool> {
     let actual = NodeId::of_bytes(bytes);
     if actual != claimed {
         return Err(Violation::HashMismatch { claimed, actual }.into());
     }
+    decode_and_insert(op, claimed, bytes)
+}
+
+fn decode_and_insert(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<bool> {
     let node = Node::decode(bytes).map_err(|e| match e {
         NodeError::Shape(reason) if reason.contains("parents are not sorted") => {
             Violation::UnsortedParents { node: claimed }.into()

@@ -5,6 +5,7 @@
 //! Content lives in LMDB too: reads come straight from the memory map without a copy. The mount
 //! can materialize large files into real files for FUSE passthrough when it needs them.
 
+mod bases;
 mod compact;
 mod header;
 mod health;
@@ -87,6 +88,8 @@ pub struct Store {
     pub(crate) trees: crate::treecache::TreeCache,
     /// The shared lock saying this process has the store open ([`compact`]).
     open_lock: std::fs::File,
+    /// Delta bases resolved lately ([`bases`]).
+    bases: bases::Bases,
 }
 
 /// A registry whose slots are not its positions (or names a table twice) is a bug in this
@@ -191,6 +194,7 @@ impl Store {
             observers: Observers::default(),
             trees: Default::default(),
             open_lock,
+            bases: Default::default(),
         };
         match txn {
             Tables::Create(wtxn) => wtxn.commit()?,
@@ -328,13 +332,21 @@ impl Store {
                         format!("its delta chain is longer than {}", repr::MAX_CHAIN),
                     ));
                 }
-                let Some(base_stored) = self.nodes.get(txn, base.as_bytes())? else {
-                    return Err(repr::corrupt(
-                        id,
-                        format!("its delta base {base} is not stored"),
-                    ));
+                let base_bytes = match self.bases.get(&base) {
+                    Some(bytes) => bytes,
+                    None => {
+                        let Some(base_stored) = self.nodes.get(txn, base.as_bytes())? else {
+                            return Err(repr::corrupt(
+                                id,
+                                format!("its delta base {base} is not stored"),
+                            ));
+                        };
+                        let bytes: std::sync::Arc<[u8]> =
+                            self.resolve(txn, &base, base_stored, hops + 1)?.into();
+                        self.bases.insert(base, bytes.clone());
+                        bytes
+                    }
                 };
-                let base_bytes = self.resolve(txn, &base, base_stored, hops + 1)?;
                 repr::inflate(id, frame, Some(&base_bytes))?
             }
         };
@@ -544,9 +556,28 @@ impl Store {
         Ok(self.nodes.iter(txn)?.map(|r| r.map_err(Error::from)))
     }
 
-    /// Number of stored nodes.
+    /// Number of stored nodes (received ones not appended yet included).
     pub fn node_count(&self, txn: &ReadTxn<'_>) -> Result<u64> {
         Ok(self.nodes.len(txn)?)
+    }
+
+    /// Number of nodes in the DAG (those with a header).
+    pub fn header_count(&self, txn: &ReadTxn<'_>) -> Result<u64> {
+        Ok(self.headers.len(txn)?)
+    }
+
+    /// Keeps nodes a sync received and verified, `(id, stored representation)`, in the node
+    /// table without a header (so not in the DAG yet), in one write transaction: the append
+    /// that ends the pull then writes only their headers ([`crate::sync::staging`]).
+    pub(crate) fn keep_received(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
+        self.unlogged_write(|txn| {
+            for (id, stored) in nodes {
+                if self.nodes.get(txn, id.as_bytes())?.is_none() {
+                    self.nodes.put(txn, id.as_bytes(), stored)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Writes a refusal to the log in its own transaction: a rejected operation leaves no trace
@@ -734,6 +765,10 @@ impl<'s> Op<'s> {
     ) -> Result<bool> {
         if self.store.has_node(&self.txn, id)? {
             return Ok(false);
+        }
+        if self.store.nodes.get(&self.txn, id.as_bytes())?.is_some() {
+            // Received by a sync and kept already: only the header is new.
+            return self.put_stored(id, &[], header);
         }
         self.put_stored(id, &repr::for_writing(bytes)?, header)
     }

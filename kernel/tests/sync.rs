@@ -151,9 +151,11 @@ fn refs(repo: &Repository) -> Vec<(String, NodeId)> {
     repo.store().refs_with_prefix(&txn, "").unwrap()
 }
 
+/// Nodes in the DAG (a failed pull may keep verified nodes it received, without headers, for
+/// the next attempt; those are not appended).
 fn node_count(repo: &Repository) -> u64 {
     let txn = repo.store().read().unwrap();
-    repo.store().node_count(&txn).unwrap()
+    repo.store().header_count(&txn).unwrap()
 }
 
 fn files(repo: &Repository, rev: &NodeId) -> BTreeMap<String, String> {
@@ -619,6 +621,8 @@ impl LyingPeer<'_> {
                     let asked = wire::FetchRequest {
                         ids: real,
                         max_bytes: request.max_bytes,
+                        stored: request.stored,
+                        whole: request.whole,
                     };
                     reply = wire::from_value(
                         command::run(self.repo, &Caller::Replica, op, wire::to_value(&asked)?)?,

@@ -114,7 +114,7 @@ pub(crate) fn info(out: &Output, repo: &Repository) -> Result<ExitCode> {
     let head = repo.head()?;
     let tip = repo.resolve("HEAD")?;
     let txn = repo.store().read()?;
-    let nodes = repo.store().node_count(&txn)?;
+    let nodes = repo.store().header_count(&txn)?;
     let i = &universe;
     out.emit(
         json!({

@@ -856,12 +856,18 @@ impl Holding for ForeignHolding<'_> {
         foreign::holds(self.store, txn, self.universe, id)
     }
 
-    fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
-        foreign::staged(self.store, txn, self.universe, id)
+    fn staged<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+        id: &NodeId,
+    ) -> Result<Option<std::borrow::Cow<'t, [u8]>>> {
+        Ok(foreign::staged(self.store, txn, self.universe, id)?.map(std::borrow::Cow::Borrowed))
     }
 
-    fn keep(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
-        foreign::stage(self.store, self.universe, nodes)
+    fn keep(&self, nodes: &[transfer::Received]) -> Result<()> {
+        let nodes: Vec<(NodeId, Vec<u8>)> =
+            nodes.iter().map(|n| (n.id, n.canonical.clone())).collect();
+        foreign::stage(self.store, self.universe, &nodes)
     }
 
     fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>> {
@@ -869,7 +875,12 @@ impl Holding for ForeignHolding<'_> {
         Ok(node.references().into_iter().map(|(id, _)| id).collect())
     }
 
-    fn request(&self, ids: Vec<NodeId>, max_bytes: u64) -> Result<(Operation, Value)> {
+    fn request(
+        &self,
+        ids: Vec<NodeId>,
+        max_bytes: u64,
+        _stored: bool,
+    ) -> Result<(Operation, Value)> {
         let request = FetchRequest {
             session: ByteBuf::from(self.token.to_vec()),
             ids,

@@ -106,10 +106,10 @@ pub fn integrate(
             let bytes = staging::get(op.store(), op.txn(), &id)?
                 .ok_or_else(|| Error::Sync {
                     remote: remote.to_owned(),
-                    reason: format!("received node {id} vanished from the staging table"),
+                    reason: format!("received node {id} vanished from the store"),
                 })?
-                .to_vec();
-            if dag::append_encoded(op, id, &bytes)? {
+                .into_owned();
+            if dag::append_verified(op, id, &bytes)? {
                 new_nodes += 1;
             }
         }

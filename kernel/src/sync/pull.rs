@@ -1,7 +1,8 @@
 //! The pulling side of sync: frontier, negotiation, a resumable verified transfer, and the
 //! atomic integration ([`super::integrate`]).
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 use ciborium::value::Value;
 use serde::Serialize;
@@ -9,13 +10,14 @@ use serde::Serialize;
 use super::integrate::{self, RefChange};
 use super::peer::{Remote, SyncProgress};
 use super::staging;
-use super::transfer::{self, Holding, Transfer};
+use super::transfer::{self, Holding, Received, Transfer};
 use super::wire::{self, FetchRequest, Frontier, NegotiateReply, NegotiateRequest};
 use crate::command::Operation;
 use crate::dag;
 use crate::error::{Error, Result};
 use crate::id::NodeId;
 use crate::repo::Repository;
+use crate::store::repr::{self, Stored};
 use crate::store::{ReadTxn, Store};
 
 /// How far back along each local branch haves are sampled (at distances 1, 2, 4, …).
@@ -102,7 +104,10 @@ fn pull_inner(
         }
         (wants, sample_haves(store, &txn, &frontier)?)
     };
-    let holding = Replica { store };
+    let holding = Replica {
+        store,
+        stored: frontier.stored,
+    };
     let mut transfer = Transfer::new(store, &holding, remote, progress);
     let mut history = 0;
     if !wants.is_empty() {
@@ -118,7 +123,12 @@ fn pull_inner(
         let reply: NegotiateReply = wire::from_value(answer, "negotiation reply")?;
         history = reply.history.len() as u64;
         progress.negotiated(history);
-        transfer.run(reply.history)?;
+        // Newest first: each level of the walk then asks for newer versions of a path before
+        // older ones, and a peer's old versions are deltas against newer ones
+        // ([`crate::repack`]), so their bases arrive first.
+        let mut start = reply.history;
+        start.reverse();
+        transfer.run(start)?;
     }
     progress.appending(transfer.received.len() as u64);
     let name = transfer.remote.name().to_owned();
@@ -162,9 +172,12 @@ fn sample_haves(store: &Store, txn: &ReadTxn<'_>, frontier: &Frontier) -> Result
     Ok(haves.into_iter().take(wire::MAX_NEGOTIATE_IDS).collect())
 }
 
-/// A replica's holding: its DAG, sync's staging table, every dependency (parents included).
+/// A replica's holding: its DAG, the nodes received but not appended yet, every dependency
+/// (parents included).
 struct Replica<'a> {
     store: &'a Store,
+    /// Whether the peer sends stored representations.
+    stored: bool,
 }
 
 impl Holding for Replica<'_> {
@@ -172,22 +185,85 @@ impl Holding for Replica<'_> {
         self.store.has_node(txn, id)
     }
 
-    fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
+    fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
         staging::get(self.store, txn, id)
     }
 
-    fn keep(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
-        staging::keep(self.store, nodes)
+    fn base<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
+        self.store.node_bytes(txn, id)
+    }
+
+    fn takes_stored(&self) -> bool {
+        self.stored
+    }
+
+    /// Keeps each node in the representation it came in where this store can resolve it (a
+    /// delta against a node it holds or receives with it, within the chain cap; a compressed
+    /// frame), else compressed here, on all cores.
+    fn keep(&self, nodes: &[Received]) -> Result<()> {
+        use rayon::prelude::*;
+        let txn = self.store.read()?;
+        let mut depth: HashMap<NodeId, u8> = HashMap::new();
+        let mut chosen: Vec<Option<Vec<u8>>> = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let keep_sent = match node.sent.as_deref().map(|s| Stored::parse(&node.id, s)) {
+                Some(Ok(Stored::Zstd(_))) => node.sent.clone(),
+                Some(Ok(Stored::Delta { base, .. })) => {
+                    let base_depth = match depth.get(&base) {
+                        Some(d) => Some(*d),
+                        None => self
+                            .store
+                            .stored(&txn, &base)?
+                            .map(|s| Stored::parse(&base, s).map(|p| p.depth()))
+                            .transpose()?,
+                    };
+                    match (base_depth, node.sent.clone()) {
+                        (Some(d), Some(mut sent)) if d < repr::MAX_CHAIN => {
+                            sent[1] = d + 1;
+                            Some(sent)
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let d = match &keep_sent {
+                Some(sent) => Stored::parse(&node.id, sent)?.depth(),
+                None => 0,
+            };
+            depth.insert(node.id, d);
+            chosen.push(keep_sent);
+        }
+        drop(txn);
+        let stored = nodes
+            .par_iter()
+            .zip(chosen)
+            .map(|(node, chosen)| match chosen {
+                Some(sent) => Ok((node.id, sent)),
+                None => Ok((node.id, repr::for_writing(&node.canonical)?.into_owned())),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        staging::keep(self.store, &stored)
     }
 
     fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>> {
         Ok(dag::dependencies(&transfer::verify(id, bytes)?))
     }
 
-    fn request(&self, ids: Vec<NodeId>, max_bytes: u64) -> Result<(Operation, Value)> {
-        Ok((
-            Operation::SyncFetch,
-            wire::to_value(&FetchRequest { ids, max_bytes })?,
-        ))
+    fn request(
+        &self,
+        ids: Vec<NodeId>,
+        max_bytes: u64,
+        stored: bool,
+    ) -> Result<(Operation, Value)> {
+        // A plain request, from a peer that sends stored forms, is for deltas whose base is
+        // missing here: ask for them whole, still compressed.
+        let request = FetchRequest {
+            ids,
+            max_bytes,
+            stored: self.stored,
+            whole: self.stored && !stored,
+        };
+        Ok((Operation::SyncFetch, wire::to_value(&request)?))
     }
 }

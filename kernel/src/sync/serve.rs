@@ -26,7 +26,8 @@ pub fn frontier(repo: &Repository) -> Result<Frontier> {
         universe: repo.universe()?,
         head: repo.head().ok().map(|h| h.short().to_owned()),
         refs,
-        nodes: Some(repo.store().node_count(&txn)?),
+        nodes: Some(repo.store().header_count(&txn)?),
+        stored: true,
     })
 }
 
@@ -109,7 +110,61 @@ pub fn negotiate(
 /// The requested nodes' bytes, in request order, until the byte budget is spent (at least
 /// one node is always sent).
 pub fn fetch(store: &Store, txn: &ReadTxn<'_>, request: &FetchRequest) -> Result<FetchReply> {
+    if request.stored {
+        return fetch_stored(store, txn, request);
+    }
     fetch_where(store, txn, &request.ids, request.max_bytes, |_| Ok(true))
+}
+
+/// [`fetch`] of the nodes as this store keeps them: compressed, or deltas, sent as they are
+/// (the asker rebuilds and hashes each). Only nodes of the DAG are sent; a representation that
+/// does not parse is refused as corrupt, and one kept raw or compressed is checked against its
+/// id first, as any read is; a delta is checked by the asker, which rebuilds it.
+fn fetch_stored(store: &Store, txn: &ReadTxn<'_>, request: &FetchRequest) -> Result<FetchReply> {
+    use crate::store::Stored;
+    if request.ids.len() > wire::MAX_FETCH_IDS {
+        return Err(Error::InvalidInput(format!(
+            "a fetch names at most {} ids, not {}",
+            wire::MAX_FETCH_IDS,
+            request.ids.len()
+        )));
+    }
+    let budget = request.max_bytes.min(wire::MAX_REPLY_BYTES);
+    let mut reply = FetchReply {
+        nodes: Vec::new(),
+        missing: Vec::new(),
+    };
+    let mut spent = 0u64;
+    for id in &request.ids {
+        let stored = match store.has_node(txn, id)? {
+            true => store.stored(txn, id)?,
+            false => None,
+        };
+        let Some(stored) = stored else {
+            reply.missing.push(*id);
+            continue;
+        };
+        let len = stored.len() as u64;
+        if !reply.nodes.is_empty() && spent + len > budget {
+            break;
+        }
+        let bytes = match Stored::parse(id, stored)? {
+            Stored::Delta { .. } if request.whole => {
+                let bytes = store.node_bytes(txn, id)?.ok_or(Error::NodeNotFound(*id))?;
+                crate::store::repr::compressed(&bytes, crate::store::repr::WRITE_LEVEL)?
+                    .unwrap_or_else(|| bytes.into_owned())
+            }
+            Stored::Delta { .. } => stored.to_vec(),
+            Stored::Zstd(_) => {
+                store.node_bytes(txn, id)?;
+                stored.to_vec()
+            }
+            Stored::Raw(raw) => crate::store::verified(id, raw)?.to_vec(),
+        };
+        spent += len;
+        reply.nodes.push(FetchedNode { id: *id, bytes });
+    }
+    Ok(reply)
 }
 
 /// [`fetch`] of only the nodes `shown` admits: any other is answered as missing, through the

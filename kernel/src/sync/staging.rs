@@ -1,6 +1,17 @@
-//! Where a pull keeps nodes it has received and verified but not yet appended. The table
-//! survives a crash or a dropped connection, so the next pull fetches only what is still
-//! missing; the append that ends a pull empties it in the same transaction.
+//! Where a pull keeps nodes it has received and verified but not yet appended: in the node
+//! table itself, without a header. A node is part of the DAG once its header is written
+//! ([`crate::store::Store::has_node`]); until then its bytes wait where they will stay, so the
+//! append that ends a pull writes only headers and log records, and each received byte is
+//! written once. The bytes survive a crash or a dropped connection, so the next pull fetches
+//! only what is still missing.
+//!
+//! Received nodes are kept in the representation they travelled in when that is one this store
+//! can resolve (a delta against a node it holds, within the chain cap), else compressed here.
+//!
+//! (Stores from before this kept received nodes in a table of their own, `sync_staged`; the
+//! append empties it, and a pull fetches again what only it held.)
+
+use std::borrow::Cow;
 
 use crate::error::Result;
 use crate::id::NodeId;
@@ -8,36 +19,39 @@ use heed::types::Bytes;
 
 use crate::store::{Declared, Op, ReadTxn, Store, TableDef};
 
-/// NodeId → verified bytes received by a pull that has not been appended yet.
+/// The table older stores kept received nodes in (emptied by the append that ends a pull).
 const STAGED: TableDef<Bytes, Bytes> = TableDef::new("sync_staged", 6);
-/// The staging table, for the registry.
+/// The legacy staging table, for the registry.
 pub(crate) const STAGED_TABLE: Declared = STAGED.declared();
 
-/// Keeps verified nodes (id, canonical bytes) durably, in one write transaction.
+/// Keeps verified nodes, each `(id, stored representation)`, durably in one write transaction.
 pub fn keep(store: &Store, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
     if nodes.is_empty() {
         return Ok(());
     }
-    store.unlogged_write(|txn| {
-        for (id, bytes) in nodes {
-            store.table(&STAGED).put(txn, id.as_bytes(), bytes)?;
-        }
-        Ok(())
-    })
+    store.keep_received(nodes)
 }
 
-/// A staged node's bytes, if one was kept.
-pub fn get<'t>(store: &Store, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
-    Ok(store.table(&STAGED).get(txn, id.as_bytes())?)
+/// A received node's canonical bytes, if one was kept and not appended yet.
+pub fn get<'t>(store: &Store, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
+    if store.has_node(txn, id)? {
+        return Ok(None);
+    }
+    store.node_bytes(txn, id)
 }
 
-/// How many nodes are staged.
+/// How many received nodes wait to be appended.
 pub fn count(store: &Store, txn: &ReadTxn<'_>) -> Result<u64> {
-    Ok(store.table(&STAGED).len(txn)?)
+    Ok(store
+        .node_count(txn)?
+        .saturating_sub(store.header_count(txn)?))
 }
 
-/// Empties the staging table inside `op` (the append that ends a pull does).
+/// Empties the legacy staging table inside `op` (the append that ends a pull does).
 pub(crate) fn clear(op: &mut Op<'_>) -> Result<()> {
-    op.store().table(&STAGED).clear(op.wtxn())?;
+    let table = op.store().table(&STAGED);
+    if !table.is_empty(op.txn())? {
+        table.clear(op.wtxn())?;
+    }
     Ok(())
 }

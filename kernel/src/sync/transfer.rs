@@ -7,7 +7,8 @@
 //! what its DAG holds and follows every dependency; a federation import holds what it imported
 //! from that universe and follows only the closure (never a parent).
 
-use std::collections::{HashSet, VecDeque};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use ciborium::value::Value;
 
@@ -17,6 +18,7 @@ use crate::command::Operation;
 use crate::error::{Error, Result, Violation};
 use crate::id::NodeId;
 use crate::node::Node;
+use crate::store::repr::{self, Stored};
 use crate::store::{ReadTxn, Store};
 
 /// Ids named in one fetch request.
@@ -30,18 +32,40 @@ const IN_FLIGHT: usize = 4;
 pub(crate) trait Holding {
     /// Whether `id` is already held (it and what it needs are not fetched).
     fn held(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool>;
-    /// The bytes of `id` if an earlier transfer staged it.
-    fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>>;
+    /// The canonical bytes of `id` if an earlier transfer staged it.
+    fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>>;
     /// Keeps verified nodes durably (one round's).
-    fn keep(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()>;
+    fn keep(&self, nodes: &[Received]) -> Result<()>;
     /// Checks a node as it arrives; returns the ids it needs.
     fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>>;
-    /// The request for `ids`, within a reply budget of `max_bytes`.
-    fn request(&self, ids: Vec<NodeId>, max_bytes: u64) -> Result<(Operation, Value)>;
+    /// The request for `ids`, within a reply budget of `max_bytes`; `stored` asks for nodes
+    /// as the peer stores them ([`crate::store::repr`]) rather than canonical bytes.
+    fn request(&self, ids: Vec<NodeId>, max_bytes: u64, stored: bool)
+        -> Result<(Operation, Value)>;
+    /// Whether this holding's peer can send stored representations.
+    fn takes_stored(&self) -> bool {
+        false
+    }
+    /// The canonical bytes of a node this holding already has (a delta's base), if any.
+    fn base<'t>(&self, _txn: &'t ReadTxn<'_>, _id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
+        Ok(None)
+    }
     /// The reply to such a request (a holding whose replies are compressed opens them here).
     fn reply(&self, answer: Value) -> Result<FetchReply> {
         super::wire::from_value(answer, "fetch reply")
     }
+}
+
+/// A node received and verified: its canonical bytes, and the representation it travelled in
+/// when that was a delta (which a holding may keep as it is, when it holds the base).
+pub(crate) struct Received {
+    /// The node.
+    pub(crate) id: NodeId,
+    /// Its canonical bytes (hashed to `id`).
+    pub(crate) canonical: Vec<u8>,
+    /// The representation it came in, when that was compressed or a delta
+    /// ([`crate::store::repr`]); `None` when it came as canonical bytes.
+    pub(crate) sent: Option<Vec<u8>>,
 }
 
 /// Checks a node's bytes against the id it was offered under, and that they are a canonical,
@@ -89,6 +113,10 @@ pub(crate) struct Transfer<'a> {
     /// asked, left out what it must hold, exceeded the declared size) rather than because the
     /// transport failed.
     pub(crate) peer_broke_protocol: bool,
+    /// Deltas received before their base (the same content also sits at a shallower path, so
+    /// the walk met it a level early): resolved when the base arrives, or asked again whole
+    /// once the walk is done.
+    waiting: Vec<(NodeId, Vec<u8>)>,
 }
 
 impl<'a> Transfer<'a> {
@@ -113,6 +141,7 @@ impl<'a> Transfer<'a> {
             fetched_bytes: 0,
             resumed_nodes: 0,
             peer_broke_protocol: false,
+            waiting: Vec::new(),
         }
     }
 
@@ -120,7 +149,20 @@ impl<'a> Transfer<'a> {
     pub(crate) fn run(&mut self, start: Vec<NodeId>) -> Result<()> {
         let mut level = start;
         let mut rounds = 0usize;
-        while !level.is_empty() {
+        loop {
+            if level.is_empty() {
+                if self.waiting.is_empty() {
+                    break;
+                }
+                let ids = std::mem::take(&mut self.waiting)
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+                let mut next = Vec::new();
+                self.fetch(ids, &mut next, true)?;
+                level = next;
+                continue;
+            }
             rounds += 1;
             if let Some(most) = self.round_limit.filter(|most| rounds > *most) {
                 return Err(self.broken(format!("the peer's closure is deeper than {most} levels")));
@@ -135,7 +177,7 @@ impl<'a> Transfer<'a> {
                     }
                     match self.holding.staged(&txn, &id)? {
                         Some(bytes) => {
-                            let deps = self.holding.check(id, bytes)?;
+                            let deps = self.holding.check(id, &bytes)?;
                             next.extend_from_slice(&deps);
                             self.received.push((id, deps));
                             self.resumed_nodes += 1;
@@ -145,7 +187,7 @@ impl<'a> Transfer<'a> {
                 }
             }
             self.within_limit(wanted.len())?;
-            self.fetch(wanted, &mut next)?;
+            self.fetch(wanted, &mut next, false)?;
             level = next;
         }
         Ok(())
@@ -169,8 +211,13 @@ impl<'a> Transfer<'a> {
     }
 
     /// Fetches `wanted`, several requests in flight; what a reply's budget left out is asked
-    /// again. Each round's nodes are verified and kept before the next round.
-    fn fetch(&mut self, wanted: Vec<NodeId>, next: &mut Vec<NodeId>) -> Result<()> {
+    /// again. Nodes come as the peer stores them (compressed, or deltas) unless `whole` or the
+    /// peer cannot: a delta is rebuilt from its base — a node held here or received in this
+    /// transfer — and one whose base has not come yet waits for it ([`Transfer::run`] asks for
+    /// what still waits at the end, whole). Each round's nodes are verified and kept before
+    /// the next round.
+    fn fetch(&mut self, wanted: Vec<NodeId>, next: &mut Vec<NodeId>, whole: bool) -> Result<()> {
+        let stored = !whole && self.holding.takes_stored();
         let mut queue: VecDeque<NodeId> = wanted.into();
         while !queue.is_empty() {
             let mut batches: Vec<Vec<NodeId>> = Vec::new();
@@ -180,7 +227,7 @@ impl<'a> Transfer<'a> {
             }
             let mut requests = Vec::with_capacity(batches.len());
             for ids in &batches {
-                requests.push(self.holding.request(ids.clone(), REPLY_BYTES)?);
+                requests.push(self.holding.request(ids.clone(), REPLY_BYTES, stored)?);
             }
             let answers = self.remote.call(requests)?;
             if answers.len() != batches.len() {
@@ -190,8 +237,9 @@ impl<'a> Transfer<'a> {
                     batches.len()
                 )));
             }
-            let mut kept = Vec::new();
-            let mut kept_bytes = 0u64;
+            let mut arrived: Vec<(NodeId, Vec<u8>)> = std::mem::take(&mut self.waiting);
+            let mut sent_bytes = 0u64;
+            let mut left_out: Vec<NodeId> = Vec::new();
             for (ids, answer) in batches.into_iter().zip(answers) {
                 let reply = self.holding.reply(answer)?;
                 if let Some(id) = reply.missing.first() {
@@ -207,30 +255,125 @@ impl<'a> Transfer<'a> {
                             self.broken(format!("the peer sent node {} unasked", fetched.id))
                         );
                     }
-                    let deps = self.holding.check(fetched.id, &fetched.bytes)?;
-                    next.extend_from_slice(&deps);
-                    self.received.push((fetched.id, deps));
-                    kept_bytes += fetched.bytes.len() as u64;
-                    kept.push((fetched.id, fetched.bytes));
+                    sent_bytes += fetched.bytes.len() as u64;
+                    arrived.push((fetched.id, fetched.bytes));
                 }
                 if got.is_empty() {
                     return Err(self.broken("the peer answered a fetch with no nodes".into()));
                 }
-                queue.extend(ids.into_iter().filter(|id| !got.contains(id)));
+                left_out.extend(ids.into_iter().filter(|id| !got.contains(id)));
+            }
+            // What a budget left out goes back to the front, in order: the walk asks for newer
+            // versions first, and older ones that come as deltas need them.
+            for id in left_out.into_iter().rev() {
+                queue.push_front(id);
             }
             if let Some(most) = self
                 .byte_limit
-                .filter(|most| self.fetched_bytes + kept_bytes > *most)
+                .filter(|most| self.fetched_bytes + sent_bytes > *most)
             {
                 return Err(self.broken(format!(
                     "the peer sent more than the {most} bytes its closure declared"
                 )));
             }
+            let (kept, unresolved) = self.rebuild(arrived, stored)?;
+            self.waiting = unresolved;
+            for node in &kept {
+                let deps = self.holding.check(node.id, &node.canonical)?;
+                next.extend_from_slice(&deps);
+                self.received.push((node.id, deps));
+            }
             self.holding.keep(&kept)?;
             self.fetched_nodes += kept.len() as u64;
-            self.fetched_bytes += kept_bytes;
-            self.progress.received(kept.len() as u64, kept_bytes);
+            self.fetched_bytes += sent_bytes;
+            self.progress.received(kept.len() as u64, sent_bytes);
         }
         Ok(())
+    }
+
+    /// The canonical bytes of nodes as they arrived (canonical, or the peer's stored
+    /// representations), each hashed to its id; deltas whose base is neither held here nor
+    /// among these come back to wait (refused when they were asked whole).
+    fn rebuild(
+        &mut self,
+        arrived: Vec<(NodeId, Vec<u8>)>,
+        stored: bool,
+    ) -> Result<(Vec<Received>, Vec<(NodeId, Vec<u8>)>)> {
+        let mut kept: Vec<Received> = Vec::with_capacity(arrived.len());
+        let mut at: HashMap<NodeId, usize> = HashMap::new();
+        let mut waiting: Vec<(NodeId, Vec<u8>)> = Vec::new();
+        let txn = self.store.read()?;
+        for (id, bytes) in arrived {
+            match self.open(&txn, &id, &bytes, &kept, &at)? {
+                Some(canonical) => {
+                    at.insert(id, kept.len());
+                    kept.push(Received {
+                        id,
+                        canonical,
+                        sent: Some(bytes),
+                    });
+                }
+                None => waiting.push((id, bytes)),
+            }
+        }
+        // Deltas whose base came later in the round.
+        loop {
+            let before = waiting.len();
+            let mut still = Vec::new();
+            for (id, bytes) in waiting {
+                match self.open(&txn, &id, &bytes, &kept, &at)? {
+                    Some(canonical) => {
+                        at.insert(id, kept.len());
+                        kept.push(Received {
+                            id,
+                            canonical,
+                            sent: Some(bytes),
+                        });
+                    }
+                    None => still.push((id, bytes)),
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() || waiting.len() == before {
+                break;
+            }
+        }
+        if let (false, Some((id, _))) = (stored, waiting.first()) {
+            return Err(self.broken(format!(
+                "the peer sent node {id} as a delta against a base it was told is missing"
+            )));
+        }
+        Ok((kept, waiting))
+    }
+
+    /// One node's canonical bytes from a representation the peer sent (not yet hashed: the
+    /// holding's [`Holding::check`] does that); `None` for a delta whose base is not at hand.
+    fn open(
+        &mut self,
+        txn: &ReadTxn<'_>,
+        id: &NodeId,
+        sent: &[u8],
+        kept: &[Received],
+        at: &HashMap<NodeId, usize>,
+    ) -> Result<Option<Vec<u8>>> {
+        let parsed = Stored::parse(id, sent).map_err(|e| self.broken(e.to_string()))?;
+        let canonical = match parsed {
+            Stored::Raw(raw) => raw.to_vec(),
+            Stored::Zstd(frame) => {
+                repr::inflate(id, frame, None).map_err(|e| self.broken(e.to_string()))?
+            }
+            Stored::Delta { base, frame, .. } => {
+                let inflated = match at.get(&base) {
+                    Some(i) => repr::inflate(id, frame, Some(&kept[*i].canonical)),
+                    None => match self.holding.base(txn, &base)? {
+                        Some(bytes) => repr::inflate(id, frame, Some(&bytes)),
+                        None => return Ok(None),
+                    },
+                };
+                inflated.map_err(|e| self.broken(e.to_string()))?
+            }
+        };
+        // Hashed against `id` by the holding's check, next.
+        Ok(Some(canonical))
     }
 }

@@ -61,6 +61,9 @@ pub struct Frontier {
     /// bar with a total. Absent from peers that do not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<u64>,
+    /// Whether the peer sends nodes as it stores them ([`FetchRequest::stored`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stored: bool,
 }
 
 /// Tips we lack and tips we hold.
@@ -89,6 +92,15 @@ pub struct FetchRequest {
     pub ids: Vec<NodeId>,
     /// The reply's byte budget (capped at [`MAX_REPLY_BYTES`]).
     pub max_bytes: u64,
+    /// Asks for each node as the peer stores it — compressed, or a delta against another node
+    /// ([`crate::store::repr`]) — rather than its canonical bytes. The asker rebuilds and
+    /// hashes every node either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stored: bool,
+    /// With `stored`: no deltas — a node stored as a delta is sent compressed whole (the asker
+    /// asks so for deltas whose base it lacks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole: bool,
 }
 
 /// Some of the requested nodes, in request order.
@@ -101,13 +113,14 @@ pub struct FetchReply {
     pub missing: Vec<NodeId>,
 }
 
-/// One node as it travels: its claimed id and canonical bytes.
+/// One node as it travels: its claimed id and canonical bytes (or, when asked, its stored
+/// representation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FetchedNode {
     /// The id it is offered under (checked against the bytes on arrival).
     pub id: NodeId,
-    /// Canonical CBOR bytes.
+    /// Canonical CBOR bytes, or the stored representation when the request asked for it.
     #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
