@@ -89,7 +89,7 @@ pub struct Store {
     /// The shared lock saying this process has the store open ([`compact`]).
     open_lock: std::fs::File,
     /// Delta bases resolved lately ([`bases`]).
-    bases: bases::Bases,
+    pub(crate) bases: bases::Bases,
 }
 
 /// A registry whose slots are not its positions (or names a table twice) is a bug in this
@@ -259,6 +259,24 @@ impl Store {
         Ok(value)
     }
 
+    /// Rewrites the store's file without its free pages, if no other process has it open
+    /// ([`compact`]). Consumes the store: the file it mapped is replaced.
+    pub fn compact(self) -> Result<Compacted> {
+        let Store {
+            env,
+            dir,
+            open_lock,
+            ..
+        } = self;
+        compact::compact_file(env, &dir, open_lock)
+    }
+
+    /// Rewrites the node and header tables in key order, in one transaction, so their pages are
+    /// full ([`compact::rewrite_dense`]); the pages they used become free.
+    pub fn rewrite_dense(&self) -> Result<()> {
+        self.unlogged_write(|txn| compact::rewrite_dense(txn, &[self.nodes, self.headers]))
+    }
+
     /// Commits a write of its own right after an operation that freed many pages. LMDB hands
     /// the pages a transaction freed to writers only from the second transaction after it; with
     /// this commit in between, the very next operation (the next write-back of the file whose
@@ -341,8 +359,18 @@ impl Store {
                                 format!("its delta base {base} is not stored"),
                             ));
                         };
-                        let bytes: std::sync::Arc<[u8]> =
-                            self.resolve(txn, &base, base_stored, hops + 1)?.into();
+                        let bytes: std::sync::Arc<[u8]> = self
+                            .resolve(txn, &base, base_stored, hops + 1)
+                            .map_err(|e| match e {
+                                Error::Corrupt { .. } | Error::CorruptRepresentation { .. } => {
+                                    repr::corrupt(
+                                        id,
+                                        format!("its delta base {base} cannot be read: {e}"),
+                                    )
+                                }
+                                other => other,
+                            })?
+                            .into();
                         self.bases.insert(base, bytes.clone());
                         bytes
                     }

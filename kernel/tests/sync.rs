@@ -857,3 +857,83 @@ fn a_clone_learns_its_total_up_front() {
         clone.received.get()
     );
 }
+
+/// Every node's id and stored representation (how a store keeps it), in id order.
+fn stored_nodes(repo: &Repository) -> Vec<(NodeId, Vec<u8>)> {
+    let txn = repo.store().read().unwrap();
+    let ids: Vec<NodeId> = repo
+        .store()
+        .header_entries(&txn)
+        .unwrap()
+        .map(|e| NodeId::from_slice(e.unwrap().0).unwrap())
+        .collect();
+    ids.into_iter()
+        .map(|id| {
+            (
+                id,
+                repo.store().stored(&txn, &id).unwrap().unwrap().to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_of_a_repacked_compacted_store_is_identical_node_for_node() {
+    let (dir, a, b) = pair();
+    let mut text: Vec<String> = (0..300).map(|i| format!("line {i}\n")).collect();
+    let big: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    for n in 0..25usize {
+        text[(n * 41) % 300] = format!("edited in version {n}\n");
+        let body = text.concat();
+        let nested = format!("{body}// nested copy\n");
+        let mut large = big.clone();
+        large[n * 1000] ^= 0xff;
+        let large = String::from_utf8_lossy(&large).into_owned();
+        // The same content at two depths: a delta may arrive before its base.
+        commit(
+            &a,
+            "main",
+            &[
+                ("src/lib.rs", body.as_str()),
+                ("src/a/b/c.rs", nested.as_str()),
+                ("copy.rs", body.as_str()),
+                ("data/large.bin", large.as_str()),
+            ],
+            &format!("v{n}"),
+        );
+    }
+    let report = jit_kernel::repack::repack(a.store(), 16, &()).unwrap();
+    assert!(report.rewritten >= 60, "{report:?}");
+    a.store().rewrite_dense().unwrap();
+    let compacted = a.into_store().compact().unwrap();
+    assert!(
+        matches!(compacted, jit_kernel::store::Compacted::Done { before, after } if after < before),
+        "{compacted:?}"
+    );
+    let a = Repository::open(&dir.path().join("a")).unwrap();
+    assert_clean(&a);
+
+    let pulled = pull(&b, &a);
+    assert_clean(&b);
+    assert_eq!(refs(&b), refs(&a));
+    let (ours, theirs) = (stored_nodes(&b), stored_nodes(&a));
+    assert_eq!(
+        ours.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        theirs.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        "the same nodes by id"
+    );
+    let txn = b.store().read().unwrap();
+    let canonical: u64 = ours
+        .iter()
+        .map(|(id, _)| b.store().node_bytes(&txn, id).unwrap().unwrap().len() as u64)
+        .sum();
+    drop(txn);
+    assert_eq!(ours, theirs, "each node kept as its source keeps it");
+    assert!(
+        pulled.fetched_bytes * 4 < canonical,
+        "the wire carried {} bytes for {canonical} canonical bytes",
+        pulled.fetched_bytes
+    );
+}

@@ -34,6 +34,12 @@ impl Bases {
         inner.bytes.get(id).cloned()
     }
 
+    /// Forgets every base (tests that damage the disk under a warm cache).
+    #[cfg(test)]
+    pub(crate) fn clear(&self) {
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Inner::default();
+    }
+
     /// Keeps a base's verified canonical bytes.
     pub(crate) fn insert(&self, id: NodeId, bytes: Arc<[u8]>) {
         if bytes.len() > BUDGET / 4 {

@@ -6,7 +6,7 @@
 //! writes only live pages, tightly) and the copy replaces the file by an atomic rename.
 //!
 //! A rename replaces the file under every process that has it mapped, so it is done only when
-//! no other process has the store open. Every [`Store`] holds a shared `flock` on the store's
+//! no other process has the store open. Every open store holds a shared `flock` on the store's
 //! `open.lock` for as long as it is open; compaction turns its own into an exclusive one
 //! without waiting, and skips (saying why) when another process holds the store. While it
 //! holds the lock, other processes opening the store wait for it.
@@ -18,9 +18,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use heed::CompactionOption;
+use heed::types::Bytes;
+use heed::{CompactionOption, Database, Env, RwTxn, WithoutTls};
 
-use super::Store;
 use crate::error::{Error, Result};
 
 /// The lock file every open store holds shared.
@@ -63,67 +63,58 @@ fn allocated(path: &Path) -> Result<u64> {
     Ok(meta.blocks() * 512)
 }
 
-impl Store {
-    /// Rewrites the store's file without its free pages, if no other process has it open.
-    /// Consumes the store: the file it mapped is replaced.
-    pub fn compact(self) -> Result<Compacted> {
-        let dir = self.dir.clone();
-        match self.open_lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(Compacted::InUse),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(dir.join(OPEN_LOCK), e)),
-        }
-        let (data, copy) = (dir.join(DATA), dir.join(COPY));
-        let before = allocated(&data)?;
-        match std::fs::remove_file(&copy) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&copy, e)),
-        }
-        let file = self
-            .env
-            .copy_to_path(&copy, CompactionOption::Enabled)
-            .map_err(|e| self.no_space(e.into()))?;
-        file.sync_all().map_err(|e| Error::io(&copy, e))?;
-        drop(file);
-        // Unmap before the rename; the lock outlives the environment.
-        let Store { env, open_lock, .. } = self;
-        if !env
-            .prepare_for_closing()
-            .wait_timeout(std::time::Duration::from_secs(30))
-        {
-            return Err(Error::InvalidInput(
-                "the store is still in use in this process; it was not compacted".into(),
-            ));
-        }
-        std::fs::rename(&copy, &data).map_err(|e| Error::io(&data, e))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(&dir, e))?;
-        let after = allocated(&data)?;
-        drop(open_lock);
-        Ok(Compacted::Done { before, after })
+/// Rewrites the store's file (its environment `env`, in `dir`) without its free pages, if no
+/// other process has it open: `open_lock` is this process's shared hold, turned exclusive
+/// without waiting. Consumes the environment: the file it mapped is replaced.
+pub(super) fn compact_file(env: Env<WithoutTls>, dir: &Path, open_lock: File) -> Result<Compacted> {
+    match open_lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(Compacted::InUse),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(dir.join(OPEN_LOCK), e)),
     }
+    let (data, copy) = (dir.join(DATA), dir.join(COPY));
+    let before = allocated(&data)?;
+    match std::fs::remove_file(&copy) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&copy, e)),
+    }
+    let file = env
+        .copy_to_path(&copy, CompactionOption::Enabled)
+        .map_err(|e| super::health::classify(dir, e.into()))?;
+    file.sync_all().map_err(|e| Error::io(&copy, e))?;
+    drop(file);
+    // Unmap before the rename; the lock outlives the environment.
+    if !env
+        .prepare_for_closing()
+        .wait_timeout(std::time::Duration::from_secs(30))
+    {
+        return Err(Error::InvalidInput(
+            "the store is still in use in this process; it was not compacted".into(),
+        ));
+    }
+    std::fs::rename(&copy, &data).map_err(|e| Error::io(&data, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))?;
+    let after = allocated(&data)?;
+    drop(open_lock);
+    Ok(Compacted::Done { before, after })
 }
 
-impl Store {
-    /// Rewrites the node and header tables in key order, in one transaction, so their B-tree
-    /// pages are full: both are keyed by hash, so inserts land at random and leave pages part
-    /// empty. The pages the old trees used become free (reused, or dropped by
-    /// [`Store::compact`]). Holds both tables' entries in memory meanwhile.
-    pub fn rewrite_dense(&self) -> Result<()> {
-        self.unlogged_write(|txn| {
-            for table in [self.nodes, self.headers] {
-                let entries = table
-                    .iter(txn)?
-                    .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                table.clear(txn)?;
-                for (key, value) in entries {
-                    table.put_with_flags(txn, heed::PutFlags::APPEND, &key, &value)?;
-                }
-            }
-            Ok(())
-        })
+/// Rewrites `tables` in key order within `txn`, so their B-tree pages are full: tables keyed
+/// by hash are filled at random and their pages left part empty. The pages the old trees used
+/// become free. Holds the tables' entries in memory meanwhile.
+pub(super) fn rewrite_dense(txn: &mut RwTxn<'_>, tables: &[Database<Bytes, Bytes>]) -> Result<()> {
+    for table in tables {
+        let entries = table
+            .iter(txn)?
+            .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        table.clear(txn)?;
+        for (key, value) in entries {
+            table.put_with_flags(txn, heed::PutFlags::APPEND, &key, &value)?;
+        }
     }
+    Ok(())
 }

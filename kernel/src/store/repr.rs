@@ -153,14 +153,16 @@ fn frame(bytes: &[u8], prefix: Option<&[u8]>, level: i32, tag: &[u8]) -> Result<
     })
 }
 
-/// The zstd representation of `bytes` if it saves at least a sixteenth, else `None` (keep
-/// them raw). `bytes` are canonical node bytes.
+/// The zstd representation of `bytes` if it saves at least a quarter, else `None`: content
+/// that compresses less (media, random data, already compressed files) is kept raw and read
+/// straight from the map, since a little space is not worth a decompression on every read.
+/// `bytes` are canonical node bytes.
 pub fn compressed(bytes: &[u8], level: i32) -> Result<Option<Vec<u8>>> {
     if bytes.len() < MIN_COMPRESSED {
         return Ok(None);
     }
     let out = frame(bytes, None, level, &[TAG_ZSTD])?;
-    Ok((out.len() < bytes.len() - bytes.len() / 16).then_some(out))
+    Ok((out.len() <= bytes.len() - bytes.len() / 4).then_some(out))
 }
 
 /// The stored form of `bytes` written as nodes arrive: zstd when it pays, raw otherwise.

@@ -116,8 +116,11 @@ pub(crate) struct Transfer<'a> {
     /// Deltas received before their base (the same content also sits at a shallower path, so
     /// the walk met it a level early): resolved when the base arrives, or asked again whole
     /// once the walk is done.
-    waiting: Vec<(NodeId, Vec<u8>)>,
+    waiting: Vec<Arrived>,
 }
+
+/// A node as it arrived: its id and the bytes the peer sent.
+type Arrived = (NodeId, Vec<u8>);
 
 impl<'a> Transfer<'a> {
     /// A transfer into `holding` from `remote`.
@@ -298,7 +301,7 @@ impl<'a> Transfer<'a> {
         &mut self,
         arrived: Vec<(NodeId, Vec<u8>)>,
         stored: bool,
-    ) -> Result<(Vec<Received>, Vec<(NodeId, Vec<u8>)>)> {
+    ) -> Result<(Vec<Received>, Vec<Arrived>)> {
         let mut kept: Vec<Received> = Vec::with_capacity(arrived.len());
         let mut at: HashMap<NodeId, usize> = HashMap::new();
         let mut waiting: Vec<(NodeId, Vec<u8>)> = Vec::new();
