@@ -12,7 +12,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use crate::error::{Error, Result, Violation};
 use crate::id::NodeId;
 use crate::node::{Node, NodeError, NodeType, Payload, Rewrite};
-use crate::store::{Op, ReadTxn, Store};
+use crate::store::{NodeHeader, Op, ReadTxn, Store};
 
 /// Checks every invariant that depends on other stored nodes.
 pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &Node) -> Result<()> {
@@ -162,6 +162,20 @@ pub fn append_encoded(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<
     let result = append_encoded_unpoisoned(op, claimed, bytes);
     op.poison_on(&result);
     result
+}
+
+/// Appends a node a sync received, verified and kept (its bytes are stored, without a header)
+/// and that names nothing — no parent, no reference — so the DAG's rules hold for it whatever
+/// else the store holds: only its header and creation record are written.
+pub fn append_kept_leaf(op: &mut Op<'_>, id: NodeId, header: NodeHeader) -> Result<bool> {
+    if op.store().has_node(op.txn(), &id)? {
+        return Ok(false);
+    }
+    let result = op.put_header_of_kept(&id, header);
+    op.poison_on(&result);
+    result?;
+    op.created(id, header.node_type)?;
+    Ok(true)
 }
 
 /// [`append_encoded`] of bytes already hashed to `id` (read through

@@ -796,9 +796,24 @@ impl<'s> Op<'s> {
         }
         if self.store.nodes.get(&self.txn, id.as_bytes())?.is_some() {
             // Received by a sync and kept already: only the header is new.
-            return self.put_stored(id, &[], header);
+            self.put_header_of_kept(id, header)?;
+            return Ok(true);
         }
         self.put_stored(id, &repr::for_writing(bytes)?, header)
+    }
+
+    /// Writes the header of a node whose bytes a sync kept ([`crate::sync::staging`]): it
+    /// joins the DAG. Refused if its bytes are not stored.
+    pub(crate) fn put_header_of_kept(&mut self, id: &NodeId, header: NodeHeader) -> Result<()> {
+        let store = self.store;
+        if store.nodes.get(&self.txn, id.as_bytes())?.is_none() {
+            return Err(Error::NodeNotFound(*id));
+        }
+        store
+            .headers
+            .put(self.wtxn(), id.as_bytes(), &header.to_bytes())
+            .map_err(|e| store.no_space(e.into()))?;
+        Ok(())
     }
 
     /// [`Op::put_node`] with the stored representation already made (bulk writers compress

@@ -42,7 +42,7 @@ pub(crate) fn run(out: &Output, universe: &Path, batch: usize) -> Result<ExitCod
     })?;
     let bar = crate::progress::spinner(
         !out.json,
-        "{spinner} {msg} [{bar:30}] {pos}/{len} old versions ({eta})",
+        "{spinner} {msg} [{bar:30}] {pos}/{len} nodes ({eta})",
     );
     bar.set_message("repacking");
     let report = repack::repack(repo.store(), batch, &Bar(bar.clone()))?;
@@ -58,6 +58,9 @@ pub(crate) fn run(out: &Output, universe: &Path, batch: usize) -> Result<ExitCod
             "rewritten": report.rewritten,
             "bytes_before": report.bytes_before,
             "bytes_after": report.bytes_after,
+            "recompressed": report.recompressed,
+            "recompressed_before": report.recompressed_before,
+            "recompressed_after": report.recompressed_after,
             "compacted": matches!(compacted, Compacted::Done { .. }),
             "file_before": file_before,
             "file_after": file_after,
@@ -70,6 +73,14 @@ pub(crate) fn run(out: &Output, universe: &Path, batch: usize) -> Result<ExitCod
                 mib(report.bytes_before),
                 mib(report.bytes_after),
             )];
+            if report.recompressed > 0 {
+                text.push(format!(
+                    "recompressed {} whole nodes: {} → {}",
+                    report.recompressed,
+                    mib(report.recompressed_before),
+                    mib(report.recompressed_after),
+                ));
+            }
             text.push(match compacted {
                 Compacted::Done { before, after } => format!(
                     "store file {} → {} (reclaimed {})",

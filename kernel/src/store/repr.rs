@@ -7,7 +7,9 @@
 //!   byte is `0xa0..=0xbf`; stores written before representations existed hold only these,
 //!   and they are still what small or incompressible nodes (random data, media) keep, so those
 //!   read straight from the memory map without a copy.
-//! - **zstd** (`0x01`, then a zstd frame): the canonical bytes compressed.
+//! - **zstd** (`0x01`, then a zstd frame): the canonical bytes compressed as they arrived,
+//!   fast; `0x03` marks one `jit gc` has recompressed harder (read the same way), so it is
+//!   not recompressed again.
 //! - **delta** (`0x02`, the chain depth, the base's 32-byte id, then a zstd frame): the
 //!   canonical bytes compressed with the canonical bytes of another node, the *base*, as the
 //!   frame's prefix — zstd's `--patch-from`, so a version of a file that differs from its base
@@ -43,11 +45,14 @@ const MIN_COMPRESSED: usize = 96;
 /// import or a commit, most of the ratio on source text.
 pub const WRITE_LEVEL: i32 = 1;
 
-/// zstd level of deltas and of what `jit gc` rewrites.
+/// zstd level of deltas and of what `jit gc` recompresses: about a tenth smaller than
+/// [`WRITE_LEVEL`] on source text, and as fast to decompress.
 pub const PACK_LEVEL: i32 = 6;
 
 const TAG_ZSTD: u8 = 0x01;
 const TAG_DELTA: u8 = 0x02;
+/// A zstd frame `jit gc` has already recompressed at [`PACK_LEVEL`] (read like `0x01`).
+const TAG_ZSTD_PACKED: u8 = 0x03;
 const DELTA_HEAD: usize = 2 + 32;
 
 /// A stored value, parsed (not yet decoded).
@@ -73,7 +78,7 @@ impl<'a> Stored<'a> {
     pub fn parse(id: &NodeId, stored: &'a [u8]) -> Result<Stored<'a>> {
         match stored.first() {
             Some(0xa0..=0xbf) => Ok(Stored::Raw(stored)),
-            Some(&TAG_ZSTD) => Ok(Stored::Zstd(&stored[1..])),
+            Some(&TAG_ZSTD) | Some(&TAG_ZSTD_PACKED) => Ok(Stored::Zstd(&stored[1..])),
             Some(&TAG_DELTA) if stored.len() > DELTA_HEAD => {
                 let depth = stored[1];
                 let base = NodeId::from_slice(&stored[2..DELTA_HEAD])
@@ -163,6 +168,26 @@ pub fn compressed(bytes: &[u8], level: i32) -> Result<Option<Vec<u8>>> {
     }
     let out = frame(bytes, None, level, &[TAG_ZSTD])?;
     Ok((out.len() <= bytes.len() - bytes.len() / 4).then_some(out))
+}
+
+/// Whether a stored value is a compressed frame `jit gc` has not recompressed yet.
+pub fn is_unpacked_zstd(stored: &[u8]) -> bool {
+    stored.first() == Some(&TAG_ZSTD)
+}
+
+/// What `jit gc` keeps for a node stored as an unpacked zstd frame (`stored`), given its
+/// canonical `bytes`: a frame at [`PACK_LEVEL`] if that is smaller, else the same frame
+/// marked as packed.
+pub fn packed(stored: &[u8], bytes: &[u8]) -> Result<Vec<u8>> {
+    let out = frame(bytes, None, PACK_LEVEL, &[TAG_ZSTD_PACKED])?;
+    if out.len() < stored.len() {
+        return Ok(out);
+    }
+    let mut same = stored.to_vec();
+    if let Some(tag) = same.first_mut() {
+        *tag = TAG_ZSTD_PACKED;
+    }
+    Ok(same)
 }
 
 /// The stored form of `bytes` written as nodes arrive: zstd when it pays, raw otherwise.

@@ -97,12 +97,19 @@ pub fn integrate(
     store: &Store,
     remote: &str,
     received: &[(NodeId, Vec<NodeId>)],
+    leaves: &std::collections::HashMap<NodeId, crate::store::NodeHeader>,
     frontier: &Frontier,
 ) -> Result<(u64, Vec<RefChange>)> {
     store.operation("sync.pull", |op| {
         let mut new_nodes = 0u64;
         for i in dag::dependency_order(received)? {
             let id = received[i].0;
+            if let Some(header) = leaves.get(&id) {
+                if dag::append_kept_leaf(op, id, *header)? {
+                    new_nodes += 1;
+                }
+                continue;
+            }
             let bytes = staging::get(op.store(), op.txn(), &id)?
                 .ok_or_else(|| Error::Sync {
                     remote: remote.to_owned(),

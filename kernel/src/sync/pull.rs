@@ -107,6 +107,7 @@ fn pull_inner(
     let holding = Replica {
         store,
         stored: frontier.stored,
+        leaves: Default::default(),
     };
     let mut transfer = Transfer::new(store, &holding, remote, progress);
     let mut history = 0;
@@ -132,7 +133,9 @@ fn pull_inner(
     }
     progress.appending(transfer.received.len() as u64);
     let name = transfer.remote.name().to_owned();
-    let (new_nodes, refs) = integrate::integrate(store, &name, &transfer.received, &frontier)?;
+    let leaves = holding.leaves.take();
+    let (new_nodes, refs) =
+        integrate::integrate(store, &name, &transfer.received, &leaves, &frontier)?;
     Ok(PullReport {
         remote: name,
         history,
@@ -178,6 +181,10 @@ struct Replica<'a> {
     store: &'a Store,
     /// Whether the peer sends stored representations.
     stored: bool,
+    /// Received nodes that name nothing (file content, chunks), with their headers: the DAG's
+    /// rules have nothing to check for them, so the append writes their headers without
+    /// reading them again.
+    leaves: std::cell::RefCell<HashMap<NodeId, crate::store::NodeHeader>>,
 }
 
 impl Holding for Replica<'_> {
@@ -247,7 +254,12 @@ impl Holding for Replica<'_> {
     }
 
     fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>> {
-        Ok(dag::dependencies(&transfer::verify(id, bytes)?))
+        let node = transfer::verify(id, bytes)?;
+        let deps = dag::dependencies(&node);
+        if deps.is_empty() {
+            self.leaves.borrow_mut().insert(id, node.header());
+        }
+        Ok(deps)
     }
 
     fn request(
