@@ -5,6 +5,7 @@
 #
 #   bench/run.sh [IMPORT_RUNS] [SWS_RUNS] [WATCHER_RUNS] [MOUNT_RUNS] [SYNC_RUNS] [FEDERATION_RUNS]
 #                                                          (defaults 3, 30, 20, 5, 3 and 3)
+#   JIT_BASELINE=/path/to/older/jit adds bench/storage-hot.sh (hot reads before and after #21).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p jit-cli >&2
@@ -64,6 +65,11 @@ out=$(mktemp)
   bench/agents.sh
   echo
   bench/storage.sh
+  if [ -n "${JIT_BASELINE:-}" ]; then   # a jit built before #21: hot reads, before and after
+    echo
+    quiet
+    bench/storage-hot.sh "$JIT_BASELINE"
+  fi
 } > "$out"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2

@@ -5,7 +5,8 @@
 #   - `jit import` of the Linux tree: time and store size;
 #   - through the mount: `find` + `stat` over the tree, and reading every file (`cat`), cold
 #     (page cache dropped) and warm; a sequential read of the 1 GiB file, cold;
-#   - `jit checkout --into` of the Linux tree (every file written out).
+#   - `jit checkout --into` of the Linux tree (every file written out);
+#   - `jit import-git` of the jj history (../shared/data/jj-main.bundle).
 # The native file system is measured in the same run for scale.
 #
 #   bench/storage-hot.sh BASELINE_JIT [RUNS]    (a jit built before #21; default 3 runs)
@@ -72,6 +73,17 @@ hyperfine -N -r "$runs" --export-json "$work/checkout.json" \
   "sh -c 'rm -rf $work/co-native && cp -r $src $work/co-native'" \
   "$(checkout before "$base")" "$(checkout after "$jit")" >/dev/null 2>&1
 
+# import-git of the jj history (../shared/data/jj-main.bundle), each build into a fresh universe.
+bundle="$here/../shared/data/jj-main.bundle"
+if [ -f "$bundle" ]; then
+  git clone -q --bare "$bundle" "$work/jj.git"
+  branch=$(git -C "$work/jj.git" for-each-ref --format='%(refname:short)' refs/heads | head -1)
+  ig() { echo "sh -c 'rm -rf $work/ig-$1 && $2 init $work/ig-$1 >/dev/null && $2 -C $work/ig-$1 import-git $work/jj.git --branch $branch -q >/dev/null'"; }
+  hyperfine -N -r "$runs" --export-json "$work/import-git.json" \
+    "sh -c 'rm -rf $work/ig-git && git clone -q --bare --no-local $work/jj.git $work/ig-git'" \
+    "$(ig before "$base")" "$(ig after "$jit")" >/dev/null 2>&1
+fi
+
 row() { # label json
   read -r native before after < <(medians "$2")
   python3 -c "import sys; n,b,a=map(float,sys.argv[2:]); print(f'| {sys.argv[1]} | {n:.2f} s | {b:.2f} s | {a:.2f} s | {a/b:.2f}× |')" "$1" "$native" "$before" "$after"
@@ -90,4 +102,5 @@ row "find + stat through the mount, warm" "$work/walk-warm.json"
 row "read every file (cat), cold" "$work/cat-cold.json"
 row "read every file (cat), warm" "$work/cat-warm.json"
 row "sequential read, 1 GiB random file, cold" "$work/big-cold.json"
+[ -f "$work/import-git.json" ] && row "\`jit import-git\` of the jj history (native: git clone --bare --no-local)" "$work/import-git.json"
 row "\`jit checkout --into\` of the Linux tree (native: cp -r of the same files)" "$work/checkout.json"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Storage and clone against git on real histories (issue #21): for each git repository given
 # (default: ../shared/data/ripgrep-master.bundle and jj-main.bundle), and for one snapshot of the
-# Linux 6.1 tree (LINUX=0 to skip):
+# Linux 6.1 tree (LINUX=0 to skip it, REPOS=0 to run only it):
 #   - git's packed size (a bare clone; for the Linux tree `git add`, `commit` and `gc`) beside
 #     the jit store after `jit import-git` (or `jit import`) and after `jit gc`;
 #   - the import's and gc's times;
@@ -62,6 +62,7 @@ echo
 echo "| data | commits | git packed | jit after import | jit after gc | jit ÷ git | import | gc | git clone | jit clone | clone ÷ | bytes moved git / jit | replica |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for repo in "${repos[@]}"; do
+  [ "${REPOS:-1}" = 0 ] && break   # REPOS=0: only the Linux tree
   name=$(basename "$repo")
   rm -rf "${work:?}"/*
   git clone -q --bare "$repo" "$work/src.git" 2>/dev/null
@@ -80,7 +81,7 @@ if [ "${LINUX:-1}" != 0 ]; then
   rm -rf "${work:?}"/*
   git init -q "$work/linux.git"
   cp -al "$linux" "$work/linux.git/tree" 2>/dev/null || cp -a "$linux" "$work/linux.git/tree"
-  (cd "$work/linux.git" && git add -A && git commit -qm linux && git gc -q)
+  (cd "$work/linux.git" && git add -A -f && git -c gc.auto=0 commit -qm linux && git gc -q)   # -f: Debian's tree ignores "/*"
   git_size=$(du -sk "$work/linux.git/.git" | awk '{printf "%.1f", $1 / 1024}')
   git -C "$work/linux.git" config core.bare false
   "$jit" init "$work/u" >/dev/null

@@ -133,7 +133,7 @@ fn pull_inner(
     }
     progress.appending(transfer.received.len() as u64);
     let name = transfer.remote.name().to_owned();
-    let leaves = holding.leaves.take();
+    let leaves = std::mem::take(&mut *holding.leaves.lock().unwrap_or_else(|e| e.into_inner()));
     let (new_nodes, refs) =
         integrate::integrate(store, &name, &transfer.received, &leaves, &frontier)?;
     Ok(PullReport {
@@ -184,7 +184,7 @@ struct Replica<'a> {
     /// Received nodes that name nothing (file content, chunks), with their headers: the DAG's
     /// rules have nothing to check for them, so the append writes their headers without
     /// reading them again.
-    leaves: std::cell::RefCell<HashMap<NodeId, crate::store::NodeHeader>>,
+    leaves: std::sync::Mutex<HashMap<NodeId, crate::store::NodeHeader>>,
 }
 
 impl Holding for Replica<'_> {
@@ -257,7 +257,10 @@ impl Holding for Replica<'_> {
         let node = transfer::verify(id, bytes)?;
         let deps = dag::dependencies(&node);
         if deps.is_empty() {
-            self.leaves.borrow_mut().insert(id, node.header());
+            self.leaves
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, node.header());
         }
         Ok(deps)
     }

@@ -29,7 +29,7 @@ pub(crate) const REPLY_BYTES: u64 = 8 << 20;
 const IN_FLIGHT: usize = 4;
 
 /// What a transfer fetches into.
-pub(crate) trait Holding {
+pub(crate) trait Holding: Sync {
     /// Whether `id` is already held (it and what it needs are not fetched).
     fn held(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool>;
     /// The canonical bytes of `id` if an earlier transfer staged it.
@@ -281,8 +281,15 @@ impl<'a> Transfer<'a> {
             }
             let (kept, unresolved) = self.rebuild(arrived, stored)?;
             self.waiting = unresolved;
-            for node in &kept {
-                let deps = self.holding.check(node.id, &node.canonical)?;
+            // Hashing and decoding every node is most of a pull's work: on all cores.
+            let holding = self.holding;
+            let checked = {
+                use rayon::prelude::*;
+                kept.par_iter()
+                    .map(|node| holding.check(node.id, &node.canonical))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            for (node, deps) in kept.iter().zip(checked) {
                 next.extend_from_slice(&deps);
                 self.received.push((node.id, deps));
             }
