@@ -65,6 +65,8 @@ out=$(mktemp)
   bench/agents.sh
   echo
   bench/storage.sh
+  echo
+  cat bench/notes/storage.md
   if [ -n "${JIT_BASELINE:-}" ]; then   # a jit built before #21: hot reads, before and after
     echo
     quiet

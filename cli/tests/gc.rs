@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 
@@ -109,26 +109,36 @@ fn gc_killed_at_random_points_leaves_a_store_fsck_passes_and_a_rerun_finishes() 
     let whole = started.elapsed();
 
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut killed_mid_run = 0;
     for round in 0..20 {
         let copy = work.path().join(format!("round{round}"));
-        copy_dir(&base.join(".jit"), &copy.join(".jit"));
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = whole.mul_f64((seed % 1000) as f64 / 1000.0 * 0.8);
-        let mut child = jit_command(&copy)
-            .args(["gc", "--batch", "2"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            killed_mid_run += 1;
+        // A random point within a whole run; if the run ended first (a loaded machine runs
+        // faster or slower than the timing run), again on a fresh copy with half the delay.
+        let mut delay = whole.mul_f64((seed % 1000) as f64 / 1000.0 * 0.9);
+        let mut landed = false;
+        for _ in 0..12 {
+            if copy.exists() {
+                fs::remove_dir_all(&copy).unwrap();
+            }
+            copy_dir(&base.join(".jit"), &copy.join(".jit"));
+            let mut child = jit_command(&copy)
+                .args(["gc", "--batch", "2"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(delay);
+            landed = child.try_wait().unwrap().is_none();
+            child.kill().unwrap();
+            child.wait().unwrap();
+            if landed {
+                break;
+            }
+            delay /= 2;
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        assert!(landed, "round {round}: gc always ended before the kill");
         // fsck rebuilds and hashes every node.
         let out = jit(&copy, &["fsck"]);
         assert!(
@@ -145,10 +155,4 @@ fn gc_killed_at_random_points_leaves_a_store_fsck_passes_and_a_rerun_finishes() 
         assert_eq!(whole_history(&copy), history, "round {round}");
         fs::remove_dir_all(&copy).unwrap();
     }
-    assert!(
-        killed_mid_run >= 12,
-        "only {killed_mid_run} of 20 kills landed while gc ran ({whole:?} a run)"
-    );
-    // Leave no time-sensitive assumption unchecked: a whole run takes measurable time.
-    assert!(whole > Duration::from_millis(20), "{whole:?}");
 }

@@ -22,7 +22,12 @@ pub struct NodeWriter<'s> {
     /// Nodes not appended yet, in order, and their canonical bytes.
     pending: Vec<EncodedNode>,
     pending_bytes: usize,
+    /// The batch handed to other threads to compress, inserted at the next flush.
+    compressing: Option<std::sync::mpsc::Receiver<Result<Compressed>>>,
 }
+
+/// A batch of nodes and, for each one new to the store, its stored representation.
+type Compressed = (Vec<EncodedNode>, Vec<Option<Vec<u8>>>);
 
 impl<'s> NodeWriter<'s> {
     /// A writer on `store`.
@@ -34,6 +39,7 @@ impl<'s> NodeWriter<'s> {
             created: 0,
             pending: Vec::new(),
             pending_bytes: 0,
+            compressing: None,
         }
     }
 
@@ -53,12 +59,14 @@ impl<'s> NodeWriter<'s> {
         Ok(())
     }
 
-    /// Appends the buffered nodes: those not stored yet are compressed in parallel, then all
-    /// are inserted in order (each after what it names).
+    /// Hands the buffered nodes to other threads to compress those not stored yet, and inserts
+    /// the batch handed over before (each node after what it names, batches in order): the
+    /// caller reads and encodes the next batch while this one is compressed.
     fn flush(&mut self) -> Result<()> {
         use rayon::prelude::*;
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
+        self.insert_compressed()?;
         if pending.is_empty() {
             return Ok(());
         }
@@ -70,15 +78,35 @@ impl<'s> NodeWriter<'s> {
             .iter()
             .map(|node| Ok(!op.store().has_node(op.txn(), &node.id)?))
             .collect::<Result<Vec<bool>>>()?;
-        let stored = pending
-            .par_iter()
-            .zip(&new)
-            .map(|(node, new)| match new {
-                true => repr::for_writing(&node.bytes).map(Some),
-                false => Ok(None),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for (node, stored) in pending.iter().zip(&stored) {
+        let (done, compressed) = std::sync::mpsc::channel();
+        rayon::spawn(move || {
+            let stored = pending
+                .par_iter()
+                .zip(&new)
+                .map(|(node, new)| match new {
+                    true => repr::for_writing(&node.bytes).map(|s| Some(s.into_owned())),
+                    false => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>();
+            let _ = done.send(stored.map(|stored| (pending, stored)));
+        });
+        self.compressing = Some(compressed);
+        Ok(())
+    }
+
+    /// Waits for the batch being compressed, if any, and inserts it.
+    fn insert_compressed(&mut self) -> Result<()> {
+        let Some(compressed) = self.compressing.take() else {
+            return Ok(());
+        };
+        let (nodes, stored) = compressed.recv().map_err(|_| {
+            crate::error::Error::InvalidInput("the compressing thread stopped".into())
+        })??;
+        let op = match &mut self.op {
+            Some(op) => op,
+            slot => slot.insert(self.store.begin()?),
+        };
+        for (node, stored) in nodes.iter().zip(&stored) {
             let inserted = match stored {
                 Some(stored) => dag::insert_validated_as(
                     op,
@@ -86,7 +114,7 @@ impl<'s> NodeWriter<'s> {
                     &node.node,
                     dag::Representation::Stored(stored),
                 )?,
-                // Stored already, or earlier in this buffer (the same content twice).
+                // Stored already, or earlier in this run (the same content twice).
                 None => false,
             };
             if inserted {
@@ -101,6 +129,7 @@ impl<'s> NodeWriter<'s> {
 
     fn commit(&mut self) -> Result<()> {
         self.flush()?;
+        self.insert_compressed()?;
         if let Some(op) = self.op.take() {
             op.commit()?;
         }

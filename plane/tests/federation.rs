@@ -1422,6 +1422,30 @@ fn hostile_node_whose_bytes_do_not_match_its_id_is_quarantined() {
 }
 
 #[test]
+fn hostile_node_sent_as_a_compressed_frame_is_refused_not_inflated() {
+    let rt = runtime();
+    let (a, b, _) = pair(&rt);
+    let mut lying = hostile(&rt, &a, |op, value| {
+        if op == Operation::FederationFetch {
+            edit::<FetchAnswer>(value, |answer| {
+                let mut reply = answer.clone().open().unwrap();
+                for node in &mut reply.nodes {
+                    // A stored representation (a zstd frame) instead of canonical bytes: it
+                    // would inflate to the right node, but federation asks for canonical bytes.
+                    let mut frame = vec![0x01];
+                    frame.extend(zstd::bulk::compress(&node.bytes, 1).unwrap());
+                    node.bytes = frame;
+                }
+                *answer = FetchAnswer::new(reply, true).unwrap();
+            });
+        }
+    });
+    let refused = b.import_via(&mut lying, &a, "release", "r").unwrap_err();
+    assert_eq!(refused.code(), Code::Quarantined, "{refused}");
+    nothing_imported(&b, &a);
+}
+
+#[test]
 fn hostile_rolled_back_head_is_refused_stale() {
     let rt = runtime();
     let (a, b, _) = pair(&rt);

@@ -367,6 +367,13 @@ impl<'a> Transfer<'a> {
         at: &HashMap<NodeId, usize>,
     ) -> Result<Option<Vec<u8>>> {
         let parsed = Stored::parse(id, sent).map_err(|e| self.broken(e.to_string()))?;
+        // Only a peer asked for stored forms may send them: anything else must send canonical
+        // bytes, so a frame cannot stand in for them (and inflate past what was declared).
+        if !self.holding.takes_stored() && !matches!(parsed, Stored::Raw(_)) {
+            return Err(self.broken(format!(
+                "the peer sent node {id} compressed, which was not asked for"
+            )));
+        }
         let canonical = match parsed {
             Stored::Raw(raw) => raw.to_vec(),
             Stored::Zstd(frame) => {
