@@ -47,7 +47,7 @@ setup() {
   "$bin" init "$u" >/dev/null
   t=$(date +%s.%N)
   "$bin" -C "$u" import "$src" -m linux -q >/dev/null
-  import_s[$name]=$(echo "$(date +%s.%N) - $t" | bc)
+  import_s[$name]=$(printf '%.2f' "$(echo "$(date +%s.%N) - $t" | bc)")
   store_mib[$name]=$(mib "$u/.jit/store")
   "$bin" -C "$u" up --no-plane --mount "$u/mnt" > "$u.log" 2>&1 &
   pids+=($!)
