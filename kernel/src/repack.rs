@@ -366,7 +366,8 @@ fn load_batch(
     let mut out = Vec::new();
     let mut bytes = 0usize;
     let mut taken = 0usize;
-    // Bases chosen in this batch: a node made a base here keeps its stored form this batch.
+    // Nodes this batch will make deltas, with their base and depth: a later candidate in the
+    // batch whose chain runs through one sees the chain it will have.
     let mut chosen: HashMap<NodeId, (NodeId, u8)> = HashMap::new();
     for &(id, base) in candidates {
         if out.len() >= batch || bytes >= BATCH_BYTES {
