@@ -16,9 +16,19 @@ use crate::store::{NodeHeader, Op, ReadTxn, Store};
 
 /// Checks every invariant that depends on other stored nodes.
 pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &Node) -> Result<()> {
+    validate_against(&|target| store.header(txn, target), id, node)
+}
+
+/// [`validate_in_store`] with the other nodes' headers from `header`: the append that ends a
+/// pull knows the headers of what it received, and asks the store only for the rest.
+pub(crate) fn validate_against(
+    header: &dyn Fn(&NodeId) -> Result<Option<NodeHeader>>,
+    id: &NodeId,
+    node: &Node,
+) -> Result<()> {
     let mut highest: Option<u64> = None;
     for parent in &node.parents {
-        let Some(header) = store.header(txn, parent)? else {
+        let Some(header) = header(parent)? else {
             return Err(Violation::MissingParent {
                 node: *id,
                 parent: *parent,
@@ -62,7 +72,7 @@ pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &N
         }
     }
     for (target, expected) in node.references() {
-        let Some(header) = store.header(txn, &target)? else {
+        let Some(header) = header(&target)? else {
             return Err(Violation::MissingReference { node: *id, target }.into());
         };
         if header.node_type != expected {
@@ -79,7 +89,7 @@ pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &N
         base: Some(base), ..
     }) = &node.payload
     {
-        match store.header(txn, base)? {
+        match header(base)? {
             None => {
                 return Err(Violation::MissingReference {
                     node: *id,
@@ -101,7 +111,9 @@ pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &N
     }
     if let Payload::Blob(crate::node::Blob::Chunked { chunks, .. }) = &node.payload {
         for chunk in chunks {
-            let stored = store.require_header(txn, &chunk.id)?.size;
+            let stored = header(&chunk.id)?
+                .ok_or(Error::NodeNotFound(chunk.id))?
+                .size;
             if stored != chunk.len as u64 {
                 return Err(Violation::Malformed {
                     node: *id,
@@ -180,11 +192,49 @@ pub fn append_kept_leaf(op: &mut Op<'_>, id: NodeId, header: NodeHeader) -> Resu
 
 /// [`append_encoded`] of bytes already hashed to `id` (read through
 /// [`crate::store::Store::node_bytes`], which verifies them): decoded and validated, not hashed
-/// again.
-pub fn append_verified(op: &mut Op<'_>, id: NodeId, bytes: &[u8]) -> Result<bool> {
-    let result = decode_and_insert(op, id, bytes);
+/// again. The nodes it names are looked up in `known` first (the headers of what a pull
+/// received, appended before this node in dependency order), then in the store.
+pub fn append_verified(
+    op: &mut Op<'_>,
+    id: NodeId,
+    bytes: &[u8],
+    known: &dyn Fn(&NodeId) -> Option<NodeHeader>,
+) -> Result<bool> {
+    let result = append_verified_unpoisoned(op, id, bytes, known);
     op.poison_on(&result);
     result
+}
+
+fn append_verified_unpoisoned(
+    op: &mut Op<'_>,
+    id: NodeId,
+    bytes: &[u8],
+    known: &dyn Fn(&NodeId) -> Option<NodeHeader>,
+) -> Result<bool> {
+    if op.store().has_node(op.txn(), &id)? {
+        return Ok(false);
+    }
+    let node = decode_claimed(id, bytes)?;
+    {
+        let (store, txn) = (op.store(), op.txn());
+        let header = |target: &NodeId| match known(target) {
+            Some(header) => Ok(Some(header)),
+            None => store.header(txn, target),
+        };
+        validate_against(&header, &id, &node)?;
+    }
+    op.put_node(&id, bytes, node.header())?;
+    op.created(id, node.node_type())?;
+    Ok(true)
+}
+
+fn decode_claimed(claimed: NodeId, bytes: &[u8]) -> Result<Node> {
+    Node::decode(bytes).map_err(|e| match e {
+        NodeError::Shape(reason) if reason.contains("parents are not sorted") => {
+            Violation::UnsortedParents { node: claimed }.into()
+        }
+        other => malformed(claimed, other),
+    })
 }
 
 fn append_encoded_unpoisoned(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<bool> {

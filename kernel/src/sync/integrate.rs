@@ -90,21 +90,31 @@ impl RefChange {
     }
 }
 
+/// What checking a received node learned: its header, and whether it names nothing (file
+/// content, a chunk), so the DAG's rules have nothing to check for it and the append writes
+/// its header without reading it again. Headers of received nodes also stand in for store
+/// lookups when the nodes naming them are validated (they are appended first).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Known {
+    pub(crate) header: crate::store::NodeHeader,
+    pub(crate) leaf: bool,
+}
+
 /// Appends the received nodes (`(id, dependencies)`, bytes in the staging table) in dependency
 /// order, applies the ref rules to the peer's refs and logs the sync — one operation. Returns
 /// how many nodes were new and what happened to each ref.
-pub fn integrate(
+pub(crate) fn integrate(
     store: &Store,
     remote: &str,
     received: &[(NodeId, Vec<NodeId>)],
-    leaves: &std::collections::HashMap<NodeId, crate::store::NodeHeader>,
+    known: &std::collections::HashMap<NodeId, Known>,
     frontier: &Frontier,
 ) -> Result<(u64, Vec<RefChange>)> {
     store.operation("sync.pull", |op| {
         let mut new_nodes = 0u64;
         for i in dag::dependency_order(received)? {
             let id = received[i].0;
-            if let Some(header) = leaves.get(&id) {
+            if let Some(Known { header, leaf: true }) = known.get(&id) {
                 if dag::append_kept_leaf(op, id, *header)? {
                     new_nodes += 1;
                 }
@@ -116,7 +126,8 @@ pub fn integrate(
                     reason: format!("received node {id} vanished from the store"),
                 })?
                 .into_owned();
-            if dag::append_verified(op, id, &bytes)? {
+            let header = |target: &NodeId| known.get(target).map(|k| k.header);
+            if dag::append_verified(op, id, &bytes, &header)? {
                 new_nodes += 1;
             }
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use ciborium::value::Value;
 use serde::Serialize;
 
-use super::integrate::{self, RefChange};
+use super::integrate::{self, Known, RefChange};
 use super::peer::{Remote, SyncProgress};
 use super::staging;
 use super::transfer::{self, Holding, Received, Transfer};
@@ -107,7 +107,7 @@ fn pull_inner(
     let holding = Replica {
         store,
         stored: frontier.stored,
-        leaves: Default::default(),
+        known: Default::default(),
     };
     let mut transfer = Transfer::new(store, &holding, remote, progress);
     let mut history = 0;
@@ -133,9 +133,9 @@ fn pull_inner(
     }
     progress.appending(transfer.received.len() as u64);
     let name = transfer.remote.name().to_owned();
-    let leaves = std::mem::take(&mut *holding.leaves.lock().unwrap_or_else(|e| e.into_inner()));
+    let known = std::mem::take(&mut *holding.known.lock().unwrap_or_else(|e| e.into_inner()));
     let (new_nodes, refs) =
-        integrate::integrate(store, &name, &transfer.received, &leaves, &frontier)?;
+        integrate::integrate(store, &name, &transfer.received, &known, &frontier)?;
     Ok(PullReport {
         remote: name,
         history,
@@ -181,10 +181,8 @@ struct Replica<'a> {
     store: &'a Store,
     /// Whether the peer sends stored representations.
     stored: bool,
-    /// Received nodes that name nothing (file content, chunks), with their headers: the DAG's
-    /// rules have nothing to check for them, so the append writes their headers without
-    /// reading them again.
-    leaves: std::sync::Mutex<HashMap<NodeId, crate::store::NodeHeader>>,
+    /// What checking each received node learned ([`Known`]), for the append.
+    known: std::sync::Mutex<HashMap<NodeId, Known>>,
 }
 
 impl Holding for Replica<'_> {
@@ -256,12 +254,14 @@ impl Holding for Replica<'_> {
     fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>> {
         let node = transfer::verify(id, bytes)?;
         let deps = dag::dependencies(&node);
-        if deps.is_empty() {
-            self.leaves
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, node.header());
-        }
+        let known = Known {
+            header: node.header(),
+            leaf: deps.is_empty(),
+        };
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, known);
         Ok(deps)
     }
 
