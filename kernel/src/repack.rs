@@ -187,23 +187,17 @@ fn recompress(
 /// Every node reachable from a branch head's tree or a live SWS's trees.
 fn hot_nodes(store: &Store, txn: &ReadTxn<'_>) -> Result<HashSet<NodeId>> {
     let dag = Dag::new(store, txn);
-    let mut roots = Vec::new();
-    for (_, target) in store.refs_with_prefix(txn, "refs/heads/")? {
+    let mut hot = HashSet::new();
+    for (_, target) in store.refs_with_prefix(txn, crate::refname::HEADS)? {
         if store.require_header(txn, &target)?.node_type == NodeType::Snapshot {
-            roots.push(crate::tree::tree_of(&dag, &target)?);
+            reach(&dag, crate::tree::tree_of(&dag, &target)?, &mut hot)?;
         }
     }
     for (id, state) in crate::sws::list(store, txn)? {
-        let src = crate::sws::SwsSource::new(store, txn, id);
-        roots.push(crate::tree::tree_of(&src, &state.base)?);
         // The working tree's unchanged parts are DAG nodes; its staged parts are not ours.
-        let mut hot = HashSet::new();
+        let src = crate::sws::SwsSource::new(store, txn, id);
+        reach(&src, crate::tree::tree_of(&src, &state.base)?, &mut hot)?;
         reach(&src, state.tree, &mut hot)?;
-        roots.extend(hot);
-    }
-    let mut hot = HashSet::new();
-    for root in roots {
-        reach(&dag, root, &mut hot)?;
     }
     Ok(hot)
 }
@@ -542,13 +536,26 @@ mod tests {
         for n in 0..versions {
             text[(n as usize * 37) % 400] = format!("line edited in version {n}\n");
             let body = text.concat().into_bytes();
-            let files = vec![
+            // Content the head reads at one path that old commits had at another path, which
+            // later changed: only being hot keeps it from becoming a delta of that change.
+            let moved = "content that moves between paths\n".repeat(30).into_bytes();
+            let mut files = vec![
                 ("src/lib.rs".to_owned(), body.clone()),
                 (
                     "src/deep/mod.rs".to_owned(),
                     [&body[..], b"// nested\n"].concat(),
                 ),
             ];
+            if n < versions / 2 {
+                files.push(("old/place.rs".to_owned(), moved.clone()));
+            } else if n + 1 < versions {
+                files.push((
+                    "old/place.rs".to_owned(),
+                    [&moved[..], b"// changed\n"].concat(),
+                ));
+            } else {
+                files.push(("src/copy.rs".to_owned(), moved.clone()));
+            }
             commit(&repo, &files, n);
         }
         repo
@@ -620,11 +627,27 @@ mod tests {
                 })
                 .collect()
         };
+        // No working set holds anything: only the branch head makes content hot.
+        let live = crate::sws::list(store, &store.read().expect("txn")).expect("list");
+        for (id, _) in live {
+            crate::sws::discard(store, id).expect("discard");
+        }
         let report = repack(store, 7, &()).expect("repack");
         assert!(report.rewritten >= 50, "{report:?}");
         assert!(report.bytes_after * 5 < report.bytes_before, "{report:?}");
         let txn = store.read().expect("txn");
-        let hot = hot_nodes(store, &txn).expect("hot");
+        // What the branch head reads: its tree and every file and directory under it, found
+        // here by walking it (not by the repack's own notion of hot).
+        let dag = Dag::new(store, &txn);
+        let head = repo.resolve("main").expect("main");
+        let root = crate::tree::tree_of(&dag, &head).expect("tree");
+        let mut hot = HashSet::from([root]);
+        crate::tree::walk(&dag, &root, b"", true, &mut |_, entry| {
+            hot.insert(entry.id);
+            Ok(())
+        })
+        .expect("walk");
+        assert!(hot.len() >= 4);
         for (id, bytes) in &before {
             let stored = store.stored(&txn, id).expect("stored").expect("there");
             if hot.contains(id) {

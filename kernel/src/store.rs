@@ -791,29 +791,7 @@ impl<'s> Op<'s> {
         bytes: &[u8],
         header: NodeHeader,
     ) -> Result<bool> {
-        if self.store.has_node(&self.txn, id)? {
-            return Ok(false);
-        }
-        if self.store.nodes.get(&self.txn, id.as_bytes())?.is_some() {
-            // Received by a sync and kept already: only the header is new.
-            self.put_header_of_kept(id, header)?;
-            return Ok(true);
-        }
-        self.put_stored(id, &repr::for_writing(bytes)?, header)
-    }
-
-    /// Writes the header of a node whose bytes a sync kept ([`crate::sync::staging`]): it
-    /// joins the DAG. Refused if its bytes are not stored.
-    pub(crate) fn put_header_of_kept(&mut self, id: &NodeId, header: NodeHeader) -> Result<()> {
-        let store = self.store;
-        if store.nodes.get(&self.txn, id.as_bytes())?.is_none() {
-            return Err(Error::NodeNotFound(*id));
-        }
-        store
-            .headers
-            .put(self.wtxn(), id.as_bytes(), &header.to_bytes())
-            .map_err(|e| store.no_space(e.into()))?;
-        Ok(())
+        self.insert(id, header, || repr::for_writing(bytes))
     }
 
     /// [`Op::put_node`] with the stored representation already made (bulk writers compress
@@ -824,24 +802,49 @@ impl<'s> Op<'s> {
         stored: &[u8],
         header: NodeHeader,
     ) -> Result<bool> {
+        self.insert(id, header, || Ok(Cow::Borrowed(stored)))
+    }
+
+    /// Writes the header of a node whose bytes a sync kept ([`crate::sync::staging`]): it
+    /// joins the DAG. Refused if its bytes are not stored.
+    pub(crate) fn put_header_of_kept(&mut self, id: &NodeId, header: NodeHeader) -> Result<()> {
+        if self.store.nodes.get(&self.txn, id.as_bytes())?.is_none() {
+            return Err(Error::NodeNotFound(*id));
+        }
+        self.put_header(id, header)
+    }
+
+    /// Inserts a node absent from the DAG: its bytes (made by `stored`, only if they are not
+    /// stored already — a sync keeps what it received before the append, so each byte is
+    /// written once) and its header. Returns whether it was new.
+    fn insert<'b>(
+        &mut self,
+        id: &NodeId,
+        header: NodeHeader,
+        stored: impl FnOnce() -> Result<Cow<'b, [u8]>>,
+    ) -> Result<bool> {
         if self.store.has_node(&self.txn, id)? {
             return Ok(false);
         }
         let store = self.store;
-        let full = |e: heed::Error| store.no_space(e.into());
-        // A sync keeps what it received, verified, before it appends it: the bytes are then
-        // stored already and only the header is new (each byte written once).
         if store.nodes.get(&self.txn, id.as_bytes())?.is_none() {
+            let stored = stored()?;
             store
                 .nodes
-                .put(self.wtxn(), id.as_bytes(), stored)
-                .map_err(full)?;
+                .put(self.wtxn(), id.as_bytes(), &stored)
+                .map_err(|e| store.no_space(e.into()))?;
         }
+        self.put_header(id, header)?;
+        Ok(true)
+    }
+
+    fn put_header(&mut self, id: &NodeId, header: NodeHeader) -> Result<()> {
+        let store = self.store;
         store
             .headers
             .put(self.wtxn(), id.as_bytes(), &header.to_bytes())
-            .map_err(full)?;
-        Ok(true)
+            .map_err(|e| store.no_space(e.into()))?;
+        Ok(())
     }
 
     /// Writes a ref target (callers enforce ref invariants and log the change).

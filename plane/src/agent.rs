@@ -17,7 +17,7 @@ use jit_kernel::patch::Patch;
 use jit_kernel::rpc::protocol::Response;
 use jit_kernel::sws::Applied;
 
-use crate::{base_config, keyexpr, PlaneError, Result};
+use crate::{keyexpr, PlaneError, Result};
 
 /// Most messages kept unanswered at once: well inside the kernel's window of remembered
 /// answers ([`agents::WINDOW`]), so every retry is answered with its original result.
@@ -119,19 +119,7 @@ fn now_micros() -> u64 {
 impl Agent {
     /// Opens a client session as agent `name` with its signing key.
     pub async fn connect(name: &str, key: SigningKey, options: AgentOptions) -> Result<Agent> {
-        let mut config = base_config("client", options.zenoh_config.as_deref())?;
-        let list = format!(
-            "[{}]",
-            options
-                .connect
-                .iter()
-                .map(|e| format!("{e:?}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        config
-            .insert_json5("connect/endpoints", &list)
-            .map_err(PlaneError::zenoh)?;
+        let config = crate::client_config_from(&options.connect, options.zenoh_config.as_deref())?;
         let session = zenoh::open(config).await.map_err(PlaneError::zenoh)?;
         Ok(Agent {
             session,

@@ -90,7 +90,15 @@ pub const ZENOH_CONFIG_ENV: &str = "JIT_ZENOH_CONFIG";
 /// names (if any), with multicast scouting off: for a `jit` command that opens a session of
 /// its own (following events, say).
 pub fn client_config(endpoints: &[String]) -> Result<zenoh::Config> {
-    let mut config = base_config("client", None)?;
+    client_config_from(endpoints, None)
+}
+
+/// [`client_config`] starting from Zenoh configuration `file`, when given.
+pub(crate) fn client_config_from(
+    endpoints: &[String],
+    file: Option<&std::path::Path>,
+) -> Result<zenoh::Config> {
+    let mut config = base_config("client", file)?;
     let list = format!(
         "[{}]",
         endpoints

@@ -324,6 +324,23 @@ fn hostile<'a>(
     }
 }
 
+/// A universe whose fetch replies `change` alters on the way.
+fn lying_fetches<'a>(
+    rt: &tokio::runtime::Runtime,
+    universe: &Universe,
+    change: fn(&mut jit_kernel::sync::wire::FetchReply),
+) -> Hostile<'a> {
+    hostile(rt, universe, move |op, value| {
+        if op == Operation::FederationFetch {
+            edit::<FetchAnswer>(value, |answer| {
+                let mut reply = answer.clone().open().unwrap();
+                change(&mut reply);
+                *answer = FetchAnswer::new(reply, true).unwrap();
+            });
+        }
+    })
+}
+
 fn edit<T: serde::Serialize + serde::de::DeserializeOwned>(
     value: &mut Value,
     change: impl FnOnce(&mut T),
@@ -1400,16 +1417,10 @@ fn hostile_manifest_whose_digest_does_not_match_is_quarantined() {
 fn hostile_node_whose_bytes_do_not_match_its_id_is_quarantined() {
     let rt = runtime();
     let (a, b, _) = pair(&rt);
-    let mut lying = hostile(&rt, &a, |op, value| {
-        if op == Operation::FederationFetch {
-            edit::<FetchAnswer>(value, |answer| {
-                let mut reply = answer.clone().open().unwrap();
-                if let Some(node) = reply.nodes.last_mut() {
-                    let last = node.bytes.len() - 1;
-                    node.bytes[last] ^= 1;
-                }
-                *answer = FetchAnswer::new(reply, true).unwrap();
-            });
+    let mut lying = lying_fetches(&rt, &a, |reply| {
+        if let Some(node) = reply.nodes.last_mut() {
+            let last = node.bytes.len() - 1;
+            node.bytes[last] ^= 1;
         }
     });
     let refused = b.import_via(&mut lying, &a, "release", "r").unwrap_err();
@@ -1425,19 +1436,13 @@ fn hostile_node_whose_bytes_do_not_match_its_id_is_quarantined() {
 fn hostile_node_sent_as_a_compressed_frame_is_refused_not_inflated() {
     let rt = runtime();
     let (a, b, _) = pair(&rt);
-    let mut lying = hostile(&rt, &a, |op, value| {
-        if op == Operation::FederationFetch {
-            edit::<FetchAnswer>(value, |answer| {
-                let mut reply = answer.clone().open().unwrap();
-                for node in &mut reply.nodes {
-                    // A stored representation (a zstd frame) instead of canonical bytes: it
-                    // would inflate to the right node, but federation asks for canonical bytes.
-                    let mut frame = vec![0x01];
-                    frame.extend(zstd::bulk::compress(&node.bytes, 1).unwrap());
-                    node.bytes = frame;
-                }
-                *answer = FetchAnswer::new(reply, true).unwrap();
-            });
+    let mut lying = lying_fetches(&rt, &a, |reply| {
+        for node in &mut reply.nodes {
+            // A stored representation (a zstd frame) instead of canonical bytes: it would
+            // inflate to the right node, but federation asks for canonical bytes.
+            let mut frame = vec![0x01];
+            frame.extend(zstd::bulk::compress(&node.bytes, 1).unwrap());
+            node.bytes = frame;
         }
     });
     let refused = b.import_via(&mut lying, &a, "release", "r").unwrap_err();

@@ -217,6 +217,16 @@ pub fn delta(
     frame(bytes, Some(base_bytes), level, &head).map(Some)
 }
 
+/// A delta representation (`delta`, as [`Stored::parse`] accepts it) with its depth set to
+/// `depth`: a replica keeps a delta it received, at the depth its own chain gives it.
+pub fn with_depth(delta: &[u8], depth: u8) -> Vec<u8> {
+    let mut out = delta.to_vec();
+    if out.first() == Some(&TAG_DELTA) && out.len() > 1 {
+        out[1] = depth;
+    }
+    out
+}
+
 /// Decompresses the frame stored for node `id`, with its base's canonical bytes as the prefix
 /// for a delta. The result is not yet checked against the id (the store does that).
 pub fn inflate(id: &NodeId, frame: &[u8], base: Option<&[u8]>) -> Result<Vec<u8>> {

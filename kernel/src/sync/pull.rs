@@ -211,30 +211,29 @@ impl Holding for Replica<'_> {
         let mut depth: HashMap<NodeId, u8> = HashMap::new();
         let mut chosen: Vec<Option<Vec<u8>>> = Vec::with_capacity(nodes.len());
         for node in nodes {
-            let keep_sent = match node.sent.as_deref().map(|s| Stored::parse(&node.id, s)) {
-                Some(Ok(Stored::Zstd(_))) => node.sent.clone(),
-                Some(Ok(Stored::Delta { base, .. })) => {
-                    let base_depth = match depth.get(&base) {
-                        Some(d) => Some(*d),
-                        None => self
-                            .store
-                            .stored(&txn, &base)?
-                            .map(|s| Stored::parse(&base, s).map(|p| p.depth()))
-                            .transpose()?,
-                    };
-                    match (base_depth, node.sent.clone()) {
-                        (Some(d), Some(mut sent)) if d < repr::MAX_CHAIN => {
-                            sent[1] = d + 1;
-                            Some(sent)
+            // What to keep, and its chain depth here.
+            let (keep_sent, d) = match &node.sent {
+                Some(sent) => match Stored::parse(&node.id, sent)? {
+                    Stored::Zstd(_) => (Some(sent.clone()), 0),
+                    Stored::Delta { base, .. } => {
+                        let base_depth = match depth.get(&base) {
+                            Some(d) => Some(*d),
+                            None => self
+                                .store
+                                .stored(&txn, &base)?
+                                .map(|s| Stored::parse(&base, s).map(|p| p.depth()))
+                                .transpose()?,
+                        };
+                        match base_depth {
+                            Some(d) if d < repr::MAX_CHAIN => {
+                                (Some(repr::with_depth(sent, d + 1)), d + 1)
+                            }
+                            _ => (None, 0),
                         }
-                        _ => None,
                     }
-                }
-                _ => None,
-            };
-            let d = match &keep_sent {
-                Some(sent) => Stored::parse(&node.id, sent)?.depth(),
-                None => 0,
+                    Stored::Raw(_) => (None, 0),
+                },
+                None => (None, 0),
             };
             depth.insert(node.id, d);
             chosen.push(keep_sent);
