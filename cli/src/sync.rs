@@ -231,8 +231,12 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
     let marker = repo.jit_dir().join(CLONING);
     // The new replica's tables were filled in hash order: write them densely and give the
     // pages that freed back (nothing else has the new store open yet).
+    let started = std::time::Instant::now();
     repo.store().rewrite_dense()?;
+    tracing::debug!(elapsed = ?started.elapsed(), "rewritten densely");
+    let started = std::time::Instant::now();
     repo.into_store().compact()?;
+    tracing::debug!(elapsed = ?started.elapsed(), "compacted");
     std::fs::remove_file(&marker).with_context(|| format!("cannot remove {}", marker.display()))?;
     if !json {
         println!(

@@ -14,6 +14,9 @@ use crate::id::NodeId;
 use crate::node::{Node, NodeError, NodeType, Payload, Rewrite};
 use crate::store::{NodeHeader, Op, ReadTxn, Store};
 
+mod obligations;
+pub(crate) use obligations::Obligations;
+
 /// Checks every invariant that depends on other stored nodes.
 pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &Node) -> Result<()> {
     validate_against(&|target| store.header(txn, target), id, node)
@@ -26,107 +29,7 @@ pub(crate) fn validate_against(
     id: &NodeId,
     node: &Node,
 ) -> Result<()> {
-    let mut highest: Option<u64> = None;
-    for parent in &node.parents {
-        let Some(header) = header(parent)? else {
-            return Err(Violation::MissingParent {
-                node: *id,
-                parent: *parent,
-            }
-            .into());
-        };
-        if header.clock >= node.clock {
-            return Err(Violation::ClockNotIncreasing {
-                node: *id,
-                clock: node.clock,
-                parent: *parent,
-                parent_clock: header.clock,
-            }
-            .into());
-        }
-        highest = highest.max(Some(header.clock));
-        let allowed: &[NodeType] = match node.node_type() {
-            NodeType::Snapshot => &[NodeType::Root, NodeType::Snapshot, NodeType::Rewrite],
-            NodeType::Rewrite => &[NodeType::Root, NodeType::Snapshot],
-            _ => &[],
-        };
-        if !allowed.is_empty() && !allowed.contains(&header.node_type) {
-            return Err(Violation::WrongType {
-                node: *id,
-                target: *parent,
-                found: header.node_type.as_str(),
-                expected: "root, snapshot or rewrite",
-            }
-            .into());
-        }
-    }
-    if let Some(highest) = highest {
-        let expected = highest.saturating_add(1);
-        if node.clock != expected {
-            return Err(Violation::ClockNotNext {
-                node: *id,
-                clock: node.clock,
-                expected,
-            }
-            .into());
-        }
-    }
-    for (target, expected) in node.references() {
-        let Some(header) = header(&target)? else {
-            return Err(Violation::MissingReference { node: *id, target }.into());
-        };
-        if header.node_type != expected {
-            return Err(Violation::WrongType {
-                node: *id,
-                target,
-                found: header.node_type.as_str(),
-                expected: expected.as_str(),
-            }
-            .into());
-        }
-    }
-    if let Payload::Rewrite(Rewrite {
-        base: Some(base), ..
-    }) = &node.payload
-    {
-        match header(base)? {
-            None => {
-                return Err(Violation::MissingReference {
-                    node: *id,
-                    target: *base,
-                }
-                .into())
-            }
-            Some(h) if !matches!(h.node_type, NodeType::Snapshot | NodeType::Root) => {
-                return Err(Violation::WrongType {
-                    node: *id,
-                    target: *base,
-                    found: h.node_type.as_str(),
-                    expected: "snapshot or root",
-                }
-                .into())
-            }
-            Some(_) => {}
-        }
-    }
-    if let Payload::Blob(crate::node::Blob::Chunked { chunks, .. }) = &node.payload {
-        for chunk in chunks {
-            let stored = header(&chunk.id)?
-                .ok_or(Error::NodeNotFound(chunk.id))?
-                .size;
-            if stored != chunk.len as u64 {
-                return Err(Violation::Malformed {
-                    node: *id,
-                    reason: format!(
-                        "chunk {} is {stored} bytes, the blob says {}",
-                        chunk.id, chunk.len
-                    ),
-                }
-                .into());
-            }
-        }
-    }
-    Ok(())
+    Obligations::of(node).check(header, id)
 }
 
 fn malformed(id: NodeId, error: NodeError) -> Error {
@@ -176,65 +79,19 @@ pub fn append_encoded(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<
     result
 }
 
-/// Appends a node a sync received, verified and kept (its bytes are stored, without a header)
-/// and that names nothing — no parent, no reference — so the DAG's rules hold for it whatever
-/// else the store holds: only its header and creation record are written.
-pub fn append_kept_leaf(op: &mut Op<'_>, id: NodeId, header: NodeHeader) -> Result<bool> {
+/// Appends a node a sync received, verified and kept (its bytes are stored, without a
+/// header) and whose [`Obligations`] the caller has checked against the headers of what it
+/// names: only its header is written (the node is neither read nor decoded again); the
+/// caller logs its creation ([`Op::created`]), in dependency order. Returns whether it was
+/// new. A refusal poisons `op`.
+pub(crate) fn append_kept(op: &mut Op<'_>, id: NodeId, header: NodeHeader) -> Result<bool> {
     if op.store().has_node(op.txn(), &id)? {
         return Ok(false);
     }
     let result = op.put_header_of_kept(&id, header);
     op.poison_on(&result);
     result?;
-    op.created(id, header.node_type)?;
     Ok(true)
-}
-
-/// [`append_encoded`] of bytes already hashed to `id` (read through
-/// [`crate::store::Store::node_bytes`], which verifies them): decoded and validated, not hashed
-/// again. The nodes it names are looked up in `known` first (the headers of what a pull
-/// received, appended before this node in dependency order), then in the store.
-pub fn append_verified(
-    op: &mut Op<'_>,
-    id: NodeId,
-    bytes: &[u8],
-    known: &dyn Fn(&NodeId) -> Option<NodeHeader>,
-) -> Result<bool> {
-    let result = append_verified_unpoisoned(op, id, bytes, known);
-    op.poison_on(&result);
-    result
-}
-
-fn append_verified_unpoisoned(
-    op: &mut Op<'_>,
-    id: NodeId,
-    bytes: &[u8],
-    known: &dyn Fn(&NodeId) -> Option<NodeHeader>,
-) -> Result<bool> {
-    if op.store().has_node(op.txn(), &id)? {
-        return Ok(false);
-    }
-    let node = decode_claimed(id, bytes)?;
-    {
-        let (store, txn) = (op.store(), op.txn());
-        let header = |target: &NodeId| match known(target) {
-            Some(header) => Ok(Some(header)),
-            None => store.header(txn, target),
-        };
-        validate_against(&header, &id, &node)?;
-    }
-    op.put_node(&id, bytes, node.header())?;
-    op.created(id, node.node_type())?;
-    Ok(true)
-}
-
-fn decode_claimed(claimed: NodeId, bytes: &[u8]) -> Result<Node> {
-    Node::decode(bytes).map_err(|e| match e {
-        NodeError::Shape(reason) if reason.contains("parents are not sorted") => {
-            Violation::UnsortedParents { node: claimed }.into()
-        }
-        other => malformed(claimed, other),
-    })
 }
 
 fn append_encoded_unpoisoned(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<bool> {
@@ -335,7 +192,7 @@ pub fn dependencies(node: &Node) -> Vec<NodeId> {
 /// among them (dependencies outside the set must already be stored). Returns indexes into
 /// `nodes`; a cycle is refused.
 pub fn dependency_order(nodes: &[(NodeId, Vec<NodeId>)]) -> Result<Vec<usize>> {
-    let index: HashMap<NodeId, usize> = nodes
+    let index: crate::id::IdMap<usize> = nodes
         .iter()
         .enumerate()
         .map(|(i, (id, _))| (*id, i))

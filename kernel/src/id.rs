@@ -120,3 +120,11 @@ impl<'de> Deserialize<'de> for NodeId {
         deserializer.deserialize_any(IdVisitor)
     }
 }
+
+/// A hash map keyed by node id. Ids are BLAKE3 outputs, so a fast seeded hasher (foldhash)
+/// spreads them as well as SipHash does; SipHash was a noticeable share of a clone, whose maps
+/// hold every node it receives and every name in its trees.
+pub type IdMap<V> = std::collections::HashMap<NodeId, V, foldhash::fast::RandomState>;
+
+/// A hash set of node ids ([`IdMap`]'s hasher).
+pub type IdSet = std::collections::HashSet<NodeId, foldhash::fast::RandomState>;

@@ -353,6 +353,16 @@ impl<'a> Reader<'a> {
         self.parser.pos
     }
 
+    /// Whether every byte has been read.
+    pub fn is_at_end(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    /// How many bytes are left to read.
+    pub fn remaining(&self) -> usize {
+        self.parser.bytes.len() - self.parser.pos
+    }
+
     /// Reads a head, expecting major type `major`; returns its argument.
     pub fn expect(&mut self, major: u8) -> Result<u64, CborError> {
         let (m, n) = self.parser.head()?;

@@ -69,6 +69,13 @@ impl Node {
 
     /// Strictly decodes canonical bytes, checking every context-free rule.
     pub fn decode(bytes: &[u8]) -> Result<Node, NodeError> {
+        // Content nodes in their one canonical layout decode directly; anything else (or a
+        // node that breaks a shape rule) goes through the strict decoder, which says why.
+        if let Some(node) = super::direct::decode(bytes) {
+            if node.validate_shape().is_ok() {
+                return Ok(node);
+            }
+        }
         let value = cbor::decode(bytes)?;
         let node = Node::from_value(&value)?;
         node.validate_shape()?;

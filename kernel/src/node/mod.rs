@@ -7,11 +7,12 @@
 //!
 //! The module is split along its seams: `model` holds the types and the rules a node keeps on its
 //! own, `codec` the byte-exact canonical CBOR encoding and strict decoding (a node's id is the
-//! BLAKE3 of those bytes), and `view` a zero-copy reader for stored bytes. Everything is
+//! BLAKE3 of those bytes), `direct` a fast decoder for the one canonical layout of content nodes, and `view` a zero-copy reader for stored bytes. Everything is
 //! re-exported here, so callers name `crate::node::X` and never the file it lives in. The store's
 //! per-node index entry, [`crate::store::NodeHeader`], lives with the store.
 
 mod codec;
+mod direct;
 mod model;
 mod view;
 

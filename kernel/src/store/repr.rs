@@ -132,8 +132,11 @@ pub fn corrupt(id: &NodeId, reason: String) -> Error {
 thread_local! {
     static COMPRESS: RefCell<zstd::bulk::Compressor<'static>> =
         RefCell::new(zstd::bulk::Compressor::default());
-    static DECOMPRESS: RefCell<zstd::bulk::Decompressor<'static>> =
-        RefCell::new(zstd::bulk::Decompressor::default());
+    /// Decompression context. A delta's base is passed per frame
+    /// (`ZSTD_decompress_usingDict`), which references it where loading it as the context's
+    /// dictionary would copy it first.
+    static DECOMPRESS: RefCell<zstd::zstd_safe::DCtx<'static>> =
+        RefCell::new(zstd::zstd_safe::DCtx::create());
 }
 
 fn zstd_error(what: &str, e: std::io::Error) -> Error {
@@ -240,15 +243,17 @@ pub fn inflate(id: &NodeId, frame: &[u8], base: Option<&[u8]>) -> Result<Vec<u8>
         }
         Ok(None) | Err(_) => return Err(corrupt(id, "its zstd frame header is damaged".into())),
     };
-    DECOMPRESS.with(|decompressor| {
-        let mut decompressor = decompressor.borrow_mut();
-        decompressor
-            .set_dictionary(base.unwrap_or(&[]))
-            .map_err(|e| zstd_error("load a delta base", e))?;
+    DECOMPRESS.with(|context| {
+        let mut context = context.borrow_mut();
         let mut out = Vec::with_capacity(size);
-        let written = decompressor
-            .decompress_to_buffer(frame, &mut out)
-            .map_err(|e| corrupt(id, format!("its zstd frame does not decompress: {e}")))?;
+        let written = match base {
+            Some(base) => context.decompress_using_dict(&mut out, frame, base),
+            None => context.decompress(&mut out, frame),
+        }
+        .map_err(|code| {
+            let reason = zstd::zstd_safe::get_error_name(code);
+            corrupt(id, format!("its zstd frame does not decompress: {reason}"))
+        })?;
         if written != size {
             return Err(corrupt(
                 id,

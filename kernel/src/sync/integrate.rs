@@ -15,7 +15,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::staging;
 use super::wire::Frontier;
 use crate::dag;
 use crate::error::{Error, Result};
@@ -90,44 +89,59 @@ impl RefChange {
     }
 }
 
-/// What checking a received node learned: its header, and whether it names nothing (file
-/// content, a chunk), so the DAG's rules have nothing to check for it and the append writes
-/// its header without reading it again. Headers of received nodes also stand in for store
-/// lookups when the nodes naming them are validated (they are appended first).
-#[derive(Debug, Clone, Copy)]
+/// What checking a received node learned: its header, and what the DAG's rules ask of the
+/// nodes it names ([`dag::Obligations`]). The append checks those against headers and writes
+/// the header, without reading or decoding the node again; the headers of received nodes also
+/// stand in for store lookups (they are appended first).
+#[derive(Debug, Clone)]
 pub(crate) struct Known {
     pub(crate) header: crate::store::NodeHeader,
-    pub(crate) leaf: bool,
+    pub(crate) obligations: dag::Obligations,
 }
 
-/// Appends the received nodes (`(id, dependencies)`, bytes in the staging table) in dependency
-/// order, applies the ref rules to the peer's refs and logs the sync — one operation. Returns
-/// how many nodes were new and what happened to each ref.
+/// Appends the received nodes (`(id, dependencies)`, bytes kept in the node table, what
+/// checking each learned in `known`), applies the ref rules to the peer's refs and logs the
+/// sync — one operation. Returns how many nodes were new and what happened to each ref.
+///
+/// Every node's [`dag::Obligations`] are checked first, on all cores, against the headers of
+/// what the pull received and what the store holds (no rule reads a received node's stored
+/// copy); then the headers are written, and the creations logged in dependency order (the
+/// log never names a node before what it needs).
 pub(crate) fn integrate(
     store: &Store,
     remote: &str,
     received: &[(NodeId, Vec<NodeId>)],
-    known: &std::collections::HashMap<NodeId, Known>,
+    known: &crate::id::IdMap<Known>,
     frontier: &Frontier,
 ) -> Result<(u64, Vec<RefChange>)> {
-    store.operation("sync.pull", |op| {
-        let mut new_nodes = 0u64;
-        for i in dag::dependency_order(received)? {
-            let id = received[i].0;
-            if let Some(Known { header, leaf: true }) = known.get(&id) {
-                if dag::append_kept_leaf(op, id, *header)? {
-                    new_nodes += 1;
-                }
-                continue;
-            }
-            let bytes = staging::get(op.store(), op.txn(), &id)?
-                .ok_or_else(|| Error::Sync {
+    let mut nodes = Vec::with_capacity(received.len());
+    for i in dag::dependency_order(received)? {
+        let id = received[i].0;
+        match known.get(&id) {
+            Some(checked) => nodes.push((id, checked)),
+            None => {
+                return Err(Error::Sync {
                     remote: remote.to_owned(),
-                    reason: format!("received node {id} vanished from the store"),
-                })?
-                .into_owned();
-            let header = |target: &NodeId| known.get(target).map(|k| k.header);
-            if dag::append_verified(op, id, &bytes, &header)? {
+                    reason: format!("received node {id} was never checked"),
+                })
+            }
+        }
+    }
+    check_obligations(store, remote, &nodes, known)?;
+    // Headers are written in id order (neighbours in the table: a third faster than in
+    // dependency order), creations logged in dependency order.
+    let mut by_id: Vec<usize> = (0..nodes.len()).collect();
+    by_id.sort_unstable_by_key(|&i| nodes[i].0);
+    store.operation("sync.pull", |op| {
+        let mut new = vec![false; nodes.len()];
+        for i in by_id {
+            let (id, checked) = nodes[i];
+            new[i] = dag::append_kept(op, id, checked.header)?;
+        }
+        let mut new_nodes = 0u64;
+        for ((id, checked), new) in nodes.iter().zip(new) {
+            if new {
+                op.created(*id, checked.header.node_type)?;
                 new_nodes += 1;
             }
         }
@@ -169,6 +183,35 @@ fn forget_kept(op: &mut Op<'_>, remote: &str, name: &RefName) -> Result<()> {
         refs::delete(op, &kept, true)?;
     }
     Ok(())
+}
+
+/// Checks every received node's obligations, in parallel, each against the headers of the
+/// received nodes and then the store's. The first refusal in `nodes`' order is the error.
+fn check_obligations(
+    store: &Store,
+    remote: &str,
+    nodes: &[(NodeId, &Known)],
+    known: &crate::id::IdMap<Known>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let verdicts: Vec<Result<()>> = nodes
+        .par_iter()
+        .map_init(
+            || store.read(),
+            |txn, (id, checked)| {
+                let txn = txn.as_ref().map_err(|e| Error::Sync {
+                    remote: remote.to_owned(),
+                    reason: format!("cannot read the store: {e}"),
+                })?;
+                let header = |target: &NodeId| match known.get(target) {
+                    Some(k) => Ok(Some(k.header)),
+                    None => store.header(txn, target),
+                };
+                checked.obligations.check(&header, id)
+            },
+        )
+        .collect();
+    verdicts.into_iter().collect()
 }
 
 fn take_branch(op: &mut Op<'_>, remote: &str, name: &RefName, theirs: NodeId) -> Result<RefChange> {

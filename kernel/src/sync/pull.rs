@@ -2,7 +2,7 @@
 //! atomic integration ([`super::integrate`]).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use ciborium::value::Value;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use super::wire::{self, FetchRequest, Frontier, NegotiateReply, NegotiateRequest
 use crate::command::Operation;
 use crate::dag;
 use crate::error::{Error, Result};
-use crate::id::NodeId;
+use crate::id::{IdMap, NodeId};
 use crate::repo::Repository;
 use crate::store::repr::{self, Stored};
 use crate::store::{ReadTxn, Store};
@@ -134,8 +134,10 @@ fn pull_inner(
     progress.appending(transfer.received.len() as u64);
     let name = transfer.remote.name().to_owned();
     let known = std::mem::take(&mut *holding.known.lock().unwrap_or_else(|e| e.into_inner()));
+    let started = std::time::Instant::now();
     let (new_nodes, refs) =
         integrate::integrate(store, &name, &transfer.received, &known, &frontier)?;
+    tracing::debug!(elapsed = ?started.elapsed(), new_nodes, "appended");
     Ok(PullReport {
         remote: name,
         history,
@@ -182,7 +184,7 @@ struct Replica<'a> {
     /// Whether the peer sends stored representations.
     stored: bool,
     /// What checking each received node learned ([`Known`]), for the append.
-    known: std::sync::Mutex<HashMap<NodeId, Known>>,
+    known: std::sync::Mutex<IdMap<Known>>,
 }
 
 impl Holding for Replica<'_> {
@@ -208,7 +210,7 @@ impl Holding for Replica<'_> {
     fn keep(&self, nodes: &[Received]) -> Result<()> {
         use rayon::prelude::*;
         let txn = self.store.read()?;
-        let mut depth: HashMap<NodeId, u8> = HashMap::new();
+        let mut depth: IdMap<u8> = IdMap::default();
         let mut chosen: Vec<Option<Vec<u8>>> = Vec::with_capacity(nodes.len());
         for node in nodes {
             // What to keep, and its chain depth here.
@@ -255,7 +257,7 @@ impl Holding for Replica<'_> {
         let deps = dag::dependencies(&node);
         let known = Known {
             header: node.header(),
-            leaf: deps.is_empty(),
+            obligations: dag::Obligations::of(&node),
         };
         self.known
             .lock()

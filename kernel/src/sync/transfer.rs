@@ -1,22 +1,20 @@
 //! The verified, resumable, level-by-level transfer that sync and federation share: walk down
 //! from the nodes wanted, ask the peer only for what is neither held nor staged, several
-//! requests in flight, each reply bounded in bytes; check every node as it arrives; keep each
-//! round's nodes durably before the next, so an interrupted transfer resumes where it stopped.
+//! requests in flight, each reply bounded in bytes; open and check every node as it arrives,
+//! on all cores; keep each batch durably ([`super::keeper`], while the next is fetched), so an
+//! interrupted transfer resumes where it stopped.
 //!
 //! What "held", "staged", "checked" and "the request" mean is the [`Holding`]'s: a replica holds
 //! what its DAG holds and follows every dependency; a federation import holds what it imported
 //! from that universe and follows only the closure (never a parent).
 
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
-use ciborium::value::Value;
-
+pub(crate) use super::holding::{Holding, Received};
+use super::keeper::Keeper;
 use super::peer::{Remote, SyncProgress};
-use super::wire::FetchReply;
-use crate::command::Operation;
 use crate::error::{Error, Result, Violation};
-use crate::id::NodeId;
+use crate::id::{IdMap, IdSet, NodeId};
 use crate::node::Node;
 use crate::store::repr::{self, Stored};
 use crate::store::{ReadTxn, Store};
@@ -27,46 +25,6 @@ const IDS_PER_FETCH: usize = 2048;
 pub(crate) const REPLY_BYTES: u64 = 8 << 20;
 /// Fetch requests kept in flight at once.
 const IN_FLIGHT: usize = 4;
-
-/// What a transfer fetches into.
-pub(crate) trait Holding: Sync {
-    /// Whether `id` is already held (it and what it needs are not fetched).
-    fn held(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool>;
-    /// The canonical bytes of `id` if an earlier transfer staged it.
-    fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>>;
-    /// Keeps verified nodes durably (one round's).
-    fn keep(&self, nodes: &[Received]) -> Result<()>;
-    /// Checks a node as it arrives; returns the ids it needs.
-    fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>>;
-    /// The request for `ids`, within a reply budget of `max_bytes`; `stored` asks for nodes
-    /// as the peer stores them ([`crate::store::repr`]) rather than canonical bytes.
-    fn request(&self, ids: Vec<NodeId>, max_bytes: u64, stored: bool)
-        -> Result<(Operation, Value)>;
-    /// Whether this holding's peer can send stored representations.
-    fn takes_stored(&self) -> bool {
-        false
-    }
-    /// The canonical bytes of a node this holding already has (a delta's base), if any.
-    fn base<'t>(&self, _txn: &'t ReadTxn<'_>, _id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
-        Ok(None)
-    }
-    /// The reply to such a request (a holding whose replies are compressed opens them here).
-    fn reply(&self, answer: Value) -> Result<FetchReply> {
-        super::wire::from_value(answer, "fetch reply")
-    }
-}
-
-/// A node received and verified: its canonical bytes, and the representation it travelled in
-/// when that was a delta (which a holding may keep as it is, when it holds the base).
-pub(crate) struct Received {
-    /// The node.
-    pub(crate) id: NodeId,
-    /// Its canonical bytes (hashed to `id`).
-    pub(crate) canonical: Vec<u8>,
-    /// The representation it came in, when that was compressed or a delta
-    /// ([`crate::store::repr`]); `None` when it came as canonical bytes.
-    pub(crate) sent: Option<Vec<u8>>,
-}
 
 /// Checks a node's bytes against the id it was offered under, and that they are a canonical,
 /// well-formed node naming nothing reserved (`.git`, `.jit`, `.jit-checkout`: see
@@ -103,7 +61,7 @@ pub(crate) struct Transfer<'a> {
     pub(crate) byte_limit: Option<u64>,
     /// Most rounds (levels of the walk) it may take; refused beyond.
     pub(crate) round_limit: Option<usize>,
-    pub(crate) seen: HashSet<NodeId>,
+    pub(crate) seen: IdSet,
     /// Every node this transfer brought or found staged, with what it needs.
     pub(crate) received: Vec<(NodeId, Vec<NodeId>)>,
     pub(crate) fetched_nodes: u64,
@@ -117,6 +75,17 @@ pub(crate) struct Transfer<'a> {
     /// the walk met it a level early): resolved when the base arrives, or asked again whole
     /// once the walk is done.
     waiting: Vec<Arrived>,
+    /// Where the time went, for the debug summary at the end.
+    timings: Timings,
+}
+
+/// Time spent in each step of a transfer (logged at debug level when it ends).
+#[derive(Default, Debug)]
+struct Timings {
+    waiting_for_peer: std::time::Duration,
+    opening: std::time::Duration,
+    /// Waiting for the batch before to be kept.
+    keeping: std::time::Duration,
 }
 
 /// A node as it arrived: its id and the bytes the peer sent.
@@ -138,18 +107,30 @@ impl<'a> Transfer<'a> {
             limit: None,
             byte_limit: None,
             round_limit: None,
-            seen: HashSet::new(),
+            seen: IdSet::default(),
             received: Vec::new(),
             fetched_nodes: 0,
             fetched_bytes: 0,
             resumed_nodes: 0,
             peer_broke_protocol: false,
             waiting: Vec::new(),
+            timings: Timings::default(),
         }
     }
 
     /// Fetches everything `start` needs that is not held.
     pub(crate) fn run(&mut self, start: Vec<NodeId>) -> Result<()> {
+        let (holding, progress) = (self.holding, self.progress);
+        std::thread::scope(|scope| {
+            let mut keeper = Keeper::new(scope, holding, progress);
+            let walked = self.walk(start, &mut keeper);
+            let kept = keeper.finish();
+            walked.and(kept)
+        })
+    }
+
+    /// [`Transfer::run`], each batch kept by `keeper` while the next is fetched.
+    fn walk(&mut self, start: Vec<NodeId>, keeper: &mut Keeper<'_, '_>) -> Result<()> {
         let mut level = start;
         let mut rounds = 0usize;
         loop {
@@ -162,7 +143,7 @@ impl<'a> Transfer<'a> {
                     .map(|(id, _)| id)
                     .collect();
                 let mut next = Vec::new();
-                self.fetch(ids, &mut next, true)?;
+                self.fetch(keeper, ids, &mut next, true)?;
                 level = next;
                 continue;
             }
@@ -190,9 +171,10 @@ impl<'a> Transfer<'a> {
                 }
             }
             self.within_limit(wanted.len())?;
-            self.fetch(wanted, &mut next, false)?;
+            self.fetch(keeper, wanted, &mut next, false)?;
             level = next;
         }
+        tracing::debug!(rounds, nodes = self.received.len(), timings = ?self.timings, "transfer done");
         Ok(())
     }
 
@@ -219,7 +201,13 @@ impl<'a> Transfer<'a> {
     /// transfer — and one whose base has not come yet waits for it ([`Transfer::run`] asks for
     /// what still waits at the end, whole). Each round's nodes are verified and kept before
     /// the next round.
-    fn fetch(&mut self, wanted: Vec<NodeId>, next: &mut Vec<NodeId>, whole: bool) -> Result<()> {
+    fn fetch(
+        &mut self,
+        keeper: &mut Keeper<'_, '_>,
+        wanted: Vec<NodeId>,
+        next: &mut Vec<NodeId>,
+        whole: bool,
+    ) -> Result<()> {
         let stored = !whole && self.holding.takes_stored();
         let mut queue: VecDeque<NodeId> = wanted.into();
         while !queue.is_empty() {
@@ -232,7 +220,9 @@ impl<'a> Transfer<'a> {
             for ids in &batches {
                 requests.push(self.holding.request(ids.clone(), REPLY_BYTES, stored)?);
             }
+            let started = std::time::Instant::now();
             let answers = self.remote.call(requests)?;
+            self.timings.waiting_for_peer += started.elapsed();
             if answers.len() != batches.len() {
                 return Err(self.broken(format!(
                     "{} answers to {} fetch requests",
@@ -250,8 +240,8 @@ impl<'a> Transfer<'a> {
                         "the peer does not hold node {id}, which its history needs"
                     )));
                 }
-                let asked: HashSet<NodeId> = ids.iter().copied().collect();
-                let mut got = HashSet::new();
+                let asked: IdSet = ids.iter().copied().collect();
+                let mut got = IdSet::default();
                 for fetched in reply.nodes {
                     if !asked.contains(&fetched.id) || !got.insert(fetched.id) {
                         return Err(
@@ -279,71 +269,102 @@ impl<'a> Transfer<'a> {
                     "the peer sent more than the {most} bytes its closure declared"
                 )));
             }
-            let (kept, unresolved) = self.rebuild(arrived, stored)?;
+            // The batch before must be kept first: deltas here may name bases it holds.
+            let started = std::time::Instant::now();
+            keeper.wait()?;
+            self.timings.keeping += started.elapsed();
+            let started = std::time::Instant::now();
+            let (kept, checked, unresolved) = self.open_and_check(arrived, stored)?;
             self.waiting = unresolved;
-            // Hashing and decoding every node is most of a pull's work: on all cores.
-            let holding = self.holding;
-            let checked = {
-                use rayon::prelude::*;
-                kept.par_iter()
-                    .map(|node| holding.check(node.id, &node.canonical))
-                    .collect::<Result<Vec<_>>>()?
-            };
             for (node, deps) in kept.iter().zip(checked) {
                 next.extend_from_slice(&deps);
                 self.received.push((node.id, deps));
             }
-            self.holding.keep(&kept)?;
+            self.timings.opening += started.elapsed();
             self.fetched_nodes += kept.len() as u64;
             self.fetched_bytes += sent_bytes;
-            self.progress.received(kept.len() as u64, sent_bytes);
+            keeper.keep(kept, sent_bytes)?;
         }
         Ok(())
     }
 
-    /// The canonical bytes of nodes as they arrived (canonical, or the peer's stored
-    /// representations), each hashed to its id; deltas whose base is neither held here nor
-    /// among these come back to wait (refused when they were asked whole).
-    fn rebuild(
+    /// Opens the nodes as they arrived (canonical bytes, or the peer's stored representations)
+    /// and checks each ([`Holding::check`]: hashed to its id, decoded) — both on all cores.
+    /// Returns the nodes opened with the ids each needs, and the deltas whose base is neither
+    /// held here nor among these, to wait (refused when they were asked whole).
+    ///
+    /// A delta opens once its base is open. So the round is cut into layers: layer 0 opens
+    /// without a base from this round (canonical bytes, a frame, a delta on a node held
+    /// here), layer k on a base in layer k − 1; the layers open one after another, each in
+    /// parallel.
+    #[allow(clippy::type_complexity)]
+    fn open_and_check(
         &mut self,
-        arrived: Vec<(NodeId, Vec<u8>)>,
+        arrived: Vec<Arrived>,
         stored: bool,
-    ) -> Result<(Vec<Received>, Vec<Arrived>)> {
-        let mut kept: Vec<Received> = Vec::with_capacity(arrived.len());
-        let mut at: HashMap<NodeId, usize> = HashMap::new();
-        let mut waiting = arrived;
-        let txn = self.store.read()?;
-        // Passes until nothing more opens: a delta whose base came later in the round opens
-        // on a later pass.
-        loop {
-            let before = waiting.len();
-            let mut still = Vec::new();
-            for (id, bytes) in waiting {
-                let received = match bytes.first() {
-                    // Canonical bytes: kept as they are (hashed by the holding's check).
-                    Some(0xa0..=0xbf) => Received {
-                        id,
-                        canonical: bytes,
-                        sent: None,
+    ) -> Result<(Vec<Received>, Vec<Vec<NodeId>>, Vec<Arrived>)> {
+        use rayon::prelude::*;
+        let mut plans = Vec::with_capacity(arrived.len());
+        for (id, bytes) in &arrived {
+            plans.push(self.plan(id, bytes)?);
+        }
+        let at: IdMap<usize> = arrived
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
+        let layers = layers(&plans, &at);
+        let mut opened: Vec<Option<Received>> = Vec::new();
+        opened.resize_with(arrived.len(), || None);
+        let mut checked: Vec<Option<Vec<NodeId>>> = vec![None; arrived.len()];
+        // Opened nodes in layer order: a base before the deltas on it (the holding's keep
+        // works out chain depths in that order).
+        let mut order = Vec::with_capacity(arrived.len());
+        let holding = self.holding;
+        let store = self.store;
+        for layer in layers {
+            let results: Vec<(usize, Opened)> = layer
+                .par_iter()
+                .map_init(
+                    || store.read(),
+                    |txn, &i| {
+                        let (id, bytes) = &arrived[i];
+                        let txn = txn.as_ref().map_err(|e| Failure::Txn(e.to_string()))?;
+                        let outcome = open(holding, txn, id, bytes, &plans[i], &at, &opened)?;
+                        Ok((i, outcome))
                     },
-                    _ => match self.open(&txn, &id, &bytes, &kept, &at)? {
-                        Some(canonical) => Received {
-                            id,
-                            canonical,
-                            sent: Some(bytes),
-                        },
-                        None => {
-                            still.push((id, bytes));
-                            continue;
-                        }
-                    },
-                };
-                at.insert(id, kept.len());
-                kept.push(received);
+                )
+                .collect::<std::result::Result<_, Failure>>()
+                .map_err(|failure| self.failed(failure))?;
+            for (i, outcome) in results {
+                if let Opened::Node { canonical, deps } = outcome {
+                    let (id, bytes) = &arrived[i];
+                    let sent = match plans[i] {
+                        Plan::Canonical => None,
+                        _ => Some(bytes.clone()),
+                    };
+                    opened[i] = Some(Received {
+                        id: *id,
+                        canonical,
+                        sent,
+                    });
+                    checked[i] = Some(deps);
+                    order.push(i);
+                }
             }
-            waiting = still;
-            if waiting.is_empty() || waiting.len() == before {
-                break;
+        }
+        let waiting: Vec<Arrived> = arrived
+            .into_iter()
+            .zip(&checked)
+            .filter(|(_, deps)| deps.is_none())
+            .map(|(arrived, _)| arrived)
+            .collect();
+        let mut kept = Vec::with_capacity(order.len());
+        let mut needs = Vec::with_capacity(order.len());
+        for &i in &order {
+            if let (Some(node), Some(deps)) = (opened[i].take(), checked[i].take()) {
+                kept.push(node);
+                needs.push(deps);
             }
         }
         if let (false, Some((id, _))) = (stored, waiting.first()) {
@@ -351,20 +372,16 @@ impl<'a> Transfer<'a> {
                 "the peer sent node {id} as a delta against a base it was told is missing"
             )));
         }
-        Ok((kept, waiting))
+        Ok((kept, needs, waiting))
     }
 
-    /// One node's canonical bytes from a representation the peer sent (not yet hashed: the
-    /// holding's [`Holding::check`] does that); `None` for a delta whose base is not at hand.
-    fn open(
-        &mut self,
-        txn: &ReadTxn<'_>,
-        id: &NodeId,
-        sent: &[u8],
-        kept: &[Received],
-        at: &HashMap<NodeId, usize>,
-    ) -> Result<Option<Vec<u8>>> {
-        let parsed = Stored::parse(id, sent).map_err(|e| self.broken(e.to_string()))?;
+    /// How a node that arrived opens; a representation the peer should not have sent is
+    /// refused here.
+    fn plan(&mut self, id: &NodeId, bytes: &[u8]) -> Result<Plan> {
+        if let Some(0xa0..=0xbf) = bytes.first() {
+            return Ok(Plan::Canonical);
+        }
+        let parsed = Stored::parse(id, bytes).map_err(|e| self.broken(e.to_string()))?;
         // Only a peer asked for stored forms may send them: anything else must send canonical
         // bytes, so a frame cannot stand in for them (and inflate past what was declared).
         if !self.holding.takes_stored() && !matches!(parsed, Stored::Raw(_)) {
@@ -372,23 +389,131 @@ impl<'a> Transfer<'a> {
                 "the peer sent node {id} compressed, which was not asked for"
             )));
         }
-        let canonical = match parsed {
-            Stored::Raw(raw) => raw.to_vec(), // (rebuild keeps these without calling here)
-            Stored::Zstd(frame) => {
-                repr::inflate(id, frame, None).map_err(|e| self.broken(e.to_string()))?
-            }
-            Stored::Delta { base, frame, .. } => {
-                let inflated = match at.get(&base) {
-                    Some(i) => repr::inflate(id, frame, Some(&kept[*i].canonical)),
-                    None => match self.holding.base(txn, &base)? {
-                        Some(bytes) => repr::inflate(id, frame, Some(&bytes)),
-                        None => return Ok(None),
-                    },
-                };
-                inflated.map_err(|e| self.broken(e.to_string()))?
-            }
-        };
-        // Hashed against `id` by the holding's check, next.
-        Ok(Some(canonical))
+        Ok(match parsed {
+            Stored::Raw(_) => Plan::Canonical,
+            Stored::Zstd(_) => Plan::Frame,
+            Stored::Delta { base, .. } => Plan::Delta(base),
+        })
     }
+
+    /// The error for a failure while opening: the peer's fault, or ours.
+    fn failed(&mut self, failure: Failure) -> Error {
+        match failure {
+            Failure::Peer(reason) => self.broken(reason),
+            Failure::Txn(reason) => Error::Sync {
+                remote: self.remote.name().to_owned(),
+                reason: format!("cannot read the store: {reason}"),
+            },
+            Failure::Local(error) | Failure::Check(error) => error,
+        }
+    }
+}
+
+/// How a node that arrived opens.
+enum Plan {
+    /// It came as canonical bytes.
+    Canonical,
+    /// It came as a compressed frame.
+    Frame,
+    /// It came as a delta against this base.
+    Delta(NodeId),
+}
+
+/// What opening one node gave.
+enum Opened {
+    /// Its canonical bytes, checked, and the ids it needs.
+    Node {
+        canonical: Vec<u8>,
+        deps: Vec<NodeId>,
+    },
+    /// A delta whose base is not at hand.
+    Waiting,
+}
+
+/// Why opening a node failed.
+enum Failure {
+    /// The peer sent something that does not open (a broken frame, a bad delta).
+    Peer(String),
+    /// A read transaction on our own store could not begin.
+    Txn(String),
+    /// Our own store failed (a base held here does not read).
+    Local(Error),
+    /// The node opened but its check refused it.
+    Check(Error),
+}
+
+/// The round cut into layers (indexes into `plans`): a node is in layer 0 unless it is a
+/// delta whose base arrived in this round, then one layer after its base. Deltas whose base
+/// never opens in this round (a loop) are left out; they wait.
+fn layers(plans: &[Plan], at: &IdMap<usize>) -> Vec<Vec<usize>> {
+    let base_here = |i: usize| match &plans[i] {
+        Plan::Delta(base) => at.get(base).copied(),
+        _ => None,
+    };
+    let mut layer_of: Vec<Option<usize>> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, _)| base_here(i).is_none().then_some(0))
+        .collect();
+    let mut layers = vec![(0..plans.len())
+        .filter(|&i| layer_of[i] == Some(0))
+        .collect::<Vec<_>>()];
+    let mut pending: Vec<usize> = (0..plans.len())
+        .filter(|&i| layer_of[i].is_none())
+        .collect();
+    while !pending.is_empty() {
+        let depth = layers.len();
+        let (ready, still): (Vec<usize>, Vec<usize>) = pending
+            .into_iter()
+            .partition(|&i| base_here(i).is_some_and(|b| layer_of[b].is_some_and(|l| l < depth)));
+        if ready.is_empty() {
+            break;
+        }
+        for &i in &ready {
+            layer_of[i] = Some(depth);
+        }
+        layers.push(ready);
+        pending = still;
+    }
+    layers
+}
+
+/// Opens and checks one node: its canonical bytes from the representation it came in (a
+/// delta's base from this round's opened nodes or the holding), then the holding's check.
+fn open(
+    holding: &dyn Holding,
+    txn: &ReadTxn<'_>,
+    id: &NodeId,
+    sent: &[u8],
+    plan: &Plan,
+    at: &IdMap<usize>,
+    opened: &[Option<Received>],
+) -> std::result::Result<Opened, Failure> {
+    let peer = |e: Error| Failure::Peer(e.to_string());
+    let canonical = match plan {
+        Plan::Canonical => sent.to_vec(),
+        Plan::Frame | Plan::Delta(_) => {
+            let parsed = Stored::parse(id, sent).map_err(peer)?;
+            match parsed {
+                Stored::Raw(raw) => raw.to_vec(),
+                Stored::Zstd(frame) => repr::inflate(id, frame, None).map_err(peer)?,
+                Stored::Delta { base, frame, .. } => {
+                    let here = at.get(&base).map(|&b| opened[b].as_ref());
+                    match here {
+                        Some(Some(base)) => {
+                            repr::inflate(id, frame, Some(&base.canonical)).map_err(peer)?
+                        }
+                        // Its base came in this round but did not open: it waits too.
+                        Some(None) => return Ok(Opened::Waiting),
+                        None => match holding.base(txn, &base).map_err(Failure::Local)? {
+                            Some(bytes) => repr::inflate(id, frame, Some(&bytes)).map_err(peer)?,
+                            None => return Ok(Opened::Waiting),
+                        },
+                    }
+                }
+            }
+        }
+    };
+    let deps = holding.check(*id, &canonical).map_err(Failure::Check)?;
+    Ok(Opened::Node { canonical, deps })
 }

@@ -1,0 +1,68 @@
+//! Keeps each batch of received nodes durably on a thread of its own, while the transfer asks
+//! the peer for the next batch: a clone spends as long writing what it received as waiting for
+//! the peer, and the two need not take turns.
+//!
+//! At most one batch is being kept at a time. The transfer waits for it ([`Keeper::wait`])
+//! before it opens the next batch, since deltas there may name bases the batch holds, and
+//! before it ends ([`Keeper::finish`]). A batch is reported received
+//! ([`SyncProgress::received`]) only once it is kept, so what progress counts survives a kill.
+
+use std::thread::{Scope, ScopedJoinHandle};
+
+use super::holding::{Holding, Received};
+use super::peer::SyncProgress;
+use crate::error::Result;
+
+/// The batch being kept, if any.
+pub(crate) struct Keeper<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    holding: &'env dyn Holding,
+    progress: &'env dyn SyncProgress,
+    /// The batch's keeping, and its node and byte counts for the progress report.
+    pending: Option<(ScopedJoinHandle<'scope, Result<()>>, u64, u64)>,
+}
+
+impl<'scope, 'env> Keeper<'scope, 'env> {
+    /// A keeper writing into `holding` on threads of `scope`, reporting to `progress`.
+    pub(crate) fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        holding: &'env dyn Holding,
+        progress: &'env dyn SyncProgress,
+    ) -> Self {
+        Keeper {
+            scope,
+            holding,
+            progress,
+            pending: None,
+        }
+    }
+
+    /// Starts keeping `nodes` (which came in `bytes` bytes) once the batch before them is
+    /// kept.
+    pub(crate) fn keep(&mut self, nodes: Vec<Received>, bytes: u64) -> Result<()> {
+        self.wait()?;
+        let holding = self.holding;
+        let count = nodes.len() as u64;
+        let keeping = self.scope.spawn(move || holding.keep(&nodes));
+        self.pending = Some((keeping, count, bytes));
+        Ok(())
+    }
+
+    /// Waits until every batch handed over is kept; the first failure is the error.
+    pub(crate) fn wait(&mut self) -> Result<()> {
+        let Some((keeping, nodes, bytes)) = self.pending.take() else {
+            return Ok(());
+        };
+        // A panic there is a bug here: it carries on in this thread.
+        keeping
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        self.progress.received(nodes, bytes);
+        Ok(())
+    }
+
+    /// [`Keeper::wait`], at the end of a transfer.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.wait()
+    }
+}
