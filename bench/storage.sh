@@ -6,7 +6,8 @@
 #     the jit store after `jit import-git` (or `jit import`) and after `jit gc`;
 #   - the import's and gc's times;
 #   - `jit clone` over loopback TCP from a daemon serving the gc'd store, against
-#     `git clone --bare --no-local` (the pack transport): time, bytes moved, the replica's size.
+#     `git clone --bare --no-local` (the pack transport): time (the median of three each,
+#     alternating), bytes moved, the replica's size.
 # Sizes are allocated bytes (du -s). Prints a Markdown section.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +28,7 @@ trap cleanup EXIT
 size() { du -sk "$1" | awk '{printf "%.1f", $1 / 1024}'; }   # MiB allocated
 secs() { local start=$1; python3 -c "import time,sys; print(f'{time.time() - float(sys.argv[1]):.2f}')" "$start"; }
 now() { python3 -c 'import time; print(time.time())'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@x GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@x
 export JIT_AUTHOR="bench <b@x>" JIT_DATE="@1700000000"
 
@@ -35,14 +37,20 @@ clone_row() {
   local name=$1 commits=$2 gitdir=$3 git_size=$4 u=$5 import_s=$6 raw=$7 gc_s=$8
   local jit_size t git_clone_s git_bytes port jit_clone_s jit_bytes replica
   jit_size=$(size "$u/.jit/store")
-  t=$(now); git clone -q --bare --no-local "file://$gitdir" "$work/clone.git"; git_clone_s=$(secs "$t")
-  git_bytes=$(du -sb "$work/clone.git/objects/pack" | awk '{print $1}')
-  rm -rf "$work/clone.git"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$jit" -C "$u" up --no-mount --listen "tcp/127.0.0.1:$port" >"$work/daemon.log" 2>&1 &
   daemon=$!
   "$jit" -C "$u" wait --timeout 60 >/dev/null
-  t=$(now); "$jit" clone "tcp/127.0.0.1:$port" "$work/replica" --json > "$work/clone.json"; jit_clone_s=$(secs "$t")
+  # Three clones each, alternating git and jit (this machine's timings drift); the medians.
+  local git_times=() jit_times=() run
+  for run in 1 2 3; do
+    rm -rf "$work/clone.git" "$work/replica"
+    t=$(now); git clone -q --bare --no-local "file://$gitdir" "$work/clone.git"; git_times+=("$(secs "$t")")
+    t=$(now); "$jit" clone "tcp/127.0.0.1:$port" "$work/replica" --json > "$work/clone.json"; jit_times+=("$(secs "$t")")
+  done
+  git_clone_s=$(median "${git_times[@]}"); jit_clone_s=$(median "${jit_times[@]}")
+  git_bytes=$(du -sb "$work/clone.git/objects/pack" | awk '{print $1}')
+  rm -rf "$work/clone.git"
   kill "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=
   jit_bytes=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fetched_bytes"])' "$work/clone.json")
   replica=$(size "$work/replica/.jit/store")
@@ -57,7 +65,7 @@ PY
 
 echo "## Storage and clone against git (\`bench/storage.sh\`, issue #21)"
 echo
-echo "Sizes are allocated MiB (\`du -s\`). git: a bare clone (its pack); for the Linux tree one commit after \`git gc\`. jit: the store after \`jit import-git\` (or \`jit import\`), then after \`jit gc\`; a replica after \`jit clone\` over loopback TCP from a daemon serving the gc'd store. git's clone is \`git clone --bare --no-local\` (the pack protocol, no hard links)."
+echo "Sizes are allocated MiB (\`du -s\`). git: a bare clone (its pack); for the Linux tree one commit after \`git gc\`. jit: the store after \`jit import-git\` (or \`jit import\`), then after \`jit gc\`; a replica after \`jit clone\` over loopback TCP from a daemon serving the gc'd store. git's clone is \`git clone --bare --no-local\` (the pack protocol, no hard links). Clone times are the median of three runs each, git and jit alternating."
 echo
 echo "| data | commits | git packed | jit after import | jit after gc | jit ÷ git | import | gc | git clone | jit clone | clone ÷ | bytes moved git / jit | replica |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -197,8 +197,9 @@ pub fn dependency_order(nodes: &[(NodeId, Vec<NodeId>)]) -> Result<Vec<usize>> {
         .enumerate()
         .map(|(i, (id, _))| (*id, i))
         .collect();
-    // Edges within the set: node i depends on node j.
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    // Edges within the set, node i depending on node j, as (j, i); then grouped by j in one
+    // array (a clone's set has as many edges as its trees have entries: no vector per node).
+    let mut edges: Vec<(usize, usize)> = Vec::new();
     let mut pending = vec![0usize; nodes.len()];
     for (i, (id, deps)) in nodes.iter().enumerate() {
         for dep in deps {
@@ -206,16 +207,29 @@ pub fn dependency_order(nodes: &[(NodeId, Vec<NodeId>)]) -> Result<Vec<usize>> {
                 if j == i {
                     return Err(Violation::Cycle { node: *id }.into());
                 }
-                dependents[j].push(i);
+                edges.push((j, i));
                 pending[i] += 1;
             }
         }
+    }
+    let mut start = vec![0usize; nodes.len() + 1];
+    for &(j, _) in &edges {
+        start[j + 1] += 1;
+    }
+    for j in 0..nodes.len() {
+        start[j + 1] += start[j];
+    }
+    let mut dependents = vec![0usize; edges.len()];
+    let mut fill = start.clone();
+    for &(j, i) in &edges {
+        dependents[fill[j]] = i;
+        fill[j] += 1;
     }
     let mut ready: VecDeque<usize> = (0..nodes.len()).filter(|&i| pending[i] == 0).collect();
     let mut order = Vec::with_capacity(nodes.len());
     while let Some(j) = ready.pop_front() {
         order.push(j);
-        for &i in &dependents[j] {
+        for &i in &dependents[start[j]..start[j + 1]] {
             pending[i] -= 1;
             if pending[i] == 0 {
                 ready.push_back(i);

@@ -598,10 +598,19 @@ impl Store {
     /// table without a header (so not in the DAG yet), in one write transaction: the append
     /// that ends the pull then writes only their headers ([`crate::sync::staging`]).
     pub(crate) fn keep_received(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
+        // In id order (neighbours in the table), each written unless already there.
+        let mut order: Vec<&(NodeId, Vec<u8>)> = nodes.iter().collect();
+        order.sort_unstable_by_key(|(id, _)| *id);
         self.unlogged_write(|txn| {
-            for (id, stored) in nodes {
-                if self.nodes.get(txn, id.as_bytes())?.is_none() {
-                    self.nodes.put(txn, id.as_bytes(), stored)?;
+            for (id, stored) in order {
+                match self.nodes.put_with_flags(
+                    txn,
+                    heed::PutFlags::NO_OVERWRITE,
+                    id.as_bytes(),
+                    stored,
+                ) {
+                    Ok(()) | Err(heed::Error::Mdb(heed::MdbError::KeyExist)) => {}
+                    Err(other) => return Err(other.into()),
                 }
             }
             Ok(())

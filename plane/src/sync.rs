@@ -11,7 +11,7 @@ use std::time::Duration;
 use ciborium::value::Value;
 use jit_kernel::command::{self, Caller, Operation};
 use jit_kernel::rpc::protocol::Response;
-use jit_kernel::sync::Remote;
+use jit_kernel::sync::{Pending, Remote};
 use jit_kernel::{cbor, Repository};
 use zenoh::query::Query;
 use zenoh::Wait;
@@ -185,6 +185,11 @@ impl Remote for ZenohRemote {
     /// Sends every request at once (they are answered concurrently) and waits for the answers
     /// in order.
     fn call(&mut self, requests: Vec<(Operation, Value)>) -> jit_kernel::Result<Vec<Value>> {
+        self.send(requests)?.wait()
+    }
+
+    /// Sends every request at once; the answers are awaited, in order, by the [`Pending`].
+    fn send(&mut self, requests: Vec<(Operation, Value)>) -> jit_kernel::Result<Pending> {
         let mut pending = Vec::with_capacity(requests.len());
         for (op, payload) in requests {
             let segment = self.service.segment(op).ok_or_else(|| {
@@ -211,33 +216,35 @@ impl Remote for ZenohRemote {
                 Ok::<_, String>(sample.payload().to_bytes().to_vec())
             }));
         }
-        let mut answers = Vec::with_capacity(pending.len());
-        for task in pending {
-            let bytes = self
-                .runtime
-                .block_on(task)
-                .map_err(|e| failed(&self.name, e))?
-                .map_err(|e| failed(&self.name, e))?;
-            match jit_kernel::sync::wire::decode_reply(&self.name, &bytes)? {
-                Response::Ok(value) => answers.push(value),
-                Response::Err(body) => {
-                    return Err(jit_kernel::Error::Remote {
-                        code: body.code,
-                        message: format!(
-                            "{} {} refused: {}",
-                            match self.service {
-                                Service::Sync => "the replica",
-                                Service::Federation => "the universe at",
-                            },
-                            self.name,
-                            body.message
-                        ),
-                        details: body.details,
-                    })
+        let (name, service, runtime) = (self.name.clone(), self.service, self.runtime.clone());
+        Ok(Pending::new(move || {
+            let mut answers = Vec::with_capacity(pending.len());
+            for task in pending {
+                let bytes = runtime
+                    .block_on(task)
+                    .map_err(|e| failed(&name, e))?
+                    .map_err(|e| failed(&name, e))?;
+                match jit_kernel::sync::wire::decode_reply(&name, &bytes)? {
+                    Response::Ok(value) => answers.push(value),
+                    Response::Err(body) => {
+                        return Err(jit_kernel::Error::Remote {
+                            code: body.code,
+                            message: format!(
+                                "{} {} refused: {}",
+                                match service {
+                                    Service::Sync => "the replica",
+                                    Service::Federation => "the universe at",
+                                },
+                                name,
+                                body.message
+                            ),
+                            details: body.details,
+                        })
+                    }
                 }
             }
-        }
-        Ok(answers)
+            Ok(answers)
+        }))
     }
 }
 

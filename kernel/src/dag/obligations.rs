@@ -67,6 +67,15 @@ impl Obligations {
         }
     }
 
+    /// The obligations of a node that names nothing (a content leaf): none.
+    pub(crate) fn none(header: &NodeHeader) -> Self {
+        Obligations {
+            node_type: header.node_type,
+            clock: header.clock,
+            needs: Box::new([]),
+        }
+    }
+
     /// Checks the obligations of node `id`, with other nodes' headers from `header`: every
     /// parent, then the clock against the highest parent's, then every reference, the
     /// rewrite base and the chunk lengths. The first broken rule is the error.

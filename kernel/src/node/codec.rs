@@ -82,6 +82,13 @@ impl Node {
         Ok(node)
     }
 
+    /// The header of canonical bytes that are a content leaf (a chunk or an inline blob) keeping
+    /// the shape rules, read in place without copying the content; `None` for anything else
+    /// (which [`Node::decode`] then reads or refuses).
+    pub(crate) fn leaf_header(bytes: &[u8]) -> Option<crate::store::NodeHeader> {
+        super::direct::leaf_header(bytes)
+    }
+
     /// The node as a CBOR value: the schema [`Node::encode`] writes directly.
     #[cfg(test)]
     fn to_value(&self) -> Value {

@@ -9,14 +9,66 @@
 //! anything else it returns `None` and [`Node::decode`] runs the strict decoder, which accepts
 //! or refuses with the precise reason; tests check both agree on every node this accepts.
 
-use super::model::{Blob, EntryKind, Node, NodeType, Payload, Tree, TreeEntry};
+use super::model::{
+    Blob, EntryKind, Node, NodeType, Payload, Tree, TreeEntry, CHUNK_MAX, INLINE_MAX,
+};
 use crate::cbor::{self, Reader};
 use crate::id::NodeId;
+use crate::store::NodeHeader;
+
+/// A content node read in place: a leaf's bytes are borrowed, a tree's entries built.
+enum Parsed<'a> {
+    Chunk(&'a [u8]),
+    InlineBlob(&'a [u8]),
+    Tree(Tree),
+}
 
 /// The node `bytes` encode, when they are a chunk, an inline blob or a tree in canonical form
-/// with no parents and no metadata; `None` otherwise (including for every malformed input). The node's shape
-/// rules are not checked here.
+/// with no parents and no metadata; `None` otherwise (including for every malformed input).
+/// The node's shape rules are not checked here.
 pub(super) fn decode(bytes: &[u8]) -> Option<Node> {
+    let payload = match parse(bytes)? {
+        Parsed::Chunk(data) => Payload::Chunk(data.to_vec()),
+        Parsed::InlineBlob(data) => Payload::Blob(Blob::Inline(data.to_vec())),
+        Parsed::Tree(tree) => Payload::Tree(tree),
+    };
+    Some(Node {
+        parents: Vec::new(),
+        clock: 0,
+        payload,
+        metadata: Default::default(),
+    })
+}
+
+/// The header of a chunk or inline blob in its canonical layout that keeps the shape rules
+/// (a chunk of 1 to `CHUNK_MAX` bytes, an inline blob of at most `INLINE_MAX`), without
+/// copying its bytes: what checking a received leaf needs. `None` for any other bytes.
+pub(super) fn leaf_header(bytes: &[u8]) -> Option<NodeHeader> {
+    let (node_type, size) = match parse_leaf(bytes)? {
+        Parsed::Chunk(data) if !data.is_empty() && data.len() <= CHUNK_MAX as usize => {
+            (NodeType::Chunk, data.len())
+        }
+        Parsed::InlineBlob(data) if data.len() <= INLINE_MAX => (NodeType::Blob, data.len()),
+        _ => return None,
+    };
+    Some(NodeHeader {
+        node_type,
+        clock: 0,
+        size: size as u64,
+    })
+}
+
+/// [`parse`], for leaves only: a tree (its canonical start, `{"type": "tree", …`) is not built.
+fn parse_leaf(bytes: &[u8]) -> Option<Parsed<'_>> {
+    const TREE: &[u8] = b"\xa5\x64type\x64tree";
+    if bytes.starts_with(TREE) {
+        return None;
+    }
+    parse(bytes)
+}
+
+/// Reads the one canonical layout of a content node.
+fn parse(bytes: &[u8]) -> Option<Parsed<'_>> {
     let mut r = Reader::new(bytes);
     if r.expect(cbor::MAP).ok()? != 5 || r.text().ok()? != "type" {
         return None;
@@ -28,16 +80,18 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Node> {
         _ => return None,
     };
     key(&mut r, "clock")?;
-    let clock = r.expect(cbor::UNSIGNED).ok()?;
-    // Content nodes have no parents (a node that names some breaks a shape rule: the strict
-    // decoder says which).
+    if r.expect(cbor::UNSIGNED).ok()? != 0 {
+        return None;
+    }
+    // Content nodes have no parents and clock 0 (a node that breaks that breaks a shape rule:
+    // the strict decoder says which).
     key(&mut r, "parents")?;
     if r.expect(cbor::ARRAY).ok()? != 0 {
         return None;
     }
     key(&mut r, "payload")?;
-    let payload = match node_type {
-        NodeType::Chunk => Payload::Chunk(r.bytes().ok()?.to_vec()),
+    let parsed = match node_type {
+        NodeType::Chunk => Parsed::Chunk(r.bytes().ok()?),
         NodeType::Blob => {
             if r.expect(cbor::MAP).ok()? != 2 {
                 return None;
@@ -48,20 +102,15 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Node> {
             if r.expect(cbor::UNSIGNED).ok()? != data.len() as u64 {
                 return None;
             }
-            Payload::Blob(Blob::Inline(data.to_vec()))
+            Parsed::InlineBlob(data)
         }
-        _ => Payload::Tree(tree(&mut r)?),
+        _ => Parsed::Tree(tree(&mut r)?),
     };
     key(&mut r, "metadata")?;
     if r.expect(cbor::MAP).ok()? != 0 || !r.is_at_end() {
         return None;
     }
-    Some(Node {
-        parents: Vec::new(),
-        clock,
-        payload,
-        metadata: Default::default(),
-    })
+    Some(parsed)
 }
 
 /// A tree payload: `{"entries": [[name, mode, id], …]}`.
@@ -156,6 +205,29 @@ mod tests {
         fn content_nodes_decode_directly(node in content_node()) {
             let Ok(bytes) = node.encode() else { return Ok(()) };
             prop_assert_eq!(decode(&bytes), Some(node));
+        }
+
+        /// A leaf's header read in place is the header of the node the strict decoder reads,
+        /// and whatever it accepts the strict decoder accepts (mutated bytes included).
+        #[test]
+        fn leaf_headers_agree_with_the_strict_decoder(
+            node in content_node(),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+            how in any::<u8>(),
+        ) {
+            let Ok(bytes) = node.encode() else { return Ok(()) };
+            let is_leaf = !matches!(node.payload, Payload::Tree(_));
+            prop_assert_eq!(leaf_header(&bytes).is_some(), is_leaf);
+            if let Some(header) = leaf_header(&bytes) {
+                prop_assert_eq!(header, node.header());
+            }
+            let bytes = mutated(&bytes, at, byte, how);
+            if let Some(header) = leaf_header(&bytes) {
+                let strict = Node::decode(&bytes);
+                prop_assert!(strict.is_ok(), "accepted {:02x?}", bytes);
+                prop_assert_eq!(strict.ok().map(|n| n.header()), Some(header));
+            }
         }
 
         /// Whatever the direct decoder accepts, the strict decoder accepts as the same node:

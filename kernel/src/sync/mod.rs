@@ -33,5 +33,5 @@ pub(crate) mod transfer;
 pub mod wire;
 
 pub use integrate::{RefAction, RefChange};
-pub use peer::{Quiet, Remote, SyncProgress};
+pub use peer::{Pending, Quiet, Remote, SyncProgress};
 pub use pull::{clone_info, pull, PullReport};

@@ -16,6 +16,29 @@ pub trait Remote {
     /// Sends the requests (op, payload) at once and returns the answers in the same order; an
     /// error answer fails the call.
     fn call(&mut self, requests: Vec<(Operation, Value)>) -> Result<Vec<Value>>;
+
+    /// [`Remote::call`] without waiting: the requests go out now, and [`Pending::wait`] returns
+    /// their answers. A transfer sends its next requests before it opens what the last ones
+    /// brought, so the peer works while it does. A peer that cannot answer later answers now.
+    fn send(&mut self, requests: Vec<(Operation, Value)>) -> Result<Pending> {
+        let answers = self.call(requests);
+        Ok(Pending::new(move || answers))
+    }
+}
+
+/// Answers on their way ([`Remote::send`]).
+pub struct Pending(Box<dyn FnOnce() -> Result<Vec<Value>>>);
+
+impl Pending {
+    /// Answers that `wait` will deliver.
+    pub fn new(wait: impl FnOnce() -> Result<Vec<Value>> + 'static) -> Pending {
+        Pending(Box::new(wait))
+    }
+
+    /// Waits for the answers, in the order the requests were sent.
+    pub fn wait(self) -> Result<Vec<Value>> {
+        (self.0)()
+    }
 }
 
 /// Progress of a pull, for a progress bar.

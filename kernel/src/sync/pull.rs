@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::integrate::{self, Known, RefChange};
 use super::peer::{Remote, SyncProgress};
 use super::staging;
-use super::transfer::{self, Holding, Received, Transfer};
+use super::transfer::{self, Holding, Received, Transfer, Verified};
 use super::wire::{self, FetchRequest, Frontier, NegotiateReply, NegotiateRequest};
 use crate::command::Operation;
 use crate::dag;
@@ -123,6 +123,7 @@ fn pull_inner(
         )?;
         let reply: NegotiateReply = wire::from_value(answer, "negotiation reply")?;
         history = reply.history.len() as u64;
+        tracing::debug!(history, "negotiated");
         progress.negotiated(history);
         // Newest first: each level of the walk then asks for newer versions of a path before
         // older ones, and a peer's old versions are deltas against newer ones
@@ -253,11 +254,21 @@ impl Holding for Replica<'_> {
     }
 
     fn check(&self, id: NodeId, bytes: &[u8]) -> Result<Vec<NodeId>> {
-        let node = transfer::verify(id, bytes)?;
-        let deps = dag::dependencies(&node);
-        let known = Known {
-            header: node.header(),
-            obligations: dag::Obligations::of(&node),
+        let (known, deps) = match transfer::verify_leaf_or_node(id, bytes)? {
+            Verified::Leaf(header) => (
+                Known {
+                    header,
+                    obligations: dag::Obligations::none(&header),
+                },
+                Vec::new(),
+            ),
+            Verified::Node(node) => (
+                Known {
+                    header: node.header(),
+                    obligations: dag::Obligations::of(&node),
+                },
+                dag::dependencies(&node),
+            ),
         };
         self.known
             .lock()

@@ -11,13 +11,13 @@
 use std::collections::VecDeque;
 
 pub(crate) use super::holding::{Holding, Received};
-use super::keeper::Keeper;
-use super::peer::{Remote, SyncProgress};
+use super::keeper::{Keeper, Recent};
+use super::peer::{Pending, Remote, SyncProgress};
 use crate::error::{Error, Result, Violation};
 use crate::id::{IdMap, IdSet, NodeId};
 use crate::node::Node;
 use crate::store::repr::{self, Stored};
-use crate::store::{ReadTxn, Store};
+use crate::store::{NodeHeader, ReadTxn, Store};
 
 /// Ids named in one fetch request.
 const IDS_PER_FETCH: usize = 2048;
@@ -30,6 +30,24 @@ const IN_FLIGHT: usize = 4;
 /// well-formed node naming nothing reserved (`.git`, `.jit`, `.jit-checkout`: see
 /// [`crate::reserved`]).
 pub(crate) fn verify(id: NodeId, bytes: &[u8]) -> Result<Node> {
+    match verify_leaf_or_node(id, bytes)? {
+        Verified::Node(node) => Ok(node),
+        // (Decoded after all, for a caller that wants the node.)
+        Verified::Leaf(_) => decode_checked(id, bytes),
+    }
+}
+
+/// What [`verify_leaf_or_node`] found.
+pub(crate) enum Verified {
+    /// A content leaf (a chunk, an inline blob), read in place: its header.
+    Leaf(NodeHeader),
+    /// Any other node, decoded.
+    Node(Node),
+}
+
+/// [`verify`], reading a content leaf in place rather than decoding (copying) it: most of
+/// what a clone brings is leaves, and only their header is needed.
+pub(crate) fn verify_leaf_or_node(id: NodeId, bytes: &[u8]) -> Result<Verified> {
     let actual = NodeId::of_bytes(bytes);
     if actual != id {
         return Err(Violation::HashMismatch {
@@ -38,6 +56,13 @@ pub(crate) fn verify(id: NodeId, bytes: &[u8]) -> Result<Node> {
         }
         .into());
     }
+    if let Some(header) = Node::leaf_header(bytes) {
+        return Ok(Verified::Leaf(header));
+    }
+    decode_checked(id, bytes).map(Verified::Node)
+}
+
+fn decode_checked(id: NodeId, bytes: &[u8]) -> Result<Node> {
     let node = Node::decode(bytes).map_err(|e| -> Error {
         Violation::Malformed {
             node: id,
@@ -82,6 +107,8 @@ pub(crate) struct Transfer<'a> {
 /// Time spent in each step of a transfer (logged at debug level when it ends).
 #[derive(Default, Debug)]
 struct Timings {
+    /// Calls to the peer (each several requests).
+    calls: u32,
     waiting_for_peer: std::time::Duration,
     opening: std::time::Duration,
     /// Waiting for the batch before to be kept.
@@ -210,19 +237,12 @@ impl<'a> Transfer<'a> {
     ) -> Result<()> {
         let stored = !whole && self.holding.takes_stored();
         let mut queue: VecDeque<NodeId> = wanted.into();
-        while !queue.is_empty() {
-            let mut batches: Vec<Vec<NodeId>> = Vec::new();
-            while batches.len() < IN_FLIGHT && !queue.is_empty() {
-                let take = queue.len().min(IDS_PER_FETCH);
-                batches.push(queue.drain(..take).collect());
-            }
-            let mut requests = Vec::with_capacity(batches.len());
-            for ids in &batches {
-                requests.push(self.holding.request(ids.clone(), REPLY_BYTES, stored)?);
-            }
+        let mut in_flight = self.send_next(&mut queue, stored)?;
+        while let Some((batches, pending)) = in_flight.take() {
             let started = std::time::Instant::now();
-            let answers = self.remote.call(requests)?;
+            let answers = pending.wait()?;
             self.timings.waiting_for_peer += started.elapsed();
+            self.timings.calls += 1;
             if answers.len() != batches.len() {
                 return Err(self.broken(format!(
                     "{} answers to {} fetch requests",
@@ -269,12 +289,14 @@ impl<'a> Transfer<'a> {
                     "the peer sent more than the {most} bytes its closure declared"
                 )));
             }
-            // The batch before must be kept first: deltas here may name bases it holds.
+            // The next requests go out before this batch is opened: the peer answers them
+            // meanwhile.
+            in_flight = self.send_next(&mut queue, stored)?;
+            // Deltas here may name bases in the batch before, still being kept: the keeper
+            // lends them.
             let started = std::time::Instant::now();
-            keeper.wait()?;
-            self.timings.keeping += started.elapsed();
-            let started = std::time::Instant::now();
-            let (kept, checked, unresolved) = self.open_and_check(arrived, stored)?;
+            let (kept, checked, unresolved) =
+                self.open_and_check(arrived, stored, keeper.recent())?;
             self.waiting = unresolved;
             for (node, deps) in kept.iter().zip(checked) {
                 next.extend_from_slice(&deps);
@@ -283,9 +305,35 @@ impl<'a> Transfer<'a> {
             self.timings.opening += started.elapsed();
             self.fetched_nodes += kept.len() as u64;
             self.fetched_bytes += sent_bytes;
+            let started = std::time::Instant::now();
             keeper.keep(kept, sent_bytes)?;
+            self.timings.keeping += started.elapsed();
         }
         Ok(())
+    }
+
+    /// Sends the requests for the next ids of `queue` (up to [`IN_FLIGHT`] requests of
+    /// [`IDS_PER_FETCH`] ids) without waiting for the answers; `None` when the queue is empty.
+    #[allow(clippy::type_complexity)]
+    fn send_next(
+        &mut self,
+        queue: &mut VecDeque<NodeId>,
+        stored: bool,
+    ) -> Result<Option<(Vec<Vec<NodeId>>, Pending)>> {
+        let mut batches: Vec<Vec<NodeId>> = Vec::new();
+        while batches.len() < IN_FLIGHT && !queue.is_empty() {
+            let take = queue.len().min(IDS_PER_FETCH);
+            batches.push(queue.drain(..take).collect());
+        }
+        if batches.is_empty() {
+            return Ok(None);
+        }
+        let mut requests = Vec::with_capacity(batches.len());
+        for ids in &batches {
+            requests.push(self.holding.request(ids.clone(), REPLY_BYTES, stored)?);
+        }
+        let pending = self.remote.send(requests)?;
+        Ok(Some((batches, pending)))
     }
 
     /// Opens the nodes as they arrived (canonical bytes, or the peer's stored representations)
@@ -302,6 +350,7 @@ impl<'a> Transfer<'a> {
         &mut self,
         arrived: Vec<Arrived>,
         stored: bool,
+        recent: Option<&Recent>,
     ) -> Result<(Vec<Received>, Vec<Vec<NodeId>>, Vec<Arrived>)> {
         use rayon::prelude::*;
         let mut plans = Vec::with_capacity(arrived.len());
@@ -330,7 +379,14 @@ impl<'a> Transfer<'a> {
                     |txn, &i| {
                         let (id, bytes) = &arrived[i];
                         let txn = txn.as_ref().map_err(|e| Failure::Txn(e.to_string()))?;
-                        let outcome = open(holding, txn, id, bytes, &plans[i], &at, &opened)?;
+                        let bases = Bases {
+                            holding,
+                            txn,
+                            at: &at,
+                            opened: &opened,
+                            recent,
+                        };
+                        let outcome = open(&bases, id, bytes, &plans[i])?;
                         Ok((i, outcome))
                     },
                 )
@@ -478,16 +534,23 @@ fn layers(plans: &[Plan], at: &IdMap<usize>) -> Vec<Vec<usize>> {
     layers
 }
 
+/// Where a delta's base is found: among this round's opened nodes, in the batch before (still
+/// being kept), or held.
+struct Bases<'a> {
+    holding: &'a dyn Holding,
+    txn: &'a ReadTxn<'a>,
+    at: &'a IdMap<usize>,
+    opened: &'a [Option<Received>],
+    recent: Option<&'a Recent>,
+}
+
 /// Opens and checks one node: its canonical bytes from the representation it came in (a
-/// delta's base from this round's opened nodes or the holding), then the holding's check.
+/// delta's base from [`Bases`]), then the holding's check.
 fn open(
-    holding: &dyn Holding,
-    txn: &ReadTxn<'_>,
+    bases: &Bases<'_>,
     id: &NodeId,
     sent: &[u8],
     plan: &Plan,
-    at: &IdMap<usize>,
-    opened: &[Option<Received>],
 ) -> std::result::Result<Opened, Failure> {
     let peer = |e: Error| Failure::Peer(e.to_string());
     let canonical = match plan {
@@ -498,14 +561,21 @@ fn open(
                 Stored::Raw(raw) => raw.to_vec(),
                 Stored::Zstd(frame) => repr::inflate(id, frame, None).map_err(peer)?,
                 Stored::Delta { base, frame, .. } => {
-                    let here = at.get(&base).map(|&b| opened[b].as_ref());
-                    match here {
-                        Some(Some(base)) => {
+                    let here = bases.at.get(&base).map(|&b| bases.opened[b].as_ref());
+                    match (here, bases.recent.and_then(|r| r.get(&base))) {
+                        (Some(Some(base)), _) => {
                             repr::inflate(id, frame, Some(&base.canonical)).map_err(peer)?
                         }
                         // Its base came in this round but did not open: it waits too.
-                        Some(None) => return Ok(Opened::Waiting),
-                        None => match holding.base(txn, &base).map_err(Failure::Local)? {
+                        (Some(None), _) => return Ok(Opened::Waiting),
+                        (None, Some(recent)) => {
+                            repr::inflate(id, frame, Some(recent)).map_err(peer)?
+                        }
+                        (None, None) => match bases
+                            .holding
+                            .base(bases.txn, &base)
+                            .map_err(Failure::Local)?
+                        {
                             Some(bytes) => repr::inflate(id, frame, Some(&bytes)).map_err(peer)?,
                             None => return Ok(Opened::Waiting),
                         },
@@ -514,6 +584,9 @@ fn open(
             }
         }
     };
-    let deps = holding.check(*id, &canonical).map_err(Failure::Check)?;
+    let deps = bases
+        .holding
+        .check(*id, &canonical)
+        .map_err(Failure::Check)?;
     Ok(Opened::Node { canonical, deps })
 }
