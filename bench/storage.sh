@@ -45,8 +45,9 @@ clone_row() {
   local git_times=() jit_times=() run
   for run in 1 2 3; do
     rm -rf "$work/clone.git" "$work/replica"
-    t=$(now); git clone -q --bare --no-local "file://$gitdir" "$work/clone.git"; git_times+=("$(secs "$t")")
-    t=$(now); "$jit" clone "tcp/127.0.0.1:$port" "$work/replica" --json > "$work/clone.json"; jit_times+=("$(secs "$t")")
+    # Each starts with nothing of the other's still being written back to disk.
+    sync; t=$(now); git clone -q --bare --no-local "file://$gitdir" "$work/clone.git"; git_times+=("$(secs "$t")")
+    sync; t=$(now); "$jit" clone "tcp/127.0.0.1:$port" "$work/replica" --json > "$work/clone.json"; jit_times+=("$(secs "$t")")
   done
   git_clone_s=$(median "${git_times[@]}"); jit_clone_s=$(median "${jit_times[@]}")
   git_bytes=$(du -sb "$work/clone.git/objects/pack" | awk '{print $1}')
@@ -65,7 +66,7 @@ PY
 
 echo "## Storage and clone against git (\`bench/storage.sh\`, issue #21)"
 echo
-echo "Sizes are allocated MiB (\`du -s\`). git: a bare clone (its pack); for the Linux tree one commit after \`git gc\`. jit: the store after \`jit import-git\` (or \`jit import\`), then after \`jit gc\`; a replica after \`jit clone\` over loopback TCP from a daemon serving the gc'd store. git's clone is \`git clone --bare --no-local\` (the pack protocol, no hard links). Clone times are the median of three runs each, git and jit alternating."
+echo "Sizes are allocated MiB (\`du -s\`). git: a bare clone (its pack); for the Linux tree one commit after \`git gc\`. jit: the store after \`jit import-git\` (or \`jit import\`), then after \`jit gc\`; a replica after \`jit clone\` over loopback TCP from a daemon serving the gc'd store. git's clone is \`git clone --bare --no-local\` (the pack protocol, no hard links). Clone times are the median of three runs each, git and jit alternating, each after a \`sync\`."
 echo
 echo "| data | commits | git packed | jit after import | jit after gc | jit ÷ git | import | gc | git clone | jit clone | clone ÷ | bytes moved git / jit | replica |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -229,11 +229,9 @@ pub fn clone(base: &Path, remote: &str, dir: &Path, json: bool, quiet: bool) -> 
         )
     })?;
     let marker = repo.jit_dir().join(CLONING);
-    // The new replica's tables were filled in hash order: write them densely and give the
-    // pages that freed back (nothing else has the new store open yet).
-    let started = std::time::Instant::now();
-    repo.store().rewrite_dense()?;
-    tracing::debug!(elapsed = ?started.elapsed(), "rewritten densely");
+    // The new replica's tables were filled in hash order: compaction writes them densely into
+    // a new file (nothing else has the new store open yet; if something had, its free pages
+    // would be reused by later writes).
     let started = std::time::Instant::now();
     repo.into_store().compact()?;
     tracing::debug!(elapsed = ?started.elapsed(), "compacted");

@@ -2,8 +2,9 @@
 //!
 //! LMDB never shrinks its file: pages a transaction frees (a node rewritten as a delta, a
 //! staged node dropped) go on its free list and later writes reuse them. To make the file
-//! itself smaller, the store is copied with LMDB's compacting copy (`MDB_CP_COMPACT`, which
-//! writes only live pages, tightly) and the copy replaces the file by an atomic rename.
+//! itself smaller, every table is copied in key order into a new file (appends fill every
+//! page; LMDB's own compacting copy would keep part-empty pages as they are) and the copy
+//! replaces the file by an atomic rename.
 //!
 //! A rename replaces the file under every process that has it mapped, so it is done only when
 //! no other process has the store open. Every open store holds a shared `flock` on the store's
@@ -11,15 +12,16 @@
 //! without waiting, and skips (saying why) when another process holds the store. While it
 //! holds the lock, other processes opening the store wait for it.
 //!
-//! Crash safety: the copy is written to `data.mdb.compact`, synced, and only then renamed over
-//! `data.mdb` (and the directory synced). A `kill -9` before the rename leaves the old file
-//! untouched and a stale copy the next compaction removes; after it, the new file is whole.
+//! Crash safety: the copy is written in `compact.tmp/`, synced, moved to `data.mdb.compact`, and
+//! only then renamed over `data.mdb` (and the directory synced). A `kill -9` before the rename
+//! leaves the old file untouched and a stale copy the next compaction removes; after it, the new
+//! file is whole.
 
 use std::fs::File;
 use std::path::Path;
 
-use heed::types::Bytes;
-use heed::{CompactionOption, Database, Env, RwTxn, WithoutTls};
+use heed::types::{Bytes, DecodeIgnore, Str};
+use heed::{Database, Env, EnvOpenOptions, RwTxn, WithoutTls};
 
 use crate::error::{Error, Result};
 
@@ -27,6 +29,8 @@ use crate::error::{Error, Result};
 pub(super) const OPEN_LOCK: &str = "open.lock";
 const DATA: &str = "data.mdb";
 const COPY: &str = "data.mdb.compact";
+/// Where the dense copy is written before it becomes `COPY`.
+const COPY_DIR: &str = "compact.tmp";
 
 /// Takes the shared lock that says this process has the store in `dir` open, waiting while a
 /// compaction holds it exclusively.
@@ -79,11 +83,7 @@ pub(super) fn compact_file(env: Env<WithoutTls>, dir: &Path, open_lock: File) ->
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(&copy, e)),
     }
-    let file = env
-        .copy_to_path(&copy, CompactionOption::Enabled)
-        .map_err(|e| super::health::classify(dir, e.into()))?;
-    file.sync_all().map_err(|e| Error::io(&copy, e))?;
-    drop(file);
+    copy_dense(&env, dir, &copy).map_err(|e| super::health::classify(dir, e))?;
     // Unmap before the rename; the lock outlives the environment.
     if !env
         .prepare_for_closing()
@@ -100,6 +100,53 @@ pub(super) fn compact_file(env: Env<WithoutTls>, dir: &Path, open_lock: File) ->
     let after = allocated(&data)?;
     drop(open_lock);
     Ok(Compacted::Done { before, after })
+}
+
+/// Writes every table of `env` into a new store file at `copy`, each in key order with
+/// appends (`MDB_APPEND`), so every page is full, in one transaction, then syncs it. LMDB's
+/// own compacting copy keeps pages as they are (a table filled at random, as a clone fills its
+/// node table, stays part empty), so a store used to be rewritten densely first and then
+/// copied: two full writes where this is one.
+fn copy_dense(env: &Env<WithoutTls>, dir: &Path, copy: &Path) -> Result<()> {
+    let staging = dir.join(COPY_DIR);
+    match std::fs::remove_dir_all(&staging) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&staging, e)),
+    }
+    std::fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
+    let mut options = EnvOpenOptions::new().read_txn_without_tls();
+    options.map_size(env.info().map_size).max_dbs(32);
+    // SAFETY: the directory was made just now for this copy; nothing else opens it.
+    let target = unsafe { options.open(&staging) }?;
+    {
+        let source = env.read_txn()?;
+        let main: Database<Str, DecodeIgnore> = env
+            .open_database(&source, None)?
+            .ok_or_else(|| Error::InvalidInput("the store has no table list".into()))?;
+        let mut names = Vec::new();
+        for entry in main.iter(&source)? {
+            names.push(entry?.0.to_owned());
+        }
+        let mut txn = target.write_txn()?;
+        for name in &names {
+            let Some(table) = env.open_database::<Bytes, Bytes>(&source, Some(name))? else {
+                continue;
+            };
+            let copied: Database<Bytes, Bytes> = target.create_database(&mut txn, Some(name))?;
+            for entry in table.iter(&source)? {
+                let (key, value) = entry?;
+                copied.put_with_flags(&mut txn, heed::PutFlags::APPEND, key, value)?;
+            }
+        }
+        txn.commit()?;
+    }
+    target.force_sync()?;
+    target.prepare_for_closing().wait();
+    let written = staging.join(DATA);
+    std::fs::rename(&written, copy).map_err(|e| Error::io(copy, e))?;
+    std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    Ok(())
 }
 
 /// Rewrites `tables` in key order within `txn`, so their B-tree pages are full: tables keyed
