@@ -7,12 +7,12 @@
 //!    (haves); the peer walks history back from the wants, newest first, and stops where it
 //!    meets the haves' ancestry. Only history node ids travel, never whole DAGs.
 //! 3. **Transfer** ([`pull`], [`transfer`], shared with federation): we fetch what we lack
-//!    level by level, asking only for ids that are neither stored nor staged, several requests
-//!    in flight, each reply bounded in bytes.
-//!    Every node is opened and checked (hash, canonical encoding, shape) as it arrives, on all
+//!    breadth first (what a batch needs is queued as soon as the batch is opened), asking only
+//!    for ids that are neither stored nor staged, several requests in flight, each reply
+//!    bounded in bytes. Every node is opened and checked (hash, canonical encoding, shape) as it arrives, on all
 //!    cores, and kept in the node table without a header ([`staging`]), so an interrupted
 //!    transfer resumes where it stopped. Each batch is kept on a thread of its own while the
-//!    next is fetched ([`keeper`]).
+//!    next is opened ([`keeper`]).
 //! 4. **Integration** ([`integrate`]): one atomic operation appends every new node in
 //!    dependency order with the DAG's full validation (each node's obligations, worked out
 //!    when it was checked, against the headers of what it names), applies the ref rules

@@ -1,8 +1,9 @@
-//! The verified, resumable, level-by-level transfer that sync and federation share: walk down
-//! from the nodes wanted, ask the peer only for what is neither held nor staged, several
-//! requests in flight, each reply bounded in bytes; open and check every node as it arrives,
-//! on all cores; keep each batch durably ([`super::keeper`], while the next is fetched), so an
-//! interrupted transfer resumes where it stopped.
+//! The verified, resumable transfer that sync and federation share: walk down from the nodes
+//! wanted, breadth first (what an opened batch needs joins the queue at once, a level deeper),
+//! ask the peer only for what is neither held nor staged, several requests in flight, each reply
+//! bounded in bytes; open and check every node as it arrives, on all cores; keep each batch
+//! durably ([`super::keeper`], while the next is opened), so an interrupted transfer resumes
+//! where it stopped.
 //!
 //! What "held", "staged", "checked" and "the request" mean is the [`Holding`]'s: a replica holds
 //! what its DAG holds and follows every dependency; a federation import holds what it imported
@@ -96,6 +97,10 @@ pub(crate) struct Transfer<'a> {
     /// asked, left out what it must hold, exceeded the declared size) rather than because the
     /// transport failed.
     pub(crate) peer_broke_protocol: bool,
+    /// Each queued id's level in the walk (the nodes wanted are level 1).
+    level: IdMap<u32>,
+    /// The deepest level met.
+    deepest: u32,
     /// Deltas received before their base (the same content also sits at a shallower path, so
     /// the walk met it a level early): resolved when the base arrives, or asked again whole
     /// once the walk is done.
@@ -141,6 +146,8 @@ impl<'a> Transfer<'a> {
             resumed_nodes: 0,
             peer_broke_protocol: false,
             waiting: Vec::new(),
+            level: IdMap::default(),
+            deepest: 0,
             timings: Timings::default(),
         }
     }
@@ -156,53 +163,63 @@ impl<'a> Transfer<'a> {
         })
     }
 
-    /// [`Transfer::run`], each batch kept by `keeper` while the next is fetched.
+    /// [`Transfer::run`], each batch kept by `keeper` while the next is fetched. The walk
+    /// streams: what an opened batch needs joins the queue at once (a level deeper), rather
+    /// than waiting for the whole level, so the peer always has requests to answer.
     fn walk(&mut self, start: Vec<NodeId>, keeper: &mut Keeper<'_, '_>) -> Result<()> {
-        let mut level = start;
-        let mut rounds = 0usize;
-        loop {
-            if level.is_empty() {
-                if self.waiting.is_empty() {
-                    break;
-                }
-                let ids = std::mem::take(&mut self.waiting)
+        let mut queue = VecDeque::new();
+        self.enqueue(start.into_iter().map(|id| (id, 1)).collect(), &mut queue)?;
+        self.fetch(keeper, &mut queue, false)?;
+        // Deltas whose base never came (it sits at a shallower path elsewhere): asked whole,
+        // with what they need after them.
+        while !self.waiting.is_empty() {
+            queue.extend(
+                std::mem::take(&mut self.waiting)
                     .into_iter()
-                    .map(|(id, _)| id)
-                    .collect();
-                let mut next = Vec::new();
-                self.fetch(keeper, ids, &mut next, true)?;
-                level = next;
-                continue;
-            }
-            rounds += 1;
-            if let Some(most) = self.round_limit.filter(|most| rounds > *most) {
-                return Err(self.broken(format!("the peer's closure is deeper than {most} levels")));
-            }
-            let mut next = Vec::new();
-            let mut wanted = Vec::new();
-            {
-                let txn = self.store.read()?;
-                for id in level {
-                    if !self.seen.insert(id) || self.holding.held(&txn, &id)? {
-                        continue;
+                    .map(|(id, _)| id),
+            );
+            self.fetch(keeper, &mut queue, true)?;
+        }
+        tracing::debug!(levels = self.deepest, nodes = self.received.len(), timings = ?self.timings, "transfer done");
+        Ok(())
+    }
+
+    /// Queues the ids (each with its level in the walk) that are neither seen, held nor
+    /// staged; a node an interrupted pull staged is checked now, and what it needs follows.
+    fn enqueue(&mut self, ids: Vec<(NodeId, u32)>, queue: &mut VecDeque<NodeId>) -> Result<()> {
+        let store = self.store;
+        let txn = store.read()?;
+        let mut pending = vec![ids];
+        while let Some(ids) = pending.pop() {
+            let mut needed = Vec::new();
+            for (id, level) in ids {
+                if !self.seen.insert(id) || self.holding.held(&txn, &id)? {
+                    continue;
+                }
+                if let Some(most) = self.round_limit.filter(|most| level as usize > *most) {
+                    return Err(
+                        self.broken(format!("the peer's closure is deeper than {most} levels"))
+                    );
+                }
+                self.deepest = self.deepest.max(level);
+                match self.holding.staged(&txn, &id)? {
+                    Some(bytes) => {
+                        let deps = self.holding.check(id, &bytes)?;
+                        needed.extend(deps.iter().map(|dep| (*dep, level + 1)));
+                        self.received.push((id, deps));
+                        self.resumed_nodes += 1;
                     }
-                    match self.holding.staged(&txn, &id)? {
-                        Some(bytes) => {
-                            let deps = self.holding.check(id, &bytes)?;
-                            next.extend_from_slice(&deps);
-                            self.received.push((id, deps));
-                            self.resumed_nodes += 1;
-                        }
-                        None => wanted.push(id),
+                    None => {
+                        self.level.insert(id, level);
+                        queue.push_back(id);
                     }
                 }
             }
-            self.within_limit(wanted.len())?;
-            self.fetch(keeper, wanted, &mut next, false)?;
-            level = next;
+            if !needed.is_empty() {
+                pending.push(needed);
+            }
         }
-        tracing::debug!(rounds, nodes = self.received.len(), timings = ?self.timings, "transfer done");
-        Ok(())
+        self.within_limit(queue.len())
     }
 
     fn broken(&mut self, reason: String) -> Error {
@@ -231,13 +248,11 @@ impl<'a> Transfer<'a> {
     fn fetch(
         &mut self,
         keeper: &mut Keeper<'_, '_>,
-        wanted: Vec<NodeId>,
-        next: &mut Vec<NodeId>,
+        queue: &mut VecDeque<NodeId>,
         whole: bool,
     ) -> Result<()> {
         let stored = !whole && self.holding.takes_stored();
-        let mut queue: VecDeque<NodeId> = wanted.into();
-        let mut in_flight = self.send_next(&mut queue, stored)?;
+        let mut in_flight = self.send_next(queue, stored)?;
         while let Some((batches, pending)) = in_flight.take() {
             let started = std::time::Instant::now();
             let answers = pending.wait()?;
@@ -291,15 +306,17 @@ impl<'a> Transfer<'a> {
             }
             // The next requests go out before this batch is opened: the peer answers them
             // meanwhile.
-            in_flight = self.send_next(&mut queue, stored)?;
+            in_flight = self.send_next(queue, stored)?;
             // Deltas here may name bases in the batch before, still being kept: the keeper
             // lends them.
             let started = std::time::Instant::now();
             let (kept, checked, unresolved) =
                 self.open_and_check(arrived, stored, keeper.recent())?;
             self.waiting = unresolved;
+            let mut needed = Vec::new();
             for (node, deps) in kept.iter().zip(checked) {
-                next.extend_from_slice(&deps);
+                let level = self.level.get(&node.id).copied().unwrap_or(1);
+                needed.extend(deps.iter().map(|dep| (*dep, level + 1)));
                 self.received.push((node.id, deps));
             }
             self.timings.opening += started.elapsed();
@@ -308,6 +325,12 @@ impl<'a> Transfer<'a> {
             let started = std::time::Instant::now();
             keeper.keep(kept, sent_bytes)?;
             self.timings.keeping += started.elapsed();
+            // What this batch needs joins the queue now; if nothing was left to send, it goes
+            // out at once.
+            self.enqueue(needed, queue)?;
+            if in_flight.is_none() {
+                in_flight = self.send_next(queue, stored)?;
+            }
         }
         Ok(())
     }
