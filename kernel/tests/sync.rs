@@ -351,6 +351,66 @@ fn a_node_corrupted_in_transit_is_refused_and_nothing_is_appended() {
     assert_eq!(refs(&b), refs(&a));
 }
 
+/// A server sends compressed frames as it stores them, without rebuilding them first: a frame
+/// damaged in its store (here one that still decompresses, to other bytes) reaches the asker,
+/// which rebuilds and hashes it, refuses the pull naming that node, and appends nothing.
+#[test]
+fn a_frame_damaged_in_the_servers_store_is_refused_by_the_asker_naming_the_node() {
+    let (_dir, a, b) = pair();
+    let content = "a line long enough to be stored compressed\n".repeat(40);
+    commit(&a, "main", &[("big.txt", content.as_str())], "c1");
+    let (refs_before, nodes_before) = (refs(&b), node_count(&b));
+    let damaged = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let mut peer = Peer::new(&a);
+    let seen = damaged.clone();
+    peer.tamper = Box::new(move |op, value| {
+        if op == Operation::SyncFetch && seen.borrow().is_none() {
+            *seen.borrow_mut() = replace_first_frame(value);
+        }
+        Ok(())
+    });
+    let error = sync::pull(&b, &mut peer, &sync::Quiet).unwrap_err();
+    let damaged = damaged
+        .borrow()
+        .expect("the reply carried a compressed frame");
+    assert!(
+        matches!(error, Error::Invariant(Violation::HashMismatch { claimed, .. }) if claimed == damaged),
+        "{error}"
+    );
+    assert_eq!(refs(&b), refs_before);
+    assert_eq!(node_count(&b), nodes_before);
+    assert_clean(&b);
+}
+
+/// Replaces the first zstd frame in a fetch reply (tag `0x01` or `0x03`) with a well-formed
+/// frame of other bytes; returns that node's id.
+fn replace_first_frame(reply: &mut Value) -> Option<NodeId> {
+    let Value::Map(fields) = reply else {
+        return None;
+    };
+    let nodes = fields.iter_mut().find_map(|(key, value)| match value {
+        Value::Array(nodes) if key.as_text() == Some("nodes") => Some(nodes),
+        _ => None,
+    })?;
+    for node in nodes {
+        let Value::Map(node) = node else { continue };
+        let id = node.iter().find_map(|(k, v)| match v {
+            Value::Bytes(id) if k.as_text() == Some("id") => NodeId::from_slice(id),
+            _ => None,
+        });
+        for (k, v) in node.iter_mut() {
+            if let (Some("bytes"), Value::Bytes(bytes)) = (k.as_text(), v) {
+                if matches!(bytes.first(), Some(0x01 | 0x03)) {
+                    let other = zstd::bulk::compress(b"\xa1\x61x\x61y", 1).unwrap();
+                    *bytes = [&bytes[..1], &other[..]].concat();
+                    return id;
+                }
+            }
+        }
+    }
+    None
+}
+
 #[test]
 fn hostile_sync_replies_are_refused_with_codes_and_nothing_is_half_written() {
     let (_dir, a, b) = pair();
