@@ -19,17 +19,7 @@ pub(crate) use obligations::Obligations;
 
 /// Checks every invariant that depends on other stored nodes.
 pub fn validate_in_store(store: &Store, txn: &ReadTxn<'_>, id: &NodeId, node: &Node) -> Result<()> {
-    validate_against(&|target| store.header(txn, target), id, node)
-}
-
-/// [`validate_in_store`] with the other nodes' headers from `header`: the append that ends a
-/// pull knows the headers of what it received, and asks the store only for the rest.
-pub(crate) fn validate_against(
-    header: &dyn Fn(&NodeId) -> Result<Option<NodeHeader>>,
-    id: &NodeId,
-    node: &Node,
-) -> Result<()> {
-    Obligations::of(node).check(header, id)
+    Obligations::of(node).check(&|target| store.header(txn, target), id)
 }
 
 fn malformed(id: NodeId, error: NodeError) -> Error {

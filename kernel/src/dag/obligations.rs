@@ -4,7 +4,7 @@
 //! allowed type, the clock one more than the highest parent's; references present with the
 //! right type; a rewrite's base a snapshot or the root; a chunked blob's chunks of the sizes it
 //! declares) needs only that node's header. So the rules reduce to a node's [`Obligations`]: its
-//! own type and clock, and one [`Need`] per node it names. [`super::validate_against`] is
+//! own type and clock, and one [`Need`] per node it names. [`super::validate_in_store`] is
 //! `Obligations::of` then [`Obligations::check`]; a pull works out each node's obligations
 //! while it checks the node as it arrives (decoding it once, on all cores), and the append that
 //! ends the pull checks them against headers without reading or decoding the node again.

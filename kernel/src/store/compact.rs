@@ -108,17 +108,17 @@ pub(super) fn compact_file(env: Env<WithoutTls>, dir: &Path, open_lock: File) ->
 /// node table, stays part empty), so a store used to be rewritten densely first and then
 /// copied: two full writes where this is one.
 fn copy_dense(env: &Env<WithoutTls>, dir: &Path, copy: &Path) -> Result<()> {
-    let staging = dir.join(COPY_DIR);
-    match std::fs::remove_dir_all(&staging) {
+    let scratch = dir.join(COPY_DIR);
+    match std::fs::remove_dir_all(&scratch) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&staging, e)),
+        Err(e) => return Err(Error::io(&scratch, e)),
     }
-    std::fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
+    std::fs::create_dir(&scratch).map_err(|e| Error::io(&scratch, e))?;
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options.map_size(env.info().map_size).max_dbs(32);
     // SAFETY: the directory was made just now for this copy; nothing else opens it.
-    let target = unsafe { options.open(&staging) }?;
+    let target = unsafe { options.open(&scratch) }?;
     {
         let source = env.read_txn()?;
         let main: Database<Str, DecodeIgnore> = env
@@ -143,9 +143,9 @@ fn copy_dense(env: &Env<WithoutTls>, dir: &Path, copy: &Path) -> Result<()> {
     }
     target.force_sync()?;
     target.prepare_for_closing().wait();
-    let written = staging.join(DATA);
+    let written = scratch.join(DATA);
     std::fs::rename(&written, copy).map_err(|e| Error::io(copy, e))?;
-    std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    std::fs::remove_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
     Ok(())
 }
 

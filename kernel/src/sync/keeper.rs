@@ -77,7 +77,7 @@ impl<'scope, 'env> Keeper<'scope, 'env> {
     }
 
     /// Waits until every batch handed over is kept; the first failure is the error.
-    pub(crate) fn wait(&mut self) -> Result<()> {
+    fn wait(&mut self) -> Result<()> {
         let Some((keeping, nodes, bytes)) = self.pending.take() else {
             return Ok(());
         };

@@ -9,6 +9,7 @@
 //! what its DAG holds and follows every dependency; a federation import holds what it imported
 //! from that universe and follows only the closure (never a parent).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 pub(crate) use super::holding::{Holding, Received};
@@ -386,8 +387,9 @@ impl<'a> Transfer<'a> {
             .map(|(i, (id, _))| (*id, i))
             .collect();
         let layers = layers(&plans, &at);
-        let mut opened: Vec<Option<Received>> = Vec::new();
-        opened.resize_with(arrived.len(), || None);
+        // Per arrived node, once open: its canonical bytes if they had to be rebuilt (a node
+        // that came as canonical bytes is its own), and the ids it needs.
+        let mut rebuilt: Vec<Option<Vec<u8>>> = vec![None; arrived.len()];
         let mut checked: Vec<Option<Vec<NodeId>>> = vec![None; arrived.len()];
         // Opened nodes in layer order: a base before the deltas on it (the holding's keep
         // works out chain depths in that order).
@@ -406,7 +408,9 @@ impl<'a> Transfer<'a> {
                             holding,
                             txn,
                             at: &at,
-                            opened: &opened,
+                            arrived: &arrived,
+                            rebuilt: &rebuilt,
+                            checked: &checked,
                             recent,
                         };
                         let outcome = open(&bases, id, bytes, &plans[i])?;
@@ -417,35 +421,35 @@ impl<'a> Transfer<'a> {
                 .map_err(|failure| self.failed(failure))?;
             for (i, outcome) in results {
                 if let Opened::Node { canonical, deps } = outcome {
-                    let (id, bytes) = &arrived[i];
-                    let sent = match plans[i] {
-                        Plan::Canonical => None,
-                        _ => Some(bytes.clone()),
-                    };
-                    opened[i] = Some(Received {
-                        id: *id,
-                        canonical,
-                        sent,
-                    });
+                    rebuilt[i] = canonical;
                     checked[i] = Some(deps);
                     order.push(i);
                 }
             }
         }
-        let waiting: Vec<Arrived> = arrived
-            .into_iter()
-            .zip(&checked)
-            .filter(|(_, deps)| deps.is_none())
-            .map(|(arrived, _)| arrived)
-            .collect();
+        // The bytes that came are moved, not copied: into the canonical bytes of a node that
+        // came so, else into the representation it travelled in.
+        let mut arrived: Vec<Option<Arrived>> = arrived.into_iter().map(Some).collect();
         let mut kept = Vec::with_capacity(order.len());
         let mut needs = Vec::with_capacity(order.len());
         for &i in &order {
-            if let (Some(node), Some(deps)) = (opened[i].take(), checked[i].take()) {
-                kept.push(node);
+            if let (Some((id, bytes)), Some(deps)) = (arrived[i].take(), checked[i].take()) {
+                kept.push(match rebuilt[i].take() {
+                    Some(canonical) => Received {
+                        id,
+                        canonical,
+                        sent: Some(bytes),
+                    },
+                    None => Received {
+                        id,
+                        canonical: bytes,
+                        sent: None,
+                    },
+                });
                 needs.push(deps);
             }
         }
+        let waiting: Vec<Arrived> = arrived.into_iter().flatten().collect();
         if let (false, Some((id, _))) = (stored, waiting.first()) {
             return Err(self.broken(format!(
                 "the peer sent node {id} as a delta against a base it was told is missing"
@@ -500,9 +504,10 @@ enum Plan {
 
 /// What opening one node gave.
 enum Opened {
-    /// Its canonical bytes, checked, and the ids it needs.
+    /// It checked out: its canonical bytes when they had to be rebuilt (`None` when they came
+    /// as they are), and the ids it needs.
     Node {
-        canonical: Vec<u8>,
+        canonical: Option<Vec<u8>>,
         deps: Vec<NodeId>,
     },
     /// A delta whose base is not at hand.
@@ -563,8 +568,18 @@ struct Bases<'a> {
     holding: &'a dyn Holding,
     txn: &'a ReadTxn<'a>,
     at: &'a IdMap<usize>,
-    opened: &'a [Option<Received>],
+    arrived: &'a [Arrived],
+    rebuilt: &'a [Option<Vec<u8>>],
+    checked: &'a [Option<Vec<NodeId>>],
     recent: Option<&'a Recent>,
+}
+
+impl Bases<'_> {
+    /// The canonical bytes of this round's node `i`, once it is open.
+    fn opened(&self, i: usize) -> Option<&[u8]> {
+        self.checked[i].as_ref()?;
+        Some(self.rebuilt[i].as_deref().unwrap_or(&self.arrived[i].1))
+    }
 }
 
 /// Opens and checks one node: its canonical bytes from the representation it came in (a
@@ -576,40 +591,37 @@ fn open(
     plan: &Plan,
 ) -> std::result::Result<Opened, Failure> {
     let peer = |e: Error| Failure::Peer(e.to_string());
-    let canonical = match plan {
-        Plan::Canonical => sent.to_vec(),
-        Plan::Frame | Plan::Delta(_) => {
-            let parsed = Stored::parse(id, sent).map_err(peer)?;
-            match parsed {
-                Stored::Raw(raw) => raw.to_vec(),
-                Stored::Zstd(frame) => repr::inflate(id, frame, None).map_err(peer)?,
-                Stored::Delta { base, frame, .. } => {
-                    let here = bases.at.get(&base).map(|&b| bases.opened[b].as_ref());
-                    match (here, bases.recent.and_then(|r| r.get(&base))) {
-                        (Some(Some(base)), _) => {
-                            repr::inflate(id, frame, Some(&base.canonical)).map_err(peer)?
-                        }
-                        // Its base came in this round but did not open: it waits too.
-                        (Some(None), _) => return Ok(Opened::Waiting),
-                        (None, Some(recent)) => {
-                            repr::inflate(id, frame, Some(recent)).map_err(peer)?
-                        }
-                        (None, None) => match bases
-                            .holding
-                            .base(bases.txn, &base)
-                            .map_err(Failure::Local)?
-                        {
-                            Some(bytes) => repr::inflate(id, frame, Some(&bytes)).map_err(peer)?,
-                            None => return Ok(Opened::Waiting),
-                        },
-                    }
-                }
+    let rebuilt = match plan {
+        Plan::Canonical => None,
+        Plan::Frame | Plan::Delta(_) => Some(match Stored::parse(id, sent).map_err(peer)? {
+            Stored::Raw(raw) => raw.to_vec(),
+            Stored::Zstd(frame) => repr::inflate(id, frame, None).map_err(peer)?,
+            Stored::Delta { base, frame, .. } => {
+                let here = bases.at.get(&base).map(|&b| bases.opened(b));
+                let base_bytes = match (here, bases.recent.and_then(|r| r.get(&base))) {
+                    (Some(Some(bytes)), _) | (None, Some(bytes)) => Cow::Borrowed(bytes),
+                    // Its base came in this round but did not open: it waits too.
+                    (Some(None), _) => return Ok(Opened::Waiting),
+                    (None, None) => match bases
+                        .holding
+                        .base(bases.txn, &base)
+                        .map_err(Failure::Local)?
+                    {
+                        Some(bytes) => bytes,
+                        None => return Ok(Opened::Waiting),
+                    },
+                };
+                repr::inflate(id, frame, Some(&base_bytes)).map_err(peer)?
             }
-        }
+        }),
     };
+    let canonical = rebuilt.as_deref().unwrap_or(sent);
     let deps = bases
         .holding
-        .check(*id, &canonical)
+        .check(*id, canonical)
         .map_err(Failure::Check)?;
-    Ok(Opened::Node { canonical, deps })
+    Ok(Opened::Node {
+        canonical: rebuilt,
+        deps,
+    })
 }
