@@ -11,8 +11,9 @@
 //!    objects by path and Mercurial's revlog keeps a file's versions together. Subtrees the
 //!    walk already saw at that path are skipped, so the walk costs what the history changed,
 //!    not its size. A chunked file's chunks pair by position.
-//! 3. **Keep hot content whole.** Nodes of a branch head or a live SWS are never made deltas:
-//!    they are what checkouts, the mount and agents read, and they stay one decompression away.
+//! 3. **Keep hot content whole.** Nodes of a branch head or a live SWS are never made deltas
+//!    of older versions: they are what checkouts, the mount and agents read, and they stay one
+//!    decompression away (step 6 adds at most a cached base).
 //!    Older versions point at newer ones (reverse deltas, as git does), so chains grow into
 //!    the past and a chain never exceeds [`MAX_CHAIN`] steps.
 //! 4. **Rewrite in batches.** Each batch's deltas are computed in parallel, each checked by
@@ -29,7 +30,11 @@
 //! 5. **Recompress.** Whole nodes were compressed fast as they arrived; they are recompressed
 //!    at [`repr::PACK_LEVEL`] (about a tenth smaller on source, as fast to read) and marked so
 //!    a later run leaves them.
-//! 6. **Pack densely.** Nodes and headers are keyed by hash, so they were inserted in random
+//! 6. **Neighbours.** What branch heads hold is made a delta against a neighbour a read can
+//!    afford: a directory's files against its largest one of the same extension, a large
+//!    file's chunks against the chunk before, in short runs ([`neighbours`]). A snapshot
+//!    without history (an imported tree) is all hot and gains only here.
+//! 7. **Pack densely.** Nodes and headers are keyed by hash, so they were inserted in random
 //!    order and their B-tree pages are left part empty; the last step rewrites both tables in
 //!    key order ([`Store::rewrite_dense`]), one transaction, so every page is full.
 
@@ -43,6 +48,8 @@ use crate::node::{Blob, EntryKind, NodeType, Payload};
 use crate::source::{Dag, Source};
 use crate::store::repr::{self, Stored, MAX_CHAIN};
 use crate::store::{ReadTxn, Store};
+
+mod neighbours;
 
 /// Default nodes per rewrite transaction.
 pub const BATCH_NODES: usize = 2048;
@@ -76,6 +83,12 @@ pub struct RepackReport {
     pub recompressed_before: u64,
     /// Their stored bytes after.
     pub recompressed_after: u64,
+    /// Nodes of branch heads rewritten as deltas against a neighbour (step 6).
+    pub neighbours: u64,
+    /// Their stored bytes before.
+    pub neighbours_before: u64,
+    /// Their stored bytes after.
+    pub neighbours_after: u64,
 }
 
 /// Repacks the store's cold history into deltas, `batch` nodes per transaction.
@@ -92,13 +105,84 @@ pub fn repack(store: &Store, batch: usize, progress: &dyn RepackProgress) -> Res
     };
     // This run's rewrites, so a later batch sees the chains an earlier one made.
     let mut rewritten: HashMap<NodeId, (NodeId, u8)> = HashMap::new();
-    let mut done = 0u64;
-    let mut rest = &candidates[..];
+    let (rewrites, done) = rewrite(
+        store,
+        &candidates,
+        Saving::OldVersion,
+        batch,
+        (0, progress),
+        &mut rewritten,
+    )?;
+    report.rewritten = rewrites.nodes;
+    report.bytes_before = rewrites.before;
+    report.bytes_after = rewrites.after;
+    let done = recompress(store, batch, done, progress, &mut report)?;
+    let pairs = {
+        let txn = store.read()?;
+        neighbours::pairs(store, &txn)?
+    };
+    progress.candidates(done + pairs.len() as u64);
+    let (rewrites, _) = rewrite(
+        store,
+        &pairs,
+        Saving::Neighbour,
+        batch,
+        (done, progress),
+        &mut rewritten,
+    )?;
+    report.neighbours = rewrites.nodes;
+    report.neighbours_before = rewrites.before;
+    report.neighbours_after = rewrites.after;
+    store.rewrite_dense()?;
+    Ok(report)
+}
+
+/// How much a delta must save to be kept.
+#[derive(Debug, Clone, Copy)]
+enum Saving {
+    /// An old version: a quarter of what is stored (reading it walks its chain).
+    OldVersion,
+    /// Hot content against a neighbour ([`neighbours::MIN_SAVING`]): its read costs only the
+    /// cached base.
+    Neighbour,
+}
+
+impl Saving {
+    fn keeps(self, delta: usize, stored: usize) -> bool {
+        let fraction = match self {
+            Saving::OldVersion => 4,
+            Saving::Neighbour => neighbours::MIN_SAVING,
+        };
+        delta <= stored - stored / fraction
+    }
+}
+
+/// What [`rewrite`] did.
+#[derive(Debug, Default)]
+struct Rewrites {
+    nodes: u64,
+    before: u64,
+    after: u64,
+}
+
+/// Rewrites `candidates` (`(node, base)`) as deltas where they save enough, in batches of
+/// `batch` nodes, each one write transaction; `progress` counts on from its first number.
+/// Returns what it did and the progress count.
+fn rewrite(
+    store: &Store,
+    candidates: &[(NodeId, NodeId)],
+    saving: Saving,
+    batch: usize,
+    (mut done, progress): (u64, &dyn RepackProgress),
+    rewritten: &mut HashMap<NodeId, (NodeId, u8)>,
+) -> Result<(Rewrites, u64)> {
+    let mut report = Rewrites::default();
+    let mut rest = candidates;
     while !rest.is_empty() {
         let (chosen, taken) = {
             let txn = store.read()?;
-            let (loaded, taken) = load_batch(store, &txn, rest, batch.max(1), &rewritten)?;
-            (encode_batch(loaded)?, taken)
+            let (loaded, taken) = load_batch(store, &txn, rest, batch.max(1), rewritten)?;
+            (encode_batch(loaded, saving)?, taken)
         };
         rest = &rest[taken..];
         if !chosen.is_empty() {
@@ -110,35 +194,37 @@ pub fn repack(store: &Store, batch: usize, progress: &dyn RepackProgress) -> Res
             })?;
         }
         for choice in chosen {
-            report.rewritten += 1;
-            report.bytes_before += choice.before as u64;
-            report.bytes_after += choice.stored.len() as u64;
+            report.nodes += 1;
+            report.before += choice.before as u64;
+            report.after += choice.stored.len() as u64;
             rewritten.insert(choice.id, (choice.base, choice.depth));
         }
         done += taken as u64;
         progress.done(done);
     }
-    recompress(store, batch, done, progress, &mut report)?;
-    store.rewrite_dense()?;
-    Ok(report)
+    Ok((report, done))
 }
 
 /// Step 5: whole nodes still in the fast compression they were written with are recompressed
 /// at [`repr::PACK_LEVEL`] (decompression costs the same), in batches like the deltas.
+/// Returns the progress count after it.
 fn recompress(
     store: &Store,
     batch: usize,
     done: u64,
     progress: &dyn RepackProgress,
     report: &mut RepackReport,
-) -> Result<()> {
+) -> Result<u64> {
     let ids: Vec<NodeId> = {
         let txn = store.read()?;
         let mut ids = Vec::new();
         for entry in store.node_entries(&txn)? {
-            let (key, stored) = entry?;
-            if repr::is_unpacked_zstd(stored) {
-                ids.extend(NodeId::from_slice(key));
+            let (key, value) = entry?;
+            let Some(id) = NodeId::from_slice(key) else {
+                continue;
+            };
+            if repr::is_unpacked_zstd(store.unpacked(&txn, &id, value)?) {
+                ids.push(id);
             }
         }
         ids
@@ -181,7 +267,7 @@ fn recompress(
         }
         progress.done(done + ((n + 1) * per_batch).min(ids.len()) as u64);
     }
-    Ok(())
+    Ok(done + ids.len() as u64)
 }
 
 /// Every node reachable from a branch head's tree or a live SWS's trees.
@@ -438,8 +524,8 @@ fn load_batch(
 }
 
 /// Computes each candidate's delta on all cores, checks it rebuilds the node, and keeps those
-/// that save at least a quarter of what is stored.
-fn encode_batch(loaded: Vec<Loaded>) -> Result<Vec<Choice>> {
+/// that save what `saving` asks.
+fn encode_batch(loaded: Vec<Loaded>, saving: Saving) -> Result<Vec<Choice>> {
     let chosen: Vec<Option<Choice>> = loaded
         .into_par_iter()
         .map(|c| -> Result<Option<Choice>> {
@@ -453,7 +539,7 @@ fn encode_batch(loaded: Vec<Loaded>) -> Result<Vec<Choice>> {
             else {
                 return Ok(None);
             };
-            if stored.len() * 4 > c.stored_len * 3 {
+            if !saving.keeps(stored.len(), c.stored_len) {
                 return Ok(None);
             }
             let Stored::Delta { frame, .. } = Stored::parse(&c.id, &stored)? else {
@@ -602,31 +688,28 @@ mod tests {
         }
     }
 
+    /// Every node of the DAG and its canonical bytes.
+    fn every_node(store: &Store) -> Vec<(NodeId, Vec<u8>)> {
+        let txn = store.read().expect("txn");
+        let ids: Vec<NodeId> = store
+            .header_entries(&txn)
+            .expect("headers")
+            .map(|e| NodeId::from_slice(e.expect("entry").0).expect("id"))
+            .collect();
+        ids.into_iter()
+            .map(|id| {
+                let bytes = store.node_bytes(&txn, &id).expect("read").expect("there");
+                (id, bytes.into_owned())
+            })
+            .collect()
+    }
+
     #[test]
     fn old_versions_become_deltas_hot_ones_stay_whole_and_everything_reads_back() {
         let dir = tempfile::tempdir().expect("dir");
         let repo = history(&dir.path().join("u"), 30);
         let store = repo.store();
-        let before: Vec<(NodeId, Vec<u8>)> = {
-            let txn = store.read().expect("txn");
-            let ids: Vec<NodeId> = store
-                .header_entries(&txn)
-                .expect("headers")
-                .map(|e| NodeId::from_slice(e.expect("entry").0).expect("id"))
-                .collect();
-            ids.iter()
-                .map(|id| {
-                    (
-                        *id,
-                        store
-                            .node_bytes(&txn, id)
-                            .expect("read")
-                            .expect("there")
-                            .into_owned(),
-                    )
-                })
-                .collect()
-        };
+        let before = every_node(store);
         // No working set holds anything: only the branch head makes content hot.
         let live = crate::sws::list(store, &store.read().expect("txn")).expect("list");
         for (id, _) in live {
@@ -650,12 +733,11 @@ mod tests {
         assert!(hot.len() >= 4);
         for (id, bytes) in &before {
             let stored = store.stored(&txn, id).expect("stored").expect("there");
-            if hot.contains(id) {
-                assert_eq!(
-                    Stored::parse(id, stored).expect("parse").base(),
-                    None,
-                    "{id} is hot"
-                );
+            // Hot content is never a delta of an old version: at most of a hot neighbour.
+            if let Some(base) = Stored::parse(id, stored).expect("parse").base() {
+                if hot.contains(id) {
+                    assert!(hot.contains(&base), "{id} is hot, its base {base} is not");
+                }
             }
             let depth = Stored::parse(id, stored).expect("parse").depth();
             assert!(depth <= MAX_CHAIN);
@@ -668,6 +750,104 @@ mod tests {
         // A second run finds nothing more to do and changes nothing.
         let again = repack(store, 7, &()).expect("repack");
         assert_eq!(again.rewritten, 0, "{again:?}");
+        assert!(crate::fsck::fsck(store).expect("fsck").is_clean());
+    }
+
+    #[test]
+    fn a_heads_files_and_chunks_become_deltas_of_neighbours_and_read_back_one_by_one_and_in_batches(
+    ) {
+        let dir = tempfile::tempdir().expect("dir");
+        let repo = repo(&dir.path().join("u"));
+        let store = repo.store();
+        // A directory of drivers sharing a header and idioms, and a large generated header
+        // whose chunks repeat one another.
+        let license = "// SPDX-License-Identifier: GPL-2.0\n// Copyright the authors\n\n";
+        let mut files: Vec<(String, Vec<u8>)> = (0..12)
+            .map(|n| {
+                let body: String = (0..40 + n * 7)
+                    .map(|l| format!("static int driver{n}_probe_{l}(struct device *dev) {{ return {l}; }}\n"))
+                    .collect();
+                (format!("drivers/d{n}.c"), format!("{license}{body}").into_bytes())
+            })
+            .collect();
+        // Like a GPU's register header: the same fields in block after block, at other offsets.
+        let fields: Vec<String> = (0..300)
+            .map(|f| format!("CP_{}_{f}_CNTL", ["RB", "ME", "PFP", "MEC", "HQD"][f % 5]))
+            .collect();
+        let generated: String = (0..64u64)
+            .flat_map(|block| {
+                fields.iter().enumerate().map(move |(f, field)| {
+                    format!(
+                        "#define mmBLOCK{block}_{field}\t0x{:05x}\n",
+                        block * 0x1000 + f as u64 * 4
+                    )
+                })
+            })
+            .collect();
+        files.push(("include/regs.h".into(), generated.into_bytes()));
+        let head = commit(&repo, &files, 0);
+        for (id, _) in crate::sws::list(store, &store.read().expect("txn")).expect("list") {
+            crate::sws::discard(store, id).expect("discard");
+        }
+        let (ids, before): (Vec<NodeId>, Vec<Vec<u8>>) = every_node(store).into_iter().unzip();
+        let report = repack(store, 5, &()).expect("repack");
+        assert!(report.neighbours >= 15, "{report:?}");
+        assert!(
+            report.neighbours_after < report.neighbours_before,
+            "{report:?}"
+        );
+        store.bases.clear();
+        let txn = store.read().expect("txn");
+        let (mut deltas, mut chunk_deltas, mut deepest) = (0, 0, 0);
+        for id in &ids {
+            let stored = Stored::parse(id, store.stored(&txn, id).expect("read").expect("there"))
+                .expect("parse");
+            if let Some(base) = stored.base() {
+                deltas += 1;
+                let header = store.require_header(&txn, id).expect("header");
+                chunk_deltas += usize::from(header.node_type == NodeType::Chunk);
+                deepest = deepest.max(stored.depth());
+                // The chain really ends within a run: a hub, or a run's first chunk, is whole.
+                let (mut at, mut steps) = (base, 1);
+                while let Some(next) =
+                    Stored::parse(&at, store.stored(&txn, &at).expect("read").expect("there"))
+                        .expect("parse")
+                        .base()
+                {
+                    (at, steps) = (next, steps + 1);
+                    assert!(
+                        steps < neighbours::CHUNK_RUN,
+                        "{id} is {steps}+ deltas deep"
+                    );
+                }
+            }
+        }
+        assert!(
+            deltas >= 15 && chunk_deltas >= 4,
+            "{deltas} deltas, {chunk_deltas} of chunks"
+        );
+        assert!(
+            deepest < neighbours::CHUNK_RUN as u8,
+            "a chain {deepest} deep"
+        );
+        // One by one, and in batches (the chunks of a file, in layers on all cores).
+        for (id, bytes) in ids.iter().zip(&before) {
+            assert_eq!(
+                &*store.node_bytes(&txn, id).expect("read").expect("there"),
+                &bytes[..]
+            );
+        }
+        store.bases.clear();
+        let many = store.node_bytes_many(&txn, &ids).expect("read many");
+        for ((id, bytes), read) in ids.iter().zip(&before).zip(many) {
+            assert_eq!(read.as_deref(), Some(&bytes[..]), "{id} in a batch");
+        }
+        let dag = Dag::new(store, &txn);
+        let tree = crate::tree::tree_of(&dag, &head).expect("tree");
+        assert!(crate::tree::walk(&dag, &tree, b"", true, &mut |_, _| Ok(())).is_ok());
+        drop(txn);
+        let again = repack(store, 5, &()).expect("repack");
+        assert_eq!((again.rewritten, again.neighbours), (0, 0), "{again:?}");
         assert!(crate::fsck::fsck(store).expect("fsck").is_clean());
     }
 

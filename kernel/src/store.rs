@@ -11,6 +11,7 @@ mod header;
 mod health;
 pub(crate) mod layout;
 pub mod repr;
+mod segments;
 pub(crate) mod table;
 mod verify;
 
@@ -69,8 +70,11 @@ pub struct Store {
     pub(crate) env: Env<WithoutTls>,
     /// The store's directory (to say which file system is full).
     dir: PathBuf,
-    /// NodeId → canonical node bytes.
+    /// NodeId → the node's stored representation ([`repr`]), or a pointer to it in
+    /// `segments`: read through [`Store::stored`].
     pub(crate) nodes: Database<Bytes, Bytes>,
+    /// Large stored values packed end to end by compaction ([`segments`]).
+    segments: Database<Bytes, Bytes>,
     /// Full ref name → 32-byte target id.
     pub(crate) refs: Database<Str, Bytes>,
     /// NodeId → [`NodeHeader`] (type, clock, size): validation never pages in content.
@@ -183,7 +187,8 @@ impl Store {
             .map(|declared| txn.table(env, declared.name, dir))
             .collect::<Result<Vec<_>>>()?;
         let store = Store {
-            nodes: txn.table(env, "nodes", dir)?,
+            nodes: txn.table(env, segments::NODE_TABLE, dir)?,
+            segments: txn.table(env, segments::TABLE, dir)?,
             headers: txn.table(env, "headers", dir)?,
             refs: txn.table(env, "refs", dir)?,
             log: txn.table(env, "log", dir)?,
@@ -326,7 +331,7 @@ impl Store {
         txn: &'t ReadTxn<'_>,
         id: &NodeId,
     ) -> Result<Option<Cow<'t, [u8]>>> {
-        match self.nodes.get(txn, id.as_bytes())? {
+        match self.stored(txn, id)? {
             Some(stored) => self.resolve(txn, id, stored, 0).map(Some),
             None => Ok(None),
         }
@@ -353,7 +358,7 @@ impl Store {
                 let base_bytes = match self.bases.get(&base) {
                     Some(bytes) => bytes,
                     None => {
-                        let Some(base_stored) = self.nodes.get(txn, base.as_bytes())? else {
+                        let Some(base_stored) = self.stored(txn, &base)? else {
                             return Err(repr::corrupt(
                                 id,
                                 format!("its delta base {base} is not stored"),
@@ -392,11 +397,10 @@ impl Store {
         use rayon::prelude::*;
         let found = ids
             .iter()
-            .map(|id| Ok((*id, self.nodes.get(txn, id.as_bytes())?)))
+            .map(|id| Ok((*id, self.stored(txn, id)?)))
             .collect::<Result<Vec<_>>>()?;
         // Full representations are rebuilt and hashed on all cores (a cold batch of a large
-        // file's chunks then faults in and checks in parallel); a delta needs the transaction
-        // to find its base, which cannot cross threads, so deltas resolve here afterwards.
+        // file's chunks then faults in and checks in parallel); then the deltas, in layers.
         let mut out: Vec<Option<Cow<'t, [u8]>>> = found
             .par_iter()
             .map(|(id, stored)| match stored {
@@ -412,18 +416,120 @@ impl Store {
                 None => Ok(None),
             })
             .collect::<Result<_>>()?;
-        for ((id, stored), slot) in found.iter().zip(out.iter_mut()) {
-            if let (Some(stored), None) = (stored, &slot) {
-                *slot = Some(self.resolve(txn, id, stored, 0)?);
-            }
-        }
+        self.resolve_deltas_in_layers(txn, &found, &mut out)?;
         Ok(out)
     }
 
-    /// The stored value of node `id`, as kept (its representation, not decoded): what sync
-    /// sends and `jit gc` rewrites.
+    /// The deltas among `found` (those `out` lacks), rebuilt in layers on all cores: a layer
+    /// is every delta whose base is at hand (rebuilt already in this batch, or a base resolved
+    /// before), so a chunked file's run of chunks, each a delta of the one before, costs one
+    /// parallel pass per step. A base outside the batch is resolved first (the transaction
+    /// cannot cross threads); a delta whose base never comes to hand (a loop) is resolved
+    /// alone, which refuses it.
+    fn resolve_deltas_in_layers<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+        found: &[(NodeId, Option<&'t [u8]>)],
+        out: &mut [Option<Cow<'t, [u8]>>],
+    ) -> Result<()> {
+        use rayon::prelude::*;
+        enum Base {
+            InBatch(usize),
+            Resolved(Arc<[u8]>),
+        }
+        let mut pending: Vec<(usize, NodeId, &'t [u8])> = Vec::new();
+        let mut at: crate::id::IdMap<usize> = Default::default();
+        for (i, (id, stored)) in found.iter().enumerate() {
+            at.insert(*id, i);
+            if let (Some(stored), None) = (stored, &out[i]) {
+                if let Stored::Delta { base, frame, .. } = Stored::parse(id, stored)? {
+                    pending.push((i, base, frame));
+                }
+            }
+        }
+        while !pending.is_empty() {
+            let mut ready = Vec::new();
+            let mut waiting = Vec::new();
+            for (i, base, frame) in pending {
+                match at.get(&base) {
+                    Some(&j) if out[j].is_some() => ready.push((i, Base::InBatch(j), frame)),
+                    Some(&j) if found[j].1.is_some() => waiting.push((i, base, frame)),
+                    _ => {
+                        let bytes = match self.bases.get(&base) {
+                            Some(bytes) => bytes,
+                            None => {
+                                let (id, _) = found[i];
+                                let resolved: Arc<[u8]> = self
+                                    .node_bytes(txn, &base)
+                                    .map_err(|e| {
+                                        repr::corrupt(
+                                            &id,
+                                            format!("its delta base {base} cannot be read: {e}"),
+                                        )
+                                    })?
+                                    .ok_or_else(|| {
+                                        repr::corrupt(
+                                            &id,
+                                            format!("its delta base {base} is not stored"),
+                                        )
+                                    })?
+                                    .into();
+                                self.bases.insert(base, resolved.clone());
+                                resolved
+                            }
+                        };
+                        ready.push((i, Base::Resolved(bytes), frame));
+                    }
+                }
+            }
+            if ready.is_empty() {
+                // Every one waits on another of the batch: a loop. Resolving one alone
+                // walks its chain and refuses it.
+                let (i, ..) = waiting[0];
+                let (id, stored) = found[i];
+                let stored = stored.ok_or(Error::NodeNotFound(id))?;
+                out[i] = Some(self.resolve(txn, &id, stored, 0)?);
+                pending = waiting.into_iter().skip(1).collect();
+                continue;
+            }
+            let rebuilt = ready
+                .par_iter()
+                .map(|(i, base, frame)| {
+                    let id = &found[*i].0;
+                    let base: &[u8] = match base {
+                        Base::InBatch(j) => out[*j].as_deref().unwrap_or_default(),
+                        Base::Resolved(bytes) => bytes,
+                    };
+                    let bytes = repr::inflate(id, frame, Some(base))?;
+                    verified(id, &bytes)?;
+                    Ok((*i, bytes))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (i, bytes) in rebuilt {
+                out[i] = Some(Cow::Owned(bytes));
+            }
+            pending = waiting;
+        }
+        Ok(())
+    }
+
+    /// The stored value of node `id`, as kept (its representation, not decoded; taken from
+    /// its segment when compaction packed it there): what sync sends and `jit gc` rewrites.
     pub fn stored<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<&'t [u8]>> {
-        Ok(self.nodes.get(txn, id.as_bytes())?)
+        match self.nodes.get(txn, id.as_bytes())? {
+            Some(value) => segments::unpacked(self.segments, txn, id, value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored value an entry of [`Store::node_entries`] stands for ([`Store::stored`]).
+    pub fn unpacked<'t>(
+        &self,
+        txn: &'t ReadTxn<'_>,
+        id: &NodeId,
+        value: &'t [u8],
+    ) -> Result<&'t [u8]> {
+        segments::unpacked(self.segments, txn, id, value)
     }
 
     /// Whether the store holds bytes under `id`, without reading or verifying them (fsck
@@ -576,7 +682,8 @@ impl Store {
         Ok(raw.iter(txn)?.map(|r| r.map_err(Error::from)))
     }
 
-    /// Iterates every stored node: `(key bytes, value bytes)`.
+    /// Iterates every stored node: `(key bytes, value bytes)`, the value as the node table
+    /// keeps it (a pointer for one packed in a segment: [`Store::unpacked`]).
     pub fn node_entries<'t>(
         &self,
         txn: &'t ReadTxn<'_>,

@@ -61,6 +61,9 @@ pub(crate) fn run(out: &Output, universe: &Path, batch: usize) -> Result<ExitCod
             "recompressed": report.recompressed,
             "recompressed_before": report.recompressed_before,
             "recompressed_after": report.recompressed_after,
+            "neighbours": report.neighbours,
+            "neighbours_before": report.neighbours_before,
+            "neighbours_after": report.neighbours_after,
             "compacted": matches!(compacted, Compacted::Done { .. }),
             "file_before": file_before,
             "file_after": file_after,
@@ -79,6 +82,14 @@ pub(crate) fn run(out: &Output, universe: &Path, batch: usize) -> Result<ExitCod
                     report.recompressed,
                     mib(report.recompressed_before),
                     mib(report.recompressed_after),
+                ));
+            }
+            if report.neighbours > 0 {
+                text.push(format!(
+                    "stored {} files and chunks of branch heads against a neighbour: {} → {}",
+                    report.neighbours,
+                    mib(report.neighbours_before),
+                    mib(report.neighbours_after),
                 ));
             }
             text.push(match compacted {

@@ -23,7 +23,9 @@ use std::path::Path;
 use heed::types::{Bytes, DecodeIgnore, Str};
 use heed::{Database, Env, EnvOpenOptions, RwTxn, WithoutTls};
 
+use super::segments::{self, Packer};
 use crate::error::{Error, Result};
+use crate::id::NodeId;
 
 /// The lock file every open store holds shared.
 pub(super) const OPEN_LOCK: &str = "open.lock";
@@ -103,7 +105,8 @@ pub(super) fn compact_file(env: Env<WithoutTls>, dir: &Path, open_lock: File) ->
 }
 
 /// Writes every table of `env` into a new store file at `copy`, each in key order with
-/// appends (`MDB_APPEND`), so every page is full, in one transaction, then syncs it. LMDB's
+/// appends (`MDB_APPEND`), so every page is full, in one transaction, then syncs it. Node
+/// values too large for a leaf page are packed into segments on the way ([`segments`]). LMDB's
 /// own compacting copy keeps pages as they are (a table filled at random, as a clone fills its
 /// node table, stays part empty), so a store used to be rewritten densely first and then
 /// copied: two full writes where this is one.
@@ -128,17 +131,45 @@ fn copy_dense(env: &Env<WithoutTls>, dir: &Path, copy: &Path) -> Result<()> {
         for entry in main.iter(&source)? {
             names.push(entry?.0.to_owned());
         }
+        let source_segments = env
+            .open_database::<Bytes, Bytes>(&source, Some(segments::TABLE))?
+            .ok_or_else(|| Error::InvalidInput("the store has no segment table".into()))?;
         let mut txn = target.write_txn()?;
+        let packed_segments: Database<Bytes, Bytes> =
+            target.create_database(&mut txn, Some(segments::TABLE))?;
+        let mut packer = Packer::new(packed_segments, env.stat().page_size as usize);
         for name in &names {
+            // The segments are rebuilt from what the node table still points to.
+            if name == segments::TABLE {
+                continue;
+            }
             let Some(table) = env.open_database::<Bytes, Bytes>(&source, Some(name))? else {
                 continue;
             };
             let copied: Database<Bytes, Bytes> = target.create_database(&mut txn, Some(name))?;
+            let nodes = name == segments::NODE_TABLE;
             for entry in table.iter(&source)? {
                 let (key, value) = entry?;
-                copied.put_with_flags(&mut txn, heed::PutFlags::APPEND, key, value)?;
+                if !nodes {
+                    copied.put_with_flags(&mut txn, heed::PutFlags::APPEND, key, value)?;
+                    continue;
+                }
+                let id = NodeId::from_slice(key).ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "the node table holds a key of {} bytes",
+                        key.len()
+                    ))
+                })?;
+                let value = segments::unpacked(source_segments, &source, &id, value)?;
+                match packer.place(&mut txn, value)? {
+                    Some(pointer) => {
+                        copied.put_with_flags(&mut txn, heed::PutFlags::APPEND, key, &pointer)?
+                    }
+                    None => copied.put_with_flags(&mut txn, heed::PutFlags::APPEND, key, value)?,
+                }
             }
         }
+        packer.finish(&mut txn)?;
         txn.commit()?;
     }
     target.force_sync()?;

@@ -13,9 +13,10 @@ use crate::error::{Error, Result};
 /// `sws` behind record tags (an agent's clock at `name || 0`), 3 keeps the clock at
 /// `name || 1`, 4 counts the references to staged nodes (an older build would patch without
 /// counting, and a later drop would take what its trees use), 5 indexes what other universes
-/// may see (an older build would publish without showing). Raise it with every change an
-/// older build would misread.
-pub(crate) const LAYOUT: u64 = 5;
+/// may see (an older build would publish without showing), 6 packs large stored values into
+/// segments (an older build would call them corrupt). Raise it with every change an older
+/// build would misread.
+pub(crate) const LAYOUT: u64 = 6;
 
 /// The `meta` key of the layout a store was last written in (8 bytes, big-endian). Stores from
 /// before it was recorded lack it, and are upgraded as layout 1 or 2.
