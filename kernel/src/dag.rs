@@ -74,14 +74,15 @@ pub fn append_encoded(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<
 /// names: only its header is written (the node is neither read nor decoded again); the
 /// caller logs its creation ([`Op::created`]), in dependency order. Returns whether it was
 /// new. A refusal poisons `op`.
-pub(crate) fn append_kept(op: &mut Op<'_>, id: NodeId, header: NodeHeader) -> Result<bool> {
-    if op.store().has_node(op.txn(), &id)? {
-        return Ok(false);
-    }
-    let result = op.put_header_of_kept(&id, header);
+pub(crate) fn append_kept(
+    op: &mut Op<'_>,
+    id: NodeId,
+    header: NodeHeader,
+    at_end: bool,
+) -> Result<bool> {
+    let result = op.put_header_of_kept(&id, header, at_end);
     op.poison_on(&result);
-    result?;
-    Ok(true)
+    result
 }
 
 fn append_encoded_unpoisoned(op: &mut Op<'_>, claimed: NodeId, bytes: &[u8]) -> Result<bool> {

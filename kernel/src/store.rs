@@ -538,6 +538,14 @@ impl Store {
         Ok(self.nodes.get(txn, key)?.is_some())
     }
 
+    /// Whether every header's id sorts before `id` (the table is empty, or ends before it).
+    pub(crate) fn headers_end_before(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool> {
+        Ok(match self.headers.last(txn)? {
+            Some((last, _)) => last < id.as_bytes().as_slice(),
+            None => true,
+        })
+    }
+
     /// Whether a node exists.
     pub fn has_node(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool> {
         Ok(self.headers.get(txn, id.as_bytes())?.is_some())
@@ -704,9 +712,9 @@ impl Store {
     /// Keeps nodes a sync received and verified, `(id, stored representation)`, in the node
     /// table without a header (so not in the DAG yet), in one write transaction: the append
     /// that ends the pull then writes only their headers ([`crate::sync::staging`]).
-    pub(crate) fn keep_received(&self, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
+    pub(crate) fn keep_received(&self, nodes: &[(NodeId, Cow<'_, [u8]>)]) -> Result<()> {
         // In id order (neighbours in the table), each written unless already there.
-        let mut order: Vec<&(NodeId, Vec<u8>)> = nodes.iter().collect();
+        let mut order: Vec<&(NodeId, Cow<'_, [u8]>)> = nodes.iter().collect();
         order.sort_unstable_by_key(|(id, _)| *id);
         self.unlogged_write(|txn| {
             for (id, stored) in order {
@@ -922,12 +930,32 @@ impl<'s> Op<'s> {
     }
 
     /// Writes the header of a node whose bytes a sync kept ([`crate::sync::staging`]): it
-    /// joins the DAG. Refused if its bytes are not stored.
-    pub(crate) fn put_header_of_kept(&mut self, id: &NodeId, header: NodeHeader) -> Result<()> {
+    /// joins the DAG. Returns false, writing nothing, if the node has a header already (one
+    /// lookup does both); refused if its bytes are not stored. `at_end`: the id sorts after
+    /// every header (written in id order into a table [`Store::headers_end_before`] it), so
+    /// it is appended without a search.
+    pub(crate) fn put_header_of_kept(
+        &mut self,
+        id: &NodeId,
+        header: NodeHeader,
+        at_end: bool,
+    ) -> Result<bool> {
         if self.store.nodes.get(&self.txn, id.as_bytes())?.is_none() {
             return Err(Error::NodeNotFound(*id));
         }
-        self.put_header(id, header)
+        let store = self.store;
+        let flags = match at_end {
+            true => heed::PutFlags::APPEND,
+            false => heed::PutFlags::NO_OVERWRITE,
+        };
+        match store
+            .headers
+            .put_with_flags(self.wtxn(), flags, id.as_bytes(), &header.to_bytes())
+        {
+            Ok(()) => Ok(true),
+            Err(heed::Error::Mdb(heed::MdbError::KeyExist)) => Ok(false),
+            Err(e) => Err(store.no_space(e.into())),
+        }
     }
 
     /// Inserts a node absent from the DAG: its bytes (made by `stored`, only if they are not

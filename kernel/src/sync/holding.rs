@@ -16,7 +16,8 @@ use crate::store::ReadTxn;
 pub(crate) trait Holding: Sync {
     /// Whether `id` is already held (it and what it needs are not fetched).
     fn held(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<bool>;
-    /// The canonical bytes of `id` if an earlier transfer staged it.
+    /// The canonical bytes of `id` if an earlier transfer staged it (asked only of a node
+    /// [`Holding::held`] says is not held).
     fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>>;
     /// Keeps verified nodes durably (one round's).
     fn keep(&self, nodes: &[Received]) -> Result<()>;

@@ -194,7 +194,8 @@ impl Holding for Replica<'_> {
     }
 
     fn staged<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
-        staging::get(self.store, txn, id)
+        // Asked only of a node not held (no header): its bytes, if an earlier pull kept them.
+        self.store.node_bytes(txn, id)
     }
 
     fn base<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
@@ -207,18 +208,30 @@ impl Holding for Replica<'_> {
 
     /// Keeps each node in the representation it came in where this store can resolve it (a
     /// delta against a node it holds or receives with it, within the chain cap; a compressed
-    /// frame), else compressed here, on all cores.
+    /// frame; canonical bytes from a peer that sends what it stores, which kept them raw
+    /// because compressing did not pay), else compressed here, on all cores. What arrived is
+    /// kept without a copy where it can be.
     fn keep(&self, nodes: &[Received]) -> Result<()> {
         use rayon::prelude::*;
+        /// What to keep for a node.
+        enum Keep<'n> {
+            AsSent(&'n [u8]),
+            AtDepth(&'n [u8], u8),
+            Compressed,
+        }
         let txn = self.store.read()?;
         let mut depth: IdMap<u8> = IdMap::default();
-        let mut chosen: Vec<Option<Vec<u8>>> = Vec::with_capacity(nodes.len());
+        let mut chosen: Vec<Keep<'_>> = Vec::with_capacity(nodes.len());
         for node in nodes {
             // What to keep, and its chain depth here.
-            let (keep_sent, d) = match &node.sent {
+            let (keep, d) = match &node.sent {
                 Some(sent) => match Stored::parse(&node.id, sent)? {
-                    Stored::Zstd(_) => (Some(sent.clone()), 0),
-                    Stored::Delta { base, .. } => {
+                    Stored::Zstd(_) => (Keep::AsSent(sent), 0),
+                    Stored::Delta {
+                        base,
+                        depth: sent_depth,
+                        ..
+                    } => {
                         let base_depth = match depth.get(&base) {
                             Some(d) => Some(*d),
                             None => self
@@ -228,26 +241,31 @@ impl Holding for Replica<'_> {
                                 .transpose()?,
                         };
                         match base_depth {
-                            Some(d) if d < repr::MAX_CHAIN => {
-                                (Some(repr::with_depth(sent, d + 1)), d + 1)
-                            }
-                            _ => (None, 0),
+                            Some(d) if d + 1 == sent_depth => (Keep::AsSent(sent), sent_depth),
+                            Some(d) if d < repr::MAX_CHAIN => (Keep::AtDepth(sent, d + 1), d + 1),
+                            _ => (Keep::Compressed, 0),
                         }
                     }
-                    Stored::Raw(_) => (None, 0),
+                    Stored::Raw(raw) if self.stored => (Keep::AsSent(raw), 0),
+                    Stored::Raw(_) => (Keep::Compressed, 0),
                 },
-                None => (None, 0),
+                None if self.stored => (Keep::AsSent(&node.canonical), 0),
+                None => (Keep::Compressed, 0),
             };
             depth.insert(node.id, d);
-            chosen.push(keep_sent);
+            chosen.push(keep);
         }
         drop(txn);
         let stored = nodes
             .par_iter()
             .zip(chosen)
-            .map(|(node, chosen)| match chosen {
-                Some(sent) => Ok((node.id, sent)),
-                None => Ok((node.id, repr::for_writing(&node.canonical)?.into_owned())),
+            .map(|(node, keep)| {
+                let stored = match keep {
+                    Keep::AsSent(sent) => Cow::Borrowed(sent),
+                    Keep::AtDepth(sent, depth) => Cow::Owned(repr::with_depth(sent, depth)),
+                    Keep::Compressed => repr::for_writing(&node.canonical)?,
+                };
+                Ok((node.id, stored))
             })
             .collect::<Result<Vec<_>>>()?;
         staging::keep(self.store, &stored)

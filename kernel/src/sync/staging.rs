@@ -25,7 +25,7 @@ const STAGED: TableDef<Bytes, Bytes> = TableDef::new("sync_staged", 6);
 pub(crate) const STAGED_TABLE: Declared = STAGED.declared();
 
 /// Keeps verified nodes, each `(id, stored representation)`, durably in one write transaction.
-pub fn keep(store: &Store, nodes: &[(NodeId, Vec<u8>)]) -> Result<()> {
+pub fn keep(store: &Store, nodes: &[(NodeId, Cow<'_, [u8]>)]) -> Result<()> {
     if nodes.is_empty() {
         return Ok(());
     }
