@@ -10,11 +10,15 @@
 # The native file system is measured in the same run for scale.
 #
 #   bench/storage-hot.sh BASELINE_JIT [RUNS]    (a jit built before #21; default 3 runs)
+#   GC=1 bench/storage-hot.sh BASELINE_JIT      (each build runs `jit gc` on its universe after
+#                                                the import: hot content as `jit gc` leaves it)
+#   BASELINE_LABEL='at b95795f' ...             (what the baseline column is called)
 #
 # Needs root (drops the page cache), hyperfine, a release build and bench/import.sh's data.
 set -euo pipefail
 base=${1:?usage: bench/storage-hot.sh BASELINE_JIT [RUNS]}
 runs=${2:-3}
+label=${BASELINE_LABEL:-before #21}
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/bench/common.sh"
 command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
@@ -48,6 +52,7 @@ setup() {
   t=$(date +%s.%N)
   "$bin" -C "$u" import "$src" -m linux -q >/dev/null
   import_s[$name]=$(printf '%.2f' "$(echo "$(date +%s.%N) - $t" | bc)")
+  if [ "${GC:-0}" = 1 ]; then "$bin" -C "$u" gc >/dev/null; fi
   store_mib[$name]=$(mib "$u/.jit/store")
   "$bin" -C "$u" up --no-plane --mount "$u/mnt" > "$u.log" 2>&1 &
   pids+=($!)
@@ -91,12 +96,12 @@ row() { # label json
 files=$(find "$linux" -type f | wc -l)
 echo "## Hot content with compressed storage (\`bench/storage-hot.sh\`, median of $runs)"
 echo
-echo "The Linux 6.1 tree ($files files) and a 1 GiB random file, imported by the build before #21 and by this one, each mounted by its own daemon; native ext4 for scale. Cold runs drop the page cache."
+echo "The Linux 6.1 tree ($files files) and a 1 GiB random file, imported by the build $label and by this one, each mounted by its own daemon; native ext4 for scale. Cold runs drop the page cache."
 echo
-echo "| workload | native | before #21 | after | after ÷ before |"
+echo "| workload | native | $label | after | after ÷ before |"
 echo "|---|---|---|---|---|"
 echo "| \`jit import\` of the Linux tree and the 1 GiB file | — | ${import_s[before]} s | ${import_s[after]} s | $(python3 -c "print('%.2f' % (${import_s[after]} / ${import_s[before]}))")× |"
-echo "| store after the import | — | ${store_mib[before]} MiB | ${store_mib[after]} MiB | $(python3 -c "print('%.2f' % (${store_mib[after]} / ${store_mib[before]}))")× |"
+echo "| store after the import$([ "${GC:-0}" = 1 ] && echo ' and \`jit gc\`') | — | ${store_mib[before]} MiB | ${store_mib[after]} MiB | $(python3 -c "print('%.2f' % (${store_mib[after]} / ${store_mib[before]}))")× |"
 row "find + stat through the mount, cold" "$work/walk-cold.json"
 row "find + stat through the mount, warm" "$work/walk-warm.json"
 row "read every file (cat), cold" "$work/cat-cold.json"
