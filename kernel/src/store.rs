@@ -455,29 +455,18 @@ impl Store {
                     Some(&j) if out[j].is_some() => ready.push((i, Base::InBatch(j), frame)),
                     Some(&j) if found[j].1.is_some() => waiting.push((i, base, frame)),
                     _ => {
-                        let bytes = match self.bases.get(&base) {
-                            Some(bytes) => bytes,
-                            None => {
-                                let (id, _) = found[i];
-                                let resolved: Arc<[u8]> = self
-                                    .node_bytes(txn, &base)
-                                    .map_err(|e| {
-                                        repr::corrupt(
-                                            &id,
-                                            format!("its delta base {base} cannot be read: {e}"),
-                                        )
-                                    })?
-                                    .ok_or_else(|| {
-                                        repr::corrupt(
-                                            &id,
-                                            format!("its delta base {base} is not stored"),
-                                        )
-                                    })?
-                                    .into();
-                                self.bases.insert(base, resolved.clone());
-                                resolved
-                            }
-                        };
+                        let id = found[i].0;
+                        let bytes = self
+                            .base_bytes(txn, &base)
+                            .map_err(|e| {
+                                repr::corrupt(
+                                    &id,
+                                    format!("its delta base {base} cannot be read: {e}"),
+                                )
+                            })?
+                            .ok_or_else(|| {
+                                repr::corrupt(&id, format!("its delta base {base} is not stored"))
+                            })?;
                         ready.push((i, Base::Resolved(bytes), frame));
                     }
                 }
@@ -511,6 +500,21 @@ impl Store {
             pending = waiting;
         }
         Ok(())
+    }
+
+    /// The canonical bytes of node `id` read as a delta's base: from the bases resolved lately
+    /// ([`bases`]) when there, else read and verified ([`Store::node_bytes`]) and kept there,
+    /// since a base (a directory's hub, the newer version a sync's deltas name) serves again.
+    pub fn base_bytes(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Option<Arc<[u8]>>> {
+        if let Some(bytes) = self.bases.get(id) {
+            return Ok(Some(bytes));
+        }
+        let Some(bytes) = self.node_bytes(txn, id)? else {
+            return Ok(None);
+        };
+        let bytes: Arc<[u8]> = bytes.into();
+        self.bases.insert(*id, bytes.clone());
+        Ok(Some(bytes))
     }
 
     /// The stored value of node `id`, as kept (its representation, not decoded; taken from

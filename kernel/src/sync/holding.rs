@@ -32,7 +32,7 @@ pub(crate) trait Holding: Sync {
         false
     }
     /// The canonical bytes of a node this holding already has (a delta's base), if any.
-    fn base<'t>(&self, _txn: &'t ReadTxn<'_>, _id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
+    fn base(&self, _txn: &ReadTxn<'_>, _id: &NodeId) -> Result<Option<std::sync::Arc<[u8]>>> {
         Ok(None)
     }
     /// The reply to such a request (a holding whose replies are compressed opens them here).

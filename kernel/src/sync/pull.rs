@@ -198,8 +198,8 @@ impl Holding for Replica<'_> {
         self.store.node_bytes(txn, id)
     }
 
-    fn base<'t>(&self, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
-        self.store.node_bytes(txn, id)
+    fn base(&self, txn: &ReadTxn<'_>, id: &NodeId) -> Result<Option<std::sync::Arc<[u8]>>> {
+        self.store.base_bytes(txn, id)
     }
 
     fn takes_stored(&self) -> bool {

@@ -9,7 +9,6 @@
 //! what its DAG holds and follows every dependency; a federation import holds what it imported
 //! from that universe and follows only the closure (never a parent).
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 
 pub(crate) use super::holding::{Holding, Received};
@@ -598,8 +597,9 @@ fn open(
             Stored::Zstd(frame) => repr::inflate(id, frame, None).map_err(peer)?,
             Stored::Delta { base, frame, .. } => {
                 let here = bases.at.get(&base).map(|&b| bases.opened(b));
-                let base_bytes = match (here, bases.recent.and_then(|r| r.get(&base))) {
-                    (Some(Some(bytes)), _) | (None, Some(bytes)) => Cow::Borrowed(bytes),
+                let held;
+                let base_bytes: &[u8] = match (here, bases.recent.and_then(|r| r.get(&base))) {
+                    (Some(Some(bytes)), _) | (None, Some(bytes)) => bytes,
                     // Its base came in this round but did not open: it waits too.
                     (Some(None), _) => return Ok(Opened::Waiting),
                     (None, None) => match bases
@@ -607,11 +607,14 @@ fn open(
                         .base(bases.txn, &base)
                         .map_err(Failure::Local)?
                     {
-                        Some(bytes) => bytes,
+                        Some(bytes) => {
+                            held = bytes;
+                            &held
+                        }
                         None => return Ok(Opened::Waiting),
                     },
                 };
-                repr::inflate(id, frame, Some(&base_bytes)).map_err(peer)?
+                repr::inflate(id, frame, Some(base_bytes)).map_err(peer)?
             }
         }),
     };
