@@ -101,7 +101,7 @@ echo
 echo "| workload | native | $label | after | after ÷ before |"
 echo "|---|---|---|---|---|"
 echo "| \`jit import\` of the Linux tree and the 1 GiB file | — | ${import_s[before]} s | ${import_s[after]} s | $(python3 -c "print('%.2f' % (${import_s[after]} / ${import_s[before]}))")× |"
-echo "| store after the import$([ "${GC:-0}" = 1 ] && echo ' and \`jit gc\`') | — | ${store_mib[before]} MiB | ${store_mib[after]} MiB | $(python3 -c "print('%.2f' % (${store_mib[after]} / ${store_mib[before]}))")× |"
+echo "| store after the import$([ "${GC:-0}" = 1 ] && echo ' and jit gc') | — | ${store_mib[before]} MiB | ${store_mib[after]} MiB | $(python3 -c "print('%.2f' % (${store_mib[after]} / ${store_mib[before]}))")× |"
 row "find + stat through the mount, cold" "$work/walk-cold.json"
 row "find + stat through the mount, warm" "$work/walk-warm.json"
 row "read every file (cat), cold" "$work/cat-cold.json"
