@@ -253,7 +253,17 @@ pub fn is_ancestor(
     if ancestor == descendant {
         return Ok(true);
     }
-    let floor = clock_of(store, txn, ancestor)?;
+    let floor = store.require_header(txn, ancestor)?;
+    if floor.node_type == NodeType::Root {
+        // Every history node has a parent with an older clock, and only the root (one node:
+        // its bytes are fixed) has none: every history node descends from it. A new replica's
+        // branch starts at the root, so its first pull would otherwise walk all of history.
+        return Ok(!store
+            .require_header(txn, descendant)?
+            .node_type
+            .is_content());
+    }
+    let floor = floor.clock;
     let mut seen = HashSet::new();
     let mut queue = VecDeque::from([*descendant]);
     while let Some(id) = queue.pop_front() {

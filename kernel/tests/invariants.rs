@@ -367,6 +367,26 @@ fn append_side_snapshot(fx: &Fixture) -> NodeId {
 }
 
 #[test]
+fn every_history_node_descends_from_the_root_and_nothing_else_does() {
+    let fx = fixture();
+    let store = fx.repo.store();
+    let (root, _) = Node::root().encode_with_id().unwrap();
+    let side = append_side_snapshot(&fx);
+    let txn = store.read().unwrap();
+    for snapshot in [fx.first, fx.second, side] {
+        assert!(dag::is_ancestor(store, &txn, &root, &snapshot).unwrap());
+        assert!(!dag::is_ancestor(store, &txn, &snapshot, &root).unwrap());
+    }
+    // A tree is no one's descendant, the root's included; the root is its own.
+    let tree =
+        jit_kernel::tree::tree_of(&jit_kernel::source::Dag::new(store, &txn), &fx.first).unwrap();
+    assert!(!dag::is_ancestor(store, &txn, &root, &tree).unwrap());
+    assert!(dag::is_ancestor(store, &txn, &root, &root).unwrap());
+    // And off the root, the walk still answers: the side line is not the tip's ancestor.
+    assert!(!dag::is_ancestor(store, &txn, &side, &fx.second).unwrap());
+}
+
+#[test]
 fn reset_moves_back_through_an_inversion_rewrite() {
     let fx = fixture();
     let main = RefName::branch("main").unwrap();
