@@ -65,6 +65,17 @@ fn truncate(mut text: String, max: usize) -> String {
     text
 }
 
+/// A delta's base that could not be read: a corrupt base makes the delta (`id`) corrupt,
+/// naming the base; any other failure (I/O, a full disk) is itself.
+fn unreadable_base(id: &NodeId, base: &NodeId, error: Error) -> Error {
+    match error {
+        Error::Corrupt { .. } | Error::CorruptRepresentation { .. } => {
+            repr::corrupt(id, format!("its delta base {base} cannot be read: {error}"))
+        }
+        other => other,
+    }
+}
+
 /// The open store of one universe.
 pub struct Store {
     pub(crate) env: Env<WithoutTls>,
@@ -366,15 +377,7 @@ impl Store {
                         };
                         let bytes: std::sync::Arc<[u8]> = self
                             .resolve(txn, &base, base_stored, hops + 1)
-                            .map_err(|e| match e {
-                                Error::Corrupt { .. } | Error::CorruptRepresentation { .. } => {
-                                    repr::corrupt(
-                                        id,
-                                        format!("its delta base {base} cannot be read: {e}"),
-                                    )
-                                }
-                                other => other,
-                            })?
+                            .map_err(|e| unreadable_base(id, &base, e))?
                             .into();
                         self.bases.insert(base, bytes.clone());
                         bytes
@@ -458,12 +461,7 @@ impl Store {
                         let id = found[i].0;
                         let bytes = self
                             .base_bytes(txn, &base)
-                            .map_err(|e| {
-                                repr::corrupt(
-                                    &id,
-                                    format!("its delta base {base} cannot be read: {e}"),
-                                )
-                            })?
+                            .map_err(|e| unreadable_base(&id, &base, e))?
                             .ok_or_else(|| {
                                 repr::corrupt(&id, format!("its delta base {base} is not stored"))
                             })?;

@@ -32,14 +32,6 @@ pub fn keep(store: &Store, nodes: &[(NodeId, Cow<'_, [u8]>)]) -> Result<()> {
     store.keep_received(nodes)
 }
 
-/// A received node's canonical bytes, if one was kept and not appended yet.
-pub fn get<'t>(store: &Store, txn: &'t ReadTxn<'_>, id: &NodeId) -> Result<Option<Cow<'t, [u8]>>> {
-    if store.has_node(txn, id)? {
-        return Ok(None);
-    }
-    store.node_bytes(txn, id)
-}
-
 /// How many received nodes wait to be appended.
 pub fn count(store: &Store, txn: &ReadTxn<'_>) -> Result<u64> {
     Ok(store
